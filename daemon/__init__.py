@@ -1,0 +1,1 @@
+"""radical.orbit.daemon"""

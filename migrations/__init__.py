@@ -1,0 +1,1 @@
+"""SQL migrations of the ledger, applied in order of their number."""
