@@ -1,1 +1,14 @@
-"""radical.orbit.daemon"""
+"""Endpoint daemon ``orbit-globus-endpoint``: HTTP + WebSocket API, sessions, durable
+submits, bulk poller. See ``docs/daemon.md``.
+
+Run it with ``orbit-globus-endpoint --state-dir DIR`` (or ``python -m radical.orbit.daemon``);
+start it from tests with :class:`radical.orbit.daemon.launcher.DaemonProcess`.
+"""
+
+from __future__ import annotations
+
+from .config import Config, load_config
+from .errors import DaemonError
+from .launcher import DaemonProcess
+
+__all__ = ["Config", "DaemonError", "DaemonProcess", "load_config"]

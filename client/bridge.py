@@ -1,0 +1,122 @@
+"""Entry points: :class:`BridgeClient` finds the daemon, :class:`EndpointClient` its plugins."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from . import calls
+from .aio import AsyncGlobusClient
+from .config import DaemonAddress, resolve_address
+from .errors import ArgumentError, NotFoundError, ProtocolError
+from .globus import GlobusClient
+from .transport import DEFAULT_TIMEOUT, SyncTransport
+
+__all__ = ["BridgeClient", "EndpointClient"]
+
+
+class EndpointClient:
+    """One endpoint of the daemon; hands out its plugin clients."""
+
+    def __init__(self, bridge: BridgeClient, info: dict[str, Any]) -> None:
+        self._bridge = bridge
+        self.info = info
+        self.name: str = info["name"]
+
+    def __repr__(self) -> str:
+        return f"EndpointClient(name={self.name!r}, plugins={self.plugins!r})"
+
+    @property
+    def plugins(self) -> list[str]:
+        plugins = self.info.get("plugins")
+        return [str(p) for p in plugins] if isinstance(plugins, list) else []
+
+    def _check(self, name: str) -> None:
+        if name != "globus" or name not in self.plugins:
+            raise ArgumentError(
+                f"endpoint {self.name!r} has no plugin {name!r}; it offers {self.plugins}"
+            )
+
+    def get_plugin(self, name: str, *, session_id: str | None = None) -> GlobusClient:
+        """The blocking client of plugin ``name`` (only ``'globus'`` exists)."""
+        self._check(name)
+        client = GlobusClient(
+            address=self._bridge.address,
+            session_id=session_id,
+            endpoint=self.name,
+            timeout=self._bridge.timeout,
+        )
+        self._bridge._plugins.append(client)
+        return client
+
+    def get_async_plugin(self, name: str, *, session_id: str | None = None) -> AsyncGlobusClient:
+        """The asyncio client of plugin ``name``; close it with ``await client.aclose()``."""
+        self._check(name)
+        return AsyncGlobusClient(
+            address=self._bridge.address,
+            session_id=session_id,
+            endpoint=self.name,
+            timeout=self._bridge.timeout,
+        )
+
+
+class BridgeClient:
+    """Connection to an orbit endpoint daemon.
+
+    The URL and token come from the arguments, else ``RADICAL_ORBIT_URL`` and
+    ``RADICAL_ORBIT_TOKEN`` / ``RADICAL_ORBIT_TOKEN_FILE``, else the files the daemon writes in
+    its state folder (``RADICAL_ORBIT_STATE_DIR`` or ``~/.radical/orbit/endpoint``).
+    """
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.address: DaemonAddress = resolve_address(url=url, token=token)
+        self.timeout = timeout
+        self._transport = SyncTransport(self.address, timeout=timeout)
+        self._plugins: list[GlobusClient] = []
+
+    def __repr__(self) -> str:
+        return f"BridgeClient(url={self.address.url!r})"
+
+    @property
+    def url(self) -> str:
+        return self.address.url
+
+    def describe_endpoints(self) -> list[dict[str, Any]]:
+        """The daemon's endpoint documents: ``name, version, plugins, local_collection``."""
+        answer = self._transport.send(calls.list_endpoints())
+        endpoints = answer.get("endpoints") if isinstance(answer, dict) else None
+        if not isinstance(endpoints, list):
+            raise ProtocolError("GET /endpoints answered without an 'endpoints' list")
+        return endpoints
+
+    def list_endpoints(self) -> list[str]:
+        """Names of the endpoints this daemon serves."""
+        return [str(ep["name"]) for ep in self.describe_endpoints()]
+
+    def get_endpoint_client(self, name: str) -> EndpointClient:
+        for info in self.describe_endpoints():
+            if info.get("name") == name:
+                return EndpointClient(self, info)
+        raise NotFoundError(
+            404, "EndpointNotFound", f"the daemon serves no endpoint named {name!r}"
+        )
+
+    def close(self) -> None:
+        """Release connections, including those of the plugin clients handed out."""
+        for plugin in self._plugins:
+            plugin.close()
+        self._plugins.clear()
+        self._transport.close()
+
+    def __enter__(self) -> BridgeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,339 @@
+"""The daemon's HTTP API as data: one function per route, and one answer decoder.
+
+Nothing here does I/O. Each function returns a :class:`Call` (method, path, query, JSON
+body); the sync and async clients send it with their own HTTP library and hand the answer to
+:func:`decode_answer`, so both flavours share every route, every parameter rule and the error
+translation, and differ only in how bytes move.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from .errors import (
+    ArgumentError,
+    NoSessionError,
+    ProtocolError,
+    TaskFailed,
+    TaskWaitTimeout,
+    error_from_response,
+)
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Call",
+    "cancel_task",
+    "decode_answer",
+    "delete",
+    "endpoint_search",
+    "finish_wait",
+    "get_endpoint",
+    "get_task",
+    "history",
+    "is_terminal",
+    "list_endpoints",
+    "list_of",
+    "list_tasks",
+    "ls",
+    "mkdir",
+    "register_session",
+    "rename",
+    "submit_transfer",
+    "task_row",
+    "task_wait",
+    "unregister_session",
+    "websocket_url",
+]
+
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+
+# The wait route holds the request open for up to its timeout; the HTTP read timeout must
+# outlast it by this much so a slow answer is not mistaken for a dead daemon.
+WAIT_GRACE_SECONDS = 10.0
+
+Query = dict[str, str | int | float]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to the daemon, before any I/O."""
+
+    method: str
+    path: str
+    params: Query = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    # None: the client's default timeout applies.
+    read_timeout: float | None = None
+
+
+def is_terminal(status: object) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+def _seg(value: str) -> str:
+    """Quote a path segment so a task id or path can never escape its place in the route."""
+    if not isinstance(value, str) or not value:
+        raise ArgumentError(f"expected a non-empty string, got {value!r}")
+    return quote(value, safe="")
+
+
+def _session(sid: str | None) -> str:
+    if not sid:
+        raise NoSessionError(
+            "this GlobusClient has no session: call register_session(...) first, or pass"
+            " session_id= for a session registered earlier"
+        )
+    return f"/globus/sessions/{_seg(sid)}"
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _epoch(value: datetime | str | float | None) -> float | None:
+    """Seconds since the epoch, as the history route wants; naive datetimes are UTC."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ArgumentError(
+                f"{value!r} is not a time: give a datetime, epoch seconds or ISO 8601 text"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    raise ArgumentError(f"{value!r} is not a time: give a datetime, epoch seconds or ISO text")
+
+
+def list_endpoints() -> Call:
+    return Call("GET", "/endpoints")
+
+
+def register_session(
+    *,
+    access_token: str | None,
+    refresh_token: str | None,
+    client_id: str | None,
+    local_collection: str | None,
+    sid: str | None,
+) -> Call:
+    body = _drop_none(
+        {
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "local_collection": local_collection,
+            "sid": sid,
+        }
+    )
+    return Call("POST", "/globus/sessions", body=body)
+
+
+def unregister_session(sid: str | None) -> Call:
+    return Call("DELETE", _session(sid))
+
+
+def _items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(items, Mapping | str | bytes):
+        raise ArgumentError("items must be a list of {'source', 'destination', 'recursive'} dicts")
+    return [dict(item) for item in items]
+
+
+def submit_transfer(
+    sid: str | None,
+    *,
+    source: str,
+    destination: str,
+    items: Iterable[Mapping[str, Any]],
+    label: str | None,
+    sync_level: str | int | None,
+    options: Mapping[str, Any],
+) -> Call:
+    body = _drop_none(
+        {
+            "source": source,
+            "destination": destination,
+            "items": _items(items),
+            "label": label,
+            "sync_level": sync_level,
+            **options,
+        }
+    )
+    return Call("POST", f"{_session(sid)}/transfers", body=body)
+
+
+def delete(
+    sid: str | None,
+    *,
+    collection: str,
+    paths: Sequence[str] | str,
+    recursive: bool,
+    label: str | None,
+) -> Call:
+    # A lone string is one path, not a sequence of one-letter paths.
+    path_list = [paths] if isinstance(paths, str) else list(paths)
+    body = _drop_none(
+        {"collection": collection, "paths": path_list, "recursive": recursive, "label": label}
+    )
+    return Call("POST", f"{_session(sid)}/deletes", body=body)
+
+
+def get_task(sid: str | None, task_id: str) -> Call:
+    return Call("GET", f"{_session(sid)}/tasks/{_seg(task_id)}")
+
+
+def task_wait(sid: str | None, task_id: str, *, timeout: float) -> Call:
+    return Call(
+        "POST",
+        f"{_session(sid)}/tasks/{_seg(task_id)}/wait",
+        body={"timeout": timeout},
+        read_timeout=timeout + WAIT_GRACE_SECONDS,
+    )
+
+
+def cancel_task(sid: str | None, task_id: str) -> Call:
+    return Call("POST", f"{_session(sid)}/tasks/{_seg(task_id)}/cancel")
+
+
+def list_tasks(sid: str | None, *, limit: int, offset: int, status: str | None) -> Call:
+    params: Query = {"limit": limit, "offset": offset}
+    if status:
+        params["status"] = status
+    return Call("GET", f"{_session(sid)}/tasks", params=params)
+
+
+def ls(sid: str | None, *, collection: str, path: str | None) -> Call:
+    params: Query = {"collection": collection}
+    if path is not None:
+        params["path"] = path
+    return Call("GET", f"{_session(sid)}/ls", params=params)
+
+
+def mkdir(sid: str | None, *, collection: str, path: str) -> Call:
+    return Call("POST", f"{_session(sid)}/mkdir", body={"collection": collection, "path": path})
+
+
+def rename(sid: str | None, *, collection: str, oldpath: str, newpath: str) -> Call:
+    body = {"collection": collection, "oldpath": oldpath, "newpath": newpath}
+    return Call("POST", f"{_session(sid)}/rename", body=body)
+
+
+def endpoint_search(sid: str | None, *, filter_text: str | None, limit: int) -> Call:
+    params: Query = {"limit": limit}
+    if filter_text:
+        params["filter_text"] = filter_text
+    return Call("GET", f"{_session(sid)}/endpoint_search", params=params)
+
+
+def get_endpoint(sid: str | None, collection: str) -> Call:
+    return Call("GET", f"{_session(sid)}/endpoints/{_seg(collection)}")
+
+
+def history(
+    *,
+    session_id: str | None,
+    task_id: str | None,
+    status: str | None,
+    label: str | None,
+    since: datetime | str | float | None,
+    until: datetime | str | float | None,
+    after: int | None,
+    limit: int | None,
+    offset: int | None = None,
+    view: str,
+) -> Call:
+    if view not in ("events", "tasks"):
+        raise ArgumentError(f"view must be 'events' or 'tasks', not {view!r}")
+    raw = {
+        "session_id": session_id,
+        "task_id": task_id,
+        "status": status,
+        "label": label,
+        "since": _epoch(since),
+        "until": _epoch(until),
+        "after": after,
+        "limit": limit,
+        "offset": offset,
+        "view": view,
+    }
+    return Call("GET", "/globus/history", params=_drop_none(raw))
+
+
+def websocket_url(
+    base_url: str,
+    *,
+    since: int | None,
+    session_id: str | None,
+    task_id: str | None,
+    topic: str | None,
+) -> str:
+    """The ``/ws`` URL for a stream resuming after ``since`` with the given filters."""
+    if base_url.startswith("https://"):
+        ws_base = "wss://" + base_url[len("https://") :]
+    elif base_url.startswith("http://"):
+        ws_base = "ws://" + base_url[len("http://") :]
+    else:
+        ws_base = base_url
+    query = _drop_none(
+        {"since": since, "session_id": session_id, "task_id": task_id, "topic": topic}
+    )
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"{ws_base.rstrip('/')}/ws{suffix}"
+
+
+def decode_answer(
+    call: Call, status: int, content: bytes, *, headers: Mapping[str, str] | None = None
+) -> Any:
+    """Return the answer's JSON document, or raise the :mod:`errors` class its status calls for."""
+    try:
+        document: Any = json.loads(content) if content else None
+    except ValueError:
+        document = None
+        if status < 400:
+            raise ProtocolError(
+                f"{call.method} {call.path}: the daemon answered {status} with a body that is"
+                " not JSON; is the URL really an orbit daemon?"
+            ) from None
+    if status >= 400:
+        raise error_from_response(status, document, headers=headers)
+    if status == 204 or document is None:
+        return {}
+    return document
+
+
+def list_of(document: Any, key: str) -> list[dict[str, Any]]:
+    values = document.get(key) if isinstance(document, Mapping) else None
+    if not isinstance(values, list):
+        raise ProtocolError(f"the daemon's answer has no {key!r} list")
+    return values
+
+
+def task_row(document: Any) -> dict[str, Any]:
+    row = dict(document)
+    row.pop("done", None)
+    return row
+
+
+def finish_wait(
+    row: dict[str, Any], task_id: str, timeout: float, *, raise_on_failure: bool
+) -> dict[str, Any]:
+    """The end of task_wait, shared by both flavours: a finished row, or the fitting error."""
+    if not is_terminal(row.get("status")):
+        raise TaskWaitTimeout(task_id, timeout, row)
+    if raise_on_failure and row.get("status") == "FAILED":
+        raise TaskFailed(row)
+    return row

@@ -1,0 +1,350 @@
+"""The blocking ``globus`` plugin client: one method per daemon route, plus the event stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from . import calls
+from .config import DaemonAddress, resolve_address
+from .errors import ProtocolError, RequestError
+from .stream import StreamClosed
+from .sync_stream import EventCallback, EventStream, Subscription
+from .transport import DEFAULT_TIMEOUT, SyncTransport
+
+__all__ = ["GlobusClient"]
+
+
+class GlobusClient:
+    """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
+
+    Get one from ``BridgeClient().get_endpoint_client(name).get_plugin('globus')`` or build it
+    directly (same URL/token discovery as :class:`~.bridge.BridgeClient`). Call
+    :meth:`register_session` first, or pass ``session_id=`` of a session registered earlier.
+    Answers are plain dicts as the daemon sends them. :meth:`close` releases the connection;
+    the session and its tasks stay tracked by the daemon (:meth:`unregister_session` ends it).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        session_id: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        address: DaemonAddress | None = None,
+    ) -> None:
+        self.address = address or resolve_address(url=url, token=token)
+        self.session_id = session_id
+        self.endpoint = endpoint
+        self._transport = SyncTransport(self.address, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"GlobusClient(url={self.address.url!r}, session_id={self.session_id!r})"
+
+    def __enter__(self) -> GlobusClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the HTTP connection. The daemon keeps the session and its tasks."""
+        self._transport.close()
+
+    # Sessions
+
+    def register_session(
+        self,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        client_id: str | None = None,
+        local_collection: str | None = None,
+        *,
+        sid: str | None = None,
+    ) -> dict[str, Any]:
+        """Hand a Globus credential to the daemon; returns ``{"sid", "local_collection"}``.
+
+        Give ``access_token``, or ``refresh_token`` + ``client_id`` (a native app). When this
+        client already has a session (or ``sid`` is given), that session is registered again
+        with the fresh credential and keeps all its tasks.
+        """
+        answer = self._transport.send(
+            calls.register_session(
+                access_token=access_token,
+                refresh_token=refresh_token,
+                client_id=client_id,
+                local_collection=local_collection,
+                sid=sid or self.session_id,
+            )
+        )
+        self.session_id = answer["sid"]
+        return dict(answer)
+
+    def unregister_session(self) -> dict[str, Any]:
+        """End the session at the daemon: it drops the credential and stops polling."""
+        answer = self._transport.send(calls.unregister_session(self.session_id))
+        self.session_id = None
+        return dict(answer)
+
+    # Tasks
+
+    def submit_transfer(
+        self,
+        source: str,
+        destination: str,
+        items: Iterable[Mapping[str, Any]],
+        label: str | None = None,
+        sync_level: str | int | None = None,
+        *,
+        verify_checksum: bool | None = None,
+        preserve_timestamp: bool | None = None,
+        deadline: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a transfer; returns ``{"task_id", "submission_id", "status"}``.
+
+        ``source``/``destination`` are collection UUIDs or ``"local"``; each item is
+        ``{"source": path, "destination": path, "recursive": bool}``.
+        """
+        options = {
+            "verify_checksum": verify_checksum,
+            "preserve_timestamp": preserve_timestamp,
+            "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
+        }
+        return dict(
+            self._transport.send(
+                calls.submit_transfer(
+                    self.session_id,
+                    source=source,
+                    destination=destination,
+                    items=items,
+                    label=label,
+                    sync_level=sync_level,
+                    options=options,
+                )
+            )
+        )
+
+    def delete(
+        self,
+        collection: str,
+        paths: Sequence[str] | str,
+        recursive: bool = False,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a delete task; returns ``{"task_id", "submission_id", "status"}``."""
+        call = calls.delete(
+            self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
+        )
+        return dict(self._transport.send(call))
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """The daemon's row for the task (status, progress, fatal_error, times, last_seq)."""
+        return dict(self._transport.send(calls.get_task(self.session_id, task_id)))
+
+    def cancel_task(self, task_id: str) -> dict[str, Any]:
+        """Ask Globus to cancel; returns ``{"task_id", "code", "message"}``."""
+        return dict(self._transport.send(calls.cancel_task(self.session_id, task_id)))
+
+    def list_tasks(
+        self, limit: int = 100, *, offset: int = 0, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """This session's task rows, newest first as the daemon orders them."""
+        call = calls.list_tasks(self.session_id, limit=limit, offset=offset, status=status)
+        return calls.list_of(self._transport.send(call), "tasks")
+
+    def task_wait(
+        self,
+        task_id: str,
+        timeout: float = 60,
+        polling_interval: float = 10,
+        *,
+        raise_on_failure: bool = False,
+        use_stream: bool = True,
+    ) -> dict[str, Any]:
+        """Wait until the task SUCCEEDED or FAILED and return its final row.
+
+        Follows the daemon's notification stream; if the stream cannot be used it asks the
+        daemon's wait route (or always, with ``use_stream=False``), at most
+        ``polling_interval`` seconds per request. Raises
+        :class:`TaskWaitTimeout` (a ``TimeoutError``) after ``timeout`` seconds, and
+        :class:`TaskFailed` for a FAILED task when ``raise_on_failure`` is set.
+        """
+        deadline = time.monotonic() + timeout
+        row = self.get_task(task_id)
+        if not calls.is_terminal(row.get("status")):
+            streamed = self._wait_streaming(task_id, row, deadline) if use_stream else None
+            row = (
+                streamed
+                if streamed is not None
+                else self._wait_polling(task_id, deadline, polling_interval)
+            )
+        return calls.finish_wait(row, task_id, timeout, raise_on_failure=raise_on_failure)
+
+    def _wait_streaming(
+        self, task_id: str, row: Mapping[str, Any], deadline: float
+    ) -> dict[str, Any] | None:
+        """Final row via the stream; None when the stream is unusable (then poll instead)."""
+        since = row.get("last_seq")
+        try:
+            with self.events(
+                since=since if isinstance(since, int) else 0, task_id=task_id
+            ) as stream:
+                while (remaining := deadline - time.monotonic()) > 0:
+                    event = stream.get(timeout=remaining)
+                    if event is None:
+                        break
+                    data = event.get("data") or {}
+                    if calls.is_terminal(data.get("status")):
+                        break
+        except (RequestError, StreamClosed, ProtocolError):
+            return None
+        return self.get_task(task_id)
+
+    def _wait_polling(
+        self, task_id: str, deadline: float, polling_interval: float
+    ) -> dict[str, Any]:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self.get_task(task_id)
+            wait = max(0.0, min(polling_interval, remaining))
+            answer = self._transport.send(calls.task_wait(self.session_id, task_id, timeout=wait))
+            if answer.get("done") or calls.is_terminal(answer.get("status")):
+                return calls.task_row(answer)
+
+    # Files and collections
+
+    def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:
+        """Globus ``file_list`` document of ``path`` on the collection (``"local"`` allowed)."""
+        call = calls.ls(self.session_id, collection=collection, path=path)
+        return dict(self._transport.send(call))
+
+    def mkdir(self, collection: str, path: str) -> dict[str, Any]:
+        call = calls.mkdir(self.session_id, collection=collection, path=path)
+        return dict(self._transport.send(call))
+
+    def rename(self, collection: str, oldpath: str, newpath: str) -> dict[str, Any]:
+        call = calls.rename(
+            self.session_id, collection=collection, oldpath=oldpath, newpath=newpath
+        )
+        return dict(self._transport.send(call))
+
+    def endpoint_search(
+        self, filter_text: str | None = None, limit: int = 25
+    ) -> list[dict[str, Any]]:
+        """Collections matching ``filter_text`` (Globus endpoint documents)."""
+        call = calls.endpoint_search(self.session_id, filter_text=filter_text, limit=limit)
+        return calls.list_of(self._transport.send(call), "endpoints")
+
+    def get_endpoint(self, collection: str) -> dict[str, Any]:
+        return dict(self._transport.send(calls.get_endpoint(self.session_id, collection)))
+
+    # History and notifications
+
+    def history(
+        self,
+        task_id: str | None = None,
+        status: str | None = None,
+        label: str | None = None,
+        since: datetime | str | float | None = None,
+        until: datetime | str | float | None = None,
+        limit: int = 100,
+        *,
+        view: str = "events",
+        after: int | None = None,
+        offset: int | None = None,
+        session_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the ledger: ``{"events": [...], "next_after"}`` or ``{"tasks": [...]}``.
+
+        Covers every session of this daemon token unless ``session_id`` narrows it. For the
+        next page of events pass ``after=page["next_after"]``; :meth:`iter_history` does that.
+        """
+        call = calls.history(
+            session_id=session_id,
+            task_id=task_id,
+            status=status,
+            label=label,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+            offset=offset,
+            view=view,
+        )
+        return dict(self._transport.send(call))
+
+    def iter_history(
+        self,
+        task_id: str | None = None,
+        status: str | None = None,
+        label: str | None = None,
+        since: datetime | str | float | None = None,
+        until: datetime | str | float | None = None,
+        *,
+        page_size: int = 500,
+        session_id: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching ledger event, oldest first, fetching pages as needed."""
+        after: int | None = None
+        while True:
+            page = self.history(
+                task_id, status, label, since, until, page_size, after=after, session_id=session_id
+            )
+            events = calls.list_of(page, "events")
+            yield from events
+            after = page.get("next_after")
+            if not events or after is None:
+                return
+
+    def events(
+        self,
+        since: int | None = None,
+        *,
+        task_id: str | None = None,
+        topic: str | None = None,
+        cursor_file: str | None = None,
+        all_sessions: bool = False,
+        give_up_after: float | None = None,
+    ) -> EventStream:
+        """Iterator of notifications after seq ``since`` (None: from now), reconnecting itself.
+
+        Limited to this client's session unless ``all_sessions``. Use it as a context manager
+        or call ``close()`` when done.
+        """
+        return EventStream(
+            url=self.address.url,
+            token=self.address.token,
+            since=since,
+            session_id=None if all_sessions else self.session_id,
+            task_id=task_id,
+            topic=topic,
+            cursor_file=cursor_file,
+            give_up_after=give_up_after,
+        )
+
+    def subscribe(
+        self,
+        callback: EventCallback,
+        since: int | None = None,
+        task_id: str | None = None,
+        topic: str | None = None,
+        cursor_file: str | None = None,
+        *,
+        all_sessions: bool = False,
+    ) -> Subscription:
+        """Call ``callback(event)`` from a background thread for each notification, in order."""
+        stream = self.events(
+            since, task_id=task_id, topic=topic, cursor_file=cursor_file, all_sessions=all_sessions
+        )
+        return Subscription(stream, callback, name=f"orbit-events-{self.session_id}")

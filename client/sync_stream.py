@@ -1,0 +1,295 @@
+"""Blocking event stream over the daemon's WebSocket, and a background-thread subscription.
+
+:class:`EventStream` is an iterator of event dicts that reconnects on its own; the
+:class:`Subscription` runs one in a thread and hands each event to a callback. Both deliver
+each event once and in seq order across reconnects (see :mod:`.stream`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from . import calls
+from .errors import DaemonUnavailable
+from .stream import (
+    Backoff,
+    CursorFile,
+    ReplayCursor,
+    StreamClosed,
+    decode_message,
+    handshake_error,
+    is_fatal_close,
+    starting_seq,
+)
+
+__all__ = ["EventCallback", "EventStream", "Subscription"]
+
+EventCallback = Callable[[dict[str, Any]], object]
+
+# websockets >= 17 warns unless a directly used connection says legacy=True; older ones
+# have no such flag (and no warning).
+_DIRECT: dict[str, Any] = (
+    {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+)
+
+# Handshake answers that a retry cannot fix. Not 403: uvicorn answers 403 to a socket the
+# server closes before accepting it, which is what a daemon that is shutting down does.
+_FATAL_HANDSHAKE = frozenset({400, 401, 404, 422})
+
+
+class EventStream(Iterator[dict[str, Any]]):
+    """Iterator of daemon events that survives dropped connections.
+
+    Reconnects with jittered exponential backoff and ``since`` = the last delivered seq. With
+    ``cursor_file`` the position is saved when the next event is requested (or the stream is
+    closed), so a restarted process resumes after the last event it finished with.
+    ``give_up_after`` (seconds without a working connection) turns an endless outage into
+    :class:`DaemonUnavailable`; None retries forever.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        since: int | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        topic: str | None = None,
+        cursor_file: str | None = None,
+        # Timeouts
+        open_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        give_up_after: float | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._url = url
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._filters = {"session_id": session_id, "task_id": task_id, "topic": topic}
+        self._cursor_file = CursorFile(cursor_file) if cursor_file else None
+        self._cursor = ReplayCursor(starting_seq(since, self._cursor_file))
+        self._open_timeout = open_timeout
+        self._idle_timeout = idle_timeout
+        self._give_up_after = give_up_after
+        self._backoff = backoff or Backoff()
+        self._ws: ClientConnection | None = None
+        self._closed = threading.Event()
+        self._unsaved: int | None = None
+        self._last_message = 0.0
+        self.connects = 0
+
+    @property
+    def last_seq(self) -> int | None:
+        """Seq of the last event delivered (None before the first event or heartbeat)."""
+        return self._cursor.last_seq
+
+    @property
+    def head(self) -> int | None:
+        """The daemon's last committed seq, as told by its latest heartbeat."""
+        return self._cursor.head
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            event = self.get()
+        except StreamClosed:
+            raise StopIteration from None
+        assert event is not None  # get() without a timeout only returns events
+        return event
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(save=exc is None)
+
+    def close(self, *, save: bool = True) -> None:
+        """Close the connection; with ``save`` the cursor file records the last event delivered."""
+        self._closed.set()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.close()
+        if save:
+            self._save()
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next event, or None when ``timeout`` seconds pass first; StreamClosed once closed."""
+        self._save()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed.is_set():
+                raise StreamClosed("the event stream is closed")
+            ws = self._ws
+            if ws is None:
+                ws = self._connect(deadline)
+                if ws is None:
+                    return None
+            wait = self._idle_timeout
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+            try:
+                raw = ws.recv(timeout=wait)
+            except TimeoutError:
+                if time.monotonic() - self._last_message >= self._idle_timeout:
+                    # Heartbeats stopped: the connection is dead without knowing it.
+                    self._drop()
+                continue
+            except ConnectionClosed as exc:
+                self._drop()
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                if is_fatal_close(code) and not self._closed.is_set():
+                    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+                    self._closed.set()
+                    raise StreamClosed(
+                        f"the daemon ended the stream: {code} {reason}", fatal=True
+                    ) from None
+                continue
+            self._last_message = time.monotonic()
+            self._backoff.reset()
+            event = self._cursor.accept(decode_message(raw))
+            if event is not None:
+                self._unsaved = self._cursor.last_seq
+                return event
+
+    def commit(self) -> None:
+        """Record the last delivered event in the cursor file now (get() also does this)."""
+        self._save()
+
+    def _save(self) -> None:
+        if self._cursor_file is not None and self._unsaved is not None:
+            self._cursor_file.save(self._unsaved)
+            self._unsaved = None
+
+    def _drop(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.close()
+
+    def _connect(self, deadline: float | None) -> ClientConnection | None:
+        failing_since = time.monotonic()
+        while not self._closed.is_set():
+            target = calls.websocket_url(self._url, since=self._cursor.last_seq, **self._filters)
+            reason = ""
+            try:
+                ws = connect(
+                    target,
+                    additional_headers=self._auth,
+                    open_timeout=self._open_timeout,
+                    # The daemon is local; a proxy would only see the bearer token.
+                    proxy=None,
+                    max_size=2**22,
+                    **_DIRECT,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in _FATAL_HANDSHAKE:
+                    self._closed.set()
+                    raise handshake_error(status, bytes(exc.response.body or b"")) from None
+                reason = f"handshake answered HTTP {status}"
+            except InvalidURI as exc:
+                self._closed.set()
+                raise DaemonUnavailable(self._url, f"bad WebSocket URL: {exc}") from None
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+            else:
+                if self._closed.is_set():
+                    ws.close()
+                    break
+                self._ws = ws
+                self.connects += 1
+                self._last_message = time.monotonic()
+                return ws
+            now = time.monotonic()
+            if self._give_up_after is not None and now - failing_since >= self._give_up_after:
+                raise DaemonUnavailable(self._url, reason)
+            delay = self._backoff.next_delay()
+            if deadline is not None and now + delay >= deadline:
+                self._closed.wait(max(0.0, deadline - now))
+                return None
+            self._closed.wait(delay)
+        raise StreamClosed("the event stream is closed")
+
+
+class Subscription:
+    """A background thread feeding stream events to ``callback``, one at a time, in order.
+
+    Stop it with :meth:`stop` (or use it as a context manager). If the callback raises, the
+    subscription stops and keeps the exception in :attr:`error`; that event counts as not
+    delivered, so a cursor file still points before it.
+    """
+
+    def __init__(self, stream: EventStream, callback: EventCallback, *, name: str) -> None:
+        self._stream = stream
+        self._callback = callback
+        self.error: BaseException | None = None
+        self.delivered = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def last_seq(self) -> int | None:
+        return self._stream.last_seq
+
+    @property
+    def connects(self) -> int:
+        """How many connections the stream opened (1 + reconnects)."""
+        return self._stream.connects
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                event = self._stream.get()
+                if event is None:
+                    continue
+                self._callback(event)
+                self.delivered += 1
+                self._stream.commit()
+        except StreamClosed as exc:
+            if exc.fatal:
+                self.error = exc
+        except Exception as exc:
+            # Kept for the application to inspect: a thread has nobody to raise to.
+            self.error = exc
+            self._stream.close(save=False)
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop delivering, close the connection and wait up to ``timeout`` for the thread."""
+        # Events whose callback returned are committed already; one in flight is not.
+        self._stream.close(save=False)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,94 @@
+"""Thin HTTP shells that send a :class:`~.calls.Call` and decode the answer.
+
+The only place where httpx exceptions become client exceptions: a failed connection is
+:class:`DaemonUnavailable`, everything the daemon answers goes through
+:func:`~.calls.decode_answer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from . import calls
+from .config import DaemonAddress
+from .errors import DaemonUnavailable
+
+__all__ = ["DEFAULT_TIMEOUT", "AsyncTransport", "SyncTransport"]
+
+DEFAULT_TIMEOUT = 60.0
+_USER_AGENT = "orbit-globus-client/0.1"
+
+
+def _headers(address: DaemonAddress) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {address.token}",
+        "Accept": "application/json",
+        "User-Agent": _USER_AGENT,
+    }
+
+
+def _timeout(call: calls.Call, default: float) -> httpx.Timeout:
+    read = default if call.read_timeout is None else max(default, call.read_timeout)
+    return httpx.Timeout(default, read=read)
+
+
+def _unavailable(address: DaemonAddress, exc: httpx.TransportError) -> DaemonUnavailable:
+    # The message names the failure only; httpx never puts request headers (the token) in it.
+    return DaemonUnavailable(address.url, f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+
+class SyncTransport:
+    def __init__(self, address: DaemonAddress, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self._timeout = timeout
+        # trust_env=False: the daemon is local and a proxy would only see the bearer token.
+        self._http = httpx.Client(
+            base_url=address.url, headers=_headers(address), timeout=timeout, trust_env=False
+        )
+
+    def send(self, call: calls.Call) -> Any:
+        try:
+            response = self._http.request(
+                call.method,
+                call.path,
+                params=call.params or None,
+                json=call.body,
+                timeout=_timeout(call, self._timeout),
+            )
+        except httpx.TransportError as exc:
+            raise _unavailable(self.address, exc) from exc
+        return calls.decode_answer(
+            call, response.status_code, response.content, headers=response.headers
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class AsyncTransport:
+    def __init__(self, address: DaemonAddress, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=address.url, headers=_headers(address), timeout=timeout, trust_env=False
+        )
+
+    async def send(self, call: calls.Call) -> Any:
+        try:
+            response = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params or None,
+                json=call.body,
+                timeout=_timeout(call, self._timeout),
+            )
+        except httpx.TransportError as exc:
+            raise _unavailable(self.address, exc) from exc
+        return calls.decode_answer(
+            call, response.status_code, response.content, headers=response.headers
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

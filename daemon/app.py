@@ -1,0 +1,225 @@
+"""HTTP routes of the daemon (FastAPI): parse, authenticate, call ``Endpoint``, answer.
+
+Every error is answered as ``{"error": "<Code>", "message": "<what to fix>", ...}``; the
+mapping from exceptions to statuses lives here, in the handlers at the bottom.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .auth import parse_bearer
+from .errors import DaemonError
+from .logs import get_logger
+from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
+from .service import VERSION, Endpoint
+from .sessions import Session
+from .websocket import Connections, serve_websocket
+
+__all__ = ["create_app"]
+
+log = get_logger(__name__)
+
+
+def _endpoint(request: Request) -> Endpoint:
+    endpoint: Endpoint = request.app.state.endpoint
+    return endpoint
+
+
+def _owner(request: Request) -> str:
+    return _endpoint(request).tokens.verify(parse_bearer(request.headers.get("authorization")))
+
+
+Owner = Annotated[str, Depends(_owner)]
+Ep = Annotated[Endpoint, Depends(_endpoint)]
+
+
+def _session(sid: str, owner: Owner, endpoint: Ep) -> Session:
+    return endpoint.session(owner, sid)
+
+
+Sess = Annotated[Session, Depends(_session)]
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        # Never echo "input": it may be a credential sent in the wrong field.
+        details.append(
+            {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
+        )
+        parts.append(f"{where}: {error.get('msg')}")
+    return "; ".join(parts) or "invalid request", details
+
+
+def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
+    app = FastAPI(
+        title="orbit-globus endpoint",
+        version=VERSION,
+        description="Endpoint daemon orchestrating Globus transfers (HTTP + WebSocket API).",
+    )
+    app.state.endpoint = endpoint
+    app.state.connections = connections
+
+    @app.exception_handler(DaemonError)
+    async def _daemon_error(_request: Request, exc: DaemonError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code == "Unauthorized" else None
+        if exc.status >= 500 and exc.code == "InternalError":
+            log.error("internal error", error=exc.message)
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = _describe_validation(exc)
+        return JSONResponse(
+            {"error": "ValidationError", "message": message, "details": details}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", error=type(exc).__name__)
+        return JSONResponse(
+            {"error": "InternalError", "message": "the daemon failed; see its log"},
+            status_code=500,
+        )
+
+    # -- endpoint and sessions -------------------------------------------------------------
+
+    @app.get("/endpoints")
+    async def list_endpoints(_owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return endpoint.describe()
+
+    @app.post("/globus/sessions")
+    async def register_session(body: RegisterBody, owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.register(
+            owner=owner,
+            access_token=body.access_token,
+            refresh_token=body.refresh_token,
+            client_id=body.client_id,
+            local_collection=body.local_collection,
+            sid=body.sid,
+        )
+
+    @app.delete("/globus/sessions/{sid}")
+    async def unregister(sid: str, owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.unregister(owner=owner, sid=sid)
+
+    # -- tasks -------------------------------------------------------------------------
+
+    @app.post("/globus/sessions/{sid}/transfers")
+    async def submit_transfer(body: TransferBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.submit_transfer(session, body=body.model_dump())
+
+    @app.post("/globus/sessions/{sid}/deletes")
+    async def delete(body: DeleteBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.submit_delete(session, body=body.model_dump())
+
+    @app.get("/globus/sessions/{sid}/tasks")
+    async def list_tasks(
+        session: Sess,
+        endpoint: Ep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        status: Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"] | None = None,
+    ) -> dict[str, Any]:
+        return await endpoint.list_tasks(session, limit=limit, offset=offset, status=status)
+
+    @app.get("/globus/sessions/{sid}/tasks/{task_id}")
+    async def get_task(task_id: str, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.get_task(session, task_id)
+
+    @app.post("/globus/sessions/{sid}/tasks/{task_id}/wait")
+    async def task_wait(
+        task_id: str, session: Sess, endpoint: Ep, body: WaitBody | None = None
+    ) -> dict[str, Any]:
+        timeout = body.timeout if body is not None else 60.0
+        return await endpoint.wait_task(session, task_id, timeout)
+
+    @app.post("/globus/sessions/{sid}/tasks/{task_id}/cancel")
+    async def cancel_task(task_id: str, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.cancel(session, task_id)
+
+    # -- file and collection operations ------------------------------------------------
+
+    @app.get("/globus/sessions/{sid}/ls")
+    async def ls(
+        session: Sess,
+        endpoint: Ep,
+        collection: Annotated[str, Query(min_length=1, max_length=128)],
+        path: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> Any:
+        return await endpoint.ls(session, collection=collection, path=path)
+
+    @app.post("/globus/sessions/{sid}/mkdir")
+    async def mkdir(body: MkdirBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.mkdir(session, collection=body.collection, path=body.path)
+
+    @app.post("/globus/sessions/{sid}/rename")
+    async def rename(body: RenameBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.rename(
+            session, collection=body.collection, oldpath=body.oldpath, newpath=body.newpath
+        )
+
+    @app.get("/globus/sessions/{sid}/endpoint_search")
+    async def endpoint_search(
+        session: Sess,
+        endpoint: Ep,
+        filter_text: Annotated[str | None, Query(max_length=256)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    ) -> dict[str, Any]:
+        return await endpoint.endpoint_search(session, filter_text=filter_text, limit=limit)
+
+    @app.get("/globus/sessions/{sid}/endpoints/{collection}")
+    async def get_endpoint(collection: str, session: Sess, endpoint: Ep) -> Any:
+        return await endpoint.get_endpoint(session, collection=collection)
+
+    # -- history and notifications ---------------------------------------------------------
+
+    @app.get("/globus/history")
+    async def history(
+        owner: Owner,
+        endpoint: Ep,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        status: Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"] | None = None,
+        label: Annotated[str | None, Query(max_length=128)] = None,
+        since: float | None = None,
+        until: float | None = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        view: Literal["events", "tasks"] = "events",
+    ) -> dict[str, Any]:
+        return await endpoint.history(
+            owner=owner,
+            view=view,
+            session_id=session_id,
+            task_id=task_id,
+            status=status,
+            label=label,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+            offset=offset,
+        )
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await serve_websocket(websocket, endpoint, connections)
+
+    return app

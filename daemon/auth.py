@@ -1,0 +1,127 @@
+"""Daemon access tokens (who may talk to the daemon), not Globus credentials.
+
+The state folder holds ``token`` (the default client token, mode 0600) and ``tokens.json``
+(name -> sha256 of each token, mode 0600). Only hashes are kept in memory; a presented token
+is hashed and compared with every stored hash in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+
+from .errors import BadRequest, ConfigError, Unauthorized
+
+__all__ = ["DEFAULT_TOKEN_NAME", "TokenStore", "parse_bearer"]
+
+DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name, not a secret
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically with mode 0600 from the first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def parse_bearer(header: str | None) -> str:
+    if not header:
+        raise Unauthorized(
+            "missing Authorization header: send 'Authorization: Bearer <token>' with the "
+            "token from the daemon's state folder (file 'token')"
+        )
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+class TokenStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.token_path = state_dir / "token"
+        self.hashes_path = state_dir / "tokens.json"
+        self._hashes: dict[str, str] = {}
+        self._mtime: int | None = None
+
+    def ensure(self) -> bool:
+        """Create the default token on first start; True when it was created now."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = False
+        if not self.hashes_path.exists():
+            token = secrets.token_urlsafe(32)
+            _write_private(self.token_path, token + "\n")
+            _write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: _hash(token)}))
+            created = True
+        self._load()
+        return created
+
+    def _load(self) -> None:
+        try:
+            stat = self.hashes_path.stat()
+            data = json.loads(self.hashes_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {self.hashes_path}: {exc}") from exc
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
+            raise ConfigError(f"{self.hashes_path} must map token names to sha256 hex digests")
+        self._hashes = data
+        self._mtime = stat.st_mtime_ns
+
+    def _reload_if_changed(self) -> None:
+        # `token add` may run while the daemon serves: pick up new names without a restart.
+        try:
+            mtime = self.hashes_path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime != self._mtime:
+            self._load()
+
+    def add(self, name: str) -> str:
+        """Create a named token and return it (shown once; only its hash is stored)."""
+        if not _NAME.match(name):
+            raise BadRequest(
+                f"token name {name!r} is invalid: use 1-64 letters, digits, '_', '.', '@', '-'"
+            )
+        self.ensure()
+        if name in self._hashes:
+            raise BadRequest(f"a token named {name!r} exists already; pick another name")
+        token = secrets.token_urlsafe(32)
+        hashes = dict(self._hashes)
+        hashes[name] = _hash(token)
+        _write_private(self.hashes_path, json.dumps(hashes, indent=1))
+        self._load()
+        return token
+
+    def names(self) -> list[str]:
+        self._reload_if_changed()
+        return sorted(self._hashes)
+
+    def verify(self, token: str) -> str:
+        """Return the token's name, or raise Unauthorized."""
+        self._reload_if_changed()
+        digest = _hash(token)
+        found: str | None = None
+        # Compare with every entry so timing does not depend on where a match is.
+        for name, stored in self._hashes.items():
+            if hmac.compare_digest(digest, stored):
+                found = name
+        if found is None:
+            raise Unauthorized("the bearer token is not valid for this daemon")
+        return found

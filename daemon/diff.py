@@ -1,0 +1,74 @@
+"""Pure core of the poller: ledger rows + Globus task documents -> events to append.
+
+No I/O, no clock: hypothesis tests drive it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from radical.orbit.ledger import events as ev
+
+__all__ = ["STATUSES", "TERMINAL", "diff"]
+
+STATUSES = frozenset({"ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"})
+TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _fatal(doc: Mapping[str, Any]) -> ev.FatalError | None:
+    fatal = doc.get("fatal_error")
+    if not isinstance(fatal, Mapping) or not fatal.get("code"):
+        return None
+    return ev.FatalError(code=str(fatal["code"]), description=str(fatal.get("description") or ""))
+
+
+def diff(
+    rows: Mapping[str, Mapping[str, Any]], docs: Iterable[Mapping[str, Any]]
+) -> list[ev.Event]:
+    """Events that bring ``rows`` (task_id -> ledger row) up to date with ``docs``.
+
+    - a status or nice_status change -> ``task_state_changed`` (INACTIVE is a state like
+      any other; it is not terminal);
+    - only bytes/files moved -> ``task_progress``;
+    - terminal rows never change again, unknown tasks and malformed documents are ignored.
+    """
+    out: list[ev.Event] = []
+    for doc in docs:
+        task_id = doc.get("task_id")
+        row = rows.get(task_id) if isinstance(task_id, str) else None
+        if row is None or row.get("status") in TERMINAL:
+            continue
+        status = doc.get("status")
+        if status not in STATUSES:
+            continue
+        nice = doc.get("nice_status")
+        nice = str(nice) if nice is not None else None
+        label = doc.get("label", row.get("label"))
+        label = str(label) if label is not None else None
+        moved_bytes = _int(doc.get("bytes_transferred"))
+        moved_files = _int(doc.get("files_transferred"))
+        common: dict[str, Any] = {
+            "owner": row.get("owner"),
+            "session_id": row.get("session_id"),
+            "task_id": task_id,
+            "status": status,
+            "nice_status": nice,
+            "label": label,
+            "bytes_transferred": moved_bytes,
+            "files_transferred": moved_files,
+        }
+        if status != row.get("status") or nice != row.get("nice_status"):
+            out.append(ev.TaskStateChanged(**common, fatal_error=_fatal(doc)))
+        elif moved_bytes != _int(row.get("bytes_transferred")) or moved_files != _int(
+            row.get("files_transferred")
+        ):
+            out.append(ev.TaskProgress(**common))
+    return out

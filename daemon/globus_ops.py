@@ -1,0 +1,187 @@
+"""Every globus-sdk call of the daemon, run off the event loop in a bounded thread pool.
+
+globus-sdk is synchronous (requests); each call runs in ``GlobusOps``'s executor so the
+event loop keeps serving while Globus answers slowly, and the pool size bounds how many
+Globus requests the daemon has in flight. Globus errors are translated here, in one place,
+into daemon errors (``map_error``) and classified for the poller and the submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import globus_sdk
+from globus_sdk.transport import RequestsTransport, RetryConfig
+
+from .credentials import Credential
+from .errors import CredentialExpired, DaemonError, GlobusError
+
+__all__ = ["GlobusOps", "SessionClients", "is_auth_failure", "is_transient", "map_error"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionClients:
+    """Two clients over one authorizer: ``api`` retries like the SDK does (submits, ls, ...);
+    ``poll`` gives up at once so the poller can back off on its own schedule."""
+
+    api: globus_sdk.TransferClient
+    poll: globus_sdk.TransferClient
+
+    def close(self) -> None:
+        for client in (self.api, self.poll):
+            client.transport.session.close()
+
+
+def build_clients(credential: Credential, *, http_timeout: float) -> SessionClients:
+    """Build the authorizer and clients; blocking (a refresh token is exchanged now)."""
+    authorizer: globus_sdk.authorizers.GlobusAuthorizer
+    if credential.refresh_token is not None:
+        assert credential.client_id is not None
+        auth_client = globus_sdk.NativeAppAuthClient(client_id=credential.client_id)
+        # The one place a credential leaves its Secret: into the SDK's authorizer.
+        authorizer = globus_sdk.RefreshTokenAuthorizer(
+            credential.refresh_token.reveal(), auth_client
+        )
+    else:
+        assert credential.access_token is not None
+        authorizer = globus_sdk.AccessTokenAuthorizer(credential.access_token.reveal())
+    api = globus_sdk.TransferClient(
+        authorizer=authorizer,
+        transport=RequestsTransport(http_timeout=http_timeout),
+        retry_config=RetryConfig(max_retries=3, max_sleep=2),
+    )
+    poll = globus_sdk.TransferClient(
+        authorizer=authorizer,
+        transport=RequestsTransport(http_timeout=http_timeout),
+        retry_config=RetryConfig(max_retries=0),
+    )
+    return SessionClients(api=api, poll=poll)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Globus did not answer definitively: try again later with the same request."""
+    if isinstance(exc, globus_sdk.NetworkError):
+        return True
+    if isinstance(exc, globus_sdk.GlobusAPIError) and not isinstance(exc, globus_sdk.AuthAPIError):
+        return exc.http_status in (408, 429) or exc.http_status >= 500
+    return False
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """The session's credential no longer works (expired, revoked, refresh refused)."""
+    if isinstance(exc, globus_sdk.AuthAPIError):
+        # The token endpoint refusing a refresh (400 invalid_grant, 401) means expired.
+        return exc.http_status in (400, 401, 403)
+    if isinstance(exc, globus_sdk.GlobusAPIError):
+        return exc.http_status == 401
+    return False
+
+
+def _required_scopes(exc: globus_sdk.GlobusAPIError) -> list[str]:
+    info = exc.info.consent_required
+    scopes = list(info.required_scopes or []) if info else []
+    if not scopes and isinstance(exc.raw_json, dict):
+        raw = exc.raw_json.get("required_scopes")
+        if isinstance(raw, list):
+            scopes = [str(s) for s in raw]
+    return scopes
+
+
+def map_error(exc: BaseException, *, sid: str) -> DaemonError:
+    """Translate a globus-sdk exception into the daemon error the client is answered with."""
+    if isinstance(exc, DaemonError):
+        return exc
+    if is_auth_failure(exc):
+        return CredentialExpired(sid)
+    if isinstance(exc, globus_sdk.GlobusAPIError):
+        code = str(exc.code or "Unknown")
+        status = exc.http_status
+        message = str(exc.message or code)
+        if code == "ConsentRequired" or exc.info.consent_required:
+            scopes = _required_scopes(exc)
+            return GlobusError(
+                f"Globus needs your consent for scope(s) {', '.join(scopes) or '(not named)'}: "
+                "log in again requesting these scopes (e.g. `globus session consent "
+                "'<scope>'` or your app's login flow with them), then register the session "
+                "again with the new token",
+                status=401,
+                code="ConsentRequired",
+                globus_code=code,
+                globus_status=status,
+                required_scopes=scopes,
+            )
+        if status == 403:
+            return GlobusError(
+                f"Globus refused the request ({code}): {message}",
+                status=403,
+                code="Forbidden",
+                globus_code=code,
+                globus_status=status,
+            )
+        if status == 404:
+            return GlobusError(
+                f"Globus found no such object ({code}): {message}",
+                status=404,
+                code="NotFound",
+                globus_code=code,
+                globus_status=status,
+            )
+        if status == 429:
+            return GlobusError(
+                f"Globus is rate limiting this user ({code}): wait a few seconds and retry",
+                status=429,
+                code="RateLimited",
+                globus_code=code,
+                globus_status=status,
+            )
+        if 400 <= status < 500:
+            return GlobusError(
+                f"Globus rejected the request ({code}): {message}",
+                status=400 if status != 409 else 409,
+                code="BadRequest" if status != 409 else "Conflict",
+                globus_code=code,
+                globus_status=status,
+            )
+        return GlobusError(
+            f"Globus failed ({status} {code}): {message}; retry later",
+            status=502,
+            code="GlobusError",
+            globus_code=code,
+            globus_status=status,
+        )
+    if isinstance(exc, globus_sdk.NetworkError):
+        return GlobusError(
+            f"Globus could not be reached ({type(exc).__name__}); retry later",
+            status=502,
+            code="GlobusUnreachable",
+            globus_code=None,
+            globus_status=None,
+        )
+    return DaemonError(f"unexpected error talking to Globus ({type(exc).__name__})")
+
+
+class GlobusOps:
+    """Runs blocking globus-sdk calls in a bounded pool."""
+
+    def __init__(self, *, threads: int = 16, http_timeout: float = 30.0) -> None:
+        self.http_timeout = http_timeout
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="globus"
+        )
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def clients(self, credential: Credential) -> SessionClients:
+        return await self.run(build_clients, credential, http_timeout=self.http_timeout)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,87 @@
+"""Structured logs: JSON when stderr is not a terminal, key=value on a terminal.
+
+A redaction processor runs last before rendering: values under credential-like keys are
+masked, and any live ``Secret`` value found inside a string is replaced, so a credential
+cannot reach a log line even through an exception message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from .credentials import Secret, known_secrets
+
+__all__ = ["configure_logging", "get_logger", "redact"]
+
+_SENSITIVE_KEYS = frozenset(
+    {"access_token", "refresh_token", "token", "authorization", "password", "secret"}
+)
+_MASK = "***"
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return _MASK
+    if isinstance(value, str):
+        for secret in known_secrets():
+            if secret in value:
+                value = value.replace(secret, _MASK)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: _MASK if str(k).lower() in _SENSITIVE_KEYS else _scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key.lower() in _SENSITIVE_KEYS:
+            event_dict[key] = _MASK
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
+    if json is None:
+        json = not sys.stderr.isatty()
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"])
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Third-party libraries log through the standard library; keep them quiet and make
+    # sure the SDK never logs request details below WARNING.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for name in ("globus_sdk", "uvicorn", "uvicorn.error", "uvicorn.access", "websockets"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

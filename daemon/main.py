@@ -1,0 +1,221 @@
+"""``orbit-globus-endpoint``: run the daemon (``serve``) or manage its tokens (``token``).
+
+Startup order: state folder and tokens -> ledger -> sessions and event hub -> socket bound
+and serving -> ``endpoint.json`` -> READY. Shutdown on SIGTERM/SIGINT: STOPPING, refuse new
+WebSockets and close open ones with 1001 "going away", stop accepting HTTP and let running
+requests finish (their ledger appends commit), stop poller/submitter, close the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .app import create_app
+from .auth import TokenStore
+from .config import Config, load_config
+from .errors import DaemonError
+from .logs import configure_logging, get_logger
+from .sdnotify import SystemdNotifier, status_line, watchdog_loop
+from .service import Endpoint
+from .store import Store
+from .websocket import Connections
+
+__all__ = ["main", "serve"]
+
+log = get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: our main owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+async def _status_loop(notifier: SystemdNotifier, endpoint: Endpoint) -> None:
+    while True:
+        sessions, active, head = await endpoint.status_counts()
+        notifier.status(status_line(sessions=sessions, active_tasks=active, head_seq=head))
+        await asyncio.sleep(5)
+
+
+async def serve(config: Config) -> int:
+    notifier = SystemdNotifier()
+    tokens = TokenStore(config.state_dir)
+    if tokens.ensure():
+        log.info("created the default client token", path=str(tokens.token_path))
+        print(
+            f"orbit-globus-endpoint: client token written to {tokens.token_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    store = await Store.open(config.ledger_path)
+    endpoint = Endpoint(config, store=store, tokens=tokens)
+    await endpoint.start()
+    connections = Connections()
+    app = create_app(endpoint, connections)
+    sock = _bind(config.host, config.port)
+    port = sock.getsockname()[1]
+    server = _Server(
+        uvicorn.Config(
+            app,
+            ws="websockets-sansio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            ws_max_size=1 << 20,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    # uvicorn offers no "started" event to await; poll its flag briefly.
+    while not server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    if serving.done():
+        await endpoint.close()
+        await store.close()
+        serving.result()
+        return 1
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"http://{host}:{port}"
+    endpoint_file = config.state_dir / "endpoint.json"
+    _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
+    sessions, active, head = await endpoint.status_counts()
+    notifier.ready(status=status_line(sessions=sessions, active_tasks=active, head_seq=head))
+    log.info(
+        "listening",
+        url=url,
+        name=config.name,
+        state_dir=str(config.state_dir),
+        poll_interval=config.poll_interval,
+        local_collection=endpoint.default_local,
+    )
+    helpers = [
+        asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
+        asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
+    ]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
+
+    log.info("shutting down")
+    notifier.stopping()
+    await connections.close_all()
+    server.should_exit = True
+    with contextlib.suppress(Exception):
+        await serving
+    for task in (*helpers, stopped):
+        task.cancel()
+    await endpoint.close()
+    await store.close()
+    with contextlib.suppress(OSError):
+        info = json.loads(endpoint_file.read_text())
+        if info.get("pid") == os.getpid():
+            endpoint_file.unlink()
+    notifier.close()
+    log.info("stopped")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orbit-globus-endpoint",
+        description="Endpoint daemon orchestrating Globus transfers.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("serve", help="run the daemon (the default)")
+    for p in (parser, run):
+        p.add_argument("--state-dir", help="state folder (ledger, tokens, endpoint.json)")
+        p.add_argument("--host", help="bind address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default 0: any free port)")
+        p.add_argument("--name", help="endpoint name (default: the host name)")
+        p.add_argument("--poll-interval", type=float, help="seconds between sweeps (default 10)")
+        p.add_argument("--local-collection", help='collection UUID that "local" means')
+        p.add_argument("--config", help="TOML configuration file")
+        p.add_argument("--log-level", help="debug, info, warning, error")
+    token = sub.add_parser("token", help="manage client tokens")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    add = token_sub.add_parser("add", help="create a named client token and print it")
+    add.add_argument("name")
+    add.add_argument("--state-dir")
+    add.add_argument("--quiet", action="store_true", help="print only the token")
+    lst = token_sub.add_parser("list", help="list token names")
+    lst.add_argument("--state-dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    flags = {
+        key: getattr(args, key, None)
+        for key in (
+            "state_dir",
+            "host",
+            "port",
+            "name",
+            "poll_interval",
+            "local_collection",
+            "log_level",
+        )
+    }
+    try:
+        config = load_config(
+            flags=flags,
+            config_file=Path(args.config) if getattr(args, "config", None) else None,
+        )
+        if args.command == "token":
+            tokens = TokenStore(config.state_dir)
+            if args.action == "add":
+                value = tokens.add(args.name)
+                if not args.quiet:
+                    print(
+                        f"token {args.name!r} (shown once; give it to the client):", file=sys.stderr
+                    )
+                print(value)
+            else:
+                tokens.ensure()
+                print("\n".join(tokens.names()))
+            return 0
+        configure_logging(level=config.log_level)
+        return asyncio.run(serve(config))
+    except DaemonError as exc:
+        print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,88 @@
+"""Request bodies of the HTTP API (validated by FastAPI; unknown fields are refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "DeleteBody",
+    "MkdirBody",
+    "RegisterBody",
+    "RenameBody",
+    "TransferBody",
+    "TransferItemBody",
+    "WaitBody",
+]
+
+Path_ = Annotated[str, Field(min_length=1, max_length=4096)]
+Collection = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description='a collection UUID, or "local" for the local collection',
+    ),
+]
+Label = Annotated[str, Field(max_length=128, pattern=r"^[^\x00-\x1f]*$")]
+_SYNC_NAMES = ("exists", "size", "mtime", "checksum")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class RegisterBody(_Body):
+    access_token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    refresh_token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    local_collection: Collection | None = None
+    sid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class TransferItemBody(_Body):
+    source: Path_
+    destination: Path_
+    recursive: bool = False
+
+
+class TransferBody(_Body):
+    source: Collection
+    destination: Collection
+    items: Annotated[list[TransferItemBody], Field(min_length=1, max_length=10_000)]
+    label: Label | None = None
+    sync_level: Literal["exists", "size", "mtime", "checksum"] | None = None
+    verify_checksum: bool = False
+    preserve_timestamp: bool = False
+    deadline: Annotated[str, Field(max_length=64)] | None = None
+
+    @field_validator("sync_level", mode="before")
+    @classmethod
+    def _sync_level_number(cls, value: object) -> object:
+        # Globus also speaks sync levels as 0..3.
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 3:
+            return _SYNC_NAMES[value]
+        return value
+
+
+class DeleteBody(_Body):
+    collection: Collection
+    paths: Annotated[list[Path_], Field(min_length=1, max_length=10_000)]
+    recursive: bool = False
+    label: Label | None = None
+
+
+class WaitBody(_Body):
+    timeout: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+
+class MkdirBody(_Body):
+    collection: Collection
+    path: Path_
+
+
+class RenameBody(_Body):
+    collection: Collection
+    oldpath: Path_
+    newpath: Path_

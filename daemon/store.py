@@ -1,0 +1,222 @@
+"""The daemon's narrow view of the ledger: one method per thing the daemon records or reads.
+
+Keeping every ledger call here means the routes, the submitter and the poller speak in
+daemon terms (``submit_requested(...)``) and the ledger's event classes are built in one
+place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from radical.orbit.ledger import Ledger
+from radical.orbit.ledger import events as ev
+from radical.orbit.ledger.events import StoredEvent
+
+__all__ = ["Store", "StoredEvent", "row_dict"]
+
+_OPEN = ("ACTIVE", "INACTIVE")
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A ledger TaskRow as the JSON task row of the HTTP API."""
+    if isinstance(row, dict):
+        return dict(row)
+    if hasattr(row, "as_dict"):
+        return dict(row.as_dict())
+    import dataclasses
+
+    return dataclasses.asdict(row)
+
+
+class Store:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        return cls(await Ledger.open(path))
+
+    async def close(self) -> None:
+        await self.ledger.close()
+
+    async def head(self) -> int:
+        return int(await self.ledger.head())
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def session_opened(
+        self, *, owner: str, session_id: str, local_collection: str | None, auth: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.SessionOpened(
+                owner=owner,
+                session_id=session_id,
+                local_collection=local_collection,
+                auth="refresh_token" if auth == "refresh_token" else "access_token",
+            )
+        )
+
+    async def session_closed(self, *, owner: str, session_id: str) -> StoredEvent:
+        return await self.ledger.append(ev.SessionClosed(owner=owner, session_id=session_id))
+
+    async def credential_expired(self, *, owner: str, session_id: str, message: str) -> StoredEvent:
+        return await self.ledger.append(
+            ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
+        )
+
+    async def open_sessions(self) -> list[tuple[str, str, str | None]]:
+        """(sid, owner, local_collection) of every session opened and not closed."""
+        found: dict[str, tuple[str, str, str | None]] = {}
+        async for stored in self.ledger.events_since(0, kinds=("session_opened", "session_closed")):
+            sid = stored.session_id
+            if sid is None or stored.owner is None:
+                continue
+            if stored.kind == "session_closed":
+                found.pop(sid, None)
+            else:
+                found[sid] = (sid, stored.owner, stored.data.get("local_collection"))
+        return list(found.values())
+
+    # -- submits -------------------------------------------------------------------------
+
+    async def submit_requested(
+        self,
+        *,
+        owner: str,
+        session_id: str,
+        submission_id: str,
+        request: ev.TransferRequest | ev.DeleteRequest,
+    ) -> StoredEvent:
+        kind: ev.TaskType = "TRANSFER" if isinstance(request, ev.TransferRequest) else "DELETE"
+        return await self.ledger.append(
+            ev.SubmitRequested(
+                owner=owner,
+                session_id=session_id,
+                submission_id=submission_id,
+                type=kind,
+                request=request,
+            )
+        )
+
+    async def task_submitted(
+        self,
+        *,
+        owner: str,
+        session_id: str,
+        submission_id: str,
+        task_id: str,
+        request: ev.TransferRequest | ev.DeleteRequest,
+    ) -> StoredEvent:
+        event: ev.Event
+        if isinstance(request, ev.TransferRequest):
+            event = ev.TaskSubmitted(
+                owner=owner,
+                session_id=session_id,
+                submission_id=submission_id,
+                task_id=task_id,
+                type="TRANSFER",
+                label=request.label,
+                source=request.source,
+                destination=request.destination,
+                status="ACTIVE",
+            )
+        else:
+            event = ev.DeleteSubmitted(
+                owner=owner,
+                session_id=session_id,
+                submission_id=submission_id,
+                task_id=task_id,
+                type="DELETE",
+                label=request.label,
+                source=request.collection,
+                status="ACTIVE",
+            )
+        return await self.ledger.append(event)
+
+    async def submit_failed(
+        self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.SubmitFailed(
+                owner=owner,
+                session_id=session_id,
+                submission_id=submission_id,
+                code=code,
+                message=message,
+            )
+        )
+
+    async def pending_submissions(self, session_id: str | None = None) -> list[Any]:
+        return list(await self.ledger.pending_submissions(session_id=session_id))
+
+    # -- cancels -------------------------------------------------------------------------
+
+    async def cancel_requested(self, *, owner: str, session_id: str, task_id: str) -> StoredEvent:
+        return await self.ledger.append(
+            ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id)
+        )
+
+    async def cancel_result(
+        self, *, owner: str, session_id: str, task_id: str, code: str, message: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.CancelResult(
+                owner=owner, session_id=session_id, task_id=task_id, code=code, message=message
+            )
+        )
+
+    async def pending_cancels(self, session_id: str) -> list[str]:
+        """Task ids whose cancel was requested and never answered (a crash in between)."""
+        pending: dict[str, None] = {}
+        async for stored in self.ledger.events_since(
+            0, session_id=session_id, kinds=("cancel_requested", "cancel_result")
+        ):
+            if stored.task_id is None:
+                continue
+            if stored.kind == "cancel_requested":
+                pending[stored.task_id] = None
+            else:
+                pending.pop(stored.task_id, None)
+        return list(pending)
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    async def append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
+        if not events:
+            return []
+        return list(await self.ledger.append_many(list(events)))
+
+    async def task(self, task_id: str) -> Any:
+        return await self.ledger.task(task_id)
+
+    async def open_tasks(self, session_id: str) -> list[dict[str, Any]]:
+        """Every ACTIVE/INACTIVE task of a session, as dicts (the poller's diff input)."""
+        out: list[dict[str, Any]] = []
+        page = 1000
+        while True:
+            rows = await self.ledger.tasks(
+                session_id=session_id, status=_OPEN, limit=page, offset=len(out)
+            )
+            out.extend(row_dict(r) for r in rows)
+            if len(rows) < page:
+                return out
+
+    async def open_task_count(self) -> int:
+        count = 0
+        while True:
+            rows = await self.ledger.tasks(status=_OPEN, limit=1000, offset=count)
+            count += len(rows)
+            if len(rows) < 1000:
+                return count
+
+    async def tasks(self, **filters: Any) -> list[Any]:
+        return list(await self.ledger.tasks(**filters))
+
+    def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
+        return self.ledger.events_since(seq, **filters)
+
+    def subscribe(self, *, maxsize: int) -> Any:
+        return self.ledger.subscribe(maxsize=maxsize)

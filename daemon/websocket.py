@@ -1,0 +1,228 @@
+"""``GET /ws``: replay from the ledger, then live events, in seq order, no gaps, no dupes.
+
+Order of operations for a subscriber with cursor ``since``:
+1. attach a live listener to the hub FIRST (it buffers everything committed from now on);
+2. replay ``events_since(since)`` from the ledger: this covers everything committed before
+   the listener existed, and possibly some events the listener also holds;
+3. stream the listener's events, skipping any seq already sent.
+The ledger assigns seqs in commit order and publishes after commit, so every event is in
+the replay or the listener (or both), and deduplicating by seq leaves exactly one copy.
+
+A listener whose queue fills up (a client not reading) is closed with 4008 and reason
+``resume from <last seq sent>``; the client reconnects with that cursor and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from .auth import parse_bearer
+from .errors import DaemonError
+from .hub import TOPICS, Listener, message_for
+from .logs import get_logger
+
+if TYPE_CHECKING:
+    from .service import Endpoint
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_LAGGED", "serve_websocket"]
+
+log = get_logger(__name__)
+
+CLOSE_LAGGED = 4008
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_BAD_REQUEST = 4400
+CLOSE_NOT_FOUND = 4404
+# A send that does not complete within this long means the client stopped reading.
+_SEND_TIMEOUT = 10.0
+
+
+class _Reject(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _filters(
+    websocket: WebSocket,
+) -> tuple[int | None, str | None, str | None, frozenset[str] | None]:
+    query = websocket.query_params
+    since: int | None = None
+    if query.get("since") not in (None, ""):
+        try:
+            since = int(query["since"])
+        except ValueError:
+            raise _Reject(
+                CLOSE_BAD_REQUEST, "since must be an integer seq (0 = from the start)"
+            ) from None
+        if since < 0:
+            raise _Reject(CLOSE_BAD_REQUEST, "since must be >= 0")
+    topics: frozenset[str] | None = None
+    if query.get("topic"):
+        topics = frozenset(t.strip() for t in query["topic"].split(",") if t.strip())
+        unknown = topics - TOPICS
+        if unknown:
+            raise _Reject(
+                CLOSE_BAD_REQUEST,
+                f"unknown topic(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(TOPICS))}",
+            )
+    return since, query.get("session_id") or None, query.get("task_id") or None, topics
+
+
+class Connections:
+    """Open WebSocket connections, so shutdown can close them with 1001 going away."""
+
+    def __init__(self) -> None:
+        self.open: set[WebSocket] = set()
+        self.closing = False
+
+    async def close_all(self) -> None:
+        self.closing = True
+        sockets = list(self.open)
+
+        async def close(ws: WebSocket) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(CLOSE_GOING_AWAY, "going away"), timeout=2)
+
+        await asyncio.gather(*(close(ws) for ws in sockets))
+
+
+async def serve_websocket(
+    websocket: WebSocket, endpoint: Endpoint, connections: Connections
+) -> None:
+    try:
+        owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
+    except DaemonError as exc:
+        # Refuse the handshake with a real 401 where the server supports it.
+        from starlette.responses import JSONResponse
+
+        with contextlib.suppress(Exception):
+            await websocket.send_denial_response(
+                JSONResponse(exc.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            )
+            return
+        await websocket.close(CLOSE_POLICY, exc.message[:120])
+        return
+    if connections.closing:
+        await websocket.close(CLOSE_GOING_AWAY, "going away")
+        return
+    try:
+        since, session_id, task_id, topics = _filters(websocket)
+        if session_id is not None:
+            session = endpoint.sessions.find(session_id)
+            if session is not None and session.owner != owner:
+                raise _Reject(CLOSE_NOT_FOUND, f"no session {session_id} for this token")
+    except _Reject as exc:
+        await websocket.accept()
+        await websocket.close(exc.code, exc.reason[:120])
+        return
+
+    await websocket.accept()
+    connections.open.add(websocket)
+    listener = endpoint.hub.attach(
+        Listener(
+            owner=owner,
+            session_id=session_id,
+            task_id=task_id,
+            topics=topics,
+            maxsize=endpoint.config.ws_queue_size,
+        )
+    )
+    reader = asyncio.create_task(_drain_incoming(websocket))
+    last = since if since is not None else endpoint.hub.head
+    try:
+        if since is not None:
+            async for stored in endpoint.store.events_since(
+                since, owner=owner, session_id=session_id, task_id=task_id
+            ):
+                if listener.lagged:
+                    break
+                if not listener.matches(stored):
+                    continue
+                await _send(websocket, message_for(stored))
+                last = stored.seq
+        await _live(websocket, endpoint, listener, last, reader)
+    except _Lagged as lag:
+        with contextlib.suppress(Exception):
+            await websocket.close(CLOSE_LAGGED, f"resume from {lag.seq}")
+        log.info("websocket client lagged", owner=owner, resume_from=lag.seq)
+    except (WebSocketDisconnect, ConnectionError, asyncio.CancelledError, TimeoutError):
+        pass
+    finally:
+        endpoint.hub.detach(listener)
+        connections.open.discard(websocket)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+
+
+class _Lagged(Exception):
+    def __init__(self, seq: int) -> None:
+        super().__init__(seq)
+        self.seq = seq
+
+
+async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    if websocket.application_state != WebSocketState.CONNECTED:
+        raise WebSocketDisconnect(1006)
+    await asyncio.wait_for(websocket.send_json(message), timeout=_SEND_TIMEOUT)
+
+
+async def _live(
+    websocket: WebSocket,
+    endpoint: Endpoint,
+    listener: Listener,
+    last: int,
+    reader: asyncio.Task[None],
+) -> None:
+    interval = endpoint.config.heartbeat_interval
+    next_beat = time.monotonic() + interval
+    while True:
+        if listener.lagged:
+            raise _Lagged(last)
+        if reader.done():
+            return  # the client went away
+        timeout = max(0.0, next_beat - time.monotonic())
+        get = asyncio.ensure_future(listener.queue.get())
+        alarm = asyncio.ensure_future(listener.alarm.wait())
+        done, _ = await asyncio.wait(
+            {get, alarm, reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        alarm.cancel()
+        if get not in done:
+            get.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await get
+            # A get that completed while being cancelled would lose an event.
+            if not get.cancelled() and get.exception() is None:
+                done = {get}
+        if get in done:
+            stored = get.result()
+            if stored.seq > last:
+                await _send(websocket, message_for(stored))
+                last = stored.seq
+            continue
+        if listener.lagged:
+            raise _Lagged(last)
+        if reader.done():
+            return
+        if time.monotonic() >= next_beat:
+            await _send(
+                websocket, {"type": "heartbeat", "head": endpoint.hub.head, "time": time.time()}
+            )
+            next_beat = time.monotonic() + interval
+
+
+async def _drain_incoming(websocket: WebSocket) -> None:
+    """Read and ignore client messages: it notices a disconnect and keeps buffers empty."""
+    with contextlib.suppress(Exception):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return

@@ -1,0 +1,291 @@
+"""Ledger events: one frozen dataclass per kind, typed fields only.
+
+Every field's type comes from the whitelist in :mod:`.codec` (checked when the class is
+declared) and every value is checked when an event is built. No event has a free-form dict,
+and a credential wrapper (``Secret``) or any other foreign object is refused with
+:class:`~.errors.CredentialRefused` / :class:`~.errors.EventTypeError`: a credential cannot
+be recorded by construction.
+
+``owner`` and ``session_id`` belong to every event and are stored in their own columns; the
+other fields form the event's ``data`` (a JSON object). ``StoredEvent`` is an event as read
+back: its ``seq``, commit ``time`` (Unix seconds) and the envelope columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
+
+from .codec import Spec, compile_spec, record, spec_of
+from .errors import EventTypeError
+
+__all__ = [
+    "EVENT_KINDS",
+    "TERMINAL_STATUSES",
+    "CancelRequested",
+    "CancelResult",
+    "CredentialExpired",
+    "DeleteRequest",
+    "DeleteSubmitted",
+    "Event",
+    "FatalError",
+    "Record",
+    "SessionClosed",
+    "SessionOpened",
+    "StoredEvent",
+    "SubmitFailed",
+    "SubmitRequested",
+    "TaskProgress",
+    "TaskStateChanged",
+    "TaskStatus",
+    "TaskSubmitted",
+    "TaskType",
+    "TransferItem",
+    "TransferRequest",
+    "decode_event",
+    "encode_event",
+]
+
+TaskStatus = Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"]
+TaskType = Literal["TRANSFER", "DELETE"]
+SyncLevel = Literal["exists", "size", "mtime", "checksum"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
+
+_ENVELOPE = frozenset({"owner", "session_id"})
+E = TypeVar("E", bound="Event")
+R = TypeVar("R", bound="Record")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Record:
+    """Base of the typed values events may contain (validated when built)."""
+
+    def __post_init__(self) -> None:
+        spec_of(type(self)).validate(self)
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransferItem(Record):
+    source: str
+    destination: str
+    recursive: bool = False
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TransferRequest(Record):
+    """What a transfer submit asked for (the Globus document is built from it)."""
+
+    source: str
+    destination: str
+    items: tuple[TransferItem, ...]
+    label: str | None = None
+    sync_level: SyncLevel | None = None
+    verify_checksum: bool = False
+    preserve_timestamp: bool = False
+    deadline: str | None = None
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeleteRequest(Record):
+    """What a delete submit asked for."""
+
+    collection: str
+    paths: tuple[str, ...]
+    recursive: bool = False
+    label: str | None = None
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FatalError(Record):
+    """Globus's ``fatal_error`` of a task: a code and a description."""
+
+    code: str
+    description: str = ""
+
+
+EVENT_KINDS: dict[str, type[Event]] = {}
+_EVENT_SPECS: dict[type, tuple[Spec, bool]] = {}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """Base of all events; ``kind`` names the class in the ledger."""
+
+    kind: ClassVar[str] = ""
+    owner: str | None = None
+    session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            spec, _ = _EVENT_SPECS[type(self)]
+        except KeyError:
+            raise TypeError(f"{type(self).__name__} is not a registered event kind") from None
+        spec.validate(self)
+
+
+def _kind(name: str) -> Any:
+    def register(cls: type[E]) -> type[E]:
+        if name in EVENT_KINDS:
+            raise TypeError(f"event kind {name!r} declared twice")
+        cls.kind = name
+        _EVENT_SPECS[cls] = (compile_spec(cls, name=name), "task_id" in cls.__dataclass_fields__)
+        EVENT_KINDS[name] = cls
+        return cls
+
+    return register
+
+
+@_kind("session_opened")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionOpened(Event):
+    local_collection: str | None = None
+    auth: Literal["access_token", "refresh_token"]
+
+
+@_kind("session_closed")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionClosed(Event):
+    pass
+
+
+@_kind("credential_expired")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CredentialExpired(Event):
+    message: str = ""
+
+
+@_kind("submit_requested")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitRequested(Event):
+    """Recorded before the Globus call, so a crash in between leaves a pending submission."""
+
+    submission_id: str
+    type: TaskType
+    request: TransferRequest | DeleteRequest
+
+    def __post_init__(self) -> None:
+        Event.__post_init__(self)
+        want = TransferRequest if self.type == "TRANSFER" else DeleteRequest
+        if type(self.request) is not want:
+            raise EventTypeError(
+                kind=self.kind,
+                field="request",
+                expected=f"a {want.__name__} for type {self.type}",
+                got=type(self.request).__name__,
+            )
+
+
+@_kind("task_submitted")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskSubmitted(Event):
+    submission_id: str
+    task_id: str
+    type: TaskType = "TRANSFER"
+    label: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    status: TaskStatus = "ACTIVE"
+    nice_status: str | None = None
+
+
+@_kind("submit_failed")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitFailed(Event):
+    submission_id: str
+    code: str
+    message: str = ""
+
+
+@_kind("task_state_changed")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskStateChanged(Event):
+    task_id: str
+    status: TaskStatus
+    nice_status: str | None = None
+    label: str | None = None
+    bytes_transferred: int = 0
+    files_transferred: int = 0
+    fatal_error: FatalError | None = None
+
+
+@_kind("task_progress")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskProgress(Event):
+    task_id: str
+    status: TaskStatus = "ACTIVE"
+    nice_status: str | None = None
+    label: str | None = None
+    bytes_transferred: int = 0
+    files_transferred: int = 0
+
+
+@_kind("cancel_requested")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CancelRequested(Event):
+    task_id: str
+
+
+@_kind("cancel_result")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CancelResult(Event):
+    task_id: str
+    code: str
+    message: str = ""
+
+
+@_kind("delete_submitted")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeleteSubmitted(Event):
+    """A DELETE task accepted by Globus; ``source`` is the collection, no destination."""
+
+    submission_id: str
+    task_id: str
+    type: TaskType = "DELETE"
+    label: str | None = None
+    source: str | None = None
+    destination: str | None = None
+    status: TaskStatus = "ACTIVE"
+    nice_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A committed event. ``data`` is shared between readers: treat it as read-only."""
+
+    seq: int
+    time: float
+    kind: str
+    owner: str | None
+    session_id: str | None
+    task_id: str | None
+    data: dict[str, Any]
+
+    def event(self) -> Event:
+        """The typed event this was stored from."""
+        return decode_event(self.kind, owner=self.owner, session_id=self.session_id, data=self.data)
+
+
+def encode_event(event: Event) -> tuple[str, str | None, dict[str, Any]]:
+    """``(kind, task_id, data)`` of a validated event; ``data`` excludes owner/session_id."""
+    spec, has_task = _EVENT_SPECS[type(event)]
+    data = spec.encode(event, skip=_ENVELOPE)
+    return event.kind, (data["task_id"] if has_task else None), data
+
+
+def decode_event(
+    kind: str, *, owner: str | None, session_id: str | None, data: dict[str, Any]
+) -> Event:
+    try:
+        cls = EVENT_KINDS[kind]
+    except KeyError:
+        raise EventTypeError(
+            kind=kind, field="kind", expected="a known event kind", got="str"
+        ) from None
+    spec, _ = _EVENT_SPECS[cls]
+    payload = {k: v for k, v in data.items() if k not in _ENVELOPE}
+    kwargs = spec.decode_kwargs(payload)
+    return cls(owner=owner, session_id=session_id, **kwargs)

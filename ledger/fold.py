@@ -1,0 +1,313 @@
+"""The pure fold from events to projection rows (no I/O).
+
+``apply_task(row, event, seq=, time=)`` and ``apply_submission(...)`` take the current row (or
+``None``) and one event and return the new row, or raise a :class:`~.errors.RejectedEvent`
+subclass. The writer calls them for every append against the rows of the open transaction, and
+:func:`fold` replays a whole event list, which is how projections are rebuilt; both paths
+share this code so their results are identical by construction.
+
+Rules: a task exists from its ``task_submitted``/``delete_submitted`` on; task events for an
+unknown task are refused; SUCCEEDED and FAILED are absorbing (state changes and progress are
+refused, cancel events are still recorded). A submission exists from ``submit_requested`` and
+is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import (
+    DuplicateSubmission,
+    DuplicateTask,
+    IllegalTransition,
+    SubmissionResolved,
+    UnknownSubmission,
+    UnknownTask,
+)
+from .events import (
+    TERMINAL_STATUSES,
+    CancelRequested,
+    CancelResult,
+    DeleteRequest,
+    DeleteSubmitted,
+    Event,
+    FatalError,
+    SubmitFailed,
+    SubmitRequested,
+    TaskProgress,
+    TaskStateChanged,
+    TaskSubmitted,
+    TransferRequest,
+)
+
+__all__ = [
+    "SubmissionRow",
+    "SubmissionState",
+    "TaskRow",
+    "apply_submission",
+    "apply_task",
+    "fold",
+    "step",
+    "submission_key",
+    "task_key",
+]
+
+SubmissionState = Literal["pending", "submitted", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """The current state of one task. Times are Unix seconds of the commits that set them."""
+
+    task_id: str
+    submission_id: str
+    owner: str | None
+    session_id: str | None
+    type: str
+    status: str
+    nice_status: str | None
+    label: str | None
+    source: str | None
+    destination: str | None
+    bytes_transferred: int
+    files_transferred: int
+    fatal_error: FatalError | None
+    request_time: float
+    completion_time: float | None
+    created_seq: int
+    last_seq: int
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form (``fatal_error`` as ``{"code", "description"}`` or None)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRow:
+    """One submit, from its request until Globus answered (``state`` pending until then)."""
+
+    submission_id: str
+    owner: str | None
+    session_id: str | None
+    type: str
+    request: TransferRequest | DeleteRequest
+    state: SubmissionState
+    task_id: str | None
+    code: str | None
+    message: str | None
+    request_time: float
+    requested_seq: int
+    last_seq: int
+
+
+_TASK_KINDS = (
+    TaskSubmitted,
+    DeleteSubmitted,
+    TaskStateChanged,
+    TaskProgress,
+    CancelRequested,
+    CancelResult,
+)
+_SUBMISSION_KINDS = (SubmitRequested, TaskSubmitted, DeleteSubmitted, SubmitFailed)
+
+
+def task_key(event: Event) -> str | None:
+    """The task id whose row ``event`` changes, or None."""
+    return event.task_id if isinstance(event, _TASK_KINDS) else None
+
+
+def submission_key(event: Event) -> str | None:
+    """The submission id whose row ``event`` changes, or None."""
+    return event.submission_id if isinstance(event, _SUBMISSION_KINDS) else None
+
+
+def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> TaskRow:
+    if isinstance(event, TaskSubmitted | DeleteSubmitted):
+        if row is not None:
+            raise DuplicateTask(
+                f"{event.kind}: task {event.task_id} was already submitted (seq {row.created_seq})",
+                kind=event.kind,
+                key=event.task_id,
+            )
+        return TaskRow(
+            task_id=event.task_id,
+            submission_id=event.submission_id,
+            owner=event.owner,
+            session_id=event.session_id,
+            type=event.type,
+            status=event.status,
+            nice_status=event.nice_status,
+            label=event.label,
+            source=event.source,
+            destination=event.destination,
+            bytes_transferred=0,
+            files_transferred=0,
+            fatal_error=None,
+            request_time=time,
+            completion_time=time if event.status in TERMINAL_STATUSES else None,
+            created_seq=seq,
+            last_seq=seq,
+        )
+    if not isinstance(event, TaskStateChanged | TaskProgress | CancelRequested | CancelResult):
+        raise TypeError(f"{event.kind} does not change a task")
+    if row is None:
+        raise UnknownTask(
+            f"{event.kind}: task {event.task_id} is unknown; record task_submitted first",
+            kind=event.kind,
+            key=event.task_id,
+        )
+    if isinstance(event, CancelRequested | CancelResult):
+        # Cancelling a finished task is a request the user may make; it changes no state.
+        return _changed(
+            row,
+            status=row.status,
+            nice_status=row.nice_status,
+            label=row.label,
+            bytes_transferred=row.bytes_transferred,
+            files_transferred=row.files_transferred,
+            fatal_error=row.fatal_error,
+            completion_time=row.completion_time,
+            last_seq=seq,
+        )
+    if row.status in TERMINAL_STATUSES:
+        raise IllegalTransition(
+            f"{event.kind}: task {row.task_id} is {row.status}, which is final",
+            kind=event.kind,
+            key=row.task_id,
+            status=row.status,
+        )
+    fatal_error = event.fatal_error if isinstance(event, TaskStateChanged) else row.fatal_error
+    return _changed(
+        row,
+        status=event.status,
+        nice_status=event.nice_status,
+        label=event.label if event.label is not None else row.label,
+        bytes_transferred=event.bytes_transferred,
+        files_transferred=event.files_transferred,
+        fatal_error=fatal_error,
+        completion_time=time if event.status in TERMINAL_STATUSES else None,
+        last_seq=seq,
+    )
+
+
+def _changed(
+    row: TaskRow,
+    *,
+    status: str,
+    nice_status: str | None,
+    label: str | None,
+    bytes_transferred: int,
+    files_transferred: int,
+    fatal_error: FatalError | None,
+    completion_time: float | None,
+    last_seq: int,
+) -> TaskRow:
+    # Positional construction: dataclasses.replace costs several times more, and this runs
+    # for every task event in the writer's hot loop.
+    return TaskRow(
+        row.task_id,
+        row.submission_id,
+        row.owner,
+        row.session_id,
+        row.type,
+        status,
+        nice_status,
+        label,
+        row.source,
+        row.destination,
+        bytes_transferred,
+        files_transferred,
+        fatal_error,
+        row.request_time,
+        completion_time,
+        row.created_seq,
+        last_seq,
+    )
+
+
+def apply_submission(
+    row: SubmissionRow | None, event: Event, *, seq: int, time: float
+) -> SubmissionRow:
+    if isinstance(event, SubmitRequested):
+        if row is not None:
+            raise DuplicateSubmission(
+                f"submit_requested: submission {event.submission_id} was already requested "
+                f"(seq {row.requested_seq}); use a new submission_id",
+                kind=event.kind,
+                key=event.submission_id,
+            )
+        return SubmissionRow(
+            submission_id=event.submission_id,
+            owner=event.owner,
+            session_id=event.session_id,
+            type=event.type,
+            request=event.request,
+            state="pending",
+            task_id=None,
+            code=None,
+            message=None,
+            request_time=time,
+            requested_seq=seq,
+            last_seq=seq,
+        )
+    if not isinstance(event, TaskSubmitted | DeleteSubmitted | SubmitFailed):
+        raise TypeError(f"{event.kind} does not change a submission")
+    if row is None:
+        raise UnknownSubmission(
+            f"{event.kind}: submission {event.submission_id} is unknown; "
+            "record submit_requested before calling Globus",
+            kind=event.kind,
+            key=event.submission_id,
+        )
+    if row.state != "pending":
+        raise SubmissionResolved(
+            f"{event.kind}: submission {row.submission_id} is already {row.state}",
+            kind=event.kind,
+            key=row.submission_id,
+        )
+    if isinstance(event, SubmitFailed):
+        return dataclasses.replace(
+            row, state="failed", code=event.code, message=event.message, last_seq=seq
+        )
+    return dataclasses.replace(row, state="submitted", task_id=event.task_id, last_seq=seq)
+
+
+def fold(
+    events: Iterable[tuple[int, float, Event]],
+) -> tuple[dict[str, TaskRow], dict[str, SubmissionRow]]:
+    """All projection rows produced by ``(seq, time, event)`` triples, in order."""
+    tasks: dict[str, TaskRow] = {}
+    submissions: dict[str, SubmissionRow] = {}
+    for seq, time, event in events:
+        step(tasks, submissions, event, seq=seq, time=time)
+    return tasks, submissions
+
+
+def step(
+    tasks: MutableMapping[str, TaskRow],
+    submissions: MutableMapping[str, SubmissionRow],
+    event: Event,
+    *,
+    seq: int,
+    time: float,
+) -> None:
+    """Apply one event to the row maps; on a refusal both maps are left unchanged."""
+    tkey = task_key(event)
+    skey = submission_key(event)
+    new_sub = (
+        apply_submission(submissions.get(skey), event, seq=seq, time=time)
+        if skey is not None
+        else None
+    )
+    new_task = apply_task(tasks.get(tkey), event, seq=seq, time=time) if tkey is not None else None
+    if new_sub is not None and skey is not None:
+        submissions[skey] = new_sub
+    if new_task is not None and tkey is not None:
+        tasks[tkey] = new_task

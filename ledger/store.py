@@ -1,0 +1,365 @@
+"""SQL of the ledger: row mapping, batch writes, projection rebuild and reads (synchronous).
+
+Functions here take a ``sqlite3.Connection`` and are called from the writer thread (writes)
+or from reader threads (reads); the asyncio shell in :mod:`.ledger` decides which.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .codec import spec_of
+from .errors import LedgerError, ProjectionRebuildError
+from .events import DeleteRequest, FatalError, StoredEvent, TransferRequest, decode_event
+from .fold import SubmissionRow, TaskRow, step
+
+__all__ = [
+    "TASK_COLUMNS",
+    "insert_events",
+    "insert_tasks",
+    "load_submissions",
+    "load_tasks",
+    "pending_submissions",
+    "projection_snapshot",
+    "read_events",
+    "read_task",
+    "read_tasks",
+    "rebuild",
+    "sequence_high_water",
+    "update_tasks",
+    "upsert_submissions",
+]
+
+TASK_COLUMNS = (
+    "task_id, submission_id, owner, session_id, type, status, nice_status, label, source, "
+    "destination, bytes_transferred, files_transferred, fatal_error, request_time, "
+    "completion_time, created_seq, last_seq"
+)
+SUBMISSION_COLUMNS = (
+    "submission_id, owner, session_id, type, request, state, task_id, code, message, "
+    "request_time, requested_seq, last_seq"
+)
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_LOADS = json.loads
+# Host parameters per statement stay under SQLite's default limit (32766 since 3.32).
+_IN_CHUNK = 500
+
+
+def dumps(value: Any) -> str:
+    return _DUMPS(value)
+
+
+def _fatal_json(fatal: FatalError | None) -> str | None:
+    return None if fatal is None else dumps({"code": fatal.code, "description": fatal.description})
+
+
+def _task_tuple(row: TaskRow) -> tuple[Any, ...]:
+    fatal = _fatal_json(row.fatal_error)
+    return (
+        row.task_id,
+        row.submission_id,
+        row.owner,
+        row.session_id,
+        row.type,
+        row.status,
+        row.nice_status,
+        row.label,
+        row.source,
+        row.destination,
+        row.bytes_transferred,
+        row.files_transferred,
+        fatal,
+        row.request_time,
+        row.completion_time,
+        row.created_seq,
+        row.last_seq,
+    )
+
+
+def _task_row(values: Sequence[Any]) -> TaskRow:
+    fatal = values[12]
+    return TaskRow(
+        task_id=values[0],
+        submission_id=values[1],
+        owner=values[2],
+        session_id=values[3],
+        type=values[4],
+        status=values[5],
+        nice_status=values[6],
+        label=values[7],
+        source=values[8],
+        destination=values[9],
+        bytes_transferred=values[10],
+        files_transferred=values[11],
+        fatal_error=None if fatal is None else FatalError(**_LOADS(fatal)),
+        request_time=values[13],
+        completion_time=values[14],
+        created_seq=values[15],
+        last_seq=values[16],
+    )
+
+
+def _submission_tuple(row: SubmissionRow) -> tuple[Any, ...]:
+    request = dumps(spec_of(type(row.request)).encode(row.request))
+    return (
+        row.submission_id,
+        row.owner,
+        row.session_id,
+        row.type,
+        request,
+        row.state,
+        row.task_id,
+        row.code,
+        row.message,
+        row.request_time,
+        row.requested_seq,
+        row.last_seq,
+    )
+
+
+def _submission_row(values: Sequence[Any]) -> SubmissionRow:
+    cls: type[TransferRequest] | type[DeleteRequest] = (
+        TransferRequest if values[3] == "TRANSFER" else DeleteRequest
+    )
+    request = cls(**spec_of(cls).decode_kwargs(_LOADS(values[4])))
+    return SubmissionRow(
+        submission_id=values[0],
+        owner=values[1],
+        session_id=values[2],
+        type=values[3],
+        request=request,
+        state=values[5],
+        task_id=values[6],
+        code=values[7],
+        message=values[8],
+        request_time=values[9],
+        requested_seq=values[10],
+        last_seq=values[11],
+    )
+
+
+# --- writes (writer thread, inside its transaction) ---------------------------------------
+
+
+def sequence_high_water(conn: sqlite3.Connection) -> tuple[int, float]:
+    """The highest seq ever handed out (deleted or not) and the newest event time."""
+    high, last = conn.execute(
+        "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'), "
+        "(SELECT time FROM events ORDER BY seq DESC LIMIT 1)"
+    ).fetchone()
+    return (int(high) if high is not None else 0), (float(last) if last is not None else 0.0)
+
+
+def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(keys), _IN_CHUNK):
+        yield keys[start : start + _IN_CHUNK]
+
+
+def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+    keys = list(set(task_ids))
+    out: dict[str, TaskRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id IN ({marks})"  # noqa: S608
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = _task_row(values)
+    return out
+
+
+def load_submissions(
+    conn: sqlite3.Connection, submission_ids: Iterable[str]
+) -> dict[str, SubmissionRow]:
+    keys = list(set(submission_ids))
+    out: dict[str, SubmissionRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            f"SELECT {SUBMISSION_COLUMNS} FROM submissions "  # noqa: S608
+            f"WHERE submission_id IN ({marks})"
+        )
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = _submission_row(values)
+    return out
+
+
+def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows are ``(seq, time, kind, owner, session_id, task_id, data_json)``."""
+    conn.executemany(
+        "INSERT INTO events (seq, time, kind, owner, session_id, task_id, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
+    conn.executemany(
+        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})",  # noqa: S608
+        [_task_tuple(r) for r in rows],
+    )
+
+
+def update_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
+    """Write the mutable columns of existing rows (cheaper than REPLACE: the keys and the
+    owner/session indexes stay untouched)."""
+    conn.executemany(
+        "UPDATE tasks SET status = ?, nice_status = ?, label = ?, bytes_transferred = ?, "
+        "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ? "
+        "WHERE task_id = ?",
+        [
+            (
+                r.status,
+                r.nice_status,
+                r.label,
+                r.bytes_transferred,
+                r.files_transferred,
+                _fatal_json(r.fatal_error),
+                r.completion_time,
+                r.last_seq,
+                r.task_id,
+            )
+            for r in rows
+        ],
+    )
+
+
+def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO submissions ({SUBMISSION_COLUMNS}) "  # noqa: S608
+        f"VALUES ({','.join('?' * 12)})",
+        [_submission_tuple(r) for r in rows],
+    )
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Recompute tasks and submissions from the events (caller holds the transaction)."""
+    tasks: dict[str, TaskRow] = {}
+    submissions: dict[str, SubmissionRow] = {}
+    cursor = conn.execute(
+        "SELECT seq, time, kind, owner, session_id, data FROM events ORDER BY seq"
+    )
+    while batch := cursor.fetchmany(2000):
+        for seq, time, kind, owner, session_id, data in batch:
+            try:
+                event = decode_event(kind, owner=owner, session_id=session_id, data=_LOADS(data))
+                step(tasks, submissions, event, seq=seq, time=time)
+            except LedgerError as exc:
+                raise ProjectionRebuildError(
+                    f"event {seq} ({kind}) cannot be folded: {exc}; were events deleted?"
+                ) from exc
+    conn.execute("DELETE FROM tasks")
+    conn.execute("DELETE FROM submissions")
+    insert_tasks(conn, tasks.values())
+    upsert_submissions(conn, submissions.values())
+
+
+# --- reads (reader threads) ---------------------------------------------------------------
+
+
+def read_task(conn: sqlite3.Connection, task_id: str) -> TaskRow | None:
+    values = conn.execute(
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?",  # noqa: S608
+        (task_id,),
+    ).fetchone()
+    return None if values is None else _task_row(values)
+
+
+def read_tasks(
+    conn: sqlite3.Connection,
+    *,
+    owner: str | None,
+    session_id: str | None,
+    statuses: Sequence[str] | None,
+    label: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int,
+    offset: int,
+) -> list[TaskRow]:
+    where: list[str] = []
+    params: list[Any] = []
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(owner)
+    if session_id is not None:
+        where.append("session_id = ?")
+        params.append(session_id)
+    if statuses is not None:
+        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        params.extend(statuses)
+    if label is not None:
+        where.append("label GLOB ?")
+        params.append(label)
+    if since is not None:
+        where.append("request_time >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("request_time < ?")
+        params.append(until)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    sql = (
+        f"SELECT {TASK_COLUMNS} FROM tasks {clause} "  # noqa: S608
+        "ORDER BY created_seq DESC LIMIT ? OFFSET ?"
+    )
+    return [_task_row(v) for v in conn.execute(sql, [*params, limit, offset])]
+
+
+def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
+    sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE state = 'pending'"  # noqa: S608
+    params: list[Any] = []
+    if session_id is not None:
+        sql += " AND session_id = ?"
+        params.append(session_id)
+    sql += " ORDER BY requested_seq"
+    return [_submission_row(v) for v in conn.execute(sql, params)]
+
+
+def read_events(
+    conn: sqlite3.Connection,
+    *,
+    after: int,
+    until: int | None,
+    owner: str | None,
+    session_id: str | None,
+    task_id: str | None,
+    kinds: Sequence[str] | None,
+    limit: int,
+) -> list[StoredEvent]:
+    where = ["seq > ?"]
+    params: list[Any] = [after]
+    if until is not None:
+        where.append("seq <= ?")
+        params.append(until)
+    if owner is not None:
+        where.append("owner = ?")
+        params.append(owner)
+    if session_id is not None:
+        where.append("session_id = ?")
+        params.append(session_id)
+    if task_id is not None:
+        where.append("task_id = ?")
+        params.append(task_id)
+    if kinds is not None:
+        where.append(f"kind IN ({','.join('?' * len(kinds))})")
+        params.extend(kinds)
+    sql = (
+        "SELECT seq, time, kind, owner, session_id, task_id, data FROM events "  # noqa: S608
+        f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+    )
+    params.append(limit)
+    loads = _LOADS
+    return [
+        StoredEvent(seq, time, kind, owner_, sid, tid, loads(data))
+        for seq, time, kind, owner_, sid, tid, data in conn.execute(sql, params)
+    ]
+
+
+def projection_snapshot(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+    """Every projection row in key order (for comparing a rebuild with the live tables)."""
+    tasks = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY task_id").fetchall()  # noqa: S608
+    subs = conn.execute(
+        f"SELECT {SUBMISSION_COLUMNS} FROM submissions ORDER BY submission_id"  # noqa: S608
+    ).fetchall()
+    return tasks, subs

@@ -1,0 +1,106 @@
+"""Live subscription to committed events, with a bounded buffer per subscriber.
+
+The ledger offers each committed batch to every subscriber on the event loop, in seq order.
+A subscriber whose buffer would exceed ``maxsize`` events is marked lagged: its buffer is
+dropped at once (memory stays bounded, the writer never waits), and its iterator raises
+:class:`~.errors.SubscriberLagged` with ``resume_from`` = the last seq it yielded, so the
+consumer can continue with ``events_since(resume_from)`` and a new subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+from typing import Literal
+
+from .errors import SubscriberLagged
+from .events import StoredEvent
+
+__all__ = ["Subscription"]
+
+
+class Subscription:
+    """Async iterator of live events committed after ``start_seq``.
+
+    ``start_seq`` is the ledger head when the subscription was made: replaying
+    ``events_since(cursor, until=start_seq)`` first and then iterating gives every event
+    after ``cursor`` exactly once. Iteration ends (StopAsyncIteration) when the subscription
+    or the ledger is closed.
+    """
+
+    def __init__(
+        self, *, maxsize: int, start_seq: int, on_close: Callable[[Subscription], None]
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self.maxsize = maxsize
+        self.start_seq = start_seq
+        self._last = start_seq
+        self._buffer: deque[StoredEvent] = deque()
+        self._state: Literal["open", "lagged", "closed"] = "open"
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_close = on_close
+
+    @property
+    def lagged(self) -> bool:
+        return self._state == "lagged"
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last event this iterator yielded (``start_seq`` before any)."""
+        return self._last
+
+    def offer(self, events: list[StoredEvent]) -> None:
+        """Called by the ledger on the event loop with each committed batch, in seq order."""
+        if self._state != "open":
+            return
+        if len(self._buffer) + len(events) > self.maxsize:
+            self._state = "lagged"
+            self._buffer.clear()
+        else:
+            self._buffer.extend(events)
+        self._wake()
+
+    def close(self) -> None:
+        """Stop receiving; events already buffered are still yielded."""
+        if self._state == "open":
+            self._state = "closed"
+        self._on_close(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StoredEvent:
+        while True:
+            if self._buffer:
+                event = self._buffer.popleft()
+                self._last = event.seq
+                return event
+            if self._state == "lagged":
+                raise SubscriberLagged(resume_from=self._last)
+            if self._state == "closed":
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,300 @@
+"""The single writer thread: group commit of every append waiting when it wakes.
+
+Appends arrive on a thread-safe queue. The writer takes the first one, then everything else
+already queued (up to ``max_batch`` events), and commits them in one ``BEGIN IMMEDIATE`` ...
+``COMMIT``. Each append is folded one event at a time against the projection rows of this
+transaction (loaded once per batch), so a refused event fails alone with its own error while
+the rest of the batch commits; an ``append_many`` is all or nothing. Only after ``COMMIT``
+returned (WAL fsynced, ``synchronous=FULL``) are results handed to the event loop, in one
+``call_soon_threadsafe`` per batch, in seq order.
+
+Seqs are given by the writer from ``sqlite_sequence`` (the AUTOINCREMENT high-water mark, read
+inside the transaction), so they never repeat, even after the newest events were deleted or
+when another process appended to the same file in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections import ChainMap
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RejectedEvent, StorageError
+from .events import TERMINAL_STATUSES, Event, StoredEvent
+from .fold import SubmissionRow, TaskRow, step
+from .store import (
+    insert_events,
+    insert_tasks,
+    load_submissions,
+    load_tasks,
+    sequence_high_water,
+    update_tasks,
+    upsert_submissions,
+)
+
+__all__ = ["AppendRequest", "CallRequest", "Encoded", "Outcome", "Writer"]
+
+# Rows kept in each write-through cache before it is emptied (a few MB at most).
+_CACHE_MAX = 20_000
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    """Events of one ``append``/``append_many`` with their encoded envelope and JSON."""
+
+    events: list[Event]
+    # (kind, owner, session_id, task_id, submission_key, data, data_json) per event, computed
+    # on the event loop so that the writer thread's share of the GIL goes to folding and SQL.
+    encoded: list[Encoded]
+    future: asyncio.Future[list[StoredEvent]]
+
+
+@dataclass(slots=True)
+class CallRequest:
+    """Run ``fn(conn)`` in the writer, in its own transaction (e.g. a projection rebuild)."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+Outcome = tuple["asyncio.Future[Any]", "Any | BaseException"]
+Encoded = tuple[str, str | None, str | None, str | None, str | None, dict[str, Any], str]
+Deliver = Callable[[list[Outcome], list[StoredEvent]], None]
+_STOP = object()
+
+
+class Writer:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Deliver,
+        max_batch: int,
+    ) -> None:
+        self._conn = conn
+        self._loop = loop
+        self._deliver = deliver
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[AppendRequest | CallRequest | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.batches = 0  # commits made; the benchmark reports events per commit
+        # Write-through caches of what this connection committed. They are dropped whenever
+        # PRAGMA data_version says another connection committed to the file meanwhile.
+        self._data_version: int | None = None
+        self._high = 0
+        self._last_time = 0.0
+        self._task_cache: dict[str, TaskRow] = {}
+        self._sub_cache: dict[str, SubmissionRow] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, request: AppendRequest | CallRequest) -> None:
+        self._queue.put(request)
+
+    def stop(self) -> None:
+        """Ask the thread to finish what is queued, close the connection and exit."""
+        self._queue.put(_STOP)
+
+    def join(self) -> None:
+        self._thread.join()
+
+    # --- thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            carry: object | None = None
+            while True:
+                item = carry if carry is not None else self._queue.get()
+                carry = None
+                if item is _STOP:
+                    return
+                if isinstance(item, CallRequest):
+                    self._call(item)
+                    continue
+                assert isinstance(item, AppendRequest)
+                batch = [item]
+                size = len(item.events)
+                while size < self._max_batch:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(nxt, AppendRequest):
+                        carry = nxt
+                        break
+                    batch.append(nxt)
+                    size += len(nxt.events)
+                self._commit(batch)
+        finally:
+            self._conn.close()
+
+    def _send(self, outcomes: list[Outcome], stored: list[StoredEvent]) -> None:
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._deliver, outcomes, stored)
+
+    def _call(self, request: CallRequest) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = request.fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._data_version = None  # the call may have rewritten anything
+        except Exception as exc:  # handed to the awaiting coroutine, never lost
+            self._send([(request.future, exc)], [])
+            return
+        self._send([(request.future, result)], [])
+
+    def _commit(self, batch: list[AppendRequest]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                folded = self._fold(batch)
+                insert_events(conn, folded.rows)
+                insert_tasks(conn, folded.new_tasks)
+                update_tasks(conn, folded.changed_tasks)
+                upsert_submissions(conn, folded.submissions)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._data_version = None
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            # Every waiting append learns that nothing of the batch was written; the thread
+            # lives on so that a transient failure (disk full) does not wedge the ledger.
+            error: Exception = exc
+            if isinstance(exc, sqlite3.Error):
+                error = StorageError(f"the ledger could not commit: {exc}; nothing was written")
+                error.__cause__ = exc
+            self._send([(req.future, error) for req in batch], [])
+            return
+        self.batches += 1
+        self._remember(folded)
+        self._send(folded.outcomes, folded.stored)
+
+    def _remember(self, folded: _Folded) -> None:
+        if folded.stored:
+            self._high = folded.stored[-1].seq
+            self._last_time = folded.stored[-1].time
+        cache = self._task_cache
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        for row in (*folded.new_tasks, *folded.changed_tasks):
+            # Finished tasks change rarely (cancel events only): no need to keep them.
+            if row.status in TERMINAL_STATUSES:
+                cache.pop(row.task_id, None)
+            else:
+                cache[row.task_id] = row
+        subs = self._sub_cache
+        if len(subs) > _CACHE_MAX:
+            subs.clear()
+        for sub in folded.submissions:
+            if sub.state == "pending":
+                subs[sub.submission_id] = sub
+            else:
+                subs.pop(sub.submission_id, None)
+
+    def _fold(self, batch: list[AppendRequest]) -> _Folded:
+        """Fold every request against this transaction's rows; refused ones fail alone."""
+        conn = self._conn
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._task_cache.clear()
+            self._sub_cache.clear()
+            self._high, self._last_time = sequence_high_water(conn)
+            self._data_version = version
+        high = self._high
+        # One timestamp per commit, never going backwards even if the wall clock does.
+        now = max(time.time(), self._last_time)
+        tkeys: set[str] = set()
+        skeys: set[str] = set()
+        for request in batch:
+            for encoded in request.encoded:
+                if encoded[3] is not None:
+                    tkeys.add(encoded[3])
+                if encoded[4] is not None:
+                    skeys.add(encoded[4])
+        tasks = {k: row for k in tkeys if (row := self._task_cache.get(k)) is not None}
+        if len(tasks) < len(tkeys):
+            tasks.update(load_tasks(conn, tkeys.difference(tasks)))
+        stored_tasks = set(tasks)
+        subs = {k: row for k in skeys if (row := self._sub_cache.get(k)) is not None}
+        if len(subs) < len(skeys):
+            subs.update(load_submissions(conn, skeys.difference(subs)))
+        dirty_tasks: set[str] = set()
+        dirty_subs: set[str] = set()
+        out = _Folded()
+        seq = high
+        for request in batch:
+            single = len(request.events) == 1
+            # step() leaves the maps untouched when it refuses, so a single event can fold
+            # straight into them; a multi-event append folds into its own layer first.
+            task_map: MutableMapping[str, TaskRow] = tasks if single else ChainMap({}, tasks)
+            sub_map: MutableMapping[str, SubmissionRow] = subs if single else ChainMap({}, subs)
+            mine: list[StoredEvent] = []
+            try:
+                for event, (kind, owner, sid, tid, _, data, _) in zip(
+                    request.events, request.encoded, strict=True
+                ):
+                    this = seq + len(mine) + 1
+                    step(task_map, sub_map, event, seq=this, time=now)
+                    if tid is not None and (owner is None or sid is None):
+                        # A task event (e.g. from the poller) inherits its task's owner and
+                        # session, so that replay filtered by either finds it.
+                        row = task_map[tid]
+                        owner = row.owner if owner is None else owner
+                        sid = row.session_id if sid is None else sid
+                    mine.append(StoredEvent(this, now, kind, owner, sid, tid, data))
+            except RejectedEvent as exc:
+                out.outcomes.append((request.future, exc))
+                continue
+            if single:
+                encoded = request.encoded[0]
+                if encoded[3] is not None:
+                    dirty_tasks.add(encoded[3])
+                if encoded[4] is not None:
+                    dirty_subs.add(encoded[4])
+            else:
+                assert isinstance(task_map, ChainMap) and isinstance(sub_map, ChainMap)
+                tasks.update(task_map.maps[0])
+                subs.update(sub_map.maps[0])
+                dirty_tasks.update(task_map.maps[0])
+                dirty_subs.update(sub_map.maps[0])
+            for ev, (_, _, _, _, _, _, text) in zip(mine, request.encoded, strict=True):
+                out.rows.append((ev.seq, now, ev.kind, ev.owner, ev.session_id, ev.task_id, text))
+            seq += len(mine)
+            out.stored.extend(mine)
+            out.outcomes.append((request.future, mine))
+        for key in dirty_tasks:
+            (out.changed_tasks if key in stored_tasks else out.new_tasks).append(tasks[key])
+        out.submissions = [subs[k] for k in dirty_subs]
+        return out
+
+
+@dataclass(slots=True)
+class _Folded:
+    """What one batch writes and answers."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    stored: list[StoredEvent] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    new_tasks: list[TaskRow] = field(default_factory=list)
+    changed_tasks: list[TaskRow] = field(default_factory=list)
+    submissions: list[SubmissionRow] = field(default_factory=list)

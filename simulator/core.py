@@ -1,0 +1,194 @@
+"""The simulator's state behind one lock, and the worker step that moves tasks on.
+
+``SimCore`` knows nothing about HTTP: route handlers (``routes.py``, ``control.py``) and the
+public :class:`~radical.orbit.simulator.service.Simulator` call into it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .auth import Credentials, User, Users
+from .engine import Engine, EngineLimits, Task
+from .errors import ApiError, UnknownTask
+from .faults import Fault, FaultSchedule, RateLimiter
+from .worker import PlanFailure, expand, perform
+from .world import Collection, World, data_access_scope
+
+__all__ = ["SimConfig", "SimCore"]
+
+log = structlog.get_logger("radical.orbit.simulator")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimConfig:
+    """Knobs of one simulator; see ``Simulator`` for their meaning."""
+
+    bytes_per_second: float = 10_000_000.0
+    min_task_seconds: float = 0.0
+    token_lifetime: float = 48 * 3600.0
+    max_active: int = 3
+    max_pending: int = 100
+    rate_limit: float | None = 20.0
+    rate_window: float = 10.0
+    tick: float = 0.02
+    seed: int = 0
+
+
+class SimCore:
+    def __init__(
+        self, *, world: World, config: SimConfig, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.world = world
+        self.config = config
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.engine = Engine(
+            EngineLimits(
+                max_active=config.max_active,
+                max_pending=config.max_pending,
+                bytes_per_second=config.bytes_per_second,
+                min_task_seconds=config.min_task_seconds,
+            )
+        )
+        self.users = Users(token_lifetime=config.token_lifetime)
+        self.faults = FaultSchedule()
+        self.faults.rng.seed(config.seed)
+        self.limiter = RateLimiter(rate=config.rate_limit, window=config.rate_window)
+        self.counts: Counter[str] = Counter()
+        self.latency = 0.0
+        self._last_step: float | None = None
+
+    # -- users -------------------------------------------------------------------------
+    def add_user(self, name: str, consents: Iterable[str] = ()) -> Credentials:
+        with self.lock:
+            creds = self.users.add(name, now=self.clock(), consents=[c.lower() for c in consents])
+            for coll in self.world.collections.values():
+                self.world.make_home(coll, name)
+        log.info("user added", user=name, consents=sorted(consents))
+        return creds
+
+    def require_consent(self, user: User, coll: Collection) -> None:
+        """403 ConsentRequired when ``coll`` is mapped and ``user`` has not consented."""
+        if coll.mapped and coll.id not in user.consents:
+            raise ApiError(
+                403,
+                "ConsentRequired",
+                "Missing required data_access consent",
+                extra={"required_scopes": [data_access_scope(coll.id)]},
+            )
+
+    def collection(self, collection_id: str) -> Collection:
+        coll = self.world.get(collection_id)
+        if coll is None:
+            raise ApiError(
+                404, "ClientError.NotFound", f"No collection or endpoint with id {collection_id!r}"
+            )
+        return coll
+
+    # -- tasks -------------------------------------------------------------------------
+    def owned_task(self, task_id: str, user: User) -> Task:
+        task = self.engine.find(task_id)
+        if task is None or task.owner != user.name:
+            raise ApiError(404, "ClientError.NotFound", f"Task {task_id} not found")
+        return task
+
+    def step(self) -> None:
+        """Plan newly running tasks, spend the elapsed time's throughput, finish tasks.
+
+        File work happens under the lock, so no reader sees a SUCCEEDED task whose files are
+        not all in place.
+        """
+        with self.lock:
+            now = self.clock()
+            elapsed = 0.0 if self._last_step is None else now - self._last_step
+            self._last_step = now
+            self._run(now, elapsed)
+
+    def _run(self, now: float, elapsed: float) -> None:
+        self.engine.schedule(now)
+        for task in self.engine.needs_plan():
+            plan = expand(task, self.world)
+            if isinstance(plan, PlanFailure):
+                self._fail(task, now, plan)
+                continue
+            self.engine.set_plan(
+                task.task_id,
+                plan.steps,
+                now=now,
+                files=plan.files,
+                directories=plan.directories,
+                skipped=plan.skipped,
+                skipped_errors=plan.skipped_errors,
+            )
+        for task, step in self.engine.advance(now, elapsed):
+            if task.done:
+                continue
+            failure = perform(self.engine, task, step)
+            if failure is not None:
+                self._fail(task, now, failure)
+        for task in self.engine.settle(now):
+            log.info(
+                "task finished",
+                task_id=task.task_id,
+                user=task.owner,
+                status=task.status,
+                files=task.files_transferred,
+                bytes=task.bytes_transferred,
+            )
+
+    def _fail(self, task: Task, now: float, failure: PlanFailure) -> None:
+        self.engine.fail(task.task_id, now=now, code=failure.code, description=failure.description)
+        log.info("task failed", task_id=task.task_id, user=task.owner, code=failure.code)
+
+    # -- control -----------------------------------------------------------------------
+    def finish(self, task_ids: Iterable[str]) -> list[str]:
+        """Complete the named unfinished tasks now (their files really copied)."""
+        with self.lock:
+            now = self.clock()
+            forced = [tid for tid in task_ids if self.engine.force_finish(tid, now=now)]
+            self._run(now, 0.0)
+            return forced
+
+    def finish_all(self) -> list[str]:
+        with self.lock:
+            return self.finish([t.task_id for t in self.engine if not t.done])
+
+    def pause(self, task_id: str, *, nice_status: str, message: str) -> bool:
+        with self.lock:
+            return self.engine.pause(
+                task_id, now=self.clock(), nice_status=nice_status, message=message
+            )
+
+    def resume(self, task_id: str) -> bool:
+        with self.lock:
+            return self.engine.resume(task_id, now=self.clock())
+
+    def fail(self, task_id: str, *, code: str, description: str) -> bool:
+        with self.lock:
+            return self.engine.fail(task_id, now=self.clock(), code=code, description=description)
+
+    def document(self, task_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self.engine.get(task_id).document(self.clock())
+
+    def documents(self) -> list[dict[str, Any]]:
+        with self.lock:
+            now = self.clock()
+            return [t.document(now) for t in self.engine]
+
+    def schedule_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.add(fault)
+
+    def check_task(self, task_id: str) -> None:
+        with self.lock:
+            if self.engine.find(task_id) is None:
+                raise UnknownTask(task_id)

@@ -1,0 +1,68 @@
+"""Fixtures: one simulator and one real daemon process per test module, a fresh user each test.
+
+The daemon runs as a subprocess (``DaemonProcess``) pointed at the in-process simulator, so
+every client call below crosses real HTTP and WebSocket connections.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radical.orbit import GlobusClient
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator.auth import Credentials
+
+SRC = TUTORIAL_COLLECTION_1
+DST = TUTORIAL_COLLECTION_2
+GODATA = "/home/share/godata/"
+# Slow enough that a 1 MB file takes seconds (to cancel, to see progress), fast enough that
+# the 141-byte godata folder lands at once.
+BYTES_PER_SECOND = 200_000.0
+DAEMON_ENV = {"RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.5", "RADICAL_ORBIT_LOG_LEVEL": "warning"}
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    root = tmp_path_factory.mktemp("sim")
+    with Simulator(root=root, bytes_per_second=BYTES_PER_SECOND, rate_limit=None) as simulator:
+        big = simulator.local_path(SRC, "/home/share/big/")
+        big.mkdir(parents=True, exist_ok=True)
+        (big / "one_megabyte.bin").write_bytes(os.urandom(1_000_000))
+        yield simulator
+
+
+def start_daemon(sim: Simulator, state_dir: Path, **env: str) -> DaemonProcess:
+    return DaemonProcess(
+        state_dir=state_dir, env={**sim.environ(), **DAEMON_ENV, **env}, poll_interval=0.2
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def daemon(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    process = start_daemon(sim, tmp_path_factory.mktemp("daemon"))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def user(sim: Simulator) -> Credentials:
+    return sim.add_user(f"u{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def globus(daemon: DaemonProcess, user: Credentials) -> Iterator[GlobusClient]:
+    with GlobusClient(daemon.url, daemon.token) as client:
+        client.register_session(access_token=user.access_token, local_collection=DST)
+        yield client
+
+
+def godata_items(dest: str = "/~/out/") -> list[dict[str, object]]:
+    return [{"source": GODATA, "destination": dest, "recursive": True}]

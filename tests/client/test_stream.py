@@ -1,0 +1,224 @@
+"""Notifications with replay: each event exactly once, in order, across dropped connections."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radical.orbit import GlobusClient, ProtocolError
+from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.auth import Credentials
+
+from .conftest import DST, SRC, godata_items, start_daemon
+
+BIG = [{"source": "/home/share/big/", "destination": "/~/big{}/", "recursive": True}]
+
+
+def event(seq: int) -> dict[str, Any]:
+    return {"type": "event", "seq": seq, "kind": "x", "data": {}}
+
+
+# -- the pure core -----------------------------------------------------------------------
+
+
+@given(
+    total=st.integers(min_value=0, max_value=60),
+    plan=st.lists(st.tuples(st.integers(0, 10), st.integers(0, 25)), max_size=12),
+)
+def test_replay_cursor_delivers_each_event_once_in_order(
+    total: int, plan: list[tuple[int, int]]
+) -> None:
+    """Connections that replay with overlap and drop anywhere still yield 1..total exactly."""
+    cursor = ReplayCursor(since=0)
+    delivered: list[int] = []
+    for overlap, length in [*plan, (0, total)]:
+        # The server replays from a little before the cursor (overlap) and dies after length.
+        start = max(1, (cursor.last_seq or 0) + 1 - overlap)
+        for seq in range(start, min(total, start + length - 1) + 1):
+            got = cursor.accept(event(seq))
+            if got is not None:
+                delivered.append(got["seq"])
+    assert delivered == list(range(1, total + 1))
+
+
+def test_replay_cursor_takes_the_live_head_from_a_heartbeat() -> None:
+    cursor = ReplayCursor(since=None)
+    assert cursor.accept({"type": "heartbeat", "head": 41}) is None
+    assert cursor.last_seq == 41 and cursor.head == 41
+    assert cursor.accept(event(41)) is None
+    assert cursor.accept(event(42)) == event(42)
+    assert cursor.accept({"type": "something-new"}) is None
+    with pytest.raises(ProtocolError):
+        cursor.accept({"type": "event", "seq": "7"})
+
+
+def test_backoff_grows_with_jitter_and_resets() -> None:
+    backoff = Backoff(base=0.1, cap=2.0, floor=0.01)
+    delays = [backoff.next_delay() for _ in range(40)]
+    assert all(0.01 <= d <= 2.0 for d in delays)
+    assert max(delays[10:]) > 0.4  # the ceiling has grown to the cap
+    assert len(set(delays)) > 30  # jittered, not a fixed schedule
+    backoff.reset()
+    assert backoff.next_delay() <= 0.1
+
+
+def test_cursor_file_round_trip_is_atomic(tmp_path: Path) -> None:
+    cursor = CursorFile(tmp_path / "deep" / "cursor.json")
+    assert cursor.load() is None
+    cursor.save(7)
+    cursor.save(12)
+    assert cursor.load() == 12
+    assert [p.name for p in cursor.path.parent.iterdir()] == ["cursor.json"]
+    cursor.path.write_text("garbage")
+    with pytest.raises(ProtocolError, match="unreadable"):
+        cursor.load()
+
+
+# -- against the daemon ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_daemon(sim: Simulator, tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon this test may kill and restart without disturbing the module's daemon."""
+    process = start_daemon(sim, tmp_path / "state")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def ledger_seqs(globus: GlobusClient) -> list[int]:
+    return [e["seq"] for e in globus.iter_history(session_id=globus.session_id)]
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def submit_and_finish(globus: GlobusClient, count: int, tag: str) -> None:
+    subs = [
+        globus.submit_transfer(SRC, "local", godata_items(f"/~/{tag}{i}/"), label=f"{tag}{i}")
+        for i in range(count)
+    ]
+    for sub in subs:
+        assert globus.task_wait(sub["task_id"], timeout=30)["status"] == "SUCCEEDED"
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_subscriber_sees_every_event_once_across_a_daemon_restart(
+    own_daemon: DaemonProcess, user: Credentials, how: str
+) -> None:
+    globus = GlobusClient(own_daemon.url, own_daemon.token)
+    globus.register_session(access_token=user.access_token, local_collection=DST)
+    seen: list[dict[str, Any]] = []
+    subscription = globus.subscribe(seen.append, since=0)
+    submit_and_finish(globus, 3, "pre")
+    wait_for(lambda: len(seen) >= len(ledger_seqs(globus)))
+
+    # Events keep coming while the daemon dies: a producer thread submits meanwhile.
+    producer_done = threading.Event()
+
+    def produce() -> None:
+        try:
+            for i in range(6):
+                try:
+                    globus.submit_transfer(SRC, "local", godata_items(f"/~/mid{i}/"))
+                except Exception:
+                    time.sleep(0.1)  # the daemon is down or the session awaits re-registration
+        finally:
+            producer_done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.05)
+    own_daemon.kill() if how == "kill" else own_daemon.stop()
+    own_daemon.start()
+    globus.register_session(access_token=user.access_token)  # same sid: the tasks stay tracked
+    producer.join(30)
+    submit_and_finish(globus, 3, "post")
+    for row in globus.list_tasks():
+        globus.task_wait(row["task_id"], timeout=30)
+    expected = ledger_seqs(globus)
+    wait_for(lambda: len(seen) >= len(expected))
+    time.sleep(0.3)  # a duplicate would arrive now
+    subscription.stop()
+    assert subscription.error is None
+    assert subscription.connects >= 2
+    assert [e["seq"] for e in seen] == expected
+    assert {e["kind"] for e in seen} >= {"session_opened", "task_submitted", "task_state_changed"}
+    globus.close()
+
+
+def test_slow_client_closed_with_4008_resumes_without_loss(
+    sim: Simulator, tmp_path: Path, user: Credentials
+) -> None:
+    process = start_daemon(sim, tmp_path / "state", RADICAL_ORBIT_WS_QUEUE_SIZE="1")
+    try:
+        globus = GlobusClient(process.url, process.token)
+        globus.register_session(access_token=user.access_token, local_collection=DST)
+        seen: list[int] = []
+        subscription = globus.subscribe(lambda e: seen.append(e["seq"]), since=0)
+        subs = [
+            globus.submit_transfer(SRC, "local", [dict(BIG[0], destination=f"/~/big{i}/")])
+            for i in range(6)
+        ]
+        time.sleep(0.5)
+        sim.finish_all()  # one poller sweep sees six tasks end: a burst over the queue of 1
+        for sub in subs:
+            globus.task_wait(sub["task_id"], timeout=30)
+        expected = ledger_seqs(globus)
+        wait_for(lambda: len(seen) >= len(expected))
+        time.sleep(0.3)
+        subscription.stop()
+        assert subscription.error is None
+        assert subscription.connects >= 2, "the daemon never closed the slow client"
+        assert seen == expected
+        globus.close()
+    finally:
+        process.stop()
+
+
+def test_events_iterator_with_cursor_file_continues_after_a_restart(
+    globus: GlobusClient, tmp_path: Path
+) -> None:
+    submit_and_finish(globus, 2, "cur")
+    expected = ledger_seqs(globus)
+    cursor = tmp_path / "cursor.json"
+    first: list[int] = []
+    for ev in globus.events(since=0, cursor_file=str(cursor)):
+        first.append(ev["seq"])
+        if len(first) == 3:
+            break
+    # A new "process": the cursor file says where the last one stopped.
+    rest: list[int] = []
+    with globus.events(since=0, cursor_file=str(cursor)) as stream:
+        while len(first) + len(rest) < len(expected):
+            ev = stream.get(timeout=10)
+            assert ev is not None
+            rest.append(ev["seq"])
+    assert first + rest == expected
+    assert CursorFile(cursor).load() == expected[-1]
+
+
+def test_stream_filters_by_task_and_topic(globus: GlobusClient) -> None:
+    submit_and_finish(globus, 2, "filt")
+    tasks = globus.list_tasks()
+    target = tasks[0]["task_id"]
+    with globus.events(since=0, task_id=target) as stream:
+        got = [stream.get(timeout=5) for _ in range(2)]
+    assert all(e is not None and e["task_id"] == target for e in got)
+    with globus.events(since=0, topic="session") as stream:
+        opened = stream.get(timeout=5)
+    assert opened is not None and opened["kind"] == "session_opened"

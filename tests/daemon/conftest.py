@@ -1,0 +1,69 @@
+"""Fixtures: a real simulator, the real daemon process, real HTTP clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from daemon_helpers import start_daemon
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.testing import running_simulator
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulator]:
+    with running_simulator(tmp_path) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def slow_sim(tmp_path: Path) -> Iterator[Simulator]:
+    """Tasks stay ACTIVE for 2 s, so faults can hit them while they run."""
+    with running_simulator(tmp_path, min_task_seconds=2.0, max_active=50, max_pending=2000) as s:
+        yield s
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, sim: Simulator) -> Iterator[DaemonProcess]:
+    process = start_daemon(tmp_path, sim)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def slow_daemon(tmp_path: Path, slow_sim: Simulator) -> Iterator[DaemonProcess]:
+    process = start_daemon(tmp_path, slow_sim)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def aclient(daemon: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=daemon.url, headers=daemon.headers, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """One simulator for a module whose tests do not disturb each other."""
+    with running_simulator(tmp_path_factory.mktemp("shared")) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(
+    tmp_path_factory: pytest.TempPathFactory, shared_sim: Simulator
+) -> Iterator[DaemonProcess]:
+    process = start_daemon(tmp_path_factory.mktemp("shared-daemon"), shared_sim)
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,95 @@
+"""Helpers shared by the daemon tests (real HTTP, real WebSockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+
+C1 = TUTORIAL_COLLECTION_1
+C2 = TUTORIAL_COLLECTION_2
+POLL = 0.2
+GODATA = [{"source": "/home/share/godata/", "destination": "/~/out/", "recursive": True}]
+
+
+def transfer_body(label: str = "t", **extra: Any) -> dict[str, Any]:
+    return {"source": C1, "destination": C2, "items": GODATA, "label": label, **extra}
+
+
+def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonProcess:
+    opts.setdefault("poll_interval", POLL)
+    env = {**simulator.environ(), **opts.pop("env", {})}
+    return DaemonProcess(state_dir=tmp_path / "state", env=env, **opts).start()
+
+
+def client(process: DaemonProcess, token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token or process.token}"}
+    return httpx.Client(base_url=process.url, headers=headers, timeout=30)
+
+
+def register(http: httpx.Client, creds: Any, **extra: Any) -> str:
+    answer = http.post("/globus/sessions", json={"access_token": creds.access_token, **extra})
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["sid"])
+
+
+def history(http: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    answer = http.get("/globus/history", params={"limit": 1000, **params})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["events"])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+async def ws_connect(
+    process: DaemonProcess, token: str | None = None, **query: Any
+) -> ClientConnection:
+    params = "&".join(f"{k}={v}" for k, v in query.items() if v is not None)
+    url = process.ws_url + (f"?{params}" if params else "")
+    return await websockets.connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {token or process.token}"},
+        open_timeout=10,
+        max_size=None,
+    )
+
+
+async def next_events(
+    ws: ClientConnection, until: Callable[[dict[str, Any]], bool], *, seconds: float = 15.0
+) -> list[dict[str, Any]]:
+    """Collect event messages (heartbeats dropped) up to and including one matching ``until``."""
+    out: list[dict[str, Any]] = []
+    async with asyncio.timeout(seconds):
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] != "event":
+                continue
+            out.append(message)
+            if until(message):
+                return out
+
+
+_USERS = iter(range(1_000_000))
+
+
+def new_user(simulator: Simulator) -> Any:
+    """A simulator user with a fresh name (shared simulators outlive one test)."""
+    return simulator.add_user(f"user{next(_USERS)}")

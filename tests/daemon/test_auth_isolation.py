@@ -1,0 +1,149 @@
+"""Daemon tokens: files and modes, 401 without a valid token, sessions private to their token."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from daemon_helpers import client, history, register, transfer_body, ws_connect
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import Simulator
+
+
+def test_first_start_creates_private_token_files(daemon: DaemonProcess) -> None:
+    token_file = daemon.state_dir / "token"
+    hashes_file = daemon.state_dir / "tokens.json"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(hashes_file.stat().st_mode) == 0o600
+    hashes = json.loads(hashes_file.read_text())
+    assert list(hashes) == ["default"]
+    assert daemon.token not in hashes_file.read_text()  # only the hash is stored
+    assert "client token written to" in daemon.log_path.read_text()
+    info = json.loads(daemon.endpoint_file.read_text())
+    assert info["url"] == daemon.url
+    assert info["pid"] == daemon.pid
+    assert daemon.url.startswith("http://127.0.0.1:")  # loopback by default
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/endpoints"),
+        ("POST", "/globus/sessions"),
+        ("GET", "/globus/history"),
+        ("GET", "/globus/sessions/x/tasks"),
+        ("POST", "/globus/sessions/x/transfers"),
+        ("DELETE", "/globus/sessions/x"),
+    ],
+)
+def test_http_without_valid_token_is_401(
+    shared_daemon: DaemonProcess, method: str, path: str
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
+        answer = httpx.request(method, shared_daemon.url + path, headers=headers, json={})
+        assert answer.status_code == 401, (headers, answer.text)
+        assert answer.json()["error"] == "Unauthorized"
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+async def test_websocket_without_valid_token_is_refused(daemon: DaemonProcess) -> None:
+    for token in ("wrong", ""):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                daemon.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+            )
+        assert refused.value.response.status_code == 401
+
+
+def test_token_add_and_another_token_cannot_see_a_session(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    bob_token = daemon.add_token("bob")
+    assert "bob" in json.loads((daemon.state_dir / "tokens.json").read_text())
+    creds = sim.add_user("alice")
+    with client(daemon) as alice, client(daemon, bob_token) as bob:
+        sid = register(alice, creds)
+        task_id = alice.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
+            "task_id"
+        ]
+        assert bob.get("/endpoints").status_code == 200
+        for method, path, body in [
+            ("GET", f"/globus/sessions/{sid}/tasks", None),
+            ("GET", f"/globus/sessions/{sid}/tasks/{task_id}", None),
+            ("POST", f"/globus/sessions/{sid}/tasks/{task_id}/wait", {"timeout": 0}),
+            ("POST", f"/globus/sessions/{sid}/tasks/{task_id}/cancel", None),
+            ("POST", f"/globus/sessions/{sid}/transfers", transfer_body()),
+            ("GET", f"/globus/sessions/{sid}/ls?collection=x", None),
+            ("DELETE", f"/globus/sessions/{sid}", None),
+        ]:
+            answer = bob.request(method, path, json=body)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json()["error"] == "NotFound"
+        # Re-registering someone else's sid is refused the same way.
+        stolen = bob.post("/globus/sessions", json={"access_token": creds.access_token, "sid": sid})
+        assert stolen.status_code == 404
+        assert history(bob) == []
+        assert bob.get("/globus/history", params={"view": "tasks"}).json() == {"tasks": []}
+        assert bob.get("/globus/history", params={"task_id": task_id}).json()["events"] == []
+        assert history(alice, task_id=task_id)
+        assert alice.get(f"/globus/sessions/{sid}/tasks/{task_id}").status_code == 200
+
+
+async def test_another_token_gets_no_events_over_websocket(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    bob_token = daemon.add_token("bob")
+    creds = sim.add_user("alice")
+    with client(daemon) as alice:
+        sid = register(alice, creds)
+    ws = await ws_connect(daemon, bob_token, session_id=sid)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
+    bob_all = await ws_connect(daemon, bob_token, since=0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            while True:
+                message = json.loads(await bob_all.recv())
+                if message["type"] == "event":
+                    break
+    await bob_all.close()
+
+
+def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "radical.orbit.daemon",
+                "token",
+                *args,
+                "--state-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    first = run("add", "carol", "--quiet")
+    assert first.returncode == 0
+    assert len(first.stdout.strip()) >= 40
+    again = run("add", "carol")
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    bad = run("add", "no spaces allowed")
+    assert bad.returncode == 2
+    assert "invalid" in bad.stderr
+    names = run("list")
+    assert names.stdout.split() == ["carol", "default"]

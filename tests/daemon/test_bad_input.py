@@ -1,0 +1,140 @@
+"""Bad input gets 400/404/422 with a message that says what to fix; nothing is recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from daemon_helpers import C1, C2, client, history, new_user, register, transfer_body
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator
+
+ITEM = [{"source": "/a", "destination": "/b"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"source": C1, "destination": C2, "items": []}, "body.items"),
+        ({"source": C1, "destination": C2}, "body.items"),
+        ({"source": C1, "items": ITEM}, "body.destination"),
+        ({"source": "", "destination": C2, "items": ITEM}, "body.source"),
+        (
+            {"source": C1, "destination": C2, "items": [{"source": "/a"}]},
+            "body.items.0.destination",
+        ),
+        ({"source": C1, "destination": C2, "items": ITEM, "sync_level": "fast"}, "body.sync_level"),
+        ({"source": C1, "destination": C2, "items": ITEM, "label": "x\ny"}, "body.label"),
+        ({"source": C1, "destination": C2, "items": ITEM, "colour": "red"}, "body.colour"),
+        ({"source": C1, "destination": C2, "items": "not a list"}, "body.items"),
+    ],
+)
+def test_bad_transfer_bodies_are_422(
+    shared_daemon: DaemonProcess, shared_sim: Simulator, body: dict[str, Any], where: str
+) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
+        sid = register(http, creds)
+        answer = http.post(f"/globus/sessions/{sid}/transfers", json=body)
+        recorded = [e["kind"] for e in history(http, session_id=sid)]
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "ValidationError"
+    assert where in answer.json()["message"]
+    assert recorded == ["session_opened"]
+
+
+def test_bad_registration(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    secret = creds.access_token
+    with client(shared_daemon) as http:
+        nothing = http.post("/globus/sessions", json={})
+        assert nothing.status_code == 400
+        assert "access_token" in nothing.json()["message"]
+        no_client = http.post("/globus/sessions", json={"refresh_token": creds.refresh_token})
+        assert no_client.status_code == 400
+        assert "client_id" in no_client.json()["message"]
+        # A credential in a wrong-typed field is refused without being echoed back.
+        wrong = http.post("/globus/sessions", json={"access_token": secret, "sid": 5, "x": secret})
+        assert wrong.status_code == 422
+        assert secret not in wrong.text
+        unknown = http.post("/globus/sessions", json={"access_token": secret, "sid": "nope"})
+        assert unknown.status_code == 404
+    assert secret not in shared_daemon.log_path.read_text()
+
+
+def test_bad_ids_queries_and_json(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
+        sid = register(http, creds)
+        assert http.get("/globus/sessions/nosuch/tasks").status_code == 404
+        missing = http.get(f"/globus/sessions/{sid}/tasks/0000")
+        assert missing.status_code == 404
+        assert "0000" in missing.json()["message"]
+        assert http.post(f"/globus/sessions/{sid}/tasks/0000/cancel").status_code == 404
+        limit = http.get(f"/globus/sessions/{sid}/tasks", params={"limit": 0})
+        assert limit.status_code == 422
+        assert "limit" in limit.json()["message"]
+        status = http.get(f"/globus/sessions/{sid}/tasks", params={"status": "DONE"})
+        assert status.status_code == 422
+        wait = http.post(f"/globus/sessions/{sid}/tasks/x/wait", json={"timeout": -1})
+        assert wait.status_code == 422
+        no_collection = http.get(f"/globus/sessions/{sid}/ls")
+        assert no_collection.status_code == 422
+        assert "collection" in no_collection.json()["message"]
+        broken = http.post(
+            f"/globus/sessions/{sid}/transfers",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert broken.status_code == 422
+        assert http.get("/no/such/route").json()["error"] == "NotFound"
+        view = http.get("/globus/history", params={"view": "everything"})
+        assert view.status_code == 422
+
+
+def test_globus_refusals_are_mapped(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
+        sid = register(http, creds)
+        unknown = http.get(f"/globus/sessions/{sid}/endpoints/00000000-0000-0000-0000-000000000000")
+        assert unknown.status_code == 404
+        assert unknown.json()["globus_code"]
+        shared_sim.schedule_fault(route="operation_ls", status=403, code="EndpointPermissionDenied")
+        denied = http.get(f"/globus/sessions/{sid}/ls", params={"collection": C2})
+        assert denied.status_code == 403
+        assert denied.json()["globus_code"] == "EndpointPermissionDenied"
+        shared_sim.schedule_fault(route="operation_mkdir", status=500, code="ExternalError.Broken")
+        broken = http.post(f"/globus/sessions/{sid}/mkdir", json={"collection": C2, "path": "/~/x"})
+        assert broken.status_code == 502
+        assert broken.json()["globus_code"] == "ExternalError.Broken"
+        shared_sim.schedule_fault(route="endpoint_search", status=429, count=10)
+        limited = http.get(f"/globus/sessions/{sid}/endpoint_search")
+        assert limited.status_code == 429
+        assert "retry" in limited.json()["message"]
+        shared_sim.clear_faults()
+        rejected = http.post(
+            f"/globus/sessions/{sid}/transfers",
+            json=transfer_body(
+                items=[{"source": "/nope/", "destination": "/~/x/", "recursive": True}]
+            )
+            | {"source": "11111111-1111-1111-1111-111111111111"},
+        )
+        assert rejected.status_code in (400, 404)
+        kinds = [e["kind"] for e in history(http, session_id=sid)]
+    assert kinds[-1] == "submit_failed"  # recorded as failed, never left pending
+
+
+def test_consent_required_names_the_scope(
+    shared_daemon: DaemonProcess, shared_sim: Simulator
+) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
+        sid = register(http, creds)
+        answer = http.get(f"/globus/sessions/{sid}/ls", params={"collection": MAPPED_COLLECTION_ID})
+    assert answer.status_code == 401
+    body = answer.json()
+    assert body["error"] == "ConsentRequired"
+    assert body["required_scopes"]
+    assert body["required_scopes"][0] in body["message"]
+    assert "register the session again" in body["message"]

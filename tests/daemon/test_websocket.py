@@ -1,0 +1,244 @@
+"""Notifications over the real WebSocket: live, replay with a cursor, lag, heartbeats, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import websockets
+from daemon_helpers import (
+    client,
+    history,
+    next_events,
+    register,
+    start_daemon,
+    transfer_body,
+    wait_for,
+    ws_connect,
+)
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import Simulator
+
+
+async def test_transfer_seen_from_submit_to_succeeded(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    creds = sim.add_user("alice")
+    with client(daemon) as http:
+        sid = register(http, creds)
+    ws = await ws_connect(daemon, session_id=sid, topic="transfer_status")
+    try:
+        with client(daemon) as http:
+            task_id = await asyncio.to_thread(
+                lambda: http.post(
+                    f"/globus/sessions/{sid}/transfers", json=transfer_body("ws")
+                ).json()["task_id"]
+            )
+        events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED")
+    finally:
+        await ws.close()
+    assert events[0]["kind"] == "task_submitted"
+    assert events[0]["data"]["status"] == "ACTIVE"
+    last = events[-1]
+    assert last["topic"] == "transfer_status"
+    assert last["task_id"] == task_id
+    assert set(last["data"]) == {
+        "task_id",
+        "status",
+        "label",
+        "bytes_transferred",
+        "files_transferred",
+        "nice_status",
+    }
+    assert last["data"]["label"] == "ws"
+    assert last["data"]["files_transferred"] == 3
+    assert last["data"]["bytes_transferred"] == sim.task(task_id)["bytes_transferred"]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))
+    assert all(isinstance(e["time"], float) for e in events)
+
+
+async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    creds = sim.add_user("alice")
+    http = client(daemon)
+    sid = register(http, creds)
+    ws = await ws_connect(daemon, since=0)
+    seen = await next_events(ws, lambda m: m["kind"] == "session_opened")
+    cursor = seen[-1]["seq"]
+    await ws.close()
+
+    # While nobody listens: two transfers run to the end.
+    for label in ("m1", "m2"):
+        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(label)).json()[
+            "task_id"
+        ]
+        http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 10})
+    missed = [e for e in history(http) if e["seq"] > cursor]
+    assert len(missed) >= 6
+
+    ws = await ws_connect(daemon, since=cursor)
+    try:
+        got = await next_events(ws, lambda m: m["seq"] == missed[-1]["seq"])
+        # Nothing more arrives than what was missed (a short quiet period).
+        with pytest.raises(TimeoutError):
+            await next_events(ws, lambda m: True, seconds=0.5)
+    finally:
+        await ws.close()
+        http.close()
+    assert got == missed
+
+
+async def test_replay_and_live_have_no_gaps_or_duplicates(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    """Subscribe from 0 while events are being produced: the union is exactly the ledger."""
+    creds = sim.add_user("alice")
+    http = client(daemon)
+    sid = register(http, creds)
+
+    def produce() -> list[str]:
+        with client(daemon) as h:
+            return [
+                h.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"p{i}")).json()[
+                    "task_id"
+                ]
+                for i in range(8)
+            ]
+
+    producer = asyncio.create_task(asyncio.to_thread(produce))
+    await asyncio.sleep(0.15)
+    ws = await ws_connect(daemon, since=0)
+    try:
+        task_ids = await producer
+        await asyncio.to_thread(
+            wait_for,
+            lambda: all(
+                http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                for t in task_ids
+            ),
+            what="all tasks SUCCEEDED",
+        )
+        truth = history(http)
+        got = await next_events(ws, lambda m: m["seq"] == truth[-1]["seq"])
+    finally:
+        await ws.close()
+        http.close()
+    assert [e["seq"] for e in got] == [e["seq"] for e in truth]
+    assert got == truth
+
+
+async def test_filters_by_topic_and_task(daemon: DaemonProcess, sim: Simulator) -> None:
+    creds = sim.add_user("alice")
+    http = client(daemon)
+    sid = register(http, creds)
+    first = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("f1")).json()[
+        "task_id"
+    ]
+    http.post(f"/globus/sessions/{sid}/tasks/{first}/wait", json={"timeout": 10})
+    second = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("f2")).json()[
+        "task_id"
+    ]
+    http.post(f"/globus/sessions/{sid}/tasks/{second}/wait", json={"timeout": 10})
+    http.close()
+
+    ws = await ws_connect(daemon, since=0, task_id=second)
+    only = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
+    await ws.close()
+    assert {e["task_id"] for e in only} == {second}
+
+    ws = await ws_connect(daemon, since=0, topic="session")
+    sessions = await next_events(ws, lambda m: True)
+    await ws.close()
+    assert sessions[0]["kind"] == "session_opened"
+    assert sessions[0]["topic"] == "session"
+    assert sessions[0]["data"] == {"local_collection": None, "auth": "access_token"}
+
+    ws = await ws_connect(daemon, topic="nonsense")
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert "unknown topic" in closed.value.rcvd.reason
+
+
+async def test_heartbeat_carries_head(tmp_path: Path, sim: Simulator) -> None:
+    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.3"})
+    try:
+        creds = sim.add_user("alice")
+        with client(process) as http:
+            register(http, creds)
+            head = history(http)[-1]["seq"]
+        ws = await ws_connect(process)
+        async with asyncio.timeout(5):
+            message = json.loads(await ws.recv())
+        await ws.close()
+    finally:
+        process.stop()
+    assert message["type"] == "heartbeat"
+    assert message["head"] == head
+    assert isinstance(message["time"], float)
+
+
+async def test_slow_client_is_closed_with_resume_cursor(
+    tmp_path: Path, slow_sim: Simulator
+) -> None:
+    """A burst larger than a client's queue closes it with 4008 "resume from <seq>"; resuming
+    from that seq yields the rest without a gap; another client is unaffected."""
+    sim = slow_sim
+    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_WS_QUEUE_SIZE": "3"})
+    try:
+        creds = sim.add_user("alice")
+        http = client(process)
+        sid = register(http, creds)
+        slow = await ws_connect(process, since=0)
+        for i in range(12):
+            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"s{i}"))
+        # All finish at once: the next sweep appends 12 changes in one batch.
+        sim.finish_all()
+        received: list[dict[str, object]] = []
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(20):
+                while True:
+                    message = json.loads(await slow.recv())
+                    if message["type"] == "event":
+                        received.append(message)
+        frame = closed.value.rcvd
+        assert frame is not None
+        assert frame.code == 4008
+        resume = int(frame.reason.removeprefix("resume from "))
+        assert resume == received[-1]["seq"]
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                not http.get(f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE"}).json()[
+                    "tasks"
+                ]
+            ),
+        )
+        truth = history(http)
+        again = await ws_connect(process, since=resume)
+        rest = await next_events(again, lambda m: m["seq"] == truth[-1]["seq"])
+        await again.close()
+        http.close()
+    finally:
+        process.stop()
+    assert received + rest == truth
+
+
+async def test_shutdown_closes_websockets_with_going_away(tmp_path: Path, sim: Simulator) -> None:
+    process = start_daemon(tmp_path, sim)
+    ws = await ws_connect(process)
+    code = await asyncio.to_thread(process.stop)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(5):
+            while True:
+                await ws.recv()
+    assert code == 0
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1001
+    assert not process.endpoint_file.exists()
