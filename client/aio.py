@@ -34,10 +34,13 @@ class AsyncGlobusClient:
         endpoint: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         address: DaemonAddress | None = None,
+        remember_credential: bool = True,
     ) -> None:
         self.address = address or resolve_address(url=url, token=token)
         self.session_id = session_id
         self.endpoint = endpoint
+        self._remember = remember_credential
+        self._credential: calls.Credential | None = None
         self._transport = AsyncTransport(self.address, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -61,8 +64,23 @@ class AsyncGlobusClient:
     async def close(self) -> None:
         await self.aclose()
 
+    async def _send(self, call: calls.Call) -> Any:
+        """Send; if the daemon restarted and lost the credential, hand it over and retry once."""
+        try:
+            return await self._transport.send(call)
+        except RequestError as exc:
+            if self._credential is None or not calls.needs_credential_again(exc, call):
+                raise
+        await self._revive()
+        return await self._transport.send(call)
+
+    async def _revive(self) -> None:
+        """Register the session again with the remembered credential (a no-op without one)."""
+        if self._credential is not None and self.session_id is not None:
+            await self._transport.send(self._credential.register(self.session_id))
+
     async def list_endpoints(self) -> list[str]:
-        answer = await self._transport.send(calls.list_endpoints())
+        answer = await self._send(calls.list_endpoints())
         return [str(ep["name"]) for ep in calls.list_of(answer, "endpoints")]
 
     async def register_session(
@@ -84,11 +102,16 @@ class AsyncGlobusClient:
             )
         )
         self.session_id = answer["sid"]
+        if self._remember:
+            self._credential = calls.Credential(
+                access_token=access_token, refresh_token=refresh_token, client_id=client_id
+            )
         return dict(answer)
 
     async def unregister_session(self) -> dict[str, Any]:
-        answer = await self._transport.send(calls.unregister_session(self.session_id))
+        answer = await self._send(calls.unregister_session(self.session_id))
         self.session_id = None
+        self._credential = None
         return dict(answer)
 
     async def submit_transfer(
@@ -117,7 +140,7 @@ class AsyncGlobusClient:
             sync_level=sync_level,
             options=options,
         )
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def delete(
         self,
@@ -129,19 +152,19 @@ class AsyncGlobusClient:
         call = calls.delete(
             self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
         )
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
-        return dict(await self._transport.send(calls.get_task(self.session_id, task_id)))
+        return dict(await self._send(calls.get_task(self.session_id, task_id)))
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
-        return dict(await self._transport.send(calls.cancel_task(self.session_id, task_id)))
+        return dict(await self._send(calls.cancel_task(self.session_id, task_id)))
 
     async def list_tasks(
         self, limit: int = 100, *, offset: int = 0, status: str | None = None
     ) -> list[dict[str, Any]]:
         call = calls.list_tasks(self.session_id, limit=limit, offset=offset, status=status)
-        return calls.list_of(await self._transport.send(call), "tasks")
+        return calls.list_of(await self._send(call), "tasks")
 
     async def task_wait(
         self,
@@ -191,32 +214,32 @@ class AsyncGlobusClient:
                 return await self.get_task(task_id)
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait)
-            answer = await self._transport.send(call)
+            answer = await self._send(call)
             if answer.get("done") or calls.is_terminal(answer.get("status")):
                 return calls.task_row(answer)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:
         call = calls.ls(self.session_id, collection=collection, path=path)
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def mkdir(self, collection: str, path: str) -> dict[str, Any]:
         call = calls.mkdir(self.session_id, collection=collection, path=path)
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def rename(self, collection: str, oldpath: str, newpath: str) -> dict[str, Any]:
         call = calls.rename(
             self.session_id, collection=collection, oldpath=oldpath, newpath=newpath
         )
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def endpoint_search(
         self, filter_text: str | None = None, limit: int = 25
     ) -> list[dict[str, Any]]:
         call = calls.endpoint_search(self.session_id, filter_text=filter_text, limit=limit)
-        return calls.list_of(await self._transport.send(call), "endpoints")
+        return calls.list_of(await self._send(call), "endpoints")
 
     async def get_endpoint(self, collection: str) -> dict[str, Any]:
-        return dict(await self._transport.send(calls.get_endpoint(self.session_id, collection)))
+        return dict(await self._send(calls.get_endpoint(self.session_id, collection)))
 
     async def history(
         self,
@@ -244,7 +267,7 @@ class AsyncGlobusClient:
             offset=offset,
             view=view,
         )
-        return dict(await self._transport.send(call))
+        return dict(await self._send(call))
 
     async def iter_history(
         self,
@@ -289,6 +312,7 @@ class AsyncGlobusClient:
             topic=topic,
             cursor_file=cursor_file,
             give_up_after=give_up_after,
+            on_reconnect=self._revive,
         )
 
     def subscribe(

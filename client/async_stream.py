@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import calls
-from .errors import DaemonUnavailable
+from .errors import DaemonUnavailable, OrbitError
 from .stream import (
     Backoff,
     CursorFile,
@@ -56,6 +56,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         idle_timeout: float = 30.0,
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
+        on_reconnect: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._url = url
         self._auth = {"Authorization": f"Bearer {token}"}
@@ -66,6 +67,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         self._idle_timeout = idle_timeout
         self._give_up_after = give_up_after
         self._backoff = backoff or Backoff()
+        self._on_reconnect = on_reconnect
         self._ws: ClientConnection | None = None
         self._closed = asyncio.Event()
         self._unsaved: int | None = None
@@ -197,6 +199,9 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
                 self._ws = ws
                 self.connects += 1
                 self._last_message = time.monotonic()
+                if self.connects > 1 and self._on_reconnect is not None:
+                    with contextlib.suppress(OrbitError):
+                        await self._on_reconnect()
                 return ws
             now = time.monotonic()
             if self._give_up_after is not None and now - failing_since >= self._give_up_after:

@@ -19,6 +19,7 @@ from .errors import (
     ArgumentError,
     NoSessionError,
     ProtocolError,
+    RequestError,
     TaskFailed,
     TaskWaitTimeout,
     error_from_response,
@@ -27,6 +28,7 @@ from .errors import (
 __all__ = [
     "TERMINAL_STATUSES",
     "Call",
+    "Credential",
     "cancel_task",
     "decode_answer",
     "delete",
@@ -41,6 +43,7 @@ __all__ = [
     "list_tasks",
     "ls",
     "mkdir",
+    "needs_credential_again",
     "register_session",
     "rename",
     "submit_transfer",
@@ -79,7 +82,9 @@ def _seg(value: str) -> str:
     """Quote a path segment so a task id or path can never escape its place in the route."""
     if not isinstance(value, str) or not value:
         raise ArgumentError(f"expected a non-empty string, got {value!r}")
-    return quote(value, safe="")
+    quoted = quote(value, safe="")
+    # "." and ".." would be removed as dot segments by URL normalisation.
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 def _session(sid: str | None) -> str:
@@ -313,6 +318,36 @@ def decode_answer(
     if status == 204 or document is None:
         return {}
     return document
+
+
+class Credential:
+    """A Globus credential the client keeps in memory to re-register its session.
+
+    A daemon that restarted has the session (its ledger remembers it) but not the
+    credential (only ever in memory); the client hands it over again. Never shown by repr.
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, **fields: str | None) -> None:
+        self._fields = {k: v for k, v in fields.items() if v is not None}
+
+    def __repr__(self) -> str:
+        return f"Credential({', '.join(sorted(self._fields))}: <hidden>)"
+
+    def register(self, sid: str | None) -> Call:
+        return register_session(
+            access_token=self._fields.get("access_token"),
+            refresh_token=self._fields.get("refresh_token"),
+            client_id=self._fields.get("client_id"),
+            local_collection=None,
+            sid=sid,
+        )
+
+
+def needs_credential_again(exc: RequestError, call: Call) -> bool:
+    """Whether ``exc`` says the daemon lost the session's credential (it restarted)."""
+    return exc.code == "CredentialMissing" and call.path != "/globus/sessions"
 
 
 def list_of(document: Any, key: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ where every user of the machine could read them in the process list.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -372,6 +373,25 @@ def cmd_history(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _more_to_come(ctx: Context, client: GlobusClient, last_seq: int | None) -> bool:
+    """Whether the watched scope has task notifications or unfinished tasks not shown yet.
+
+    Asked only when every task seen so far has ended, so that a replay which has not reached
+    the newer tasks yet does not end ``--until-done`` early.
+    """
+    args = ctx.args
+    sid = None if args.all_sessions else client.session_id
+    page = client.history(task_id=args.task, limit=1000, after=last_seq or 0, session_id=sid)
+    if page.get("next_after") is not None:
+        return True
+    if any(e.get("topic") == "transfer_status" for e in page.get("events") or []):
+        return True
+    if args.task or args.all_sessions:
+        return False
+    # Tasks that started before the stream's first seq show up only when they change.
+    return any(client.list_tasks(1, status=status) for status in ("ACTIVE", "INACTIVE"))
+
+
 def cmd_watch(ctx: Context) -> int:
     args = ctx.args
     client = ctx.globus(need_session=False)
@@ -413,7 +433,8 @@ def cmd_watch(ctx: Context) -> int:
                 print(f"{event.get('seq')} {event.get('kind')} {event.get('data')}", file=ctx.out)
             if task is not None and task.status == "FAILED":
                 failed = True
-            if args.until_done and board.all_done():
+            done = args.until_done and board.all_done()
+            if done and not _more_to_come(ctx, client, stream.last_seq):
                 return EXIT_TASK_FAILED if failed else EXIT_OK
 
 
@@ -430,6 +451,56 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    """Options accepted before and after the command; ``default`` SUPPRESS on subcommands so
+    that a value given before the command is not overwritten by the subcommand's default."""
+    parser.add_argument(
+        "--url",
+        default=default,
+        help="daemon URL (default: $RADICAL_ORBIT_URL, then the local daemon)",
+    )
+    parser.add_argument(
+        "--token",
+        default=default,
+        help="daemon token (default: $RADICAL_ORBIT_TOKEN, $RADICAL_ORBIT_TOKEN_FILE, the"
+        " daemon's own token file)",
+    )
+    parser.add_argument("--endpoint", default=default, help="endpoint (default: the first)")
+    parser.add_argument("--session", default=default, help=f"session id (default: ${ENV_SESSION})")
+    parser.add_argument(
+        "-F", "--format", choices=("text", "json"), default="text" if default is None else default
+    )
+    parser.add_argument(
+        "--local-collection", default=default, help="local collection UUID for a new session"
+    )
+    parser.add_argument(
+        "--access-token-file", default=default, help="file holding a Globus access token"
+    )
+    parser.add_argument(
+        "--refresh-token-file", default=default, help="file holding a Globus refresh token"
+    )
+    parser.add_argument(
+        "--client-id", default=default, help="Globus native app client id (with a refresh token)"
+    )
+
+
+class _SubParsers:
+    """add_parser() that gives every command the common options."""
+
+    def __init__(self, action: Any) -> None:
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._action.add_parser(name, **kwargs)
+        _add_common_options(parser, default=argparse.SUPPRESS)
+        return parser
+
+    def add_group(self, name: str, **kwargs: Any) -> _SubParsers:
+        parser = self._action.add_parser(name, **kwargs)
+        dest = f"{name}_command"
+        return _SubParsers(parser.add_subparsers(dest=dest, required=True, metavar="ACTION"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orbit-globus",
@@ -437,28 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: "
         + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
-    parser.add_argument(
-        "--url", help="daemon URL (default: $RADICAL_ORBIT_URL, then the local daemon)"
-    )
-    parser.add_argument(
-        "--token",
-        help="daemon token (default: $RADICAL_ORBIT_TOKEN, $RADICAL_ORBIT_TOKEN_FILE, the"
-        " daemon's own token file)",
-    )
-    parser.add_argument("--endpoint", help="endpoint name (default: the daemon's first)")
-    parser.add_argument("--session", help=f"session id (default: ${ENV_SESSION})")
-    parser.add_argument("-F", "--format", choices=("text", "json"), default="text")
-    parser.add_argument("--local-collection", help="local collection UUID for a new session")
-    parser.add_argument("--access-token-file", help="file holding a Globus access token")
-    parser.add_argument("--refresh-token-file", help="file holding a Globus refresh token")
-    parser.add_argument("--client-id", help="Globus native app client id (with a refresh token)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_common_options(parser, default=None)
+    sub = _SubParsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
 
     p = sub.add_parser("endpoints", help="list the daemon's endpoints")
     p.set_defaults(func=cmd_endpoints)
 
-    session = sub.add_parser("session", help="register or unregister a Globus session")
-    ssub = session.add_subparsers(dest="session_command", required=True, metavar="ACTION")
+    ssub = sub.add_group("session", help="register or unregister a Globus session")
     p = ssub.add_parser(
         "register",
         help="hand a Globus credential (from the environment or files) to the daemon",
@@ -492,8 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wait_options(p)
     p.set_defaults(func=cmd_delete)
 
-    task = sub.add_parser("task", help="show, list, wait for or cancel tasks")
-    tsub = task.add_subparsers(dest="task_command", required=True, metavar="ACTION")
+    tsub = sub.add_group("task", help="show, list, wait for or cancel tasks")
     p = tsub.add_parser("show", help="one task")
     p.add_argument("task_id")
     p.set_defaults(func=cmd_task_show)
@@ -527,8 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("newpath")
     p.set_defaults(func=cmd_rename)
 
-    endpoint = sub.add_parser("endpoint", help="search or show Globus collections")
-    esub = endpoint.add_subparsers(dest="endpoint_command", required=True, metavar="ACTION")
+    esub = sub.add_group("endpoint", help="search or show Globus collections")
     p = esub.add_parser("search")
     p.add_argument("filter_text", nargs="?")
     p.add_argument("--limit", type=int, default=25)
@@ -568,7 +622,8 @@ def main(
     err = err or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     ctx = Context(args, out, err)

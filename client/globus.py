@@ -26,6 +26,11 @@ class GlobusClient:
     :meth:`register_session` first, or pass ``session_id=`` of a session registered earlier.
     Answers are plain dicts as the daemon sends them. :meth:`close` releases the connection;
     the session and its tasks stay tracked by the daemon (:meth:`unregister_session` ends it).
+
+    Unless ``remember_credential=False``, the credential given to :meth:`register_session`
+    stays in this object's memory so that a daemon which restarted (and so lost it) gets it
+    back: on a ``CredentialMissing`` answer (the call is then retried once) and whenever an
+    event stream of this client reconnects.
     """
 
     def __init__(
@@ -37,10 +42,13 @@ class GlobusClient:
         endpoint: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         address: DaemonAddress | None = None,
+        remember_credential: bool = True,
     ) -> None:
         self.address = address or resolve_address(url=url, token=token)
         self.session_id = session_id
         self.endpoint = endpoint
+        self._remember = remember_credential
+        self._credential: calls.Credential | None = None
         self._transport = SyncTransport(self.address, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -60,6 +68,21 @@ class GlobusClient:
     def close(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
         self._transport.close()
+
+    def _send(self, call: calls.Call) -> Any:
+        """Send; if the daemon restarted and lost the credential, hand it over and retry once."""
+        try:
+            return self._transport.send(call)
+        except RequestError as exc:
+            if self._credential is None or not calls.needs_credential_again(exc, call):
+                raise
+        self._revive()
+        return self._transport.send(call)
+
+    def _revive(self) -> None:
+        """Register the session again with the remembered credential (a no-op without one)."""
+        if self._credential is not None and self.session_id is not None:
+            self._transport.send(self._credential.register(self.session_id))
 
     # Sessions
 
@@ -88,12 +111,17 @@ class GlobusClient:
             )
         )
         self.session_id = answer["sid"]
+        if self._remember:
+            self._credential = calls.Credential(
+                access_token=access_token, refresh_token=refresh_token, client_id=client_id
+            )
         return dict(answer)
 
     def unregister_session(self) -> dict[str, Any]:
         """End the session at the daemon: it drops the credential and stops polling."""
-        answer = self._transport.send(calls.unregister_session(self.session_id))
+        answer = self._send(calls.unregister_session(self.session_id))
         self.session_id = None
+        self._credential = None
         return dict(answer)
 
     # Tasks
@@ -121,7 +149,7 @@ class GlobusClient:
             "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
         }
         return dict(
-            self._transport.send(
+            self._send(
                 calls.submit_transfer(
                     self.session_id,
                     source=source,
@@ -145,22 +173,22 @@ class GlobusClient:
         call = calls.delete(
             self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
         )
-        return dict(self._transport.send(call))
+        return dict(self._send(call))
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The daemon's row for the task (status, progress, fatal_error, times, last_seq)."""
-        return dict(self._transport.send(calls.get_task(self.session_id, task_id)))
+        return dict(self._send(calls.get_task(self.session_id, task_id)))
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Ask Globus to cancel; returns ``{"task_id", "code", "message"}``."""
-        return dict(self._transport.send(calls.cancel_task(self.session_id, task_id)))
+        return dict(self._send(calls.cancel_task(self.session_id, task_id)))
 
     def list_tasks(
         self, limit: int = 100, *, offset: int = 0, status: str | None = None
     ) -> list[dict[str, Any]]:
         """This session's task rows, newest first as the daemon orders them."""
         call = calls.list_tasks(self.session_id, limit=limit, offset=offset, status=status)
-        return calls.list_of(self._transport.send(call), "tasks")
+        return calls.list_of(self._send(call), "tasks")
 
     def task_wait(
         self,
@@ -218,7 +246,7 @@ class GlobusClient:
             if remaining <= 0:
                 return self.get_task(task_id)
             wait = max(0.0, min(polling_interval, remaining))
-            answer = self._transport.send(calls.task_wait(self.session_id, task_id, timeout=wait))
+            answer = self._send(calls.task_wait(self.session_id, task_id, timeout=wait))
             if answer.get("done") or calls.is_terminal(answer.get("status")):
                 return calls.task_row(answer)
 
@@ -227,27 +255,27 @@ class GlobusClient:
     def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:
         """Globus ``file_list`` document of ``path`` on the collection (``"local"`` allowed)."""
         call = calls.ls(self.session_id, collection=collection, path=path)
-        return dict(self._transport.send(call))
+        return dict(self._send(call))
 
     def mkdir(self, collection: str, path: str) -> dict[str, Any]:
         call = calls.mkdir(self.session_id, collection=collection, path=path)
-        return dict(self._transport.send(call))
+        return dict(self._send(call))
 
     def rename(self, collection: str, oldpath: str, newpath: str) -> dict[str, Any]:
         call = calls.rename(
             self.session_id, collection=collection, oldpath=oldpath, newpath=newpath
         )
-        return dict(self._transport.send(call))
+        return dict(self._send(call))
 
     def endpoint_search(
         self, filter_text: str | None = None, limit: int = 25
     ) -> list[dict[str, Any]]:
         """Collections matching ``filter_text`` (Globus endpoint documents)."""
         call = calls.endpoint_search(self.session_id, filter_text=filter_text, limit=limit)
-        return calls.list_of(self._transport.send(call), "endpoints")
+        return calls.list_of(self._send(call), "endpoints")
 
     def get_endpoint(self, collection: str) -> dict[str, Any]:
-        return dict(self._transport.send(calls.get_endpoint(self.session_id, collection)))
+        return dict(self._send(calls.get_endpoint(self.session_id, collection)))
 
     # History and notifications
 
@@ -282,7 +310,7 @@ class GlobusClient:
             offset=offset,
             view=view,
         )
-        return dict(self._transport.send(call))
+        return dict(self._send(call))
 
     def iter_history(
         self,
@@ -331,6 +359,7 @@ class GlobusClient:
             topic=topic,
             cursor_file=cursor_file,
             give_up_after=give_up_after,
+            on_reconnect=self._revive,
         )
 
     def subscribe(

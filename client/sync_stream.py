@@ -7,6 +7,7 @@ each event once and in seq order across reconnects (see :mod:`.stream`).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -18,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from . import calls
-from .errors import DaemonUnavailable
+from .errors import DaemonUnavailable, OrbitError
 from .stream import (
     Backoff,
     CursorFile,
@@ -52,7 +53,8 @@ class EventStream(Iterator[dict[str, Any]]):
     ``cursor_file`` the position is saved when the next event is requested (or the stream is
     closed), so a restarted process resumes after the last event it finished with.
     ``give_up_after`` (seconds without a working connection) turns an endless outage into
-    :class:`DaemonUnavailable`; None retries forever.
+    :class:`DaemonUnavailable`; None retries forever. ``on_reconnect`` runs after each
+    reconnection, before the replay is read.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class EventStream(Iterator[dict[str, Any]]):
         idle_timeout: float = 30.0,
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
+        on_reconnect: Callable[[], object] | None = None,
     ) -> None:
         self._url = url
         self._auth = {"Authorization": f"Bearer {token}"}
@@ -80,6 +83,7 @@ class EventStream(Iterator[dict[str, Any]]):
         self._idle_timeout = idle_timeout
         self._give_up_after = give_up_after
         self._backoff = backoff or Backoff()
+        self._on_reconnect = on_reconnect
         self._ws: ClientConnection | None = None
         self._closed = threading.Event()
         self._unsaved: int | None = None
@@ -188,7 +192,7 @@ class EventStream(Iterator[dict[str, Any]]):
             target = calls.websocket_url(self._url, since=self._cursor.last_seq, **self._filters)
             reason = ""
             try:
-                ws = connect(
+                ws: ClientConnection = connect(
                     target,
                     additional_headers=self._auth,
                     open_timeout=self._open_timeout,
@@ -215,6 +219,11 @@ class EventStream(Iterator[dict[str, Any]]):
                 self._ws = ws
                 self.connects += 1
                 self._last_message = time.monotonic()
+                if self.connects > 1 and self._on_reconnect is not None:
+                    # E.g. hand the credential to a daemon that restarted and lost it; a
+                    # failure here must not end the stream, whose replay is still good.
+                    with contextlib.suppress(OrbitError):
+                        self._on_reconnect()
                 return ws
             now = time.monotonic()
             if self._give_up_after is not None and now - failing_since >= self._give_up_after:

@@ -9,8 +9,9 @@ slow client costs the others nothing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import dataclasses
+import json
 from typing import Any
 
 from radical.orbit.ledger.errors import SubscriberLagged
@@ -18,7 +19,7 @@ from radical.orbit.ledger.errors import SubscriberLagged
 from .logs import get_logger
 from .store import Store, StoredEvent
 
-__all__ = ["TOPICS", "EventHub", "Listener", "message_for", "topic_of"]
+__all__ = ["TOPICS", "EventHub", "Listener", "message_for", "message_text", "topic_of"]
 
 log = get_logger(__name__)
 
@@ -69,20 +70,43 @@ def message_for(stored: StoredEvent) -> dict[str, Any]:
     }
 
 
-@dataclasses.dataclass(eq=False)
-class Listener:
-    owner: str
-    session_id: str | None = None
-    task_id: str | None = None
-    topics: frozenset[str] | None = None
-    maxsize: int = 1000
-    queue: asyncio.Queue[StoredEvent] = dataclasses.field(init=False)
-    lagged: bool = False
-    # Set when the listener lagged, so a waiting reader notices at once.
-    alarm: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+_TEXT_CACHE = 4096
+_texts: collections.OrderedDict[int, str] = collections.OrderedDict()
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.maxsize)
+
+def message_text(stored: StoredEvent) -> str:
+    """The JSON text of an event's envelope, built once for all listeners that get it
+    (the daemon has one ledger, so seq identifies an event)."""
+    text = _texts.get(stored.seq)
+    if text is None:
+        text = json.dumps(message_for(stored), separators=(",", ":"))
+        _texts[stored.seq] = text
+        if len(_texts) > _TEXT_CACHE:
+            _texts.popitem(last=False)
+    return text
+
+
+class Listener:
+    """A bounded buffer of matching events with a single waiter (cheaper than a Queue when
+    a thousand of them are fed the same event)."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        topics: frozenset[str] | None = None,
+        maxsize: int = 1000,
+    ) -> None:
+        self.owner = owner
+        self.session_id = session_id
+        self.task_id = task_id
+        self.topics = topics
+        self.maxsize = maxsize
+        self.lagged = False
+        self._items: collections.deque[StoredEvent] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def matches(self, stored: StoredEvent) -> bool:
         if stored.owner != self.owner:
@@ -96,11 +120,39 @@ class Listener:
     def offer(self, stored: StoredEvent) -> None:
         if self.lagged:
             return
-        try:
-            self.queue.put_nowait(stored)
-        except asyncio.QueueFull:
+        if len(self._items) >= self.maxsize:
+            # Too slow: drop the buffer; the reader closes with "resume from <last sent>".
             self.lagged = True
-            self.alarm.set()
+            self._items.clear()
+        else:
+            self._items.append(stored)
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.lagged = False
+
+    async def next(self, seconds: float) -> StoredEvent | None:
+        """The next buffered event; None after ``seconds``, on lag, or when woken."""
+        if self._items:
+            return self._items.popleft()
+        if self.lagged or seconds <= 0:
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except TimeoutError:
+            return None
+        finally:
+            self._waiter = None
+        return self._items.popleft() if self._items else None
 
 
 class EventHub:
@@ -133,7 +185,7 @@ class EventHub:
                 log.error("event hub lagged behind the ledger; resetting listeners")
                 for listener in list(self._listeners):
                     listener.lagged = True
-                    listener.alarm.set()
+                    listener.wake()
                 with contextlib.suppress(Exception):
                     await sub.aclose() if hasattr(sub, "aclose") else None
                 sub = self._store.subscribe(maxsize=100_000)

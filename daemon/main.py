@@ -99,6 +99,9 @@ async def serve(config: Config) -> int:
             access_log=False,
             timeout_graceful_shutdown=10,
             ws_max_size=1 << 20,
+            # Messages are small JSON; compressing each one for each of a thousand clients
+            # costs CPU and a zlib context (~100 kB) per connection for little gain.
+            ws_per_message_deflate=False,
             h11_max_incomplete_event_size=64 * 1024,
         )
     )

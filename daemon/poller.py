@@ -18,6 +18,8 @@ import contextlib
 import time
 from typing import Any
 
+from radical.orbit.ledger.errors import RejectedEvent
+
 from .diff import diff
 from .globus_ops import GlobusOps, is_auth_failure, is_transient
 from .logs import get_logger
@@ -107,6 +109,22 @@ class Poller:
                 await asyncio.wait_for(wake.wait(), timeout=delay)
             wake.clear()
 
+    async def _append(self, events: list[Any]) -> None:
+        try:
+            await self._store.append_many(events)
+        except RejectedEvent:
+            # One refused change (e.g. a task ended by a concurrent writer) must not hold
+            # back the others: append them one by one, skipping what the fold refuses.
+            for event in events:
+                try:
+                    await self._store.append_many([event])
+                except RejectedEvent as exc:
+                    log.warning(
+                        "change not recorded",
+                        task_id=getattr(event, "task_id", None),
+                        reason=type(exc).__name__,
+                    )
+
     async def sweep(self, session: Session) -> str:
         """One pass over the session's open tasks: "ok", "idle", "unknown" or "expired"."""
         rows = {str(r["task_id"]): r for r in await self._store.open_tasks(session.sid)}
@@ -151,5 +169,5 @@ class Poller:
             docs = list(page.get("DATA") or [])
             events = diff(rows, docs)
             if events:
-                await self._store.append_many(events)
+                await self._append(events)
         return "ok"

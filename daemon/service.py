@@ -7,7 +7,6 @@ hub; ``app.py`` only parses requests, checks the bearer token and calls these me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -196,12 +195,9 @@ class Endpoint:
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(listener.queue.get(), timeout=remaining)
-                # Drain: the row is re-read anyway; a lagged waiter just starts over.
-                while not listener.queue.empty():
-                    listener.queue.get_nowait()
-                listener.lagged = False
+                await listener.next(remaining)
+                # The row is re-read anyway: drop what is buffered (a lagged waiter too).
+                listener.clear()
         finally:
             self.hub.detach(listener)
         out = task_json(row)

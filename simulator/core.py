@@ -64,6 +64,8 @@ class SimCore:
         self.limiter = RateLimiter(rate=config.rate_limit, window=config.rate_window)
         self.counts: Counter[str] = Counter()
         self.latency = 0.0
+        # Set while the simulator stops, so requests held by latency or a delay fault let go.
+        self.stopping = threading.Event()
         self._last_step: float | None = None
 
     # -- users -------------------------------------------------------------------------

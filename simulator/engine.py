@@ -252,6 +252,9 @@ class Engine:
     def __init__(self, limits: EngineLimits | None = None) -> None:
         self.limits = limits or EngineLimits()
         self._tasks: dict[str, Task] = {}
+        # Unfinished tasks in submission order: the scheduler's working set, so a long
+        # history of ended tasks costs nothing per tick.
+        self._open: dict[str, Task] = {}
         self._by_submission: dict[tuple[str, str], str] = {}
         self._issued_submission_ids: set[str] = set()
 
@@ -290,7 +293,7 @@ class Engine:
         earlier = self._by_submission.get(key)
         if earlier is not None:
             return self._tasks[earlier], True
-        pending = sum(1 for t in self._tasks.values() if t.owner == owner and not t.done)
+        pending = sum(1 for t in self._open.values() if t.owner == owner and not t.done)
         if pending >= self.limits.max_pending:
             raise ApiError(
                 409,
@@ -311,6 +314,7 @@ class Engine:
             label=request.label,
         )
         self._tasks[task.task_id] = task
+        self._open[task.task_id] = task
         self._by_submission[key] = task.task_id
         self.schedule(now)
         return task, False
@@ -318,13 +322,13 @@ class Engine:
     # -- scheduling ----------------------------------------------------------------------
     def schedule(self, now: float) -> None:
         """Apply deadlines, then let each owner run up to ``max_active`` tasks per type."""
-        for task in self._tasks.values():
+        for task in list(self._open.values()):
             if not task.done and now > task.deadline:
                 self._fail(
                     task, now, "DEADLINE_EXCEEDED", "The task did not complete before its deadline"
                 )
         running: dict[tuple[str, str], int] = {}
-        for task in self._tasks.values():
+        for task in self._open.values():
             if task.done or task.paused:
                 continue
             slot = (task.owner, task.request.type)
@@ -333,8 +337,9 @@ class Engine:
                 running[slot] = count + 1
                 if not task.running:
                     task.running = True
-                    task.started_time = now
-                    task.add_event(now, "STARTED", "started")
+                    if task.started_time is None:
+                        task.started_time = now
+                        task.add_event(now, "STARTED", "started")
                 task.nice_status = "OK"
             else:
                 task.nice_status = "Queued"
@@ -343,7 +348,7 @@ class Engine:
         """Running (or forced) tasks whose steps the worker has yet to work out."""
         return [
             t
-            for t in self._tasks.values()
+            for t in self._open.values()
             if not t.done and t.plan is None and (t.running or t.forced)
         ]
 
@@ -386,7 +391,7 @@ class Engine:
         self.schedule(now)
         budget = max(seconds, 0.0) * self.limits.bytes_per_second
         completed: list[tuple[Task, Step]] = []
-        for task in self._tasks.values():
+        for task in self._open.values():
             if task.done or task.paused or task.plan is None:
                 continue
             if not (task.running or task.forced):
@@ -423,7 +428,7 @@ class Engine:
     def settle(self, now: float) -> list[Task]:
         """Finish tasks whose steps are all done; returns the tasks that finished now."""
         finished = []
-        for task in self._tasks.values():
+        for task in list(self._open.values()):
             if task.done or task.plan is None or task.paused:
                 continue
             if task.cursor < len(task.plan):
@@ -436,6 +441,7 @@ class Engine:
             task.running = False
             task.completion_time = now
             task.add_event(now, "SUCCEEDED", "succeeded")
+            self._open.pop(task.task_id, None)
             finished.append(task)
         if finished:
             self.schedule(now)
@@ -443,6 +449,7 @@ class Engine:
 
     # -- control -------------------------------------------------------------------------
     def _fail(self, task: Task, now: float, code: str, description: str) -> None:
+        self._open.pop(task.task_id, None)
         task.status = "FAILED"
         task.nice_status = None
         task.running = False

@@ -27,6 +27,7 @@ __all__ = [
     "parse_filters",
     "parse_orderby",
     "parse_time",
+    "task_id_candidates",
 ]
 
 PAGE_CAP = 1000
@@ -131,6 +132,18 @@ def parse_filters(filters: Iterable[str]) -> list[Predicate]:
             if clause.strip():
                 preds.append(_one_clause(clause))
     return preds
+
+
+def task_id_candidates(filters: Iterable[str]) -> set[str] | None:
+    """The task ids a set of filters allows at most (None: any); lets task_list skip the rest."""
+    allowed: set[str] | None = None
+    for text in filters:
+        for clause in text.split("/"):
+            key, sep, spec = clause.partition(":")
+            if sep and key.strip() == "task_id":
+                ids = {v.strip() for v in spec.split(",") if v.strip()}
+                allowed = ids if allowed is None else allowed & ids
+    return allowed
 
 
 def parse_orderby(text: str | None) -> list[tuple[str, bool]]:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -68,10 +70,10 @@ def dispatch(core: SimCore, req: Request) -> tuple[Reply, str, str | None]:
         latency = core.latency
         fault = core.faults.match(route.name)
     if latency > 0:
-        time.sleep(latency)
+        core.stopping.wait(latency)
     if fault is not None:
         if fault.delay > 0:
-            time.sleep(fault.delay)
+            core.stopping.wait(fault.delay)
         if fault.status is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             simulated = ApiError(
@@ -140,21 +142,20 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply, route, user = dispatch(self.server.core, req)
         except Exception:
-            log.exception("simulator error", method=req.method, path=req.path)
+            # format_exc, not log.exception: a renderer that shows locals would print the
+            # request's Authorization header.
+            log.error(
+                "simulator error",
+                method=req.method,
+                path=req.path,
+                traceback=traceback.format_exc(),
+            )
             reply = error_reply(
                 ApiError(500, "ServerError.InternalError", "The simulator failed on this request"),
                 req,
             )
             route, user = "error", None
-        payload = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("X-Request-Id", req.request_id)
-        for key, value in reply.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        # Logged before the answer leaves, so the line never trails the client's next step.
         fields: dict[str, Any] = {
             "method": req.method,
             "path": req.path,
@@ -168,6 +169,15 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.body.get(key):
                 fields[key] = reply.body[key]
         log.info("request", **fields)
+        payload = json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-Request-Id", req.request_id)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -175,12 +185,22 @@ class _Handler(BaseHTTPRequestHandler):
 class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Bursts of connections (many daemon sessions, benchmarks) must not be refused.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], core: SimCore) -> None:
         self.core = core
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is normal (timeouts, crash tests)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("client went away", error=type(exc).__name__)
+            return
+        log.error("connection failed", traceback=traceback.format_exc())
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._conn_lock:

@@ -19,7 +19,14 @@ from .auth import User
 from .core import SimCore
 from .engine import TaskRequest
 from .errors import ApiError, bad_request
-from .filters import order_tasks, page_window, parse_filters, parse_orderby, parse_time
+from .filters import (
+    order_tasks,
+    page_window,
+    parse_filters,
+    parse_orderby,
+    parse_time,
+    task_id_candidates,
+)
 from .fsroutes import operation_ls, operation_mkdir, operation_rename, operation_stat
 from .protocol import Reply, Request
 
@@ -237,7 +244,16 @@ def task_list(core: SimCore, user: User | None, req: Request) -> Reply:
     orderby = parse_orderby(req.param("orderby"))
     limit, offset = page_window(req.param("limit"), req.param("offset"), default_limit=10)
     now = core.clock()
-    docs = [t.document(now) for t in core.engine.tasks(owner=u.name)]
+    wanted = task_id_candidates(req.params.get("filter", []))
+    tasks = core.engine.tasks(owner=u.name)
+    if wanted is not None:
+        # The poller's bulk query names its tasks: render only those.
+        tasks = [t for t in tasks if t.task_id in wanted]
+    if orderby[0][1]:
+        # Timestamps have whole seconds; a descending order puts later submissions first
+        # among equal keys, as the stable sort keeps the input order of ties.
+        tasks.reverse()
+    docs = [t.document(now) for t in tasks]
     docs = [d for d in docs if all(p(d) for p in preds)]
     docs = order_tasks(docs, orderby)
     page = docs[offset : offset + limit]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -97,7 +98,10 @@ class Simulator:
         self.root.mkdir(parents=True, exist_ok=True)
         self._core.world.materialise(self._core.users.names())
         self._server = SimHTTPServer(self._address, self._core)
+        # A restart after stop() comes back on the same port, so clients keep their URL.
+        self._address = (self._address[0], int(self._server.server_address[1]))
         self._stopping.clear()
+        self._core.stopping.clear()
         serve = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -116,6 +120,7 @@ class Simulator:
         if server is None:
             return
         self._stopping.set()
+        self._core.stopping.set()
         server.shutdown()
         server.drop_connections()
         server.server_close()
@@ -141,7 +146,7 @@ class Simulator:
                 self._core.step()
             except Exception:
                 # A bug in one step must not stop every later task; it is logged loudly.
-                log.exception("simulator worker step failed")
+                log.error("simulator worker step failed", traceback=traceback.format_exc())
 
     # -- addresses ---------------------------------------------------------------------
     @property

@@ -34,7 +34,9 @@ async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> N
         assert SRC in {e["id"] for e in await globus.endpoint_search("Tutorial")}
         assert (await globus.get_endpoint(DST))["id"] == DST
         slow = await globus.submit_transfer(
-            SRC, "local", [{"source": "/home/share/big/", "destination": "/~/aio/big/", "recursive": True}]
+            SRC,
+            "local",
+            [{"source": "/home/share/big/", "destination": "/~/aio/big/", "recursive": True}],
         )
         with pytest.raises(TaskWaitTimeout):
             await globus.task_wait(slow["task_id"], timeout=0.3)
@@ -43,7 +45,9 @@ async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> N
         assert (await globus.task_wait(gone["task_id"], timeout=30))["status"] == "SUCCEEDED"
         page = await globus.history(task_id=sub["task_id"], session_id=globus.session_id)
         assert page["events"][-1]["data"]["status"] == "SUCCEEDED"
-        seqs = [e["seq"] async for e in globus.iter_history(session_id=globus.session_id, page_size=3)]
+        seqs = [
+            e["seq"] async for e in globus.iter_history(session_id=globus.session_id, page_size=3)
+        ]
         assert seqs == sorted(set(seqs)) and len(seqs) >= 6
         with pytest.raises(NotFoundError):
             await globus.get_task("00000000-0000-0000-0000-000000000000")
@@ -61,7 +65,9 @@ async def test_async_stream_and_subscription(daemon: DaemonProcess, user: Creden
             seen.append(int(event["seq"]))  # type: ignore[call-overload]
 
         subscription = globus.subscribe(record, since=0)
-        subs = [await globus.submit_transfer(SRC, "local", godata_items(f"/~/s{i}/")) for i in range(3)]
+        subs = [
+            await globus.submit_transfer(SRC, "local", godata_items(f"/~/s{i}/")) for i in range(3)
+        ]
         for sub in subs:
             await globus.task_wait(sub["task_id"], timeout=30)
         history = [e["seq"] async for e in globus.iter_history(session_id=globus.session_id)]

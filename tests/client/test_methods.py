@@ -134,7 +134,9 @@ def test_task_wait_times_out_then_cancel_fails_the_task(globus: GlobusClient) ->
     assert globus.task_wait(sub["task_id"], timeout=5)["status"] == "FAILED"
 
 
-def test_files_mkdir_rename_ls_and_delete(globus: GlobusClient, sim: Simulator, user: Credentials) -> None:
+def test_files_mkdir_rename_ls_and_delete(
+    globus: GlobusClient, sim: Simulator, user: Credentials
+) -> None:
     made = globus.mkdir("local", "/~/work/")
     assert made["code"] == "DirectoryCreated"
     sub = globus.submit_transfer(SRC, "local", godata_items("/~/work/in/"))
@@ -216,9 +218,9 @@ def test_errors_carry_status_code_and_message(
         with pytest.raises(AuthenticationError) as denied:
             stranger.register_session(access_token=user.access_token)
         assert denied.value.status == 401
-    with GlobusClient(daemon.url, daemon.token, session_id="no-such-session") as lost:
-        with pytest.raises(NotFoundError):
-            lost.list_tasks()
+    lost = GlobusClient(daemon.url, daemon.token, session_id="no-such-session")
+    with lost, pytest.raises(NotFoundError):
+        lost.list_tasks()
     sim.expire_token(user.access_token)
     with pytest.raises(AuthenticationError) as expired:
         globus.ls("local", "/~/")
@@ -227,9 +229,9 @@ def test_errors_carry_status_code_and_message(
 
 
 def test_unreachable_daemon_raises_daemon_unavailable() -> None:
-    with GlobusClient("http://127.0.0.1:9", "token", session_id="s") as globus:
-        with pytest.raises(DaemonUnavailable) as info:
-            globus.list_tasks()
+    globus = GlobusClient("http://127.0.0.1:9", "token", session_id="s")
+    with globus, pytest.raises(DaemonUnavailable) as info:
+        globus.list_tasks()
     assert isinstance(info.value, ConnectionError)
     assert "127.0.0.1:9" in str(info.value)
     assert "token" not in str(info.value).replace("127.0.0.1:9", "")

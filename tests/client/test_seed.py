@@ -27,8 +27,9 @@ def test_seed_snippet_runs_against_the_local_daemon(
     (data_in / "a.txt").write_text("alpha\n")
     (data_in / "sub" / "b.txt").write_text("beta\n")
 
+    # The snippet as the seed design wrote it (only the token and the UUIDs differ).
+    # fmt: off
     from radical.orbit import BridgeClient
-
     bc = BridgeClient()
     ec = bc.get_endpoint_client(bc.list_endpoints()[0])
     globus = ec.get_plugin('globus')
@@ -38,6 +39,7 @@ def test_seed_snippet_runs_against_the_local_daemon(
               label='my transfer', sync_level='checksum')
     globus.task_wait(sub['task_id'], timeout=60)
     print(globus.get_task(sub['task_id'])['status'])
+    # fmt: on
 
     # The in-process simulator logs to stdout too; the snippet printed exactly one line.
     printed = [line for line in capsys.readouterr().out.splitlines() if "[" not in line]

@@ -249,5 +249,5 @@ def test_history_views(daemon: DaemonProcess, sim: Simulator) -> None:
         assert rest["next_after"] is None
         one = history(http, task_id=ids[0])
     assert {e["task_id"] for e in one} == {ids[0]}
-    assert [e["kind"] for e in one][0] == "task_submitted"
+    assert one[0]["kind"] == "task_submitted"
     assert one[-1]["data"]["status"] == "SUCCEEDED"

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hypothesis import event as note_event
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -119,71 +120,90 @@ labels = st.one_of(st.none(), st.sampled_from(["alpha", "beta-1", "beta-2", "x*y
 counters = st.integers(min_value=0, max_value=2**40)
 
 
-@st.composite
-def events(draw: st.DrawFn) -> Event:
-    kind = draw(st.integers(0, 9))
-    sid = draw(sessions)
-    if kind == 0:
-        delete = draw(st.booleans())
-        request: Any = (
-            DeleteRequest(collection="c", paths=("/p",), label=draw(labels))
-            if delete
-            else transfer_request(draw(labels))
+def _known_or_any(known: list[str], pool: list[str]) -> st.SearchStrategy[str]:
+    # Mostly ids the model knows, so that valid transitions are common; sometimes any id, so
+    # that unknown and duplicate ids are exercised too.
+    if not known:
+        return st.sampled_from(pool)
+    return st.one_of(st.sampled_from(sorted(known)), st.sampled_from(known), st.sampled_from(pool))
+
+
+def events(model: Model) -> st.SearchStrategy[Event]:
+    """Events biased towards the model's live ids (snapshot taken when called)."""
+    pending = [k for k, v in model.submissions.items() if v == "pending"]
+    unused = [k for k in SUBMISSIONS if k not in model.submissions]
+    live = [k for k, v in model.tasks.items() if v not in TERMINAL]
+    free = [k for k in TASKS if k not in model.tasks]
+    new_submissions = _known_or_any(unused, SUBMISSIONS)
+    open_submissions = _known_or_any(pending, SUBMISSIONS)
+    new_tasks = _known_or_any(free, TASKS)
+    tasks = _known_or_any(live, TASKS)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Event:
+        kind = draw(st.integers(0, 9))
+        sid = draw(sessions)
+        if kind == 0:
+            delete = draw(st.booleans())
+            request: Any = (
+                DeleteRequest(collection="c", paths=("/p",), label=draw(labels))
+                if delete
+                else transfer_request(draw(labels))
+            )
+            return SubmitRequested(
+                session_id=sid,
+                owner="alice",
+                submission_id=draw(new_submissions),
+                type="DELETE" if delete else "TRANSFER",
+                request=request,
+            )
+        if kind in (1, 2):
+            cls = TaskSubmitted if kind == 1 else DeleteSubmitted
+            return cls(
+                session_id=sid,
+                owner="alice",
+                submission_id=draw(open_submissions),
+                task_id=draw(new_tasks),
+                label=draw(labels),
+                status=draw(st.sampled_from(STATUSES)),
+            )
+        if kind == 3:
+            return SubmitFailed(session_id=sid, submission_id=draw(open_submissions), code="C")
+        task_id = draw(tasks)
+        if kind in (4, 5):
+            return TaskProgress(
+                task_id=task_id,
+                status=draw(st.sampled_from(["ACTIVE", "INACTIVE"])),
+                bytes_transferred=draw(counters),
+                files_transferred=draw(counters),
+                label=draw(labels),
+            )
+        if kind == 6:
+            status = draw(st.sampled_from(STATUSES))
+            fatal = FatalError(code="ENDPOINT_ERROR", description="d") if status == "FAILED" else None
+            return TaskStateChanged(
+                task_id=task_id,
+                status=status,
+                nice_status=draw(st.one_of(st.none(), st.just("OK"))),
+                bytes_transferred=draw(counters),
+                files_transferred=draw(counters),
+                fatal_error=fatal,
+            )
+        if kind == 7:
+            return CancelRequested(session_id=sid, task_id=task_id)
+        if kind == 8:
+            return CancelResult(session_id=sid, task_id=task_id, code="Canceled")
+        return draw(
+            st.sampled_from(
+                [
+                    SessionOpened(session_id=sid, auth="refresh_token", local_collection="lc"),
+                    SessionClosed(session_id=sid),
+                    CredentialExpired(session_id=sid, message="token expired"),
+                ]
+            )
         )
-        return SubmitRequested(
-            session_id=sid,
-            owner="alice",
-            submission_id=draw(st.sampled_from(SUBMISSIONS)),
-            type="DELETE" if delete else "TRANSFER",
-            request=request,
-        )
-    if kind in (1, 2):
-        cls = TaskSubmitted if kind == 1 else DeleteSubmitted
-        return cls(
-            session_id=sid,
-            owner="alice",
-            submission_id=draw(st.sampled_from(SUBMISSIONS)),
-            task_id=draw(st.sampled_from(TASKS)),
-            label=draw(labels),
-            status=draw(st.sampled_from(STATUSES)),
-        )
-    if kind == 3:
-        return SubmitFailed(
-            session_id=sid, submission_id=draw(st.sampled_from(SUBMISSIONS)), code="Conflict"
-        )
-    task_id = draw(st.sampled_from(TASKS))
-    if kind in (4, 5):
-        return TaskProgress(
-            task_id=task_id,
-            status=draw(st.sampled_from(["ACTIVE", "INACTIVE"])),
-            bytes_transferred=draw(counters),
-            files_transferred=draw(counters),
-            label=draw(labels),
-        )
-    if kind == 6:
-        status = draw(st.sampled_from(STATUSES))
-        fatal = FatalError(code="ENDPOINT_ERROR", description="d") if status == "FAILED" else None
-        return TaskStateChanged(
-            task_id=task_id,
-            status=status,
-            nice_status=draw(st.one_of(st.none(), st.just("OK"))),
-            bytes_transferred=draw(counters),
-            files_transferred=draw(counters),
-            fatal_error=fatal,
-        )
-    if kind == 7:
-        return CancelRequested(session_id=sid, task_id=task_id)
-    if kind == 8:
-        return CancelResult(session_id=sid, task_id=task_id, code="Canceled")
-    return draw(
-        st.sampled_from(
-            [
-                SessionOpened(session_id=sid, auth="refresh_token", local_collection="lc"),
-                SessionClosed(session_id=sid),
-                CredentialExpired(session_id=sid, message="token expired"),
-            ]
-        )
-    )
+
+    return build()
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -219,9 +239,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # --- rules ---------------------------------------------------------------------------
 
-    @rule(event=events())
-    def append_one(self, event: Event) -> None:
+    @rule(data=st.data())
+    def append_one(self, data: st.DataObject) -> None:
+        event = data.draw(events(self.model))
         expected = self.model.refusal(event)
+        note_event(f"{event.kind}: {expected.__name__ if expected else 'accepted'}")
         try:
             stored = self.run(self.ledger.append(event))
         except RejectedEvent as exc:
@@ -231,8 +253,11 @@ class LedgerMachine(RuleBasedStateMachine):
         assert stored.event() == _with_envelope(event, stored)
         self._acknowledged([stored])
 
-    @rule(batch=st.lists(events(), min_size=1, max_size=4))
-    def append_all_or_nothing(self, batch: list[Event]) -> None:
+    @rule(data=st.data())
+    def append_all_or_nothing(self, data: st.DataObject) -> None:
+        # Drawn against the model as it is: later events of the batch may refer to ids that
+        # only earlier ones create, or be refused, which must then undo the whole batch.
+        batch = data.draw(st.lists(events(self.model), min_size=1, max_size=4))
         trial = self.model.copy()
         expected = next((err for e in batch if (err := trial.refusal(e)) is not None), None)
         try:
@@ -245,8 +270,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert len(stored) == len(batch)
         self._acknowledged(stored)
 
-    @rule(batch=st.lists(events(), min_size=2, max_size=8))
-    def append_concurrently(self, batch: list[Event]) -> None:
+    @rule(data=st.data())
+    def append_concurrently(self, data: st.DataObject) -> None:
+        batch = data.draw(st.lists(events(self.model), min_size=2, max_size=8))
         # Appends made together share group commits; each is judged on its own, in order.
         expected = [self.model.refusal(e) for e in batch]
 

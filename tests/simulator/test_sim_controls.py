@@ -184,3 +184,54 @@ def test_stop_frees_the_port(tmp_path: Path) -> None:
 
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/_sim/health", timeout=2)  # noqa: S310 - local http
+
+
+def test_restart_keeps_url_and_state(
+    sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
+) -> None:
+    td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
+    td.add_item("/home/share/godata/file1.txt", "/~/r.txt")
+    task_id = tc.submit_transfer(td)["task_id"]
+    url = sim.url
+    sim.stop()
+    with pytest.raises(globus_sdk.GlobusConnectionError), tc.retry_config.tune(max_retries=0):
+        tc.get_task(task_id)
+    sim.start()
+    assert sim.url == url
+    assert tc.get_task(task_id)["task_id"] == task_id
+
+
+def test_logs_never_show_a_token(sim: Simulator, alice: Credentials) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        auth = globus_sdk.NativeAppAuthClient(alice.client_id)
+        refreshing = globus_sdk.TransferClient(
+            authorizer=globus_sdk.RefreshTokenAuthorizer(alice.refresh_token, auth)
+        )
+        refreshing.get_endpoint(C1)
+        sim.expire_token(alice.access_token)
+        bad = globus_sdk.TransferClient(
+            authorizer=globus_sdk.AccessTokenAuthorizer(alice.access_token)
+        )
+        with pytest.raises(globus_sdk.TransferAPIError):
+            bad.task_list()
+        sim.add_user("frank")
+    text = repr(logs)
+    assert len(logs) >= 4
+    assert any(entry.get("route") == "get_endpoint" for entry in logs)
+    for secret in (alice.access_token, alice.refresh_token, alice.client_secret):
+        assert secret not in text
+
+
+async def test_usable_from_an_asyncio_test(
+    sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
+) -> None:
+    import asyncio
+
+    td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
+    td.add_item("/home/share/godata/file3.txt", "/~/async.txt")
+    result = await asyncio.to_thread(tc.submit_transfer, td)
+    doc = await asyncio.to_thread(sim.wait_task, result["task_id"])
+    assert doc["status"] == "SUCCEEDED"
+    assert sim.local_path(C2, "/~/async.txt", username="alice").exists()

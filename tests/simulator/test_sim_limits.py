@@ -26,7 +26,9 @@ def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]
 
 def _client(sim: Simulator, name: str) -> globus_sdk.TransferClient:
     creds = sim.add_user(name)
-    return globus_sdk.TransferClient(authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token))
+    return globus_sdk.TransferClient(
+        authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token)
+    )
 
 
 def _submit(tc: globus_sdk.TransferClient, src: str = "/~/big", **kw: object) -> str:
@@ -73,7 +75,7 @@ def test_pending_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(globus_sdk.TransferAPIError) as info:
             _submit(tc)
         assert info.value.http_status == 409
-        assert "pending" in info.value.message
+        assert "pending" in str(info.value.message)
         sim.finish_task(sim.tasks()[0]["task_id"])
         _submit(tc)  # room again
 
@@ -89,8 +91,9 @@ def test_deadline_fails_the_task(slow: Simulator) -> None:
     assert doc["subtasks_expired"] == 1
 
 
-def test_rate_limit_answers_429_with_retry_after(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limit_answers_429_with_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with running_simulator(tmp_path, rate_limit=3, rate_window=1.0) as sim:
         for key, value in sim.environ().items():
             monkeypatch.setenv(key, value)

@@ -23,8 +23,8 @@ from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 
 def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - local http
             return resp.status, json.loads(resp.read())
@@ -36,17 +36,43 @@ def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> 
 @pytest.fixture
 def proc(tmp_path: Path) -> Iterator[dict[str, Any]]:
     world = tmp_path / "world.json"
-    world.write_text(json.dumps({"collections": [
-        {"id": C1, "display_name": "Source", "root": "src",
-         "files": {"home/share/godata/file1.txt": "one\n"}},
-        {"id": C2, "display_name": "Destination", "root": "dst"},
-        {"id": MAPPED, "display_name": "Mapped", "root": "mapped", "mapped": True},
-    ]}))
+    world.write_text(
+        json.dumps(
+            {
+                "collections": [
+                    {
+                        "id": C1,
+                        "display_name": "Source",
+                        "root": "src",
+                        "files": {"home/share/godata/file1.txt": "one\n"},
+                    },
+                    {"id": C2, "display_name": "Destination", "root": "dst"},
+                    {"id": MAPPED, "display_name": "Mapped", "root": "mapped", "mapped": True},
+                ]
+            }
+        )
+    )
     p = subprocess.Popen(
-        [sys.executable, "-m", "radical.orbit.simulator", "--port", "0", "--root",
-         str(tmp_path / "root"), "--world", str(world), "--bytes-per-second", "1e9",
-         "--rate-limit", "0", "--user", "zoe"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "radical.orbit.simulator",
+            "--port",
+            "0",
+            "--root",
+            str(tmp_path / "root"),
+            "--world",
+            str(world),
+            "--bytes-per-second",
+            "1e9",
+            "--rate-limit",
+            "0",
+            "--user",
+            "zoe",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert p.stdout is not None
@@ -63,8 +89,9 @@ def proc(tmp_path: Path) -> Iterator[dict[str, Any]]:
             p.wait()
 
 
-def test_cli_prints_url_and_credentials_and_serves(proc: dict[str, Any], tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_prints_url_and_credentials_and_serves(
+    proc: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = proc["url"]
     assert url.startswith("http://127.0.0.1:")
     assert proc["environ"]["GLOBUS_SDK_SERVICE_URL_TRANSFER"] == url + "/"
@@ -74,7 +101,8 @@ def test_cli_prints_url_and_credentials_and_serves(proc: dict[str, Any], tmp_pat
     assert user["username"] == "zoe"
     auth = globus_sdk.NativeAppAuthClient(user["client_id"])
     tc = globus_sdk.TransferClient(
-        authorizer=globus_sdk.RefreshTokenAuthorizer(user["refresh_token"], auth))
+        authorizer=globus_sdk.RefreshTokenAuthorizer(user["refresh_token"], auth)
+    )
     td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
     td.add_item("/home/share/godata/file1.txt", "/~/one.txt")
     task_id = tc.submit_transfer(td)["task_id"]
@@ -94,7 +122,8 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     assert status == 200
     assert _call(url + "/_sim/users", "POST", {"name": "yan"})[0] == 409
     tc = globus_sdk.TransferClient(
-        authorizer=globus_sdk.AccessTokenAuthorizer(creds["access_token"]))
+        authorizer=globus_sdk.AccessTokenAuthorizer(creds["access_token"])
+    )
     # consent through the control route
     with pytest.raises(globus_sdk.TransferAPIError):
         tc.operation_ls(MAPPED)
@@ -104,8 +133,10 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(globus_sdk.TransferAPIError):
         tc.operation_ls(MAPPED)
     # faults
-    assert _call(url + "/_sim/faults", "POST",
-                 {"route": "get_endpoint", "status": 400, "count": 1})[0] == 200
+    assert (
+        _call(url + "/_sim/faults", "POST", {"route": "get_endpoint", "status": 400, "count": 1})[0]
+        == 200
+    )
     with pytest.raises(globus_sdk.TransferAPIError) as info:
         tc.get_endpoint(C1)
     assert info.value.http_status == 400
@@ -113,8 +144,9 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     status, err = _call(url + "/_sim/faults", "POST", {"route": "nope", "status": 500})
     assert status == 400
     assert "unknown route" in err["message"]
-    assert _call(url + "/_sim/faults", "POST",
-                 {"route": "*", "status": 400, "count": None})[0] == 200
+    assert (
+        _call(url + "/_sim/faults", "POST", {"route": "*", "status": 400, "count": None})[0] == 200
+    )
     assert _call(url + "/_sim/faults", "DELETE")[0] == 200
     assert tc.get_endpoint(C1)["id"] == C1
     # latency
@@ -129,8 +161,9 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
     td.add_item("/home/share/godata/file1.txt", "/~/x.txt")
     task_id = tc.submit_transfer(td)["task_id"]
-    status, res = _call(url + f"/_sim/tasks/{task_id}/pause", "POST",
-                        {"nice_status": "CREDENTIAL_EXPIRED"})
+    status, res = _call(
+        url + f"/_sim/tasks/{task_id}/pause", "POST", {"nice_status": "CREDENTIAL_EXPIRED"}
+    )
     assert status == 200
     if res["changed"]:  # it may have finished already at 1 GB/s
         assert tc.get_task(task_id)["status"] == "INACTIVE"
@@ -153,8 +186,18 @@ def test_cli_rejects_a_bad_world(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"collections": [{"id": "not-a-uuid", "display_name": "x", "root": "x"}]}')
     res = subprocess.run(
-        [sys.executable, "-m", "radical.orbit.simulator", "--root", str(tmp_path), "--world",
-         str(bad)], capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "radical.orbit.simulator",
+            "--root",
+            str(tmp_path),
+            "--world",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert res.returncode == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import globus_sdk
 import pytest
@@ -40,10 +41,10 @@ def _submit(
     return str(tc.submit_transfer(td)["task_id"])
 
 
-def _wait(tc: globus_sdk.TransferClient, task_id: str, timeout: float = 10.0) -> dict[str, object]:
+def _wait(tc: globus_sdk.TransferClient, task_id: str, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        doc = tc.get_task(task_id).data
+        doc: dict[str, Any] = dict(tc.get_task(task_id).data)
         if doc["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
             return doc
         time.sleep(0.05)
@@ -134,7 +135,7 @@ def test_missing_source_fails_with_fatal_error_and_event(
     task_id = _submit(tc, "/~/nope/", "/~/x/")
     doc = _wait(tc, task_id)
     assert doc["status"] == "FAILED"
-    assert doc["fatal_error"]["code"] == "FILE_NOT_FOUND"  # type: ignore[index]
+    assert doc["fatal_error"]["code"] == "FILE_NOT_FOUND"
     events = list(tc.task_event_list(task_id))
     assert any(e["code"] == "FILE_NOT_FOUND" and e["is_error"] for e in events)
 

@@ -154,8 +154,9 @@ async def test_watchdog_loop_pings_at_half_the_period(listener: NotifyListener) 
     with pytest.raises(asyncio.CancelledError):
         await task
     pings = [m for m in listener.drain(timeout=0.1) if m.fields == {"WATCHDOG": "1"}]
-    # Pings at 0, 0.1, 0.2, 0.3, 0.4 s; a loaded machine may lose the last one or two.
-    assert 3 <= len(pings) <= 6
+    # Pings at 0, 0.1, 0.2, 0.3, 0.4 s; a loaded machine shifts them by one either way.
+    # (A wrong unit in the interval would give 0-1 or dozens.)
+    assert 2 <= len(pings) <= 6
 
 
 async def test_watchdog_loop_returns_when_watchdog_off(listener: NotifyListener) -> None:
@@ -175,7 +176,7 @@ _BLOCKED_LOOP = textwrap.dedent(
         dog = asyncio.create_task(watchdog_loop(notifier))
         await asyncio.sleep(0.5)
         notifier.status("blocking")
-        time.sleep(1.0)          # the bug we guard against: blocking call on the loop
+        time.sleep(1.5)          # the bug we guard against: blocking call on the loop
         notifier.status("unblocked")
         await asyncio.sleep(0.5)
         notifier.stopping()
@@ -207,5 +208,6 @@ def test_blocked_event_loop_stops_watchdog_pings(listener: NotifyListener) -> No
     # The gap between the last ping before and the first after spans the whole block.
     before = max(m.time for m in got[:blocked] if m.fields == {"WATCHDOG": "1"})
     after = min(m.time for m in got[unblocked:] if m.fields == {"WATCHDOG": "1"})
-    assert after - before >= 0.9
+    # (1.5 s blocked; the margin absorbs the listener being scheduled late.)
+    assert after - before >= 1.0
     assert {m.pid for m in got} == {got[0].pid} != {os.getpid()}

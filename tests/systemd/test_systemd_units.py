@@ -240,3 +240,58 @@ def test_check_rejects_a_weak_or_broken_unit(tmp_path: Path) -> None:
     failed = re.search(r"FAIL security \(system\) \S+: exposure ([0-9.]+) > 2.0", result.stdout)
     assert failed is not None, result.stdout
     assert float(failed.group(1)) > 9  # "UNSAFE", like the unit the issue cites
+
+
+DOCS = ROOT / "docs" / "operations.md"
+
+
+def _doc_drop_ins() -> list[tuple[str, str]]:
+    """(mode, text) of every ```ini block in the operator docs; all are drop-ins."""
+    docs = DOCS.read_text()
+    found = []
+    for match in re.finditer(r"^```ini\n(.*?)^```$", docs, re.MULTILINE | re.DOTALL):
+        lines = match.group(1).splitlines()
+        # The text just before a block says which unit it is for (`systemctl --user edit`).
+        before = docs[max(0, match.start() - 400) : match.start()]
+        mode = "user" if "--user edit" in before else "system"
+        found.append((mode, "\n".join(line for line in lines if line.strip()) + "\n"))
+    return found
+
+
+def test_docs_have_drop_ins_for_both_units() -> None:
+    modes = [mode for mode, _ in _doc_drop_ins()]
+    assert modes.count("system") >= 2
+    assert modes.count("user") >= 1
+
+
+@needs_analyze
+@pytest.mark.parametrize(("mode", "text"), _doc_drop_ins())
+def test_docs_drop_ins_pass_verify(mode: str, text: str, tmp_path: Path) -> None:
+    name = SYSTEM_UNIT.name
+    program = parse_unit(SYSTEM_UNIT if mode == "system" else USER_UNIT)["Service"]["ExecStart"]
+    program_path = program[0].split()[0]
+    env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    (tmp_path / "run").mkdir(mode=0o700)
+    if mode == "system":
+        root = tmp_path / "root"
+        units = root / "etc" / "systemd" / "system"
+        (units / (name + ".d")).mkdir(parents=True)
+        shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+        shutil.copy(SYSTEM_UNIT, units / name)
+        stub = root / program_path.lstrip("/")
+        args = ["systemd-analyze", "verify", f"--root={root}", name]
+    else:
+        home = tmp_path / "home"
+        units = home / ".config" / "systemd" / "user"
+        (units / (name + ".d")).mkdir(parents=True)
+        shutil.copy(USER_UNIT, units / name)
+        stub = Path(program_path.replace("%h", str(home)))
+        env["HOME"] = str(home)
+        args = ["systemd-analyze", "verify", "--user", name]
+    (units / (name + ".d") / "docs.conf").write_text(text)
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""

@@ -1,0 +1,150 @@
+"""Restarts: kill -9 mid-submit gives exactly one Globus task; a restarted daemon catches up."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from daemon_helpers import client, history, register, start_daemon, transfer_body, wait_for
+
+from radical.orbit.simulator import Simulator
+
+
+def _kinds(events: list[dict[str, object]]) -> list[object]:
+    return [e["kind"] for e in events]
+
+
+@pytest.mark.parametrize("fault", ["answer_lost", "never_arrived"])
+def test_kill_between_submit_requested_and_globus_answer(
+    tmp_path: Path, slow_sim: Simulator, fault: str
+) -> None:
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    http = client(process)
+    sid = register(http, creds)
+    if fault == "answer_lost":
+        # Globus gets the request and creates the task, but answers after we are dead.
+        sim.schedule_fault(route="submit_transfer", delay=1.5)
+    else:
+        # Globus never executes it: every attempt fails until the daemon is dead.
+        sim.schedule_fault(route="submit_transfer", status=503, count=None)
+
+    def submit() -> None:
+        try:
+            with client(process) as h:
+                h.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("once"))
+        except httpx.HTTPError:
+            pass  # the daemon died under this request
+
+    submitter = threading.Thread(target=submit)
+    submitter.start()
+    requested = wait_for(
+        lambda: [e for e in history(http) if e["kind"] == "submit_requested"],
+        what="submit_requested in the ledger",
+    )
+    submission_id = requested[0]["data"]["submission_id"]
+    process.kill()
+    submitter.join(30)
+    http.close()
+    sim.clear_faults()
+
+    process.start()
+    try:
+        with client(process) as http:
+            # Restarted: the session is known but has no credential; the submit is pending.
+            assert http.get(f"/globus/sessions/{sid}/tasks").json() == {"tasks": []}
+            missing = http.get(f"/globus/sessions/{sid}/ls", params={"collection": "x"})
+            assert missing.status_code == 401
+            assert missing.json()["error"] == "CredentialMissing"
+            assert register(http, creds, sid=sid) == sid
+            submitted = wait_for(
+                lambda: [e for e in history(http) if e["kind"] == "task_submitted"],
+                what="task_submitted after re-registration",
+            )
+            # Let any stray duplicate resubmission show up before counting.
+            sim.finish_all()
+            task_id = submitted[0]["task_id"]
+            wait_for(
+                lambda: (
+                    http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"]
+                    == "SUCCEEDED"
+                ),
+                what="SUCCEEDED",
+            )
+            events = history(http)
+            row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()
+    finally:
+        process.stop()
+    globus_tasks = [t for t in sim.tasks() if t["label"] == "once"]
+    assert len(globus_tasks) == 1
+    assert globus_tasks[0]["task_id"] == task_id
+    assert len(submitted) == 1
+    assert submitted[0]["data"]["task_id"] == task_id
+    assert _kinds(events).count("submit_requested") == 1
+    assert "submit_failed" not in _kinds(events)
+    assert row["submission_id"] == submission_id
+
+
+def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> None:
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    with client(process) as http:
+        sid = register(http, creds)
+        ids = [
+            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"c{i}")).json()[
+                "task_id"
+            ]
+            for i in range(4)
+        ]
+    process.stop()  # graceful this time
+    # While the daemon is down: one fails, one is paused, the rest finish.
+    sim.fail_task(ids[0], code="PERMISSION_DENIED", description="denied")
+    sim.pause_task(ids[1])
+    for task_id in ids[2:]:
+        sim.finish_task(task_id)
+    process.start()
+    try:
+        with client(process) as http:
+            rows = {t: http.get(f"/globus/sessions/{sid}/tasks/{t}").json() for t in ids}
+            assert {r["status"] for r in rows.values()} == {"ACTIVE"}  # not yet polled
+            register(http, creds, sid=sid)
+
+            def caught_up() -> bool:
+                return all(
+                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"]
+                    == sim.task(t)["status"]
+                    for t in ids
+                )
+
+            wait_for(caught_up, what="ledger equal to the simulator")
+            rows = {t: http.get(f"/globus/sessions/{sid}/tasks/{t}").json() for t in ids}
+    finally:
+        process.stop()
+    assert rows[ids[0]]["status"] == "FAILED"
+    assert rows[ids[0]]["fatal_error"]["code"] == "PERMISSION_DENIED"
+    assert rows[ids[1]]["status"] == "INACTIVE"
+    assert rows[ids[1]]["nice_status"] == "PAUSED_BY_ADMIN"
+    assert rows[ids[2]]["status"] == rows[ids[3]]["status"] == "SUCCEEDED"
+    assert rows[ids[2]]["files_transferred"] == 3
+
+
+def test_sigterm_commits_and_exits_cleanly(tmp_path: Path, sim: Simulator) -> None:
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    with client(process) as http:
+        sid = register(http, creds)
+        http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
+        before = history(http)
+    assert process.stop() == 0
+    assert "stopped" in process.log_path.read_text()
+    process.start()
+    try:
+        with client(process) as http:
+            after = history(http)
+    finally:
+        process.stop()
+    assert after[: len(before)] == before

@@ -1,0 +1,138 @@
+"""Poller under Globus faults: token expiry, 429/5xx storms, INACTIVE tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import (
+    client,
+    history,
+    next_events,
+    register,
+    start_daemon,
+    transfer_body,
+    wait_for,
+    ws_connect,
+)
+
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import Simulator
+
+
+async def test_token_expiry_notifies_then_reregister_resumes(
+    slow_daemon: DaemonProcess, slow_sim: Simulator
+) -> None:
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    http = client(slow_daemon)
+    sid = register(http, creds)
+    ws = await ws_connect(slow_daemon, session_id=sid)
+    try:
+        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("exp")).json()[
+            "task_id"
+        ]
+        sim.expire_token(creds.access_token)
+        expired = await next_events(ws, lambda m: m["kind"] == "credential_expired")
+        assert expired[-1]["topic"] == "session"
+        sim.finish_task(task_id)
+        await asyncio.sleep(0.6)  # several intervals: nothing is polled meanwhile
+        row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()
+        assert row["status"] == "ACTIVE"  # kept, not failed
+        refused = http.get(f"/globus/sessions/{sid}/ls", params={"collection": "x"})
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "CredentialExpired"
+
+        again = http.post(
+            "/globus/sessions",
+            json={"sid": sid, "refresh_token": creds.refresh_token, "client_id": creds.client_id},
+        )
+        assert again.status_code == 200, again.text
+        done = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
+    finally:
+        await ws.close()
+        http.close()
+    assert done[-1]["task_id"] == task_id
+    assert done[0]["kind"] == "session_opened"  # the re-registration, then the catch-up
+    assert all(m["data"].get("status") != "FAILED" for m in expired + done)
+    assert creds.access_token not in slow_daemon.log_path.read_text()
+    assert creds.refresh_token not in slow_daemon.log_path.read_text()
+
+
+def _statuses(events: list[dict[str, Any]]) -> set[Any]:
+    return {e["data"].get("status") for e in events if e["topic"] == "transfer_status"}
+
+
+@pytest.mark.parametrize("status", [429, 503, 500])
+def test_storms_never_fail_a_task(tmp_path: Path, slow_sim: Simulator, status: int) -> None:
+    """task_list answers ``status`` for 2 s while every task finishes: the poller backs off,
+    records nothing false, and catches up once Globus answers again."""
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_MAX_BACKOFF": "1.6"})
+    try:
+        with client(process) as http:
+            sid = register(http, creds)
+            ids = [
+                http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"s{i}")).json()[
+                    "task_id"
+                ]
+                for i in range(5)
+            ]
+            sim.schedule_fault(route="task_list", status=status, count=None)
+            wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="a poll in the storm")
+            sim.reset_counts()
+            sim.finish_all()
+            time.sleep(2.0)
+            storm_polls = sim.request_counts()["task_list"]
+            during = history(http, session_id=sid)
+            sim.clear_faults()
+            wait_for(
+                lambda: all(
+                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                    for t in ids
+                ),
+                what="all SUCCEEDED after the storm",
+            )
+            events = history(http, session_id=sid)
+    finally:
+        process.stop()
+    # Backing off: far fewer polls than one per 0.2 s interval (10 in 2 s).
+    assert storm_polls <= 5, storm_polls
+    assert _statuses(during) == {"ACTIVE"}
+    assert "FAILED" not in _statuses(events)
+    assert all(sim.task(t)["status"] == "SUCCEEDED" for t in ids)
+
+
+async def test_inactive_is_reported_and_not_terminal(
+    slow_daemon: DaemonProcess, slow_sim: Simulator
+) -> None:
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    http = client(slow_daemon)
+    sid = register(http, creds)
+    task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("pause")).json()[
+        "task_id"
+    ]
+    ws = await ws_connect(slow_daemon, task_id=task_id, since=0)
+    try:
+        sim.pause_task(task_id, nice_status="CREDENTIAL_EXPIRED")
+        paused = await next_events(ws, lambda m: m["data"].get("status") == "INACTIVE")
+        waited = http.post(
+            f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 0.3}
+        ).json()
+        assert waited["done"] is False
+        sim.resume_task(task_id)
+        resumed = await next_events(ws, lambda m: m["data"].get("status") == "ACTIVE")
+        sim.finish_task(task_id)
+        finished = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
+    finally:
+        await ws.close()
+        http.close()
+    assert paused[-1]["kind"] == "task_state_changed"
+    assert paused[-1]["data"]["nice_status"] == "CREDENTIAL_EXPIRED"
+    assert resumed[-1]["kind"] == "task_state_changed"
+    assert finished[-1]["data"]["files_transferred"] == 3

@@ -1,0 +1,220 @@
+"""Pure parts of the daemon: the poller's diff, configuration, secrets and log redaction."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radical.orbit.daemon.auth import TokenStore
+from radical.orbit.daemon.config import load_config
+from radical.orbit.daemon.credentials import Credential, Secret
+from radical.orbit.daemon.diff import TERMINAL, diff
+from radical.orbit.daemon.errors import ConfigError, Unauthorized
+from radical.orbit.daemon.logs import configure_logging
+from radical.orbit.ledger import events as ev
+
+STATUS = st.sampled_from(["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"])
+NICE = st.sampled_from([None, "OK", "Queued", "PAUSED_BY_ADMIN", "FILE_NOT_FOUND"])
+COUNT = st.integers(min_value=0, max_value=10**12)
+IDS = st.sampled_from([f"task-{i}" for i in range(6)])
+
+
+def _row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "owner": "default",
+        "session_id": "s1",
+        "status": status,
+        "nice_status": nice,
+        "label": "l",
+        "bytes_transferred": nbytes,
+        "files_transferred": files,
+    }
+
+
+ROWS = st.dictionaries(IDS, st.tuples(STATUS, NICE, COUNT, COUNT), max_size=6).map(
+    lambda d: {k: _row(k, *v) for k, v in d.items()}
+)
+DOCS = st.lists(
+    st.builds(
+        lambda t, s, n, b, f: {
+            "task_id": t,
+            "status": s,
+            "nice_status": n,
+            "label": "l",
+            "bytes_transferred": b,
+            "files_transferred": f,
+            "fatal_error": {"code": "X", "description": "d"} if s == "FAILED" else None,
+        },
+        IDS,
+        STATUS,
+        NICE,
+        COUNT,
+        COUNT,
+    ),
+    max_size=8,
+    unique_by=lambda d: d["task_id"],
+)
+
+
+def _apply(rows: dict[str, dict[str, Any]], events: list[ev.Event]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in rows.items()}
+    for event in events:
+        assert isinstance(event, ev.TaskStateChanged | ev.TaskProgress)
+        row = out[event.task_id]
+        row.update(
+            status=event.status,
+            nice_status=event.nice_status,
+            bytes_transferred=event.bytes_transferred,
+            files_transferred=event.files_transferred,
+        )
+    return out
+
+
+@given(ROWS, DOCS)
+def test_diff_properties(rows: dict[str, dict[str, Any]], docs: list[dict[str, Any]]) -> None:
+    events = diff(rows, docs)
+    touched = [e.task_id for e in events]  # type: ignore[attr-defined]
+    assert len(touched) == len(set(touched))  # at most one event per task
+    for event in events:
+        row = rows[event.task_id]  # type: ignore[attr-defined]  # never an unknown task
+        assert row["status"] not in TERMINAL  # terminal tasks never change again
+        doc = next(d for d in docs if d["task_id"] == event.task_id)  # type: ignore[attr-defined]
+        assert event.status == doc["status"]  # type: ignore[attr-defined]
+        if isinstance(event, ev.TaskProgress):
+            assert (row["status"], row["nice_status"]) == (doc["status"], doc["nice_status"])
+        else:
+            assert isinstance(event, ev.TaskStateChanged)
+            assert (row["status"], row["nice_status"]) != (doc["status"], doc["nice_status"])
+            assert (event.fatal_error is not None) == (doc["status"] == "FAILED")
+    # Applying the events brings the rows up to date: a second diff finds nothing.
+    assert diff(_apply(rows, events), docs) == []
+
+
+def test_diff_ignores_malformed_documents() -> None:
+    rows = {"t": _row("t", "ACTIVE", "OK", 0, 0)}
+    docs: list[dict[str, Any]] = [
+        {"task_id": "t", "status": "EXPLODED"},
+        {"status": "SUCCEEDED"},
+        {"task_id": 5, "status": "SUCCEEDED"},
+    ]
+    assert diff(rows, docs) == []
+
+
+def test_config_precedence(tmp_path: Path) -> None:
+    toml = tmp_path / "endpoint.toml"
+    toml.write_text('poll_interval = 3.0\nname = "from-file"\nport = 1111\n')
+    env = {
+        "RADICAL_ORBIT_STATE_DIR": str(tmp_path / "env-state"),
+        "RADICAL_ORBIT_POLL_INTERVAL": "2.0",
+        "RADICAL_ORBIT_GLOBUS_COLLECTION": "env-collection",
+    }
+    config = load_config(flags={"poll_interval": 1.0}, env=env, config_file=toml)
+    assert config.poll_interval == 1.0  # flag over env over file
+    assert config.name == "from-file"
+    assert config.port == 1111
+    assert config.local_collection == "env-collection"
+    assert config.state_dir == tmp_path / "env-state"
+    assert config.host == "127.0.0.1"
+    defaults = load_config(flags={}, env={"STATE_DIRECTORY": "/var/lib/orbit"})
+    assert defaults.poll_interval == 10.0
+    assert defaults.state_dir == Path("/var/lib/orbit")
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "text", "message"),
+    [
+        ({"poll_interval": 0}, {}, None, "poll_interval must be positive"),
+        ({}, {"RADICAL_ORBIT_PORT": "http"}, None, "RADICAL_ORBIT_PORT"),
+        ({}, {}, "colour = 1\n", "unknown key 'colour'"),
+        ({}, {}, "port = [\n", "cannot read config file"),
+    ],
+)
+def test_config_errors_name_the_source(
+    tmp_path: Path, flags: dict[str, Any], env: dict[str, str], text: str | None, message: str
+) -> None:
+    path = None
+    if text is not None:
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(
+            flags=flags, env={"RADICAL_ORBIT_STATE_DIR": str(tmp_path), **env}, config_file=path
+        )
+    assert message in error.value.message
+
+
+def test_token_store(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "state")
+    assert store.ensure() is True
+    assert store.ensure() is False
+    default = (tmp_path / "state" / "token").read_text().strip()
+    assert store.verify(default) == "default"
+    added = store.add("bob")
+    assert store.verify(added) == "bob"
+    # Another process (``token add``) adds a token while the daemon runs: it is picked up.
+    other = TokenStore(tmp_path / "state")
+    assert other.ensure() is False
+    carol = other.add("carol")
+    assert store.verify(carol) == "carol"
+    with pytest.raises(Unauthorized):
+        store.verify(default + "x")
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / "tokens.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+
+
+def test_secret_is_masked_everywhere() -> None:
+    value = "Ag1234567890secretvalue"
+    secret = Secret(value)
+    credential = Credential(access_token=secret)
+    for text in (
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        repr(credential),
+        str([secret]),
+    ):
+        assert value not in text
+    assert secret.reveal() == value
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+
+
+def test_log_redaction(capsys: pytest.CaptureFixture[str]) -> None:
+    value = "Ag9876543210anothersecret"
+    secret = Secret(value)
+    buffer = io.StringIO()
+    configure_logging(level="debug", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    log = structlog.get_logger("t")
+    log.info(
+        "leak attempt",
+        access_token=value,
+        note=f"token is {value}",
+        nested={"refresh_token": "x", "ok": value},
+    )
+    log.info("secret object", thing=secret)
+    try:
+        raise RuntimeError(f"failed with {value}")
+    except RuntimeError:
+        log.exception("boom")
+    out = buffer.getvalue()
+    assert value not in out
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["access_token"] == "***"
+    assert lines[0]["note"] == "token is ***"
+    assert lines[0]["nested"] == {"refresh_token": "***", "ok": "***"}
+    assert "RuntimeError" in lines[2]["exception"]
+    secret.forget()
+    structlog.reset_defaults()
