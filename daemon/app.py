@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import parse_bearer
 from .errors import DaemonError
+from .limits import BodyLimit
 from .logs import get_logger
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
 from .service import VERSION, Endpoint
@@ -64,7 +65,13 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         title="orbit-globus endpoint",
         version=VERSION,
         description="Endpoint daemon orchestrating Globus transfers (HTTP + WebSocket API).",
+        # Every request needs the bearer token, the API description too (served below);
+        # the interactive pages load scripts from the internet, so they are off.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(BodyLimit)
     app.state.endpoint = endpoint
     app.state.connections = connections
 
@@ -98,6 +105,10 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         )
 
     # -- endpoint and sessions -------------------------------------------------------------
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_owner: Owner) -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/endpoints")
     async def list_endpoints(_owner: Owner, endpoint: Ep) -> dict[str, Any]:

@@ -34,7 +34,9 @@ class Cli:
 
     def run(self, *argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
-        prefix = ["--session", self.session] if self.session else []
+        # "--session=SID": a session id may start with "-", which argparse would take for
+        # an option in "--session SID".
+        prefix = [f"--session={self.session}"] if self.session else []
         code = main([*prefix, *argv], out=out, err=err)
         return code, out.getvalue(), err.getvalue()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from daemon_helpers import C1, C2, client, history, new_user, register, transfer_body
 
@@ -138,3 +140,37 @@ def test_consent_required_names_the_scope(
     assert body["required_scopes"]
     assert body["required_scopes"][0] in body["message"]
     assert "register the session again" in body["message"]
+
+
+def test_body_size_limit(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
+        sid = register(http, creds)
+        items = [{"source": "/" + "a" * 4000, "destination": "/b"}] * 1100  # ~4.5 MB
+        big = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(items=items))
+        assert big.status_code == 413
+        assert big.json()["error"] == "PayloadTooLarge"
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"source": "x", "destination": "y", "items": ["'
+            for _ in range(600):
+                yield b"z" * 8192
+            yield b'"]}'
+
+        streamed = http.post(
+            f"/globus/sessions/{sid}/transfers",
+            content=chunks(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert streamed.status_code == 413
+        recorded = [e["kind"] for e in history(http, session_id=sid)]
+    assert recorded == ["session_opened"]
+
+
+def test_openapi_document_needs_the_token(shared_daemon: DaemonProcess) -> None:
+    assert httpx.get(shared_daemon.url + "/openapi.json").status_code == 401
+    with client(shared_daemon) as http:
+        document = http.get("/openapi.json").json()
+        assert http.get("/docs").status_code == 404
+    assert "/globus/sessions/{sid}/transfers" in document["paths"]
+    assert "/globus/history" in document["paths"]

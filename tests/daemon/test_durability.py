@@ -148,3 +148,55 @@ def test_sigterm_commits_and_exits_cleanly(tmp_path: Path, sim: Simulator) -> No
     finally:
         process.stop()
     assert after[: len(before)] == before
+
+
+def test_kill_between_cancel_requested_and_globus_answer(
+    tmp_path: Path, slow_sim: Simulator
+) -> None:
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    http = client(process)
+    sid = register(http, creds)
+    task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("c")).json()[
+        "task_id"
+    ]
+    sim.schedule_fault(route="cancel_task", delay=1.5)
+
+    def cancel() -> None:
+        try:
+            with client(process) as h:
+                h.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+        except httpx.HTTPError:
+            pass
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    wait_for(
+        lambda: [e for e in history(http) if e["kind"] == "cancel_requested"],
+        what="cancel_requested in the ledger",
+    )
+    process.kill()
+    canceller.join(30)
+    http.close()
+    process.start()
+    try:
+        with client(process) as http:
+            register(http, creds, sid=sid)
+            results = wait_for(
+                lambda: [e for e in history(http) if e["kind"] == "cancel_result"],
+                what="the pending cancel resent after re-registration",
+            )
+            wait_for(
+                lambda: (
+                    http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "FAILED"
+                ),
+                what="FAILED",
+            )
+            kinds = _kinds(history(http))
+    finally:
+        process.stop()
+    assert results[0]["data"]["code"] in ("Canceled", "TaskComplete")
+    assert kinds.count("cancel_requested") == 1
+    assert kinds.count("cancel_result") == 1
+    assert sim.task(task_id)["status"] == "FAILED"

@@ -58,8 +58,11 @@ async def test_token_expiry_notifies_then_reregister_resumes(
     assert done[-1]["task_id"] == task_id
     assert done[0]["kind"] == "session_opened"  # the re-registration, then the catch-up
     assert all(m["data"].get("status") != "FAILED" for m in expired + done)
-    assert creds.access_token not in slow_daemon.log_path.read_text()
-    assert creds.refresh_token not in slow_daemon.log_path.read_text()
+    # The credentials reached no file: not the log, not the ledger, not its WAL.
+    for path in slow_daemon.state_dir.iterdir():
+        data = path.read_bytes()
+        assert creds.access_token.encode() not in data, path
+        assert creds.refresh_token.encode() not in data, path
 
 
 def _statuses(events: list[dict[str, Any]]) -> set[Any]:

@@ -24,9 +24,10 @@ def call(method: str, url: str, *, token: str | None = None, body: Any = None) -
     if token is not None:
         headers["Authorization"] = "Bearer " + token
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, method=method, data=data, headers=headers)
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - localhost
+        # Fixed http://127.0.0.1 URLs only (API and SIM above).
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         sys.exit(f"{method} {url}: {exc.code} {exc.read().decode()[:500]}")
