@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import parse_bearer
@@ -58,6 +59,10 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[st
         )
         parts.append(f"{where}: {error.get('msg')}")
     return "; ".join(parts) or "invalid request", details
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
@@ -118,8 +123,8 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
     async def register_session(body: RegisterBody, owner: Owner, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.register(
             owner=owner,
-            access_token=body.access_token,
-            refresh_token=body.refresh_token,
+            access_token=_reveal(body.access_token),
+            refresh_token=_reveal(body.refresh_token),
             client_id=body.client_id,
             local_collection=body.local_collection,
             sid=body.sid,

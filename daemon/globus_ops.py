@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import globus_sdk
-from globus_sdk.transport import RequestsTransport, RetryConfig
+from globus_sdk.transport import RequestsTransport, RetryCheckCollection, RetryConfig
+from globus_sdk.transport.default_retry_checks import check_expired_authorization
 
 from .credentials import Credential
 from .errors import CredentialExpired, DaemonError, GlobusError
@@ -29,7 +30,7 @@ T = TypeVar("T")
 @dataclasses.dataclass(frozen=True)
 class SessionClients:
     """Two clients over one authorizer: ``api`` retries like the SDK does (submits, ls, ...);
-    ``poll`` gives up at once so the poller can back off on its own schedule."""
+    ``poll`` gives up at once on 429/5xx so the poller can back off on its own schedule."""
 
     api: globus_sdk.TransferClient
     poll: globus_sdk.TransferClient
@@ -39,6 +40,22 @@ class SessionClients:
             client.transport.session.close()
 
 
+class _RefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
+    """Keeps its refresh token when a refresh answer carries none.
+
+    OAuth 2 lets a token endpoint omit ``refresh_token`` when it does not rotate it (RFC 6749
+    section 6); globus-sdk 4.10 then stores None and the next refresh fails with
+    invalid_grant, which would end a healthy session at its second refresh.
+    """
+
+    def _extract_token_data(self, res: globus_sdk.OAuthRefreshTokenResponse) -> dict[str, Any]:
+        current = self.refresh_token
+        data = super()._extract_token_data(res)
+        if not self.refresh_token:
+            self.refresh_token = current
+        return data
+
+
 def build_clients(credential: Credential, *, http_timeout: float) -> SessionClients:
     """Build the authorizer and clients; blocking (a refresh token is exchanged now)."""
     authorizer: globus_sdk.authorizers.GlobusAuthorizer
@@ -46,9 +63,7 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         assert credential.client_id is not None
         auth_client = globus_sdk.NativeAppAuthClient(client_id=credential.client_id)
         # The one place a credential leaves its Secret: into the SDK's authorizer.
-        authorizer = globus_sdk.RefreshTokenAuthorizer(
-            credential.refresh_token.reveal(), auth_client
-        )
+        authorizer = _RefreshTokenAuthorizer(credential.refresh_token.reveal(), auth_client)
     else:
         assert credential.access_token is not None
         authorizer = globus_sdk.AccessTokenAuthorizer(credential.access_token.reveal())
@@ -57,10 +72,14 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         transport=RequestsTransport(http_timeout=http_timeout),
         retry_config=RetryConfig(max_retries=3, max_sleep=2),
     )
+    # The poller handles 429/5xx itself; the only retry left to the SDK is the one after a
+    # 401 that a refresh token can fix.
+    refresh_only = RetryCheckCollection()
+    refresh_only.register_check(check_expired_authorization)
     poll = globus_sdk.TransferClient(
         authorizer=authorizer,
         transport=RequestsTransport(http_timeout=http_timeout),
-        retry_config=RetryConfig(max_retries=0),
+        retry_config=RetryConfig(max_retries=1, checks=refresh_only),
     )
     return SessionClients(api=api, poll=poll)
 

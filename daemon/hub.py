@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from radical.orbit.ledger.errors import SubscriberLagged
+from radical.orbit.ledger.subscription import Subscription
 
 from .logs import get_logger
 from .store import Store, StoredEvent
@@ -170,7 +171,7 @@ class EventHub:
         sub = self._store.subscribe(maxsize=100_000)
         self._task = asyncio.create_task(self._pump(sub), name="event-hub")
 
-    async def _pump(self, sub: Any) -> None:
+    async def _pump(self, sub: Subscription) -> None:
         while True:
             try:
                 async for stored in sub:
@@ -186,8 +187,7 @@ class EventHub:
                 for listener in list(self._listeners):
                     listener.lagged = True
                     listener.wake()
-                with contextlib.suppress(Exception):
-                    await sub.aclose() if hasattr(sub, "aclose") else None
+                sub.close()
                 sub = self._store.subscribe(maxsize=100_000)
 
     def attach(self, listener: Listener) -> Listener:

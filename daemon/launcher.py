@@ -140,7 +140,6 @@ class DaemonProcess:
         if self.running:
             raise LaunchError("the daemon is running already; stop() or kill() it first")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.endpoint_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
         self.proc = subprocess.Popen(
             self.command(),

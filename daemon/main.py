@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -73,6 +74,43 @@ async def _status_loop(notifier: SystemdNotifier, endpoint: Endpoint) -> None:
         await asyncio.sleep(5)
 
 
+def _lock_state_dir(state_dir: Path) -> int:
+    """Hold an exclusive lock on the state folder for the life of the process.
+
+    Two daemons on one ledger would poll and resubmit twice; the kernel drops the lock when
+    the process ends, even by SIGKILL, so a crash never leaves a stale lock behind.
+    """
+    fd = os.open(state_dir / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DaemonError(
+            f"another daemon (pid {holder}) uses the state folder {state_dir}; stop it or "
+            "give this one another --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _uvicorn_config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        ws_max_size=1 << 20,
+        # Messages are small JSON; compressing each one for each of a thousand clients
+        # costs CPU and a zlib context (~100 kB) per connection for little gain.
+        ws_per_message_deflate=False,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
 async def serve(config: Config) -> int:
     notifier = SystemdNotifier()
     tokens = TokenStore(config.state_dir)
@@ -83,28 +121,35 @@ async def serve(config: Config) -> int:
             file=sys.stderr,
             flush=True,
         )
+    lock = _lock_state_dir(config.state_dir)
+    # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
+    sock = _bind(config.host, config.port)
     store = await Store.open(config.ledger_path)
     endpoint = Endpoint(config, store=store, tokens=tokens)
-    await endpoint.start()
+    endpoint_file = config.state_dir / "endpoint.json"
+    try:
+        await endpoint.start()
+        return await _run(config, endpoint, sock, notifier, endpoint_file)
+    finally:
+        await endpoint.close()
+        await store.close()
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(endpoint_file.read_text()).get("pid") == os.getpid():
+                endpoint_file.unlink()
+        notifier.close()
+        os.close(lock)
+        log.info("stopped")
+
+
+async def _run(
+    config: Config,
+    endpoint: Endpoint,
+    sock: socket.socket,
+    notifier: SystemdNotifier,
+    endpoint_file: Path,
+) -> int:
     connections = Connections()
-    app = create_app(endpoint, connections)
-    sock = _bind(config.host, config.port)
-    port = sock.getsockname()[1]
-    server = _Server(
-        uvicorn.Config(
-            app,
-            ws="websockets-sansio",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-            ws_max_size=1 << 20,
-            # Messages are small JSON; compressing each one for each of a thousand clients
-            # costs CPU and a zlib context (~100 kB) per connection for little gain.
-            ws_per_message_deflate=False,
-            h11_max_incomplete_event_size=64 * 1024,
-        )
-    )
+    server = _Server(_uvicorn_config(create_app(endpoint, connections)))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,13 +159,11 @@ async def serve(config: Config) -> int:
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.005)
     if serving.done():
-        await endpoint.close()
-        await store.close()
         serving.result()
         return 1
+    port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
-    endpoint_file = config.state_dir / "endpoint.json"
     _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
     sessions, active, head = await endpoint.status_counts()
     notifier.ready(status=status_line(sessions=sessions, active_tasks=active, head_seq=head))
@@ -147,14 +190,6 @@ async def serve(config: Config) -> int:
         await serving
     for task in (*helpers, stopped):
         task.cancel()
-    await endpoint.close()
-    await store.close()
-    with contextlib.suppress(OSError):
-        info = json.loads(endpoint_file.read_text())
-        if info.get("pid") == os.getpid():
-            endpoint_file.unlink()
-    notifier.close()
-    log.info("stopped")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
     "DeleteBody",
@@ -34,8 +34,9 @@ class _Body(BaseModel):
 
 
 class RegisterBody(_Body):
-    access_token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
-    refresh_token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
+    # SecretStr: even a stray repr of the parsed body shows "**********".
+    access_token: Annotated[SecretStr, Field(min_length=1, max_length=8192)] | None = None
+    refresh_token: Annotated[SecretStr, Field(min_length=1, max_length=8192)] | None = None
     client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     local_collection: Collection | None = None
     sid: Annotated[str, Field(min_length=1, max_length=128)] | None = None

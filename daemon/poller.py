@@ -97,7 +97,9 @@ class Poller:
                 log.exception("sweep failed", sid=session.sid)
                 outcome = "error"
             if outcome == "expired":
-                return
+                if not session.usable:
+                    return  # ensure() starts a new loop at re-registration
+                continue  # registered again while this sweep was failing
             if outcome in ("unknown", "error"):
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)

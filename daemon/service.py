@@ -14,9 +14,9 @@ from radical.orbit.ledger import events as ev
 
 from .auth import TokenStore
 from .config import Config
-from .credentials import Credential
+from .credentials import Credential, Secret
 from .errors import BadRequest, NotFound
-from .globus_ops import GlobusOps, map_error
+from .globus_ops import GlobusOps, is_auth_failure, map_error
 from .hub import EventHub, Listener, message_for
 from .local_collection import resolve_collection, resolve_default_local_collection
 from .logs import get_logger
@@ -105,8 +105,6 @@ class Endpoint:
         local_collection: str | None,
         sid: str | None,
     ) -> dict[str, Any]:
-        from .credentials import Secret
-
         if refresh_token is not None:
             if not client_id:
                 raise BadRequest("refresh_token needs client_id (the native app that issued it)")
@@ -224,8 +222,6 @@ class Endpoint:
         try:
             response = await self.ops.run(fn, *args, **kwargs)
         except Exception as exc:
-            from .globus_ops import is_auth_failure
-
             if is_auth_failure(exc):
                 await self.sessions.mark_expired(session, "Globus refused the credential")
             raise map_error(exc, sid=session.sid) from None

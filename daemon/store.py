@@ -11,24 +11,19 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from radical.orbit.ledger import Ledger
+from radical.orbit.ledger import Ledger, SubmissionRow, TaskRow
 from radical.orbit.ledger import events as ev
 from radical.orbit.ledger.events import StoredEvent
+from radical.orbit.ledger.subscription import Subscription
 
 __all__ = ["Store", "StoredEvent", "row_dict"]
 
 _OPEN = ("ACTIVE", "INACTIVE")
 
 
-def row_dict(row: Any) -> dict[str, Any]:
-    """A ledger TaskRow as the JSON task row of the HTTP API."""
-    if isinstance(row, dict):
-        return dict(row)
-    if hasattr(row, "as_dict"):
-        return dict(row.as_dict())
-    import dataclasses
-
-    return dataclasses.asdict(row)
+def row_dict(row: TaskRow) -> dict[str, Any]:
+    """A ledger TaskRow as a JSON-able dict."""
+    return dict(row.as_dict())
 
 
 class Store:
@@ -149,7 +144,7 @@ class Store:
             )
         )
 
-    async def pending_submissions(self, session_id: str | None = None) -> list[Any]:
+    async def pending_submissions(self, session_id: str | None = None) -> list[SubmissionRow]:
         return list(await self.ledger.pending_submissions(session_id=session_id))
 
     # -- cancels -------------------------------------------------------------------------
@@ -189,7 +184,7 @@ class Store:
             return []
         return list(await self.ledger.append_many(list(events)))
 
-    async def task(self, task_id: str) -> Any:
+    async def task(self, task_id: str) -> TaskRow | None:
         return await self.ledger.task(task_id)
 
     async def open_tasks(self, session_id: str) -> list[dict[str, Any]]:
@@ -212,11 +207,11 @@ class Store:
             if len(rows) < 1000:
                 return count
 
-    async def tasks(self, **filters: Any) -> list[Any]:
+    async def tasks(self, **filters: Any) -> list[TaskRow]:
         return list(await self.ledger.tasks(**filters))
 
     def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
         return self.ledger.events_since(seq, **filters)
 
-    def subscribe(self, *, maxsize: int) -> Any:
+    def subscribe(self, *, maxsize: int) -> Subscription:
         return self.ledger.subscribe(maxsize=maxsize)

@@ -202,8 +202,8 @@ class Submitter:
 
     async def _resume(self, session: Session) -> None:
         for pending in await self._store.pending_submissions(session.sid):
-            submission_id = str(_field(pending, "submission_id"))
-            request = _field(pending, "request")
+            submission_id = pending.submission_id
+            request = pending.request
             log.info("resubmitting pending submission", submission_id=submission_id)
             try:
                 await self._send(session, submission_id, request, background_retry=True)
@@ -223,7 +223,7 @@ class Submitter:
         self, session: Session, task_id: str, *, record_request: bool = True
     ) -> dict[str, Any]:
         row = await self._store.task(task_id)
-        if row is None or _field(row, "session_id") != session.sid:
+        if row is None or row.session_id != session.sid:
             raise NotFound(f"no task {task_id!r} in session {session.sid}")
         clients = session.require_clients()
         if record_request:
@@ -259,7 +259,3 @@ class Submitter:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _field(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)

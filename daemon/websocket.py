@@ -20,6 +20,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .auth import parse_bearer
@@ -101,8 +102,6 @@ async def serve_websocket(
         owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
     except DaemonError as exc:
         # Refuse the handshake with a real 401 where the server supports it.
-        from starlette.responses import JSONResponse
-
         with contextlib.suppress(Exception):
             await websocket.send_denial_response(
                 JSONResponse(exc.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})

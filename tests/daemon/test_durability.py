@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 from daemon_helpers import client, history, register, start_daemon, transfer_body, wait_for
 
+from radical.orbit.daemon.launcher import DaemonProcess, LaunchError
 from radical.orbit.simulator import Simulator
 
 
@@ -200,3 +202,21 @@ def test_kill_between_cancel_requested_and_globus_answer(
     assert kinds.count("cancel_requested") == 1
     assert kinds.count("cancel_result") == 1
     assert sim.task(task_id)["status"] == "FAILED"
+
+
+def test_one_daemon_per_state_folder_and_clear_port_errors(
+    tmp_path: Path, daemon: DaemonProcess
+) -> None:
+    second = DaemonProcess(state_dir=daemon.state_dir)
+    with pytest.raises(LaunchError) as refused:
+        second.start()
+    assert "another daemon" in str(refused.value)
+    assert f"pid {daemon.pid}" in str(refused.value)
+    assert json.loads(daemon.endpoint_file.read_text())["pid"] == daemon.pid  # untouched
+    port = int(daemon.url.rsplit(":", 1)[1])
+    elsewhere = DaemonProcess(state_dir=tmp_path / "other", port=port)
+    with pytest.raises(LaunchError) as taken:
+        elsewhere.start()
+    assert "cannot listen on 127.0.0.1" in str(taken.value)
+    with client(daemon) as http:
+        assert http.get("/endpoints").status_code == 200  # the first one is unharmed

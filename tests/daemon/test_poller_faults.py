@@ -139,3 +139,57 @@ async def test_inactive_is_reported_and_not_terminal(
     assert paused[-1]["data"]["nice_status"] == "CREDENTIAL_EXPIRED"
     assert resumed[-1]["kind"] == "task_state_changed"
     assert finished[-1]["data"]["files_transferred"] == 3
+
+
+def test_sweeps_never_overlap_when_globus_is_slow(tmp_path: Path, slow_sim: Simulator) -> None:
+    """Each task_list takes 0.3 s and the interval is 0.05 s: sweeps run back to back, so at
+    most one request is in flight, i.e. at most ~1 request per 0.3 s."""
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim, poll_interval=0.05)
+    try:
+        with client(process) as http:
+            sid = register(http, creds)
+            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
+            sim.latency = 0.3
+            wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="polling")
+            sim.reset_counts()
+            time.sleep(2.4)
+            polls = sim.request_counts()["task_list"]
+            sim.latency = 0.0
+    finally:
+        process.stop()
+    assert 4 <= polls <= 9, polls  # 2.4 s / 0.3 s = 8 back-to-back requests at most
+
+
+def test_refresh_token_session_survives_access_token_expiry(
+    slow_daemon: DaemonProcess, slow_sim: Simulator
+) -> None:
+    """With a refresh token, an expired access token is renewed silently: no expiry event."""
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    with client(slow_daemon) as http:
+        answer = http.post(
+            "/globus/sessions",
+            json={"refresh_token": creds.refresh_token, "client_id": creds.client_id},
+        )
+        assert answer.status_code == 200, answer.text
+        sid = answer.json()["sid"]
+        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
+            "task_id"
+        ]
+        sim.expire_token("alice")  # every access token of the user, the daemon's included
+        time.sleep(0.5)
+        sim.finish_task(task_id)
+        wait_for(
+            lambda: (
+                http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "SUCCEEDED"
+            ),
+            what="SUCCEEDED",
+        )
+        kinds = [e["kind"] for e in history(http, session_id=sid)]
+        listing = http.get(
+            f"/globus/sessions/{sid}/ls", params={"collection": transfer_body()["destination"]}
+        )
+    assert "credential_expired" not in kinds
+    assert listing.status_code == 200

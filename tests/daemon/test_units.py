@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import stat
@@ -19,7 +20,11 @@ from radical.orbit.daemon.auth import TokenStore
 from radical.orbit.daemon.config import load_config
 from radical.orbit.daemon.credentials import Credential, Secret
 from radical.orbit.daemon.diff import TERMINAL, diff
-from radical.orbit.daemon.errors import ConfigError, Unauthorized
+from radical.orbit.daemon.errors import ConfigError, LocalCollectionUnknown, Unauthorized
+from radical.orbit.daemon.local_collection import (
+    resolve_collection,
+    resolve_default_local_collection,
+)
 from radical.orbit.daemon.logs import configure_logging
 from radical.orbit.ledger import events as ev
 
@@ -195,8 +200,7 @@ def test_log_redaction(capsys: pytest.CaptureFixture[str]) -> None:
     value = "Ag9876543210anothersecret"
     secret = Secret(value)
     buffer = io.StringIO()
-    configure_logging(level="debug", json=True)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buffer))
+    configure_logging(level="debug", json=True, stream=buffer)
     log = structlog.get_logger("t")
     log.info(
         "leak attempt",
@@ -209,6 +213,11 @@ def test_log_redaction(capsys: pytest.CaptureFixture[str]) -> None:
         raise RuntimeError(f"failed with {value}")
     except RuntimeError:
         log.exception("boom")
+    # A third-party library logging a failure through the standard library.
+    try:
+        raise ValueError(f"sdk said {value}")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
     out = buffer.getvalue()
     assert value not in out
     lines = [json.loads(line) for line in out.splitlines()]
@@ -216,5 +225,30 @@ def test_log_redaction(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[0]["note"] == "token is ***"
     assert lines[0]["nested"] == {"refresh_token": "***", "ok": "***"}
     assert "RuntimeError" in lines[2]["exception"]
+    assert lines[3]["logger"] == "uvicorn.error"
+    assert "ValueError: sdk said ***" in lines[3]["exception"]
     secret.forget()
     structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def test_local_collection_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RADICAL_ORBIT_GLOBUS_COLLECTION", raising=False)
+    assert resolve_default_local_collection(None) is None
+    settings = tmp_path / ".radical" / "orbit" / "globus.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"local_collection": "from-json"}))
+    assert resolve_default_local_collection(None) == "from-json"
+    gcp = tmp_path / ".globusonline" / "lta" / "client-id.txt"
+    gcp.parent.mkdir(parents=True)
+    gcp.write_text("from-gcp\n")
+    assert resolve_default_local_collection(None) == "from-gcp"
+    monkeypatch.setenv("RADICAL_ORBIT_GLOBUS_COLLECTION", "from-env")
+    assert resolve_default_local_collection(None) == "from-env"
+    assert resolve_default_local_collection("from-flag") == "from-flag"
+    assert resolve_collection("local", session_local="mine", default="from-env") == "mine"
+    assert resolve_collection("local", session_local=None, default="from-env") == "from-env"
+    assert resolve_collection("abc", session_local="mine", default=None) == "abc"
+    with pytest.raises(LocalCollectionUnknown):
+        resolve_collection("local", session_local=None, default=None)

@@ -21,6 +21,7 @@ from daemon_helpers import (
 
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.testing import running_simulator
 
 
 async def test_transfer_seen_from_submit_to_succeeded(
@@ -242,3 +243,26 @@ async def test_shutdown_closes_websockets_with_going_away(tmp_path: Path, sim: S
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1001
     assert not process.endpoint_file.exists()
+
+
+async def test_progress_events_while_bytes_move(tmp_path: Path) -> None:
+    """A slow transfer (50 bytes/s) shows task_progress events with growing byte counts."""
+    with running_simulator(tmp_path, bytes_per_second=50) as sim:
+        process = start_daemon(tmp_path, sim)
+        try:
+            creds = sim.add_user("alice")
+            with client(process) as http:
+                sid = register(http, creds)
+            ws = await ws_connect(process, session_id=sid, topic="transfer_status")
+            with client(process) as http:
+                http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("slow"))
+            events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED", seconds=30)
+            await ws.close()
+        finally:
+            process.stop()
+    progress = [e for e in events if e["kind"] == "task_progress"]
+    assert progress, [e["kind"] for e in events]
+    moved = [e["data"]["bytes_transferred"] for e in progress]
+    assert moved == sorted(moved)
+    assert 0 < moved[0] < events[-1]["data"]["bytes_transferred"]
+    assert all(e["data"]["status"] == "ACTIVE" for e in progress)
