@@ -18,6 +18,7 @@ import asyncio
 import base64
 import concurrent.futures
 import json
+import logging
 import math
 import os
 import resource
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 import websockets
 
 from radical.orbit.daemon.launcher import DaemonProcess
@@ -305,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1,100,1000", help="in-flight task counts")
     parser.add_argument("--subscribers", type=int, default=1000)
     args = parser.parse_args(argv)
+    # The in-process simulator logs every request; keep the table readable.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     _raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="bench-poller-") as tmp:
         root = Path(tmp)

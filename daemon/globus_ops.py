@@ -19,7 +19,7 @@ import globus_sdk
 from globus_sdk.transport import RequestsTransport, RetryCheckCollection, RetryConfig
 from globus_sdk.transport.default_retry_checks import check_expired_authorization
 
-from .credentials import Credential
+from .credentials import Credential, Secret
 from .errors import CredentialExpired, DaemonError, GlobusError
 
 __all__ = ["GlobusOps", "SessionClients", "is_auth_failure", "is_transient", "map_error"]
@@ -45,14 +45,22 @@ class _RefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
 
     OAuth 2 lets a token endpoint omit ``refresh_token`` when it does not rotate it (RFC 6749
     section 6); globus-sdk 4.10 then stores None and the next refresh fails with
-    invalid_grant, which would end a healthy session at its second refresh.
+    invalid_grant, which would end a healthy session at its second refresh. It also makes the
+    access tokens it obtains known to the log redaction.
     """
+
+    _issued: Secret | None = None
 
     def _extract_token_data(self, res: globus_sdk.OAuthRefreshTokenResponse) -> dict[str, Any]:
         current = self.refresh_token
         data = super()._extract_token_data(res)
         if not self.refresh_token:
             self.refresh_token = current
+        # Each access token it obtains joins the secrets the log redaction scrubs.
+        if self._issued is not None:
+            self._issued.forget()
+        if isinstance(data.get("access_token"), str):
+            self._issued = Secret(data["access_token"])
         return data
 
 

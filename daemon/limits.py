@@ -13,6 +13,9 @@ from typing import Any
 __all__ = ["MAX_BODY", "BodyLimit"]
 
 MAX_BODY = 4 * 1024 * 1024
+# A refused body is read and dropped up to this many times the limit, then the connection
+# is simply closed.
+_DRAIN_FACTOR = 4
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,11 +44,20 @@ class BodyLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _drain(self, receive: Receive, seen: int, more: bool) -> None:
+        """Read and drop the rest of a refused body (up to a bound), so the client, still
+        sending, is not reset before it can read the 413."""
+        while more and seen <= _DRAIN_FACTOR * self.max_body:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            more = bool(message.get("more_body", False))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,10 +66,12 @@ class BodyLimit:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_large = int(value) > self.max_body
+                    declared = int(value)
                 except ValueError:
-                    too_large = True
-                if too_large:
+                    declared = self.max_body + 1
+                if declared > self.max_body:
+                    if declared <= _DRAIN_FACTOR * self.max_body:
+                        await self._drain(receive, 0, True)
                     await self._refuse(send)
                     return
         seen = 0
@@ -72,6 +86,7 @@ class BodyLimit:
                     # Answer 413 now and tell the app the client left, so it stops reading
                     # (raising here would be turned into a 400 by the framework).
                     refused = True
+                    await self._drain(receive, seen, bool(message.get("more_body", False)))
                     if not started:
                         await self._refuse(send)
                     return {"type": "http.disconnect"}

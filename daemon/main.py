@@ -194,12 +194,17 @@ async def _run(
 
 
 def _parser() -> argparse.ArgumentParser:
+    # SUPPRESS everywhere: an option given before the subcommand must not be reset to a
+    # default by the subcommand's parser (argparse applies sub-parser defaults last).
     parser = argparse.ArgumentParser(
+        argument_default=argparse.SUPPRESS,
         prog="orbit-globus-endpoint",
         description="Endpoint daemon orchestrating Globus transfers.",
     )
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("serve", help="run the daemon (the default)")
+    run = sub.add_parser(
+        "serve", help="run the daemon (the default)", argument_default=argparse.SUPPRESS
+    )
     for p in (parser, run):
         p.add_argument("--state-dir", help="state folder (ledger, tokens, endpoint.json)")
         p.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -209,13 +214,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--local-collection", help='collection UUID that "local" means')
         p.add_argument("--config", help="TOML configuration file")
         p.add_argument("--log-level", help="debug, info, warning, error")
-    token = sub.add_parser("token", help="manage client tokens")
+    token = sub.add_parser("token", help="manage client tokens", argument_default=argparse.SUPPRESS)
     token_sub = token.add_subparsers(dest="action", required=True)
-    add = token_sub.add_parser("add", help="create a named client token and print it")
+    add = token_sub.add_parser(
+        "add", help="create a named client token and print it", argument_default=argparse.SUPPRESS
+    )
     add.add_argument("name")
     add.add_argument("--state-dir")
     add.add_argument("--quiet", action="store_true", help="print only the token")
-    lst = token_sub.add_parser("list", help="list token names")
+    lst = token_sub.add_parser("list", help="list token names", argument_default=argparse.SUPPRESS)
     lst.add_argument("--state-dir")
     return parser
 
@@ -239,11 +246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=flags,
             config_file=Path(args.config) if getattr(args, "config", None) else None,
         )
-        if args.command == "token":
+        if getattr(args, "command", None) == "token":
             tokens = TokenStore(config.state_dir)
             if args.action == "add":
                 value = tokens.add(args.name)
-                if not args.quiet:
+                if not getattr(args, "quiet", False):
                     print(
                         f"token {args.name!r} (shown once; give it to the client):", file=sys.stderr
                     )

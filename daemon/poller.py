@@ -97,9 +97,9 @@ class Poller:
                 log.exception("sweep failed", sid=session.sid)
                 outcome = "error"
             if outcome == "expired":
-                if not session.usable:
-                    return  # ensure() starts a new loop at re-registration
-                continue  # registered again while this sweep was failing
+                # Not usable: the loop ends here and ensure() starts a new one at
+                # re-registration. Usable: it was registered again during this sweep.
+                continue
             if outcome in ("unknown", "error"):
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)

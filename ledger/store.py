@@ -201,16 +201,25 @@ def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
     )
 
 
-def update_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
-    """Write the mutable columns of existing rows (cheaper than REPLACE: the keys and the
-    owner/session indexes stay untouched)."""
+_UPDATE_TASK = (
+    "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
+    "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ? "
+    "WHERE task_id = ?"
+)
+
+
+def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: bool) -> None:
+    """Write the mutable columns of existing rows. Cheaper than REPLACE: the key and the
+    owner/session indexes stay untouched, and with ``status=False`` (the rows' status did
+    not change, the common case of progress) so does the status index."""
+    if not rows:
+        return
+    sql = _UPDATE_TASK.format(status="status = ?, " if status else "")
     conn.executemany(
-        "UPDATE tasks SET status = ?, nice_status = ?, label = ?, bytes_transferred = ?, "
-        "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ? "
-        "WHERE task_id = ?",
+        sql,
         [
             (
-                r.status,
+                *((r.status,) if status else ()),
                 r.nice_status,
                 r.label,
                 r.bytes_transferred,
@@ -349,10 +358,13 @@ def read_events(
         f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
     )
     params.append(limit)
-    loads = _LOADS
+    rows = conn.execute(sql, params).fetchall()
+    # One json.loads per page instead of one per row: the per-call overhead is most of the
+    # cost of decoding small objects, and every stored data is a JSON object we wrote.
+    datas = _LOADS("[" + ",".join([row[6] for row in rows]) + "]")
     return [
-        StoredEvent(seq, time, kind, owner_, sid, tid, loads(data))
-        for seq, time, kind, owner_, sid, tid, data in conn.execute(sql, params)
+        StoredEvent(seq, time, kind, owner_, sid, tid, data)
+        for (seq, time, kind, owner_, sid, tid, _), data in zip(rows, datas, strict=True)
     ]
 
 

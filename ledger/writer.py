@@ -168,7 +168,8 @@ class Writer:
                 folded = self._fold(batch)
                 insert_events(conn, folded.rows)
                 insert_tasks(conn, folded.new_tasks)
-                update_tasks(conn, folded.changed_tasks)
+                update_tasks(conn, folded.changed_tasks, status=True)
+                update_tasks(conn, folded.same_status_tasks, status=False)
                 upsert_submissions(conn, folded.submissions)
                 conn.execute("COMMIT")
             except BaseException:
@@ -196,7 +197,7 @@ class Writer:
         cache = self._task_cache
         if len(cache) > _CACHE_MAX:
             cache.clear()
-        for row in (*folded.new_tasks, *folded.changed_tasks):
+        for row in (*folded.new_tasks, *folded.changed_tasks, *folded.same_status_tasks):
             # Finished tasks change rarely (cancel events only): no need to keep them.
             if row.status in TERMINAL_STATUSES:
                 cache.pop(row.task_id, None)
@@ -234,7 +235,7 @@ class Writer:
         tasks = {k: row for k in tkeys if (row := self._task_cache.get(k)) is not None}
         if len(tasks) < len(tkeys):
             tasks.update(load_tasks(conn, tkeys.difference(tasks)))
-        stored_tasks = set(tasks)
+        before = dict(tasks)
         subs = {k: row for k in skeys if (row := self._sub_cache.get(k)) is not None}
         if len(subs) < len(skeys):
             subs.update(load_submissions(conn, skeys.difference(subs)))
@@ -283,7 +284,13 @@ class Writer:
             out.stored.extend(mine)
             out.outcomes.append((request.future, mine))
         for key in dirty_tasks:
-            (out.changed_tasks if key in stored_tasks else out.new_tasks).append(tasks[key])
+            old = before.get(key)
+            if old is None:
+                out.new_tasks.append(tasks[key])
+            elif old.status == tasks[key].status:
+                out.same_status_tasks.append(tasks[key])
+            else:
+                out.changed_tasks.append(tasks[key])
         out.submissions = [subs[k] for k in dirty_subs]
         return out
 
@@ -297,4 +304,5 @@ class _Folded:
     outcomes: list[Outcome] = field(default_factory=list)
     new_tasks: list[TaskRow] = field(default_factory=list)
     changed_tasks: list[TaskRow] = field(default_factory=list)
+    same_status_tasks: list[TaskRow] = field(default_factory=list)
     submissions: list[SubmissionRow] = field(default_factory=list)

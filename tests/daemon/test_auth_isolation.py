@@ -147,3 +147,19 @@ def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
     assert "invalid" in bad.stderr
     names = run("list")
     assert names.stdout.split() == ["carol", "default"]
+    # Options may also come before the subcommand.
+    before = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "radical.orbit.daemon",
+            "--state-dir",
+            str(tmp_path),
+            "token",
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert before.stdout.split() == ["carol", "default"]

@@ -134,22 +134,40 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     assert rows[ids[2]]["files_transferred"] == 3
 
 
-def test_sigterm_commits_and_exits_cleanly(tmp_path: Path, sim: Simulator) -> None:
+def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> None:
+    """SIGTERM while a submit waits for Globus: the request is answered and both its
+    events are committed before the daemon exits."""
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
-    with client(process) as http:
-        sid = register(http, creds)
-        http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
-        before = history(http)
+    http = client(process)
+    sid = register(http, creds)
+    sim.schedule_fault(route="submit_transfer", delay=1.0)
+    answers: list[httpx.Response] = []
+    submitter = threading.Thread(
+        target=lambda: answers.append(
+            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("term"))
+        )
+    )
+    submitter.start()
+    wait_for(
+        lambda: [e for e in history(http) if e["kind"] == "submit_requested"],
+        what="submit_requested",
+    )
     assert process.stop() == 0
-    assert "stopped" in process.log_path.read_text()
+    submitter.join(10)
+    http.close()
+    assert answers[0].status_code == 200, answers[0].text
+    task_id = answers[0].json()["task_id"]
     process.start()
     try:
         with client(process) as http:
-            after = history(http)
+            kinds = [e["kind"] for e in history(http)]
+            row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}")
     finally:
         process.stop()
-    assert after[: len(before)] == before
+    assert kinds[:3] == ["session_opened", "submit_requested", "task_submitted"]
+    assert row.status_code == 200
+    assert "stopped" in process.log_path.read_text()
 
 
 def test_kill_between_cancel_requested_and_globus_answer(

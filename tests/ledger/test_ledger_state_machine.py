@@ -12,9 +12,11 @@ every step it checks the invariants of the issue:
 * terminal states absorbing (the model refuses changes out of them and so must the ledger);
 * no event holds a credential (the credential values never appear in the database files).
 
-With the "ci" profile (100 examples x 40 steps) this runs a few thousand appends; that found
-real bugs during development (an all-or-nothing batch leaking a refused event's row into the
-shared projection, a subscriber cursor off by one).
+Ids are drawn mostly from the ones the model knows, so valid transitions are as common as
+refusals. With the "ci" profile (100 examples x 40 steps, ~25 s on 2 cores) it runs a few
+thousand appends. Checked by injecting bugs (a fold step that keeps a submission change when
+the task part of the same event is refused; a replay that drops the last row of each page; a
+fold that silently ignores progress on finished tasks): each one failed this test under "ci".
 """
 
 from __future__ import annotations
@@ -180,7 +182,9 @@ def events(model: Model) -> st.SearchStrategy[Event]:
             )
         if kind == 6:
             status = draw(st.sampled_from(STATUSES))
-            fatal = FatalError(code="ENDPOINT_ERROR", description="d") if status == "FAILED" else None
+            fatal = (
+                FatalError(code="ENDPOINT_ERROR", description="d") if status == "FAILED" else None
+            )
             return TaskStateChanged(
                 task_id=task_id,
                 status=status,
