@@ -18,7 +18,6 @@ import asyncio
 import json
 import random
 import shutil
-import sqlite3
 import tempfile
 import time
 from pathlib import Path

@@ -27,6 +27,9 @@ __all__ = ["create_app"]
 
 log = get_logger(__name__)
 
+# SQLite integers are 64-bit: a larger offset or seq would fail in the ledger, not here.
+MAX_INT = 2**63 - 1
+
 
 def _endpoint(request: Request) -> Endpoint:
     endpoint: Endpoint = request.app.state.endpoint
@@ -95,10 +98,23 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals: give them our codes and a message that says what
+        # to fix (its bare "Not Found" / "There was an error parsing the body" do not).
+        status = exc.status_code
+        code = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
+            status, "HTTPError"
+        )
+        where = f"{request.method} {request.url.path}"
+        message = {
+            400: "the request body could not be read: send a JSON object encoded as UTF-8 "
+            "with Content-Type: application/json",
+            404: f"no route {where}; GET /openapi.json lists the routes",
+            405: f"{where}: method not allowed on this route; GET /openapi.json lists the "
+            "routes and their methods",
+        }.get(status, str(exc.detail))
         return JSONResponse(
-            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code
+            {"error": code, "message": message}, status_code=status, headers=exc.headers
         )
 
     @app.exception_handler(Exception)
@@ -149,7 +165,7 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         session: Sess,
         endpoint: Ep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         status: Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"] | None = None,
     ) -> dict[str, Any]:
         return await endpoint.list_tasks(session, limit=limit, offset=offset, status=status)
@@ -215,9 +231,9 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         label: Annotated[str | None, Query(max_length=128)] = None,
         since: float | None = None,
         until: float | None = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         view: Literal["events", "tasks"] = "events",
     ) -> dict[str, Any]:
         return await endpoint.history(

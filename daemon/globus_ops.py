@@ -41,22 +41,12 @@ class SessionClients:
 
 
 class _RefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
-    """Keeps its refresh token when a refresh answer carries none.
-
-    OAuth 2 lets a token endpoint omit ``refresh_token`` when it does not rotate it (RFC 6749
-    section 6); globus-sdk 4.10 then stores None and the next refresh fails with
-    invalid_grant, which would end a healthy session at its second refresh. It also makes the
-    access tokens it obtains known to the log redaction.
-    """
+    """Makes the access tokens it obtains known to the log redaction."""
 
     _issued: Secret | None = None
 
     def _extract_token_data(self, res: globus_sdk.OAuthRefreshTokenResponse) -> dict[str, Any]:
-        current = self.refresh_token
         data = super()._extract_token_data(res)
-        if not self.refresh_token:
-            self.refresh_token = current
-        # Each access token it obtains joins the secrets the log redaction scrubs.
         if self._issued is not None:
             self._issued.forget()
         if isinstance(data.get("access_token"), str):

@@ -136,8 +136,14 @@ async def serve_websocket(
     )
     reader = asyncio.create_task(_drain_incoming(websocket))
     reader.add_done_callback(lambda _task: listener.wake())
-    last = since if since is not None else endpoint.hub.head
+    # Read once, right after attaching (no await in between): every event after ``head``
+    # reaches the listener, so a "from now" client can resume from it without a gap.
+    head = endpoint.hub.head
+    last = since if since is not None else head
     try:
+        # At once, before any replay: a client subscribing "from now" learns its position
+        # even if nothing happens before it has to reconnect.
+        await _send(websocket, _heartbeat(head))
         if since is not None:
             async for stored in endpoint.store.events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
@@ -169,6 +175,10 @@ class _Lagged(Exception):
         self.seq = seq
 
 
+def _heartbeat(head: int) -> str:
+    return json.dumps({"type": "heartbeat", "head": head, "time": time.time()})
+
+
 async def _send(websocket: WebSocket, text: str) -> None:
     if websocket.application_state != WebSocketState.CONNECTED:
         raise WebSocketDisconnect(1006)
@@ -197,8 +207,7 @@ async def _live(
                 await _send(websocket, message_text(stored))
                 last = stored.seq
         elif time.monotonic() >= next_beat:
-            beat = {"type": "heartbeat", "head": endpoint.hub.head, "time": time.time()}
-            await _send(websocket, json.dumps(beat))
+            await _send(websocket, _heartbeat(endpoint.hub.head))
             next_beat = time.monotonic() + interval
 
 

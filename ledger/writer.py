@@ -232,11 +232,11 @@ class Writer:
                     tkeys.add(encoded[3])
                 if encoded[4] is not None:
                     skeys.add(encoded[4])
-        tasks = {k: row for k in tkeys if (row := self._task_cache.get(k)) is not None}
+        tasks = {k: task for k in tkeys if (task := self._task_cache.get(k)) is not None}
         if len(tasks) < len(tkeys):
             tasks.update(load_tasks(conn, tkeys.difference(tasks)))
         before = dict(tasks)
-        subs = {k: row for k in skeys if (row := self._sub_cache.get(k)) is not None}
+        subs = {k: sub for k in skeys if (sub := self._sub_cache.get(k)) is not None}
         if len(subs) < len(skeys):
             subs.update(load_submissions(conn, skeys.difference(subs)))
         dirty_tasks: set[str] = set()

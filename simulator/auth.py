@@ -179,9 +179,19 @@ class Users:
         return entry[1]
 
     def token_response(
-        self, name: str, *, now: float, scope: str | None = None
+        self,
+        name: str,
+        *,
+        now: float,
+        scope: str | None = None,
+        refresh_token: str | None = None,
     ) -> dict[str, object]:
-        """The body of POST /v2/oauth2/token (one new access token)."""
+        """The body of POST /v2/oauth2/token (one new access token).
+
+        ``refresh_token`` is the token a refresh grant was made with: Globus Auth answers a
+        refresh with the refresh token again (not rotated), and globus-sdk replaces the one it
+        holds with whatever the answer carries, None included. client_credentials gets none.
+        """
         body: dict[str, object] = {
             "access_token": self.issue_access(name, now=now),
             "expires_in": int(self.token_lifetime),
@@ -191,5 +201,6 @@ class Users:
             "state": "_default",
             "other_tokens": [],
         }
-        # No "refresh_token" key: the SDK then keeps using the refresh token it has.
+        if refresh_token is not None:
+            body["refresh_token"] = refresh_token
         return body

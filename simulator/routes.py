@@ -426,8 +426,9 @@ def oauth2_token(core: SimCore, user: User | None, req: Request) -> Reply:
         client_id = basic[0] if basic else form.get("client_id")
         if basic:
             core.users.user_of_client(*basic)
-        name = core.users.user_of_refresh(form.get("refresh_token", ""), client_id)
-        return _ok(core.users.token_response(name, now=now))
+        refresh = form.get("refresh_token", "")
+        name = core.users.user_of_refresh(refresh, client_id)
+        return _ok(core.users.token_response(name, now=now, refresh_token=refresh))
     if grant == "client_credentials":
         if basic is None:
             raise ApiError(

@@ -165,7 +165,8 @@ def test_sweeps_never_overlap_when_globus_is_slow(tmp_path: Path, slow_sim: Simu
 def test_refresh_token_session_survives_access_token_expiry(
     slow_daemon: DaemonProcess, slow_sim: Simulator
 ) -> None:
-    """With a refresh token, an expired access token is renewed silently: no expiry event."""
+    """With a refresh token, an expired access token is renewed silently, again and again
+    (each refresh needs the refresh token the previous answer left): no expiry event."""
     sim = slow_sim
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
@@ -178,8 +179,17 @@ def test_refresh_token_session_survives_access_token_expiry(
         task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
             "task_id"
         ]
-        sim.expire_token("alice")  # every access token of the user, the daemon's included
-        time.sleep(0.5)
+        listings = []
+        for _ in range(2):
+            sim.expire_token("alice")  # every access token of the user, the daemon's included
+            # Answered only after a refresh; the second needs the token the first answer left.
+            listings.append(
+                http.get(
+                    f"/globus/sessions/{sid}/ls",
+                    params={"collection": transfer_body()["destination"]},
+                ).status_code
+            )
+            time.sleep(0.3)
         sim.finish_task(task_id)
         wait_for(
             lambda: (
@@ -191,5 +201,6 @@ def test_refresh_token_session_survives_access_token_expiry(
         listing = http.get(
             f"/globus/sessions/{sid}/ls", params={"collection": transfer_body()["destination"]}
         )
+    assert listings == [200, 200]
     assert "credential_expired" not in kinds
     assert listing.status_code == 200

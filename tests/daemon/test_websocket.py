@@ -185,6 +185,34 @@ async def test_heartbeat_carries_head(tmp_path: Path, sim: Simulator) -> None:
     assert isinstance(message["time"], float)
 
 
+async def test_first_message_is_a_heartbeat_so_from_now_resumes_without_gap(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    """A client subscribing "from now" gets the head at once (the periodic heartbeat is 5 s
+    away), disconnects before any event, and resuming from that head loses nothing."""
+    creds = sim.add_user("alice")
+    with client(daemon) as http:
+        register(http, creds)
+        head = history(http)[-1]["seq"]
+    ws = await ws_connect(daemon)
+    async with asyncio.timeout(2):
+        first = json.loads(await ws.recv())
+    await ws.close()
+    with client(daemon) as http:
+        sid = register(http, creds)  # committed while nobody listens
+        missed = [e for e in history(http) if e["seq"] > first["head"]]
+    again = await ws_connect(daemon, since=first["head"])
+    try:
+        got = await next_events(again, lambda m: m["seq"] == missed[-1]["seq"], seconds=5)
+    finally:
+        await again.close()
+    assert first["type"] == "heartbeat"
+    assert first["head"] == head
+    assert [e["kind"] for e in missed] == ["session_opened"]
+    assert missed[0]["session_id"] == sid
+    assert got == missed
+
+
 async def test_slow_client_is_closed_with_resume_cursor(
     tmp_path: Path, slow_sim: Simulator
 ) -> None:

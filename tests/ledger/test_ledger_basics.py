@@ -314,3 +314,38 @@ async def test_rebuild_reproduces_projections(ledger: Ledger) -> None:
     await ledger.rebuild_projections()
     assert await ledger.projection_snapshot() == before
     assert len(before[0]) == 5 and len(before[1]) == 6
+
+
+async def test_events_cannot_be_rewritten(ledger: Ledger) -> None:
+    await ledger.append(SessionOpened(session_id="s1", auth="access_token"))
+    conn = sqlite3.connect(ledger.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE events SET kind = 'session_closed'")
+    finally:
+        conn.close()
+
+
+async def test_replay_then_live_has_no_gap_and_no_duplicate(tmp_path: Path) -> None:
+    # The WebSocket pattern: subscribe, replay up to sub.start_seq, then follow live, while
+    # appends keep coming. Small batches make appends span many group commits.
+    ledger = await Ledger.open(tmp_path / "l.db", max_batch=3, page_size=4)
+    try:
+        for n in range(5):
+            await ledger.append_many(submit_pair(n))
+
+        async def writer() -> None:
+            for n in range(5, 25):
+                await ledger.append_many(submit_pair(n))
+
+        task = asyncio.ensure_future(writer())
+        await asyncio.sleep(0)
+        sub = ledger.subscribe(maxsize=1000)
+        seen = [e.seq async for e in ledger.events_since(2, until=sub.start_seq)]
+        await task
+        while not seen or seen[-1] < await ledger.head():
+            seen.append((await anext(sub)).seq)
+        assert seen == list(range(3, 51))
+        sub.close()
+    finally:
+        await ledger.close()

@@ -111,9 +111,8 @@ class Model:
             if status in TERMINAL:
                 return IllegalTransition
             self.tasks[event.task_id] = event.status
-        elif isinstance(event, CancelRequested | CancelResult):
-            if event.task_id not in self.tasks:
-                return UnknownTask
+        elif isinstance(event, CancelRequested | CancelResult) and event.task_id not in self.tasks:
+            return UnknownTask
         return None
 
 

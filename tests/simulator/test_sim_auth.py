@@ -40,6 +40,25 @@ def test_refresh_token_authorizer_refreshes_after_expiry(
     assert sim.request_counts()["get_endpoint"] == 3
 
 
+def test_refresh_answer_carries_the_refresh_token_so_refreshing_twice_works(
+    sim: Simulator, alice: Credentials
+) -> None:
+    """globus-sdk replaces its refresh token with the answer's: a missing one would leave
+    None behind and the second refresh would fail."""
+    answer = globus_sdk.NativeAppAuthClient(alice.client_id).oauth2_refresh_token(
+        alice.refresh_token
+    )
+    assert answer["refresh_token"] == alice.refresh_token  # not rotated, like Globus Auth
+    authorizer = globus_sdk.RefreshTokenAuthorizer(
+        alice.refresh_token, globus_sdk.NativeAppAuthClient(alice.client_id)
+    )
+    tc = globus_sdk.TransferClient(authorizer=authorizer)
+    for _ in range(2):
+        sim.expire_token("alice")
+        assert tc.get_endpoint(C1)["id"] == C1
+        assert authorizer.refresh_token == alice.refresh_token
+
+
 def test_refresh_without_initial_access_token(sim: Simulator, alice: Credentials) -> None:
     auth = globus_sdk.NativeAppAuthClient(alice.client_id)
     tc = globus_sdk.TransferClient(

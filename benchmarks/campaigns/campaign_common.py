@@ -1,0 +1,265 @@
+"""Pieces shared by the reliability campaigns: the machine line, tables, daemon memory, a
+read-only view of the daemon's ledger, and a recorder of the in-process simulator's requests.
+
+The campaigns read the ledger file with the sqlite3 module directly (read-only, WAL
+readers never block the daemon's writer) instead of through the daemon: what they check is
+what is on disk, which is what a crash leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+__all__ = [
+    "Ack",
+    "LedgerView",
+    "RequestRecorder",
+    "lost_acks",
+    "machine",
+    "markdown_table",
+    "recording_simulator_requests",
+    "rss_mb",
+    "wait_until",
+]
+
+T = TypeVar("T")
+
+
+def machine() -> str:
+    """CPU, cores, RAM, Python and kernel: the line every published figure carries."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}; Python {platform.python_version()}; "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (it reads fine on a terminal and pastes into the docs as is)."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (VmRSS from /proc), NaN when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout: float, every: float = 0.25, what: str = ""
+) -> T:
+    """Call ``probe`` until it returns something truthy; TimeoutError names ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout:g} s waiting for {what or probe}")
+        time.sleep(every)
+
+
+@dataclass(frozen=True)
+class LedgerTask:
+    task_id: str
+    submission_id: str
+    session_id: str | None
+    status: str
+    label: str | None
+
+
+@dataclass(frozen=True)
+class LedgerSubmission:
+    submission_id: str
+    session_id: str | None
+    state: str
+    task_id: str | None
+    label: str | None
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A submit the client was told about: a task_id, or 503 SubmitPending (task_id None)."""
+
+    label: str
+    submission_id: str
+    task_id: str | None
+
+
+def lost_acks(
+    acks: Sequence[Ack],
+    submissions: dict[str, LedgerSubmission],
+    tasks: dict[str, LedgerTask],
+    sim_tasks: dict[str, Any],
+) -> list[str]:
+    """Acknowledged submits without their submitted submission and task, in the ledger and
+    in the simulator; one line per loss saying what is missing."""
+    lost = []
+    for ack in acks:
+        sub = submissions.get(ack.submission_id)
+        if sub is None or sub.state != "submitted" or sub.task_id is None:
+            state = sub.state if sub else "absent"
+            lost.append(f"{ack.label}: submission {state} in the ledger")
+        elif ack.task_id is not None and sub.task_id != ack.task_id:
+            lost.append(f"{ack.label}: answered {ack.task_id}, ledger {sub.task_id}")
+        elif sub.task_id not in tasks:
+            lost.append(f"{ack.label}: task {sub.task_id} not in the ledger")
+        elif sub.task_id not in sim_tasks:
+            lost.append(f"{ack.label}: task {sub.task_id} not in the simulator")
+    return lost
+
+
+class LedgerView:
+    """Read-only snapshots of a daemon's ``ledger.db`` (the daemon may be running)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        # mode=ro: a campaign must never be the one that writes (or repairs) the ledger.
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+
+    def integrity(self) -> str:
+        """``PRAGMA integrity_check``: "ok", or SQLite's list of problems."""
+        with contextlib.closing(self._connect()) as db:
+            rows = db.execute("PRAGMA integrity_check").fetchall()
+        return "; ".join(str(r[0]) for r in rows)
+
+    def tasks(self) -> dict[str, LedgerTask]:
+        with contextlib.closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT task_id, submission_id, session_id, status, label FROM tasks"
+            ).fetchall()
+        return {r[0]: LedgerTask(*r) for r in rows}
+
+    def submissions(self) -> dict[str, LedgerSubmission]:
+        with contextlib.closing(self._connect()) as db:
+            rows = db.execute(
+                "SELECT submission_id, session_id, state, task_id, request FROM submissions"
+            ).fetchall()
+        out: dict[str, LedgerSubmission] = {}
+        for sub_id, sid, state, task_id, request in rows:
+            label = json.loads(request).get("label")
+            out[sub_id] = LedgerSubmission(sub_id, sid, state, task_id, label)
+        return out
+
+
+class RequestRecorder:
+    """Transfer API requests the simulator answered, from its ``request`` log lines.
+
+    Per second and per user: requests, and 429s of the simulator's own rate limiter (those
+    carry the authenticated user; an injected fault is answered before authentication, so
+    its line has no user and is counted apart, by status).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.per_user: defaultdict[str, Counter[int]] = defaultdict(Counter)
+        self.unattributed: Counter[int] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+        self.injected: Counter[int] = Counter()
+        self.total = 0
+
+    def record(self, fields: dict[str, Any]) -> None:
+        if fields.get("route") in (None, "control", "unknown", "oauth2_token"):
+            return
+        if str(fields.get("route", "")).startswith("oauth2"):
+            return
+        second = int(time.time())
+        user = fields.get("user")
+        status = int(fields.get("status") or 0)
+        with self._lock:
+            self.total += 1
+            if user is None:
+                self.unattributed[second] += 1
+                if status >= 400:
+                    self.injected[status] += 1
+                return
+            self.per_user[str(user)][second] += 1
+            if status == 429:
+                self.rate_limited[str(user)] += 1
+
+    @staticmethod
+    def _peak(buckets: Counter[int], window: int) -> float:
+        if not buckets:
+            return 0.0
+        first, last = min(buckets), max(buckets)
+        best = 0
+        for start in range(first, last + 1):
+            best = max(best, sum(buckets[s] for s in range(start, start + window)))
+        return best / window
+
+    def peak_per_user(self, window: int = 10) -> dict[str, float]:
+        """Highest mean req/s of each user over any ``window`` consecutive seconds."""
+        with self._lock:
+            return {u: self._peak(b, window) for u, b in self.per_user.items()}
+
+    def peak_bound(self, window: int = 10) -> float:
+        """Worst case per user: a user's requests plus every unattributed one, per window."""
+        with self._lock:
+            worst = 0.0
+            for buckets in self.per_user.values():
+                merged = buckets + self.unattributed
+                worst = max(worst, self._peak(merged, window))
+            return worst
+
+
+@contextmanager
+def recording_simulator_requests() -> Iterator[RequestRecorder]:
+    """Route the in-process simulator's log lines into a :class:`RequestRecorder`.
+
+    Every other log line of this process is dropped (the tables stay readable); the previous
+    structlog configuration comes back afterwards.
+    """
+    recorder = RequestRecorder()
+
+    def capture(_logger: Any, _method: str, event: Any) -> Any:
+        if event.get("event") == "request":
+            recorder.record(event)
+        raise structlog.DropEvent
+
+    saved = structlog.get_config()
+    structlog.configure(processors=[capture], cache_logger_on_first_use=False)
+    try:
+        yield recorder
+    finally:
+        structlog.configure(**saved)

@@ -1,0 +1,350 @@
+"""Crash campaign (issue 7, item 2): concurrent clients submit while the daemon is killed.
+
+Client threads, each with its own ``GlobusClient``, its own simulator user and its own
+session, submit transfers as fast as the daemon answers. The real daemon process is killed
+with SIGKILL at seeded random moments and started again on the same state folder, ``rounds``
+times; clients re-register by themselves (the client hands its credential over again when
+the daemon answers ``CredentialMissing``). The clients stop while the daemon lies dead after
+the last kill; it is started once more, every session is registered again, and the campaign
+waits until the daemon has settled: no submission pending, every simulator task ended and
+recorded.
+
+An *acknowledged submit* is one whose client got a task_id, or a 503 SubmitPending with a
+submission_id (the daemon promises to finish it). Every submit carries a label of its own,
+so one label with two Globus tasks is a submission executed twice. Reported:
+
+- acknowledged submits lost: not in the ledger as submitted after the final restart, or
+  their task missing from the ledger or from the simulator (target 0);
+- duplicate Globus tasks for one submission (target 0);
+- ``PRAGMA integrity_check`` failures, checked on the ledger file after every kill (0);
+- simulator tasks left untracked: missing from the ledger, or with another status (0).
+
+Run: ``python benchmarks/campaigns/crash.py [--rounds 15] [--clients 8] [--seed N]``. The
+kill moments come from the printed seed; thread scheduling adds its own variation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from campaign_common import Ack, LedgerView, lost_acks, machine, markdown_table, wait_until
+
+from radical.orbit import GlobusClient
+from radical.orbit.client.errors import (
+    DaemonUnavailable,
+    OrbitError,
+    RequestError,
+    SubmitPendingError,
+)
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator.auth import Credentials
+
+__all__ = ["CrashConfig", "CrashResult", "run_crash"]
+
+SOURCE_FILE = "/home/share/godata/file1.txt"
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrashConfig:
+    rounds: int = 15
+    clients: int = 8
+    seed: int = 0
+    # The daemon lives this long (uniform, seconds) between its start and the next kill.
+    uptime: tuple[float, float] = (0.4, 2.5)
+    # Tasks stay ACTIVE this long in the simulator, so kills also hit running tasks.
+    task_seconds: float = 1.0
+    poll_interval: float = 0.2
+    # Added to every simulator request: widens the window between a submit's two ledger
+    # appends, where a kill leaves a submission pending.
+    latency: float = 0.05
+    settle_timeout: float = 120.0
+
+
+class Producer(threading.Thread):
+    """One client: its own GlobusClient, user and session; submits until told to stop."""
+
+    def __init__(
+        self, *, index: int, url: str, token: str, creds: Credentials, stop: threading.Event
+    ) -> None:
+        super().__init__(name=f"producer-{index}", daemon=True)
+        self.index = index
+        self.url = url
+        self.token = token
+        self.creds = creds
+        self.stop = stop
+        self.sid: str | None = None
+        self.registered = threading.Event()
+        self.acks: list[Ack] = []
+        self.attempts = 0
+        self.unavailable = 0
+        self.errors: Counter[str] = Counter()
+
+    def run(self) -> None:
+        with GlobusClient(self.url, self.token, timeout=15) as globus:
+            while not self.stop.is_set():
+                try:
+                    globus.register_session(
+                        access_token=self.creds.access_token, local_collection=TUTORIAL_COLLECTION_2
+                    )
+                    break
+                except OrbitError:
+                    self.stop.wait(0.1)
+            self.sid = globus.session_id
+            self.registered.set()
+            n = 0
+            while not self.stop.is_set():
+                label = f"crash-{self.index}-{n}"
+                n += 1
+                self.attempts += 1
+                item = {"source": SOURCE_FILE, "destination": f"/~/crash/{label}.txt"}
+                try:
+                    answer = globus.submit_transfer(
+                        TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [item], label=label
+                    )
+                except SubmitPendingError as exc:
+                    if exc.submission_id:
+                        self.acks.append(Ack(label, exc.submission_id, None))
+                    else:
+                        self.errors["SubmitPending without submission_id"] += 1
+                except DaemonUnavailable:
+                    self.unavailable += 1
+                    self.stop.wait(0.05)
+                except RequestError as exc:
+                    self.errors[exc.code] += 1
+                    self.stop.wait(0.05)
+                except OrbitError as exc:
+                    self.errors[type(exc).__name__] += 1
+                    self.stop.wait(0.05)
+                else:
+                    self.acks.append(
+                        Ack(label, str(answer["submission_id"]), str(answer["task_id"]))
+                    )
+
+
+@dataclass
+class CrashResult:
+    config: CrashConfig
+    seconds: float = 0.0
+    attempts: int = 0
+    acked_with_task: int = 0
+    acked_pending: int = 0
+    unavailable: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    integrity_checks: int = 0
+    integrity_failures: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)
+    sim_tasks: int = 0
+    ledger_tasks: int = 0
+    pending_at_final_restart: int = 0
+    pending_after_kills: int = 0
+    settle_seconds: float = 0.0
+
+    @property
+    def acknowledged(self) -> int:
+        return self.acked_with_task + self.acked_pending
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.lost:
+            out.append(f"{len(self.lost)} acknowledged submits lost: {self.lost[:5]}")
+        if self.duplicates:
+            out.append(f"{len(self.duplicates)} submissions with two tasks: {self.duplicates[:5]}")
+        if self.integrity_failures:
+            out.append(f"integrity_check failed: {self.integrity_failures[:3]}")
+        if self.untracked:
+            out.append(f"{len(self.untracked)} tasks untracked: {self.untracked[:5]}")
+        if self.acknowledged == 0:
+            out.append("no submit was acknowledged: the campaign tested nothing")
+        return out
+
+    def table(self) -> str:
+        cfg = self.config
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        rows: list[tuple[str, object, str]] = [
+            ("seed", cfg.seed, ""),
+            ("rounds (SIGKILL + restart)", cfg.rounds, ""),
+            ("concurrent clients (threads, one session each)", cfg.clients, ""),
+            ("duration (rounds + settle)", f"{self.seconds:.1f} s", ""),
+            ("submit attempts", self.attempts, ""),
+            ("acknowledged: task_id", self.acked_with_task, ""),
+            ("acknowledged: 503 SubmitPending", self.acked_pending, ""),
+            ("not acknowledged: daemon unreachable", self.unavailable, ""),
+            ("other error answers", errors, ""),
+            ("submissions found pending after a kill (sum)", self.pending_after_kills, ""),
+            ("submissions pending at the final restart", self.pending_at_final_restart, ""),
+            ("settle time after final restart", f"{self.settle_seconds:.1f} s", ""),
+            ("simulator tasks / ledger tasks", f"{self.sim_tasks} / {self.ledger_tasks}", ""),
+            ("**acknowledged submits lost**", len(self.lost), "0"),
+            ("**duplicate Globus tasks for one submission**", len(self.duplicates), "0"),
+            (
+                "**integrity_check failures**",
+                f"{len(self.integrity_failures)} of {self.integrity_checks}",
+                "0",
+            ),
+            ("**tasks untracked or in a wrong state**", len(self.untracked), "0"),
+        ]
+        return markdown_table(["crash campaign", "measured", "target"], rows)
+
+
+def _check_integrity(view: LedgerView, result: CrashResult, when: str) -> None:
+    if not view.path.exists():
+        return
+    result.integrity_checks += 1
+    verdict = view.integrity()
+    if verdict != "ok":
+        result.integrity_failures.append(f"{when}: {verdict}")
+
+
+def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashResult:
+    """Run the campaign in ``root`` (simulator files and the daemon's state folder)."""
+    rng = random.Random(config.seed)
+    result = CrashResult(config=config)
+    started = time.monotonic()
+    say = print if log else (lambda *_a, **_k: None)
+    with Simulator(
+        root=root / "sim",
+        bytes_per_second=1e9,
+        min_task_seconds=config.task_seconds,
+        max_active=100_000,
+        max_pending=100_000,
+        rate_limit=None,
+        latency=config.latency,
+        seed=config.seed,
+    ) as sim:
+        daemon = DaemonProcess(
+            state_dir=root / "state",
+            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
+            poll_interval=config.poll_interval,
+        ).start()
+        view = LedgerView(daemon.state_dir / "ledger.db")
+        users = [sim.add_user(f"crash{i}") for i in range(config.clients)]
+        stop = threading.Event()
+        producers = [
+            Producer(index=i, url=daemon.url, token=daemon.token, creds=creds, stop=stop)
+            for i, creds in enumerate(users)
+        ]
+        try:
+            for p in producers:
+                p.start()
+            for p in producers:
+                if not p.registered.wait(30):
+                    raise TimeoutError(f"{p.name} could not register a session")
+            for n in range(1, config.rounds + 1):
+                time.sleep(rng.uniform(*config.uptime))
+                daemon.kill()
+                _check_integrity(view, result, f"after kill {n}")
+                pending = sum(s.state == "pending" for s in view.submissions().values())
+                result.pending_after_kills += pending
+                acks = sum(len(p.acks) for p in producers)
+                say(f"round {n}/{config.rounds}: killed; {acks} acks, {pending} pending")
+                if n == config.rounds:
+                    # The last kill also hits clients in full flight; they stop while the
+                    # daemon is down, and the final start must finish what they left.
+                    stop.set()
+                    for p in producers:
+                        p.join(30)
+                    result.pending_at_final_restart = pending
+                else:
+                    time.sleep(rng.uniform(0.0, 0.3))
+                    daemon.start()
+            daemon.start()
+            settle_start = time.monotonic()
+            for p in producers:
+                with GlobusClient(daemon.url, daemon.token, timeout=15) as globus:
+                    globus.register_session(access_token=p.creds.access_token, sid=p.sid)
+            names = {u.username for u in users}
+            wait_until(
+                lambda: _settled(sim, view, names),
+                timeout=config.settle_timeout,
+                what="pending submissions to resolve and every task to be recorded ended",
+            )
+            result.settle_seconds = time.monotonic() - settle_start
+        finally:
+            stop.set()
+            daemon.stop()
+        _check_integrity(view, result, "after the final stop")
+        _verdict(result, producers, sim, view, {u.username for u in users})
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _settled(sim: Simulator, view: LedgerView, users: set[str]) -> bool:
+    if any(s.state == "pending" for s in view.submissions().values()):
+        return False
+    docs = [d for d in sim.tasks() if d["username"] in users]
+    if any(d["status"] not in TERMINAL for d in docs):
+        return False
+    tasks = view.tasks()
+    return all(d["task_id"] in tasks and tasks[d["task_id"]].status == d["status"] for d in docs)
+
+
+def _verdict(
+    result: CrashResult,
+    producers: list[Producer],
+    sim: Simulator,
+    view: LedgerView,
+    users: set[str],
+) -> None:
+    docs = {d["task_id"]: d for d in sim.tasks() if d["username"] in users}
+    tasks = view.tasks()
+    subs = view.submissions()
+    result.sim_tasks, result.ledger_tasks = len(docs), len(tasks)
+    for p in producers:
+        result.attempts += p.attempts
+        result.unavailable += p.unavailable
+        result.errors.update(p.errors)
+        result.lost += lost_acks(p.acks, subs, tasks, docs)
+        for ack in p.acks:
+            if ack.task_id is None:
+                result.acked_pending += 1
+            else:
+                result.acked_with_task += 1
+    labels = Counter(str(d["label"]) for d in docs.values())
+    result.duplicates = sorted(label for label, n in labels.items() if n > 1)
+    for task_id, doc in docs.items():
+        row = tasks.get(task_id)
+        if row is None:
+            result.untracked.append(f"{task_id} ({doc['label']}): not in the ledger")
+        elif row.status != doc["status"]:
+            result.untracked.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="kill/restart rounds")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    parser.add_argument("--seed", type=int, default=None, help="default: a random one")
+    parser.add_argument("--verbose", action="store_true", help="one line per round")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    config = CrashConfig(rounds=args.rounds, clients=args.clients, seed=seed)
+    # The in-process simulator logs every request; keep the table readable.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    print(f"machine: {machine()}")
+    print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="campaign-crash-") as tmp:
+        result = run_crash(config, root=Path(tmp), log=args.verbose)
+    print(result.table())
+    problems = result.problems()
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("\nnothing lost, nothing doubled" if not problems else "\nCAMPAIGN FAILED")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
