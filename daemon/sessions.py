@@ -20,9 +20,15 @@ from .globus_ops import GlobusOps, SessionClients, is_auth_failure, map_error
 from .logs import get_logger
 from .store import Store
 
-__all__ = ["Session", "SessionRegistry"]
+__all__ = ["Session", "SessionRegistry", "new_sid"]
 
 log = get_logger(__name__)
+
+
+def new_sid() -> str:
+    """128 random bits as lowercase hex: unguessable, and never starting with "-" (a CLI's
+    argument parser would take such a sid for an option)."""
+    return secrets.token_hex(16)
 
 
 @dataclasses.dataclass(eq=False)
@@ -105,7 +111,7 @@ class SessionRegistry:
             raise map_error(exc, sid=sid or "(new)") from None
         async with self._lock:
             if existing is None:
-                sid = secrets.token_urlsafe(24)
+                sid = new_sid()
                 session = Session(sid=sid, owner=owner, local_collection=local_collection)
                 self._sessions[sid] = session
             else:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from radical.orbit.daemon.local_collection import (
     resolve_default_local_collection,
 )
 from radical.orbit.daemon.logs import configure_logging
+from radical.orbit.daemon.sessions import new_sid
 from radical.orbit.ledger import events as ev
 
 STATUS = st.sampled_from(["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"])
@@ -252,3 +254,11 @@ def test_local_collection_resolution_order(tmp_path: Path, monkeypatch: pytest.M
     assert resolve_collection("abc", session_local="mine", default=None) == "abc"
     with pytest.raises(LocalCollectionUnknown):
         resolve_collection("local", session_local=None, default=None)
+
+
+def test_session_ids_are_unguessable_and_never_look_like_options() -> None:
+    sids = [new_sid() for _ in range(20_000)]
+    assert len(set(sids)) == len(sids)
+    # 32 hex digits = 128 random bits; a leading "-" would trip a CLI's argument parser.
+    assert all(re.fullmatch(r"[0-9a-f]{32}", sid) for sid in sids)
+    assert {sid[0] for sid in sids} == set("0123456789abcdef")

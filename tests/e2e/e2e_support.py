@@ -41,16 +41,23 @@ def start_daemon(state_dir: Path, sim: Simulator, **env: str) -> DaemonProcess:
 
 
 def fresh_access_token(sim: Simulator, creds: Credentials) -> str:
-    """A new access token for the user, obtained like a native app does (refresh grant)."""
-    answer = httpx.post(
-        sim.url + "/v2/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": creds.refresh_token,
-            "client_id": creds.client_id,
-        },
-        timeout=10,
-    )
+    """A new access token for the user, obtained like a native app does (refresh grant).
+
+    Retries through injected 5xx/429 storms, as a user's login would.
+    """
+    for _ in range(50):
+        answer = httpx.post(
+            sim.url + "/v2/oauth2/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": creds.refresh_token,
+                "client_id": creds.client_id,
+            },
+            timeout=10,
+        )
+        if answer.status_code < 429:
+            break
+        time.sleep(0.05)
     answer.raise_for_status()
     return str(answer.json()["access_token"])
 

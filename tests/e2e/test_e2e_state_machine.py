@@ -142,25 +142,32 @@ class E2EMachine(RuleBasedStateMachine):
     def _client(self, **kwargs: Any) -> GlobusClient:
         return GlobusClient(self.w.daemon.url, self.token, **kwargs)
 
-    def _register(self, model: SessionModel) -> None:
-        if model.kind == "refresh_token":
-            model.client.register_session(
-                refresh_token=model.creds.refresh_token, client_id=model.creds.client_id
-            )
-        else:
-            model.client.register_session(
-                access_token=fresh_access_token(self.w.sim, model.creds)
-            )
+    def _register(self, model: SessionModel, *, first: bool = False) -> None:
+        """Register (again), retrying while an injected storm makes Globus Auth fail."""
+        for attempt in itertools.count():
+            try:
+                if model.kind == "refresh_token":
+                    model.client.register_session(
+                        refresh_token=model.creds.refresh_token, client_id=model.creds.client_id
+                    )
+                elif first:
+                    model.client.register_session(access_token=model.creds.access_token)
+                else:
+                    model.client.register_session(
+                        access_token=fresh_access_token(self.w.sim, model.creds)
+                    )
+                break
+            except RequestError as exc:
+                if exc.status not in (429, 502, 503) or attempt > 30:
+                    raise
+                time.sleep(0.1)
         model.live = True
 
     def _new_session(self, kind: str) -> SessionModel:
         creds = self.w.sim.add_user(f"sm{self.tag}u{len(self.all_sessions)}")
         client = self._client()
         model = SessionModel(creds=creds, kind=kind, client=client, sid="")
-        if kind == "refresh_token":
-            client.register_session(refresh_token=creds.refresh_token, client_id=creds.client_id)
-        else:
-            client.register_session(access_token=creds.access_token)
+        self._register(model, first=True)
         assert client.session_id is not None
         model.sid = client.session_id
         self.all_sessions.append(model)
