@@ -5,6 +5,7 @@
     python3 dev.py check    # format check, lint, types, the whole test suite
     python3 dev.py test     # the test suite only (pytest arguments may follow)
     python3 dev.py bench    # every benchmark, printed as tables
+    python3 dev.py campaigns [crash] [soak] [options]   # reliability campaigns (minutes)
     python3 dev.py fmt      # apply formatting and safe lint fixes
 
 Each task creates or refreshes the virtualenv in .venv first (reinstalling only when
@@ -77,12 +78,25 @@ def task_bench(args: list[str]) -> None:
     run([str(PY), str(ROOT / "benchmarks" / "run.py"), *args])
 
 
+def task_campaigns(args: list[str]) -> None:
+    """Run the named campaigns in benchmarks/campaigns/ (all without names); the options
+    that follow the names go to each, e.g. `campaigns crash --rounds 20`."""
+    folder = ROOT / "benchmarks" / "campaigns"
+    known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith(("campaign_", "_")))
+    names = []
+    while args and args[0] in known:
+        names.append(args.pop(0))
+    for name in names or known:
+        run([str(PY), str(folder / f"{name}.py"), *args])
+
+
 TASKS = {
     "demo": task_demo,
     "check": task_check,
     "test": task_test,
     "fmt": task_fmt,
     "bench": task_bench,
+    "campaigns": task_campaigns,
 }
 
 

@@ -25,7 +25,7 @@ __all__ = ["TRANSITIONS", "catch_up", "event_time"]
 # Event codes that move a task between the two open states, with the nice_status recorded
 # for the intermediate state. Terminal states are never inferred from events: Globus also
 # logs retried faults as error events, and the task document says how the task really ended.
-TRANSITIONS: Mapping[str, tuple[str, str]] = {
+TRANSITIONS: Mapping[str, tuple[ev.TaskStatus, str]] = {
     "PAUSED": ("INACTIVE", "PAUSED"),
     "RESUMED": ("ACTIVE", "OK"),
 }
@@ -45,13 +45,15 @@ def event_time(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-def _transitions(events: Iterable[Mapping[str, Any]]) -> list[tuple[float, str, str]]:
+def _transitions(
+    events: Iterable[Mapping[str, Any]],
+) -> list[tuple[float, ev.TaskStatus, str]]:
     """(time, status, nice_status) of the state-changing events, oldest first.
 
     Globus lists events newest first and stamps them to the second; ties keep the list's
     order (reversed), which is the order they happened in.
     """
-    found: list[tuple[float, int, str, str]] = []
+    found: list[tuple[float, int, ev.TaskStatus, str]] = []
     for index, event in enumerate(reversed(list(events))):
         if not isinstance(event, Mapping):
             continue
@@ -77,25 +79,30 @@ def catch_up(
     row's state).
 
     The task starts ACTIVE; each PAUSED/RESUMED event is a transition. The ledger's state at
-    ``known_at`` is matched to the latest transition to that status at or before that time
-    (event times are whole seconds, so "at or before" includes the second the ledger wrote
-    in); every later transition that changes the state is returned, then the change to the
-    document's state. Intermediate events keep the row's byte and file counts (Globus keeps
-    no history of them); the last one carries the document's. Without usable events this is
-    exactly ``diff``.
+    ``known_at`` is matched to the last transition to that status before that time; every
+    later transition that changes the state is returned, then the change to the document's
+    state. Intermediate events keep the row's byte and file counts (Globus keeps no history
+    of them); the last one carries the document's. Without usable events this is exactly
+    ``diff``.
     """
     task_id = doc.get("task_id")
     if not isinstance(task_id, str) or row.get("task_id") != task_id:
         return []
     if row.get("status") in TERMINAL or doc.get("status") not in ("ACTIVE", "INACTIVE", *TERMINAL):
         return []
-    history = [(float("-inf"), "ACTIVE", "OK"), *_transitions(events)]
-    known = [i for i, (when, _, _) in enumerate(history) if when <= known_at]
-    anchor = next(
-        (i for i in reversed(known) if history[i][1] == row.get("status")), known[-1]
-    )
+    start: tuple[float, ev.TaskStatus, str] = (float("-inf"), "ACTIVE", "OK")
+    history = [start, *_transitions(events)]
+    # Event times are whole seconds: an event stamped ``w`` happened in [w, w + 1), so it
+    # surely preceded the observation when w + 1 <= known_at, and may have preceded it or
+    # not when w <= known_at < w + 1. The state the ledger saw is the last surely-earlier
+    # transition or one of the undecided ones; taking the earliest that matches may repeat a
+    # transition the ledger already has, but never drops one it has not.
+    surely_before = max(i for i, (when, _, _) in enumerate(history) if when + 1 <= known_at)
+    undecided = [i for i, (when, _, _) in enumerate(history) if when <= known_at < when + 1]
+    candidates = [surely_before, *undecided]
+    anchor = next((i for i in candidates if history[i][1] == row.get("status")), candidates[-1])
     status = row.get("status")
-    missed: list[tuple[str, str]] = []
+    missed: list[tuple[ev.TaskStatus, str]] = []
     for _, state, nice in history[anchor + 1 :]:
         if state != status:
             missed.append((state, nice))
@@ -112,7 +119,7 @@ def catch_up(
                 owner=row.get("owner"),
                 session_id=row.get("session_id"),
                 task_id=task_id,
-                status=state,  # type: ignore[arg-type]  # one of TRANSITIONS' open states
+                status=state,
                 nice_status=nice,
                 label=str(label) if label is not None else None,
                 bytes_transferred=int(row.get("bytes_transferred") or 0),

@@ -12,6 +12,7 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     ├── CredentialExpired             401 CredentialExpired
     ├── CredentialRejected            401 CredentialRejected (refresh refused at register)
     ├── SubmitPending                 503 SubmitPending (recorded; the daemon keeps trying)
+    ├── CancelPending                 503 CancelPending (recorded; the daemon keeps trying)
     └── GlobusError                   4xx/502, code from Globus (ConsentRequired, ...)
 
 The message of each error says what to fix. No error ever carries a credential: they are
@@ -24,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "BadRequest",
+    "CancelPending",
     "ConfigError",
     "CredentialExpired",
     "CredentialMissing",
@@ -132,6 +134,19 @@ class SubmitPending(DaemonError):
             "the daemon resubmits it with the same submission_id (Globus runs it at most "
             "once) and announces the task with a task_submitted event: do not resubmit",
             submission_id=submission_id,
+        )
+
+
+class CancelPending(DaemonError):
+    status = 503
+    code = "CancelPending"
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(
+            f"the cancel of task {task_id} is recorded but Globus did not answer ({reason}); "
+            "the daemon keeps sending it and records the answer as a cancel_result event: "
+            "no need to cancel again",
+            task_id=task_id,
         )
 
 

@@ -6,6 +6,8 @@ streams it chunked; WebSocket frames are bounded separately (uvicorn's ``ws_max_
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,6 +18,9 @@ MAX_BODY = 4 * 1024 * 1024
 # A refused body is read and dropped up to this many times the limit, then the connection
 # is simply closed.
 _DRAIN_FACTOR = 4
+# ...and for this long at most: a client that announces a large body but does not send it
+# gets its 413 after this instead of holding the request open forever.
+_DRAIN_SECONDS = 2.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,12 +57,14 @@ class BodyLimit:
     async def _drain(self, receive: Receive, seen: int, more: bool) -> None:
         """Read and drop the rest of a refused body (up to a bound), so the client, still
         sending, is not reset before it can read the 413."""
-        while more and seen <= _DRAIN_FACTOR * self.max_body:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            seen += len(message.get("body", b""))
-            more = bool(message.get("more_body", False))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                while more and seen <= _DRAIN_FACTOR * self.max_body:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    seen += len(message.get("body", b""))
+                    more = bool(message.get("more_body", False))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

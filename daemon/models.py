@@ -30,7 +30,9 @@ _SYNC_NAMES = ("exists", "size", "mtime", "checksum")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # strict: JSON types are taken as sent ({"recursive": 1}, {"timeout": false} and
+    # {"label": 5} are refused with a message naming the field, not silently converted).
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class RegisterBody(_Body):

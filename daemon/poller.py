@@ -9,30 +9,47 @@ Faults: 429/5xx/timeouts mean "unknown": nothing is recorded and the loop backs 
 (doubling, capped); a task is never marked FAILED because Globus could not be asked. A 401
 records ``credential_expired`` once, the loop stops, tasks keep their state, and
 ``ensure()`` (called on re-registration) starts it again, catching up every task.
+
+Catch-up: the first sweep of a loop (a daemon restart, a re-registration after expiry) and
+every sweep after a failed one may find tasks that changed while nobody watched. For each
+task whose state changed, such a sweep also fetches the task's Globus event list and
+records, in order, the transitions it made meanwhile (:func:`.catchup.catch_up`), not only
+the state it is in now. Tasks whose event list cannot be had for a temporary reason are left
+for the next sweep; a task whose state is unchanged is not asked about (a round trip such as
+ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
+from radical.orbit.ledger import events as ev
 from radical.orbit.ledger.errors import RejectedEvent
 
+from .catchup import catch_up
 from .diff import diff
-from .globus_ops import GlobusOps, is_auth_failure, is_transient
+from .globus_ops import GlobusOps, SessionClients, is_auth_failure, is_transient
 from .logs import get_logger
 from .sessions import Session, SessionRegistry
 from .store import Store
 
-__all__ = ["BATCH", "Poller"]
+__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "Poller"]
 
 log = get_logger(__name__)
 
 # Task ids per task_list request; Globus pages at most 1000 documents, but long filters
 # make long URLs, and 100 ids (~3.7 kB) stays well inside every proxy's limit.
 BATCH = 100
+# Event lists fetched at once by a catch-up sweep: after a restart every finished task needs
+# one, and Globus rate-limits a user at about 20 requests per second.
+CATCH_UP_CONCURRENCY = 4
+# Events per event_list request (Globus pages at most 1000); the newest come first, and only
+# those after the ledger's last observation matter.
+EVENT_PAGE = 1000
 
 
 class Poller:
@@ -52,6 +69,8 @@ class Poller:
         self.max_backoff = max(max_backoff, interval)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
+        # Sessions whose next sweep follows a gap in watching (see the module docstring).
+        self._catching_up: dict[str, bool] = {}
         self.sweeps = 0
         self.requests = 0
         self.last_sweep_requests = 0
@@ -87,6 +106,9 @@ class Poller:
 
     async def _run(self, session: Session) -> None:
         failures = 0
+        # A new loop: the daemon just started, or the session was re-registered after its
+        # credential stopped working. Either way nobody watched its tasks for a while.
+        self._catching_up[session.sid] = True
         while session.usable and self._sessions.find(session.sid) is session:
             started = time.monotonic()
             try:
@@ -96,6 +118,7 @@ class Poller:
             except Exception:
                 log.exception("sweep failed", sid=session.sid)
                 outcome = "error"
+            self._catching_up[session.sid] = outcome not in ("ok", "idle")
             if outcome == "expired":
                 # Not usable: the loop ends here and ensure() starts a new one at
                 # re-registration. Usable: it was registered again during this sweep.
@@ -147,29 +170,90 @@ class Poller:
                     clients.poll.task_list, filter=f"task_id:{','.join(batch)}", limit=len(batch)
                 )
             except Exception as exc:
-                if is_auth_failure(exc):
-                    if await self._sessions.mark_expired(
-                        session, "Globus refused the session's credential while polling"
-                    ):
-                        log.warning("polling stopped: credential expired", sid=session.sid)
-                    return "expired"
-                if is_transient(exc):
-                    log.info(
-                        "poll unknown, backing off",
-                        sid=session.sid,
-                        status=getattr(exc, "http_status", None),
-                        error=type(exc).__name__,
-                    )
-                    return "unknown"
-                log.warning(
-                    "poll failed",
-                    sid=session.sid,
-                    error=type(exc).__name__,
-                    status=getattr(exc, "http_status", None),
-                )
-                return "unknown"
+                return await self._failed(session, exc, what="poll")
             docs = list(page.get("DATA") or [])
-            events = diff(rows, docs)
+            trouble: BaseException | None = None
+            if self._catching_up.get(session.sid):
+                events, trouble = await self._caught_up(clients, rows, docs)
+            else:
+                events = diff(rows, docs)
             if events:
                 await self._append(events)
+            if trouble is not None:
+                # The tasks whose event list is missing are caught up by a later sweep.
+                return await self._failed(session, trouble, what="event list")
         return "ok"
+
+    async def _failed(self, session: Session, exc: BaseException, *, what: str) -> str:
+        """The sweep's outcome after Globus did not answer: "expired" or "unknown"."""
+        if is_auth_failure(exc):
+            if await self._sessions.mark_expired(
+                session, "Globus refused the session's credential while polling"
+            ):
+                log.warning("polling stopped: credential expired", sid=session.sid)
+            return "expired"
+        log.log(
+            logging.INFO if is_transient(exc) else logging.WARNING,
+            f"{what} unknown, backing off",
+            sid=session.sid,
+            status=getattr(exc, "http_status", None),
+            error=type(exc).__name__,
+        )
+        return "unknown"
+
+    async def _caught_up(
+        self,
+        clients: SessionClients,
+        rows: dict[str, dict[str, Any]],
+        docs: list[dict[str, Any]],
+    ) -> tuple[list[ev.Event], BaseException | None]:
+        """A batch's events when its tasks were not watched for a while: each task whose
+        state changed also gets the transitions of its Globus event list. Returns the events
+        and the first auth or temporary failure (the tasks it hit are left out)."""
+        out: list[ev.Event] = []
+        changed: list[dict[str, Any]] = []
+        for doc in docs:
+            found = diff(rows, [doc])
+            if any(isinstance(e, ev.TaskStateChanged) for e in found):
+                changed.append(doc)
+            else:
+                out.extend(found)
+        gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+        trouble: list[BaseException] = []
+
+        async def one(doc: dict[str, Any]) -> list[ev.Event]:
+            row = rows[str(doc["task_id"])]
+            async with gate:
+                if trouble:
+                    return []  # left for the next sweep
+                self.requests += 1
+                self.last_sweep_requests += 1
+                try:
+                    listing: Any = await self._ops.run(
+                        clients.poll.task_event_list, row["task_id"], limit=EVENT_PAGE
+                    )
+                except Exception as exc:
+                    if is_auth_failure(exc) or is_transient(exc):
+                        trouble.append(exc)
+                        return []
+                    # Globus will not list its events (e.g. deleted history): the current
+                    # state is all that can be recorded.
+                    log.warning(
+                        "task events unavailable",
+                        task_id=row["task_id"],
+                        status=getattr(exc, "http_status", None),
+                    )
+                    return diff(rows, [doc])
+            known_at = await self._store.observed_at(
+                str(row["task_id"]), created_seq=int(row["created_seq"])
+            )
+            return catch_up(
+                row,
+                doc,
+                list(listing.get("DATA") or []),
+                known_at=known_at if known_at is not None else float("-inf"),
+            )
+
+        for found in await asyncio.gather(*(one(doc) for doc in changed)):
+            out.extend(found)
+        return out, trouble[0] if trouble else None

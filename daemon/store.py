@@ -199,6 +199,18 @@ class Store:
             if len(rows) < page:
                 return out
 
+    async def observed_at(self, task_id: str, *, created_seq: int) -> float | None:
+        """Unix seconds of the last record that confirmed the task's state (its submit, a
+        state change or progress); cancel events say nothing about the state."""
+        last: float | None = None
+        async for stored in self.ledger.events_since(
+            created_seq - 1,
+            task_id=task_id,
+            kinds=("task_submitted", "delete_submitted", "task_state_changed", "task_progress"),
+        ):
+            last = stored.time
+        return last
+
     async def open_task_count(self) -> int:
         count = 0
         while True:

@@ -12,7 +12,8 @@ Outcomes of a Globus call:
 - definitive refusal (4xx except 408/429): ``submit_failed``, the mapped error is answered;
 - no definitive answer (timeouts, 429, 5xx): the submission stays pending and is retried in
   the background with backoff; the client gets 503 SubmitPending naming the submission_id.
-Cancels follow the same pattern with ``cancel_requested``/``cancel_result``.
+Cancels follow the same pattern with ``cancel_requested``/``cancel_result`` (503
+CancelPending, retried in the background the same way).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import globus_sdk
 from radical.orbit.ledger import events as ev
 from radical.orbit.ledger.errors import RejectedEvent
 
-from .errors import DaemonError, NotFound, SubmitPending
+from .errors import CancelPending, DaemonError, NotFound, SubmitPending
 from .globus_ops import GlobusOps, is_auth_failure, is_transient, map_error
 from .logs import get_logger
 from .sessions import Session, SessionRegistry
@@ -80,6 +81,8 @@ class Submitter:
         self._max_backoff = max_backoff
         # Submission ids being sent by this process, so a retry never races a first try.
         self._inflight: set[str] = set()
+        # Task ids whose cancel is being retried in the background (one loop per task).
+        self._cancel_retries: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- submits -------------------------------------------------------------------------
@@ -220,7 +223,12 @@ class Submitter:
     # -- cancels -------------------------------------------------------------------------
 
     async def cancel(
-        self, session: Session, task_id: str, *, record_request: bool = True
+        self,
+        session: Session,
+        task_id: str,
+        *,
+        record_request: bool = True,
+        background_retry: bool = True,
     ) -> dict[str, Any]:
         row = await self._store.task(task_id)
         if row is None or row.session_id != session.sid:
@@ -234,7 +242,12 @@ class Submitter:
             result = await self._ops.run(clients.api.cancel_task, task_id)
         except Exception as exc:
             if is_transient(exc):
-                raise map_error(exc, sid=session.sid) from None  # pending: resent on resume
+                reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()
+                log.warning("cancel pending", task_id=task_id, reason=reason)
+                if background_retry and task_id not in self._cancel_retries:
+                    self._cancel_retries.add(task_id)
+                    self._spawn(self._retry_cancel(session, task_id))
+                raise CancelPending(task_id, reason) from None
             error = await self._failure(session, exc)
             await self._store.cancel_result(
                 owner=session.owner,
@@ -254,6 +267,27 @@ class Submitter:
             message=message,
         )
         return {"task_id": task_id, "code": code, "message": message}
+
+    async def _retry_cancel(self, session: Session, task_id: str) -> None:
+        delay = 1.0
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                if not session.usable:
+                    return  # resent by resume() when the session is registered again
+                if task_id not in await self._store.pending_cancels(session.sid):
+                    return  # answered meanwhile (e.g. the client cancelled again)
+                try:
+                    await self.cancel(
+                        session, task_id, record_request=False, background_retry=False
+                    )
+                    return
+                except CancelPending:
+                    delay = min(self._max_backoff, delay * 2)
+                except DaemonError:
+                    return  # answered (and recorded), or the credential is gone
+        finally:
+            self._cancel_retries.discard(task_id)
 
     async def close(self) -> None:
         for task in list(self._background):

@@ -42,6 +42,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_NOT_FOUND = 4404
 # A send that does not complete within this long means the client stopped reading.
 _SEND_TIMEOUT = 10.0
+# Seqs are SQLite integers (64-bit).
+_MAX_SEQ = 2**63 - 1
 
 
 class _Reject(Exception):
@@ -63,8 +65,8 @@ def _filters(
             raise _Reject(
                 CLOSE_BAD_REQUEST, "since must be an integer seq (0 = from the start)"
             ) from None
-        if since < 0:
-            raise _Reject(CLOSE_BAD_REQUEST, "since must be >= 0")
+        if not 0 <= since <= _MAX_SEQ:
+            raise _Reject(CLOSE_BAD_REQUEST, f"since must be a seq in 0..{_MAX_SEQ}")
     topics: frozenset[str] | None = None
     if query.get("topic"):
         topics = frozenset(t.strip() for t in query["topic"].split(",") if t.strip())
@@ -143,7 +145,7 @@ async def serve_websocket(
     try:
         # At once, before any replay: a client subscribing "from now" learns its position
         # even if nothing happens before it has to reconnect.
-        await _send(websocket, _heartbeat(head))
+        await _send(websocket, _heartbeat(head), last)
         if since is not None:
             async for stored in endpoint.store.events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
@@ -152,12 +154,15 @@ async def serve_websocket(
                     break
                 if not listener.matches(stored):
                     continue
-                await _send(websocket, message_text(stored))
+                await _send(websocket, message_text(stored), last)
                 last = stored.seq
         await _live(websocket, endpoint, listener, last, reader)
     except _Lagged as lag:
+        # The close frame queues behind what the client has not read yet: a client that
+        # reads again within the timeout gets it; one that never does is dropped.
         with contextlib.suppress(Exception):
-            await websocket.close(CLOSE_LAGGED, f"resume from {lag.seq}")
+            async with asyncio.timeout(_SEND_TIMEOUT):
+                await websocket.close(CLOSE_LAGGED, f"resume from {lag.seq}")
         log.info("websocket client lagged", owner=owner, resume_from=lag.seq)
     except (WebSocketDisconnect, ConnectionError, asyncio.CancelledError, TimeoutError):
         pass
@@ -179,12 +184,17 @@ def _heartbeat(head: int) -> str:
     return json.dumps({"type": "heartbeat", "head": head, "time": time.time()})
 
 
-async def _send(websocket: WebSocket, text: str) -> None:
+async def _send(websocket: WebSocket, text: str, last: int) -> None:
+    """Send one message; a client that stopped reading (the send stays blocked for
+    ``_SEND_TIMEOUT``) is treated as lagged at ``last``, the seq it got before this one."""
     if websocket.application_state != WebSocketState.CONNECTED:
         raise WebSocketDisconnect(1006)
-    # asyncio.timeout, not wait_for: no extra task per message (fan-out to 1000 clients).
-    async with asyncio.timeout(_SEND_TIMEOUT):
-        await websocket.send_text(text)
+    try:
+        # asyncio.timeout, not wait_for: no extra task per message (fan-out to 1000 clients).
+        async with asyncio.timeout(_SEND_TIMEOUT):
+            await websocket.send_text(text)
+    except TimeoutError:
+        raise _Lagged(last) from None
 
 
 async def _live(
@@ -204,10 +214,10 @@ async def _live(
         stored = await listener.next(next_beat - time.monotonic())
         if stored is not None:
             if stored.seq > last:
-                await _send(websocket, message_text(stored))
+                await _send(websocket, message_text(stored), last)
                 last = stored.seq
         elif time.monotonic() >= next_beat:
-            await _send(websocket, _heartbeat(endpoint.hub.head))
+            await _send(websocket, _heartbeat(endpoint.hub.head), last)
             next_beat = time.monotonic() + interval
 
 

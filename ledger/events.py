@@ -14,7 +14,7 @@ back: its ``seq``, commit ``time`` (Unix seconds) and the envelope columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from .codec import Spec, compile_spec, record, spec_of
 from .errors import EventTypeError
@@ -252,9 +252,12 @@ class DeleteSubmitted(Event):
     nice_status: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """A committed event. ``data`` is shared between readers: treat it as read-only."""
+class StoredEvent(NamedTuple):
+    """A committed event. ``data`` is shared between readers: treat it as read-only.
+
+    A named tuple rather than a frozen dataclass: replay builds one per row, and a tuple is
+    made in a fifth of the time of a frozen dataclass (whose ``__init__`` goes through
+    ``object.__setattr__`` for every field)."""
 
     seq: int
     time: float

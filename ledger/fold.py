@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import (
     DuplicateSubmission,
@@ -58,9 +58,11 @@ __all__ = [
 SubmissionState = Literal["pending", "submitted", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
-    """The current state of one task. Times are Unix seconds of the commits that set them."""
+class TaskRow(NamedTuple):
+    """The current state of one task. Times are Unix seconds of the commits that set them.
+
+    A named tuple (immutable like a frozen dataclass): the writer folds one new row per task
+    event, and building a 17-field frozen dataclass costs about ten times more."""
 
     task_id: str
     submission_id: str
@@ -86,7 +88,10 @@ class TaskRow:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form (``fatal_error`` as ``{"code", "description"}`` or None)."""
-        return dataclasses.asdict(self)
+        out = self._asdict()
+        if self.fatal_error is not None:
+            out["fatal_error"] = dataclasses.asdict(self.fatal_error)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,10 @@ _TASK_KINDS = (
     CancelResult,
 )
 _SUBMISSION_KINDS = (SubmitRequested, TaskSubmitted, DeleteSubmitted, SubmitFailed)
+# Tuples, not ``A | B`` unions: isinstance() checks a tuple several times faster.
+_CREATE_KINDS = (TaskSubmitted, DeleteSubmitted)
+_CANCEL_KINDS = (CancelRequested, CancelResult)
+_UPDATE_KINDS = (TaskProgress, TaskStateChanged, CancelRequested, CancelResult)
 
 
 def task_key(event: Event) -> str | None:
@@ -129,7 +138,7 @@ def submission_key(event: Event) -> str | None:
 
 
 def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> TaskRow:
-    if isinstance(event, TaskSubmitted | DeleteSubmitted):
+    if isinstance(event, _CREATE_KINDS):
         if row is not None:
             raise DuplicateTask(
                 f"{event.kind}: task {event.task_id} was already submitted (seq {row.created_seq})",
@@ -155,7 +164,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             created_seq=seq,
             last_seq=seq,
         )
-    if not isinstance(event, TaskStateChanged | TaskProgress | CancelRequested | CancelResult):
+    if not isinstance(event, _UPDATE_KINDS):
         raise TypeError(f"{event.kind} does not change a task")
     if row is None:
         raise UnknownTask(
@@ -163,7 +172,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             kind=event.kind,
             key=event.task_id,
         )
-    if isinstance(event, CancelRequested | CancelResult):
+    if isinstance(event, _CANCEL_KINDS):
         # Cancelling a finished task is a request the user may make; it changes no state.
         return _changed(
             row,

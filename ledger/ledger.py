@@ -17,7 +17,7 @@ import asyncio
 import functools
 import queue
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -301,11 +301,17 @@ class Ledger:
         session_id: str | None = None,
         task_id: str | None = None,
         kinds: Iterable[str] | None = None,
+        times: tuple[float | None, float | None] | None = None,
+        data: Mapping[str, str] | None = None,
     ) -> AsyncIterator[StoredEvent]:
         """Committed events with seq > ``seq`` (and <= ``until``), in seq order, read a page
-        at a time so memory stays bounded however long the history."""
+        at a time so memory stays bounded however long the history. ``times`` bounds the
+        commit time (Unix seconds, from inclusive, until exclusive, either may be None);
+        ``data`` keeps the events whose data fields equal these strings (in SQL, e.g.
+        ``{"status": "FAILED"}``)."""
         self._check_open()
         kind_list = None if kinds is None else list(kinds)
+        data = None if data is None else dict(data)
         cursor = seq
         page = self._page_size
         while True:
@@ -319,6 +325,8 @@ class Ledger:
                     task_id=task_id,
                     kinds=kind_list,
                     limit=page,
+                    times=times,
+                    data=data,
                 )
             )
             for event in rows:

@@ -20,7 +20,10 @@ so one label with two Globus tasks is a submission executed twice. Reported:
 - simulator tasks left untracked: missing from the ledger, or with another status (0).
 
 Run: ``python benchmarks/campaigns/crash.py [--rounds 15] [--clients 8] [--seed N]``. The
-kill moments come from the printed seed; thread scheduling adds its own variation.
+kill moments and the simulator's fault draws come from the printed seed; thread scheduling
+adds its own variation. Once a round, at a random moment in the first half of the uptime,
+the simulator answers ``--submit-burst`` (default 16) submit requests in a row with 503, so that some submits are acknowledged as
+SubmitPending and their background retries are cut by kills too.
 """
 
 from __future__ import annotations
@@ -62,13 +65,18 @@ class CrashConfig:
     clients: int = 8
     seed: int = 0
     # The daemon lives this long (uniform, seconds) between its start and the next kill.
-    uptime: tuple[float, float] = (0.4, 2.5)
+    uptime: tuple[float, float] = (0.5, 4.0)
     # Tasks stay ACTIVE this long in the simulator, so kills also hit running tasks.
     task_seconds: float = 1.0
     poll_interval: float = 0.2
     # Added to every simulator request: widens the window between a submit's two ledger
     # appends, where a kill leaves a submission pending.
     latency: float = 0.05
+    # Once per round, at a random moment, the simulator answers this many submit_transfer
+    # requests in a row with 503: more than the SDK's retries, so the submits in flight end
+    # as 503 SubmitPending (retried in the background, across kills, resumed at
+    # re-registration).
+    submit_fault_burst: int = 16
     settle_timeout: float = 120.0
 
 
@@ -178,16 +186,22 @@ class CrashResult:
             ("seed", cfg.seed, ""),
             ("rounds (SIGKILL + restart)", cfg.rounds, ""),
             ("concurrent clients (threads, one session each)", cfg.clients, ""),
+            ("simulator: 503 bursts on submit_transfer", f"{cfg.submit_fault_burst} per round", ""),
             ("duration (rounds + settle)", f"{self.seconds:.1f} s", ""),
             ("submit attempts", self.attempts, ""),
             ("acknowledged: task_id", self.acked_with_task, ""),
             ("acknowledged: 503 SubmitPending", self.acked_pending, ""),
-            ("not acknowledged: daemon unreachable", self.unavailable, ""),
+            ("not acknowledged: daemon unreachable (down or killed)", self.unavailable, ""),
             ("other error answers", errors, ""),
             ("submissions found pending after a kill (sum)", self.pending_after_kills, ""),
             ("submissions pending at the final restart", self.pending_at_final_restart, ""),
             ("settle time after final restart", f"{self.settle_seconds:.1f} s", ""),
             ("simulator tasks / ledger tasks", f"{self.sim_tasks} / {self.ledger_tasks}", ""),
+            (
+                "tasks of submits whose answer a kill cut off (finished anyway)",
+                self.sim_tasks - self.acknowledged,
+                "",
+            ),
             ("**acknowledged submits lost**", len(self.lost), "0"),
             ("**duplicate Globus tasks for one submission**", len(self.duplicates), "0"),
             (
@@ -244,7 +258,14 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                 if not p.registered.wait(30):
                     raise TimeoutError(f"{p.name} could not register a session")
             for n in range(1, config.rounds + 1):
-                time.sleep(rng.uniform(*config.uptime))
+                uptime = rng.uniform(*config.uptime)
+                burst_at = rng.uniform(0.0, uptime / 2)
+                time.sleep(burst_at)
+                if config.submit_fault_burst > 0:
+                    sim.schedule_fault(
+                        route="submit_transfer", status=503, count=config.submit_fault_burst
+                    )
+                time.sleep(uptime - burst_at)
                 daemon.kill()
                 _check_integrity(view, result, f"after kill {n}")
                 pending = sum(s.state == "pending" for s in view.submissions().values())
@@ -257,6 +278,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                     stop.set()
                     for p in producers:
                         p.join(30)
+                    sim.clear_faults()
                     result.pending_at_final_restart = pending
                 else:
                     time.sleep(rng.uniform(0.0, 0.3))
@@ -327,11 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="kill/restart rounds")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    parser.add_argument(
+        "--submit-burst", type=int, default=16, help="503s in a row once per round (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
     parser.add_argument("--verbose", action="store_true", help="one line per round")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    config = CrashConfig(rounds=args.rounds, clients=args.clients, seed=seed)
+    config = CrashConfig(
+        rounds=args.rounds,
+        clients=args.clients,
+        submit_fault_burst=args.submit_burst,
+        seed=seed,
+    )
     # The in-process simulator logs every request; keep the table readable.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     print(f"machine: {machine()}")

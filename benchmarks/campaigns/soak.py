@@ -68,7 +68,7 @@ class SoakConfig:
     sessions: int = 3
     # Submits per second per session; in flight ~ sessions x submit_rate x task_seconds.
     submit_rate: float = 3.0
-    task_seconds: float = 40.0
+    task_seconds: float = 60.0
     poll_interval: float = 2.0
     max_backoff: float = 60.0
     # Faults: share of all Transfer requests answered with an error, share delayed by
@@ -355,8 +355,9 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
                     if sim.pause_task(sleeper["task_id"]):
                         paused[sleeper["task_id"]] = now + config.pause_seconds
                         result.controller_paused += 1
+                in_flight = sum(d["status"] not in TERMINAL for d in docs)
                 say(
-                    f"t={now - t0:5.0f} s  in flight {sum(d['status'] not in TERMINAL for d in docs)}"
+                    f"t={now - t0:5.0f} s  in flight {in_flight}"
                     f"  rss {result.rss[-1][1]:.1f} MB  requests {recorder.total}"
                 )
                 time.sleep(config.sample_every)
@@ -428,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=3.0, help="soak duration")
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--rate", type=float, default=3.0, help="submits/s per session")
-    parser.add_argument("--task-seconds", type=float, default=40.0)
+    parser.add_argument("--task-seconds", type=float, default=60.0)
     parser.add_argument("--max-backoff", type=float, default=60.0, help="daemon option")
     parser.add_argument("--no-timeouts", action="store_true", help="no 31 s holds")
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")

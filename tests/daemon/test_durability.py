@@ -134,6 +134,66 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     assert rows[ids[2]]["files_transferred"] == 3
 
 
+def test_restart_records_every_transition_made_meanwhile(
+    tmp_path: Path, slow_sim: Simulator
+) -> None:
+    """Task a is seen INACTIVE, the daemon is killed, a resumes and finishes; task b, seen
+    ACTIVE, is paused, resumed and finished while the daemon is down. After the restart and
+    the re-registration both histories hold every transition, in order."""
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    with client(process) as http:
+        sid = register(http, creds)
+        a, b = (
+            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(label)).json()[
+                "task_id"
+            ]
+            for label in ("a", "b")
+        )
+        sim.pause_task(a)
+        wait_for(
+            lambda: http.get(f"/globus/sessions/{sid}/tasks/{a}").json()["status"] == "INACTIVE",
+            what="a seen INACTIVE",
+        )
+    process.kill()
+    sim.resume_task(a)
+    sim.pause_task(b)
+    sim.resume_task(b)
+    sim.finish_task(a)
+    sim.finish_task(b)
+    wait_for(lambda: sim.task(a)["status"] == sim.task(b)["status"] == "SUCCEEDED")
+    process.start()
+    try:
+        with client(process) as http:
+            register(http, creds, sid=sid)
+            wait_for(
+                lambda: all(
+                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                    for t in (a, b)
+                ),
+                what="both SUCCEEDED in the ledger",
+            )
+            changes = {
+                t: [
+                    e["data"]["status"]
+                    for e in history(http, task_id=t)
+                    if e["kind"] in ("task_submitted", "task_state_changed")
+                ]
+                for t in (a, b)
+            }
+    finally:
+        process.stop()
+
+    def transitions(statuses: list[str]) -> list[str]:
+        # nice_status-only changes (Queued -> OK) repeat a status: not transitions.
+        return [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
+
+    assert transitions(changes[a]) == ["ACTIVE", "INACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert transitions(changes[b]) == ["ACTIVE", "INACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert sim.request_counts()["task_event_list"] >= 2
+
+
 def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> None:
     """SIGTERM while a submit waits for Globus: the request is answered and both its
     events are committed before the daemon exits."""

@@ -110,6 +110,42 @@ def test_storms_never_fail_a_task(tmp_path: Path, slow_sim: Simulator, status: i
     assert all(sim.task(t)["status"] == "SUCCEEDED" for t in ids)
 
 
+def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
+    slow_daemon: DaemonProcess, slow_sim: Simulator
+) -> None:
+    """Globus answers 503 to the cancel (and to the SDK's own retries): the client hears
+    CancelPending, and the daemon sends the cancel again by itself, without a re-registration."""
+    sim = slow_sim
+    creds = sim.add_user("alice")
+    with client(slow_daemon) as http:
+        sid = register(http, creds)
+        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
+            "task_id"
+        ]
+        sim.pause_task(task_id)  # so it cannot finish while the SDK retries with backoff
+        sim.schedule_fault(route="cancel_task", status=503, count=4)  # 1 try + 3 SDK retries
+        answer = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+        results = wait_for(
+            lambda: [e for e in history(http, task_id=task_id) if e["kind"] == "cancel_result"],
+            what="cancel_result from the background retry",
+        )
+        wait_for(
+            lambda: (
+                http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "FAILED"
+            ),
+            what="the task cancelled",
+        )
+        kinds = [e["kind"] for e in history(http, task_id=task_id)]
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "CancelPending"
+    assert answer.json()["task_id"] == task_id
+    assert results[0]["data"]["code"] == "Canceled"
+    assert kinds.count("cancel_requested") == 1
+    assert kinds.count("cancel_result") == 1
+    assert sim.task(task_id)["fatal_error"]["code"] == "CANCELED"
+    assert sim.request_counts()["cancel_task"] == 5
+
+
 async def test_inactive_is_reported_and_not_terminal(
     slow_daemon: DaemonProcess, slow_sim: Simulator
 ) -> None:

@@ -248,6 +248,32 @@ def test_history_views(daemon: DaemonProcess, sim: Simulator) -> None:
         assert seqs == sorted(set(seqs))
         assert rest["next_after"] is None
         one = history(http, task_id=ids[0])
+        everything = history(http)
+        middle = everything[len(everything) // 2]["time"]
+        filtered = {
+            "since": history(http, since=middle),
+            "until": history(http, until=middle),
+            "status": history(http, status="SUCCEEDED"),
+            "label": history(http, label="b"),
+            "both": history(http, label="a", status="ACTIVE"),
+        }
+        # Paging through a filtered view: full pages, then next_after null.
+        pages, after = [], 0
+        while after is not None:
+            page = http.get(
+                "/globus/history", params={"status": "SUCCEEDED", "limit": 1, "after": after}
+            ).json()
+            pages += page["events"]
+            after = page["next_after"]
+    assert filtered["since"] == [e for e in everything if e["time"] >= middle]
+    assert filtered["until"] == [e for e in everything if e["time"] < middle]
+    assert filtered["since"] and filtered["until"]
+    assert [e["task_id"] for e in filtered["status"]] == ids
+    assert pages == filtered["status"]
+    assert {e["data"]["label"] for e in filtered["label"]} == {"b"}
+    assert {e["task_id"] for e in filtered["label"]} == {ids[1]}
+    assert [e["kind"] for e in filtered["both"]][0] == "task_submitted"
+    assert {(e["task_id"], e["data"]["status"]) for e in filtered["both"]} == {(ids[0], "ACTIVE")}
     assert {e["task_id"] for e in one} == {ids[0]}
     assert one[0]["kind"] == "task_submitted"
     assert one[-1]["data"]["status"] == "SUCCEEDED"

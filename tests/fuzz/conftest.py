@@ -20,6 +20,7 @@ from radical.orbit.simulator.testing import running_simulator
 EXAMPLES = int(os.environ.get("ORBIT_FUZZ_EXAMPLES", "25"))
 # Small enough that a burst of events overflows it quickly (the slow-reader property).
 WS_QUEUE = 64
+HEARTBEAT = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,12 @@ def fuzz_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 def fuzz_daemon(
     tmp_path_factory: pytest.TempPathFactory, fuzz_sim: Simulator
 ) -> Iterator[DaemonProcess]:
-    env = {**fuzz_sim.environ(), "RADICAL_ORBIT_WS_QUEUE_SIZE": str(WS_QUEUE)}
+    env = {
+        **fuzz_sim.environ(),
+        "RADICAL_ORBIT_WS_QUEUE_SIZE": str(WS_QUEUE),
+        # Frequent heartbeats: an accepted connection proves it is served within a second.
+        "RADICAL_ORBIT_HEARTBEAT_INTERVAL": str(HEARTBEAT),
+    }
     process = DaemonProcess(
         state_dir=tmp_path_factory.mktemp("fuzz-daemon") / "state",
         env=env,

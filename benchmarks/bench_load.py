@@ -1,0 +1,456 @@
+"""Load benchmark (issue 7, item 7): many clients submitting while many subscribers listen.
+
+50 client threads, each a ``GlobusClient`` (the real client library) with its own Globus
+user and session, submit small transfers back to back for ``--duration`` seconds. Meanwhile
+500 WebSocket subscribers, 10 per session, run in a separate process (so their parsing does
+not share a GIL with the submitters) and stamp every event on arrival. The daemon is the
+real subprocess; the simulator runs in this process with its rate limit off, per-user task
+limits raised and 1 GB/s transfers, so Globus (the simulator) is not the bottleneck.
+
+Reported: submits/s, p50/p99 submit latency, p50/p99/max notification delay (ledger commit
+time in the event -> the subscriber's receipt), errors (failed submits, subscribers closed
+early, and events a subscriber missed or got twice: all must be 0), daemon RSS (idle, peak
+VmHWM, end) from ``/proc/<pid>/status``.
+
+Run alone: ``python benchmarks/bench_load.py [--clients 50] [--subscribers 500]
+[--duration 30]``; ``python3 dev.py bench load`` runs it through ``benchmarks/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from radical.orbit import GlobusClient
+from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import machine
+
+ITEM = [{"source": "/home/share/godata/file1.txt", "destination": "/~/load.txt"}]
+POLL_INTERVAL = 1.0
+
+
+def _status_kb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def _raise_fd_limit(want: int = 8192) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)] if ordered else float("nan")
+
+
+# -- subscribers (a separate process) ------------------------------------------------------
+
+
+class _Subscriber(asyncio.Protocol):
+    """A lean WebSocket subscriber: stamps each read, parses the frames in it, records
+    (seq, receive time - event time). A full client library per connection would cost
+    more CPU than the daemon's sending and measure the client instead."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        loop = asyncio.get_running_loop()
+        self.handshake: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.seqs: list[int] = []
+        self.delays: list[float] = []
+        self.closed_early = False
+        self.stopping = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.stopping:
+            self.closed_early = True
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError("closed during the handshake"))
+
+    def data_received(self, data: bytes) -> None:
+        stamp = time.time()
+        self.buffer += data
+        if not self.handshake.done():
+            if b"\r\n\r\n" not in self.buffer:
+                return
+            head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                self.handshake.set_exception(ConnectionError(f"refused: {head[:60]!r}"))
+                return
+            self.handshake.set_result(None)
+            self.buffer = bytearray(rest)
+        self._frames(stamp)
+
+    def _frames(self, stamp: float) -> None:
+        buf = self.buffer
+        pos = 0
+        while len(buf) - pos >= 2:
+            opcode, size, start = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
+            if size == 126:
+                if len(buf) - pos < 4:
+                    break
+                size, start = struct.unpack_from("!H", buf, pos + 2)[0], pos + 4
+            elif size == 127:
+                if len(buf) - pos < 10:
+                    break
+                size, start = struct.unpack_from("!Q", buf, pos + 2)[0], pos + 10
+            if len(buf) - start < size:
+                break
+            if opcode == 0x1:
+                message = json.loads(bytes(buf[start : start + size]))
+                if message.get("type") == "event":
+                    self.seqs.append(int(message["seq"]))
+                    self.delays.append(stamp - float(message["time"]))
+            elif opcode == 0x8 and not self.stopping:
+                self.closed_early = True
+            pos = start + size
+        del buf[:pos]
+
+    @classmethod
+    async def connect(cls, url: str, token: str) -> _Subscriber:
+        parts = urllib.parse.urlsplit(url)
+        loop = asyncio.get_running_loop()
+        _, sub = await loop.create_connection(cls, parts.hostname or "", parts.port or 80)
+        key = base64.b64encode(os.urandom(16)).decode()
+        assert sub.transport is not None
+        sub.transport.write(
+            (
+                f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        await sub.handshake
+        return sub
+
+
+async def _subscribe(
+    ws_url: str, token: str, sids: list[str], per_session: int, since: int, pipe: Connection
+) -> None:
+    subs: list[tuple[str, _Subscriber]] = []
+    for sid in sids:
+        url = f"{ws_url}?{urllib.parse.urlencode({'session_id': sid, 'since': since})}"
+        batch = await asyncio.gather(*(_Subscriber.connect(url, token) for _ in range(per_session)))
+        subs.extend((sid, sub) for sub in batch)
+    pipe.send("ready")
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, pipe.recv)  # "stop"
+    for _, sub in subs:
+        sub.stopping = True
+        if sub.transport is not None:
+            sub.transport.close()
+    delays = [d for _, sub in subs for d in sub.delays]
+    pipe.send(
+        {
+            "delays": delays,
+            "seqs": [(sid, sub.seqs) for sid, sub in subs],
+            "closed_early": sum(sub.closed_early for _, sub in subs),
+        }
+    )
+
+
+def _subscriber_process(
+    ws_url: str, token: str, sids: list[str], per_session: int, since: int, pipe: Connection
+) -> None:
+    _raise_fd_limit()
+    asyncio.run(_subscribe(ws_url, token, sids, per_session, since, pipe))
+
+
+# -- submitters (threads, real client library) ----------------------------------------------
+
+
+def _submitter(
+    client: GlobusClient, stop: threading.Event, latencies: list[float], errors: list[str]
+) -> None:
+    body = {"source": TUTORIAL_COLLECTION_1, "destination": TUTORIAL_COLLECTION_2}
+    n = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            client.submit_transfer(items=ITEM, label=f"load{n}", **body)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+        else:
+            latencies.append(time.perf_counter() - started)
+        n += 1
+
+
+def _submitter_process(
+    url: str, token: str, sids: list[str], duration: float, pipe: Connection
+) -> None:
+    """One thread per session, each with its own GlobusClient, submitting back to back.
+    A process of their own: the simulator (in the parent) never waits for their GIL."""
+    clients = [GlobusClient(url, token, session_id=sid, timeout=60) for sid in sids]
+    stop = threading.Event()
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_submitter, args=(c, stop, latencies, errors)) for c in clients
+    ]
+    pipe.recv()  # "go"
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    time.sleep(duration)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    for c in clients:
+        c.close()
+    pipe.send({"latencies": latencies, "errors": errors, "elapsed": elapsed})
+
+
+def _session_seqs(http: httpx.Client, sid: str, after: int) -> list[int]:
+    seqs: list[int] = []
+    while True:
+        page = http.get(
+            "/globus/history", params={"session_id": sid, "after": after, "limit": 1000}
+        ).json()
+        seqs += [int(e["seq"]) for e in page["events"]]
+        if page["next_after"] is None:
+            return seqs
+        after = int(page["next_after"])
+
+
+def run_load(*, clients: int, subscribers: int, duration: float, root: Path) -> dict[str, Any]:
+    per_session = max(1, subscribers // clients)
+    with Simulator(
+        root=root / "sim",
+        bytes_per_second=1e9,
+        rate_limit=None,
+        max_active=100_000,
+        max_pending=1_000_000,
+    ) as sim:
+        daemon = DaemonProcess(
+            state_dir=root / "state",
+            env=sim.environ(),
+            poll_interval=POLL_INTERVAL,
+            extra_args=["--log-level", "warning"],
+        )
+        with daemon:
+            pid = daemon.pid or 0
+            sids = []
+            for i in range(clients):
+                with GlobusClient(daemon.url, daemon.token, timeout=60) as gc:
+                    gc.register_session(access_token=sim.add_user(f"load{i}").access_token)
+                    sids.append(str(gc.session_id))
+            http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
+            # The ledger head before any submit: subscribers replay from it, so none can
+            # miss an event however long connecting 500 of them takes.
+            since = int(_last_events(http)[-1]["seq"])
+            rss_idle = _status_kb(pid, "VmRSS") / 1024
+
+            spawn = mp.get_context("spawn")
+            sub_pipe, sub_child = spawn.Pipe()
+            subscribers_proc = spawn.Process(
+                target=_subscriber_process,
+                args=(daemon.ws_url, daemon.token, sids, per_session, since, sub_child),
+            )
+            subscribers_proc.start()
+            if not sub_pipe.poll(120) or sub_pipe.recv() != "ready":
+                raise RuntimeError("subscribers did not connect")
+            rss_subscribed = _status_kb(pid, "VmRSS") / 1024
+
+            load_pipe, load_child = spawn.Pipe()
+            submitters_proc = spawn.Process(
+                target=_submitter_process,
+                args=(daemon.url, daemon.token, sids, duration, load_child),
+            )
+            submitters_proc.start()
+            load_pipe.send("go")
+            if not load_pipe.poll(duration + 120):
+                raise RuntimeError("submitters did not finish")
+            load = load_pipe.recv()
+            submitters_proc.join(30)
+            latencies, errors, elapsed = load["latencies"], load["errors"], load["elapsed"]
+            # Let the last submits' tasks finish and their notifications arrive.
+            _wait_settled(http, sids, timeout=POLL_INTERVAL * 10 + 30)
+            time.sleep(POLL_INTERVAL + 1)
+            sub_pipe.send("stop")
+            result = sub_pipe.recv()
+            subscribers_proc.join(30)
+            rss_end = _status_kb(pid, "VmRSS") / 1024
+            rss_peak = _status_kb(pid, "VmHWM") / 1024
+            truth = {sid: _session_seqs(http, sid, since) for sid in sids}
+            http.close()
+
+    missed = duplicated = 0
+    for sid, seqs in result["seqs"]:
+        missed += len(set(truth[sid]) - set(seqs))
+        duplicated += len(seqs) - len(set(seqs))
+    delays_ms = [d * 1000 for d in result["delays"]]
+    events = sum(len(v) for v in truth.values())
+    return {
+        "clients": clients,
+        "subscribers": per_session * clients,
+        "duration_s": elapsed,
+        "submits": len(latencies),
+        "submits_per_s": len(latencies) / elapsed,
+        "lat_p50_ms": _quantile(latencies, 0.5) * 1000,
+        "lat_p99_ms": _quantile(latencies, 0.99) * 1000,
+        "events": events,
+        "deliveries": len(delays_ms),
+        "delay_p50_ms": statistics.median(delays_ms) if delays_ms else float("nan"),
+        "delay_p99_ms": _quantile(delays_ms, 0.99),
+        "delay_max_ms": max(delays_ms) if delays_ms else float("nan"),
+        "submit_errors": len(errors),
+        "error_samples": errors[:3],
+        "closed_early": result["closed_early"],
+        "missed": missed,
+        "duplicated": duplicated,
+        "rss_idle_mb": rss_idle,
+        "rss_subscribed_mb": rss_subscribed,
+        "rss_peak_mb": rss_peak,
+        "rss_end_mb": rss_end,
+    }
+
+
+def _last_events(http: httpx.Client) -> list[dict[str, Any]]:
+    """The newest page of history (the head of the ledger is its last event)."""
+    after = 0
+    events: list[dict[str, Any]] = []
+    while True:
+        page = http.get("/globus/history", params={"after": after, "limit": 1000}).json()
+        events = page["events"] or events
+        if page["next_after"] is None:
+            return events
+        after = int(page["next_after"])
+
+
+def _wait_settled(http: httpx.Client, sids: list[str], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for sid in sids:
+        while time.monotonic() < deadline:
+            active = http.get(
+                f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE", "limit": 1}
+            ).json()["tasks"]
+            if not active:
+                break
+            time.sleep(0.2)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _print(r: dict[str, Any]) -> None:
+    print(
+        f"\nLoad: {r['clients']} submitting clients (GlobusClient, one session each), "
+        f"{r['subscribers']} WebSocket subscribers ({r['subscribers'] // r['clients']} per "
+        f"session), {r['duration_s']:.0f} s; simulator rate limit off, task limits raised"
+    )
+    _table(
+        ["submits", "submits/s", "p50 latency", "p99 latency", "errors"],
+        [
+            [
+                str(r["submits"]),
+                f"{r['submits_per_s']:.1f}",
+                f"{r['lat_p50_ms']:.1f} ms",
+                f"{r['lat_p99_ms']:.1f} ms",
+                str(r["submit_errors"]),
+            ]
+        ],
+    )
+    print()
+    _table(
+        [
+            "events",
+            "deliveries",
+            "p50 delay",
+            "p99 delay",
+            "max delay",
+            "missed",
+            "dupes",
+            "closed",
+        ],
+        [
+            [
+                str(r["events"]),
+                str(r["deliveries"]),
+                f"{r['delay_p50_ms']:.1f} ms",
+                f"{r['delay_p99_ms']:.1f} ms",
+                f"{r['delay_max_ms']:.1f} ms",
+                str(r["missed"]),
+                str(r["duplicated"]),
+                str(r["closed_early"]),
+            ]
+        ],
+    )
+    print()
+    _table(
+        ["daemon RSS idle", f"with {r['subscribers']} subscribers", "peak (VmHWM)", "end"],
+        [
+            [
+                f"{r['rss_idle_mb']:.1f} MB",
+                f"{r['rss_subscribed_mb']:.1f} MB",
+                f"{r['rss_peak_mb']:.1f} MB",
+                f"{r['rss_end_mb']:.1f} MB",
+            ]
+        ],
+    )
+    for sample in r["error_samples"]:
+        print(f"error: {sample}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--subscribers", type=int, default=500)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of submitting")
+    args = parser.parse_args(argv)
+    # The in-process simulator logs every request; keep the table readable.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    _raise_fd_limit()
+    print(f"machine: {machine()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        result = run_load(
+            clients=args.clients,
+            subscribers=args.subscribers,
+            duration=args.duration,
+            root=Path(tmp),
+        )
+    _print(result)
+    errors = (
+        result["submit_errors"] + result["closed_early"] + result["missed"] + result["duplicated"]
+    )
+    print("\nno errors" if errors == 0 else f"\nERRORS: {errors}")
+    return 0 if errors == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""The pure catch-up: ledger row + Globus task document + Globus event list -> missed events."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radical.orbit.daemon.catchup import catch_up, event_time
+from radical.orbit.daemon.diff import TERMINAL, diff
+from radical.orbit.ledger import events as ev
+
+T0 = 1_790_000_000  # whole seconds, as Globus stamps events
+
+
+def _iso(seconds: int, sep: str = "T") -> str:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC).isoformat(sep=sep)
+
+
+def _event(code: str, seconds: int, *, error: bool = False) -> dict[str, Any]:
+    return {
+        "DATA_TYPE": "event",
+        "code": code,
+        "description": code.lower(),
+        "details": "",
+        "is_error": error,
+        "time": _iso(seconds),
+    }
+
+
+def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> dict[str, Any]:
+    return {
+        "task_id": "t1",
+        "owner": "default",
+        "session_id": "s1",
+        "status": status,
+        "nice_status": nice,
+        "label": "l",
+        "bytes_transferred": nbytes,
+        "files_transferred": files,
+    }
+
+
+def _doc(status: str, nice: str | None, nbytes: int = 30, files: int = 3) -> dict[str, Any]:
+    return {
+        "task_id": "t1",
+        "status": status,
+        "nice_status": nice,
+        "label": "l",
+        "bytes_transferred": nbytes,
+        "files_transferred": files,
+        "fatal_error": {"code": "X", "description": "d"} if status == "FAILED" else None,
+    }
+
+
+def _statuses(events: list[ev.Event]) -> list[str]:
+    return [e.status for e in events if isinstance(e, ev.TaskStateChanged)]
+
+
+def test_pause_and_resume_in_a_gap_are_recorded_in_order() -> None:
+    # Globus lists events newest first.
+    events = [
+        _event("SUCCEEDED", T0 + 40),
+        _event("RESUMED", T0 + 30),
+        _event("PAUSED", T0 + 20, error=True),
+        _event("STARTED", T0 + 1),
+    ]
+    out = catch_up(_row("ACTIVE"), _doc("SUCCEEDED", None), events, known_at=T0 + 10.5)
+    assert _statuses(out) == ["INACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert [e.nice_status for e in out] == ["PAUSED", "OK", None]  # type: ignore[attr-defined]
+    # Intermediate states keep the counts the ledger had; the last has Globus's.
+    assert [e.bytes_transferred for e in out] == [10, 10, 30]  # type: ignore[attr-defined]
+    assert all(e.task_id == "t1" and e.session_id == "s1" for e in out)  # type: ignore[attr-defined]
+
+
+def test_events_the_ledger_has_seen_are_not_repeated() -> None:
+    events = [
+        _event("RESUMED", T0 + 30),
+        _event("PAUSED", T0 + 20, error=True),
+    ]
+    # INACTIVE was recorded at T0 + 21.3 (after the pause): only the resume is missing.
+    out = catch_up(_row("INACTIVE", "PAUSED"), _doc("ACTIVE", "OK"), events, known_at=T0 + 21.3)
+    assert _statuses(out) == ["ACTIVE"]
+    # Everything already seen: nothing but the counts.
+    out = catch_up(_row("ACTIVE"), _doc("ACTIVE", "OK"), events, known_at=T0 + 31)
+    assert [type(e) for e in out] == [ev.TaskProgress]
+
+
+def test_a_round_trip_in_the_second_of_the_last_observation_is_not_lost() -> None:
+    # Seen ACTIVE at T0 + 20.2; paused at T0 + 20.5 and resumed at T0 + 20.8, both stamped
+    # T0 + 20, then finished.
+    events = [
+        _event("SUCCEEDED", T0 + 25),
+        _event("RESUMED", T0 + 20),
+        _event("PAUSED", T0 + 20, error=True),
+    ]
+    out = catch_up(_row("ACTIVE"), _doc("SUCCEEDED", None), events, known_at=T0 + 20.2)
+    assert _statuses(out) == ["INACTIVE", "ACTIVE", "SUCCEEDED"]
+
+
+def test_without_usable_events_it_is_the_diff() -> None:
+    row, doc = _row("ACTIVE"), _doc("FAILED", None)
+    junk: list[Any] = [{"code": "PAUSED", "time": "yesterday"}, "x", {"code": "RESUMED"}]
+    expected = diff({"t1": row}, [doc])
+    assert catch_up(row, doc, [], known_at=T0) == expected
+    assert catch_up(row, doc, junk, known_at=T0) == expected
+    assert catch_up(_row("SUCCEEDED"), doc, [_event("PAUSED", T0 + 1)], known_at=T0) == []
+    assert catch_up(row, {**doc, "task_id": "other"}, [], known_at=T0) == []
+
+
+def test_event_time_reads_both_globus_spellings() -> None:
+    assert event_time(_iso(T0)) == T0
+    assert event_time(_iso(T0, " ")) == T0
+    assert event_time("2026-01-01 00:00:00") == datetime.datetime(
+        2026, 1, 1, tzinfo=datetime.UTC
+    ).timestamp()
+    assert event_time("nonsense") is None
+    assert event_time(None) is None
+
+
+NOISE = st.sampled_from(["STARTED", "SKIPPED_ERROR", "ENDPOINT_ERROR", "CONNECTION_RESET"])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]]:
+    """A true history, the ledger's view at some moment, and the states missed since."""
+    gaps = draw(st.lists(st.integers(min_value=0, max_value=3), max_size=8))
+    times: list[int] = []
+    now = T0
+    for gap in gaps:
+        now += gap
+        times.append(now)
+    states = ["ACTIVE"]  # after each transition: pauses and resumes alternate
+    for _ in times:
+        states.append("INACTIVE" if states[-1] == "ACTIVE" else "ACTIVE")
+    seen = draw(st.integers(min_value=0, max_value=len(times)))  # transitions the ledger saw
+    lower = times[seen - 1] if seen else T0 - 5
+    upper = times[seen] + 0.99 if seen < len(times) else now + 5
+    known_at = draw(st.floats(min_value=lower + 0.01, max_value=upper, allow_nan=False))
+    if seen < len(times):
+        # The observation came before the next transition (same second allowed).
+        known_at = min(known_at, times[seen] + 0.99)
+    ending = draw(st.sampled_from(["open", "SUCCEEDED", "FAILED"]))
+    final = states[-1] if ending == "open" else ending
+    nice = draw(st.sampled_from([None, "OK", "Queued", "PAUSED_BY_ADMIN"]))
+    events: list[Any] = [
+        _event("PAUSED" if state == "INACTIVE" else "RESUMED", when)
+        for when, state in zip(times, states[1:], strict=True)
+    ]
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        events.append(_event(draw(NOISE), draw(st.integers(T0, now + 5)), error=True))
+    events.sort(key=lambda e: e["time"])  # stable: the transitions keep their true order
+    if ending != "open":
+        events.append(_event(ending, now + 6))
+    events.reverse()  # newest first, as Globus lists them
+    row = _row(states[seen], draw(st.sampled_from(["OK", "PAUSED", "Queued"])))
+    doc = _doc(final, None if final in TERMINAL else nice)
+    missed = states[seen + 1 :]
+    if final != (missed[-1] if missed else states[seen]):
+        missed.append(final)
+    return row, doc, events, known_at, missed
+
+
+@given(scenarios())
+def test_catch_up_properties(
+    scenario: tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]],
+) -> None:
+    row, doc, events, known_at, missed = scenario
+    out = catch_up(row, doc, events, known_at=known_at)
+    # State changes with the status unchanged (nice_status only) are not transitions.
+    transitions: list[str] = []
+    previous = row["status"]
+    for status in _statuses(out):
+        if status != previous:
+            transitions.append(status)
+        previous = status
+    # Never a transition lost: what was missed ends the recorded sequence. It is all that
+    # is recorded unless an undecided second made the anchor earlier (then a round trip
+    # the ledger has may be repeated, never one it lacks dropped).
+    assert transitions[len(transitions) - len(missed) :] == missed
+    assert len(transitions) - len(missed) in (0, 2, 4, 6, 8)
+    if all(not (t <= known_at < t + 1) for t in (event_time(e["time"]) or 0 for e in events)):
+        assert transitions == missed
+    # Only the last event may be terminal or carry Globus's counts and fatal error.
+    for event in out[:-1]:
+        assert isinstance(event, ev.TaskStateChanged)
+        assert event.status not in TERMINAL
+        assert event.fatal_error is None
+        assert event.bytes_transferred == row["bytes_transferred"]
+    # Applying the events brings the row up to date: a later diff finds nothing.
+    after = dict(row)
+    for event in out:
+        after.update(
+            status=event.status,  # type: ignore[attr-defined]
+            nice_status=event.nice_status,  # type: ignore[attr-defined]
+            bytes_transferred=event.bytes_transferred,  # type: ignore[attr-defined]
+            files_transferred=event.files_transferred,  # type: ignore[attr-defined]
+        )
+    assert diff({"t1": after}, [doc]) == []
+    # The order Globus lists events in does not matter when their times differ.
+    times = [e["time"] for e in events]
+    if len(set(times)) == len(times):
+        assert catch_up(row, doc, list(reversed(events)), known_at=known_at) == out

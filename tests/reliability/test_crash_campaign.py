@@ -1,0 +1,33 @@
+"""Crash campaign, bounded for CI (issue 7, item 2); the full one is
+``python benchmarks/campaigns/crash.py`` (``python3 dev.py campaigns crash``).
+
+Four client threads submit while the real daemon is killed with SIGKILL four times at seeded
+random moments; then nothing acknowledged may be lost, no submission may run twice, the
+ledger file must pass ``integrity_check`` after every kill, and every simulator task must be
+in the ledger with its true final state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from crash import CrashConfig, run_crash
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+def test_nothing_acknowledged_is_lost_or_doubled_across_kills(tmp_path: Path) -> None:
+    config = CrashConfig(rounds=4, clients=4, seed=7, uptime=(0.3, 1.5))
+    result = run_crash(config, root=tmp_path)
+
+    print(result.table())
+    assert result.acknowledged > 50, "too few submits acknowledged to test anything"
+    assert result.unavailable > 0, "no submit met a dead daemon: the kills missed the load"
+    assert result.lost == []
+    assert result.duplicates == []
+    assert result.integrity_checks >= config.rounds + 1
+    assert result.integrity_failures == []
+    assert result.untracked == []
+    assert result.sim_tasks >= result.acknowledged
+    assert result.problems() == []
