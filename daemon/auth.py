@@ -3,6 +3,11 @@
 The state folder holds ``token`` (the default client token, mode 0600) and ``tokens.json``
 (name -> sha256 of each token, mode 0600). Only hashes are kept in memory; a presented token
 is hashed and compared with every stored hash in constant time.
+
+Under systemd the default token may instead be provisioned as a credential
+(``LoadCredential=client-token:/etc/orbit-globus/client-token``): when
+``$CREDENTIALS_DIRECTORY/client-token`` exists, its hash is the default token's and the
+daemon writes no ``token`` file.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import BadRequest, ConfigError, Unauthorized
 
-__all__ = ["DEFAULT_TOKEN_NAME", "TokenStore", "parse_bearer"]
+__all__ = ["CREDENTIAL_NAME", "DEFAULT_TOKEN_NAME", "TokenStore", "credential_hash", "parse_bearer"]
 
 DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name, not a secret
+CREDENTIAL_NAME = "client-token"
+# A provisioned token shorter than this is refused: it could be guessed.
+_MIN_CREDENTIAL_LENGTH = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
@@ -39,6 +48,27 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def credential_hash(environ: Mapping[str, str]) -> str | None:
+    """The sha256 of the client token systemd handed over as credential ``client-token``,
+    or None without one. The token itself is not kept."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / CREDENTIAL_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the credential {path}: {type(exc).__name__}") from None
+    if len(text.strip()) < _MIN_CREDENTIAL_LENGTH:
+        raise ConfigError(
+            f"the credential {path} must hold one client token of at least "
+            f"{_MIN_CREDENTIAL_LENGTH} characters (e.g. from `openssl rand -hex 32`)"
+        )
+    return _hash(text.strip())
+
+
 def parse_bearer(header: str | None) -> str:
     if not header:
         raise Unauthorized(
@@ -52,10 +82,13 @@ def parse_bearer(header: str | None) -> str:
 
 
 class TokenStore:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, default_hash: str | None = None) -> None:
         self.state_dir = state_dir
         self.token_path = state_dir / "token"
         self.hashes_path = state_dir / "tokens.json"
+        # The hash of a default token provisioned from outside (systemd credential); it
+        # replaces the state folder's default in memory and is never written.
+        self._default_hash = default_hash
         self._hashes: dict[str, str] = {}
         self._mtime: int | None = None
 
@@ -63,7 +96,9 @@ class TokenStore:
         """Create the default token on first start; True when it was created now."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         created = False
-        if not self.hashes_path.exists():
+        if not self.hashes_path.exists() and self._default_hash is not None:
+            _write_private(self.hashes_path, "{}")  # named tokens only; no token file
+        elif not self.hashes_path.exists():
             token = secrets.token_urlsafe(32)
             _write_private(self.token_path, token + "\n")
             _write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: _hash(token)}))
@@ -81,6 +116,8 @@ class TokenStore:
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()
         ):
             raise ConfigError(f"{self.hashes_path} must map token names to sha256 hex digests")
+        if self._default_hash is not None:
+            data = {**data, DEFAULT_TOKEN_NAME: self._default_hash}
         self._hashes = data
         self._mtime = stat.st_mtime_ns
 

@@ -24,7 +24,7 @@ from typing import Any
 import uvicorn
 
 from .app import create_app
-from .auth import TokenStore
+from .auth import TokenStore, credential_hash
 from .config import Config, load_config
 from .errors import DaemonError
 from .logs import configure_logging, get_logger
@@ -115,7 +115,7 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
 
 async def serve(config: Config) -> int:
     notifier = SystemdNotifier()
-    tokens = TokenStore(config.state_dir)
+    tokens = TokenStore(config.state_dir, default_hash=credential_hash(os.environ))
     if tokens.ensure():
         log.info("created the default client token", path=str(tokens.token_path))
         print(

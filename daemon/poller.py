@@ -94,6 +94,7 @@ class Poller:
 
     def stop(self, sid: str) -> None:
         loop = self._loops.pop(sid, None)
+        self._catching_up.pop(sid, None)
         if loop is not None:
             loop.cancel()
 

@@ -242,6 +242,7 @@ class Writer:
         dirty_tasks: set[str] = set()
         dirty_subs: set[str] = set()
         out = _Folded()
+        new_tuple = tuple.__new__  # builds a StoredEvent without its Python-level __new__
         seq = high
         for request in batch:
             single = len(request.events) == 1
@@ -250,11 +251,13 @@ class Writer:
             task_map: MutableMapping[str, TaskRow] = tasks if single else ChainMap({}, tasks)
             sub_map: MutableMapping[str, SubmissionRow] = subs if single else ChainMap({}, subs)
             mine: list[StoredEvent] = []
+            rows: list[tuple[Any, ...]] = []
+            this = seq
             try:
-                for event, (kind, owner, sid, tid, _, data, _) in zip(
+                for event, (kind, owner, sid, tid, _, data, text) in zip(
                     request.events, request.encoded, strict=True
                 ):
-                    this = seq + len(mine) + 1
+                    this += 1
                     step(task_map, sub_map, event, seq=this, time=now)
                     if tid is not None and (owner is None or sid is None):
                         # A task event (e.g. from the poller) inherits its task's owner and
@@ -262,7 +265,8 @@ class Writer:
                         row = task_map[tid]
                         owner = row.owner if owner is None else owner
                         sid = row.session_id if sid is None else sid
-                    mine.append(StoredEvent(this, now, kind, owner, sid, tid, data))
+                    mine.append(new_tuple(StoredEvent, (this, now, kind, owner, sid, tid, data)))
+                    rows.append((this, now, kind, owner, sid, tid, text))
             except RejectedEvent as exc:
                 out.outcomes.append((request.future, exc))
                 continue
@@ -278,9 +282,8 @@ class Writer:
                 subs.update(sub_map.maps[0])
                 dirty_tasks.update(task_map.maps[0])
                 dirty_subs.update(sub_map.maps[0])
-            for ev, (_, _, _, _, _, _, text) in zip(mine, request.encoded, strict=True):
-                out.rows.append((ev.seq, now, ev.kind, ev.owner, ev.session_id, ev.task_id, text))
-            seq += len(mine)
+            out.rows.extend(rows)
+            seq = this
             out.stored.extend(mine)
             out.outcomes.append((request.future, mine))
         for key in dirty_tasks:

@@ -21,9 +21,10 @@ so one label with two Globus tasks is a submission executed twice. Reported:
 
 Run: ``python benchmarks/campaigns/crash.py [--rounds 15] [--clients 8] [--seed N]``. The
 kill moments and the simulator's fault draws come from the printed seed; thread scheduling
-adds its own variation. Once a round, at a random moment in the first half of the uptime,
-the simulator answers ``--submit-burst`` (default 16) submit requests in a row with 503, so that some submits are acknowledged as
-SubmitPending and their background retries are cut by kills too.
+adds its own variation. In a share of the rounds (``--outage-rounds``, default 0.4) the
+daemon lives longer (4-6 s) and the simulator answers every submit request with 503 for
+its first 4 s (longer than the SDK's retries, about 3 s): the submits in flight are
+acknowledged as SubmitPending, and their background retries are then cut by the kill.
 """
 
 from __future__ import annotations
@@ -72,11 +73,13 @@ class CrashConfig:
     # Added to every simulator request: widens the window between a submit's two ledger
     # appends, where a kill leaves a submission pending.
     latency: float = 0.05
-    # Once per round, at a random moment, the simulator answers this many submit_transfer
-    # requests in a row with 503: more than the SDK's retries, so the submits in flight end
-    # as 503 SubmitPending (retried in the background, across kills, resumed at
-    # re-registration).
-    submit_fault_burst: int = 16
+    # Share of rounds in which the daemon lives ``outage_uptime`` and the simulator answers
+    # every submit_transfer with 503 for its first ``outage`` seconds: longer than the SDK's
+    # retries, so submits end as 503 SubmitPending (retried in the background, across
+    # kills, resumed at re-registration).
+    outage_rounds: float = 0.4
+    outage: float = 4.0
+    outage_uptime: tuple[float, float] = (4.0, 6.0)
     settle_timeout: float = 120.0
 
 
@@ -159,6 +162,7 @@ class CrashResult:
     ledger_tasks: int = 0
     pending_at_final_restart: int = 0
     pending_after_kills: int = 0
+    outage_rounds: int = 0
     settle_seconds: float = 0.0
 
     @property
@@ -186,7 +190,11 @@ class CrashResult:
             ("seed", cfg.seed, ""),
             ("rounds (SIGKILL + restart)", cfg.rounds, ""),
             ("concurrent clients (threads, one session each)", cfg.clients, ""),
-            ("simulator: 503 bursts on submit_transfer", f"{cfg.submit_fault_burst} per round", ""),
+            (
+                "rounds with a submit outage (503 for the first 4 s)",
+                f"{self.outage_rounds} of {cfg.rounds}",
+                "",
+            ),
             ("duration (rounds + settle)", f"{self.seconds:.1f} s", ""),
             ("submit attempts", self.attempts, ""),
             ("acknowledged: task_id", self.acked_with_task, ""),
@@ -247,6 +255,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
         view = LedgerView(daemon.state_dir / "ledger.db")
         users = [sim.add_user(f"crash{i}") for i in range(config.clients)]
         stop = threading.Event()
+        outage = threading.Timer(0, lambda: None)
         producers = [
             Producer(index=i, url=daemon.url, token=daemon.token, creds=creds, stop=stop)
             for i, creds in enumerate(users)
@@ -258,14 +267,16 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                 if not p.registered.wait(30):
                     raise TimeoutError(f"{p.name} could not register a session")
             for n in range(1, config.rounds + 1):
-                uptime = rng.uniform(*config.uptime)
-                burst_at = rng.uniform(0.0, uptime / 2)
-                time.sleep(burst_at)
-                if config.submit_fault_burst > 0:
-                    sim.schedule_fault(
-                        route="submit_transfer", status=503, count=config.submit_fault_burst
-                    )
-                time.sleep(uptime - burst_at)
+                if rng.random() < config.outage_rounds:
+                    result.outage_rounds += 1
+                    sim.schedule_fault(route="submit_transfer", status=503, count=None)
+                    outage = threading.Timer(config.outage, sim.clear_faults)
+                    outage.start()
+                    time.sleep(rng.uniform(*config.outage_uptime))
+                    outage.cancel()
+                    sim.clear_faults()
+                else:
+                    time.sleep(rng.uniform(*config.uptime))
                 daemon.kill()
                 _check_integrity(view, result, f"after kill {n}")
                 pending = sum(s.state == "pending" for s in view.submissions().values())
@@ -278,6 +289,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                     stop.set()
                     for p in producers:
                         p.join(30)
+                    outage.cancel()
                     sim.clear_faults()
                     result.pending_at_final_restart = pending
                 else:
@@ -297,6 +309,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
             result.settle_seconds = time.monotonic() - settle_start
         finally:
             stop.set()
+            outage.cancel()
             daemon.stop()
         _check_integrity(view, result, "after the final stop")
         _verdict(result, producers, sim, view, {u.username for u in users})
@@ -350,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="kill/restart rounds")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument(
-        "--submit-burst", type=int, default=16, help="503s in a row once per round (0: none)"
+        "--outage-rounds", type=float, default=0.4, help="share of rounds with a submit outage"
     )
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
     parser.add_argument("--verbose", action="store_true", help="one line per round")
@@ -359,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     config = CrashConfig(
         rounds=args.rounds,
         clients=args.clients,
-        submit_fault_burst=args.submit_burst,
+        outage_rounds=args.outage_rounds,
         seed=seed,
     )
     # The in-process simulator logs every request; keep the table readable.

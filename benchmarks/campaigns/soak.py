@@ -16,7 +16,7 @@ for the daemon to settle. Reported:
 - tasks not in their true final state: missing from the ledger or another status (0);
 - acknowledged submits lost (0);
 - daemon memory: VmRSS sampled every ``sample_every`` s, start/end/max and the slope (least
-  squares, MB per minute, over the run after its first quarter);
+  squares, MB per minute) over the run after its first quarter and over its second half;
 - Globus requests per user: peak mean req/s over any 10 s window (budget 20), the 429s the
   simulator's rate limiter answered (must be 0: the daemon stayed in budget), and the
   injected faults by status. A request hit by an injected fault is answered before
@@ -173,13 +173,12 @@ class SoakResult:
     rate_limited: int = 0
     injected: Counter[int] = field(default_factory=Counter)
 
-    @property
-    def rss_slope(self) -> float:
-        """MB per minute, least squares over the samples after the first quarter."""
+    def rss_slope(self, *, after: float) -> float:
+        """MB per minute, least squares over the samples after that share of the run."""
         if len(self.rss) < 4:
             return float("nan")
         t_end = self.rss[-1][0]
-        points = [(t, m) for t, m in self.rss if t >= t_end / 4]
+        points = [(t, m) for t, m in self.rss if t >= t_end * after]
         n = len(points)
         mean_t = sum(t for t, _ in points) / n
         mean_m = sum(m for _, m in points) / n
@@ -243,8 +242,8 @@ class SoakResult:
                 "",
             ),
             (
-                "**daemon RSS slope (after the first quarter)**",
-                f"{self.rss_slope:+.2f} MB/min",
+                "**daemon RSS slope: after the first quarter / second half**",
+                f"{self.rss_slope(after=0.25):+.2f} / {self.rss_slope(after=0.5):+.2f} MB/min",
                 "~0",
             ),
             ("Transfer API requests seen", self.requests_total, ""),

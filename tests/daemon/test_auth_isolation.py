@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import stat
 import subprocess
 import sys
@@ -31,6 +32,34 @@ def test_first_start_creates_private_token_files(daemon: DaemonProcess) -> None:
     assert info["url"] == daemon.url
     assert info["pid"] == daemon.pid
     assert daemon.url.startswith("http://127.0.0.1:")  # loopback by default
+
+
+def test_default_token_from_a_systemd_credential(tmp_path: Path) -> None:
+    """LoadCredential=client-token:...: the provisioned token is the default one, and no
+    token is written to the state folder."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    provisioned = secrets.token_hex(32)
+    (credentials / "client-token").write_text(provisioned + "\n")
+    process = DaemonProcess(
+        state_dir=tmp_path / "state", env={"CREDENTIALS_DIRECTORY": str(credentials)}
+    ).start()
+    try:
+        with httpx.Client(base_url=process.url, timeout=10) as http:
+            ok = http.get("/endpoints", headers={"Authorization": f"Bearer {provisioned}"})
+            refused = http.get("/endpoints", headers={"Authorization": "Bearer " + "x" * 64})
+            bob = process.add_token("bob")
+            as_bob = http.get("/endpoints", headers={"Authorization": f"Bearer {bob}"})
+    finally:
+        process.stop()
+    assert ok.status_code == 200
+    assert refused.status_code == 401
+    assert as_bob.status_code == 200
+    assert not (process.state_dir / "token").exists()
+    assert list(json.loads((process.state_dir / "tokens.json").read_text())) == ["bob"]
+    for path in process.state_dir.iterdir():
+        if path.is_file():
+            assert provisioned not in path.read_text(errors="replace"), path
 
 
 @pytest.mark.parametrize(

@@ -113,9 +113,10 @@ def test_without_usable_events_it_is_the_diff() -> None:
 def test_event_time_reads_both_globus_spellings() -> None:
     assert event_time(_iso(T0)) == T0
     assert event_time(_iso(T0, " ")) == T0
-    assert event_time("2026-01-01 00:00:00") == datetime.datetime(
-        2026, 1, 1, tzinfo=datetime.UTC
-    ).timestamp()
+    assert (
+        event_time("2026-01-01 00:00:00")
+        == datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp()
+    )
     assert event_time("nonsense") is None
     assert event_time(None) is None
 
@@ -124,7 +125,9 @@ NOISE = st.sampled_from(["STARTED", "SKIPPED_ERROR", "ENDPOINT_ERROR", "CONNECTI
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]]:
     """A true history, the ledger's view at some moment, and the states missed since."""
     gaps = draw(st.lists(st.integers(min_value=0, max_value=3), max_size=8))
     times: list[int] = []

@@ -272,7 +272,7 @@ def test_history_views(daemon: DaemonProcess, sim: Simulator) -> None:
     assert pages == filtered["status"]
     assert {e["data"]["label"] for e in filtered["label"]} == {"b"}
     assert {e["task_id"] for e in filtered["label"]} == {ids[1]}
-    assert [e["kind"] for e in filtered["both"]][0] == "task_submitted"
+    assert filtered["both"][0]["kind"] == "task_submitted"
     assert {(e["task_id"], e["data"]["status"]) for e in filtered["both"]} == {(ids[0], "ACTIVE")}
     assert {e["task_id"] for e in one} == {ids[0]}
     assert one[0]["kind"] == "task_submitted"

@@ -17,7 +17,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radical.orbit.daemon.auth import TokenStore
+from radical.orbit.daemon.auth import TokenStore, credential_hash
 from radical.orbit.daemon.config import load_config
 from radical.orbit.daemon.credentials import Credential, Secret
 from radical.orbit.daemon.diff import TERMINAL, diff
@@ -262,3 +262,18 @@ def test_session_ids_are_unguessable_and_never_look_like_options() -> None:
     # 32 hex digits = 128 random bits; a leading "-" would trip a CLI's argument parser.
     assert all(re.fullmatch(r"[0-9a-f]{32}", sid) for sid in sids)
     assert {sid[0] for sid in sids} == set("0123456789abcdef")
+
+
+def test_credential_hash_reads_the_systemd_credential(tmp_path: Path) -> None:
+    assert credential_hash({}) is None
+    assert credential_hash({"CREDENTIALS_DIRECTORY": str(tmp_path)}) is None  # not provisioned
+    (tmp_path / "client-token").write_text("  " + "t" * 40 + "\n")
+    digest = credential_hash({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert digest is not None and len(digest) == 64 and "t" * 40 not in digest
+    store = TokenStore(tmp_path / "state", default_hash=digest)
+    assert store.ensure() is False  # nothing generated
+    assert store.verify("t" * 40) == "default"
+    (tmp_path / "client-token").write_text("short\n")
+    with pytest.raises(ConfigError, match="at least 16 characters") as refused:
+        credential_hash({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert "short" not in str(refused.value)

@@ -62,9 +62,7 @@ def fresh_access_token(sim: Simulator, creds: Credentials) -> str:
     return str(answer.json()["access_token"])
 
 
-def wait_until(
-    check: Callable[[], list[str]], *, timeout: float, interval: float = 0.1
-) -> None:
+def wait_until(check: Callable[[], list[str]], *, timeout: float, interval: float = 0.1) -> None:
     """Call ``check`` (a list of problems, empty when fine) until it is empty or time runs out."""
     deadline = time.monotonic() + timeout
     while True:

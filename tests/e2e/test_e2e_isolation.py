@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,7 +146,7 @@ def test_every_route_needs_a_valid_token(
         {"Authorization": f"Bearer {daemon.token[:-1]}"},
     ]
     checked = 0
-    anonymous = httpx.Client(base_url=daemon.url, timeout=30)  # noqa: SIM115 - closed below
+    anonymous = httpx.Client(base_url=daemon.url, timeout=30)
     for method, path in [*routes, ("GET", "/openapi.json")]:
         for headers in refusals:
             answer = anonymous.request(
@@ -179,7 +178,9 @@ async def test_websocket_needs_a_valid_token(daemon: DaemonProcess) -> None:
             assert refused.value.response.status_code == 401
     # A token in the query string is not a way in either.
     with pytest.raises(websockets.InvalidStatus) as refused:
-        await websockets.connect(f"{daemon.ws_url}?token={daemon.token}&access_token={daemon.token}")
+        await websockets.connect(
+            f"{daemon.ws_url}?token={daemon.token}&access_token={daemon.token}"
+        )
     assert refused.value.response.status_code == 401
 
 
@@ -216,8 +217,8 @@ def test_history_shows_only_the_callers_own_data(parties: tuple[Party, Party]) -
         {"label": alice.label},
         {"label": alice.label, "view": "tasks"},
         {"status": "ACTIVE", "view": "tasks"},
-        {"after": 0, "limit": 1000},
-        {"view": "tasks", "limit": 1000},
+        {"after": "0", "limit": "1000"},
+        {"view": "tasks", "limit": "1000"},
     ):
         answer = bob.http.get("/globus/history", params=params)
         assert answer.status_code == 200, answer.text
@@ -348,13 +349,17 @@ def _listening_sockets(port: int) -> set[str]:
             if width == 8:
                 found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
             else:
-                found.add("::1" if address.endswith("01000000") and set(address[:24]) == {"0"} else address)
+                found.add(
+                    "::1"
+                    if address.endswith("01000000") and set(address[:24]) == {"0"}
+                    else address
+                )
     return found
 
 
 def test_finished_parties_keep_their_own_rows(parties: tuple[Party, Party], sim: Simulator) -> None:
     """After all the probing, each party's task is tracked for its owner only."""
-    alice, bob = parties
+    _alice, bob = parties
     for party in parties:
         sim.finish_task(party.task_id)
 

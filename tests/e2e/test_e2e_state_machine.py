@@ -19,14 +19,13 @@ and simulator users, so examples do not see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -36,7 +35,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
-    consumes,
     initialize,
     invariant,
     multiple,
@@ -243,6 +241,17 @@ class E2EMachine(RuleBasedStateMachine):
         else:
             sim.resume_task(task_id)
 
+    @rule(task_id=tasks)
+    def finish_and_wait(self, task_id: str) -> None:
+        """Globus ends the task; a client waiting on it gets the final row."""
+        model = self.task_session[task_id]
+        self.w.sim.finish_task(task_id)
+        if not model.live:
+            return
+        row = model.client.task_wait(task_id, timeout=SETTLE_TIMEOUT, polling_interval=1)
+        truth = self.w.sim.task(task_id)
+        assert row["status"] == truth["status"] in TERMINAL, (row, truth)
+
     @rule(session=sessions)
     def expire_token(self, session: SessionModel) -> None:
         self.w.sim.expire_token(session.creds.username)
@@ -256,7 +265,14 @@ class E2EMachine(RuleBasedStateMachine):
 
     @rule(
         route=st.sampled_from(
-            ["task_list", "get_submission_id", "submit_transfer", "submit_delete", "cancel_task", "*"]
+            [
+                "task_list",
+                "get_submission_id",
+                "submit_transfer",
+                "submit_delete",
+                "cancel_task",
+                "*",
+            ]
         ),
         status=st.sampled_from([429, 500, 502, 503]),
         count=st.integers(1, 6),
@@ -437,10 +453,8 @@ class E2EMachine(RuleBasedStateMachine):
         if not self.w.daemon.running:
             self.w.daemon.start()
         for model in self.all_sessions:
-            try:
+            with contextlib.suppress(RequestError, DaemonUnavailable):
                 model.client.unregister_session()
-            except (RequestError, DaemonUnavailable):
-                pass
             model.client.close()
         self.observer.close()
         self.w.sim.finish_all()
@@ -470,8 +484,7 @@ def test_end_to_end_state_machine(world: World) -> None:
             suppress_health_check=list(HealthCheck),
             # Each step costs real time: report a failing run as found instead of shrinking
             # it for many minutes (the "long" profile shrinks).
-            phases=[Phase.explicit, Phase.reuse, Phase.generate]
-            + ([Phase.shrink] if LONG else []),
+            phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if LONG else []),
             print_blob=True,
         ),
     )

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from fuzz_support import EXAMPLES, assert_alive
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
@@ -35,7 +36,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from conftest import EXAMPLES, assert_alive
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fuzz_support import assert_alive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_alive
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.daemon.limits import MAX_BODY
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from fuzz_support import EXAMPLES, HEARTBEAT, WS_QUEUE, assert_alive
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from raw_ws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawSocket
 from websockets.asyncio.client import ClientConnection
 
-from conftest import EXAMPLES, HEARTBEAT, WS_QUEUE, assert_alive
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2, Simulator
 
