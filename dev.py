@@ -86,6 +86,9 @@ def task_campaigns(args: list[str]) -> None:
     names = []
     while args and args[0] in known:
         names.append(args.pop(0))
+    if args and not args[0].startswith("-"):
+        print(f"dev.py: unknown campaign {args[0]!r}; choose from {known}", file=sys.stderr)
+        sys.exit(2)
     for name in names or known:
         run([str(PY), str(folder / f"{name}.py"), *args])
 

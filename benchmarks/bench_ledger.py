@@ -1,7 +1,7 @@
 """Ledger throughput: durable appends with 1/10/100 concurrent appenders, a raw sqlite3
 baseline on the same schema in the same run, and replay read throughput.
 
-    .venv/bin/python benchmarks/bench_ledger.py [--events N] [--dir PATH]
+    .venv/bin/python benchmarks/bench_ledger.py [--events N] [--rounds R] [--dir PATH]
 
 Every append is a ``task_progress`` event for one of 1000 submitted tasks (the poller's
 steady-state load): it is validated, folded into the tasks projection in the same
@@ -9,6 +9,11 @@ transaction, committed with ``synchronous=FULL`` and acknowledged. The raw basel
 the same rows into the same ``events`` table with ``executemany`` in transactions of 100 and
 1000 rows (WAL, ``synchronous=FULL``), without projections. Files go to ``--dir`` (default: a
 temporary folder on the same disk as this checkout, never a tmpfs, so fsync costs are real).
+
+After an untimed warm-up, every figure is measured once per round (``--rounds``, default 3)
+and the median printed, with the process CPU time per event next to it (less disturbed by
+other jobs than events/s); the ratio to the raw baseline is taken per round, each
+100-appender run against the baseline measured right after it.
 """
 
 from __future__ import annotations

@@ -12,13 +12,14 @@ from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
 from .errors import ProtocolError, RequestError
+from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .transport import DEFAULT_TIMEOUT, AsyncTransport
 
 __all__ = ["AsyncGlobusClient"]
 
 
-class AsyncGlobusClient:
+class AsyncGlobusClient(GlobusPluginBase):
     """asyncio client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Every method of :class:`~.globus.GlobusClient` exists here as a coroutine with the same
@@ -36,15 +37,13 @@ class AsyncGlobusClient:
         address: DaemonAddress | None = None,
         remember_credential: bool = True,
     ) -> None:
-        self.address = address or resolve_address(url=url, token=token)
-        self.session_id = session_id
-        self.endpoint = endpoint
-        self._remember = remember_credential
-        self._credential: calls.Credential | None = None
+        super().__init__(
+            address=address or resolve_address(url=url, token=token),
+            session_id=session_id,
+            endpoint=endpoint,
+            remember_credential=remember_credential,
+        )
         self._transport = AsyncTransport(self.address, timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"AsyncGlobusClient(url={self.address.url!r}, session_id={self.session_id!r})"
 
     async def __aenter__(self) -> AsyncGlobusClient:
         return self
@@ -69,15 +68,15 @@ class AsyncGlobusClient:
         try:
             return await self._transport.send(call)
         except RequestError as exc:
-            if self._credential is None or not calls.needs_credential_again(exc, call):
+            if not self._can_revive(exc, call):
                 raise
         await self._revive()
         return await self._transport.send(call)
 
     async def _revive(self) -> None:
         """Register the session again with the remembered credential (a no-op without one)."""
-        if self._credential is not None and self.session_id is not None:
-            await self._transport.send(self._credential.register(self.session_id))
+        if (revival := self._revival()) is not None:
+            await self._transport.send(revival)
 
     async def list_endpoints(self) -> list[str]:
         answer = await self._send(calls.list_endpoints())
@@ -101,18 +100,13 @@ class AsyncGlobusClient:
                 sid=sid or self.session_id,
             )
         )
-        self.session_id = answer["sid"]
-        if self._remember:
-            self._credential = calls.Credential(
-                access_token=access_token, refresh_token=refresh_token, client_id=client_id
-            )
-        return dict(answer)
+        credential = calls.Credential(
+            access_token=access_token, refresh_token=refresh_token, client_id=client_id
+        )
+        return self._registered(answer, credential)
 
     async def unregister_session(self) -> dict[str, Any]:
-        answer = await self._send(calls.unregister_session(self.session_id))
-        self.session_id = None
-        self._credential = None
-        return dict(answer)
+        return self._unregistered(await self._send(calls.unregister_session(self.session_id)))
 
     async def submit_transfer(
         self,
@@ -126,11 +120,11 @@ class AsyncGlobusClient:
         preserve_timestamp: bool | None = None,
         deadline: datetime | str | None = None,
     ) -> dict[str, Any]:
-        options = {
-            "verify_checksum": verify_checksum,
-            "preserve_timestamp": preserve_timestamp,
-            "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
-        }
+        options = calls.transfer_options(
+            verify_checksum=verify_checksum,
+            preserve_timestamp=preserve_timestamp,
+            deadline=deadline,
+        )
         call = calls.submit_transfer(
             self.session_id,
             source=source,
@@ -285,11 +279,10 @@ class AsyncGlobusClient:
             page = await self.history(
                 task_id, status, label, since, until, page_size, after=after, session_id=session_id
             )
-            events = calls.list_of(page, "events")
+            events, after = calls.history_page(page)
             for event in events:
                 yield event
-            after = page.get("next_after")
-            if not events or after is None:
+            if after is None:
                 return
 
     def events(
@@ -303,17 +296,15 @@ class AsyncGlobusClient:
         give_up_after: float | None = None,
     ) -> AsyncEventStream:
         """Async iterator of notifications after seq ``since``; ``async with`` closes it."""
-        return AsyncEventStream(
-            url=self.address.url,
-            token=self.address.token,
-            since=since,
-            session_id=None if all_sessions else self.session_id,
+        options = self._stream_options(
+            since,
             task_id=task_id,
             topic=topic,
             cursor_file=cursor_file,
+            all_sessions=all_sessions,
             give_up_after=give_up_after,
-            on_reconnect=self._revive,
         )
+        return AsyncEventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

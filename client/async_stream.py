@@ -17,25 +17,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import calls
 from .errors import DaemonUnavailable, OrbitError
-from .stream import (
-    Backoff,
-    CursorFile,
-    ReplayCursor,
-    StreamClosed,
-    decode_message,
-    handshake_error,
-    is_fatal_close,
-    starting_seq,
-)
+from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
 
 __all__ = ["AsyncEventCallback", "AsyncEventStream", "AsyncSubscription"]
 
 AsyncEventCallback = Callable[[dict[str, Any]], Awaitable[object] | object]
-
-# Not 403: see sync_stream (uvicorn's answer while the daemon shuts down).
-_FATAL_HANDSHAKE = frozenset({400, 401, 404, 422})
 
 
 class AsyncEventStream(AsyncIterator[dict[str, Any]]):
@@ -58,29 +45,34 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         backoff: Backoff | None = None,
         on_reconnect: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        self._url = url
-        self._auth = {"Authorization": f"Bearer {token}"}
-        self._filters = {"session_id": session_id, "task_id": task_id, "topic": topic}
-        self._cursor_file = CursorFile(cursor_file) if cursor_file else None
-        self._cursor = ReplayCursor(starting_seq(since, self._cursor_file))
+        self._core = StreamCore(
+            url=url,
+            token=token,
+            since=since,
+            session_id=session_id,
+            task_id=task_id,
+            topic=topic,
+            cursor_file=cursor_file,
+            idle_timeout=idle_timeout,
+            give_up_after=give_up_after,
+            backoff=backoff,
+        )
         self._open_timeout = open_timeout
-        self._idle_timeout = idle_timeout
-        self._give_up_after = give_up_after
-        self._backoff = backoff or Backoff()
         self._on_reconnect = on_reconnect
         self._ws: ClientConnection | None = None
         self._closed = asyncio.Event()
-        self._unsaved: int | None = None
-        self._last_message = 0.0
-        self.connects = 0
+
+    @property
+    def connects(self) -> int:
+        return self._core.connects
 
     @property
     def last_seq(self) -> int | None:
-        return self._cursor.last_seq
+        return self._core.cursor.last_seq
 
     @property
     def head(self) -> int | None:
-        return self._cursor.head
+        return self._core.cursor.head
 
     def __aiter__(self) -> AsyncEventStream:
         return self
@@ -106,22 +98,18 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
 
     async def aclose(self, *, save: bool = True) -> None:
         self._closed.set()
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            await ws.close()
+        await self._drop()
         if save:
-            self.commit()
+            self._core.save()
 
     def commit(self) -> None:
         """Record the last delivered event in the cursor file now (get() also does this)."""
-        if self._cursor_file is not None and self._unsaved is not None:
-            self._cursor_file.save(self._unsaved)
-            self._unsaved = None
+        self._core.save()
 
     # A timeout parameter (not asyncio.timeout) so a timeout returns None, like the sync stream.
     async def get(self, timeout: float | None = None) -> dict[str, Any] | None:  # noqa: ASYNC109
         """The next event; None when ``timeout`` seconds pass first."""
-        self.commit()
+        self._core.save()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed.is_set():
@@ -131,32 +119,24 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
                 ws = await self._connect(deadline)
                 if ws is None:
                     return None
-            wait = self._idle_timeout
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    return None
+            wait = self._core.receive_timeout(deadline)
+            if wait is None:
+                return None
             try:
                 raw = await asyncio.wait_for(ws.recv(), wait)
             except TimeoutError:
-                if time.monotonic() - self._last_message >= self._idle_timeout:
+                if self._core.is_idle():
                     await self._drop()
                 continue
             except ConnectionClosed as exc:
                 await self._drop()
-                code = exc.rcvd.code if exc.rcvd is not None else None
-                if is_fatal_close(code) and not self._closed.is_set():
-                    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+                fatal = StreamCore.closed_for_good(exc.rcvd)
+                if fatal is not None and not self._closed.is_set():
                     self._closed.set()
-                    raise StreamClosed(
-                        f"the daemon ended the stream: {code} {reason}", fatal=True
-                    ) from None
+                    raise fatal from None
                 continue
-            self._last_message = time.monotonic()
-            self._backoff.reset()
-            event = self._cursor.accept(decode_message(raw))
+            event = self._core.received(raw)
             if event is not None:
-                self._unsaved = self._cursor.last_seq
                 return event
 
     async def _drop(self) -> None:
@@ -171,25 +151,25 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
     async def _connect(self, deadline: float | None) -> ClientConnection | None:
         failing_since = time.monotonic()
         while not self._closed.is_set():
-            target = calls.websocket_url(self._url, since=self._cursor.last_seq, **self._filters)
             reason = ""
             try:
                 ws = await connect(
-                    target,
-                    additional_headers=self._auth,
+                    self._core.target(),
+                    additional_headers=self._core.headers,
                     open_timeout=self._open_timeout,
                     proxy=None,
-                    max_size=2**22,
+                    max_size=MAX_MESSAGE,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                if status in _FATAL_HANDSHAKE:
+                refused = StreamCore.refused(status, bytes(exc.response.body or b""))
+                if refused is not None:
                     self._closed.set()
-                    raise handshake_error(status, bytes(exc.response.body or b"")) from None
+                    raise refused from None
                 reason = f"handshake answered HTTP {status}"
             except InvalidURI as exc:
                 self._closed.set()
-                raise DaemonUnavailable(self._url, f"bad WebSocket URL: {exc}") from None
+                raise DaemonUnavailable(self._core.url, f"bad WebSocket URL: {exc}") from None
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
             else:
@@ -197,20 +177,14 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
                     await ws.close()
                     break
                 self._ws = ws
-                self.connects += 1
-                self._last_message = time.monotonic()
-                if self.connects > 1 and self._on_reconnect is not None:
+                if self._core.connected() and self._on_reconnect is not None:
                     with contextlib.suppress(OrbitError):
                         await self._on_reconnect()
                 return ws
-            now = time.monotonic()
-            if self._give_up_after is not None and now - failing_since >= self._give_up_after:
-                raise DaemonUnavailable(self._url, reason)
-            delay = self._backoff.next_delay()
-            if deadline is not None and now + delay >= deadline:
-                await self._sleep(max(0.0, deadline - now))
-                return None
+            delay, expires = self._core.retry_delay(failing_since, reason, deadline)
             await self._sleep(delay)
+            if expires:
+                return None
         raise StreamClosed("the event stream is closed")
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "get_endpoint",
     "get_task",
     "history",
+    "history_page",
     "is_terminal",
     "list_endpoints",
     "list_of",
@@ -49,6 +50,7 @@ __all__ = [
     "submit_transfer",
     "task_row",
     "task_wait",
+    "transfer_options",
     "unregister_session",
     "websocket_url",
 ]
@@ -179,6 +181,20 @@ def submit_transfer(
         }
     )
     return Call("POST", f"{_session(sid)}/transfers", body=body)
+
+
+def transfer_options(
+    *,
+    verify_checksum: bool | None,
+    preserve_timestamp: bool | None,
+    deadline: datetime | str | None,
+) -> dict[str, Any]:
+    """The optional transfer fields (None: the daemon's default), as submit_transfer sends them."""
+    return {
+        "verify_checksum": verify_checksum,
+        "preserve_timestamp": preserve_timestamp,
+        "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
+    }
 
 
 def delete(
@@ -355,6 +371,13 @@ def list_of(document: Any, key: str) -> list[dict[str, Any]]:
     if not isinstance(values, list):
         raise ProtocolError(f"the daemon's answer has no {key!r} list")
     return values
+
+
+def history_page(page: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """The events of one history page and the ``after`` of the next (None: that was the last)."""
+    events = list_of(page, "events")
+    after = page.get("next_after")
+    return events, (after if events and after is not None else None)
 
 
 def task_row(document: Any) -> dict[str, Any]:

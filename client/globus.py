@@ -11,6 +11,7 @@ from typing import Any
 from . import calls
 from .config import DaemonAddress, resolve_address
 from .errors import ProtocolError, RequestError
+from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
 from .transport import DEFAULT_TIMEOUT, SyncTransport
@@ -18,7 +19,7 @@ from .transport import DEFAULT_TIMEOUT, SyncTransport
 __all__ = ["GlobusClient"]
 
 
-class GlobusClient:
+class GlobusClient(GlobusPluginBase):
     """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Get one from ``BridgeClient().get_endpoint_client(name).get_plugin('globus')`` or build it
@@ -44,15 +45,13 @@ class GlobusClient:
         address: DaemonAddress | None = None,
         remember_credential: bool = True,
     ) -> None:
-        self.address = address or resolve_address(url=url, token=token)
-        self.session_id = session_id
-        self.endpoint = endpoint
-        self._remember = remember_credential
-        self._credential: calls.Credential | None = None
+        super().__init__(
+            address=address or resolve_address(url=url, token=token),
+            session_id=session_id,
+            endpoint=endpoint,
+            remember_credential=remember_credential,
+        )
         self._transport = SyncTransport(self.address, timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"GlobusClient(url={self.address.url!r}, session_id={self.session_id!r})"
 
     def __enter__(self) -> GlobusClient:
         return self
@@ -74,15 +73,15 @@ class GlobusClient:
         try:
             return self._transport.send(call)
         except RequestError as exc:
-            if self._credential is None or not calls.needs_credential_again(exc, call):
+            if not self._can_revive(exc, call):
                 raise
         self._revive()
         return self._transport.send(call)
 
     def _revive(self) -> None:
         """Register the session again with the remembered credential (a no-op without one)."""
-        if self._credential is not None and self.session_id is not None:
-            self._transport.send(self._credential.register(self.session_id))
+        if (revival := self._revival()) is not None:
+            self._transport.send(revival)
 
     # Sessions
 
@@ -110,19 +109,14 @@ class GlobusClient:
                 sid=sid or self.session_id,
             )
         )
-        self.session_id = answer["sid"]
-        if self._remember:
-            self._credential = calls.Credential(
-                access_token=access_token, refresh_token=refresh_token, client_id=client_id
-            )
-        return dict(answer)
+        credential = calls.Credential(
+            access_token=access_token, refresh_token=refresh_token, client_id=client_id
+        )
+        return self._registered(answer, credential)
 
     def unregister_session(self) -> dict[str, Any]:
         """End the session at the daemon: it drops the credential and stops polling."""
-        answer = self._send(calls.unregister_session(self.session_id))
-        self.session_id = None
-        self._credential = None
-        return dict(answer)
+        return self._unregistered(self._send(calls.unregister_session(self.session_id)))
 
     # Tasks
 
@@ -143,11 +137,11 @@ class GlobusClient:
         ``source``/``destination`` are collection UUIDs or ``"local"``; each item is
         ``{"source": path, "destination": path, "recursive": bool}``.
         """
-        options = {
-            "verify_checksum": verify_checksum,
-            "preserve_timestamp": preserve_timestamp,
-            "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
-        }
+        options = calls.transfer_options(
+            verify_checksum=verify_checksum,
+            preserve_timestamp=preserve_timestamp,
+            deadline=deadline,
+        )
         return dict(
             self._send(
                 calls.submit_transfer(
@@ -329,10 +323,9 @@ class GlobusClient:
             page = self.history(
                 task_id, status, label, since, until, page_size, after=after, session_id=session_id
             )
-            events = calls.list_of(page, "events")
+            events, after = calls.history_page(page)
             yield from events
-            after = page.get("next_after")
-            if not events or after is None:
+            if after is None:
                 return
 
     def events(
@@ -350,17 +343,15 @@ class GlobusClient:
         Limited to this client's session unless ``all_sessions``. Use it as a context manager
         or call ``close()`` when done.
         """
-        return EventStream(
-            url=self.address.url,
-            token=self.address.token,
-            since=since,
-            session_id=None if all_sessions else self.session_id,
+        options = self._stream_options(
+            since,
             task_id=task_id,
             topic=topic,
             cursor_file=cursor_file,
+            all_sessions=all_sessions,
             give_up_after=give_up_after,
-            on_reconnect=self._revive,
         )
+        return EventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

@@ -4,8 +4,9 @@ The daemon's ``/ws`` replays the ledger after ``since`` and then streams live ev
 order. A connection can drop at any moment (daemon restart, network, or the daemon closing a
 slow client with code 4008); the client then reconnects with ``since`` = the last seq it
 delivered. :class:`ReplayCursor` decides what to deliver so that the application sees each
-event once and in order even when a replay overlaps what it already saw. The sync and async
-streams wrap this core with their own sockets.
+event once and in order even when a replay overlaps what it already saw. :class:`StreamCore`
+holds every decision the sync and async streams share (cursor, saving, idle detection, which
+refusals are final, backoff); they wrap it with their own sockets.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import json
 import os
 import random
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from . import calls
 from .errors import (
     AuthenticationError,
+    DaemonUnavailable,
     NotFoundError,
     OrbitError,
     ProtocolError,
@@ -31,10 +35,12 @@ from .errors import (
 __all__ = [
     "CLOSE_GOING_AWAY",
     "CLOSE_SLOW_CLIENT",
+    "MAX_MESSAGE",
     "Backoff",
     "CursorFile",
     "ReplayCursor",
     "StreamClosed",
+    "StreamCore",
     "decode_message",
     "handshake_error",
     "is_fatal_close",
@@ -43,9 +49,26 @@ __all__ = [
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_SLOW_CLIENT = 4008
+# Largest WebSocket message accepted. The daemon takes request bodies up to 4 MB and a
+# submit_requested event carries the whole request, re-encoded as ASCII-only JSON: a 2-byte
+# UTF-8 character becomes a 6-byte \u escape, so an event can be about 3x its body.
+MAX_MESSAGE = 16 * 2**20
 # Close codes after which reconnecting cannot help: policy violation and the 44xx range a
 # server uses for "your request is wrong / not allowed".
 _FATAL_CLOSE = frozenset({1002, 1003, 1007, 1008})
+# Handshake answers that a retry cannot fix. Not 403: uvicorn answers 403 to a socket the
+# server closes before accepting it, which is what a daemon that is shutting down does.
+_FATAL_HANDSHAKE = frozenset({400, 401, 404, 422})
+
+
+class CloseFrame(Protocol):
+    """What the core reads of a received close frame (websockets' ``Close``)."""
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 class StreamClosed(OrbitError):
@@ -180,3 +203,100 @@ def starting_seq(since: int | None, cursor_file: CursorFile | None) -> int | Non
         if saved is not None:
             return saved
     return since
+
+
+class StreamCore:
+    """Everything the sync and async streams decide, without their sockets: where to
+    connect, which message to deliver, when to save the cursor, when a silent connection
+    counts as dead, which refusal ends the stream and how long to wait before retrying."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        since: int | None,
+        session_id: str | None,
+        task_id: str | None,
+        topic: str | None,
+        cursor_file: str | None,
+        idle_timeout: float,
+        give_up_after: float | None,
+        backoff: Backoff | None,
+    ) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self._filters = {"session_id": session_id, "task_id": task_id, "topic": topic}
+        self._cursor_file = CursorFile(cursor_file) if cursor_file else None
+        self.cursor = ReplayCursor(starting_seq(since, self._cursor_file))
+        self.idle_timeout = idle_timeout
+        self._give_up_after = give_up_after
+        self._backoff = backoff or Backoff()
+        self._unsaved: int | None = None
+        self._last_message = 0.0
+        self.connects = 0
+
+    def target(self) -> str:
+        """The WebSocket URL resuming after the last delivered event."""
+        return calls.websocket_url(self.url, since=self.cursor.last_seq, **self._filters)
+
+    def save(self) -> None:
+        """Record the last delivered event in the cursor file (if any and not yet saved)."""
+        if self._cursor_file is not None and self._unsaved is not None:
+            self._cursor_file.save(self._unsaved)
+            self._unsaved = None
+
+    def receive_timeout(self, deadline: float | None) -> float | None:
+        """How long the next receive may wait; None when ``deadline`` has passed."""
+        wait = self.idle_timeout
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+        return wait
+
+    def is_idle(self) -> bool:
+        """Heartbeats stopped: the connection is dead without knowing it."""
+        return time.monotonic() - self._last_message >= self.idle_timeout
+
+    def received(self, raw: str | bytes) -> dict[str, Any] | None:
+        """The event to deliver for one message, or None (heartbeat, duplicate)."""
+        self._last_message = time.monotonic()
+        self._backoff.reset()
+        event = self.cursor.accept(decode_message(raw))
+        if event is not None:
+            self._unsaved = self.cursor.last_seq
+        return event
+
+    def connected(self) -> bool:
+        """Count a new connection; True when it is a reconnection."""
+        self.connects += 1
+        self._last_message = time.monotonic()
+        return self.connects > 1
+
+    @staticmethod
+    def closed_for_good(frame: CloseFrame | None) -> StreamClosed | None:
+        """The error ending the stream when the daemon closed it with ``frame`` (None: no
+        close frame came), or None when reconnecting may help."""
+        if frame is None or not is_fatal_close(frame.code):
+            return None
+        return StreamClosed(f"the daemon ended the stream: {frame.code} {frame.reason}", fatal=True)
+
+    @staticmethod
+    def refused(status: int, body: bytes) -> RequestError | None:
+        """The error ending the stream for a refused handshake, or None to retry."""
+        return handshake_error(status, body) if status in _FATAL_HANDSHAKE else None
+
+    def retry_delay(
+        self, failing_since: float, reason: str, deadline: float | None
+    ) -> tuple[float, bool]:
+        """Seconds to wait before the next attempt, and whether ``deadline`` comes first
+        (then the wait lasts until it and the caller returns empty-handed). Raises
+        DaemonUnavailable once ``give_up_after`` seconds passed without a connection."""
+        now = time.monotonic()
+        if self._give_up_after is not None and now - failing_since >= self._give_up_after:
+            raise DaemonUnavailable(self.url, reason)
+        delay = self._backoff.next_delay()
+        if deadline is not None and now + delay >= deadline:
+            return max(0.0, deadline - now), True
+        return delay, False

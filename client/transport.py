@@ -29,9 +29,22 @@ def _headers(address: DaemonAddress) -> dict[str, str]:
     }
 
 
-def _timeout(call: calls.Call, default: float) -> httpx.Timeout:
-    read = default if call.read_timeout is None else max(default, call.read_timeout)
-    return httpx.Timeout(default, read=read)
+def _request(call: calls.Call, default_timeout: float) -> dict[str, Any]:
+    """httpx ``request()`` arguments for ``call``; its read timeout outlasts a long wait."""
+    read = default_timeout if call.read_timeout is None else max(default_timeout, call.read_timeout)
+    return {
+        "method": call.method,
+        "url": call.path,
+        "params": call.params or None,
+        "json": call.body,
+        "timeout": httpx.Timeout(default_timeout, read=read),
+    }
+
+
+def _answer(call: calls.Call, response: httpx.Response) -> Any:
+    return calls.decode_answer(
+        call, response.status_code, response.content, headers=response.headers
+    )
 
 
 def _unavailable(address: DaemonAddress, exc: httpx.TransportError) -> DaemonUnavailable:
@@ -50,18 +63,10 @@ class SyncTransport:
 
     def send(self, call: calls.Call) -> Any:
         try:
-            response = self._http.request(
-                call.method,
-                call.path,
-                params=call.params or None,
-                json=call.body,
-                timeout=_timeout(call, self._timeout),
-            )
+            response = self._http.request(**_request(call, self._timeout))
         except httpx.TransportError as exc:
             raise _unavailable(self.address, exc) from exc
-        return calls.decode_answer(
-            call, response.status_code, response.content, headers=response.headers
-        )
+        return _answer(call, response)
 
     def close(self) -> None:
         self._http.close()
@@ -77,18 +82,10 @@ class AsyncTransport:
 
     async def send(self, call: calls.Call) -> Any:
         try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                params=call.params or None,
-                json=call.body,
-                timeout=_timeout(call, self._timeout),
-            )
+            response = await self._http.request(**_request(call, self._timeout))
         except httpx.TransportError as exc:
             raise _unavailable(self.address, exc) from exc
-        return calls.decode_answer(
-            call, response.status_code, response.content, headers=response.headers
-        )
+        return _answer(call, response)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -111,6 +111,22 @@ def _required_scopes(exc: globus_sdk.GlobusAPIError) -> list[str]:
     return scopes
 
 
+def _answer_to(status: int, code: str, message: str) -> tuple[int, str, str]:
+    """The daemon's status, error code and message for a Globus error answer."""
+    if status == 403:
+        return 403, "Forbidden", f"Globus refused the request ({code}): {message}"
+    if status == 404:
+        return 404, "NotFound", f"Globus found no such object ({code}): {message}"
+    if status == 429:
+        retry = f"Globus is rate limiting this user ({code}): wait a few seconds and retry"
+        return 429, "RateLimited", retry
+    if status == 409:
+        return 409, "Conflict", f"Globus rejected the request ({code}): {message}"
+    if 400 <= status < 500:
+        return 400, "BadRequest", f"Globus rejected the request ({code}): {message}"
+    return 502, "GlobusError", f"Globus failed ({status} {code}): {message}; retry later"
+
+
 def map_error(exc: BaseException, *, sid: str) -> DaemonError:
     """Translate a globus-sdk exception into the daemon error the client is answered with."""
     if isinstance(exc, DaemonError):
@@ -134,42 +150,11 @@ def map_error(exc: BaseException, *, sid: str) -> DaemonError:
                 globus_status=status,
                 required_scopes=scopes,
             )
-        if status == 403:
-            return GlobusError(
-                f"Globus refused the request ({code}): {message}",
-                status=403,
-                code="Forbidden",
-                globus_code=code,
-                globus_status=status,
-            )
-        if status == 404:
-            return GlobusError(
-                f"Globus found no such object ({code}): {message}",
-                status=404,
-                code="NotFound",
-                globus_code=code,
-                globus_status=status,
-            )
-        if status == 429:
-            return GlobusError(
-                f"Globus is rate limiting this user ({code}): wait a few seconds and retry",
-                status=429,
-                code="RateLimited",
-                globus_code=code,
-                globus_status=status,
-            )
-        if 400 <= status < 500:
-            return GlobusError(
-                f"Globus rejected the request ({code}): {message}",
-                status=400 if status != 409 else 409,
-                code="BadRequest" if status != 409 else "Conflict",
-                globus_code=code,
-                globus_status=status,
-            )
+        answer_status, answer_code, what = _answer_to(status, code, message)
         return GlobusError(
-            f"Globus failed ({status} {code}): {message}; retry later",
-            status=502,
-            code="GlobusError",
+            what,
+            status=answer_status,
+            code=answer_code,
             globus_code=code,
             globus_status=status,
         )

@@ -105,30 +105,24 @@ class Store:
         task_id: str,
         request: ev.TransferRequest | ev.DeleteRequest,
     ) -> StoredEvent:
-        event: ev.Event
+        # The two kinds have the same fields; a delete's source is its collection.
+        kind: type[ev.TaskSubmitted | ev.DeleteSubmitted]
+        destination: str | None
         if isinstance(request, ev.TransferRequest):
-            event = ev.TaskSubmitted(
-                owner=owner,
-                session_id=session_id,
-                submission_id=submission_id,
-                task_id=task_id,
-                type="TRANSFER",
-                label=request.label,
-                source=request.source,
-                destination=request.destination,
-                status="ACTIVE",
-            )
+            kind, source, destination = ev.TaskSubmitted, request.source, request.destination
         else:
-            event = ev.DeleteSubmitted(
-                owner=owner,
-                session_id=session_id,
-                submission_id=submission_id,
-                task_id=task_id,
-                type="DELETE",
-                label=request.label,
-                source=request.collection,
-                status="ACTIVE",
-            )
+            kind, source, destination = ev.DeleteSubmitted, request.collection, None
+        event = kind(
+            owner=owner,
+            session_id=session_id,
+            submission_id=submission_id,
+            task_id=task_id,
+            type="TRANSFER" if kind is ev.TaskSubmitted else "DELETE",
+            label=request.label,
+            source=source,
+            destination=destination,
+            status="ACTIVE",
+        )
         return await self.ledger.append(event)
 
     async def submit_failed(

@@ -15,7 +15,6 @@ decoder back.
 from __future__ import annotations
 
 import dataclasses
-import operator
 import types
 import typing
 from collections.abc import Callable
@@ -77,28 +76,11 @@ class Spec:
 
     name: str
     fields: tuple[FieldSpec, ...]
-    # Planned once: one attrgetter reads every field, and each field's plain types.
-    _get: Callable[[object], tuple[Any, ...]] = dataclasses.field(
-        init=False, repr=False, compare=False
-    )
-    _plains: tuple[frozenset[type] | None, ...] = dataclasses.field(
-        init=False, repr=False, compare=False
-    )
-
-    def __post_init__(self) -> None:
-        names = [f.name for f in self.fields]
-        get: Callable[[object], tuple[Any, ...]]
-        if len(names) > 1:
-            get = operator.attrgetter(*names)
-        else:  # attrgetter of one name returns the bare value, of none fails
-            get = lambda obj: tuple(getattr(obj, name) for name in names)  # noqa: E731
-        object.__setattr__(self, "_get", get)
-        object.__setattr__(self, "_plains", tuple(f.codec.plain for f in self.fields))
 
     def validate(self, obj: object) -> None:
-        # Built for every event appended: the common case (every value of a plain type)
-        # costs one attrgetter call and a type test per field.
-        for field, value, plain in zip(self.fields, self._get(obj), self._plains, strict=True):
+        for field in self.fields:
+            value = getattr(obj, field.name)
+            plain = field.codec.plain
             if plain is not None and type(value) in plain:
                 continue
             try:
@@ -123,37 +105,6 @@ class Spec:
                 value if plain is not None and type(value) in plain else f.codec.encode(value)
             )
         return out
-
-    def encoder(self, *, skip: frozenset[str] = frozenset()) -> Callable[[object], dict[str, Any]]:
-        """A function doing ``encode(obj, skip=skip)``, with the per-field work planned once.
-
-        Appends call it for every event: reading every field in one ``attrgetter`` call and
-        building the dict with ``zip`` leaves Python work only for the fields whose encoding
-        is not the identity (tuples, records, unions holding them), and only when the value
-        is not of a plain type."""
-        chosen = [f for f in self.fields if f.name not in skip]
-        names = tuple(f.name for f in chosen)
-        special = tuple(
-            (i, f.name, f.codec.plain, f.codec.encode)
-            for i, f in enumerate(chosen)
-            if f.codec.encode is not _identity
-        )
-        if not names:
-            return lambda obj: {}
-        if len(names) == 1:
-            return lambda obj: self.encode(obj, skip=skip)
-        get = operator.attrgetter(*names)
-
-        def encode(obj: object) -> dict[str, Any]:
-            values = get(obj)
-            out = dict(zip(names, values, strict=True))
-            for i, name, plain, codec_encode in special:
-                value = values[i]
-                if plain is None or type(value) not in plain:
-                    out[name] = codec_encode(value)
-            return out
-
-        return encode
 
     def decode_kwargs(self, data: dict[str, Any]) -> dict[str, Any]:
         names = {f.name for f in self.fields}

@@ -14,7 +14,6 @@ back: its ``seq``, commit ``time`` (Unix seconds) and the envelope columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from .codec import Spec, compile_spec, record, spec_of
@@ -110,8 +109,6 @@ class FatalError(Record):
 
 EVENT_KINDS: dict[str, type[Event]] = {}
 _EVENT_SPECS: dict[type, tuple[Spec, bool]] = {}
-# The encoder of each kind's data (its fields without the envelope), planned once.
-_DATA_ENCODERS: dict[type, Callable[[object], dict[str, Any]]] = {}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -135,9 +132,7 @@ def _kind(name: str) -> Any:
         if name in EVENT_KINDS:
             raise TypeError(f"event kind {name!r} declared twice")
         cls.kind = name
-        spec = compile_spec(cls, name=name)
-        _EVENT_SPECS[cls] = (spec, "task_id" in cls.__dataclass_fields__)
-        _DATA_ENCODERS[cls] = spec.encoder(skip=_ENVELOPE)
+        _EVENT_SPECS[cls] = (compile_spec(cls, name=name), "task_id" in cls.__dataclass_fields__)
         EVENT_KINDS[name] = cls
         return cls
 
@@ -279,9 +274,8 @@ class StoredEvent(NamedTuple):
 
 def encode_event(event: Event) -> tuple[str, str | None, dict[str, Any]]:
     """``(kind, task_id, data)`` of a validated event; ``data`` excludes owner/session_id."""
-    cls = type(event)
-    data = _DATA_ENCODERS[cls](event)
-    has_task = _EVENT_SPECS[cls][1]
+    spec, has_task = _EVENT_SPECS[type(event)]
+    data = spec.encode(event, skip=_ENVELOPE)
     return event.kind, (data["task_id"] if has_task else None), data
 
 

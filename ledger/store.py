@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from .codec import spec_of

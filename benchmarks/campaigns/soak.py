@@ -416,11 +416,13 @@ def _verdict(
         if row.status == "FAILED" and (doc is None or doc["status"] != "FAILED"):
             result.false_failed.append(f"{task_id}: simulator {doc['status'] if doc else '-'}")
     for task_id, doc in docs.items():
-        row = tasks.get(task_id)
-        if row is None:
+        found = tasks.get(task_id)
+        if found is None:
             result.wrong_final.append(f"{task_id} ({doc['label']}): not in the ledger")
-        elif row.status != doc["status"]:
-            result.wrong_final.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
+        elif found.status != doc["status"]:
+            result.wrong_final.append(
+                f"{task_id}: ledger {found.status}, simulator {doc['status']}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

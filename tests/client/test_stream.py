@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,9 +12,16 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import Close
 
-from radical.orbit import AuthenticationError, GlobusClient, ProtocolError
-from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor
+from radical.orbit import (
+    AuthenticationError,
+    DaemonUnavailable,
+    GlobusClient,
+    ProtocolError,
+    RequestError,
+)
+from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor, StreamCore
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
@@ -81,6 +89,46 @@ def test_cursor_file_round_trip_is_atomic(tmp_path: Path) -> None:
     cursor.path.write_text("garbage")
     with pytest.raises(ProtocolError, match="unreadable"):
         cursor.load()
+
+
+def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None:
+    saved = CursorFile(tmp_path / "cursor.json")
+    core = StreamCore(
+        url="http://127.0.0.1:9",
+        token="t",
+        since=5,
+        session_id="s1",
+        task_id=None,
+        topic=None,
+        cursor_file=str(saved.path),
+        idle_timeout=30.0,
+        give_up_after=60.0,
+        backoff=Backoff(base=0.01, cap=0.02, floor=0.0),
+    )
+    assert core.target() == "ws://127.0.0.1:9/ws?since=5&session_id=s1"
+    assert core.connected() is False and core.connected() is True and core.connects == 2
+    assert core.received('{"type": "event", "seq": 5}') is None  # replayed again: dropped
+    assert core.received('{"type": "event", "seq": 6}') == {"type": "event", "seq": 6}
+    assert saved.load() is None  # saved only once the application asks for more
+    core.save()
+    assert saved.load() == 6 and "since=6" in core.target()
+    assert not core.is_idle()
+    assert core.receive_timeout(None) == 30.0
+    assert core.receive_timeout(time.monotonic() - 1) is None
+    # Refusals a retry cannot fix end the stream; the rest are retried.
+    assert core.refused(503, b"") is None
+    assert isinstance(core.refused(401, b""), AuthenticationError)
+    assert core.closed_for_good(None) is None
+    assert core.closed_for_good(Close(4008, "resume from 6")) is None
+    assert core.closed_for_good(Close(1001, "going away")) is None
+    ended = core.closed_for_good(Close(4404, "not yours"))
+    assert ended is not None and ended.fatal and "4404 not yours" in str(ended)
+    delay, expires = core.retry_delay(time.monotonic(), "refused", None)
+    assert 0 <= delay <= 0.02 and not expires
+    delay, expires = core.retry_delay(time.monotonic(), "refused", time.monotonic())
+    assert delay == 0 and expires
+    with pytest.raises(DaemonUnavailable, match="refused"):
+        core.retry_delay(time.monotonic() - 61, "refused", None)
 
 
 # -- against the daemon ------------------------------------------------------------------
@@ -294,3 +342,24 @@ def test_calls_after_a_daemon_restart_hand_the_credential_over_again(
     assert "register" in lost.value.message
     keeps.close()
     forgets.close()
+
+
+def test_a_near_limit_submit_reaches_the_stream_as_one_event(globus: GlobusClient) -> None:
+    # Just under the daemon's 4 MiB body limit, in 2-byte characters: the daemon's event
+    # spells each as a 6-byte \u escape, so the submit_requested message is about 3x the
+    # body, far beyond the 4 MiB the client once accepted.
+    path = "/big-" + "\u00e9" * 4000
+    items = [{"source": path, "destination": path + "/", "recursive": False}] * 240
+    body = json.dumps({"source": SRC, "destination": DST, "items": items}, ensure_ascii=False)
+    assert 3_800_000 < len(body.encode()) < 4 * 2**20
+    try:
+        globus.submit_transfer(SRC, DST, items, label="near-limit")
+    except RequestError as refused:  # Globus may refuse the paths; the request is recorded
+        assert refused.status != 413, refused.message
+    with globus.events(since=0, topic="task") as stream:
+        got = stream.get(timeout=30)
+    assert got is not None and got["kind"] == "submit_requested"
+    request = got["data"]["request"]
+    assert request["label"] == "near-limit"
+    assert [item["source"] for item in request["items"]] == [path] * 240
+    assert len(json.dumps(got, separators=(",", ":"))) > 2**22

@@ -9,65 +9,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from radical.orbit.client import (
-    ArgumentError,
-    AsyncEventStream,
-    AsyncGlobusClient,
-    AsyncSubscription,
-    AuthenticationError,
-    BadRequestError,
-    BridgeClient,
-    ConfigurationError,
-    ConflictError,
-    ConsentRequiredError,
-    DaemonUnavailable,
-    EndpointClient,
-    EventStream,
-    GlobusClient,
-    GlobusError,
-    NoSessionError,
-    NotFoundError,
-    OrbitError,
-    PermissionDeniedError,
-    ProtocolError,
-    RateLimitedError,
-    RequestError,
-    StreamClosed,
-    SubmitPendingError,
-    Subscription,
-    TaskFailed,
-    TaskWaitTimeout,
-)
+# The client's public names, listed once in its own __all__.
+from radical.orbit import client as _client
+from radical.orbit.client import *  # noqa: F403
 from radical.orbit.client import errors as errors
 
-__all__ = [
-    "ArgumentError",
-    "AsyncEventStream",
-    "AsyncGlobusClient",
-    "AsyncSubscription",
-    "AuthenticationError",
-    "BadRequestError",
-    "BridgeClient",
-    "ConfigurationError",
-    "ConflictError",
-    "ConsentRequiredError",
-    "DaemonUnavailable",
-    "EndpointClient",
-    "EventStream",
-    "GlobusClient",
-    "GlobusError",
-    "NoSessionError",
-    "NotFoundError",
-    "OrbitError",
-    "PermissionDeniedError",
-    "ProtocolError",
-    "RateLimitedError",
-    "RequestError",
-    "StreamClosed",
-    "SubmitPendingError",
-    "Subscription",
-    "TaskFailed",
-    "TaskWaitTimeout",
-    "__version__",
-    "errors",
-]
+__all__ = ["__version__", "errors"]
+__all__ += _client.__all__

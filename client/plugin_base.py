@@ -1,0 +1,79 @@
+"""What the blocking and the asyncio ``globus`` clients share, without I/O.
+
+The daemon address, the session a client is bound to, the credential it remembers for a
+daemon that restarted, and the options of its event streams. The two subclasses add only
+the sending, awaited or not (:mod:`.globus`, :mod:`.aio`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import calls
+from .config import DaemonAddress
+from .errors import RequestError
+
+__all__ = ["GlobusPluginBase"]
+
+
+class GlobusPluginBase:
+    def __init__(
+        self,
+        *,
+        address: DaemonAddress,
+        session_id: str | None,
+        endpoint: str | None,
+        remember_credential: bool,
+    ) -> None:
+        self.address = address
+        self.session_id = session_id
+        self.endpoint = endpoint
+        self._remember = remember_credential
+        self._credential: calls.Credential | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.address.url!r}, session_id={self.session_id!r})"
+
+    def _registered(self, answer: Any, credential: calls.Credential) -> dict[str, Any]:
+        """Bind to the session the daemon registered, keeping the credential if allowed."""
+        self.session_id = answer["sid"]
+        if self._remember:
+            self._credential = credential
+        return dict(answer)
+
+    def _unregistered(self, answer: Any) -> dict[str, Any]:
+        self.session_id = None
+        self._credential = None
+        return dict(answer)
+
+    def _can_revive(self, exc: RequestError, call: calls.Call) -> bool:
+        """Whether ``call`` failed only because the daemon lost a credential we still have."""
+        return self._credential is not None and calls.needs_credential_again(exc, call)
+
+    def _revival(self) -> calls.Call | None:
+        """The call handing the remembered credential over again (None: nothing to hand)."""
+        if self._credential is None or self.session_id is None:
+            return None
+        return self._credential.register(self.session_id)
+
+    def _stream_options(
+        self,
+        since: int | None,
+        *,
+        task_id: str | None,
+        topic: str | None,
+        cursor_file: str | None,
+        all_sessions: bool,
+        give_up_after: float | None,
+    ) -> dict[str, Any]:
+        """The arguments of an event stream for this client's session (or all of them)."""
+        return {
+            "url": self.address.url,
+            "token": self.address.token,
+            "since": since,
+            "session_id": None if all_sessions else self.session_id,
+            "task_id": task_id,
+            "topic": topic,
+            "cursor_file": cursor_file,
+            "give_up_after": give_up_after,
+        }
