@@ -14,9 +14,10 @@ Catch-up: the first sweep of a loop (a daemon restart, a re-registration after e
 every sweep after a failed one may find tasks that changed while nobody watched. For each
 task whose state changed, such a sweep also fetches the task's Globus event list and
 records, in order, the transitions it made meanwhile (:func:`.catchup.catch_up`), not only
-the state it is in now. Tasks whose event list cannot be had for a temporary reason are left
-for the next sweep; a task whose state is unchanged is not asked about (a round trip such as
-ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
+the state it is in now, at most ``CATCH_UP_RATE`` event lists per second per session (inside
+Globus's per-user request budget). Tasks whose event list cannot be had for a temporary
+reason are left for the next sweep; a task whose state is unchanged is not asked about (a
+round trip such as ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .logs import get_logger
 from .sessions import Session, SessionRegistry
 from .store import Store
 
-__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "Poller"]
+__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_RATE", "Poller"]
 
 log = get_logger(__name__)
 
@@ -47,9 +48,30 @@ BATCH = 100
 # Event lists fetched at once by a catch-up sweep: after a restart every finished task needs
 # one, and Globus rate-limits a user at about 20 requests per second.
 CATCH_UP_CONCURRENCY = 4
+# Event lists a catch-up sweep starts per second. Concurrency alone does not bound the rate
+# (4 at a time at 50 ms each is 80/s: the fault soak saw a session back from a long backoff
+# fetch ~190 in a few seconds and its user refused by Globus's 20/s limit); the session's
+# polls and submits share that budget.
+CATCH_UP_RATE = 8.0
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
 EVENT_PAGE = 1000
+
+
+class _Pacer:
+    """Spaces the request starts of one catch-up batch ``1/rate`` seconds apart; batches run
+    one after the other and a session's sweeps never overlap, so the session keeps the pace."""
+
+    def __init__(self, rate: float) -> None:
+        self._step = 1.0 / rate
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + self._step
+        if start > now:
+            await asyncio.sleep(start - now)
 
 
 class Poller:
@@ -220,11 +242,13 @@ class Poller:
             else:
                 out.extend(found)
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+        pace = _Pacer(CATCH_UP_RATE)
         trouble: list[BaseException] = []
 
         async def one(doc: dict[str, Any]) -> list[ev.Event]:
             row = rows[str(doc["task_id"])]
             async with gate:
+                await pace.wait()
                 if trouble:
                     return []  # left for the next sweep
                 self.requests += 1

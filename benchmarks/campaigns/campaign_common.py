@@ -186,14 +186,15 @@ class LedgerView:
 class RequestRecorder:
     """Transfer API requests the simulator answered, from its ``request`` log lines.
 
-    Per second and per user: requests, and 429s of the simulator's own rate limiter (those
-    carry the authenticated user; an injected fault is answered before authentication, so
-    its line has no user and is counted apart, by status).
+    Per second, per user and per route: requests, and 429s of the simulator's own rate
+    limiter (those carry the authenticated user; an injected fault is answered before
+    authentication, so its line has no user and is counted apart, by status).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.per_user: defaultdict[str, Counter[int]] = defaultdict(Counter)
+        self.per_route: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.unattributed: Counter[int] = Counter()
         self.rate_limited: Counter[str] = Counter()
         self.injected: Counter[int] = Counter()
@@ -209,6 +210,7 @@ class RequestRecorder:
         status = int(fields.get("status") or 0)
         with self._lock:
             self.total += 1
+            self.per_route[str(fields.get("route"))][second] += 1
             if user is None:
                 self.unattributed[second] += 1
                 if status >= 400:
@@ -232,6 +234,11 @@ class RequestRecorder:
         """Highest mean req/s of each user over any ``window`` consecutive seconds."""
         with self._lock:
             return {u: self._peak(b, window) for u, b in self.per_user.items()}
+
+    def peak_per_route(self, window: int = 10) -> dict[str, float]:
+        """Highest mean req/s of each route (all users) over any ``window`` seconds."""
+        with self._lock:
+            return {r: self._peak(b, window) for r, b in self.per_route.items()}
 
     def peak_bound(self, window: int = 10) -> float:
         """Worst case per user: a user's requests plus every unattributed one, per window."""

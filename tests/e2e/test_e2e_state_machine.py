@@ -56,7 +56,7 @@ from radical.orbit.simulator.auth import Credentials
 from radical.orbit.simulator.testing import running_simulator
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
-# CI: about 10 examples of 15 steps (~1.5 min on 2 shared cores). "long": many more.
+# CI: 10 examples of up to 15 steps (30-110 s on 2 shared cores). "long": 150 x 40.
 MAX_EXAMPLES = int(os.environ.get("E2E_MAX_EXAMPLES", "150" if LONG else "10"))
 STEPS = int(os.environ.get("E2E_STEPS", "40" if LONG else "15"))
 SETTLE_TIMEOUT = 20.0
