@@ -27,10 +27,12 @@ import structlog
 __all__ = [
     "Ack",
     "LedgerView",
+    "Memory",
     "RequestRecorder",
     "lost_acks",
     "machine",
     "markdown_table",
+    "memory_mb",
     "recording_simulator_requests",
     "rss_mb",
     "wait_until",
@@ -82,6 +84,38 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A process's resident memory in MB, split as /proc/<pid>/status does.
+
+    ``anon`` (RssAnon) is the heap and stacks: what a leak grows. ``file`` (RssFile) is
+    file pages mapped into the process, its shared libraries and the ledger's readers'
+    ``mmap_size`` window: it follows the ledger file's size and the kernel may drop it.
+    """
+
+    vm_rss: float
+    anon: float
+    file: float
+
+
+def memory_mb(pid: int) -> Memory:
+    """VmRSS, RssAnon and RssFile of a process in MB; NaN when it is gone."""
+    fields: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    nan = float("nan")
+    return Memory(
+        vm_rss=fields.get("VmRSS", nan),
+        anon=fields.get("RssAnon", nan),
+        file=fields.get("RssFile", nan),
+    )
 
 
 def wait_until(

@@ -15,8 +15,12 @@ for the daemon to settle. Reported:
 - false FAILED: tasks FAILED in the ledger but not in the simulator (target 0);
 - tasks not in their true final state: missing from the ledger or another status (0);
 - acknowledged submits lost (0);
-- daemon memory: VmRSS sampled every ``sample_every`` s, start/end/max and the slope (least
-  squares, MB per minute) over the run after its first quarter and over its second half;
+- daemon memory, sampled every ``sample_every`` s from /proc/<pid>/status: RssAnon (the
+  heap: what a leak grows) and VmRSS (RssAnon plus file pages mapped in, chiefly the
+  ledger readers' memory-mapped window, which follows the ledger file's size), start/end/
+  max and the slope (least squares, MB per minute) after the first quarter and over the
+  second half; memory is flat when the RssAnon slope over the second half is under
+  ``max_heap_slope``;
 - Globus requests per user: peak mean req/s over any 10 s window (budget 20), the 429s the
   simulator's rate limiter answered (must be 0: the daemon stayed in budget), and the
   injected faults by status. A request hit by an injected fault is answered before
@@ -40,12 +44,13 @@ from pathlib import Path
 from campaign_common import (
     Ack,
     LedgerView,
+    Memory,
     RequestRecorder,
     lost_acks,
     machine,
     markdown_table,
+    memory_mb,
     recording_simulator_requests,
-    rss_mb,
     wait_until,
 )
 
@@ -84,6 +89,8 @@ class SoakConfig:
     pause_seconds: float = 5.0
     sample_every: float = 2.0
     settle_timeout: float = 240.0
+    # Flat memory: RssAnon's least-squares slope over the second half, MB per minute.
+    max_heap_slope: float = 0.5
     seed: int = 0
 
 
@@ -166,19 +173,26 @@ class SoakResult:
     false_failed: list[str] = field(default_factory=list)
     wrong_final: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
-    rss: list[tuple[float, float]] = field(default_factory=list)
+    memory: list[tuple[float, Memory]] = field(default_factory=list)
     requests_total: int = 0
     peak_per_user: dict[str, float] = field(default_factory=dict)
     peak_bound: float = 0.0
     rate_limited: int = 0
     injected: Counter[int] = field(default_factory=Counter)
 
+    def heap_slope(self, *, after: float) -> float:
+        """RssAnon growth in MB per minute, least squares after that share of the run."""
+        return self._slope(after=after, anon=True)
+
     def rss_slope(self, *, after: float) -> float:
-        """MB per minute, least squares over the samples after that share of the run."""
-        if len(self.rss) < 4:
+        """VmRSS growth in MB per minute, least squares after that share of the run."""
+        return self._slope(after=after, anon=False)
+
+    def _slope(self, *, after: float, anon: bool) -> float:
+        if len(self.memory) < 4:
             return float("nan")
-        t_end = self.rss[-1][0]
-        points = [(t, m) for t, m in self.rss if t >= t_end * after]
+        t_end = self.memory[-1][0]
+        points = [(t, m.anon if anon else m.vm_rss) for t, m in self.memory if t >= t_end * after]
         n = len(points)
         mean_t = sum(t for t, _ in points) / n
         mean_m = sum(m for _, m in points) / n
@@ -200,13 +214,20 @@ class SoakResult:
             out.append(f"{self.rate_limited} requests refused by the simulator's rate limiter")
         if self.peak_per_user and max(self.peak_per_user.values()) > BUDGET:
             out.append(f"peak request rate above {BUDGET:g}/s: {self.peak_per_user}")
+        slope = self.heap_slope(after=0.5)
+        if not slope < self.config.max_heap_slope:
+            out.append(
+                f"daemon heap (RssAnon) grows {slope:+.2f} MB/min over the second half"
+                f" (limit {self.config.max_heap_slope:g})"
+            )
         if self.acked_with_task + self.acked_pending == 0 or self.requests_total == 0:
             out.append("nothing was submitted or no request was seen: the soak tested nothing")
         return out
 
     def table(self) -> str:
         cfg = self.config
-        mem = [m for _, m in self.rss]
+        anon = [m.anon for _, m in self.memory]
+        rss = [m.vm_rss for _, m in self.memory]
         peaks = ", ".join(f"{v:.1f}" for _, v in sorted(self.peak_per_user.items()))
         injected = ", ".join(f"{k}: {v}" for k, v in sorted(self.injected.items())) or "none"
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
@@ -236,15 +257,17 @@ class SoakResult:
             ("**false FAILED**", len(self.false_failed), "0"),
             ("**tasks not in their true final state**", len(self.wrong_final), "0"),
             ("**acknowledged submits lost**", len(self.lost), "0"),
+            ("daemon heap (RssAnon) start / end / max", _start_end_max(anon), ""),
             (
-                "daemon RSS start / end / max",
-                f"{mem[0]:.1f} / {mem[-1]:.1f} / {max(mem):.1f} MB" if mem else "n/a",
-                "",
+                "**daemon heap (RssAnon) slope: after the first quarter / second half**",
+                f"{self.heap_slope(after=0.25):+.2f} / {self.heap_slope(after=0.5):+.2f} MB/min",
+                f"< {self.config.max_heap_slope:g}",
             ),
+            ("daemon VmRSS (heap + mapped files) start / end / max", _start_end_max(rss), ""),
             (
-                "**daemon RSS slope: after the first quarter / second half**",
+                "daemon VmRSS slope: after the first quarter / second half",
                 f"{self.rss_slope(after=0.25):+.2f} / {self.rss_slope(after=0.5):+.2f} MB/min",
-                "~0",
+                "",
             ),
             ("Transfer API requests seen", self.requests_total, ""),
             ("**peak req/s per user, 10 s windows**", peaks, f"<= {BUDGET:g}"),
@@ -256,6 +279,12 @@ class SoakResult:
     @property
     def acked(self) -> int:
         return self.acked_with_task + self.acked_pending
+
+
+def _start_end_max(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{values[0]:.1f} / {values[-1]:.1f} / {max(values):.1f} MB"
 
 
 def _schedule_faults(sim: Simulator, config: SoakConfig) -> None:
@@ -336,7 +365,7 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
             t0 = time.monotonic()
             next_disturb = t0 + config.disturb_every
             while (now := time.monotonic()) - t0 < config.seconds:
-                result.rss.append((now - t0, rss_mb(pid)))
+                result.memory.append((now - t0, memory_mb(pid)))
                 docs = [d for d in sim.tasks() if d["username"] in names]
                 running = [d for d in docs if d["status"] == "ACTIVE" and not d["is_paused"]]
                 result.peak_in_flight = max(
@@ -355,12 +384,13 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
                         paused[sleeper["task_id"]] = now + config.pause_seconds
                         result.controller_paused += 1
                 in_flight = sum(d["status"] not in TERMINAL for d in docs)
+                mem = result.memory[-1][1]
                 say(
-                    f"t={now - t0:5.0f} s  in flight {in_flight}"
-                    f"  rss {result.rss[-1][1]:.1f} MB  requests {recorder.total}"
+                    f"t={now - t0:5.0f} s  in flight {in_flight}  heap {mem.anon:.1f} MB"
+                    f"  file {mem.file:.1f} MB  rss {mem.vm_rss:.1f} MB  requests {recorder.total}"
                 )
                 time.sleep(config.sample_every)
-            result.rss.append((time.monotonic() - t0, rss_mb(pid)))
+            result.memory.append((time.monotonic() - t0, memory_mb(pid)))
             stop.set()
             sim.clear_faults()
             sim.latency = 0.0
