@@ -34,6 +34,23 @@ class SessionClients:
 
     api: globus_sdk.TransferClient
     poll: globus_sdk.TransferClient
+    authorizer: globus_sdk.authorizers.GlobusAuthorizer
+
+    def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Blocking ``api.<method>(...)``, renewing a refreshable token after a 401 once more.
+
+        The SDK renews after a 401 only while its retry budget lasts: three 503s and then a
+        401 would otherwise report a working refresh token as an expired credential.
+        """
+        fn = getattr(self.api, method)
+        try:
+            return fn(*args, **kwargs)
+        except globus_sdk.GlobusAPIError as exc:
+            renewable = isinstance(self.authorizer, globus_sdk.authorizers.RenewingAuthorizer)
+            if exc.http_status != 401 or isinstance(exc, globus_sdk.AuthAPIError) or not renewable:
+                raise
+            self.authorizer.handle_missing_authorization()
+            return fn(*args, **kwargs)
 
     def close(self) -> None:
         for client in (self.api, self.poll):
@@ -79,7 +96,7 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         transport=RequestsTransport(http_timeout=http_timeout),
         retry_config=RetryConfig(max_retries=1, checks=refresh_only),
     )
-    return SessionClients(api=api, poll=poll)
+    return SessionClients(api=api, poll=poll, authorizer=authorizer)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -117,6 +117,8 @@ class Poller:
     def stop(self, sid: str) -> None:
         loop = self._loops.pop(sid, None)
         self._catching_up.pop(sid, None)
+        # Every session closed would otherwise leave its Event behind for good.
+        self._wake.pop(sid, None)
         if loop is not None:
             loop.cancel()
 
@@ -152,7 +154,9 @@ class Poller:
             else:
                 failures = 0
                 delay = max(0.0, self.interval - (time.monotonic() - started))
-            wake = self._wake[session.sid]
+            wake = self._wake.get(session.sid)
+            if wake is None:
+                return  # stopped
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
             wake.clear()

@@ -218,9 +218,8 @@ class Endpoint:
 
     async def _globus(self, session: Session, fn_name: str, *args: Any, **kwargs: Any) -> Any:
         clients = session.require_clients()
-        fn = getattr(clients.api, fn_name)
         try:
-            response = await self.ops.run(fn, *args, **kwargs)
+            response = await self.ops.run(clients.call, fn_name, *args, **kwargs)
         except Exception as exc:
             if is_auth_failure(exc):
                 await self.sessions.mark_expired(session, "Globus refused the credential")

@@ -94,7 +94,7 @@ class Submitter:
         try:
             # Asking Globus for the id first has no side effect: a failure here leaves
             # nothing pending.
-            doc = await self._ops.run(clients.api.get_submission_id)
+            doc = await self._ops.run(clients.call, "get_submission_id")
         except Exception as exc:
             raise await self._failure(session, exc) from None
         submission_id = str(doc["value"])
@@ -125,13 +125,9 @@ class Submitter:
         try:
             clients = session.require_clients()
             body = globus_document(request, submission_id)
-            send = (
-                clients.api.submit_transfer
-                if isinstance(request, ev.TransferRequest)
-                else clients.api.submit_delete
-            )
+            send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
             try:
-                result = await self._ops.run(send, body)
+                result = await self._ops.run(clients.call, send, body)
             except Exception as exc:
                 if is_transient(exc):
                     reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()
@@ -239,7 +235,7 @@ class Submitter:
                 owner=session.owner, session_id=session.sid, task_id=task_id
             )
         try:
-            result = await self._ops.run(clients.api.cancel_task, task_id)
+            result = await self._ops.run(clients.call, "cancel_task", task_id)
         except Exception as exc:
             if is_transient(exc):
                 reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()

@@ -240,3 +240,25 @@ def test_refresh_token_session_survives_access_token_expiry(
     assert listings == [200, 200]
     assert "credential_expired" not in kinds
     assert listing.status_code == 200
+
+
+def test_expired_access_token_renewed_after_a_503_storm_used_up_the_sdk_retries(
+    daemon: DaemonProcess, sim: Simulator
+) -> None:
+    """Three 503s take every retry the SDK allows; the 401 that follows must still lead to a
+    refresh (the refresh token works), not to a 'credential expired' answer."""
+    creds = sim.add_user("carol")
+    with client(daemon) as http:
+        answer = http.post(
+            "/globus/sessions",
+            json={"refresh_token": creds.refresh_token, "client_id": creds.client_id},
+        )
+        assert answer.status_code == 200, answer.text
+        sid = answer.json()["sid"]
+        sim.expire_token("carol")
+        sim.schedule_fault(route="get_submission_id", status=503, count=3)
+        submitted = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
+        kinds = [e["kind"] for e in history(http, session_id=sid)]
+    assert submitted.status_code == 200, submitted.text
+    assert submitted.json()["status"] == "ACTIVE"
+    assert "credential_expired" not in kinds

@@ -63,6 +63,9 @@ def test_soak_no_false_failed_true_final_states_flat_memory_in_budget(tmp_path: 
         timeouts=False,
         seed=11,
         settle_timeout=60.0,
+        # 15 s of samples, still in the start-up growth (+4 MB/min measured): this catches a
+        # gross leak (some 15 kB per task at 12 tasks/s); the campaign holds the fine limit.
+        max_heap_slope=10.0,
     )
     result = run_soak(config, root=tmp_path)
 
@@ -76,8 +79,9 @@ def test_soak_no_false_failed_true_final_states_flat_memory_in_budget(tmp_path: 
     assert result.lost == []
     assert result.rate_limited == 0
     assert max(result.peak_per_user.values()) <= BUDGET
-    # Flat memory: the second half of the run grows by less than 10 MB (the first half
-    # holds start-up growth: imports on first use, thread pools, SQLite caches).
-    half = [m for t, m in result.rss if t >= config.seconds / 2]
-    assert half[-1] - half[0] < 10.0, result.rss
+    # Flat memory: the heap (RssAnon; VmRSS also counts mapped files) grows less than
+    # max_heap_slope over the second half, where problems() checks it. The first half holds
+    # start-up growth: imports on first use, thread pools, SQLite page caches.
+    assert len(result.memory) > 10
+    assert all(m.anon > 0 and m.vm_rss >= m.anon for _, m in result.memory), result.memory
     assert result.problems() == []
