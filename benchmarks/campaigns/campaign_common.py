@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import platform
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -23,6 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
+
+# The machine line is benchmarks/run.py's, so every published figure names it the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from run import machine
 
 __all__ = [
     "Ack",
@@ -35,32 +38,11 @@ __all__ = [
     "memory_mb",
     "recording_simulator_requests",
     "rss_mb",
+    "settled",
     "wait_until",
 ]
 
 T = TypeVar("T")
-
-
-def machine() -> str:
-    """CPU, cores, RAM, Python and kernel: the line every published figure carries."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kib / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores{mem}; Python {platform.python_version()}; "
-        f"{platform.system()} {platform.release()}"
-    )
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -304,3 +286,17 @@ def recording_simulator_requests() -> Iterator[RequestRecorder]:
         yield recorder
     finally:
         structlog.configure(**saved)
+
+
+TERMINAL = ("SUCCEEDED", "FAILED")
+
+
+def settled(sim: Any, view: LedgerView, users: set[str]) -> bool:
+    """Nothing pending, every simulator task of ``users`` ended and recorded in that state."""
+    if any(s.state == "pending" for s in view.submissions().values()):
+        return False
+    docs = [d for d in sim.tasks() if d["username"] in users]
+    if any(d["status"] not in TERMINAL for d in docs):
+        return False
+    tasks = view.tasks()
+    return all(d["task_id"] in tasks and tasks[d["task_id"]].status == d["status"] for d in docs)

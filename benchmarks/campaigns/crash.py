@@ -41,7 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-from campaign_common import Ack, LedgerView, lost_acks, machine, markdown_table, wait_until
+from campaign_common import (
+    Ack,
+    LedgerView,
+    lost_acks,
+    machine,
+    markdown_table,
+    settled,
+    wait_until,
+)
 
 from radical.orbit import GlobusClient
 from radical.orbit.client.errors import (
@@ -302,7 +310,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                     globus.register_session(access_token=p.creds.access_token, sid=p.sid)
             names = {u.username for u in users}
             wait_until(
-                lambda: _settled(sim, view, names),
+                lambda: settled(sim, view, names),
                 timeout=config.settle_timeout,
                 what="pending submissions to resolve and every task to be recorded ended",
             )
@@ -315,16 +323,6 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
         _verdict(result, producers, sim, view, {u.username for u in users})
     result.seconds = time.monotonic() - started
     return result
-
-
-def _settled(sim: Simulator, view: LedgerView, users: set[str]) -> bool:
-    if any(s.state == "pending" for s in view.submissions().values()):
-        return False
-    docs = [d for d in sim.tasks() if d["username"] in users]
-    if any(d["status"] not in TERMINAL for d in docs):
-        return False
-    tasks = view.tasks()
-    return all(d["task_id"] in tasks and tasks[d["task_id"]].status == d["status"] for d in docs)
 
 
 def _verdict(

@@ -51,6 +51,7 @@ from campaign_common import (
     markdown_table,
     memory_mb,
     recording_simulator_requests,
+    settled,
     wait_until,
 )
 
@@ -400,7 +401,7 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
                 p.join(120)
             settle_start = time.monotonic()
             wait_until(
-                lambda: _settled(sim, view, names),
+                lambda: settled(sim, view, names),
                 timeout=config.settle_timeout,
                 every=1.0,
                 what="every task to end and be recorded",
@@ -411,16 +412,6 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
             daemon.stop()
         _verdict(result, producers, sim, view, names)
     return result
-
-
-def _settled(sim: Simulator, view: LedgerView, users: set[str]) -> bool:
-    if any(s.state == "pending" for s in view.submissions().values()):
-        return False
-    docs = [d for d in sim.tasks() if d["username"] in users]
-    if any(d["status"] not in TERMINAL for d in docs):
-        return False
-    tasks = view.tasks()
-    return all(d["task_id"] in tasks and tasks[d["task_id"]].status == d["status"] for d in docs)
 
 
 def _verdict(
