@@ -282,6 +282,25 @@ def rebuild(conn: sqlite3.Connection) -> None:
     upsert_submissions(conn, submissions.values())
 
 
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause of the conditions whose value is not None, and its parameters.
+
+    A sequence value stands for ``IN (?)``: the placeholder becomes one per element.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in conditions:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            clause = clause.replace("(?)", f"({','.join('?' * len(value))})")
+            params.extend(value)
+        else:
+            params.append(value)
+        clauses.append(clause)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 # --- reads (reader threads) ---------------------------------------------------------------
 
 
@@ -305,27 +324,14 @@ def read_tasks(
     limit: int,
     offset: int,
 ) -> list[TaskRow]:
-    where: list[str] = []
-    params: list[Any] = []
-    if owner is not None:
-        where.append("owner = ?")
-        params.append(owner)
-    if session_id is not None:
-        where.append("session_id = ?")
-        params.append(session_id)
-    if statuses is not None:
-        where.append(f"status IN ({','.join('?' * len(statuses))})")
-        params.extend(statuses)
-    if label is not None:
-        where.append("label GLOB ?")
-        params.append(label)
-    if since is not None:
-        where.append("request_time >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("request_time < ?")
-        params.append(until)
-    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    clause, params = _where(
+        ("owner = ?", owner),
+        ("session_id = ?", session_id),
+        ("status IN (?)", statuses),
+        ("label GLOB ?", label),
+        ("request_time >= ?", since),
+        ("request_time < ?", until),
+    )
     sql = (
         f"SELECT {TASK_COLUMNS} FROM tasks {clause} "  # noqa: S608
         "ORDER BY created_seq DESC LIMIT ? OFFSET ?"
@@ -334,12 +340,8 @@ def read_tasks(
 
 
 def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
-    sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE state = 'pending'"  # noqa: S608
-    params: list[Any] = []
-    if session_id is not None:
-        sql += " AND session_id = ?"
-        params.append(session_id)
-    sql += " ORDER BY requested_seq"
+    clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
+    sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions {clause} ORDER BY requested_seq"  # noqa: S608
     return [_submission_row(v) for v in conn.execute(sql, params)]
 
 
@@ -356,38 +358,24 @@ def read_events(
     times: tuple[float | None, float | None] | None = None,
     data: Mapping[str, str] | None = None,
 ) -> list[StoredEvent]:
-    where = ["seq > ?"]
-    params: list[Any] = [after]
     time_from, time_until = times or (None, None)
-    if time_from is not None:
-        where.append("time >= ?")
-        params.append(time_from)
-    if time_until is not None:
-        where.append("time < ?")
-        params.append(time_until)
-    for field, value in (data or {}).items():
+    for field in data or {}:
         if not field.isidentifier():
             raise ValueError(f"data filter field {field!r} is not a field name")
-        where.append("json_extract(data, ?) = ?")
-        params.extend((f"$.{field}", value))
-    if until is not None:
-        where.append("seq <= ?")
-        params.append(until)
-    if owner is not None:
-        where.append("owner = ?")
-        params.append(owner)
-    if session_id is not None:
-        where.append("session_id = ?")
-        params.append(session_id)
-    if task_id is not None:
-        where.append("task_id = ?")
-        params.append(task_id)
-    if kinds is not None:
-        where.append(f"kind IN ({','.join('?' * len(kinds))})")
-        params.extend(kinds)
+    clause, params = _where(
+        ("seq > ?", after),
+        ("seq <= ?", until),
+        ("time >= ?", time_from),
+        ("time < ?", time_until),
+        *((f"json_extract(data, '$.{field}') = ?", value) for field, value in (data or {}).items()),
+        ("owner = ?", owner),
+        ("session_id = ?", session_id),
+        ("task_id = ?", task_id),
+        ("kind IN (?)", kinds),
+    )
     sql = (
         "SELECT seq, time, kind, owner, session_id, task_id, data FROM events "  # noqa: S608
-        f"WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        f"{clause} ORDER BY seq LIMIT ?"
     )
     params.append(limit)
     rows = conn.execute(sql, params).fetchall()

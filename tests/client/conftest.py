@@ -9,22 +9,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from client_helpers import BYTES_PER_SECOND, DST, SRC, start_daemon
 
 from radical.orbit import GlobusClient
 from radical.orbit.daemon.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-SRC = TUTORIAL_COLLECTION_1
-DST = TUTORIAL_COLLECTION_2
-GODATA = "/home/share/godata/"
-# Slow enough that a 1 MB file takes seconds (to cancel, to see progress), fast enough that
-# the 141-byte godata folder lands at once.
-BYTES_PER_SECOND = 200_000.0
-DAEMON_ENV = {"RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.5", "RADICAL_ORBIT_LOG_LEVEL": "warning"}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +27,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         big.mkdir(parents=True, exist_ok=True)
         (big / "one_megabyte.bin").write_bytes(os.urandom(1_000_000))
         yield simulator
-
-
-def start_daemon(sim: Simulator, state_dir: Path, **env: str) -> DaemonProcess:
-    return DaemonProcess(
-        state_dir=state_dir, env={**sim.environ(), **DAEMON_ENV, **env}, poll_interval=0.2
-    ).start()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +48,3 @@ def globus(daemon: DaemonProcess, user: Credentials) -> Iterator[GlobusClient]:
     with GlobusClient(daemon.url, daemon.token) as client:
         client.register_session(access_token=user.access_token, local_collection=DST)
         yield client
-
-
-def godata_items(dest: str = "/~/out/") -> list[dict[str, object]]:
-    return [{"source": GODATA, "destination": dest, "recursive": True}]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from client_helpers import DST, GODATA, SRC, godata_items
 
 from radical.orbit import AsyncGlobusClient, BridgeClient, NotFoundError, TaskWaitTimeout
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, GODATA, SRC, godata_items
 
 
 async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> None:

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from client_helpers import DST, GODATA, SRC
 
 from radical.orbit.client.cli import main
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, GODATA, SRC
 
 
 class Cli:

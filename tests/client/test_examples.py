@@ -11,12 +11,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from client_helpers import DST, SRC
 
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, SRC
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+from client_helpers import DST, GODATA, SRC, godata_items
 
 from radical.orbit import (
     AuthenticationError,
@@ -23,8 +24,6 @@ from radical.orbit import (
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator, data_access_scope
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, GODATA, SRC, godata_items
 
 BIG = [{"source": "/home/share/big/", "destination": "/~/big/", "recursive": True}]
 

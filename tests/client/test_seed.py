@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from client_helpers import DST, SRC
 
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, SRC
 
 
 def test_seed_snippet_runs_against_the_local_daemon(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from client_helpers import DST, SRC, godata_items, start_daemon
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.frames import Close
@@ -25,8 +26,6 @@ from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor, Strea
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, SRC, godata_items, start_daemon
 
 BIG = [{"source": "/home/share/big/", "destination": "/~/big{}/", "recursive": True}]
 

@@ -8,6 +8,7 @@ import inspect
 import io
 
 import pytest
+from client_helpers import DST, SRC, godata_items
 
 import radical.orbit
 from radical.orbit import (
@@ -20,8 +21,6 @@ from radical.orbit.client import cli
 from radical.orbit.client.config import DaemonAddress
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
-
-from .conftest import DST, SRC, godata_items
 
 MODULES = [
     "aio",
