@@ -28,6 +28,7 @@ from .auth import TokenStore, credential_hash
 from .config import Config, load_config
 from .errors import DaemonError
 from .logs import configure_logging, get_logger
+from .memory import freeze_startup_objects, limit_malloc_arenas
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
 from .service import Endpoint
 from .store import Store
@@ -168,6 +169,7 @@ async def _run(
     url = f"http://{host}:{port}"
     _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
     sessions, active, head = await endpoint.status_counts()
+    frozen = freeze_startup_objects()
     notifier.ready(status=status_line(sessions=sessions, active_tasks=active, head_seq=head))
     log.info(
         "listening",
@@ -176,6 +178,7 @@ async def _run(
         state_dir=str(config.state_dir),
         poll_interval=config.poll_interval,
         local_collection=endpoint.default_local,
+        frozen_objects=frozen,
     )
     helpers = [
         asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
@@ -262,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\n".join(tokens.names()))
             return 0
         configure_logging(level=config.log_level)
+        limit_malloc_arenas()  # before the ledger and executor threads exist
         return asyncio.run(serve(config))
     except DaemonError as exc:
         print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
