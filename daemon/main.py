@@ -28,7 +28,7 @@ from .auth import TokenStore, credential_hash
 from .config import Config, load_config
 from .errors import DaemonError
 from .logs import configure_logging, get_logger
-from .memory import freeze_startup_objects, limit_malloc_arenas
+from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
 from .service import Endpoint
 from .store import Store
@@ -183,6 +183,7 @@ async def _run(
     helpers = [
         asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
+        asyncio.create_task(collect_cycles(), name="gc"),
     ]
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
 import platform
 import subprocess
 import sys
 import textwrap
+import weakref
 from pathlib import Path
 
 import pytest
 from daemon_helpers import start_daemon
 
+from radical.orbit.daemon.memory import collect_cycles
 from radical.orbit.simulator import Simulator
 
 # Eight threads allocate at the same time (blocks above 512 bytes bypass Python's own
@@ -72,3 +77,31 @@ def test_the_daemon_freezes_its_startup_objects(tmp_path: Path, sim: Simulator) 
     assert len(listening) == 1, lines
     # Modules, routes and models: tens of thousands of objects the collector need not scan.
     assert listening[0]["frozen_objects"] > 10_000
+
+
+class _Node:
+    partner: _Node | None = None
+
+
+async def test_cycles_are_collected_on_a_clock() -> None:
+    gc.disable()  # only collect_cycles may collect during the test
+    task: asyncio.Task[None] | None = None
+    try:
+        node = _Node()
+        node.partner = node
+        alive = weakref.ref(node)
+        del node
+        await asyncio.sleep(0.05)
+        assert alive() is not None  # reference counting alone cannot free a cycle
+        task = asyncio.create_task(collect_cycles(every=0.05))
+        for _ in range(100):
+            if alive() is None:
+                break
+            await asyncio.sleep(0.05)
+        assert alive() is None
+    finally:
+        gc.enable()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
