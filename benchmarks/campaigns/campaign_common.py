@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -36,7 +36,9 @@ __all__ = [
     "machine",
     "markdown_table",
     "memory_mb",
+    "off_truth",
     "recording_simulator_requests",
+    "report",
     "rss_mb",
     "settled",
     "wait_until",
@@ -162,6 +164,33 @@ def lost_acks(
         elif sub.task_id not in sim_tasks:
             lost.append(f"{ack.label}: task {sub.task_id} not in the simulator")
     return lost
+
+
+def off_truth(tasks: dict[str, LedgerTask], sim_tasks: dict[str, Any]) -> list[str]:
+    """Simulator tasks missing from the ledger or with another status there; one line each."""
+    out = []
+    for task_id, doc in sim_tasks.items():
+        row = tasks.get(task_id)
+        if row is None:
+            out.append(f"{task_id} ({doc['label']}): not in the ledger")
+        elif row.status != doc["status"]:
+            out.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
+    return out
+
+
+class Verdict(Protocol):
+    def table(self) -> str: ...
+    def problems(self) -> list[str]: ...
+
+
+def report(result: Verdict, *, success: str) -> int:
+    """Print the result's table and problems; the exit status (1 if any problem)."""
+    print(result.table())
+    problems = result.problems()
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print(f"\n{success}" if not problems else "\nCAMPAIGN FAILED")
+    return 1 if problems else 0
 
 
 class LedgerView:

@@ -47,6 +47,8 @@ from campaign_common import (
     lost_acks,
     machine,
     markdown_table,
+    off_truth,
+    report,
     settled,
     wait_until,
 )
@@ -348,12 +350,7 @@ def _verdict(
                 result.acked_with_task += 1
     labels = Counter(str(d["label"]) for d in docs.values())
     result.duplicates = sorted(label for label, n in labels.items() if n > 1)
-    for task_id, doc in docs.items():
-        row = tasks.get(task_id)
-        if row is None:
-            result.untracked.append(f"{task_id} ({doc['label']}): not in the ledger")
-        elif row.status != doc["status"]:
-            result.untracked.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
+    result.untracked = off_truth(tasks, docs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,12 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
     with tempfile.TemporaryDirectory(prefix="campaign-crash-") as tmp:
         result = run_crash(config, root=Path(tmp), log=args.verbose)
-    print(result.table())
-    problems = result.problems()
-    for problem in problems:
-        print(f"PROBLEM: {problem}")
-    print("\nnothing lost, nothing doubled" if not problems else "\nCAMPAIGN FAILED")
-    return 1 if problems else 0
+    return report(result, success="nothing lost, nothing doubled")
 
 
 if __name__ == "__main__":

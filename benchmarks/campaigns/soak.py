@@ -50,7 +50,9 @@ from campaign_common import (
     machine,
     markdown_table,
     memory_mb,
+    off_truth,
     recording_simulator_requests,
+    report,
     settled,
     wait_until,
 )
@@ -436,14 +438,7 @@ def _verdict(
         doc = docs.get(task_id)
         if row.status == "FAILED" and (doc is None or doc["status"] != "FAILED"):
             result.false_failed.append(f"{task_id}: simulator {doc['status'] if doc else '-'}")
-    for task_id, doc in docs.items():
-        found = tasks.get(task_id)
-        if found is None:
-            result.wrong_final.append(f"{task_id} ({doc['label']}): not in the ledger")
-        elif found.status != doc["status"]:
-            result.wrong_final.append(
-                f"{task_id}: ledger {found.status}, simulator {doc['status']}"
-            )
+    result.wrong_final = off_truth(tasks, docs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,12 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
     with tempfile.TemporaryDirectory(prefix="campaign-soak-") as tmp:
         result = run_soak(config, root=Path(tmp), log=args.verbose)
-    print(result.table())
-    problems = result.problems()
-    for problem in problems:
-        print(f"PROBLEM: {problem}")
-    print("\nall targets met" if not problems else "\nCAMPAIGN FAILED")
-    return 1 if problems else 0
+    return report(result, success="all targets met")
 
 
 if __name__ == "__main__":
