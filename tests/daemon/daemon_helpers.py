@@ -37,8 +37,14 @@ def client(process: DaemonProcess, token: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=process.url, headers=headers, timeout=30)
 
 
-def register(http: httpx.Client, creds: Any, **extra: Any) -> str:
-    answer = http.post("/globus/sessions", json={"access_token": creds.access_token, **extra})
+def register(http: httpx.Client, creds: Any, *, refreshable: bool = False, **extra: Any) -> str:
+    """Open a session with the user's access token, or its refresh token and client id."""
+    credential = (
+        {"refresh_token": creds.refresh_token, "client_id": creds.client_id}
+        if refreshable
+        else {"access_token": creds.access_token}
+    )
+    answer = http.post("/globus/sessions", json={**credential, **extra})
     assert answer.status_code == 200, answer.text
     return str(answer.json()["sid"])
 

@@ -206,12 +206,7 @@ def test_refresh_token_session_survives_access_token_expiry(
     sim = slow_sim
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
-        answer = http.post(
-            "/globus/sessions",
-            json={"refresh_token": creds.refresh_token, "client_id": creds.client_id},
-        )
-        assert answer.status_code == 200, answer.text
-        sid = answer.json()["sid"]
+        sid = register(http, creds, refreshable=True)
         task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
             "task_id"
         ]
@@ -249,12 +244,7 @@ def test_expired_access_token_renewed_after_a_503_storm_used_up_the_sdk_retries(
     refresh (the refresh token works), not to a 'credential expired' answer."""
     creds = sim.add_user("carol")
     with client(daemon) as http:
-        answer = http.post(
-            "/globus/sessions",
-            json={"refresh_token": creds.refresh_token, "client_id": creds.client_id},
-        )
-        assert answer.status_code == 200, answer.text
-        sid = answer.json()["sid"]
+        sid = register(http, creds, refreshable=True)
         sim.expire_token("carol")
         sim.schedule_fault(route="get_submission_id", status=503, count=3)
         submitted = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
