@@ -16,13 +16,26 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import globus_sdk
-from globus_sdk.transport import RequestsTransport, RetryCheckCollection, RetryConfig
+from globus_sdk.transport import (
+    RequestsTransport,
+    RetryCheckCollection,
+    RetryCheckResult,
+    RetryConfig,
+    RetryContext,
+)
 from globus_sdk.transport.default_retry_checks import check_expired_authorization
 
 from .credentials import Credential, Secret
 from .errors import CredentialExpired, DaemonError, GlobusError
 
-__all__ = ["GlobusOps", "SessionClients", "is_auth_failure", "is_transient", "map_error"]
+__all__ = [
+    "GlobusOps",
+    "SessionClients",
+    "is_auth_failure",
+    "is_server_error",
+    "is_transient",
+    "map_error",
+]
 
 T = TypeVar("T")
 
@@ -71,6 +84,15 @@ class _RefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
         return data
 
 
+def _retry_only_expired_authorization(ctx: RetryContext) -> RetryCheckResult:
+    """The poll client's one retry: after a 401 that a refresh token can fix. A 429, a 5xx
+    or a timeout goes straight back to the poller, which backs off on its own schedule (a
+    retry here would double the load of a storm and hide the failure from the catch-up)."""
+    if check_expired_authorization(ctx) is RetryCheckResult.do_retry:
+        return RetryCheckResult.do_retry
+    return RetryCheckResult.do_not_retry
+
+
 def build_clients(credential: Credential, *, http_timeout: float) -> SessionClients:
     """Build the authorizer and clients; blocking (a refresh token is exchanged now)."""
     authorizer: globus_sdk.authorizers.GlobusAuthorizer
@@ -87,14 +109,14 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         transport=RequestsTransport(http_timeout=http_timeout),
         retry_config=RetryConfig(max_retries=3, max_sleep=2),
     )
-    # The poller handles 429/5xx itself; the only retry left to the SDK is the one after a
-    # 401 that a refresh token can fix.
-    refresh_only = RetryCheckCollection()
-    refresh_only.register_check(check_expired_authorization)
+    # The client appends the SDK's default checks (5xx, 429, timeouts) after this one, so
+    # it must decide every case itself.
+    poll_checks = RetryCheckCollection()
+    poll_checks.register_check(_retry_only_expired_authorization)
     poll = globus_sdk.TransferClient(
         authorizer=authorizer,
         transport=RequestsTransport(http_timeout=http_timeout),
-        retry_config=RetryConfig(max_retries=1, checks=refresh_only),
+        retry_config=RetryConfig(max_retries=1, checks=poll_checks),
     )
     return SessionClients(api=api, poll=poll, authorizer=authorizer)
 
@@ -106,6 +128,16 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, globus_sdk.GlobusAPIError) and not isinstance(exc, globus_sdk.AuthAPIError):
         return exc.http_status in (408, 429) or exc.http_status >= 500
     return False
+
+
+def is_server_error(exc: BaseException) -> bool:
+    """Globus answered this one request with a 5xx: other requests may still go through
+    (unlike a 429, a refused credential, or no answer at all)."""
+    return (
+        isinstance(exc, globus_sdk.GlobusAPIError)
+        and not isinstance(exc, globus_sdk.AuthAPIError)
+        and exc.http_status >= 500
+    )
 
 
 def is_auth_failure(exc: BaseException) -> bool:

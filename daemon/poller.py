@@ -5,19 +5,25 @@ with ``task_list`` and ``filter=task_id:a,b,...`` (up to 100 ids per request, so
 ceil(N/100) requests instead of N), and appends what :func:`.diff.diff` finds. A session's
 sweeps never overlap: its loop awaits each sweep before sleeping.
 
-Faults: 429/5xx/timeouts mean "unknown": nothing is recorded and the loop backs off
-(doubling, capped); a task is never marked FAILED because Globus could not be asked. A 401
-records ``credential_expired`` once, the loop stops, tasks keep their state, and
-``ensure()`` (called on re-registration) starts it again, catching up every task.
+Faults: a 5xx answer fails that one request; the sweep goes on with the next batch and the
+tasks it missed come first in the next sweep ("partial", at the normal interval). A 429, a
+timeout or no answer ends the sweep, and so does a sweep where nothing went through: that
+is "unknown", nothing is recorded and the loop backs off (doubling, capped). A task is
+never marked FAILED because Globus could not be asked. A 401 records ``credential_expired``
+once, the loop stops, tasks keep their state, and ``ensure()`` (called on re-registration)
+starts it again, catching up every task.
 
-Catch-up: the first sweep of a loop (a daemon restart, a re-registration after expiry) and
-every sweep after a failed one may find tasks that changed while nobody watched. For each
-task whose state changed, such a sweep also fetches the task's Globus event list and
-records, in order, the transitions it made meanwhile (:func:`.catchup.catch_up`), not only
-the state it is in now, at most ``CATCH_UP_RATE`` event lists per second per session (inside
-Globus's per-user request budget). Tasks whose event list cannot be had for a temporary
-reason are left for the next sweep; a task whose state is unchanged is not asked about (a
-round trip such as ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
+Catch-up: a task the poller could not observe (its batch failed or was not reached, a
+backoff, the first sweep of a loop after a daemon restart or a re-registration) may have
+changed while nobody watched. If its state is found changed, the sweep also fetches its
+Globus event list and records, in order, the transitions it made meanwhile
+(:func:`.catchup.catch_up`), not only the state it is in now, at most ``CATCH_UP_RATE``
+event lists per second per session (inside Globus's per-user request budget). A task whose
+event list cannot be had for a temporary reason stays as it was in the ledger and first in
+line next sweep; a task whose state is unchanged is not asked about (a round trip such as
+ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen). Missing is per task, not
+per session: under a steady trickle of server errors the tasks that were observed are
+watched as usual, and the ledger keeps up instead of falling a catch-up behind.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ from radical.orbit.ledger.errors import RejectedEvent
 
 from .catchup import catch_up
 from .diff import diff
-from .globus_ops import GlobusOps, SessionClients, is_auth_failure, is_transient
+from .globus_ops import (
+    GlobusOps,
+    SessionClients,
+    is_auth_failure,
+    is_server_error,
+    is_transient,
+)
 from .logs import get_logger
 from .sessions import Session, SessionRegistry
 from .store import Store
@@ -56,6 +68,15 @@ CATCH_UP_RATE = 8.0
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
 EVENT_PAGE = 1000
+
+
+class _Stop(Exception):
+    """Ends a sweep: Globus refused the credential, rate-limited the user, or did not
+    answer at all; asking about the other tasks now would only add load."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Pacer:
@@ -91,8 +112,10 @@ class Poller:
         self.max_backoff = max(max_backoff, interval)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
-        # Sessions whose next sweep follows a gap in watching (see the module docstring).
-        self._catching_up: dict[str, bool] = {}
+        # Per session: the open tasks a sweep could not observe, and the sessions none of
+        # whose tasks were watched for a while (a new loop, a backoff); see catch-up.
+        self._missed: dict[str, set[str]] = {}
+        self._all_missed: set[str] = set()
         self.sweeps = 0
         self.requests = 0
         self.last_sweep_requests = 0
@@ -116,7 +139,8 @@ class Poller:
 
     def stop(self, sid: str) -> None:
         loop = self._loops.pop(sid, None)
-        self._catching_up.pop(sid, None)
+        self._missed.pop(sid, None)
+        self._all_missed.discard(sid)
         # Every session closed would otherwise leave its Event behind for good.
         self._wake.pop(sid, None)
         if loop is not None:
@@ -133,7 +157,7 @@ class Poller:
         failures = 0
         # A new loop: the daemon just started, or the session was re-registered after its
         # credential stopped working. Either way nobody watched its tasks for a while.
-        self._catching_up[session.sid] = True
+        self._all_missed.add(session.sid)
         while session.usable and self._sessions.find(session.sid) is session:
             started = time.monotonic()
             try:
@@ -143,12 +167,13 @@ class Poller:
             except Exception:
                 log.exception("sweep failed", sid=session.sid)
                 outcome = "error"
-            self._catching_up[session.sid] = outcome not in ("ok", "idle")
             if outcome == "expired":
                 # Not usable: the loop ends here and ensure() starts a new one at
                 # re-registration. Usable: it was registered again during this sweep.
                 continue
             if outcome in ("unknown", "error"):
+                # Nothing is watched during the backoff.
+                self._all_missed.add(session.sid)
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)
             else:
@@ -178,16 +203,26 @@ class Poller:
                     )
 
     async def sweep(self, session: Session) -> str:
-        """One pass over the session's open tasks: "ok", "idle", "unknown" or "expired"."""
-        rows = {str(r["task_id"]): r for r in await self._store.open_tasks(session.sid)}
+        """One pass over the session's open tasks: "ok", "partial" (some requests failed
+        with a server error, the rest went through), "idle", "unknown" or "expired"."""
+        sid = session.sid
+        rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
+        missed = self._missed.setdefault(sid, set())
+        if sid in self._all_missed:
+            missed.update(rows)
+            self._all_missed.discard(sid)
+        missed.intersection_update(rows)
         if not rows:
             return "idle"
         clients = session.clients
         if clients is None or session.expired:
             return "expired"
-        ids = sorted(rows)
+        # The missed ones first, so a sweep cut short never starves the same tasks.
+        ids = sorted(rows, key=lambda t: (t not in missed, t))
+        went_through = 0
+        failure: BaseException | None = None
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             self.requests += 1
@@ -197,19 +232,30 @@ class Poller:
                     clients.poll.task_list, filter=f"task_id:{','.join(batch)}", limit=len(batch)
                 )
             except Exception as exc:
+                missed.update(batch)
+                failure = failure or exc
+                if is_server_error(exc):
+                    continue  # one request failed; the next batch may well go through
                 return await self._failed(session, exc, what="poll")
+            went_through += 1
             docs = list(page.get("DATA") or [])
-            trouble: BaseException | None = None
-            if self._catching_up.get(session.sid):
-                events, trouble = await self._caught_up(clients, rows, docs)
-            else:
-                events = diff(rows, docs)
+            events, trouble = await self._observe(clients, rows, docs, missed=missed)
             if events:
                 await self._append(events)
-            if trouble is not None:
-                # The tasks whose event list is missing are caught up by a later sweep.
-                return await self._failed(session, trouble, what="event list")
-        return "ok"
+            if isinstance(trouble, _Stop):
+                return await self._failed(session, trouble.error, what="event list")
+            failure = failure or trouble
+        if failure is None:
+            return "ok"
+        if not went_through:
+            return await self._failed(session, failure, what="poll")
+        log.info(
+            "poll partly failed, the rest next sweep",
+            sid=sid,
+            status=getattr(failure, "http_status", None),
+            error=type(failure).__name__,
+        )
+        return "partial"
 
     async def _failed(self, session: Session, exc: BaseException, *, what: str) -> str:
         """The sweep's outcome after Globus did not answer: "expired" or "unknown"."""
@@ -228,32 +274,37 @@ class Poller:
         )
         return "unknown"
 
-    async def _caught_up(
+    async def _observe(
         self,
         clients: SessionClients,
         rows: dict[str, dict[str, Any]],
         docs: list[dict[str, Any]],
+        *,
+        missed: set[str],
     ) -> tuple[list[ev.Event], BaseException | None]:
-        """A batch's events when its tasks were not watched for a while: each task whose
-        state changed also gets the transitions of its Globus event list. Returns the events
-        and the first auth or temporary failure (the tasks it hit are left out)."""
+        """A batch's events. A ``missed`` task whose state changed also gets the transitions
+        of its Globus event list (catch-up); once recorded it is no longer missed. Returns
+        the events and the first failure: a server error leaves its task missed for the next
+        sweep; a :class:`_Stop` (auth, rate limit, no answer) ends the sweep."""
         out: list[ev.Event] = []
         changed: list[dict[str, Any]] = []
         for doc in docs:
+            task_id = str(doc["task_id"])
             found = diff(rows, [doc])
-            if any(isinstance(e, ev.TaskStateChanged) for e in found):
+            if task_id in missed and any(isinstance(e, ev.TaskStateChanged) for e in found):
                 changed.append(doc)
             else:
                 out.extend(found)
+                missed.discard(task_id)
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         pace = _Pacer(CATCH_UP_RATE)
-        trouble: list[BaseException] = []
+        failures: list[BaseException] = []
 
         async def one(doc: dict[str, Any]) -> list[ev.Event]:
             row = rows[str(doc["task_id"])]
             async with gate:
                 await pace.wait()
-                if trouble:
+                if any(isinstance(f, _Stop) for f in failures):
                     return []  # left for the next sweep
                 self.requests += 1
                 self.last_sweep_requests += 1
@@ -262,8 +313,11 @@ class Poller:
                         clients.poll.task_event_list, row["task_id"], limit=EVENT_PAGE
                     )
                 except Exception as exc:
+                    if is_server_error(exc):
+                        failures.append(exc)
+                        return []
                     if is_auth_failure(exc) or is_transient(exc):
-                        trouble.append(exc)
+                        failures.append(_Stop(exc))
                         return []
                     # Globus will not list its events (e.g. deleted history): the current
                     # state is all that can be recorded.
@@ -272,10 +326,12 @@ class Poller:
                         task_id=row["task_id"],
                         status=getattr(exc, "http_status", None),
                     )
+                    missed.discard(str(row["task_id"]))
                     return diff(rows, [doc])
             known_at = await self._store.observed_at(
                 str(row["task_id"]), created_seq=int(row["created_seq"])
             )
+            missed.discard(str(row["task_id"]))
             return catch_up(
                 row,
                 doc,
@@ -285,4 +341,5 @@ class Poller:
 
         for found in await asyncio.gather(*(one(doc) for doc in changed)):
             out.extend(found)
-        return out, trouble[0] if trouble else None
+        stop = next((f for f in failures if isinstance(f, _Stop)), None)
+        return out, stop or (failures[0] if failures else None)

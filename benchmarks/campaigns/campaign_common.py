@@ -40,7 +40,8 @@ __all__ = [
     "recording_simulator_requests",
     "report",
     "rss_mb",
-    "settled",
+    "unsettled",
+    "wait_settled",
     "wait_until",
 ]
 
@@ -320,12 +321,42 @@ def recording_simulator_requests() -> Iterator[RequestRecorder]:
 TERMINAL = ("SUCCEEDED", "FAILED")
 
 
-def settled(sim: Any, view: LedgerView, users: set[str]) -> bool:
-    """Nothing pending, every simulator task of ``users`` ended and recorded in that state."""
-    if any(s.state == "pending" for s in view.submissions().values()):
-        return False
+def unsettled(sim: Any, view: LedgerView, users: set[str]) -> list[str]:
+    """What keeps the daemon from having settled for ``users``; empty once it has.
+
+    Settled: no submission pending, every simulator task ended and recorded in that state.
+    """
+    out = [
+        f"submission {s.submission_id} pending"
+        for s in view.submissions().values()
+        if s.state == "pending"
+    ]
     docs = [d for d in sim.tasks() if d["username"] in users]
-    if any(d["status"] not in TERMINAL for d in docs):
-        return False
+    out += [
+        f"task {d['task_id']} still {d['status']} in the simulator"
+        for d in docs
+        if d["status"] not in TERMINAL
+    ]
     tasks = view.tasks()
-    return all(d["task_id"] in tasks and tasks[d["task_id"]].status == d["status"] for d in docs)
+    for d in docs:
+        if d["status"] not in TERMINAL:
+            continue
+        row = tasks.get(d["task_id"])
+        if row is None or row.status != d["status"]:
+            out.append(
+                f"task {d['task_id']} {d['status']} in the simulator,"
+                f" {row.status if row else 'missing'} in the ledger"
+            )
+    return out
+
+
+def wait_settled(sim: Any, view: LedgerView, users: set[str], *, timeout: float) -> None:
+    """Wait until :func:`unsettled` is empty; TimeoutError says what was still open."""
+    deadline = time.monotonic() + timeout
+    while open_ := unsettled(sim, view, users):
+        if time.monotonic() > deadline:
+            shown = "; ".join(open_[:10])
+            raise TimeoutError(
+                f"not settled after {timeout:g} s: {len(open_)} open, first: {shown}"
+            )
+        time.sleep(1.0)

@@ -49,8 +49,7 @@ from campaign_common import (
     markdown_table,
     off_truth,
     report,
-    settled,
-    wait_until,
+    wait_settled,
 )
 
 from radical.orbit import GlobusClient
@@ -311,11 +310,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                 with GlobusClient(daemon.url, daemon.token, timeout=15) as globus:
                     globus.register_session(access_token=p.creds.access_token, sid=p.sid)
             names = {u.username for u in users}
-            wait_until(
-                lambda: settled(sim, view, names),
-                timeout=config.settle_timeout,
-                what="pending submissions to resolve and every task to be recorded ended",
-            )
+            wait_settled(sim, view, names, timeout=config.settle_timeout)
             result.settle_seconds = time.monotonic() - settle_start
         finally:
             stop.set()

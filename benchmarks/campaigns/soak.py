@@ -53,8 +53,7 @@ from campaign_common import (
     off_truth,
     recording_simulator_requests,
     report,
-    settled,
-    wait_until,
+    wait_settled,
 )
 
 from radical.orbit import GlobusClient
@@ -173,6 +172,7 @@ class SoakResult:
     controller_failed: int = 0
     controller_paused: int = 0
     settle_seconds: float = 0.0
+    not_settled: str = ""
     false_failed: list[str] = field(default_factory=list)
     wrong_final: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
@@ -207,6 +207,8 @@ class SoakResult:
 
     def problems(self) -> list[str]:
         out = []
+        if self.not_settled:
+            out.append(self.not_settled)
         if self.false_failed:
             out.append(f"{len(self.false_failed)} false FAILED: {self.false_failed[:5]}")
         if self.wrong_final:
@@ -402,12 +404,11 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
             for p in producers:
                 p.join(120)
             settle_start = time.monotonic()
-            wait_until(
-                lambda: settled(sim, view, names),
-                timeout=config.settle_timeout,
-                every=1.0,
-                what="every task to end and be recorded",
-            )
+            try:
+                wait_settled(sim, view, names, timeout=config.settle_timeout)
+            except TimeoutError as exc:
+                # Still judge the rest (memory, rates, truth) so a long run is not wasted.
+                result.not_settled = str(exc)
             result.settle_seconds = time.monotonic() - settle_start
         finally:
             stop.set()

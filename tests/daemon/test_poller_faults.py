@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import globus_sdk
 import pytest
 from daemon_helpers import (
     client,
@@ -19,8 +20,12 @@ from daemon_helpers import (
     ws_connect,
 )
 
+from radical.orbit.daemon.credentials import Credential, Secret
+from radical.orbit.daemon.globus_ops import build_clients
 from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.poller import BATCH
 from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.testing import running_simulator
 
 
 async def test_token_expiry_notifies_then_reregister_resumes(
@@ -252,3 +257,69 @@ def test_expired_access_token_renewed_after_a_503_storm_used_up_the_sdk_retries(
     assert submitted.status_code == 200, submitted.text
     assert submitted.json()["status"] == "ACTIVE"
     assert "credential_expired" not in kinds
+
+
+def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
+    """One 500 to one task_list of a two-batch sweep while every task finishes: the other
+    batch is recorded as usual, only the failed batch's tasks get a catch-up event list,
+    and the loop does not back off. (Catching up the whole session after any failure let a
+    soak with 15% server errors fall thousands of tasks behind.)"""
+    with running_simulator(
+        tmp_path, min_task_seconds=3600, max_active=1000, max_pending=1000
+    ) as sim:
+        creds = sim.add_user("alice")
+        process = start_daemon(tmp_path, sim)
+        try:
+            with client(process) as http:
+                sid = register(http, creds)
+                for i in range(BATCH + 50):
+                    answer = http.post(
+                        f"/globus/sessions/{sid}/transfers", json=transfer_body(f"b{i}")
+                    )
+                    assert answer.status_code == 200, answer.text
+                sim.reset_counts()
+                # Two whole sweeps, so every task has been observed ACTIVE.
+                wait_for(lambda: sim.request_counts()["task_list"] >= 4, what="two sweeps")
+                sim.schedule_fault(route="task_list", status=500, count=1)
+                sim.reset_counts()
+                sim.finish_all()
+
+                def open_tasks() -> int:
+                    page = http.get(
+                        f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE", "limit": 1000}
+                    )
+                    return len(page.json()["tasks"])
+
+                wait_for(lambda: open_tasks() == 0, what="every task recorded SUCCEEDED")
+                counts = sim.request_counts()
+                done = http.get(
+                    f"/globus/sessions/{sid}/tasks", params={"status": "SUCCEEDED", "limit": 1000}
+                ).json()["tasks"]
+        finally:
+            process.stop()
+    assert len(done) == BATCH + 50
+    # Exactly one batch failed (the first 100 ids, or the last 50 if a sweep was halfway).
+    assert counts["task_event_list"] in (BATCH, 50), counts
+
+
+@pytest.mark.parametrize("fault", [{"status": 500}, {"status": 429}, {"delay": 1.5}])
+def test_the_poll_client_leaves_every_fault_to_the_poller(
+    tmp_path: Path, fault: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK adds its default retries (5xx, 429, timeouts) to any checks it is given; the
+    poll client must still answer a fault with an error, or the poller's backoff and
+    catch-up never see it (and a storm costs twice the requests)."""
+    with running_simulator(tmp_path) as sim:
+        for name, value in sim.environ().items():
+            monkeypatch.setenv(name, value)
+        creds = sim.add_user("alice")
+        clients = build_clients(
+            Credential(access_token=Secret(creds.access_token)), http_timeout=1.0
+        )
+        sim.schedule_fault(route="task_list", count=1, **fault)
+        # One fault only: a retry would have gone through.
+        with pytest.raises(globus_sdk.GlobusError):
+            clients.poll.task_list(limit=5)
+        # The retrying client, for contrast, gets through on its second try.
+        sim.schedule_fault(route="task_list", count=1, **fault)
+        assert clients.api.task_list(limit=5).http_status == 200
