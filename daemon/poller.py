@@ -7,23 +7,26 @@ sweeps never overlap: its loop awaits each sweep before sleeping.
 
 Faults: a 5xx answer fails that one request; the sweep goes on with the next batch and the
 tasks it missed come first in the next sweep ("partial", at the normal interval). A 429, a
-timeout or no answer ends the sweep, and so does a sweep where nothing went through: that
-is "unknown", nothing is recorded and the loop backs off (doubling, capped). A task is
-never marked FAILED because Globus could not be asked. A 401 records ``credential_expired``
-once, the loop stops, tasks keep their state, and ``ensure()`` (called on re-registration)
-starts it again, catching up every task.
+timeout or no answer ends the sweep: one interval more before the next if some requests had
+gone through ("stopped"), else the loop backs off, doubling up to ``max_backoff``
+("unknown"). Nothing is recorded for a task Globus did not describe, and a task is never
+marked FAILED because Globus could not be asked. A 401 records ``credential_expired`` once,
+the loop stops, tasks keep their state, and ``ensure()`` (called on re-registration) starts
+it again, catching up every task.
 
-Catch-up: a task the poller could not observe (its batch failed or was not reached, a
-backoff, the first sweep of a loop after a daemon restart or a re-registration) may have
-changed while nobody watched. If its state is found changed, the sweep also fetches its
-Globus event list and records, in order, the transitions it made meanwhile
+Catch-up: a task the poller missed (its batch failed or was not reached) may have changed
+while nobody watched; so may every task after a gap of ``CATCH_UP_GAP`` intervals or more
+(the first sweep of a loop, after a daemon restart or a re-registration; a backoff that
+long). When such a task's state is found changed, the sweep also fetches its Globus event
+list and records, in order, the transitions it made meanwhile
 (:func:`.catchup.catch_up`), not only the state it is in now, at most ``CATCH_UP_RATE``
 event lists per second per session (inside Globus's per-user request budget). A task whose
 event list cannot be had for a temporary reason stays as it was in the ledger and first in
 line next sweep; a task whose state is unchanged is not asked about (a round trip such as
-ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen). Missing is per task, not
-per session: under a steady trickle of server errors the tasks that were observed are
-watched as usual, and the ledger keeps up instead of falling a catch-up behind.
+ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen). Catching up is per task
+and its progress is kept: under a steady trickle of errors the ledger keeps up instead of
+falling a whole-session catch-up behind (a 30-minute soak with 15% errors once left
+thousands of tasks open that way).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from .logs import get_logger
 from .sessions import Session, SessionRegistry
 from .store import Store
 
-__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_RATE", "Poller"]
+__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_GAP", "CATCH_UP_RATE", "Poller"]
 
 log = get_logger(__name__)
 
@@ -65,6 +68,9 @@ CATCH_UP_CONCURRENCY = 4
 # fetch ~190 in a few seconds and its user refused by Globus's 20/s limit); the session's
 # polls and submits share that budget.
 CATCH_UP_RATE = 8.0
+# A backoff of this many poll intervals or more (the second sweep in a row that got nothing
+# through) is a gap long enough to catch up every task, not only the ones a sweep missed.
+CATCH_UP_GAP = 4
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
 EVENT_PAGE = 1000
@@ -172,10 +178,16 @@ class Poller:
                 # re-registration. Usable: it was registered again during this sweep.
                 continue
             if outcome in ("unknown", "error"):
-                # Nothing is watched during the backoff.
-                self._all_missed.add(session.sid)
+                # Globus answered nothing useful: back off, doubling.
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)
+                if delay >= CATCH_UP_GAP * self.interval:
+                    # Long enough for a task to pause and resume unseen.
+                    self._all_missed.add(session.sid)
+            elif outcome == "stopped":
+                # Some went through before a 429 or a timeout: one step back, no more.
+                failures = 0
+                delay = min(self.max_backoff, self.interval * 2)
             else:
                 failures = 0
                 delay = max(0.0, self.interval - (time.monotonic() - started))
@@ -204,7 +216,8 @@ class Poller:
 
     async def sweep(self, session: Session) -> str:
         """One pass over the session's open tasks: "ok", "partial" (some requests failed
-        with a server error, the rest went through), "idle", "unknown" or "expired"."""
+        with a server error, the rest went through), "stopped" (ended by a 429 or a timeout
+        after some went through), "idle", "unknown" (nothing went through) or "expired"."""
         sid = session.sid
         rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
@@ -236,19 +249,21 @@ class Poller:
                 failure = failure or exc
                 if is_server_error(exc):
                     continue  # one request failed; the next batch may well go through
-                return await self._failed(session, exc, what="poll")
+                missed.update(ids[start:])
+                return await self._failed(session, exc, what="poll", progress=went_through > 0)
             went_through += 1
             docs = list(page.get("DATA") or [])
             events, trouble = await self._observe(clients, rows, docs, missed=missed)
             if events:
                 await self._append(events)
             if isinstance(trouble, _Stop):
-                return await self._failed(session, trouble.error, what="event list")
+                missed.update(ids[start + BATCH :])
+                return await self._failed(session, trouble.error, what="event list", progress=True)
             failure = failure or trouble
         if failure is None:
             return "ok"
         if not went_through:
-            return await self._failed(session, failure, what="poll")
+            return await self._failed(session, failure, what="poll", progress=False)
         log.info(
             "poll partly failed, the rest next sweep",
             sid=sid,
@@ -257,8 +272,11 @@ class Poller:
         )
         return "partial"
 
-    async def _failed(self, session: Session, exc: BaseException, *, what: str) -> str:
-        """The sweep's outcome after Globus did not answer: "expired" or "unknown"."""
+    async def _failed(
+        self, session: Session, exc: BaseException, *, what: str, progress: bool
+    ) -> str:
+        """The outcome of a sweep ended by ``exc``: "expired", "stopped" (after some
+        requests went through) or "unknown"."""
         if is_auth_failure(exc):
             if await self._sessions.mark_expired(
                 session, "Globus refused the session's credential while polling"
@@ -267,12 +285,12 @@ class Poller:
             return "expired"
         log.log(
             logging.INFO if is_transient(exc) else logging.WARNING,
-            f"{what} unknown, backing off",
+            f"{what} failed, backing off",
             sid=session.sid,
             status=getattr(exc, "http_status", None),
             error=type(exc).__name__,
         )
-        return "unknown"
+        return "stopped" if progress else "unknown"
 
     async def _observe(
         self,
