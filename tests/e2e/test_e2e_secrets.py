@@ -131,7 +131,7 @@ def test_no_credential_reaches_disk_logs_answers_or_errors(tmp_path: Path) -> No
         files += [p for p in snapshot.iterdir() if p.is_file()]
         assert any(p.name == "ledger.db-wal" for p in files), [p.name for p in files]
         log = daemon.log_path.read_text()
-        for line in ("session credential expired", "submit pending", "poll unknown"):
+        for line in ("session credential expired", "submit pending", "poll failed"):
             assert line in log, f"the daemon did not log {line!r}: the path was not taken"
         token_files = {daemon.state_dir / "token", snapshot / "token"}
         hits = ev.search(files, sim, token_files)
