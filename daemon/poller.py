@@ -5,28 +5,25 @@ with ``task_list`` and ``filter=task_id:a,b,...`` (up to 100 ids per request, so
 ceil(N/100) requests instead of N), and appends what :func:`.diff.diff` finds. A session's
 sweeps never overlap: its loop awaits each sweep before sleeping.
 
-Faults: a 5xx answer fails that one request; the sweep goes on with the next batch and the
-tasks it missed come first in the next sweep ("partial", at the normal interval). A 429, a
-timeout or no answer ends the sweep: one interval more before the next if some requests had
-gone through ("stopped"), else the loop backs off, doubling up to ``max_backoff``
+Faults: a 5xx answer fails that one request; the sweep goes on with the next batch, and the
+tasks it could not observe come first next sweep ("partial", at the normal interval). A 429,
+a timeout or no answer ends the sweep: one interval more before the next if some requests
+had gone through ("stopped"), else the loop backs off, doubling up to ``max_backoff``
 ("unknown"). Nothing is recorded for a task Globus did not describe, and a task is never
 marked FAILED because Globus could not be asked. A 401 records ``credential_expired`` once,
 the loop stops, tasks keep their state, and ``ensure()`` (called on re-registration) starts
 it again, catching up every task.
 
-Catch-up: a task the poller missed (its batch failed or was not reached) may have changed
-while nobody watched; so may every task after a gap of ``CATCH_UP_GAP`` intervals or more
-(the first sweep of a loop, after a daemon restart or a re-registration; a backoff that
-long). When such a task's state is found changed, the sweep also fetches its Globus event
-list and records, in order, the transitions it made meanwhile
-(:func:`.catchup.catch_up`), not only the state it is in now, at most ``CATCH_UP_RATE``
-event lists per second per session (inside Globus's per-user request budget). A task whose
-event list cannot be had for a temporary reason stays as it was in the ledger and first in
-line next sweep; a task whose state is unchanged is not asked about (a round trip such as
-ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen). Catching up is per task
-and its progress is kept: under a steady trickle of errors the ledger keeps up instead of
-falling a whole-session catch-up behind (a 30-minute soak with 15% errors once left
-thousands of tasks open that way).
+Catch-up: the poller remembers when it last observed each open task. A task unobserved for
+``CATCH_UP_GAP`` intervals or more (the first sweep of a loop, after a daemon restart or a
+re-registration; a backoff; repeated failures) may have changed while nobody watched. When
+such a task's state is found changed, the sweep also fetches its Globus event list and
+records, in order, the transitions it made meanwhile (:func:`.catchup.catch_up`), not only
+the state it is in now, at most ``CATCH_UP_RATE`` event lists per second per session (inside
+Globus's per-user request budget). A task whose event list cannot be had for a temporary
+reason stays as it was in the ledger and first in line next sweep; those caught up stay
+caught up. A task whose state is unchanged is not asked about (a round trip such as
+ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
 """
 
 from __future__ import annotations
@@ -68,8 +65,10 @@ CATCH_UP_CONCURRENCY = 4
 # fetch ~190 in a few seconds and its user refused by Globus's 20/s limit); the session's
 # polls and submits share that budget.
 CATCH_UP_RATE = 8.0
-# A backoff of this many poll intervals or more (the second sweep in a row that got nothing
-# through) is a gap long enough to catch up every task, not only the ones a sweep missed.
+# A task unobserved for this many poll intervals or more gets the catch-up when found
+# changed. Shorter gaps (a failed request, one backoff step) are like a normal interval:
+# asking for event lists after each would cost more requests than the faults saved, and a
+# soak with 15% errors fell thousands of tasks behind that way.
 CATCH_UP_GAP = 4
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
@@ -120,8 +119,8 @@ class Poller:
         self._wake: dict[str, asyncio.Event] = {}
         # Per session: the open tasks a sweep could not observe, and the sessions none of
         # whose tasks were watched for a while (a new loop, a backoff); see catch-up.
-        self._missed: dict[str, set[str]] = {}
-        self._all_missed: set[str] = set()
+        self._seen: dict[str, dict[str, float]] = {}
+        self._sweep_started: dict[str, float] = {}
         self.sweeps = 0
         self.requests = 0
         self.last_sweep_requests = 0
@@ -145,8 +144,8 @@ class Poller:
 
     def stop(self, sid: str) -> None:
         loop = self._loops.pop(sid, None)
-        self._missed.pop(sid, None)
-        self._all_missed.discard(sid)
+        self._seen.pop(sid, None)
+        self._sweep_started.pop(sid, None)
         # Every session closed would otherwise leave its Event behind for good.
         self._wake.pop(sid, None)
         if loop is not None:
@@ -163,7 +162,8 @@ class Poller:
         failures = 0
         # A new loop: the daemon just started, or the session was re-registered after its
         # credential stopped working. Either way nobody watched its tasks for a while.
-        self._all_missed.add(session.sid)
+        self._seen.pop(session.sid, None)
+        self._sweep_started.pop(session.sid, None)
         while session.usable and self._sessions.find(session.sid) is session:
             started = time.monotonic()
             try:
@@ -181,9 +181,6 @@ class Poller:
                 # Globus answered nothing useful: back off, doubling.
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)
-                if delay >= CATCH_UP_GAP * self.interval:
-                    # Long enough for a task to pause and resume unseen.
-                    self._all_missed.add(session.sid)
             elif outcome == "stopped":
                 # Some went through before a 429 or a timeout: one step back, no more.
                 failures = 0
@@ -219,45 +216,51 @@ class Poller:
         with a server error, the rest went through), "stopped" (ended by a 429 or a timeout
         after some went through), "idle", "unknown" (nothing went through) or "expired"."""
         sid = session.sid
+        started = time.monotonic()
         rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
-        missed = self._missed.setdefault(sid, set())
-        if sid in self._all_missed:
-            missed.update(rows)
-            self._all_missed.discard(sid)
-        missed.intersection_update(rows)
+        seen = self._seen.setdefault(sid, {})
+        # A task first listed now was submitted after the previous sweep read the ledger:
+        # unobserved since then at most (since ever, in a loop's first sweep).
+        previous = self._sweep_started.get(sid, float("-inf"))
+        self._sweep_started[sid] = started
+        for task_id in seen.keys() - rows.keys():
+            del seen[task_id]
+        for task_id in rows:
+            seen.setdefault(task_id, previous)
+        stale_before = started - CATCH_UP_GAP * self.interval
         if not rows:
             return "idle"
         clients = session.clients
         if clients is None or session.expired:
             return "expired"
-        # The missed ones first, so a sweep cut short never starves the same tasks.
-        ids = sorted(rows, key=lambda t: (t not in missed, t))
+        # The least recently observed first, so a sweep cut short never starves the same ones.
+        ids = sorted(rows, key=lambda t: (seen[t], t))
         went_through = 0
         failure: BaseException | None = None
         for start in range(0, len(ids), BATCH):
             batch = ids[start : start + BATCH]
             self.requests += 1
             self.last_sweep_requests += 1
+            asked = time.monotonic()
             try:
                 page: Any = await self._ops.run(
                     clients.poll.task_list, filter=f"task_id:{','.join(batch)}", limit=len(batch)
                 )
             except Exception as exc:
-                missed.update(batch)
                 failure = failure or exc
                 if is_server_error(exc):
                     continue  # one request failed; the next batch may well go through
-                missed.update(ids[start:])
                 return await self._failed(session, exc, what="poll", progress=went_through > 0)
             went_through += 1
             docs = list(page.get("DATA") or [])
-            events, trouble = await self._observe(clients, rows, docs, missed=missed)
+            events, trouble = await self._observe(
+                clients, rows, docs, seen=seen, asked=asked, stale_before=stale_before
+            )
             if events:
                 await self._append(events)
             if isinstance(trouble, _Stop):
-                missed.update(ids[start + BATCH :])
                 return await self._failed(session, trouble.error, what="event list", progress=True)
             failure = failure or trouble
         if failure is None:
@@ -298,22 +301,27 @@ class Poller:
         rows: dict[str, dict[str, Any]],
         docs: list[dict[str, Any]],
         *,
-        missed: set[str],
+        seen: dict[str, float],
+        asked: float,
+        stale_before: float,
     ) -> tuple[list[ev.Event], BaseException | None]:
-        """A batch's events. A ``missed`` task whose state changed also gets the transitions
-        of its Globus event list (catch-up); once recorded it is no longer missed. Returns
-        the events and the first failure: a server error leaves its task missed for the next
+        """A batch's events, as Globus described the tasks at ``asked``. A task unobserved
+        since before ``stale_before`` whose state changed also gets the transitions of its
+        Globus event list (catch-up). ``seen`` is updated for each task recorded. Returns the
+        events and the first failure: a server error leaves its task as it was for the next
         sweep; a :class:`_Stop` (auth, rate limit, no answer) ends the sweep."""
         out: list[ev.Event] = []
         changed: list[dict[str, Any]] = []
         for doc in docs:
             task_id = str(doc["task_id"])
             found = diff(rows, [doc])
-            if task_id in missed and any(isinstance(e, ev.TaskStateChanged) for e in found):
+            if seen[task_id] < stale_before and any(
+                isinstance(e, ev.TaskStateChanged) for e in found
+            ):
                 changed.append(doc)
             else:
                 out.extend(found)
-                missed.discard(task_id)
+                seen[task_id] = asked
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         pace = _Pacer(CATCH_UP_RATE)
         failures: list[BaseException] = []
@@ -344,12 +352,12 @@ class Poller:
                         task_id=row["task_id"],
                         status=getattr(exc, "http_status", None),
                     )
-                    missed.discard(str(row["task_id"]))
+                    seen[str(row["task_id"])] = asked
                     return diff(rows, [doc])
             known_at = await self._store.observed_at(
                 str(row["task_id"]), created_seq=int(row["created_seq"])
             )
-            missed.discard(str(row["task_id"]))
+            seen[str(row["task_id"])] = asked
             return catch_up(
                 row,
                 doc,
