@@ -23,7 +23,6 @@ from globus_sdk.transport import (
     RetryConfig,
     RetryContext,
 )
-from globus_sdk.transport.default_retry_checks import check_expired_authorization
 
 from .credentials import Credential, Secret
 from .errors import CredentialExpired, DaemonError, GlobusError
@@ -43,7 +42,8 @@ T = TypeVar("T")
 @dataclasses.dataclass(frozen=True)
 class SessionClients:
     """Two clients over one authorizer: ``api`` retries like the SDK does (submits, ls, ...);
-    ``poll`` gives up at once on 429/5xx so the poller can back off on its own schedule."""
+    ``poll`` retries an answered failure once and a timeout never, so the poller can back
+    off on its own schedule."""
 
     api: globus_sdk.TransferClient
     poll: globus_sdk.TransferClient
@@ -84,13 +84,14 @@ class _RefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
         return data
 
 
-def _retry_only_expired_authorization(ctx: RetryContext) -> RetryCheckResult:
-    """The poll client's one retry: after a 401 that a refresh token can fix. A 429, a 5xx
-    or a timeout goes straight back to the poller, which backs off on its own schedule (a
-    retry here would double the load of a storm and hide the failure from the catch-up)."""
-    if check_expired_authorization(ctx) is RetryCheckResult.do_retry:
-        return RetryCheckResult.do_retry
-    return RetryCheckResult.do_not_retry
+def _no_retry_without_an_answer(ctx: RetryContext) -> RetryCheckResult:
+    """The poll client does not retry a request Globus never answered (a timeout, a refused
+    connection): it has already cost up to ``http_timeout``, and the poller's backoff is
+    the better judge. Answers (429 after its Retry-After, 5xx, a 401 a refresh token can
+    fix) go on to the SDK's own checks."""
+    if ctx.exception is not None and ctx.response is None:
+        return RetryCheckResult.do_not_retry
+    return RetryCheckResult.no_decision
 
 
 def build_clients(credential: Credential, *, http_timeout: float) -> SessionClients:
@@ -109,14 +110,14 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         transport=RequestsTransport(http_timeout=http_timeout),
         retry_config=RetryConfig(max_retries=3, max_sleep=2),
     )
-    # The client appends the SDK's default checks (5xx, 429, timeouts) after this one, so
-    # it must decide every case itself.
+    # One quick retry of an answered failure: a lone 429 or 5xx costs a second instead of a
+    # sweep. The client appends the SDK's default checks after this one.
     poll_checks = RetryCheckCollection()
-    poll_checks.register_check(_retry_only_expired_authorization)
+    poll_checks.register_check(_no_retry_without_an_answer)
     poll = globus_sdk.TransferClient(
         authorizer=authorizer,
         transport=RequestsTransport(http_timeout=http_timeout),
-        retry_config=RetryConfig(max_retries=1, checks=poll_checks),
+        retry_config=RetryConfig(max_retries=1, max_sleep=2, checks=poll_checks),
     )
     return SessionClients(api=api, poll=poll, authorizer=authorizer)
 

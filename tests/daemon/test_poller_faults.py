@@ -260,11 +260,11 @@ def test_expired_access_token_renewed_after_a_503_storm_used_up_the_sdk_retries(
 
 
 def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
-    """One 500 to one task_list of a two-batch sweep while every task finishes: the other
-    batch is recorded as usual and the failed one in the next sweep, without event lists (a
-    missed interval is no gap worth a catch-up). Before, any failure made the session's next
-    sweep a catch-up of every changed task, and a soak with 15% errors fell thousands of
-    tasks behind; and the SDK retried the 500 unseen."""
+    """A 500 to one task_list of a two-batch sweep (and to its retry) while every task
+    finishes: the other batch is recorded as usual and the failed one in the next sweep,
+    without event lists (a missed interval is no gap worth a catch-up). Before, any failure
+    made the session's next sweep a catch-up of every changed task, and a soak with 15%
+    errors fell thousands of tasks behind."""
     with running_simulator(
         tmp_path, min_task_seconds=3600, max_active=1000, max_pending=1000
     ) as sim:
@@ -281,7 +281,7 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
                 sim.reset_counts()
                 # Two whole sweeps, so every task has been observed ACTIVE.
                 wait_for(lambda: sim.request_counts()["task_list"] >= 4, what="two sweeps")
-                sim.schedule_fault(route="task_list", status=500, count=1)
+                sim.schedule_fault(route="task_list", status=500, count=2)  # with its retry
                 sim.reset_counts()
                 sim.finish_all()
 
@@ -302,13 +302,16 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
     assert counts["task_event_list"] == 0, counts
 
 
-@pytest.mark.parametrize("fault", [{"status": 500}, {"status": 429}, {"delay": 1.5}])
-def test_the_poll_client_leaves_every_fault_to_the_poller(
-    tmp_path: Path, fault: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fault", "tries"), [({"status": 500}, 2), ({"status": 429}, 2), ({"delay": 1.5}, 1)]
+)
+def test_the_poll_client_tries_an_answer_twice_and_a_timeout_once(
+    tmp_path: Path, fault: dict[str, Any], tries: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The SDK adds its default retries (5xx, 429, timeouts) to any checks it is given; the
-    poll client must still answer a fault with an error, or the poller's backoff and
-    catch-up never see it (and a storm costs twice the requests)."""
+    """The poll client retries a 429 or 5xx once, so a lone fault costs a second and not a
+    sweep, and never retries a request Globus did not answer (it already cost the whole
+    timeout). The SDK appends its default checks to any given, so without the client's
+    own first check it would also retry the timeout."""
     with running_simulator(tmp_path) as sim:
         for name, value in sim.environ().items():
             monkeypatch.setenv(name, value)
@@ -316,10 +319,13 @@ def test_the_poll_client_leaves_every_fault_to_the_poller(
         clients = build_clients(
             Credential(access_token=Secret(creds.access_token)), http_timeout=1.0
         )
-        sim.schedule_fault(route="task_list", count=1, **fault)
-        # One fault only: a retry would have gone through.
+        sim.schedule_fault(route="task_list", count=tries, **fault)
         with pytest.raises(globus_sdk.GlobusError):
             clients.poll.task_list(limit=5)
-        # The retrying client, for contrast, gets through on its second try.
+        # One fault fewer and the retry goes through (the timeout: none is tried again).
+        if tries > 1:
+            sim.schedule_fault(route="task_list", count=tries - 1, **fault)
+            assert clients.poll.task_list(limit=5).http_status == 200
+        # The retrying client, for contrast, gets through after a timeout too.
         sim.schedule_fault(route="task_list", count=1, **fault)
         assert clients.api.task_list(limit=5).http_status == 200
