@@ -5,14 +5,15 @@ with ``task_list`` and ``filter=task_id:a,b,...`` (up to 100 ids per request, so
 ceil(N/100) requests instead of N), and appends what :func:`.diff.diff` finds. A session's
 sweeps never overlap: its loop awaits each sweep before sleeping.
 
-Faults: a 5xx answer fails that one request; the sweep goes on with the next batch, and the
-tasks it could not observe come first next sweep ("partial", at the normal interval). A 429,
-a timeout or no answer ends the sweep: one interval more before the next if some requests
-had gone through ("stopped"), else the loop backs off, doubling up to ``max_backoff``
-("unknown"). Nothing is recorded for a task Globus did not describe, and a task is never
-marked FAILED because Globus could not be asked. A 401 records ``credential_expired`` once,
-the loop stops, tasks keep their state, and ``ensure()`` (called on re-registration) starts
-it again, catching up every task.
+Faults: the poll client retries an answered 429 or 5xx once and a timeout never
+(:mod:`.globus_ops`). A 5xx left after that fails its one request; the sweep goes on with
+the next batch, and the tasks it could not observe come first next sweep ("partial", at the
+normal interval). A 429, a timeout or no answer ends the sweep: one interval more before the
+next if some requests had gone through ("stopped"), else the loop backs off, doubling up to
+``max_backoff`` ("unknown"). Nothing is recorded for a task Globus did not describe, and a
+task is never marked FAILED because Globus could not be asked. A 401 records
+``credential_expired`` once, the loop stops, tasks keep their state, and ``ensure()``
+(called on re-registration) starts it again, catching up every task.
 
 Catch-up: the poller remembers when it last observed each open task. A task unobserved for
 ``CATCH_UP_GAP`` intervals or more (the first sweep of a loop, after a daemon restart or a
