@@ -118,8 +118,8 @@ class Poller:
         self.max_backoff = max(max_backoff, interval)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
-        # Per session: the open tasks a sweep could not observe, and the sessions none of
-        # whose tasks were watched for a while (a new loop, a backoff); see catch-up.
+        # Per session: when a sweep last observed each open task, and when its previous
+        # sweep started (monotonic); a new loop starts with neither (see catch-up).
         self._seen: dict[str, dict[str, float]] = {}
         self._sweep_started: dict[str, float] = {}
         self.sweeps = 0
