@@ -76,15 +76,6 @@ CATCH_UP_GAP = 4
 EVENT_PAGE = 1000
 
 
-class _Stop(Exception):
-    """Ends a sweep: Globus refused the credential, rate-limited the user, or did not
-    answer at all; asking about the other tasks now would only add load."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 class _Pacer:
     """Spaces the request starts of one catch-up batch ``1/rate`` seconds apart; batches run
     one after the other and a session's sweeps never overlap, so the session keeps the pace."""
@@ -256,13 +247,13 @@ class Poller:
                 return await self._failed(session, exc, what="poll", progress=went_through > 0)
             went_through += 1
             docs = list(page.get("DATA") or [])
-            events, trouble = await self._observe(
+            events, stop, trouble = await self._observe(
                 clients, rows, docs, seen=seen, asked=asked, stale_before=stale_before
             )
             if events:
                 await self._append(events)
-            if isinstance(trouble, _Stop):
-                return await self._failed(session, trouble.error, what="event list", progress=True)
+            if stop is not None:
+                return await self._failed(session, stop, what="event list", progress=True)
             failure = failure or trouble
         if failure is None:
             return "ok"
@@ -305,12 +296,13 @@ class Poller:
         seen: dict[str, float],
         asked: float,
         stale_before: float,
-    ) -> tuple[list[ev.Event], BaseException | None]:
+    ) -> tuple[list[ev.Event], BaseException | None, BaseException | None]:
         """A batch's events, as Globus described the tasks at ``asked``. A task unobserved
         since before ``stale_before`` whose state changed also gets the transitions of its
         Globus event list (catch-up). ``seen`` is updated for each task recorded. Returns the
-        events and the first failure: a server error leaves its task as it was for the next
-        sweep; a :class:`_Stop` (auth, rate limit, no answer) ends the sweep."""
+        events, the failure that ends the sweep (auth, rate limit, no answer: asking about
+        other tasks now would only add load) and the first server error (its task stays as
+        it was, for the next sweep)."""
         out: list[ev.Event] = []
         changed: list[dict[str, Any]] = []
         for doc in docs:
@@ -325,13 +317,15 @@ class Poller:
                 seen[task_id] = asked
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         pace = _Pacer(CATCH_UP_RATE)
-        failures: list[BaseException] = []
+        stops: list[BaseException] = []
+        server_errors: list[BaseException] = []
 
         async def one(doc: dict[str, Any]) -> list[ev.Event]:
-            row = rows[str(doc["task_id"])]
+            task_id = str(doc["task_id"])
+            row = rows[task_id]
             async with gate:
                 await pace.wait()
-                if any(isinstance(f, _Stop) for f in failures):
+                if stops:
                     return []  # left for the next sweep
                 self.requests += 1
                 self.last_sweep_requests += 1
@@ -341,10 +335,10 @@ class Poller:
                     )
                 except Exception as exc:
                     if is_server_error(exc):
-                        failures.append(exc)
+                        server_errors.append(exc)
                         return []
                     if is_auth_failure(exc) or is_transient(exc):
-                        failures.append(_Stop(exc))
+                        stops.append(exc)
                         return []
                     # Globus will not list its events (e.g. deleted history): the current
                     # state is all that can be recorded.
@@ -353,12 +347,10 @@ class Poller:
                         task_id=row["task_id"],
                         status=getattr(exc, "http_status", None),
                     )
-                    seen[str(row["task_id"])] = asked
+                    seen[task_id] = asked
                     return diff(rows, [doc])
-            known_at = await self._store.observed_at(
-                str(row["task_id"]), created_seq=int(row["created_seq"])
-            )
-            seen[str(row["task_id"])] = asked
+            known_at = await self._store.observed_at(task_id, created_seq=int(row["created_seq"]))
+            seen[task_id] = asked
             return catch_up(
                 row,
                 doc,
@@ -368,5 +360,4 @@ class Poller:
 
         for found in await asyncio.gather(*(one(doc) for doc in changed)):
             out.extend(found)
-        stop = next((f for f in failures if isinstance(f, _Stop)), None)
-        return out, stop or (failures[0] if failures else None)
+        return out, stops[0] if stops else None, server_errors[0] if server_errors else None

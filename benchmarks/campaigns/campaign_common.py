@@ -331,18 +331,14 @@ def unsettled(sim: Any, view: LedgerView, users: set[str]) -> list[str]:
         for s in view.submissions().values()
         if s.state == "pending"
     ]
-    docs = [d for d in sim.tasks() if d["username"] in users]
-    out += [
-        f"task {d['task_id']} still {d['status']} in the simulator"
-        for d in docs
-        if d["status"] not in TERMINAL
-    ]
     tasks = view.tasks()
-    for d in docs:
-        if d["status"] not in TERMINAL:
+    for d in sim.tasks():
+        if d["username"] not in users:
             continue
         row = tasks.get(d["task_id"])
-        if row is None or row.status != d["status"]:
+        if d["status"] not in TERMINAL:
+            out.append(f"task {d['task_id']} still {d['status']} in the simulator")
+        elif row is None or row.status != d["status"]:
             out.append(
                 f"task {d['task_id']} {d['status']} in the simulator,"
                 f" {row.status if row else 'missing'} in the ledger"
