@@ -42,7 +42,7 @@ import httpx
 import structlog
 
 from radical.orbit import GlobusClient
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

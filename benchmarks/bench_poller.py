@@ -33,7 +33,7 @@ import httpx
 import structlog
 import websockets
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
 LATENCY = 0.05

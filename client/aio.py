@@ -8,6 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
@@ -172,7 +173,7 @@ class AsyncGlobusClient(GlobusPluginBase):
         """Wait for SUCCEEDED or FAILED via the stream, else the wait route; see GlobusClient."""
         deadline = time.monotonic() + timeout
         row = await self.get_task(task_id)
-        if not calls.is_terminal(row.get("status")):
+        if not is_terminal(row.get("status")):
             streamed = None
             if use_stream:
                 streamed = await self._wait_streaming(task_id, row, deadline)
@@ -193,7 +194,7 @@ class AsyncGlobusClient(GlobusPluginBase):
                     event = await stream.get(timeout=remaining)
                     if event is None:
                         break
-                    if calls.is_terminal((event.get("data") or {}).get("status")):
+                    if is_terminal((event.get("data") or {}).get("status")):
                         break
         except (RequestError, StreamClosed, ProtocolError):
             return None
@@ -209,7 +210,7 @@ class AsyncGlobusClient(GlobusPluginBase):
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait)
             answer = await self._send(call)
-            if answer.get("done") or calls.is_terminal(answer.get("status")):
+            if answer.get("done") or is_terminal(answer.get("status")):
                 return calls.task_row(answer)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:

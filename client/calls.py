@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from ..protocol import is_terminal
 from .errors import (
     ArgumentError,
     NoSessionError,
@@ -26,7 +27,6 @@ from .errors import (
 )
 
 __all__ = [
-    "TERMINAL_STATUSES",
     "Call",
     "Credential",
     "cancel_task",
@@ -38,7 +38,6 @@ __all__ = [
     "get_task",
     "history",
     "history_page",
-    "is_terminal",
     "list_endpoints",
     "list_of",
     "list_tasks",
@@ -54,8 +53,6 @@ __all__ = [
     "unregister_session",
     "websocket_url",
 ]
-
-TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 
 # The wait route holds the request open for up to its timeout; the HTTP read timeout must
 # outlast it by this much so a slow answer is not mistaken for a dead daemon.
@@ -74,10 +71,6 @@ class Call:
     body: dict[str, Any] | None = None
     # None: the client's default timeout applies.
     read_timeout: float | None = None
-
-
-def is_terminal(status: object) -> bool:
-    return status in TERMINAL_STATUSES
 
 
 def _seg(value: str) -> str:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ..protocol import STATUSES
 from .commands import (
     ENV_SESSION,
     EXIT_CODES,
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("list", help="this session's tasks")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--status", choices=("ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"))
+    p.add_argument("--status", choices=STATUSES)
     p.set_defaults(func=cmd_task_list)
     p = tsub.add_parser("wait", help="wait until the task ends (exit 1 if it FAILED)")
     p.add_argument("task_id")

@@ -8,6 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from ..protocol import is_terminal
 from . import calls
 from .config import DaemonAddress, resolve_address
 from .errors import ProtocolError, RequestError
@@ -203,7 +204,7 @@ class GlobusClient(GlobusPluginBase):
         """
         deadline = time.monotonic() + timeout
         row = self.get_task(task_id)
-        if not calls.is_terminal(row.get("status")):
+        if not is_terminal(row.get("status")):
             streamed = self._wait_streaming(task_id, row, deadline) if use_stream else None
             row = (
                 streamed
@@ -226,7 +227,7 @@ class GlobusClient(GlobusPluginBase):
                     if event is None:
                         break
                     data = event.get("data") or {}
-                    if calls.is_terminal(data.get("status")):
+                    if is_terminal(data.get("status")):
                         break
         except (RequestError, StreamClosed, ProtocolError):
             return None
@@ -241,7 +242,7 @@ class GlobusClient(GlobusPluginBase):
                 return self.get_task(task_id)
             wait = max(0.0, min(polling_interval, remaining))
             answer = self._send(calls.task_wait(self.session_id, task_id, timeout=wait))
-            if answer.get("done") or calls.is_terminal(answer.get("status")):
+            if answer.get("done") or is_terminal(answer.get("status")):
                 return calls.task_row(answer)
 
     # Files and collections

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol import is_terminal
+
 __all__ = ["ProgressBoard", "TaskProgress", "human_bytes", "table"]
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -75,7 +77,7 @@ class TaskProgress:
 
     @property
     def done(self) -> bool:
-        return self.status in ("SUCCEEDED", "FAILED")
+        return is_terminal(self.status)
 
     def rate(self) -> float | None:
         elapsed = self.updated - self.first_seen

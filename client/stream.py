@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..protocol import CloseCode, parse_envelope
 from . import calls
 from .errors import (
     AuthenticationError,
@@ -33,8 +34,6 @@ from .errors import (
 )
 
 __all__ = [
-    "CLOSE_GOING_AWAY",
-    "CLOSE_SLOW_CLIENT",
     "MAX_MESSAGE",
     "Backoff",
     "CursorFile",
@@ -47,8 +46,6 @@ __all__ = [
     "starting_seq",
 ]
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_SLOW_CLIENT = 4008
 # Largest WebSocket message accepted. The daemon takes request bodies up to 4 MB and a
 # submit_requested event carries the whole request, re-encoded as ASCII-only JSON: a 2-byte
 # UTF-8 character becomes a 6-byte \u escape, so an event can be about 3x its body.
@@ -82,7 +79,7 @@ class StreamClosed(OrbitError):
 def is_fatal_close(code: int | None) -> bool:
     if code is None:
         return False
-    return code in _FATAL_CLOSE or 4400 <= code <= 4499
+    return code in _FATAL_CLOSE or CloseCode.BAD_REQUEST <= code <= 4499
 
 
 def decode_message(raw: str | bytes) -> dict[str, Any]:
@@ -132,9 +129,10 @@ class ReplayCursor:
             return None
         if kind != "event":
             return None
-        seq = message.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            raise ProtocolError("the daemon sent an event without an integer seq")
+        try:
+            seq = parse_envelope(message).seq
+        except ValueError as exc:
+            raise ProtocolError(f"the daemon sent a malformed event: {exc}") from None
         if self.last_seq is not None and seq <= self.last_seq:
             return None
         self.last_seq = seq

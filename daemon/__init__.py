@@ -7,8 +7,8 @@ start it from tests with :class:`radical.orbit.daemon.launcher.DaemonProcess`.
 
 from __future__ import annotations
 
-from .config import Config, load_config
 from .errors import DaemonError
-from .launcher import DaemonProcess
+from .runtime.config import Config, load_config
+from .runtime.launcher import DaemonProcess
 
 __all__ = ["Config", "DaemonError", "DaemonProcess", "load_config"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .main import main
+from .runtime.main import main
 
 __all__ = ["main"]
 

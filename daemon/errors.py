@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..protocol import ErrorCode
+
 __all__ = [
     "BadRequest",
     "CancelPending",
@@ -43,7 +45,7 @@ class DaemonError(Exception):
     """Root of all daemon errors; ``status``/``code`` say how it is answered over HTTP."""
 
     status: int = 500
-    code: str = "InternalError"
+    code: str = ErrorCode.INTERNAL
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -56,16 +58,16 @@ class DaemonError(Exception):
 
 
 class ConfigError(DaemonError, ValueError):
-    code = "ConfigError"
+    code = ErrorCode.CONFIG
 
 
 class BadRequest(DaemonError, ValueError):
     status = 400
-    code = "BadRequest"
+    code = ErrorCode.BAD_REQUEST
 
 
 class LocalCollectionUnknown(BadRequest):
-    code = "LocalCollectionNotConfigured"
+    code = ErrorCode.LOCAL_COLLECTION_UNKNOWN
 
     def __init__(self) -> None:
         super().__init__(
@@ -79,17 +81,17 @@ class LocalCollectionUnknown(BadRequest):
 
 class Unauthorized(DaemonError):
     status = 401
-    code = "Unauthorized"
+    code = ErrorCode.UNAUTHORIZED
 
 
 class NotFound(DaemonError, LookupError):
     status = 404
-    code = "NotFound"
+    code = ErrorCode.NOT_FOUND
 
 
 class CredentialMissing(DaemonError):
     status = 401
-    code = "CredentialMissing"
+    code = ErrorCode.CREDENTIAL_MISSING
 
     def __init__(self, sid: str) -> None:
         super().__init__(
@@ -102,7 +104,7 @@ class CredentialMissing(DaemonError):
 
 class CredentialExpired(DaemonError):
     status = 401
-    code = "CredentialExpired"
+    code = ErrorCode.CREDENTIAL_EXPIRED
 
     def __init__(self, sid: str) -> None:
         super().__init__(
@@ -115,7 +117,7 @@ class CredentialExpired(DaemonError):
 
 class CredentialRejected(DaemonError):
     status = 401
-    code = "CredentialRejected"
+    code = ErrorCode.CREDENTIAL_REJECTED
 
     def __init__(self) -> None:
         super().__init__(
@@ -126,7 +128,7 @@ class CredentialRejected(DaemonError):
 
 class SubmitPending(DaemonError):
     status = 503
-    code = "SubmitPending"
+    code = ErrorCode.SUBMIT_PENDING
 
     def __init__(self, submission_id: str, reason: str) -> None:
         super().__init__(
@@ -139,7 +141,7 @@ class SubmitPending(DaemonError):
 
 class CancelPending(DaemonError):
     status = 503
-    code = "CancelPending"
+    code = ErrorCode.CANCEL_PENDING
 
     def __init__(self, task_id: str, reason: str) -> None:
         super().__init__(
@@ -153,14 +155,14 @@ class CancelPending(DaemonError):
 class GlobusError(DaemonError):
     """A Globus API error, answered with a fitting status; ``globus_code`` is Globus's own."""
 
-    code = "GlobusError"
+    code: str = ErrorCode.GLOBUS
 
     def __init__(
         self,
         message: str,
         *,
         status: int,
-        code: str = "GlobusError",
+        code: str = ErrorCode.GLOBUS,
         globus_code: str | None,
         globus_status: int | None,
         **extra: Any,

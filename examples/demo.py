@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 
 EXAMPLES = Path(__file__).resolve().parent

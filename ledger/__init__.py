@@ -53,15 +53,16 @@ from .events import (
     TransferRequest,
     decode_event,
 )
+from .feed import CommitSink, LiveFeed
 from .fold import SubmissionRow, TaskRow, apply_submission, apply_task, fold
 from .ledger import Ledger
-from .subscription import Subscription
 
 __all__ = [
     "EVENT_KINDS",
     "TERMINAL_STATUSES",
     "CancelRequested",
     "CancelResult",
+    "CommitSink",
     "CredentialExpired",
     "CredentialRefused",
     "DeleteRequest",
@@ -75,6 +76,7 @@ __all__ = [
     "Ledger",
     "LedgerClosed",
     "LedgerError",
+    "LiveFeed",
     "MigrationFailed",
     "ProjectionRebuildError",
     "RejectedEvent",
@@ -89,7 +91,6 @@ __all__ = [
     "SubmitFailed",
     "SubmitRequested",
     "SubscriberLagged",
-    "Subscription",
     "TaskProgress",
     "TaskRow",
     "TaskStateChanged",

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Union
 
+from ..protocol import SecretValue
 from .errors import CredentialRefused, EventTypeError
 
 __all__ = ["Codec", "FieldSpec", "Spec", "compile_spec", "is_secret", "record", "spec_of"]
@@ -41,11 +42,10 @@ class _Mismatch(Exception):
 def is_secret(value: object) -> bool:
     """Whether ``value`` looks like a wrapped credential.
 
-    Credential wrappers (the daemon's ``Secret`` among them) expose ``reveal()``; recognising
-    them by that protocol keeps the ledger free of imports from the layers above it.
+    Every credential wrapper derives from :class:`~radical.orbit.protocol.SecretValue` (the
+    daemon's ``Secret`` does); any other object exposing ``reveal()`` is refused as well.
     """
-    cls = type(value)
-    return cls.__name__ == "Secret" or callable(getattr(cls, "reveal", None))
+    return isinstance(value, SecretValue) or callable(getattr(type(value), "reveal", None))
 
 
 def _mismatch(value: object) -> _Mismatch:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
+from ..protocol import TERMINAL_STATUSES, TaskStatus
 from .codec import Spec, compile_spec, record, spec_of
 from .errors import EventTypeError
 
@@ -46,10 +47,8 @@ __all__ = [
     "encode_event",
 ]
 
-TaskStatus = Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"]
 TaskType = Literal["TRANSFER", "DELETE"]
 SyncLevel = Literal["exists", "size", "mtime", "checksum"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
 
 _ENVELOPE = frozenset({"owner", "session_id"})
 E = TypeVar("E", bound="Event")

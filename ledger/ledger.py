@@ -23,10 +23,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from radical.orbit.migrations import Migration, load_migrations
-
+from ..migrations import Migration, load_migrations
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
+from .feed import CommitSink, LiveFeed
 from .fold import SubmissionRow, TaskRow, submission_key
 from .schema import connect, migrate
 from .store import (
@@ -39,7 +39,6 @@ from .store import (
     rebuild,
     sequence_high_water,
 )
-from .subscription import Subscription
 from .writer import AppendRequest, CallRequest, Encoded, Outcome, Writer
 
 __all__ = ["Ledger"]
@@ -111,7 +110,7 @@ class Ledger:
         self._head = head
         self._page_size = page_size
         self._closed = False
-        self._subscribers: set[Subscription] = set()
+        self._sinks: set[CommitSink] = set()
         self._readers = _Readers(path, size=readers)
         self._writer = Writer(
             writer_conn, loop=self._loop, deliver=self._deliver, max_batch=max_batch
@@ -156,8 +155,9 @@ class Ledger:
         await asyncio.to_thread(self._writer.join)
         # Results of the last batches are delivered by callbacks queued before this point.
         await asyncio.sleep(0)
-        for sub in list(self._subscribers):
-            sub.close()
+        for sink in list(self._sinks):
+            if isinstance(sink, LiveFeed):
+                sink.close()
         await asyncio.to_thread(self._readers.close)
 
     async def __aenter__(self) -> Ledger:
@@ -223,8 +223,8 @@ class Ledger:
         """On the event loop, after a COMMIT: publish, then wake the appenders."""
         if stored:
             self._head = stored[-1].seq
-            for sub in list(self._subscribers):
-                sub.offer(stored)
+            for sink in list(self._sinks):
+                sink.offer(stored)
         for future, result in outcomes:
             if future.done():
                 continue  # the appender was cancelled
@@ -340,14 +340,22 @@ class Ledger:
         self._check_open()
         return await self._readers.run(projection_snapshot)
 
-    def subscribe(self, *, maxsize: int = 1000) -> Subscription:
-        """Live events committed from now on; see :class:`Subscription`."""
+    def subscribe(self, *, maxsize: int = 1000) -> LiveFeed:
+        """Live events committed from now on, buffered up to ``maxsize``; see :class:`LiveFeed`."""
         self._check_open()
-        sub = Subscription(
-            maxsize=maxsize, start_seq=self._head, on_close=self._subscribers.discard
-        )
-        self._subscribers.add(sub)
-        return sub
+        feed = LiveFeed(maxsize=maxsize, start_seq=self._head, on_close=self._sinks.discard)
+        self._sinks.add(feed)
+        return feed
+
+    def attach(self, sink: CommitSink) -> int:
+        """Hand every batch committed from now on to ``sink`` (unbuffered: the sink keeps its
+        own bounds); returns the head at this moment, the seq the sink's first batch follows."""
+        self._check_open()
+        self._sinks.add(sink)
+        return self._head
+
+    def detach(self, sink: CommitSink) -> None:
+        self._sinks.discard(sink)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -13,8 +13,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from radical.orbit.migrations import Migration
-
+from ..migrations import Migration
 from .errors import MigrationFailed, SchemaTooNew
 
 __all__ = ["connect", "migrate", "split_statements"]

@@ -23,6 +23,8 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from radical.orbit.protocol import TERMINAL_STATUSES
+
 # The machine line is benchmarks/run.py's, so every published figure names it the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from run import machine
@@ -318,7 +320,7 @@ def recording_simulator_requests() -> Iterator[RequestRecorder]:
         structlog.configure(**saved)
 
 
-TERMINAL = ("SUCCEEDED", "FAILED")
+TERMINAL = TERMINAL_STATUSES
 
 
 def unsettled(sim: Any, view: LedgerView, users: set[str]) -> list[str]:

@@ -59,14 +59,15 @@ from radical.orbit.client.errors import (
     RequestError,
     SubmitPendingError,
 )
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
 
 __all__ = ["CrashConfig", "CrashResult", "run_crash"]
 
 SOURCE_FILE = "/home/share/godata/file1.txt"
-TERMINAL = ("SUCCEEDED", "FAILED")
+TERMINAL = TERMINAL_STATUSES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,14 +58,15 @@ from campaign_common import (
 
 from radical.orbit import GlobusClient
 from radical.orbit.client.errors import OrbitError, RequestError, SubmitPendingError
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
 
 __all__ = ["SoakConfig", "SoakResult", "run_soak"]
 
 GOOD_SOURCE = "/home/share/godata/file2.txt"
-TERMINAL = ("SUCCEEDED", "FAILED")
+TERMINAL = TERMINAL_STATUSES
 BUDGET = 20.0  # Globus Transfer: requests per second per user, over 10 s windows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
 SRC = TUTORIAL_COLLECTION_1

@@ -14,7 +14,7 @@ import pytest
 from client_helpers import BYTES_PER_SECOND, DST, SRC, start_daemon
 
 from radical.orbit import GlobusClient
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 

@@ -8,7 +8,7 @@ import pytest
 from client_helpers import DST, GODATA, SRC, godata_items
 
 from radical.orbit import AsyncGlobusClient, BridgeClient, NotFoundError, TaskWaitTimeout
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
 
 

@@ -15,7 +15,7 @@ import pytest
 from client_helpers import DST, GODATA, SRC
 
 from radical.orbit.client.cli import main
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 

@@ -21,7 +21,7 @@ from radical.orbit import (
     TaskFailed,
     TaskWaitTimeout,
 )
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator, data_access_scope
 from radical.orbit.simulator.auth import Credentials
 

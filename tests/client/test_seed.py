@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from client_helpers import DST, SRC
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 

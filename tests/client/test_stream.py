@@ -23,7 +23,7 @@ from radical.orbit import (
     RequestError,
 )
 from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor, StreamCore
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 
@@ -106,8 +106,8 @@ def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None
     )
     assert core.target() == "ws://127.0.0.1:9/ws?since=5&session_id=s1"
     assert core.connected() is False and core.connected() is True and core.connects == 2
-    assert core.received('{"type": "event", "seq": 5}') is None  # replayed again: dropped
-    assert core.received('{"type": "event", "seq": 6}') == {"type": "event", "seq": 6}
+    assert core.received(json.dumps(event(5))) is None  # replayed again: dropped
+    assert core.received(json.dumps(event(6))) == event(6)
     assert saved.load() is None  # saved only once the application asks for more
     core.save()
     assert saved.load() == 6 and "since=6" in core.target()

@@ -19,7 +19,7 @@ from radical.orbit import (
 )
 from radical.orbit.client import cli
 from radical.orbit.client.config import DaemonAddress
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
 
 MODULES = [

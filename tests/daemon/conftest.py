@@ -9,7 +9,7 @@ import httpx
 import pytest
 from daemon_helpers import start_daemon
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
 

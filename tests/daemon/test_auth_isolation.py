@@ -15,7 +15,7 @@ import pytest
 import websockets
 from daemon_helpers import client, history, register, transfer_body, ws_connect
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 
 

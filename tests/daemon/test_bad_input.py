@@ -9,7 +9,7 @@ import httpx
 import pytest
 from daemon_helpers import C1, C2, client, history, new_user, register, transfer_body
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator
 
 ITEM = [{"source": "/a", "destination": "/b"}]

@@ -8,9 +8,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radical.orbit.daemon.catchup import catch_up, event_time
-from radical.orbit.daemon.diff import TERMINAL, diff
+from radical.orbit.daemon.poller.catchup import catch_up, event_time
+from radical.orbit.daemon.poller.diff import diff
 from radical.orbit.ledger import events as ev
+from radical.orbit.protocol import TERMINAL_STATUSES as TERMINAL
 
 T0 = 1_790_000_000  # whole seconds, as Globus stamps events
 

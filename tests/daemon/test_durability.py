@@ -10,7 +10,7 @@ import httpx
 import pytest
 from daemon_helpers import client, history, register, start_daemon, transfer_body, wait_for
 
-from radical.orbit.daemon.launcher import DaemonProcess, LaunchError
+from radical.orbit.daemon.runtime.launcher import DaemonProcess, LaunchError
 from radical.orbit.simulator import Simulator
 
 

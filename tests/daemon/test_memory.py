@@ -1,4 +1,4 @@
-"""The daemon's defences against heap growth by fragmentation (daemon/memory.py)."""
+"""The daemon's defences against heap growth by fragmentation (daemon/runtime/memory.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import start_daemon
 
-from radical.orbit.daemon.memory import collect_cycles
+from radical.orbit.daemon.runtime.memory import collect_cycles
 from radical.orbit.simulator import Simulator
 
 # Eight threads allocate at the same time (blocks above 512 bytes bypass Python's own
@@ -24,7 +24,7 @@ from radical.orbit.simulator import Simulator
 _ARENAS = textwrap.dedent(
     """
     import ctypes, sys, tempfile, threading
-    from radical.orbit.daemon.memory import limit_malloc_arenas
+    from radical.orbit.daemon.runtime.memory import limit_malloc_arenas
 
     if sys.argv[1] == "capped":
         assert limit_malloc_arenas(2)

@@ -20,10 +20,10 @@ from daemon_helpers import (
     ws_connect,
 )
 
-from radical.orbit.daemon.credentials import Credential, Secret
-from radical.orbit.daemon.globus_ops import build_clients
-from radical.orbit.daemon.launcher import DaemonProcess
-from radical.orbit.daemon.poller import BATCH
+from radical.orbit.daemon.globus.credentials import Credential, Secret
+from radical.orbit.daemon.globus.ops import build_clients
+from radical.orbit.daemon.poller.loop import BATCH
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
 

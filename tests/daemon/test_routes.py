@@ -6,7 +6,7 @@ from pathlib import Path
 
 from daemon_helpers import C1, C2, client, history, register, start_daemon, transfer_body
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 
 

@@ -17,18 +17,19 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from radical.orbit.daemon.auth import TokenStore, credential_hash
-from radical.orbit.daemon.config import load_config
-from radical.orbit.daemon.credentials import Credential, Secret
-from radical.orbit.daemon.diff import TERMINAL, diff
+from radical.orbit.daemon.api.auth import TokenStore, credential_hash
 from radical.orbit.daemon.errors import ConfigError, LocalCollectionUnknown, Unauthorized
-from radical.orbit.daemon.local_collection import (
+from radical.orbit.daemon.globus.credentials import Credential, Secret
+from radical.orbit.daemon.globus.local_collection import (
     resolve_collection,
     resolve_default_local_collection,
 )
-from radical.orbit.daemon.logs import configure_logging
-from radical.orbit.daemon.sessions import new_sid
+from radical.orbit.daemon.poller.diff import diff
+from radical.orbit.daemon.runtime.config import load_config
+from radical.orbit.daemon.runtime.logs import configure_logging
+from radical.orbit.daemon.service.sessions import new_sid
 from radical.orbit.ledger import events as ev
+from radical.orbit.protocol import TERMINAL_STATUSES as TERMINAL
 
 STATUS = st.sampled_from(["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"])
 NICE = st.sampled_from([None, "OK", "Queued", "PAUSED_BY_ADMIN", "FILE_NOT_FOUND"])

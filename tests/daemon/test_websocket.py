@@ -19,7 +19,7 @@ from daemon_helpers import (
     ws_connect,
 )
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
 

@@ -23,8 +23,8 @@ import pytest
 import websockets
 from e2e_support import C1, C2, start_daemon, wait_until
 
-from radical.orbit.daemon.config import load_config
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.config import load_config
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
 

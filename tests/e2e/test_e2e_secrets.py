@@ -27,7 +27,7 @@ import websockets
 from e2e_support import C1, C2, fresh_access_token, start_daemon, wait_until
 
 from radical.orbit import GlobusClient, OrbitError
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator
 from radical.orbit.simulator.auth import Credentials, token_key
 from radical.orbit.simulator.testing import running_simulator

@@ -50,7 +50,8 @@ from radical.orbit import (
     SubmitPendingError,
     Subscription,
 )
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 from radical.orbit.simulator.testing import running_simulator
@@ -60,7 +61,7 @@ LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 MAX_EXAMPLES = int(os.environ.get("E2E_MAX_EXAMPLES", "150" if LONG else "10"))
 STEPS = int(os.environ.get("E2E_STEPS", "40" if LONG else "15"))
 SETTLE_TIMEOUT = 20.0
-TERMINAL = ("SUCCEEDED", "FAILED")
+TERMINAL = TERMINAL_STATUSES
 FIELDS = ("status", "nice_status", "bytes_transferred", "files_transferred")
 GODATA = "/home/share/godata/"
 _names = itertools.count()

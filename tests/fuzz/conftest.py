@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fuzz_support import HEARTBEAT, WS_QUEUE
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
 

@@ -12,7 +12,7 @@ import os
 
 import httpx
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 
 EXAMPLES = int(os.environ.get("ORBIT_FUZZ_EXAMPLES", "25"))
 # Small enough that a burst of events overflows it quickly (the slow-reader property).

@@ -13,8 +13,8 @@ from fuzz_support import assert_alive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radical.orbit.daemon.launcher import DaemonProcess
-from radical.orbit.daemon.limits import MAX_BODY
+from radical.orbit.daemon.api.limits import MAX_BODY
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from raw_ws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawSocket
 from websockets.asyncio.client import ClientConnection
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2, Simulator
 
 MAX_FRAME = 1 << 20  # the daemon's ws_max_size (main.py)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from radical.orbit import BridgeClient
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 
 ACCESS = os.environ.get("ORBIT_REAL_GLOBUS_ACCESS_TOKEN")
 REFRESH = os.environ.get("ORBIT_REAL_GLOBUS_REFRESH_TOKEN")

@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from ledger_builders import transfer_request
 
-from radical.orbit.daemon.credentials import Secret
+from radical.orbit import protocol
+from radical.orbit.daemon.globus.credentials import Secret
 from radical.orbit.ledger import (
     CancelRequested,
     CancelResult,
@@ -66,8 +67,8 @@ from radical.orbit.ledger import (
 SUBMISSIONS = [f"sub-{i}" for i in range(6)]
 TASKS = [f"task-{i}" for i in range(6)]
 SESSIONS = ["s1", "s2"]
-STATUSES = ["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"]
-TERMINAL = {"SUCCEEDED", "FAILED"}
+STATUSES = list(protocol.STATUSES)
+TERMINAL = protocol.TERMINAL_STATUSES
 # Long enough to be registered as live secrets, distinctive enough to grep the file for.
 TOKENS = ["AgTOKEN-never-in-ledger-0001", "AgTOKEN-never-in-ledger-0002"]
 

@@ -17,8 +17,8 @@ import pytest
 from campaign_common import recording_simulator_requests, wait_until
 
 from radical.orbit import GlobusClient
-from radical.orbit.daemon.launcher import DaemonProcess
-from radical.orbit.daemon.poller import CATCH_UP_RATE
+from radical.orbit.daemon.poller.loop import CATCH_UP_RATE
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 from radical.orbit.simulator.testing import running_simulator
 

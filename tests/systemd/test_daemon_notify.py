@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sdnotify_listener import Message, NotifyListener
 
-from radical.orbit.daemon.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 
 HERE = Path(__file__).resolve().parent

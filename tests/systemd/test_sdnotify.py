@@ -14,7 +14,7 @@ import pytest
 import structlog
 from sdnotify_listener import NotifyListener
 
-from radical.orbit.daemon.sdnotify import SystemdNotifier, status_line, watchdog_loop
+from radical.orbit.daemon.runtime.sdnotify import SystemdNotifier, status_line, watchdog_loop
 
 
 def test_messages_arrive_in_order_with_our_pid(listener: NotifyListener) -> None:
@@ -169,7 +169,7 @@ async def test_watchdog_loop_returns_when_watchdog_off(listener: NotifyListener)
 _BLOCKED_LOOP = textwrap.dedent(
     """
     import asyncio, time
-    from radical.orbit.daemon.sdnotify import SystemdNotifier, watchdog_loop
+    from radical.orbit.daemon.runtime.sdnotify import SystemdNotifier, watchdog_loop
 
     async def main():
         notifier = SystemdNotifier()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from radical.orbit.daemon.config import load_config
+from radical.orbit.daemon.runtime.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_UNIT = ROOT / "systemd" / "orbit-globus-endpoint.service"

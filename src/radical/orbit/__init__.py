@@ -7,12 +7,11 @@ ledger and Globus simulator are the subpackages ``radical.orbit.daemon``,
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 # The client's public names, listed once in its own __all__.
 from radical.orbit import client as _client
 from radical.orbit.client import *  # noqa: F403
 from radical.orbit.client import errors as errors
+from radical.orbit.protocol import VERSION as __version__
 
 __all__ = ["__version__", "errors"]
 __all__ += _client.__all__

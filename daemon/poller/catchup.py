@@ -16,9 +16,9 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from radical.orbit.ledger import events as ev
-
-from .diff import TERMINAL, diff
+from ...ledger import events as ev
+from ...protocol import STATUSES, is_terminal
+from .diff import diff
 
 __all__ = ["TRANSITIONS", "catch_up", "event_time"]
 
@@ -88,7 +88,7 @@ def catch_up(
     task_id = doc.get("task_id")
     if not isinstance(task_id, str) or row.get("task_id") != task_id:
         return []
-    if row.get("status") in TERMINAL or doc.get("status") not in ("ACTIVE", "INACTIVE", *TERMINAL):
+    if is_terminal(row.get("status")) or doc.get("status") not in STATUSES:
         return []
     start: tuple[float, ev.TaskStatus, str] = (float("-inf"), "ACTIVE", "OK")
     history = [start, *_transitions(events)]

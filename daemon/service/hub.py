@@ -1,74 +1,36 @@
 """Fan-out of committed ledger events to WebSocket clients and waiters.
 
-One ledger subscription feeds the hub; the hub puts each event into the bounded queue of
-every listener whose filter matches, without ever waiting. A listener whose queue is full
-is marked ``lagged`` (its connection is then closed with 4008 "resume from <seq>"), so a
-slow client costs the others nothing.
+The hub is attached to the ledger as a commit sink: after each COMMIT the ledger hands it
+the batch on the event loop, and the hub puts each event into the bounded buffer of every
+listener whose filter matches, without ever waiting. That buffer is the only one between a
+commit and a client. A listener whose buffer is full is marked ``lagged`` (its connection is
+then closed with CloseCode.LAGGED "resume from <seq>"), so a slow client costs the others
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 from typing import Any
 
-from radical.orbit.ledger.errors import SubscriberLagged
-from radical.orbit.ledger.subscription import Subscription
-
-from .logs import get_logger
+from ...protocol import build_envelope, topic_of
 from .store import Store, StoredEvent
 
-__all__ = ["TOPICS", "EventHub", "Listener", "message_for", "message_text", "topic_of"]
-
-log = get_logger(__name__)
-
-_TRANSFER_STATUS = frozenset(
-    {"task_submitted", "delete_submitted", "task_state_changed", "task_progress"}
-)
-_SESSION = frozenset({"session_opened", "session_closed", "credential_expired"})
-TOPICS = frozenset({"transfer_status", "session", "task"})
-_STATUS_FIELDS = (
-    "task_id",
-    "status",
-    "label",
-    "bytes_transferred",
-    "files_transferred",
-    "nice_status",
-)
-
-
-def topic_of(kind: str) -> str:
-    if kind in _TRANSFER_STATUS:
-        return "transfer_status"
-    if kind in _SESSION:
-        return "session"
-    return "task"
+__all__ = ["EventHub", "Listener", "message_for", "message_text"]
 
 
 def message_for(stored: StoredEvent) -> dict[str, Any]:
     """The JSON envelope of an event, for WebSocket clients and the history route."""
-    topic = topic_of(stored.kind)
-    if topic == "transfer_status":
-        data: dict[str, Any] = {k: stored.data.get(k) for k in _STATUS_FIELDS}
-        data.setdefault("bytes_transferred", 0)
-        if data["bytes_transferred"] is None:
-            data["bytes_transferred"] = 0
-        if data["files_transferred"] is None:
-            data["files_transferred"] = 0
-    else:
-        data = dict(stored.data)
-    return {
-        "type": "event",
-        "seq": stored.seq,
-        "time": stored.time,
-        "topic": topic,
-        "kind": stored.kind,
-        "session_id": stored.session_id,
-        "task_id": stored.task_id,
-        "data": data,
-    }
+    return build_envelope(
+        seq=stored.seq,
+        time=stored.time,
+        kind=stored.kind,
+        session_id=stored.session_id,
+        task_id=stored.task_id,
+        data=stored.data,
+    )
 
 
 _TEXT_CACHE = 4096
@@ -157,38 +119,29 @@ class Listener:
 
 
 class EventHub:
+    """The ledger's commit sink for the daemon: committed batch -> matching listeners."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self._listeners: set[Listener] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._attached = False
         self.head = 0
 
     def __len__(self) -> int:
         return len(self._listeners)
 
     async def start(self) -> None:
-        self.head = await self._store.head()
-        sub = self._store.subscribe(maxsize=100_000)
-        self._task = asyncio.create_task(self._pump(sub), name="event-hub")
+        self.head = self._store.attach(self)
+        self._attached = True
 
-    async def _pump(self, sub: Subscription) -> None:
-        while True:
-            try:
-                async for stored in sub:
-                    self.head = max(self.head, stored.seq)
-                    for listener in list(self._listeners):
-                        if listener.matches(stored):
-                            listener.offer(stored)
-                return
-            except SubscriberLagged:
-                # The hub itself fell behind (should not happen: it never waits). Every
-                # listener may have missed events: make them all resume from the ledger.
-                log.error("event hub lagged behind the ledger; resetting listeners")
-                for listener in list(self._listeners):
-                    listener.lagged = True
-                    listener.wake()
-                sub.close()
-                sub = self._store.subscribe(maxsize=100_000)
+    def offer(self, events: list[StoredEvent]) -> None:
+        """Called by the ledger on the event loop after each commit, in seq order."""
+        for stored in events:
+            for listener in list(self._listeners):
+                if listener.matches(stored):
+                    listener.offer(stored)
+        if events:
+            self.head = max(self.head, events[-1].seq)
 
     def attach(self, listener: Listener) -> Listener:
         self._listeners.add(listener)
@@ -198,8 +151,6 @@ class EventHub:
         self._listeners.discard(listener)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        if self._attached:
+            self._store.detach(self)
+            self._attached = False

@@ -8,12 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from radical.orbit.ledger import events as ev
+from ...ledger import events as ev
+from ...protocol import STATUSES, is_terminal
 
-__all__ = ["STATUSES", "TERMINAL", "diff"]
-
-STATUSES = frozenset({"ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"})
-TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
+__all__ = ["diff"]
 
 
 def _int(value: Any) -> int:
@@ -44,7 +42,7 @@ def diff(
     for doc in docs:
         task_id = doc.get("task_id")
         row = rows.get(task_id) if isinstance(task_id, str) else None
-        if row is None or row.get("status") in TERMINAL:
+        if row is None or is_terminal(row.get("status")):
             continue
         status = doc.get("status")
         if status not in STATUSES:

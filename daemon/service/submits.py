@@ -23,12 +23,11 @@ from typing import Any
 
 import globus_sdk
 
-from radical.orbit.ledger import events as ev
-from radical.orbit.ledger.errors import RejectedEvent
-
-from .errors import CancelPending, DaemonError, NotFound, SubmitPending
-from .globus_ops import GlobusOps, is_auth_failure, is_transient, map_error
-from .logs import get_logger
+from ...ledger import events as ev
+from ...ledger.errors import RejectedEvent
+from ..errors import CancelPending, DaemonError, NotFound, SubmitPending
+from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error
+from ..runtime.logs import get_logger
 from .sessions import Session, SessionRegistry
 from .store import Store
 

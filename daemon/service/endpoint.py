@@ -1,6 +1,6 @@
 """The endpoint's operations, independent of HTTP: what each route does.
 
-``Endpoint`` owns the ledger store, the sessions, the submitter, the poller and the event
+``EndpointService`` owns the ledger store, the sessions, the submitter, the poller and the event
 hub; ``app.py`` only parses requests, checks the bearer token and calls these methods.
 """
 
@@ -10,27 +10,25 @@ import asyncio
 import time
 from typing import Any
 
-from radical.orbit.ledger import events as ev
-
-from .auth import TokenStore
-from .config import Config
-from .credentials import Credential, Secret
-from .errors import BadRequest, NotFound
-from .globus_ops import GlobusOps, is_auth_failure, map_error
+from ...ledger import events as ev
+from ...protocol import VERSION, is_terminal
+from ..api.auth import TokenStore
+from ..errors import BadRequest, NotFound
+from ..globus.credentials import Credential, Secret
+from ..globus.local_collection import resolve_collection, resolve_default_local_collection
+from ..globus.ops import GlobusOps, is_auth_failure, map_error
+from ..poller.loop import Poller
+from ..runtime.config import Config
+from ..runtime.logs import get_logger
 from .hub import EventHub, Listener, message_for
-from .local_collection import resolve_collection, resolve_default_local_collection
-from .logs import get_logger
-from .poller import Poller
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
 
-__all__ = ["VERSION", "Endpoint", "task_json"]
+__all__ = ["EndpointService", "task_json"]
 
 log = get_logger(__name__)
 
-VERSION = "0.1.0"
-_TERMINAL = frozenset({"SUCCEEDED", "FAILED"})
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
 
@@ -42,7 +40,7 @@ def task_json(row: Any) -> dict[str, Any]:
     return data
 
 
-class Endpoint:
+class EndpointService:
     def __init__(self, config: Config, *, store: Store, tokens: TokenStore) -> None:
         self.config = config
         self.store = store
@@ -188,7 +186,7 @@ class Endpoint:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
                 row = await self.task_row(session, task_id)
-                if row.status in _TERMINAL:
+                if is_terminal(row.status):
                     break
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
@@ -199,7 +197,7 @@ class Endpoint:
         finally:
             self.hub.detach(listener)
         out = task_json(row)
-        out["done"] = row.status in _TERMINAL
+        out["done"] = is_terminal(row.status)
         return out
 
     async def list_tasks(

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import BadRequest, ConfigError, Unauthorized
+from ..errors import BadRequest, ConfigError, Unauthorized
 
 __all__ = ["CREDENTIAL_NAME", "DEFAULT_TOKEN_NAME", "TokenStore", "credential_hash", "parse_bearer"]
 

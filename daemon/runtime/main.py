@@ -23,16 +23,16 @@ from typing import Any
 
 import uvicorn
 
-from .app import create_app
-from .auth import TokenStore, credential_hash
+from ..api.auth import TokenStore, credential_hash
+from ..api.routes import create_app
+from ..api.websocket import Connections
+from ..errors import DaemonError
+from ..service.endpoint import EndpointService
+from ..service.store import Store
 from .config import Config, load_config
-from .errors import DaemonError
 from .logs import configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
-from .service import Endpoint
-from .store import Store
-from .websocket import Connections
 
 __all__ = ["main", "serve"]
 
@@ -70,7 +70,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-async def _status_loop(notifier: SystemdNotifier, endpoint: Endpoint) -> None:
+async def _status_loop(notifier: SystemdNotifier, endpoint: EndpointService) -> None:
     while True:
         sessions, active, head = await endpoint.status_counts()
         notifier.status(status_line(sessions=sessions, active_tasks=active, head_seq=head))
@@ -128,7 +128,7 @@ async def serve(config: Config) -> int:
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
     sock = _bind(config.host, config.port)
     store = await Store.open(config.ledger_path)
-    endpoint = Endpoint(config, store=store, tokens=tokens)
+    endpoint = EndpointService(config, store=store, tokens=tokens)
     endpoint_file = config.state_dir / "endpoint.json"
     try:
         await endpoint.start()
@@ -146,7 +146,7 @@ async def serve(config: Config) -> int:
 
 async def _run(
     config: Config,
-    endpoint: Endpoint,
+    endpoint: EndpointService,
     sock: socket.socket,
     notifier: SystemdNotifier,
     endpoint_file: Path,

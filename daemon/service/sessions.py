@@ -14,10 +14,10 @@ import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 
-from .credentials import Credential
-from .errors import CredentialExpired, CredentialMissing, CredentialRejected, NotFound
-from .globus_ops import GlobusOps, SessionClients, is_auth_failure, map_error
-from .logs import get_logger
+from ..errors import CredentialExpired, CredentialMissing, CredentialRejected, NotFound
+from ..globus.credentials import Credential
+from ..globus.ops import GlobusOps, SessionClients, is_auth_failure, map_error
+from ..runtime.logs import get_logger
 from .store import Store
 
 __all__ = ["Session", "SessionRegistry", "new_sid"]

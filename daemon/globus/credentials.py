@@ -12,6 +12,8 @@ import dataclasses
 import threading
 from typing import Any
 
+from ...protocol import SecretValue
+
 __all__ = ["Credential", "Secret", "known_secrets"]
 
 _MASK = "***"
@@ -27,7 +29,7 @@ def known_secrets() -> frozenset[str]:
         return frozenset(_LIVE)
 
 
-class Secret:
+class Secret(SecretValue):
     __slots__ = ("_value",)
 
     def __init__(self, value: str) -> None:

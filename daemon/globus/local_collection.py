@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import LocalCollectionUnknown
+from ..errors import LocalCollectionUnknown
 
 __all__ = ["LOCAL", "resolve_collection", "resolve_default_local_collection"]
 

@@ -1,4 +1,4 @@
-"""HTTP routes of the daemon (FastAPI): parse, authenticate, call ``Endpoint``, answer.
+"""HTTP routes of the daemon (FastAPI): parse, authenticate, call ``EndpointService``, answer.
 
 Every error is answered as ``{"error": "<Code>", "message": "<what to fix>", ...}``; the
 mapping from exceptions to statuses lives here, in the handlers at the bottom.
@@ -14,13 +14,14 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...protocol import VERSION, ErrorCode, TaskStatus
+from ..errors import DaemonError
+from ..runtime.logs import get_logger
+from ..service.endpoint import EndpointService
+from ..service.sessions import Session
 from .auth import parse_bearer
-from .errors import DaemonError
 from .limits import BodyLimit
-from .logs import get_logger
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
-from .service import VERSION, Endpoint
-from .sessions import Session
 from .websocket import Connections, serve_websocket
 
 __all__ = ["create_app"]
@@ -31,8 +32,15 @@ log = get_logger(__name__)
 MAX_INT = 2**63 - 1
 
 
-def _endpoint(request: Request) -> Endpoint:
-    endpoint: Endpoint = request.app.state.endpoint
+_HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+}
+
+
+def _endpoint(request: Request) -> EndpointService:
+    endpoint: EndpointService = request.app.state.endpoint
     return endpoint
 
 
@@ -41,7 +49,7 @@ def _owner(request: Request) -> str:
 
 
 Owner = Annotated[str, Depends(_owner)]
-Ep = Annotated[Endpoint, Depends(_endpoint)]
+Ep = Annotated[EndpointService, Depends(_endpoint)]
 
 
 def _session(sid: str, owner: Owner, endpoint: Ep) -> Session:
@@ -68,7 +76,7 @@ def _reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
-def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
+def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     app = FastAPI(
         title="orbit-globus endpoint",
         version=VERSION,
@@ -85,8 +93,8 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
 
     @app.exception_handler(DaemonError)
     async def _daemon_error(_request: Request, exc: DaemonError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.code == "Unauthorized" else None
-        if exc.status >= 500 and exc.code == "InternalError":
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code == ErrorCode.UNAUTHORIZED else None
+        if exc.status >= 500 and exc.code == ErrorCode.INTERNAL:
             log.error("internal error", error=exc.message)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
@@ -94,7 +102,7 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         message, details = _describe_validation(exc)
         return JSONResponse(
-            {"error": "ValidationError", "message": message, "details": details}, status_code=422
+            {"error": ErrorCode.VALIDATION, "message": message, "details": details}, status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -102,9 +110,11 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         # The framework's own refusals: give them our codes and a message that says what
         # to fix (its bare "Not Found" / "There was an error parsing the body" do not).
         status = exc.status_code
-        code = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed"}.get(
-            status, "HTTPError"
-        )
+        code = {
+            400: ErrorCode.BAD_REQUEST,
+            404: ErrorCode.NOT_FOUND,
+            405: ErrorCode.METHOD_NOT_ALLOWED,
+        }.get(status, ErrorCode.HTTP)
         where = f"{request.method} {request.url.path}"
         message = {
             400: "the request body could not be read: send a JSON object encoded as UTF-8 "
@@ -121,7 +131,7 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", error=type(exc).__name__)
         return JSONResponse(
-            {"error": "InternalError", "message": "the daemon failed; see its log"},
+            {"error": ErrorCode.INTERNAL, "message": "the daemon failed; see its log"},
             status_code=500,
         )
 
@@ -166,7 +176,7 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         endpoint: Ep,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-        status: Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"] | None = None,
+        status: TaskStatus | None = None,
     ) -> dict[str, Any]:
         return await endpoint.list_tasks(session, limit=limit, offset=offset, status=status)
 
@@ -227,7 +237,7 @@ def create_app(endpoint: Endpoint, connections: Connections) -> FastAPI:
         endpoint: Ep,
         session_id: str | None = None,
         task_id: str | None = None,
-        status: Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"] | None = None,
+        status: TaskStatus | None = None,
         label: Annotated[str | None, Query(max_length=128)] = None,
         since: float | None = None,
         until: float | None = None,

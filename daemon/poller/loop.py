@@ -35,21 +35,20 @@ import logging
 import time
 from typing import Any
 
-from radical.orbit.ledger import events as ev
-from radical.orbit.ledger.errors import RejectedEvent
-
-from .catchup import catch_up
-from .diff import diff
-from .globus_ops import (
+from ...ledger import events as ev
+from ...ledger.errors import RejectedEvent
+from ..globus.ops import (
     GlobusOps,
     SessionClients,
     is_auth_failure,
     is_server_error,
     is_transient,
 )
-from .logs import get_logger
-from .sessions import Session, SessionRegistry
-from .store import Store
+from ..runtime.logs import get_logger
+from ..service.sessions import Session, SessionRegistry
+from ..service.store import Store
+from .catchup import catch_up
+from .diff import diff
 
 __all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_GAP", "CATCH_UP_RATE", "Poller"]
 

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from radical.orbit.ledger import Ledger, SubmissionRow, TaskRow
-from radical.orbit.ledger import events as ev
-from radical.orbit.ledger.events import StoredEvent
-from radical.orbit.ledger.subscription import Subscription
+from ...ledger import Ledger, SubmissionRow, TaskRow
+from ...ledger import events as ev
+from ...ledger.events import StoredEvent
+from ...ledger.feed import CommitSink
 
 __all__ = ["Store", "StoredEvent", "row_dict"]
 
@@ -219,5 +219,8 @@ class Store:
     def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
         return self.ledger.events_since(seq, **filters)
 
-    def subscribe(self, *, maxsize: int) -> Subscription:
-        return self.ledger.subscribe(maxsize=maxsize)
+    def attach(self, sink: CommitSink) -> int:
+        return self.ledger.attach(sink)
+
+    def detach(self, sink: CommitSink) -> None:
+        self.ledger.detach(sink)

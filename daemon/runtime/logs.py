@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from .credentials import Secret, known_secrets
+from ..globus.credentials import Secret, known_secrets
 
 __all__ = ["configure_logging", "get_logger", "redact"]
 

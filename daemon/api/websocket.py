@@ -23,23 +23,19 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ...protocol import TOPICS, CloseCode, resume_reason
+from ..errors import DaemonError
+from ..runtime.logs import get_logger
+from ..service.hub import Listener, message_text
 from .auth import parse_bearer
-from .errors import DaemonError
-from .hub import TOPICS, Listener, message_text
-from .logs import get_logger
 
 if TYPE_CHECKING:
-    from .service import Endpoint
+    from ..service.endpoint import EndpointService
 
-__all__ = ["CLOSE_GOING_AWAY", "CLOSE_LAGGED", "serve_websocket"]
+__all__ = ["Connections", "serve_websocket"]
 
 log = get_logger(__name__)
 
-CLOSE_LAGGED = 4008
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_BAD_REQUEST = 4400
-CLOSE_NOT_FOUND = 4404
 # A send that does not complete within this long means the client stopped reading.
 _SEND_TIMEOUT = 10.0
 # Seqs are SQLite integers (64-bit).
@@ -63,17 +59,17 @@ def _filters(
             since = int(query["since"])
         except ValueError:
             raise _Reject(
-                CLOSE_BAD_REQUEST, "since must be an integer seq (0 = from the start)"
+                CloseCode.BAD_REQUEST, "since must be an integer seq (0 = from the start)"
             ) from None
         if not 0 <= since <= _MAX_SEQ:
-            raise _Reject(CLOSE_BAD_REQUEST, f"since must be a seq in 0..{_MAX_SEQ}")
+            raise _Reject(CloseCode.BAD_REQUEST, f"since must be a seq in 0..{_MAX_SEQ}")
     topics: frozenset[str] | None = None
     if query.get("topic"):
         topics = frozenset(t.strip() for t in query["topic"].split(",") if t.strip())
         unknown = topics - TOPICS
         if unknown:
             raise _Reject(
-                CLOSE_BAD_REQUEST,
+                CloseCode.BAD_REQUEST,
                 f"unknown topic(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(TOPICS))}",
             )
     return since, query.get("session_id") or None, query.get("task_id") or None, topics
@@ -92,13 +88,13 @@ class Connections:
 
         async def close(ws: WebSocket) -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(CLOSE_GOING_AWAY, "going away"), timeout=2)
+                await asyncio.wait_for(ws.close(CloseCode.GOING_AWAY, "going away"), timeout=2)
 
         await asyncio.gather(*(close(ws) for ws in sockets))
 
 
 async def serve_websocket(
-    websocket: WebSocket, endpoint: Endpoint, connections: Connections
+    websocket: WebSocket, endpoint: EndpointService, connections: Connections
 ) -> None:
     try:
         owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
@@ -109,17 +105,17 @@ async def serve_websocket(
                 JSONResponse(exc.body(), status_code=401, headers={"WWW-Authenticate": "Bearer"})
             )
             return
-        await websocket.close(CLOSE_POLICY, exc.message[:120])
+        await websocket.close(CloseCode.POLICY, exc.message[:120])
         return
     if connections.closing:
-        await websocket.close(CLOSE_GOING_AWAY, "going away")
+        await websocket.close(CloseCode.GOING_AWAY, "going away")
         return
     try:
         since, session_id, task_id, topics = _filters(websocket)
         if session_id is not None:
             session = endpoint.sessions.find(session_id)
             if session is not None and session.owner != owner:
-                raise _Reject(CLOSE_NOT_FOUND, f"no session {session_id} for this token")
+                raise _Reject(CloseCode.NOT_FOUND, f"no session {session_id} for this token")
     except _Reject as exc:
         await websocket.accept()
         await websocket.close(exc.code, exc.reason[:120])
@@ -162,7 +158,7 @@ async def serve_websocket(
         # reads again within the timeout gets it; one that never does is dropped.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_SEND_TIMEOUT):
-                await websocket.close(CLOSE_LAGGED, f"resume from {lag.seq}")
+                await websocket.close(CloseCode.LAGGED, resume_reason(lag.seq))
         log.info("websocket client lagged", owner=owner, resume_from=lag.seq)
     except (WebSocketDisconnect, ConnectionError, asyncio.CancelledError, TimeoutError):
         pass
@@ -199,7 +195,7 @@ async def _send(websocket: WebSocket, text: str, last: int) -> None:
 
 async def _live(
     websocket: WebSocket,
-    endpoint: Endpoint,
+    endpoint: EndpointService,
     listener: Listener,
     last: int,
     reader: asyncio.Task[None],

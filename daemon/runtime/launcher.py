@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from .errors import DaemonError
+from ..errors import DaemonError
 
 __all__ = ["DaemonProcess", "LaunchError"]
 

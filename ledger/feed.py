@@ -13,15 +13,24 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 from .errors import SubscriberLagged
 from .events import StoredEvent
 
-__all__ = ["Subscription"]
+__all__ = ["CommitSink", "LiveFeed"]
 
 
-class Subscription:
+class CommitSink(Protocol):
+    """Anything the ledger hands each committed batch to, on the event loop, in seq order.
+
+    ``offer`` must never wait: the ledger calls every sink before it wakes the appenders.
+    """
+
+    def offer(self, events: list[StoredEvent]) -> None: ...
+
+
+class LiveFeed:
     """Async iterator of live events committed after ``start_seq``.
 
     ``start_seq`` is the ledger head when the subscription was made: replaying
@@ -31,7 +40,7 @@ class Subscription:
     """
 
     def __init__(
-        self, *, maxsize: int, start_seq: int, on_close: Callable[[Subscription], None]
+        self, *, maxsize: int, start_seq: int, on_close: Callable[[LiveFeed], None]
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
@@ -75,7 +84,7 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> LiveFeed:
         return self
 
     async def __anext__(self) -> StoredEvent:
@@ -94,7 +103,7 @@ class Subscription:
             finally:
                 self._waiter = None
 
-    def __enter__(self) -> Subscription:
+    def __enter__(self) -> LiveFeed:
         return self
 
     def __exit__(

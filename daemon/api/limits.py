@@ -12,6 +12,8 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ...protocol import ErrorCode
+
 __all__ = ["MAX_BODY", "BodyLimit"]
 
 MAX_BODY = 4 * 1024 * 1024
@@ -37,7 +39,7 @@ class BodyLimit:
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
             {
-                "error": "PayloadTooLarge",
+                "error": ErrorCode.PAYLOAD_TOO_LARGE,
                 "message": f"the request body exceeds {self.max_body} bytes; send less "
                 "(e.g. split a transfer with very many items into several)",
             }

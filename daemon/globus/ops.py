@@ -24,8 +24,9 @@ from globus_sdk.transport import (
     RetryContext,
 )
 
+from ...protocol import ErrorCode
+from ..errors import CredentialExpired, DaemonError, GlobusError
 from .credentials import Credential, Secret
-from .errors import CredentialExpired, DaemonError, GlobusError
 
 __all__ = [
     "GlobusOps",
@@ -166,15 +167,15 @@ def _answer_to(status: int, code: str, message: str) -> tuple[int, str, str]:
     if status == 403:
         return 403, "Forbidden", f"Globus refused the request ({code}): {message}"
     if status == 404:
-        return 404, "NotFound", f"Globus found no such object ({code}): {message}"
+        return 404, ErrorCode.NOT_FOUND, f"Globus found no such object ({code}): {message}"
     if status == 429:
         retry = f"Globus is rate limiting this user ({code}): wait a few seconds and retry"
-        return 429, "RateLimited", retry
+        return 429, ErrorCode.RATE_LIMITED, retry
     if status == 409:
         return 409, "Conflict", f"Globus rejected the request ({code}): {message}"
     if 400 <= status < 500:
-        return 400, "BadRequest", f"Globus rejected the request ({code}): {message}"
-    return 502, "GlobusError", f"Globus failed ({status} {code}): {message}; retry later"
+        return 400, ErrorCode.BAD_REQUEST, f"Globus rejected the request ({code}): {message}"
+    return 502, ErrorCode.GLOBUS, f"Globus failed ({status} {code}): {message}; retry later"
 
 
 def map_error(exc: BaseException, *, sid: str) -> DaemonError:
@@ -195,7 +196,7 @@ def map_error(exc: BaseException, *, sid: str) -> DaemonError:
                 "'<scope>'` or your app's login flow with them), then register the session "
                 "again with the new token",
                 status=401,
-                code="ConsentRequired",
+                code=ErrorCode.CONSENT_REQUIRED,
                 globus_code=code,
                 globus_status=status,
                 required_scopes=scopes,

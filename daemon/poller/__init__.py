@@ -1,0 +1,6 @@
+"""The poller: Globus task state -> ledger events, one bulk sweep per session and interval.
+
+``loop`` is the asyncio shell that performs each sweep; the decisions are pure functions with
+no I/O and no clock: ``diff`` (ledger rows + Globus task documents -> events) and ``catchup``
+(a task's Globus event list -> the transitions missed during a gap).
+"""
