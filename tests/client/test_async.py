@@ -10,6 +10,7 @@ from client_helpers import DST, GODATA, SRC, godata_items
 from radical.orbit import AsyncGlobusClient, BridgeClient, NotFoundError, TaskWaitTimeout
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 
 async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> None:
@@ -19,9 +20,9 @@ async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> N
         assert opened["sid"] == globus.session_id
         assert (await globus.mkdir("local", "/~/aio/"))["code"] == "DirectoryCreated"
         sub = await globus.submit_transfer(SRC, "local", godata_items("/~/aio/in/"), label="aio")
-        final = await globus.task_wait(sub["task_id"], timeout=30)
+        final = await globus.task_wait(sub["task_id"], timeout=30 * UNIT)
         assert final["status"] == "SUCCEEDED"
-        polled = await globus.task_wait(sub["task_id"], timeout=5, use_stream=False)
+        polled = await globus.task_wait(sub["task_id"], timeout=5 * UNIT, use_stream=False)
         assert polled["status"] == "SUCCEEDED"
         assert (await globus.get_task(sub["task_id"]))["label"] == "aio"
         assert [t["task_id"] for t in await globus.list_tasks()] == [sub["task_id"]]
@@ -38,10 +39,10 @@ async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> N
             [{"source": "/home/share/big/", "destination": "/~/aio/big/", "recursive": True}],
         )
         with pytest.raises(TaskWaitTimeout):
-            await globus.task_wait(slow["task_id"], timeout=0.3)
+            await globus.task_wait(slow["task_id"], timeout=0.3 * UNIT)
         assert (await globus.cancel_task(slow["task_id"]))["code"] == "Canceled"
         gone = await globus.delete("local", "/~/aio/in/", recursive=True)
-        assert (await globus.task_wait(gone["task_id"], timeout=30))["status"] == "SUCCEEDED"
+        assert (await globus.task_wait(gone["task_id"], timeout=30 * UNIT))["status"] == "SUCCEEDED"
         page = await globus.history(task_id=sub["task_id"], session_id=globus.session_id)
         assert page["events"][-1]["data"]["status"] == "SUCCEEDED"
         seqs = [
@@ -68,7 +69,7 @@ async def test_async_stream_and_subscription(daemon: DaemonProcess, user: Creden
             await globus.submit_transfer(SRC, "local", godata_items(f"/~/s{i}/")) for i in range(3)
         ]
         for sub in subs:
-            await globus.task_wait(sub["task_id"], timeout=30)
+            await globus.task_wait(sub["task_id"], timeout=30 * UNIT)
         history = [e["seq"] async for e in globus.iter_history(session_id=globus.session_id)]
         for _ in range(100):
             if len(seen) >= len(history):
@@ -78,7 +79,7 @@ async def test_async_stream_and_subscription(daemon: DaemonProcess, user: Creden
         assert subscription.error is None
         assert seen == history
         async with globus.events(since=0, topic="transfer_status") as stream:
-            first = await stream.get(timeout=10)
+            first = await stream.get(timeout=10 * UNIT)
             assert first is not None and first["topic"] == "transfer_status"
             assert first["kind"] == "task_submitted"
     bc.close()

@@ -18,6 +18,7 @@ from radical.orbit.client.cli import main
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 
 class Cli:
@@ -207,11 +208,13 @@ def test_console_script_runs_as_a_process(cli: Cli, daemon: DaemonProcess) -> No
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=60 * UNIT,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["endpoints"][0]["plugins"] == ["globus"]
-    usage = subprocess.run([str(exe), "task"], env=env, capture_output=True, text=True, timeout=60)
+    usage = subprocess.run(
+        [str(exe), "task"], env=env, capture_output=True, text=True, timeout=60 * UNIT
+    )
     assert usage.returncode == 2
-    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60 * UNIT)
     assert "4 the daemon is unreachable" in " ".join(helped.stdout.split())

@@ -16,6 +16,7 @@ from client_helpers import DST, SRC
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -69,7 +70,7 @@ def test_demo_runs_end_to_end_in_under_a_minute(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=90 * UNIT,
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr

@@ -24,6 +24,7 @@ from radical.orbit import (
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator, data_access_scope
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 BIG = [{"source": "/home/share/big/", "destination": "/~/big/", "recursive": True}]
 
@@ -95,7 +96,7 @@ def test_transfer_task_lifecycle_and_listing(globus: GlobusClient, sim: Simulato
     )
     assert set(sub) >= {"task_id", "submission_id", "status"}
     assert sub["status"] in ("ACTIVE", "SUCCEEDED")
-    final = globus.task_wait(sub["task_id"], timeout=30)
+    final = globus.task_wait(sub["task_id"], timeout=30 * UNIT)
     assert final["status"] == "SUCCEEDED"
     assert final["files_transferred"] == 3
     assert final["bytes_transferred"] == sim.task(sub["task_id"])["bytes_transferred"]
@@ -111,7 +112,9 @@ def test_transfer_task_lifecycle_and_listing(globus: GlobusClient, sim: Simulato
 
 def test_task_wait_by_polling_the_daemon(globus: GlobusClient) -> None:
     sub = globus.submit_transfer(SRC, "local", godata_items("/~/polled/"))
-    final = globus.task_wait(sub["task_id"], timeout=30, polling_interval=0.5, use_stream=False)
+    final = globus.task_wait(
+        sub["task_id"], timeout=30 * UNIT, polling_interval=0.5, use_stream=False
+    )
     assert final["status"] == "SUCCEEDED"
     assert "done" not in final
 
@@ -120,7 +123,7 @@ def test_task_wait_times_out_then_cancel_fails_the_task(globus: GlobusClient) ->
     sub = globus.submit_transfer(SRC, "local", BIG, label="slow")
     started = time.monotonic()
     with pytest.raises(TaskWaitTimeout) as info:
-        globus.task_wait(sub["task_id"], timeout=0.5)
+        globus.task_wait(sub["task_id"], timeout=0.5 * UNIT)
     assert isinstance(info.value, TimeoutError)
     assert time.monotonic() - started < 5
     assert info.value.task is not None and info.value.task["status"] == "ACTIVE"
@@ -128,9 +131,9 @@ def test_task_wait_times_out_then_cancel_fails_the_task(globus: GlobusClient) ->
     assert answer["task_id"] == sub["task_id"]
     assert answer["code"] == "Canceled"
     with pytest.raises(TaskFailed) as failed:
-        globus.task_wait(sub["task_id"], timeout=30, raise_on_failure=True)
+        globus.task_wait(sub["task_id"], timeout=30 * UNIT, raise_on_failure=True)
     assert failed.value.task["status"] == "FAILED"
-    assert globus.task_wait(sub["task_id"], timeout=5)["status"] == "FAILED"
+    assert globus.task_wait(sub["task_id"], timeout=5 * UNIT)["status"] == "FAILED"
 
 
 def test_files_mkdir_rename_ls_and_delete(
@@ -139,7 +142,7 @@ def test_files_mkdir_rename_ls_and_delete(
     made = globus.mkdir("local", "/~/work/")
     assert made["code"] == "DirectoryCreated"
     sub = globus.submit_transfer(SRC, "local", godata_items("/~/work/in/"))
-    globus.task_wait(sub["task_id"], timeout=30)
+    globus.task_wait(sub["task_id"], timeout=30 * UNIT)
     renamed = globus.rename("local", "/~/work/in/file1.txt", "/~/work/in/first.txt")
     assert renamed["code"] == "FileRenamed"
     listing = globus.ls("local", "/~/work/in/")
@@ -152,7 +155,7 @@ def test_files_mkdir_rename_ls_and_delete(
     }
     gone = globus.delete("local", ["/~/work/in/"], recursive=True, label="cleanup")
     assert set(gone) >= {"task_id", "submission_id", "status"}
-    assert globus.task_wait(gone["task_id"], timeout=30)["status"] == "SUCCEEDED"
+    assert globus.task_wait(gone["task_id"], timeout=30 * UNIT)["status"] == "SUCCEEDED"
     assert globus.get_task(gone["task_id"])["type"] == "DELETE"
     assert not sim.local_path(DST, "/~/work/in/", username=user.username).exists()
     with pytest.raises(NotFoundError):
@@ -175,7 +178,7 @@ def test_history_events_tasks_and_pages(globus: GlobusClient) -> None:
         for i in range(3)
     ]
     for sub in subs:
-        globus.task_wait(sub["task_id"], timeout=30)
+        globus.task_wait(sub["task_id"], timeout=30 * UNIT)
     sid = globus.session_id
     page = globus.history(limit=2, session_id=sid)
     assert len(page["events"]) == 2

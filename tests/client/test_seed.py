@@ -8,6 +8,7 @@ from client_helpers import DST, SRC
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 
 def test_seed_snippet_runs_against_the_local_daemon(
@@ -36,7 +37,7 @@ def test_seed_snippet_runs_against_the_local_daemon(
     sub = globus.submit_transfer(source=SRC, destination='local',
               items=[{'source': '/data/in/', 'destination': '/~/out/', 'recursive': True}],
               label='my transfer', sync_level='checksum')
-    globus.task_wait(sub['task_id'], timeout=60)
+    globus.task_wait(sub['task_id'], timeout=60 * UNIT)
     print(globus.get_task(sub['task_id'])['status'])
     # fmt: on
 

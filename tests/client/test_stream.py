@@ -26,6 +26,7 @@ from radical.orbit.client.stream import Backoff, CursorFile, ReplayCursor, Strea
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 BIG = [{"source": "/home/share/big/", "destination": "/~/big{}/", "recursive": True}]
 
@@ -166,7 +167,7 @@ def submit_and_finish(globus: GlobusClient, count: int, tag: str) -> None:
         for i in range(count)
     ]
     for sub in subs:
-        assert globus.task_wait(sub["task_id"], timeout=30)["status"] == "SUCCEEDED"
+        assert globus.task_wait(sub["task_id"], timeout=30 * UNIT)["status"] == "SUCCEEDED"
 
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
@@ -203,7 +204,7 @@ def test_subscriber_sees_every_event_once_across_a_daemon_restart(
     producer.join(30)
     submit_and_finish(globus, 3, "post")
     for row in globus.list_tasks():
-        globus.task_wait(row["task_id"], timeout=30)
+        globus.task_wait(row["task_id"], timeout=30 * UNIT)
     expected = ledger_seqs(globus)
     wait_for(lambda: len(seen) >= len(expected))
     time.sleep(0.3)  # a duplicate would arrive now
@@ -227,7 +228,7 @@ def test_task_wait_rides_through_a_daemon_crash(
 
     def wait() -> None:
         try:
-            result["row"] = globus.task_wait(sub["task_id"], timeout=40)
+            result["row"] = globus.task_wait(sub["task_id"], timeout=40 * UNIT)
         except Exception as exc:  # reported by the assertion below
             result["error"] = exc
 
@@ -261,7 +262,7 @@ def test_slow_client_closed_with_4008_resumes_without_loss(
         time.sleep(0.5)
         sim.finish_all()  # one poller sweep sees six tasks end: a burst over the queue of 1
         for sub in subs:
-            globus.task_wait(sub["task_id"], timeout=30)
+            globus.task_wait(sub["task_id"], timeout=30 * UNIT)
         expected = ledger_seqs(globus)
         wait_for(lambda: len(seen) >= len(expected))
         time.sleep(0.3)
@@ -290,7 +291,7 @@ def test_events_iterator_with_cursor_file_continues_after_a_restart(
     rest: list[int] = []
     with globus.events(since=0, cursor_file=str(cursor)) as stream:
         while len(first) + len(rest) < len(expected):
-            more = stream.get(timeout=10)
+            more = stream.get(timeout=10 * UNIT)
             assert more is not None
             rest.append(more["seq"])
     assert first + rest == expected
@@ -304,11 +305,11 @@ def test_cursor_moves_only_past_events_the_application_finished(
     submit_and_finish(globus, 1, "unfinished")
     cursor = tmp_path / "cursor.json"
     stream = globus.events(since=0, cursor_file=str(cursor))
-    one, two = stream.get(timeout=5), stream.get(timeout=5)
+    one, two = stream.get(timeout=5 * UNIT), stream.get(timeout=5 * UNIT)
     assert one is not None and two is not None
     stream.close(save=False)  # as if the process died while handling "two"
     with globus.events(cursor_file=str(cursor)) as again:
-        replayed = again.get(timeout=5)
+        replayed = again.get(timeout=5 * UNIT)
     assert replayed is not None and replayed["seq"] == two["seq"]
 
 
@@ -317,10 +318,10 @@ def test_stream_filters_by_task_and_topic(globus: GlobusClient) -> None:
     tasks = globus.list_tasks()
     target = tasks[0]["task_id"]
     with globus.events(since=0, task_id=target) as stream:
-        got = [stream.get(timeout=5) for _ in range(2)]
+        got = [stream.get(timeout=5 * UNIT) for _ in range(2)]
     assert all(e is not None and e["task_id"] == target for e in got)
     with globus.events(since=0, topic="session") as stream:
-        opened = stream.get(timeout=5)
+        opened = stream.get(timeout=5 * UNIT)
     assert opened is not None and opened["kind"] == "session_opened"
 
 
@@ -356,7 +357,7 @@ def test_a_near_limit_submit_reaches_the_stream_as_one_event(globus: GlobusClien
     except RequestError as refused:  # Globus may refuse the paths; the request is recorded
         assert refused.status != 413, refused.message
     with globus.events(since=0, topic="task") as stream:
-        got = stream.get(timeout=30)
+        got = stream.get(timeout=30 * UNIT)
     assert got is not None and got["kind"] == "submit_requested"
     request = got["data"]["request"]
     assert request["label"] == "near-limit"

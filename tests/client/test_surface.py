@@ -21,6 +21,7 @@ from radical.orbit.client import cli
 from radical.orbit.client.config import DaemonAddress
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 MODULES = [
     "aio",
@@ -74,9 +75,9 @@ def test_stream_refusals_are_errors_not_endless_retries(
 ) -> None:
     stranger = GlobusClient(daemon.url, "wrong-token")
     with pytest.raises(AuthenticationError):
-        stranger.events(since=0, all_sessions=True).get(timeout=10)
+        stranger.events(since=0, all_sessions=True).get(timeout=10 * UNIT)
     with pytest.raises(StreamClosed) as closed:
-        globus.events(since=0, topic="no-such-topic").get(timeout=10)
+        globus.events(since=0, topic="no-such-topic").get(timeout=10 * UNIT)
     assert closed.value.fatal
     assert "no-such-topic" in str(closed.value)
     stranger.close()
@@ -108,7 +109,7 @@ SEED_SIGNATURES = {
     "local_collection=None",
     "submit_transfer": "(source, destination, items, label=None, sync_level=None",
     "get_task": "(task_id",
-    "task_wait": "(task_id, timeout=60, polling_interval=10",
+    "task_wait": "(task_id, timeout=60 * UNIT, polling_interval=10",
     "cancel_task": "(task_id",
     "list_tasks": "(limit=100",
     "ls": "(collection, path=None",

@@ -12,6 +12,7 @@ from daemon_helpers import start_daemon
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
 
 @pytest.fixture
@@ -47,7 +48,9 @@ def slow_daemon(tmp_path: Path, slow_sim: Simulator) -> Iterator[DaemonProcess]:
 
 @pytest.fixture
 async def aclient(daemon: DaemonProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=daemon.url, headers=daemon.headers, timeout=30) as c:
+    async with httpx.AsyncClient(
+        base_url=daemon.url, headers=daemon.headers, timeout=30 * UNIT
+    ) as c:
         yield c
 
 

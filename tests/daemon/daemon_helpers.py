@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from timing import UNIT
 
 C1 = TUTORIAL_COLLECTION_1
 C2 = TUTORIAL_COLLECTION_2
@@ -34,7 +35,7 @@ def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonPro
 
 def client(process: DaemonProcess, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token or process.token}"}
-    return httpx.Client(base_url=process.url, headers=headers, timeout=30)
+    return httpx.Client(base_url=process.url, headers=headers, timeout=30 * UNIT)
 
 
 def register(http: httpx.Client, creds: Any, *, refreshable: bool = False, **extra: Any) -> str:

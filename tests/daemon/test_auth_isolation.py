@@ -17,6 +17,7 @@ from daemon_helpers import client, history, register, transfer_body, ws_connect
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
+from timing import UNIT
 
 
 def test_first_start_creates_private_token_files(daemon: DaemonProcess) -> None:
@@ -45,7 +46,7 @@ def test_default_token_from_a_systemd_credential(tmp_path: Path) -> None:
         state_dir=tmp_path / "state", env={"CREDENTIALS_DIRECTORY": str(credentials)}
     ).start()
     try:
-        with httpx.Client(base_url=process.url, timeout=10) as http:
+        with httpx.Client(base_url=process.url, timeout=10 * UNIT) as http:
             ok = http.get("/endpoints", headers={"Authorization": f"Bearer {provisioned}"})
             refused = http.get("/endpoints", headers={"Authorization": "Bearer " + "x" * 64})
             bob = process.add_token("bob")
@@ -162,7 +163,7 @@ def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
             ],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=30 * UNIT,
         )
 
     first = run("add", "carol", "--quiet")
@@ -189,6 +190,6 @@ def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=30 * UNIT,
     )
     assert before.stdout.split() == ["carol", "default"]

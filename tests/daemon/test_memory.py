@@ -18,6 +18,7 @@ from daemon_helpers import start_daemon
 
 from radical.orbit.daemon.runtime.memory import collect_cycles
 from radical.orbit.simulator import Simulator
+from timing import UNIT
 
 # Eight threads allocate at the same time (blocks above 512 bytes bypass Python's own
 # allocator and reach malloc), then glibc reports its arenas ("heaps") in malloc_info.
@@ -56,7 +57,7 @@ _ARENAS = textwrap.dedent(
 
 def _arenas_used(mode: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=60 * UNIT
     )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())

@@ -12,6 +12,7 @@ import httpx
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 __all__ = [
     "C1",
@@ -53,7 +54,7 @@ def fresh_access_token(sim: Simulator, creds: Credentials) -> str:
                 "refresh_token": creds.refresh_token,
                 "client_id": creds.client_id,
             },
-            timeout=10,
+            timeout=10 * UNIT,
         )
         if answer.status_code < 429:
             break

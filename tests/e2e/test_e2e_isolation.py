@@ -27,6 +27,7 @@ from radical.orbit.daemon.runtime.config import load_config
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
 GODATA = [{"source": "/home/share/godata/", "destination": "/~/iso/", "recursive": True}]
 # Known routes: if the OpenAPI document stopped listing these, the enumeration below would
@@ -56,7 +57,7 @@ class Party:
     def __init__(self, daemon: DaemonProcess, sim: Simulator, token: str, name: str) -> None:
         self.token = token
         self.http = httpx.Client(
-            base_url=daemon.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            base_url=daemon.url, headers={"Authorization": f"Bearer {token}"}, timeout=30 * UNIT
         )
         self.creds = sim.add_user(name)
         answer = self.http.post("/globus/sessions", json={"access_token": self.creds.access_token})
@@ -94,7 +95,7 @@ def parties(daemon: DaemonProcess, sim: Simulator) -> tuple[Party, Party]:
 
 @pytest.fixture(scope="module")
 def routes(daemon: DaemonProcess) -> list[tuple[str, str]]:
-    answer = httpx.get(daemon.url + "/openapi.json", headers=daemon.headers, timeout=30)
+    answer = httpx.get(daemon.url + "/openapi.json", headers=daemon.headers, timeout=30 * UNIT)
     assert answer.status_code == 200, answer.text
     found = {
         (method.upper(), path)
@@ -146,7 +147,7 @@ def test_every_route_needs_a_valid_token(
         {"Authorization": f"Bearer {daemon.token[:-1]}"},
     ]
     checked = 0
-    anonymous = httpx.Client(base_url=daemon.url, timeout=30)
+    anonymous = httpx.Client(base_url=daemon.url, timeout=30 * UNIT)
     for method, path in [*routes, ("GET", "/openapi.json")]:
         for headers in refusals:
             answer = anonymous.request(
@@ -279,7 +280,7 @@ def test_sids_are_unguessable_and_not_listed(
 ) -> None:
     # No route lists sessions: the only collection routes are scoped by token.
     assert ("GET", "/globus/sessions") not in routes
-    http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30)
+    http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30 * UNIT)
     assert http.get("/globus/sessions").status_code in (404, 405)
     creds = sim.add_user("iso-many")
     sids = set()
@@ -322,7 +323,7 @@ def test_default_bind_is_loopback(tmp_path: Path, sim: Simulator) -> None:
                 return ["no endpoint.json yet"]
             return [] if info.get("pid") == proc.pid else ["endpoint.json of another pid"]
 
-        wait_until(listening, timeout=20)
+        wait_until(listening, timeout=20 * UNIT)
         assert info["url"].startswith("http://127.0.0.1:")
         port = int(info["url"].rsplit(":", 1)[1])
         sockets = _listening_sockets(port)
@@ -371,6 +372,6 @@ def test_finished_parties_keep_their_own_rows(parties: tuple[Party, Party], sim:
                 out.append(f"{party.creds.username}: {row['status']}")
         return out
 
-    wait_until(done, timeout=15)
+    wait_until(done, timeout=15 * UNIT)
     rows = bob.http.get("/globus/history", params={"view": "tasks"}).json()["tasks"]
     assert [r["task_id"] for r in rows] == [bob.task_id]

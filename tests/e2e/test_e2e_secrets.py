@@ -31,6 +31,7 @@ from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator
 from radical.orbit.simulator.auth import Credentials, token_key
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
 GODATA = [{"source": "/home/share/godata/", "destination": "/~/sec/", "recursive": True}]
 # Any run of this many characters of a credential counts as a hit (a truncated token).
@@ -178,7 +179,7 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
     http = httpx.Client(
         base_url=daemon.url,
         headers=daemon.headers,
-        timeout=60,
+        timeout=60 * UNIT,
         event_hooks={"response": [ev.response]},
     )
 
@@ -251,7 +252,7 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
         kinds = {(e["session_id"], e["kind"]) for e in events}
         return [] if (sid_alice_2, "credential_expired") in kinds else ["no credential_expired"]
 
-    wait_until(expired_recorded, timeout=15)
+    wait_until(expired_recorded, timeout=15 * UNIT)
     assert submit(sid_alice_2).status_code == 401
     fresh = ev.secret("alice's second access token", fresh_access_token(sim, alice))
     assert register(access_token=fresh, sid=sid_alice_2).status_code == 200
@@ -292,7 +293,7 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
         ev.expect_error(lambda: intruder.register_session(access_token=alice.access_token))
         ev.expect_error(lambda: intruder.list_tasks())
         with intruder.events(since=0, all_sessions=True) as stream:
-            ev.expect_error(lambda: stream.get(timeout=5))
+            ev.expect_error(lambda: stream.get(timeout=5 * UNIT))
 
     # -- every WebSocket message, replay and live -----------------------------------------
     for message in asyncio.run(_websocket_messages(daemon, [daemon.token, token_b])):

@@ -19,6 +19,7 @@ import pytest
 
 from radical.orbit import AsyncEventStream, DaemonUnavailable, EventStream
 from radical.orbit.client.stream import Backoff
+from timing import UNIT
 
 ATTEMPTS_WANTED = 60
 
@@ -69,7 +70,7 @@ def test_blocking_stream_survives_handshakes_cut_short(server: ClosingServer) ->
         backoff=fast_backoff(),
     )
     with pytest.raises(DaemonUnavailable):
-        stream.get(timeout=10)
+        stream.get(timeout=10 * UNIT)
     stream.close(save=False)
     # Enough attempts that some were cut while sending the request (about a third are).
     assert server.accepted >= ATTEMPTS_WANTED
@@ -84,6 +85,6 @@ async def test_async_stream_survives_handshakes_cut_short(server: ClosingServer)
         backoff=fast_backoff(),
     )
     with pytest.raises(DaemonUnavailable):
-        await asyncio.wait_for(stream.get(timeout=10), 15)
+        await asyncio.wait_for(stream.get(timeout=10 * UNIT), 15)
     await stream.aclose(save=False)
     assert server.accepted >= ATTEMPTS_WANTED

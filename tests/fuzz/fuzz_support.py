@@ -13,6 +13,7 @@ import os
 import httpx
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from timing import UNIT
 
 EXAMPLES = int(os.environ.get("ORBIT_FUZZ_EXAMPLES", "25"))
 # Small enough that a burst of events overflows it quickly (the slow-reader property).
@@ -24,5 +25,5 @@ HEARTBEAT = 0.3
 def assert_alive(process: DaemonProcess) -> None:
     """The daemon process still runs and answers an ordinary request."""
     assert process.running, process.log_tail()
-    answer = httpx.get(process.url + "/endpoints", headers=process.headers, timeout=10)
+    answer = httpx.get(process.url + "/endpoints", headers=process.headers, timeout=10 * UNIT)
     assert answer.status_code == 200, answer.text

@@ -38,6 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from timing import UNIT
 
 # Every route of the HTTP API (DESIGN.md). The schema must list exactly these: a new route
 # without a fuzzer fails test_every_route_is_fuzzed.
@@ -88,7 +89,7 @@ class Target:
             self.daemon.url + "/globus/sessions",
             json={"access_token": self.access_token},
             headers=self.daemon.headers,
-            timeout=30,
+            timeout=30 * UNIT,
         )
         assert answer.status_code == 200, answer.text
         return str(answer.json()["sid"])
@@ -96,11 +97,15 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(fuzz_daemon: DaemonProcess, fuzz_sim: Simulator) -> Iterator[Target]:
-    doc = httpx.get(fuzz_daemon.url + "/openapi.json", headers=fuzz_daemon.headers, timeout=30)
+    doc = httpx.get(
+        fuzz_daemon.url + "/openapi.json", headers=fuzz_daemon.headers, timeout=30 * UNIT
+    )
     assert doc.status_code == 200, doc.text
     schema = schemathesis.openapi.from_dict(doc.json(), config=CONFIG)
     creds = fuzz_sim.add_user("fuzzer")
-    with httpx.Client(base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=30) as http:
+    with httpx.Client(
+        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=30 * UNIT
+    ) as http:
         sid = http.post("/globus/sessions", json={"access_token": creds.access_token}).json()["sid"]
         item = {"source": "/home/share/godata/file1.txt", "destination": "/~/fuzz.txt"}
         submitted = http.post(
@@ -188,7 +193,9 @@ def test_route_survives_fuzzing(
     @given(case=operation.as_strategy(mode), pick=st.integers(0, 3))
     def run(case: Case, pick: int) -> None:
         _aim(case, target, pick)
-        response = case.call(base_url=target.daemon.url, headers=target.daemon.headers, timeout=60)
+        response = case.call(
+            base_url=target.daemon.url, headers=target.daemon.headers, timeout=60 * UNIT
+        )
         seen[response.status_code] = seen.get(response.status_code, 0) + 1
         case.validate_response(
             response,
@@ -207,7 +214,7 @@ def test_no_token_is_refused_on_every_route(target: Target) -> None:
     """The fuzzers above all carry the token; without it every route is a clear 401."""
     for method, path in ROUTES:
         url = target.daemon.url + path.format(sid=target.sid, task_id="x", collection="local")
-        answer = httpx.request(method, url, json={}, timeout=30)
+        answer = httpx.request(method, url, json={}, timeout=30 * UNIT)
         assert answer.status_code == 401, (method, path, answer.text)
         assert answer.json()["error"] == "Unauthorized"
         assert answer.headers["www-authenticate"] == "Bearer"

@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 from radical.orbit.daemon.api.limits import MAX_BODY
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from timing import UNIT
 
 
 @pytest.fixture(scope="module")
 def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60) as c:
+    with httpx.Client(
+        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
+    ) as c:
         yield c
 
 
@@ -69,10 +72,10 @@ def test_body_limit_is_exact_whether_declared_or_streamed(
     if chunked:
         step = 256 * 1024
         stream = (content[i : i + step] for i in range(0, len(content), step))
-        answer = httpx.post(url, content=stream, headers=headers, timeout=60)
+        answer = httpx.post(url, content=stream, headers=headers, timeout=60 * UNIT)
         assert "content-length" not in answer.request.headers
     else:
-        answer = httpx.post(url, content=content, headers=headers, timeout=60)
+        answer = httpx.post(url, content=content, headers=headers, timeout=60 * UNIT)
     if size > MAX_BODY:
         _assert_413(answer)
     else:
@@ -84,7 +87,7 @@ def _raw_post(process: DaemonProcess, path: str, head: dict[str, str], body: byt
     """Send exactly these bytes (httpx refuses a Content-Length that lies); the status line."""
     host, port = process.url.removeprefix("http://").rsplit(":", 1)
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in head.items())]
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with socket.create_connection((host, int(port)), timeout=30 * UNIT) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         answer = b""
         while b"\r\n" not in answer:

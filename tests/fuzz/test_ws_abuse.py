@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2, Simulator
+from timing import UNIT
 
 MAX_FRAME = 1 << 20  # the daemon's ws_max_size (main.py)
 SETTINGS = settings(
@@ -40,7 +41,9 @@ SETTINGS = settings(
 
 @pytest.fixture(scope="module")
 def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60) as c:
+    with httpx.Client(
+        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
+    ) as c:
         yield c
 
 
@@ -409,7 +412,7 @@ def test_reader_that_stops_reading_is_closed_with_4008_and_resume_seq(
     async def burst_with_a_live_witness() -> float:
         witness = await _connect(fuzz_daemon, topic="session")
         async with httpx.AsyncClient(
-            base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60
+            base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
         ) as c:
             for n in range(2):
                 big = await c.post(f"/globus/sessions/{sid}/deletes", json=_big_delete(n))

@@ -19,6 +19,7 @@ import pytest
 
 from radical.orbit import BridgeClient
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from timing import UNIT
 
 ACCESS = os.environ.get("ORBIT_REAL_GLOBUS_ACCESS_TOKEN")
 REFRESH = os.environ.get("ORBIT_REAL_GLOBUS_REFRESH_TOKEN")
@@ -65,11 +66,11 @@ def test_tutorial_transfer_through_the_daemon(real_daemon: DaemonProcess) -> Non
             [{"source": "/home/share/godata/", "destination": folder, "recursive": True}],
             label="orbit-globus internet test",
         )
-        final = globus.task_wait(sub["task_id"], timeout=600, polling_interval=5)
+        final = globus.task_wait(sub["task_id"], timeout=600 * UNIT, polling_interval=5)
         assert final["status"] == "SUCCEEDED", final
         assert final["files_transferred"] == 3
         listed = {entry["name"] for entry in globus.ls(TUTORIAL_2, folder)["DATA"]}
         assert listed == {"file1.txt", "file2.txt", "file3.txt"}
 
         cleanup = globus.delete(TUTORIAL_2, [folder], recursive=True, label="orbit-globus cleanup")
-        assert globus.task_wait(cleanup["task_id"], timeout=600)["status"] == "SUCCEEDED"
+        assert globus.task_wait(cleanup["task_id"], timeout=600 * UNIT)["status"] == "SUCCEEDED"

@@ -21,8 +21,9 @@ from radical.orbit.daemon.poller.loop import CATCH_UP_RATE
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 * UNIT)]
 
 TASKS = 60
 ITEM = {"source": "/home/share/godata/file1.txt", "destination": "/~/pacing/f.txt"}
@@ -55,7 +56,7 @@ def test_catch_up_event_lists_are_paced(tmp_path: Path) -> None:
                         lambda: all(
                             t["status"] == "SUCCEEDED" for t in globus.list_tasks(limit=TASKS)
                         ),
-                        timeout=60,
+                        timeout=60 * UNIT,
                         what="every task recorded SUCCEEDED",
                     )
                     took = time.monotonic() - started

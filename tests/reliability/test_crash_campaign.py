@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from crash import CrashConfig, run_crash
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+from timing import UNIT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150 * UNIT)]
 
 
 def test_nothing_acknowledged_is_lost_or_doubled_across_kills(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ from globus_sdk.transport import RetryConfig
 from soak import BUDGET, SoakConfig, run_soak
 
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150 * UNIT)]
 
 
 def test_recorder_tells_rate_limiter_429s_from_injected_ones(tmp_path: Path) -> None:

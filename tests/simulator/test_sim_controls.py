@@ -11,6 +11,7 @@ import pytest
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Credentials, Simulator, UnknownTask
+from timing import UNIT
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def test_pause_resume_and_fail(
     info = tc.task_pause_info(task_id)
     assert info["pause_rules"][0]["message"] == "credentials expired"
     # task_wait stops on INACTIVE, as with the real service
-    assert tc.task_wait(task_id, timeout=2, polling_interval=1) is True
+    assert tc.task_wait(task_id, timeout=2 * UNIT, polling_interval=1) is True
     assert sim.resume_task(task_id)
     assert tc.get_task(task_id)["status"] == "ACTIVE"
     assert tc.task_pause_info(task_id)["pause_rules"] == []
@@ -183,7 +184,7 @@ def test_stop_frees_the_port(tmp_path: Path) -> None:
     import urllib.request
 
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(url + "/_sim/health", timeout=2)  # noqa: S310 - local http
+        urllib.request.urlopen(url + "/_sim/health", timeout=2 * UNIT)  # noqa: S310 - local http
 
 
 def test_restart_keeps_url_and_state(

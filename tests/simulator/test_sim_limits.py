@@ -14,6 +14,7 @@ from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
 
 @pytest.fixture
@@ -51,12 +52,12 @@ def test_three_active_others_queued(slow: Simulator) -> None:
     dd = globus_sdk.DeleteData(endpoint=C1, ignore_missing=True)
     dd.add_item("/~/nothing")
     delete_id = tc.submit_delete(dd)["task_id"]
-    assert slow.wait_task(delete_id, timeout=5)["status"] == "SUCCEEDED"
+    assert slow.wait_task(delete_id, timeout=5 * UNIT)["status"] == "SUCCEEDED"
     # another user is not held up by alice's queue
     tc_bob = _client(slow, "bob")
     slow.local_path(C1, "/~/big", username="bob").write_bytes(b"b" * 10)
     bob_task = _submit(tc_bob)
-    assert slow.wait_task(bob_task, timeout=5)["status"] == "SUCCEEDED"
+    assert slow.wait_task(bob_task, timeout=5 * UNIT)["status"] == "SUCCEEDED"
     # a finished task frees a slot for the first queued one
     tc.cancel_task(ids[0])
     time.sleep(0.1)
@@ -85,7 +86,7 @@ def test_deadline_fails_the_task(slow: Simulator) -> None:
     slow.local_path(C1, "/~/big", username="alice").write_bytes(b"d" * 1_000_000)
     deadline = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     task_id = _submit(tc, deadline=deadline)
-    doc = slow.wait_task(task_id, timeout=5)
+    doc = slow.wait_task(task_id, timeout=5 * UNIT)
     assert doc["status"] == "FAILED"
     assert doc["fatal_error"]["code"] == "DEADLINE_EXCEEDED"
     assert doc["subtasks_expired"] == 1

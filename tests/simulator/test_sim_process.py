@@ -19,6 +19,7 @@ import pytest
 from radical.orbit.simulator import MAPPED_COLLECTION_ID as MAPPED
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
+from timing import UNIT
 
 
 def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -26,7 +27,7 @@ def _call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> 
     headers = {"Content-Type": "application/json"}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - local http
+        with urllib.request.urlopen(req, timeout=10 * UNIT) as resp:  # noqa: S310 - local http
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         assert exc.headers["Content-Type"] == "application/json"
@@ -83,7 +84,7 @@ def proc(tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         p.send_signal(signal.SIGTERM)
         try:
-            p.wait(timeout=10)
+            p.wait(timeout=10 * UNIT)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
@@ -106,7 +107,7 @@ def test_cli_prints_url_and_credentials_and_serves(
     td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
     td.add_item("/home/share/godata/file1.txt", "/~/one.txt")
     task_id = tc.submit_transfer(td)["task_id"]
-    assert tc.task_wait(task_id, timeout=10, polling_interval=1)
+    assert tc.task_wait(task_id, timeout=10 * UNIT, polling_interval=1)
     assert (tmp_path / "root" / "dst" / "home" / "zoe" / "one.txt").read_text() == "one\n"
     assert tc.get_endpoint(C2)["display_name"] == "Destination"
 
@@ -197,7 +198,7 @@ def test_cli_rejects_a_bad_world(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=30 * UNIT,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert res.returncode == 2

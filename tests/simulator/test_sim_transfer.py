@@ -13,6 +13,7 @@ import pytest
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Credentials, Simulator
+from timing import UNIT
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -54,7 +55,7 @@ def test_godata_example_runs_unchanged(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
     task_id = _submit(tc, "/home/share/godata/", "/~/godata/", label="example")
-    assert tc.task_wait(task_id, timeout=10, polling_interval=1)
+    assert tc.task_wait(task_id, timeout=10 * UNIT, polling_interval=1)
     doc = tc.get_task(task_id)
     assert doc["status"] == "SUCCEEDED"
     assert doc["files_transferred"] == 3

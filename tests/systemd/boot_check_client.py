@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from timing import UNIT
+
 API = "http://127.0.0.1:8421"
 SIM = "http://127.0.0.1:8500"
 STATE = "/var/lib/private/orbit-globus"
@@ -27,7 +29,7 @@ def call(method: str, url: str, *, token: str | None = None, body: Any = None) -
     request = urllib.request.Request(url, method=method, data=data, headers=headers)  # noqa: S310
     try:
         # Fixed http://127.0.0.1 URLs only (API and SIM above).
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30 * UNIT) as answer:  # noqa: S310
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         sys.exit(f"{method} {url}: {exc.code} {exc.read().decode()[:500]}")

@@ -25,6 +25,7 @@ from sdnotify_listener import Message, NotifyListener
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
+from timing import UNIT
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_UNIT = HERE.parents[1] / "systemd" / "orbit-globus-endpoint.service"
@@ -113,7 +114,7 @@ def test_ready_watchdog_stopping_in_order(
     listener: NotifyListener, start_daemon: Callable[..., Daemon], sandbox: str
 ) -> None:
     daemon: Daemon = start_daemon()
-    ready = listener.wait_for("READY", timeout=60)
+    ready = listener.wait_for("READY", timeout=60 * UNIT)
     if sandbox == "sandboxed":
         # The filters are really in force on the daemon itself (mode 2 = filter).
         proc_status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
@@ -129,7 +130,7 @@ def test_ready_watchdog_stopping_in_order(
     # READY means listening: endpoint.json is there for this pid and the API answers now.
     info = daemon.endpoint()
     assert info["pid"] == daemon.proc.pid
-    answer = httpx.get(f"{info['url']}/endpoints", headers=daemon.headers(), timeout=10)
+    answer = httpx.get(f"{info['url']}/endpoints", headers=daemon.headers(), timeout=10 * UNIT)
     assert answer.status_code == 200, answer.text
 
     # Pings from the event loop, close enough together that systemd would not fire.
@@ -138,9 +139,9 @@ def test_ready_watchdog_stopping_in_order(
     assert all(0.3 < gap < WATCHDOG_USEC / 1e6 for gap in gaps), gaps
 
     daemon.proc.send_signal(signal.SIGTERM)
-    stopping = listener.wait_for("STOPPING", timeout=30)
+    stopping = listener.wait_for("STOPPING", timeout=30 * UNIT)
     assert daemon.proc.wait(30) == 0, daemon.log_text()
-    listener.drain(timeout=0.2)
+    listener.drain(timeout=0.2 * UNIT)
 
     kinds = _kinds(listener.received)
     assert kinds.count("READY") == 1
@@ -161,10 +162,10 @@ def test_daemon_without_notify_socket_sends_nothing(
     for _ in range(1200):  # up to a minute on a loaded machine
         if endpoint_file.exists() or daemon.proc.poll() is not None:
             break
-        listener.recv(timeout=0.05)
+        listener.recv(timeout=0.05 * UNIT)
     assert endpoint_file.exists(), daemon.log_text()
     # Two watchdog periods with nothing sent.
-    assert listener.recv(timeout=0.4) is None
+    assert listener.recv(timeout=0.4 * UNIT) is None
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0, daemon.log_text()
     assert listener.received == []
@@ -178,24 +179,24 @@ def test_status_follows_sessions(
     with Simulator(root=tmp_path / "sim", port=0) as sim:
         user = sim.add_user("alice")
         daemon: Daemon = start_daemon(**sim.environ())
-        listener.wait_for("READY", timeout=60)
+        listener.wait_for("READY", timeout=60 * UNIT)
         url = daemon.endpoint()["url"]
         answer = httpx.post(
             f"{url}/globus/sessions",
             json={"access_token": user.access_token},
             headers=daemon.headers(),
-            timeout=30,
+            timeout=30 * UNIT,
         )
         assert answer.status_code == 200, answer.text
         # The daemon refreshes STATUS every few seconds; only changes are sent.
-        message = listener.wait_for("STATUS", timeout=20)
+        message = listener.wait_for("STATUS", timeout=20 * UNIT)
         while not message.fields["STATUS"].startswith("1 sessions"):
-            message = listener.wait_for("STATUS", timeout=20)
+            message = listener.wait_for("STATUS", timeout=20 * UNIT)
         status = STATUS.match(message.fields["STATUS"])
         assert status is not None
         assert int(status.group(3)) >= 1  # session_opened is in the ledger
         daemon.proc.send_signal(signal.SIGTERM)
-        listener.wait_for("STOPPING", timeout=30)
+        listener.wait_for("STOPPING", timeout=30 * UNIT)
         assert daemon.proc.wait(30) == 0, daemon.log_text()
     statuses = [m.fields["STATUS"] for m in listener.received if "STATUS" in m.fields]
     # Consecutive duplicates are never sent.

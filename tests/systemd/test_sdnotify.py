@@ -15,6 +15,7 @@ import structlog
 from sdnotify_listener import NotifyListener
 
 from radical.orbit.daemon.runtime.sdnotify import SystemdNotifier, status_line, watchdog_loop
+from timing import UNIT
 
 
 def test_messages_arrive_in_order_with_our_pid(listener: NotifyListener) -> None:
@@ -28,7 +29,7 @@ def test_messages_arrive_in_order_with_our_pid(listener: NotifyListener) -> None
     assert notifier.stopping()
     notifier.close()
 
-    got = listener.drain(timeout=0.5)
+    got = listener.drain(timeout=0.5 * UNIT)
     assert [m.fields for m in got[:3]] == [
         {"READY": "1", "STATUS": "0 sessions, 3 active tasks, ledger head 42"},
         {"STATUS": "2 sessions, 1 active tasks, ledger head 57"},
@@ -50,7 +51,7 @@ def test_unchanged_status_is_sent_once(listener: NotifyListener) -> None:
     notifier.ready(status=first)
     for text in (first, first, second, second, first):
         assert notifier.status(text)
-    got = [m.fields.get("STATUS") for m in listener.drain(timeout=0.3)]
+    got = [m.fields.get("STATUS") for m in listener.drain(timeout=0.3 * UNIT)]
     assert got == [first, second, first]
 
 
@@ -60,7 +61,7 @@ def test_abstract_namespace_address() -> None:
     try:
         notifier = SystemdNotifier(environ={"NOTIFY_SOCKET": "@" + name})
         assert notifier.ready()
-        message = sock.recv(timeout=2)
+        message = sock.recv(timeout=2 * UNIT)
         assert message is not None
         assert message.fields == {"READY": "1"}
     finally:
@@ -70,7 +71,7 @@ def test_abstract_namespace_address() -> None:
 def test_status_cannot_inject_assignments(listener: NotifyListener) -> None:
     notifier = SystemdNotifier(environ={"NOTIFY_SOCKET": listener.address})
     notifier.status("all good\nREADY=1\nMAINPID=1")
-    message = listener.recv(timeout=2)
+    message = listener.recv(timeout=2 * UNIT)
     assert message is not None
     assert message.fields == {"STATUS": "all good READY=1 MAINPID=1"}
 
@@ -83,7 +84,7 @@ def test_inert_without_notify_socket(listener: NotifyListener) -> None:
     assert not notifier.watchdog_ping()
     assert not notifier.stopping()
     assert notifier.watchdog_interval() is None
-    assert listener.recv(timeout=0.2) is None
+    assert listener.recv(timeout=0.2 * UNIT) is None
 
 
 @pytest.mark.parametrize("address", ["", "relative/path.sock", "vsock:2:1234"])
@@ -104,7 +105,7 @@ def test_send_failure_is_logged_once_not_raised(tmp_path: Path) -> None:
         sock = NotifyListener(path=gone)
         try:
             assert notifier.status("back") is True
-            assert sock.recv(timeout=2) is not None
+            assert sock.recv(timeout=2 * UNIT) is not None
         finally:
             sock.close()
     events = [(entry["log_level"], entry["event"]) for entry in logs]
@@ -153,7 +154,7 @@ async def test_watchdog_loop_pings_at_half_the_period(listener: NotifyListener) 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    pings = [m for m in listener.drain(timeout=0.1) if m.fields == {"WATCHDOG": "1"}]
+    pings = [m for m in listener.drain(timeout=0.1 * UNIT) if m.fields == {"WATCHDOG": "1"}]
     # Pings at 0, 0.1, 0.2, 0.3, 0.4 s; a loaded machine shifts them by one either way.
     # (A wrong unit in the interval would give 0-1 or dozens.)
     assert 2 <= len(pings) <= 6
@@ -161,8 +162,8 @@ async def test_watchdog_loop_pings_at_half_the_period(listener: NotifyListener) 
 
 async def test_watchdog_loop_returns_when_watchdog_off(listener: NotifyListener) -> None:
     notifier = SystemdNotifier(environ={"NOTIFY_SOCKET": listener.address})
-    await asyncio.wait_for(watchdog_loop(notifier), timeout=1)
-    assert listener.recv(timeout=0.1) is None
+    await asyncio.wait_for(watchdog_loop(notifier), timeout=1 * UNIT)
+    assert listener.recv(timeout=0.1 * UNIT) is None
 
 
 # A small asyncio program: pings run, then a callback blocks the loop with time.sleep.
@@ -194,9 +195,9 @@ def test_blocked_event_loop_stops_watchdog_pings(listener: NotifyListener) -> No
         [sys.executable, "-c", _BLOCKED_LOOP], env=env, stderr=subprocess.PIPE
     ) as proc:
         try:
-            listener.wait_for("STOPPING", timeout=30)
+            listener.wait_for("STOPPING", timeout=30 * UNIT)
         finally:
-            _, stderr = proc.communicate(timeout=30)
+            _, stderr = proc.communicate(timeout=30 * UNIT)
     assert proc.returncode == 0, stderr.decode()
     got = listener.received
     assert got[-1].fields == {"STOPPING": "1"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from radical.orbit.daemon.runtime.config import load_config
+from timing import UNIT
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_UNIT = ROOT / "systemd" / "orbit-globus-endpoint.service"
@@ -100,7 +101,7 @@ def test_the_daemon_understands_the_unit(path: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        timeout=60,
+        timeout=60 * UNIT,
     ).stdout
     for word in one(unit, "ExecStart").split()[2:]:
         if word.startswith("--"):
@@ -204,7 +205,7 @@ needs_analyze = pytest.mark.skipif(
 
 def _run_check(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CHECK), "--no-install", *args], capture_output=True, text=True, timeout=120
+        [str(CHECK), "--no-install", *args], capture_output=True, text=True, timeout=120 * UNIT
     )
 
 
@@ -292,6 +293,6 @@ def test_docs_drop_ins_pass_verify(mode: str, text: str, tmp_path: Path) -> None
     stub.parent.mkdir(parents=True)
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
-    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60 * UNIT)
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from unit_sandbox import allowed_syscalls, unit_settings
 
+from timing import UNIT
+
 HERE = Path(__file__).resolve().parent
 UNITS = HERE.parents[1] / "systemd"
 SYSTEM_UNIT = UNITS / "orbit-globus-endpoint.service"
@@ -59,7 +61,7 @@ def test_filters_are_enforced(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=120 * UNIT,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
