@@ -1,4 +1,4 @@
-"""Load benchmark (issue 7, item 7): many clients submitting while many subscribers listen.
+"""Load benchmark: many clients submitting while many subscribers listen.
 
 50 client threads, each a ``GlobusClient`` (the real client library) with its own Globus
 user and session, submit small transfers back to back for ``--duration`` seconds. Meanwhile

@@ -1,4 +1,4 @@
-"""Poller and notification benchmark (issue 4, item 11), against the real daemon process.
+"""Poller and notification benchmark, against the real daemon process.
 
 1. Bulk polling: N = 1, 100, 1000 in-flight tasks in one session (simulator: 50 ms added to
    every API request, per-user task limits raised). All tasks finish together right after a

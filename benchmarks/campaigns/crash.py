@@ -1,4 +1,4 @@
-"""Crash campaign (issue 7, item 2): concurrent clients submit while the daemon is killed.
+"""Crash campaign: concurrent clients submit while the daemon is killed.
 
 Client threads, each with its own ``GlobusClient``, its own simulator user and its own
 session, submit transfers as fast as the daemon answers. The real daemon process is killed

@@ -1,4 +1,4 @@
-"""Fault soak (issue 7, item 3): minutes of Globus faults with hundreds of tasks in flight.
+"""Fault soak: minutes of Globus faults with hundreds of tasks in flight.
 
 A few sessions (one simulator user each, one client thread each) keep submitting transfers
 at a steady pace; every task stays ACTIVE ``task_seconds`` in the simulator, so hundreds are

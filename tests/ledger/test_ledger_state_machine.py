@@ -3,7 +3,7 @@
 Hypothesis drives random sequences of valid and invalid appends (single, all-or-nothing
 batches, and concurrent appends that share group commits), attempts to smuggle a credential,
 closes and reopens the file, rebuilds the projections and replays from random cursors. After
-every step it checks the invariants of the issue:
+every step it checks the ledger's invariants:
 
 * projection == fold(events): the tasks and pending submissions read from the ledger equal
   the package's fold of the replayed events and the model's own bookkeeping;

@@ -1,4 +1,4 @@
-"""Crash campaign, bounded for CI (issue 7, item 2); the full one is
+"""Crash campaign, bounded for CI; the full one is
 ``python benchmarks/campaigns/crash.py`` (``python3 dev.py campaigns crash``).
 
 Four client threads submit while the real daemon is killed with SIGKILL four times at seeded

@@ -1,4 +1,4 @@
-"""Fault soak, bounded for CI (issue 7, item 3); the full one is
+"""Fault soak, bounded for CI; the full one is
 ``python benchmarks/campaigns/soak.py`` (``python3 dev.py campaigns soak``, 3 minutes).
 
 30 s of 429/5xx answers, one-second holds and latency, with the simulator's 20 req/s per

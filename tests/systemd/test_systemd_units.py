@@ -240,7 +240,7 @@ def test_check_rejects_a_weak_or_broken_unit(tmp_path: Path) -> None:
     assert _scores(result.stdout) == {}
     failed = re.search(r"FAIL security \(system\) \S+: exposure ([0-9.]+) > 2.0", result.stdout)
     assert failed is not None, result.stdout
-    assert float(failed.group(1)) > 9  # "UNSAFE", like the unit the issue cites
+    assert float(failed.group(1)) > 9  # "UNSAFE": an unhardened unit scores above 9
 
 
 DOCS = ROOT / "docs" / "operations.md"
