@@ -25,6 +25,7 @@ import uvicorn
 
 from .app import create_app
 from .auth import TokenStore, credential_hash
+from .bridge_link import start_link
 from .config import Config, load_config
 from .errors import DaemonError
 from .logs import configure_logging, get_logger
@@ -185,6 +186,8 @@ async def _run(
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
     ]
+    if (link := start_link(config, endpoint, url, os.environ)) is not None:
+        helpers.append(link)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
 

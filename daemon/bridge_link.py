@@ -1,0 +1,323 @@
+"""The endpoint's link to a bridge: connect out, relay requests and event streams inward.
+
+With ``bridge_url`` and an enrollment token configured, the daemon keeps one WebSocket open
+to the bridge's ``/link`` (reconnecting with jittered backoff) and answers the frames of
+:mod:`radical.orbit.bridge.protocol`. Every relayed request goes to this daemon's own HTTP
+API over loopback and every relayed stream to its own ``/ws``, so each route behaves exactly
+as it does for a local client: same validation, same errors, same replay-then-live stream.
+
+Who is who: the bridge names the bridge client behind each frame; the link presents a
+daemon token of its own for ``bridge:<client>`` (made in memory, never written), so every
+bridge client owns its sessions, tasks and events here apart from every other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from radical.orbit.bridge import protocol
+from radical.orbit.bridge.errors import BridgeError
+
+from .auth import TokenStore
+from .config import Config
+from .errors import ConfigError
+from .logs import get_logger
+
+if TYPE_CHECKING:
+    from .service import Endpoint
+
+__all__ = ["BridgeLink", "enrollment_token", "link_url", "start_link"]
+
+log = get_logger(__name__)
+
+# Largest frame either side sends: a 4 MiB body in base64 plus its envelope, or an event.
+_MAX_FRAME = 16 * 2**20
+_OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_USER_AGENT = "orbit-globus-endpoint-link/0.1"
+
+
+def link_url(bridge_url: str) -> str:
+    """The bridge's ``/link`` WebSocket URL for its base URL (http(s) or ws(s))."""
+    base = bridge_url.rstrip("/")
+    for plain, secure in (("http://", "ws://"), ("https://", "wss://")):
+        if base.startswith(plain):
+            base = secure + base[len(plain) :]
+    return base + "/link"
+
+
+def _local_ws(local_url: str) -> str:
+    return "ws" + local_url.rstrip("/").removeprefix("http") + "/ws"
+
+
+class BridgeLink:
+    """Keeps the link up and serves it; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        bridge_url: str,
+        token: str,
+        local_url: str,
+        tokens: TokenStore,
+        describe: Callable[[], dict[str, Any]],
+        ca_bundle: str | None = None,
+        # Reconnect delays: full jitter between min_backoff and this cap.
+        min_backoff: float = 0.2,
+        max_backoff: float = 15.0,
+        open_timeout: float = 10.0,
+        ping_interval: float = 10.0,
+    ) -> None:
+        self._url = link_url(bridge_url)
+        self._token = token
+        self._local_url = local_url.rstrip("/")
+        self._tokens = tokens
+        self._describe = describe
+        self._ssl: ssl.SSLContext | None = None
+        if self._url.startswith("wss://"):
+            self._ssl = ssl.create_default_context(cafile=ca_bundle)
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._open_timeout = open_timeout
+        self._ping_interval = ping_interval
+        self.connected = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"BridgeLink(url={self._url!r}, token=<hidden>)"
+
+    async def run(self) -> None:
+        attempts = 0
+        while True:
+            try:
+                async with connect(
+                    self._url,
+                    additional_headers={"Authorization": f"Bearer {self._token}"},
+                    user_agent_header=_USER_AGENT,
+                    ssl=self._ssl,
+                    proxy=None,
+                    compression=None,
+                    open_timeout=self._open_timeout,
+                    ping_interval=self._ping_interval,
+                    ping_timeout=2 * self._ping_interval,
+                    max_size=_MAX_FRAME,
+                ) as ws:
+                    attempts = 0
+                    log.info("bridge link up", bridge=self._url)
+                    await _Session(ws, self).serve()
+                    log.info("bridge link closed", bridge=self._url)
+            except InvalidStatus as exc:
+                log.warning(
+                    "bridge refused the link", bridge=self._url, status=exc.response.status_code
+                )
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                log.info("bridge unreachable", bridge=self._url, error=type(exc).__name__)
+            finally:
+                self.connected.clear()
+            ceiling = min(self._max_backoff, self._min_backoff * 2**attempts)
+            attempts += 1
+            await asyncio.sleep(random.uniform(self._min_backoff, max(self._min_backoff, ceiling)))
+
+    def owner_token(self, owner: str) -> str:
+        """The daemon token of bridge client ``owner`` (an identity of its own here)."""
+        return self._tokens.ephemeral(f"bridge:{owner}")
+
+
+class _Session:
+    """One connection to the bridge: its frames in, its answers out, its tasks."""
+
+    def __init__(self, ws: ClientConnection, link: BridgeLink) -> None:
+        self._ws = ws
+        self._link = link
+        self._lock = asyncio.Lock()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._http = httpx.AsyncClient(trust_env=False, timeout=60.0)
+
+    async def _send(self, frame: protocol.Frame) -> None:
+        # One writer at a time; a slow bridge makes this wait, which stops the relayed
+        # streams reading, which lets the daemon's own lag handling (4008) take over.
+        async with self._lock:
+            await self._ws.send(protocol.encode(frame))
+
+    async def serve(self) -> None:
+        try:
+            await self._send(protocol.Hello(endpoint=self._link._describe()))
+            self._link.connected.set()
+            async for raw in self._ws:
+                self._dispatch(protocol.decode(raw))
+        except BridgeError as exc:
+            log.warning("bridge broke the link protocol", error=exc.message)
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in self._tasks.values():
+                task.cancel()
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self._http.aclose()
+
+    def _spawn(self, frame_id: int, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks[frame_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(frame_id, None))
+
+    def _dispatch(self, frame: protocol.Frame) -> None:
+        if isinstance(frame, protocol.Request):
+            self._spawn(frame.id, self._request(frame))
+        elif isinstance(frame, protocol.WsOpen):
+            self._spawn(frame.id, self._stream(frame))
+        elif isinstance(frame, protocol.Cancel | protocol.WsClose):
+            task = self._tasks.get(frame.id)
+            if task is not None:
+                task.cancel()
+        # Anything else is for the bridge to send, not to receive; ignore it.
+
+    def _headers(self, owner: str) -> dict[str, str]:
+        if not _OWNER.match(owner):
+            raise ValueError("invalid owner")
+        return {"Authorization": f"Bearer {self._link.owner_token(owner)}"}
+
+    async def _request(self, frame: protocol.Request) -> None:
+        answer = await self._answer(frame)
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(answer)
+
+    async def _answer(self, frame: protocol.Request) -> protocol.Response:
+        if not frame.path.startswith("/") or frame.path.startswith("//"):
+            return _error(frame.id, 400, "BadRequest", "a relayed path must start with one '/'")
+        try:
+            headers = self._headers(frame.owner)
+        except ValueError:
+            return _error(frame.id, 400, "BadRequest", "the bridge named an invalid client")
+        if frame.content_type:
+            headers["Content-Type"] = frame.content_type
+        target = frame.path + (f"?{frame.query}" if frame.query else "")
+        # raw_path keeps the host: a path can never point the request anywhere else.
+        url = httpx.URL(self._link._local_url).copy_with(raw_path=target.encode())
+        try:
+            response = await self._http.request(
+                frame.method, url, content=frame.body, headers=headers, timeout=frame.timeout
+            )
+        except httpx.TimeoutException:
+            return _error(
+                frame.id, 504, "RelayTimeout", "the endpoint daemon did not answer in time"
+            )
+        except (httpx.HTTPError, ValueError) as exc:
+            return _error(
+                frame.id,
+                502,
+                "EndpointUnavailable",
+                f"the endpoint daemon failed: {type(exc).__name__}",
+            )
+        return protocol.Response(
+            id=frame.id,
+            status=response.status_code,
+            content_type=response.headers.get("content-type"),
+            body=response.content,
+        )
+
+    async def _stream(self, frame: protocol.WsOpen) -> None:
+        try:
+            headers = self._headers(frame.owner)
+        except ValueError:
+            await self._send(protocol.WsRefused(id=frame.id, status=400, body=b""))
+            return
+        url = _local_ws(self._link._local_url) + (f"?{frame.query}" if frame.query else "")
+        code, reason = 1011, "endpoint stream failed"
+        try:
+            async with connect(
+                url,
+                additional_headers=headers,
+                proxy=None,
+                compression=None,
+                max_size=_MAX_FRAME,
+                open_timeout=10,
+            ) as local:
+                await self._send(protocol.WsAccept(id=frame.id))
+                try:
+                    async for message in local:
+                        text = message if isinstance(message, str) else message.decode()
+                        await self._send(protocol.WsMessage(id=frame.id, text=text))
+                except ConnectionClosed:
+                    pass
+                if local.close_code is not None:
+                    code, reason = local.close_code, local.close_reason or ""
+        except InvalidStatus as exc:
+            await self._send(
+                protocol.WsRefused(
+                    id=frame.id,
+                    status=exc.response.status_code,
+                    body=bytes(exc.response.body or b""),
+                )
+            )
+            return
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            reason = f"endpoint stream failed: {type(exc).__name__}"
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(protocol.WsClose(id=frame.id, code=code, reason=reason))
+
+
+def _error(frame_id: int, status: int, code: str, message: str) -> protocol.Response:
+    body = json.dumps({"error": code, "message": message}).encode()
+    return protocol.Response(id=frame_id, status=status, content_type="application/json", body=body)
+
+
+# systemd: LoadCredential=bridge-token:/etc/orbit-globus/bridge-token
+CREDENTIAL_NAME = "bridge-token"
+
+
+def enrollment_token(config: Config, environ: Mapping[str, str]) -> str | None:
+    """The bridge enrollment token: configured value, else its file, else the systemd
+    credential ``bridge-token``; None when none is given."""
+    if config.bridge_token:
+        return config.bridge_token.strip()
+    paths = [config.bridge_token_file] if config.bridge_token_file else []
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        paths.append(Path(environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME)
+    for path in paths:
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise ConfigError(f"cannot read the bridge token file {path}: {exc.strerror}") from None
+        if token:
+            return token
+    return None
+
+
+def start_link(
+    config: Config, endpoint: Endpoint, local_url: str, environ: Mapping[str, str]
+) -> asyncio.Task[None] | None:
+    """Start the bridge link when ``bridge_url`` is configured (the caller cancels it)."""
+    if not config.bridge_url:
+        return None
+    token = enrollment_token(config, environ)
+    if token is None:
+        raise ConfigError(
+            "bridge_url is set but no enrollment token: set RADICAL_ORBIT_BRIDGE_TOKEN, "
+            "bridge_token in the config file, or bridge_token_file"
+        )
+    # The link reaches this daemon over loopback even when it listens on every address.
+    for wildcard in ("0.0.0.0", "[::]"):
+        local_url = local_url.replace(
+            f"//{wildcard}:", "//127.0.0.1:" if "." in wildcard else "//[::1]:"
+        )
+    link = BridgeLink(
+        bridge_url=config.bridge_url,
+        token=token,
+        local_url=local_url,
+        tokens=endpoint.tokens,
+        describe=lambda: endpoint.describe()["endpoints"][0],
+        ca_bundle=config.bridge_ca_bundle,
+    )
+    return asyncio.create_task(link.run(), name="bridge-link")
