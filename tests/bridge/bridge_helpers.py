@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import httpx
 from radical.orbit.bridge.launcher import BridgeProcess
 from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator.auth import Credentials
 
 SRC = TUTORIAL_COLLECTION_1
 DST = TUTORIAL_COLLECTION_2
@@ -65,3 +67,20 @@ def online(bridge_url: str, token: str, *, verify: object = True) -> dict[str, b
 
 def godata_items(dest: str = "/~/out/") -> list[dict[str, object]]:
     return [{"source": GODATA, "destination": dest, "recursive": True}]
+
+
+@dataclass
+class Site:
+    """A bridge, its enrolled endpoints and the client tokens made on it."""
+
+    bridge: BridgeProcess
+    endpoints: dict[str, DaemonProcess] = field(default_factory=dict)
+    enrollments: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def all_online(self) -> bool:
+        return all(online(self.bridge.url, self.tokens["alice"]).values())
+
+
+# Every credential handed out, so a test can search the bridge's files for them.
+ISSUED: list[Credentials] = []

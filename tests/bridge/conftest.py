@@ -6,30 +6,16 @@ out to the bridge over WebSocket, and clients cross the bridge over real HTTP/We
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
-from bridge_helpers import ENDPOINTS, online, start_endpoint, wait_until
+from bridge_helpers import ENDPOINTS, ISSUED, SRC, Site, start_endpoint, wait_until
 
 from radical.orbit.bridge.launcher import BridgeProcess
-from radical.orbit.daemon.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
-
-
-@dataclass
-class Site:
-    """A bridge, its enrolled endpoints and the client tokens made on it."""
-
-    bridge: BridgeProcess
-    endpoints: dict[str, DaemonProcess] = field(default_factory=dict)
-    enrollments: dict[str, str] = field(default_factory=dict)
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def all_online(self) -> bool:
-        return all(online(self.bridge.url, self.tokens["alice"]).values())
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +23,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     with Simulator(
         root=tmp_path_factory.mktemp("sim"), bytes_per_second=200_000.0, rate_limit=None
     ) as simulator:
+        big = simulator.local_path(SRC, "/home/share/big/")
+        big.mkdir(parents=True, exist_ok=True)
+        # 5 s at the simulator's 200 kB/s: long enough to cancel or to kill something.
+        (big / "one_megabyte.bin").write_bytes(os.urandom(1_000_000))
         yield simulator
 
 
@@ -65,4 +55,6 @@ def site(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 @pytest.fixture
 def user(sim: Simulator) -> Credentials:
-    return sim.add_user(f"u{uuid.uuid4().hex[:10]}")
+    creds = sim.add_user(f"u{uuid.uuid4().hex[:10]}")
+    ISSUED.append(creds)
+    return creds
