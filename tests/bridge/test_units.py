@@ -1,0 +1,168 @@
+"""The bridge's pure parts without sockets: link frames, relay decisions, tokens, settings."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from radical.orbit.bridge import protocol
+from radical.orbit.bridge.config import load_config
+from radical.orbit.bridge.errors import (
+    BadRequest,
+    BridgeError,
+    ConfigError,
+    EndpointOffline,
+    ProtocolViolation,
+    Unauthorized,
+)
+from radical.orbit.bridge.registry import Registry
+from radical.orbit.bridge.relay import WAIT_GRACE, StreamCursor, relay_timeout
+from radical.orbit.daemon.bridge_link import enrollment_token, link_url
+from radical.orbit.daemon.config import load_config as load_daemon_config
+from radical.orbit.daemon.errors import ConfigError as DaemonConfigError
+
+ids = st.integers(1, 2**53 - 1)
+text = st.text(max_size=50)
+frames = st.one_of(
+    st.builds(protocol.Hello, endpoint=st.dictionaries(text, text, max_size=3)),
+    st.builds(
+        protocol.Request,
+        id=ids,
+        owner=text,
+        method=st.sampled_from(["GET", "POST"]),
+        path=text,
+        query=text,
+        content_type=st.none() | text,
+        body=st.binary(max_size=200),
+        timeout=st.floats(0.1, 1e6),
+    ),
+    st.builds(
+        protocol.Response,
+        id=ids,
+        status=st.integers(100, 599),
+        content_type=st.none() | text,
+        body=st.binary(max_size=200),
+    ),
+    st.builds(protocol.Cancel, id=ids),
+    st.builds(protocol.WsOpen, id=ids, owner=text, query=text),
+    st.builds(protocol.WsAccept, id=ids),
+    st.builds(protocol.WsRefused, id=ids, status=st.integers(100, 599), body=st.binary()),
+    st.builds(protocol.WsMessage, id=ids, text=text),
+    st.builds(protocol.WsClose, id=ids, code=st.integers(1000, 4999), reason=text),
+)
+
+
+@given(frames)
+def test_every_frame_survives_encoding(frame: protocol.Frame) -> None:
+    assert protocol.decode(protocol.encode(frame)) == frame
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[]",
+        '{"type": "nope"}',
+        '{"type": "cancel"}',
+        '{"type": "cancel", "id": 0}',
+        '{"type": "cancel", "id": true}',
+        '{"type": "response", "id": 1, "status": "200"}',
+        '{"type": "response", "id": 1, "status": 200, "body": "***"}',
+    ],
+)
+def test_broken_frames_are_protocol_violations(raw: str) -> None:
+    with pytest.raises(ProtocolViolation):
+        protocol.decode(raw)
+
+
+def test_a_request_never_shows_its_body() -> None:
+    frame = protocol.Request(id=1, owner="a", method="POST", path="/x", body=b"secret-token")
+    assert "secret" not in repr(frame)
+
+
+def test_relay_timeout_outlasts_a_task_wait() -> None:
+    assert relay_timeout("globus/sessions/s/tasks", b"", default=60) == 60
+    wait = "globus/sessions/s/tasks/t/wait"
+    assert relay_timeout(wait, b"", default=30) == 60 + WAIT_GRACE
+    assert relay_timeout(wait, b'{"timeout": 300}', default=60) == 300 + WAIT_GRACE
+    assert relay_timeout(wait, b'{"timeout": 1}', default=60) == 60
+    assert relay_timeout(wait, b"junk", default=60) == 60
+
+
+def test_stream_cursor_follows_events_and_the_first_heartbeat() -> None:
+    cursor = StreamCursor("since=5&session_id=x")
+    assert cursor.last == 5
+    cursor.sent(json.dumps({"type": "heartbeat", "head": 9}))
+    assert cursor.last == 5
+    cursor.sent(json.dumps({"type": "event", "seq": 7}))
+    assert cursor.last == 7
+    live = StreamCursor("")
+    live.sent(json.dumps({"type": "heartbeat", "head": 9}))
+    assert live.last == 9
+
+
+def test_registry_keeps_hashes_only_in_private_files(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    enrollment = registry.add_endpoint("site-a")
+    token = registry.add_client("alice", ["site-a"])
+    for name in ("endpoints.json", "clients.json"):
+        path = tmp_path / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert enrollment not in path.read_text() and token not in path.read_text()
+    assert registry.verify_endpoint(enrollment) == "site-a"
+    client = registry.verify_client(token)
+    assert client.may_use("site-a") and not client.may_use("site-b")
+    assert registry.verify_client(registry.add_client("root", [])).may_use("anything")
+    with pytest.raises(Unauthorized):
+        registry.verify_client(enrollment)
+    with pytest.raises(BadRequest):
+        registry.add_endpoint("site-a")
+    with pytest.raises(BadRequest):
+        registry.add_client("bad name", [])
+    # A second process (the CLI) adding a name is seen at once.
+    Registry(tmp_path).add_endpoint("site-b")
+    assert registry.endpoint_names() == ["site-a", "site-b"]
+
+
+def test_errors_name_the_endpoint_and_share_one_root() -> None:
+    offline = EndpointOffline("site-c")
+    assert isinstance(offline, BridgeError)
+    assert offline.status == 503 and "site-c" in str(offline)
+    assert offline.body()["endpoint"] == "site-c"
+
+
+def test_bridge_settings_from_environment(tmp_path: Path) -> None:
+    config = load_config(
+        env={"RADICAL_ORBIT_BRIDGE_STATE_DIR": str(tmp_path), "RADICAL_ORBIT_BRIDGE_PORT": "9"}
+    )
+    assert config.port == 9 and config.state_dir == tmp_path and not config.tls
+    with pytest.raises(ConfigError):
+        load_config(env={"RADICAL_ORBIT_BRIDGE_PORT": "70000"})
+
+
+def test_endpoint_takes_its_enrollment_token_never_from_a_flag(tmp_path: Path) -> None:
+    env = {
+        "RADICAL_ORBIT_STATE_DIR": str(tmp_path),
+        "RADICAL_ORBIT_BRIDGE_URL": "https://bridge.example:8443",
+        "RADICAL_ORBIT_BRIDGE_TOKEN": "enroll-me-please-0123456789",
+    }
+    config = load_daemon_config(env=env)
+    assert config.bridge_url == "https://bridge.example:8443"
+    assert "enroll-me" not in repr(config)
+    assert enrollment_token(config, {}) == "enroll-me-please-0123456789"
+    with pytest.raises(DaemonConfigError, match="never taken from the command line"):
+        load_daemon_config(env=env, flags={"bridge_token": "x"})
+    (tmp_path / "bridge-token").write_text("from-a-credential\n")
+    bare = load_daemon_config(env={"RADICAL_ORBIT_STATE_DIR": str(tmp_path)})
+    assert enrollment_token(bare, {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "from-a-credential"
+    assert enrollment_token(bare, {}) is None
+
+
+def test_link_url() -> None:
+    assert link_url("https://b.example:8443/") == "wss://b.example:8443/link"
+    assert link_url("http://127.0.0.1:1") == "ws://127.0.0.1:1/link"
