@@ -102,9 +102,9 @@ def test_plain_http_only_on_loopback(tmp_path: Path, pki: dict[str, Path]) -> No
         BridgeConfig(state_dir=tmp_path, host="0.0.0.0")
     BridgeConfig(state_dir=tmp_path, host="::1")
     BridgeConfig(state_dir=tmp_path, host="0.0.0.0", tls_cert=pki["cert"], tls_key=pki["key"])
+    cli = [sys.executable, "-m", "radical.orbit.bridge", "--state-dir", str(tmp_path)]
     refused = subprocess.run(
-        [sys.executable, "-m", "radical.orbit.bridge", "--state-dir", str(tmp_path)]
-        + ["serve", "--host", "0.0.0.0"],
+        [*cli, "serve", "--host", "0.0.0.0"],
         capture_output=True,
         text=True,
         timeout=60,
