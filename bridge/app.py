@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -118,6 +119,19 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _relayed_path(request: Request, path: str) -> str:
+    """The endpoint-side path exactly as the client encoded it (``%2F`` stays ``%2F``), so
+    the daemon decodes it as it would for a local client."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes):
+        text = raw.decode("latin-1")
+        rest = text.removeprefix("/endpoints/")
+        cut = rest.find("/")
+        if rest != text and cut >= 0:
+            return rest[cut:]
+    return "/" + quote(path)
+
+
 class _TooLarge(BridgeError):
     status = 413
     code = "PayloadTooLarge"
@@ -194,7 +208,7 @@ def create_app(bridge: Bridge) -> FastAPI:
         answer = await link.request(
             owner=client.name,
             method=request.method,
-            path="/" + path,
+            path=_relayed_path(request, path),
             query=request.url.query,
             content_type=request.headers.get("content-type"),
             body=body,

@@ -187,13 +187,24 @@ class _Session:
         return {"Authorization": f"Bearer {self._link.owner_token(owner)}"}
 
     async def _request(self, frame: protocol.Request) -> None:
-        answer = await self._answer(frame)
+        try:
+            answer = await self._answer(frame)
+        except Exception as exc:
+            # Every request gets an answer: a bridge client must never wait for nothing.
+            log.error("relayed request failed", error=type(exc).__name__)
+            answer = _error(frame.id, 502, "EndpointUnavailable", "the endpoint failed to relay")
         with contextlib.suppress(ConnectionClosed):
             await self._send(answer)
 
     async def _answer(self, frame: protocol.Request) -> protocol.Response:
-        if not frame.path.startswith("/") or frame.path.startswith("//"):
-            return _error(frame.id, 400, "BadRequest", "a relayed path must start with one '/'")
+        if (
+            not frame.path.startswith("/")
+            or frame.path.startswith("//")
+            or not (frame.path + frame.query).isascii()
+        ):
+            return _error(
+                frame.id, 400, "BadRequest", "a relayed path must be ASCII and start with one '/'"
+            )
         try:
             headers = self._headers(frame.owner)
         except ValueError:
