@@ -18,6 +18,8 @@ from .errors import ConfigError
 __all__ = ["ENV_PREFIX", "BridgeConfig", "default_state_dir", "is_loopback", "load_config"]
 
 ENV_PREFIX = "RADICAL_ORBIT_BRIDGE_"
+CREDENTIAL_CERT = "tls-cert"
+CREDENTIAL_KEY = "tls-key"
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -109,4 +111,11 @@ def load_config(
         if value is not None:
             values[key] = _convert(key, value, "--" + key.replace("_", "-"))
     values.setdefault("state_dir", default_state_dir(env))
+    # Under systemd the certificate and key arrive as credentials (LoadCredential=tls-cert,
+    # tls-key): used when both are there and nothing else was configured.
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if creds and "tls_cert" not in values and "tls_key" not in values:
+        cert, key = Path(creds) / CREDENTIAL_CERT, Path(creds) / CREDENTIAL_KEY
+        if cert.is_file() and key.is_file():
+            values["tls_cert"], values["tls_key"] = cert, key
     return BridgeConfig(**values)
