@@ -115,7 +115,7 @@ def load_config(
     # tls-key): used when both are there and nothing else was configured.
     creds = env.get("CREDENTIALS_DIRECTORY")
     if creds and "tls_cert" not in values and "tls_key" not in values:
-        cert, key = Path(creds) / CREDENTIAL_CERT, Path(creds) / CREDENTIAL_KEY
-        if cert.is_file() and key.is_file():
-            values["tls_cert"], values["tls_key"] = cert, key
+        cert_path, key_path = Path(creds) / CREDENTIAL_CERT, Path(creds) / CREDENTIAL_KEY
+        if cert_path.is_file() and key_path.is_file():
+            values["tls_cert"], values["tls_key"] = cert_path, key_path
     return BridgeConfig(**values)
