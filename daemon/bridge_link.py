@@ -2,9 +2,10 @@
 
 With ``bridge_url`` and an enrollment token configured, the daemon keeps one WebSocket open
 to the bridge's ``/link`` (reconnecting with jittered backoff) and answers the frames of
-:mod:`radical.orbit.bridge.protocol`. Every relayed request goes to this daemon's own HTTP
-API over loopback and every relayed stream to its own ``/ws``, so each route behaves exactly
-as it does for a local client: same validation, same errors, same replay-then-live stream.
+:mod:`radical.orbit.bridge.protocol`. Every relayed request and stream is handed to this
+daemon's own ASGI app, in process (no socket, no second parse), so each route behaves
+exactly as it does for a local client: same middleware, validation, errors and
+replay-then-live stream (``/ws`` runs ``serve_websocket`` itself).
 
 Who is who: the bridge names the bridge client behind each frame; the link presents a
 daemon token of its own for ``bridge:<client>`` (made in memory, never written), so every
@@ -19,7 +20,7 @@ import json
 import random
 import re
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,13 @@ def link_url(bridge_url: str) -> str:
     return base + "/link"
 
 
-def _local_ws(local_url: str) -> str:
-    return "ws" + local_url.rstrip("/").removeprefix("http") + "/ws"
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+# The host name relayed requests carry; nothing resolves it, the app is called directly.
+_LOCAL = "http://endpoint.bridge-link"
 
 
 class BridgeLink:
@@ -69,7 +75,7 @@ class BridgeLink:
         *,
         bridge_url: str,
         token: str,
-        local_url: str,
+        app: ASGIApp,
         tokens: TokenStore,
         describe: Callable[[], dict[str, Any]],
         ca_bundle: str | None = None,
@@ -81,7 +87,7 @@ class BridgeLink:
     ) -> None:
         self._url = link_url(bridge_url)
         self._token = token
-        self._local_url = local_url.rstrip("/")
+        self._app = app
         self._tokens = tokens
         self._describe = describe
         self._ssl: ssl.SSLContext | None = None
@@ -141,7 +147,13 @@ class _Session:
         self._link = link
         self._lock = asyncio.Lock()
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._http = httpx.AsyncClient(trust_env=False, timeout=60.0)
+        # Stream id -> what the app's receive() hands out next (its disconnect, at the end).
+        self._incoming: dict[int, asyncio.Queue[Message]] = {}
+        self._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=link._app, raise_app_exceptions=False),
+            base_url=_LOCAL,
+            trust_env=False,
+        )
 
     async def _send(self, frame: protocol.Frame) -> None:
         # One writer at a time; a slow bridge makes this wait, which stops the relayed
@@ -175,7 +187,10 @@ class _Session:
             self._spawn(frame.id, self._request(frame))
         elif isinstance(frame, protocol.WsOpen):
             self._spawn(frame.id, self._stream(frame))
-        elif isinstance(frame, protocol.Cancel | protocol.WsClose):
+        elif isinstance(frame, protocol.WsClose) and frame.id in self._incoming:
+            # The bridge client left: the app sees its disconnect and ends the stream.
+            self._incoming[frame.id].put_nowait({"type": "websocket.disconnect", "code": 1000})
+        elif isinstance(frame, protocol.Cancel):
             task = self._tasks.get(frame.id)
             if task is not None:
                 task.cancel()
@@ -213,12 +228,13 @@ class _Session:
             headers["Content-Type"] = frame.content_type
         target = frame.path + (f"?{frame.query}" if frame.query else "")
         # raw_path keeps the host: a path can never point the request anywhere else.
-        url = httpx.URL(self._link._local_url).copy_with(raw_path=target.encode())
+        url = httpx.URL(_LOCAL).copy_with(raw_path=target.encode())
         try:
-            response = await self._http.request(
-                frame.method, url, content=frame.body, headers=headers, timeout=frame.timeout
-            )
-        except httpx.TimeoutException:
+            async with asyncio.timeout(frame.timeout):
+                response = await self._http.request(
+                    frame.method, url, content=frame.body, headers=headers
+                )
+        except TimeoutError:
             return _error(
                 frame.id, 504, "RelayTimeout", "the endpoint daemon did not answer in time"
             )
@@ -242,39 +258,87 @@ class _Session:
         except ValueError:
             await self._send(protocol.WsRefused(id=frame.id, status=400, body=b""))
             return
-        url = _local_ws(self._link._local_url) + (f"?{frame.query}" if frame.query else "")
-        code, reason = 1011, "endpoint stream failed"
-        try:
-            async with connect(
-                url,
-                additional_headers=headers,
-                proxy=None,
-                compression=None,
-                max_size=_MAX_FRAME,
-                open_timeout=10,
-            ) as local:
-                await self._send(protocol.WsAccept(id=frame.id))
-                try:
-                    async for message in local:
-                        text = message if isinstance(message, str) else message.decode()
-                        await self._send(protocol.WsMessage(id=frame.id, text=text))
-                except ConnectionClosed:
-                    pass
-                if local.close_code is not None:
-                    code, reason = local.close_code, local.close_reason or ""
-        except InvalidStatus as exc:
-            await self._send(
-                protocol.WsRefused(
-                    id=frame.id,
-                    status=exc.response.status_code,
-                    body=bytes(exc.response.body or b""),
-                )
-            )
+        if not frame.query.isascii():
+            await self._send(protocol.WsRefused(id=frame.id, status=400, body=b""))
             return
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            reason = f"endpoint stream failed: {type(exc).__name__}"
-        with contextlib.suppress(ConnectionClosed):
-            await self._send(protocol.WsClose(id=frame.id, code=code, reason=reason))
+        incoming: asyncio.Queue[Message] = asyncio.Queue()
+        incoming.put_nowait({"type": "websocket.connect"})
+        self._incoming[frame.id] = incoming
+        relay = _StreamRelay(frame.id, self._send)
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "server": ("endpoint.bridge-link", 0),
+            "client": ("bridge", 0),
+            "root_path": "",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "query_string": frame.query.encode(),
+            "headers": [
+                (b"host", b"endpoint.bridge-link"),
+                (b"authorization", headers["Authorization"].encode()),
+            ],
+            "subprotocols": [],
+            # serve_websocket refuses a bad token with a real HTTP answer through this.
+            "extensions": {"websocket.http.response": {}},
+        }
+        try:
+            await self._link._app(scope, incoming.get, relay.send)
+            await relay.finish()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._incoming.pop(frame.id, None)
+
+
+class _StreamRelay:
+    """The ASGI ``send`` of one relayed ``/ws``: app messages become link frames."""
+
+    def __init__(self, stream_id: int, send: Callable[[protocol.Frame], Awaitable[None]]) -> None:
+        self._id = stream_id
+        self._send = send
+        self._accepted = False
+        self._ended = False
+        self._status = 500
+        self._body = bytearray()
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "websocket.accept":
+            self._accepted = True
+            await self._send(protocol.WsAccept(id=self._id))
+        elif kind == "websocket.send":
+            text = message.get("text")
+            if text is None:
+                text = bytes(message.get("bytes") or b"").decode(errors="replace")
+            await self._send(protocol.WsMessage(id=self._id, text=text))
+        elif kind == "websocket.close":
+            self._ended = True
+            if self._accepted:
+                code, reason = int(message.get("code", 1000)), str(message.get("reason") or "")
+                await self._send(protocol.WsClose(id=self._id, code=code, reason=reason))
+            else:  # closed before accepting: a refusal, as uvicorn answers it (403)
+                await self._send(protocol.WsRefused(id=self._id, status=403, body=b""))
+        elif kind == "websocket.http.response.start":
+            self._status = int(message["status"])
+        elif kind == "websocket.http.response.body":
+            self._body += message.get("body", b"")
+            if not message.get("more_body"):
+                self._ended = True
+                await self._send(
+                    protocol.WsRefused(id=self._id, status=self._status, body=bytes(self._body))
+                )
+
+    async def finish(self) -> None:
+        """The app returned: tell the bridge, unless the app already ended the stream."""
+        if not self._ended:
+            self._ended = True
+            if self._accepted:
+                await self._send(protocol.WsClose(id=self._id, code=1000, reason=""))
+            else:
+                await self._send(protocol.WsRefused(id=self._id, status=500, body=b""))
 
 
 def _error(frame_id: int, status: int, code: str, message: str) -> protocol.Response:
@@ -307,7 +371,7 @@ def enrollment_token(config: Config, environ: Mapping[str, str]) -> str | None:
 
 
 def start_link(
-    config: Config, endpoint: Endpoint, local_url: str, environ: Mapping[str, str]
+    config: Config, endpoint: Endpoint, app: ASGIApp, environ: Mapping[str, str]
 ) -> asyncio.Task[None] | None:
     """Start the bridge link when ``bridge_url`` is configured (the caller cancels it)."""
     if not config.bridge_url:
@@ -318,15 +382,10 @@ def start_link(
             "bridge_url is set but no enrollment token: set RADICAL_ORBIT_BRIDGE_TOKEN, "
             "bridge_token in the config file, or bridge_token_file"
         )
-    # The link reaches this daemon over loopback even when it listens on every address.
-    for wildcard in ("0.0.0.0", "[::]"):
-        local_url = local_url.replace(
-            f"//{wildcard}:", "//127.0.0.1:" if "." in wildcard else "//[::1]:"
-        )
     link = BridgeLink(
         bridge_url=config.bridge_url,
         token=token,
-        local_url=local_url,
+        app=app,
         tokens=endpoint.tokens,
         describe=lambda: endpoint.describe()["endpoints"][0],
         ca_bundle=config.bridge_ca_bundle,

@@ -153,7 +153,8 @@ async def _run(
     endpoint_file: Path,
 ) -> int:
     connections = Connections()
-    server = _Server(_uvicorn_config(create_app(endpoint, connections)))
+    app = create_app(endpoint, connections)
+    server = _Server(_uvicorn_config(app))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -186,7 +187,7 @@ async def _run(
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
     ]
-    if (link := start_link(config, endpoint, url, os.environ)) is not None:
+    if (link := start_link(config, endpoint, app, os.environ)) is not None:
         helpers.append(link)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
