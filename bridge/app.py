@@ -284,15 +284,14 @@ async def _relay_stream(websocket: WebSocket, bridge: Bridge, name: str) -> None
 async def _pump(websocket: WebSocket, stream: RelayedStream) -> None:
     """Send the stream's messages to the client until either side ends it."""
     cursor = StreamCursor(websocket.url.query)
-    reader = asyncio.create_task(_client_gone(websocket))
+    # The client's disconnect arrives in the same queue as the messages (as None): one
+    # await per message, no task per message (900 streams through one bridge).
+    reader = asyncio.create_task(_client_gone(websocket, stream))
     try:
         while True:
-            getter = asyncio.ensure_future(stream.messages.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
+            frame = await stream.messages.get()
+            if frame is None:
                 return  # the client went away
-            frame = getter.result()
             if stream.lagged:
                 await _close(websocket, CLOSE_LAGGED, f"resume from {cursor.last}")
                 return
@@ -323,12 +322,14 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
             await websocket.close(code, reason[:120])
 
 
-async def _client_gone(websocket: WebSocket) -> None:
+async def _client_gone(websocket: WebSocket, stream: RelayedStream) -> None:
+    """Read and drop what the client sends; on its disconnect wake the pump."""
     with contextlib.suppress(Exception):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                break
+    stream.messages.put_nowait(None)
 
 
 async def _serve_link(websocket: WebSocket, bridge: Bridge) -> None:

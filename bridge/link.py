@@ -33,7 +33,8 @@ class RelayedStream:
         self.opened: asyncio.Future[protocol.WsAccept | protocol.WsRefused | protocol.WsClose] = (
             asyncio.get_running_loop().create_future()
         )
-        self.messages: asyncio.Queue[protocol.WsMessage | protocol.WsClose] = asyncio.Queue()
+        # None: the bridge client went away (put there by its reader).
+        self.messages: asyncio.Queue[protocol.WsMessage | protocol.WsClose | None] = asyncio.Queue()
         self._maxsize = maxsize
         self.lagged = False
 
@@ -165,6 +166,11 @@ class EndpointLink:
         if isinstance(frame, protocol.WsMessage):
             if (stream := self._streams.get(frame.id)) is not None:
                 stream.deliver(frame)
+            return
+        if isinstance(frame, protocol.WsFanout):
+            for stream_id in frame.ids:
+                if (stream := self._streams.get(stream_id)) is not None:
+                    stream.deliver(protocol.WsMessage(id=stream_id, text=frame.text))
             return
         if isinstance(frame, protocol.WsClose):
             if (stream := self._streams.pop(frame.id, None)) is not None:

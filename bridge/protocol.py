@@ -11,6 +11,8 @@ an ``id`` the bridge picks. Each frame is one JSON text message with a ``type``:
     endpoint -> bridge   ws_accept   it is open; ``ws_message`` frames follow
     endpoint -> bridge   ws_refused  the handshake was refused (status and body)
     both ways            ws_message  one event-stream message, relayed unchanged
+    endpoint -> bridge   ws_fanout   one message for several streams (``ids``): an event
+                                     that many streams of the endpoint carry crosses once
     both ways            ws_close    the stream ended (code, reason)
 
 Bodies are base64 so any byte sequence passes unchanged; they are decoded only at the two
@@ -35,6 +37,7 @@ __all__ = [
     "Response",
     "WsAccept",
     "WsClose",
+    "WsFanout",
     "WsMessage",
     "WsOpen",
     "WsRefused",
@@ -109,13 +112,30 @@ class WsMessage:
 
 
 @dataclass(frozen=True)
+class WsFanout:
+    ids: tuple[int, ...]
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class WsClose:
     id: int
     code: int = 1000
     reason: str = ""
 
 
-Frame = Hello | Request | Response | Cancel | WsOpen | WsAccept | WsRefused | WsMessage | WsClose
+Frame = (
+    Hello
+    | Request
+    | Response
+    | Cancel
+    | WsOpen
+    | WsAccept
+    | WsRefused
+    | WsMessage
+    | WsFanout
+    | WsClose
+)
 
 _TYPES: dict[str, type[Frame]] = {
     "hello": Hello,
@@ -126,6 +146,7 @@ _TYPES: dict[str, type[Frame]] = {
     "ws_accept": WsAccept,
     "ws_refused": WsRefused,
     "ws_message": WsMessage,
+    "ws_fanout": WsFanout,
     "ws_close": WsClose,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
@@ -144,6 +165,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "reason": (str,),
     "text": (str,),
     "endpoint": (dict,),
+    "ids": (list,),
 }
 
 
@@ -174,6 +196,12 @@ def decode(text: str | bytes) -> Frame:
         expected = _FIELD_TYPES[name]
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             raise ProtocolViolation(f"link frame field {name!r} has the wrong type")
+        if name == "ids" and isinstance(value, list):
+            if not value or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i <= _MAX_ID for i in value
+            ):
+                raise ProtocolViolation("link frame ids must be a list of frame ids")
+            value = tuple(value)
         if name == "body":
             try:
                 value = base64.b64decode(str(value), validate=True)

@@ -41,6 +41,9 @@ def relay_timeout(path: str, body: bytes, *, default: float) -> float:
     return max(default, wait + WAIT_GRACE)
 
 
+_EVENT_PREFIX = '{"type":"event","seq":'
+
+
 class StreamCursor:
     """The last seq a bridge client received on one stream, for a 4008 ``resume from``.
 
@@ -55,6 +58,14 @@ class StreamCursor:
             self.last = int(values[0])
 
     def sent(self, text: str) -> None:
+        # Fast path: the daemon writes events as {"type":"event","seq":N,...}; reading N
+        # without a JSON parse matters when one event fans out to hundreds of streams.
+        if text.startswith(_EVENT_PREFIX):
+            end = text.find(",", len(_EVENT_PREFIX))
+            digits = text[len(_EVENT_PREFIX) : end]
+            if end > 0 and digits.isdigit():
+                self.last = int(digits)
+                return
         try:
             message = json.loads(text)
         except ValueError:

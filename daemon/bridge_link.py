@@ -39,7 +39,7 @@ from .logs import get_logger
 if TYPE_CHECKING:
     from .service import Endpoint
 
-__all__ = ["BridgeLink", "enrollment_token", "link_url", "start_link"]
+__all__ = ["BridgeLink", "coalesce", "enrollment_token", "link_url", "start_link"]
 
 log = get_logger(__name__)
 
@@ -47,6 +47,8 @@ log = get_logger(__name__)
 _MAX_FRAME = 16 * 2**20
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _USER_AGENT = "orbit-globus-endpoint-link/0.1"
+# Frames queued for the bridge before senders wait (a relayed stream then stops reading).
+_MAX_PENDING = 10_000
 
 
 def link_url(bridge_url: str) -> str:
@@ -145,7 +147,9 @@ class _Session:
     def __init__(self, ws: ClientConnection, link: BridgeLink) -> None:
         self._ws = ws
         self._link = link
-        self._lock = asyncio.Lock()
+        self._pending: list[protocol.Frame] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         # Stream id -> what the app's receive() hands out next (its disconnect, at the end).
         self._incoming: dict[int, asyncio.Queue[Message]] = {}
@@ -156,12 +160,31 @@ class _Session:
         )
 
     async def _send(self, frame: protocol.Frame) -> None:
-        # One writer at a time; a slow bridge makes this wait, which stops the relayed
-        # streams reading, which lets the daemon's own lag handling (4008) take over.
-        async with self._lock:
-            await self._ws.send(protocol.encode(frame))
+        """Queue ``frame`` for the writer. Waits only while the queue is full: a slow bridge
+        then stops the relayed streams, and the daemon's own lag handling (4008) takes over."""
+        while len(self._pending) >= _MAX_PENDING:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self._pending.append(frame)
+        self._wake.set()
+
+    async def _write(self) -> None:
+        """Send what is queued, in order; one event that several streams carry (a fan-out:
+        the hub hands it to every listener in turn) crosses the link once as ws_fanout."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            for frame in coalesce(batch):
+                await self._ws.send(protocol.encode(frame))
 
     async def serve(self) -> None:
+        writer = asyncio.create_task(self._write(), name="bridge-link-writer")
         try:
             await self._send(protocol.Hello(endpoint=self._link._describe()))
             self._link.connected.set()
@@ -172,6 +195,7 @@ class _Session:
         except ConnectionClosed:
             pass
         finally:
+            writer.cancel()
             for task in self._tasks.values():
                 task.cancel()
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -339,6 +363,37 @@ class _StreamRelay:
                 await self._send(protocol.WsClose(id=self._id, code=1000, reason=""))
             else:
                 await self._send(protocol.WsRefused(id=self._id, status=500, body=b""))
+
+
+def coalesce(frames: list[protocol.Frame]) -> list[protocol.Frame]:
+    """Merge runs of ws_message frames with the same text into ws_fanout frames (pure).
+
+    Only consecutive frames merge, so every stream still gets its messages in order."""
+    out: list[protocol.Frame] = []
+    run: list[int] = []
+    members: set[int] = set()
+    text = ""
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(protocol.WsMessage(id=run[0], text=text))
+        elif run:
+            out.append(protocol.WsFanout(ids=tuple(run), text=text))
+        run.clear()
+        members.clear()
+
+    for frame in frames:
+        if isinstance(frame, protocol.WsMessage):
+            if run and (frame.text != text or frame.id in members):
+                flush()
+            run.append(frame.id)
+            members.add(frame.id)
+            text = frame.text
+            continue
+        flush()
+        out.append(frame)
+    flush()
+    return out
 
 
 def _error(frame_id: int, status: int, code: str, message: str) -> protocol.Response:

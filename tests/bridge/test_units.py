@@ -22,7 +22,7 @@ from radical.orbit.bridge.errors import (
 )
 from radical.orbit.bridge.registry import Registry
 from radical.orbit.bridge.relay import WAIT_GRACE, StreamCursor, relay_timeout
-from radical.orbit.daemon.bridge_link import enrollment_token, link_url
+from radical.orbit.daemon.bridge_link import coalesce, enrollment_token, link_url
 from radical.orbit.daemon.config import load_config as load_daemon_config
 from radical.orbit.daemon.errors import ConfigError as DaemonConfigError
 
@@ -53,6 +53,7 @@ frames = st.one_of(
     st.builds(protocol.WsAccept, id=ids),
     st.builds(protocol.WsRefused, id=ids, status=st.integers(100, 599), body=st.binary()),
     st.builds(protocol.WsMessage, id=ids, text=text),
+    st.builds(protocol.WsFanout, ids=st.lists(ids, min_size=1, max_size=5).map(tuple), text=text),
     st.builds(protocol.WsClose, id=ids, code=st.integers(1000, 4999), reason=text),
 )
 
@@ -80,6 +81,27 @@ def test_broken_frames_are_protocol_violations(raw: str) -> None:
         protocol.decode(raw)
 
 
+@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from(["a", "b"])), max_size=30))
+def test_coalescing_keeps_every_streams_messages_in_order(sent: list[tuple[int, str]]) -> None:
+    frames: list[protocol.Frame] = [protocol.WsMessage(id=i, text=t) for i, t in sent]
+    frames.insert(len(frames) // 2, protocol.Cancel(id=99))
+    out = coalesce(frames)
+    delivered: list[tuple[int, str]] = []
+    for frame in out:
+        if isinstance(frame, protocol.WsFanout):
+            delivered += [(i, frame.text) for i in frame.ids]
+        elif isinstance(frame, protocol.WsMessage):
+            delivered.append((frame.id, frame.text))
+    for stream in range(1, 5):
+        assert [t for i, t in delivered if i == stream] == [t for i, t in sent if i == stream]
+    assert sum(isinstance(f, protocol.Cancel) for f in out) == 1
+
+
+def test_a_fanout_of_one_event_is_one_frame() -> None:
+    frames: list[protocol.Frame] = [protocol.WsMessage(id=i, text="e") for i in range(1, 301)]
+    assert coalesce(frames) == [protocol.WsFanout(ids=tuple(range(1, 301)), text="e")]
+
+
 def test_a_request_never_shows_its_body() -> None:
     frame = protocol.Request(id=1, owner="a", method="POST", path="/x", body=b"secret-token")
     assert "secret" not in repr(frame)
@@ -101,6 +123,8 @@ def test_stream_cursor_follows_events_and_the_first_heartbeat() -> None:
     assert cursor.last == 5
     cursor.sent(json.dumps({"type": "event", "seq": 7}))
     assert cursor.last == 7
+    cursor.sent('{"type":"event","seq":12,"time":1.0}')  # the daemon's compact form
+    assert cursor.last == 12
     live = StreamCursor("")
     live.sent(json.dumps({"type": "heartbeat", "head": 9}))
     assert live.last == 9
