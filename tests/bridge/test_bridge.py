@@ -6,6 +6,8 @@ each leaves every process running again.
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from collections import Counter
@@ -26,6 +28,7 @@ from bridge_helpers import (
 )
 
 from radical.orbit import BridgeClient, GlobusClient
+from radical.orbit.client.cli import main as cli_main
 from radical.orbit.client.errors import (
     DaemonUnavailable,
     GlobusError,
@@ -148,6 +151,33 @@ def test_every_seed_method_through_the_bridge(
     assert missing.value.status == 404
     globus.unregister_session()
     globus.close()
+
+
+def test_cli_takes_endpoint_through_the_bridge(
+    site: Site, user: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RADICAL_ORBIT_URL", site.bridge.url)
+    monkeypatch.setenv("RADICAL_ORBIT_TOKEN", site.tokens["alice"])
+    monkeypatch.setenv("GLOBUS_ACCESS_TOKEN", user.access_token)
+    for name in ("RADICAL_ORBIT_SESSION", "GLOBUS_REFRESH_TOKEN", "GLOBUS_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*argv: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = cli_main(list(argv), out=out, err=err)
+        return code, out.getvalue() + err.getvalue()
+
+    code, out = run("--format", "json", "endpoints")
+    assert code == 0
+    assert [e["name"] for e in json.loads(out)["endpoints"]] == list(ENDPOINTS)
+    code, out = run("--endpoint", "site-b", "session", "register", "--local-collection", DST)
+    assert code == 0, out
+    sid = out.split("RADICAL_ORBIT_SESSION=")[1].strip()
+    code, out = run("--endpoint", "site-b", f"--session={sid}", "--format", "json", "task", "list")
+    assert code == 0, out
+    # The session lives on site-b only.
+    code, out = run("--endpoint", "site-a", f"--session={sid}", "task", "list")
+    assert code != 0, out
 
 
 def test_many_requests_in_flight_each_with_its_own_timeout(site: Site, user: Credentials) -> None:
