@@ -170,6 +170,8 @@ async def _run(
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
     _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
+    # Before READY: a bridge_url without an enrollment token is a configuration error.
+    link = start_link(config, endpoint, app, os.environ)
     sessions, active, head = await endpoint.status_counts()
     frozen = freeze_startup_objects()
     notifier.ready(status=status_line(sessions=sessions, active_tasks=active, head_seq=head))
@@ -187,7 +189,7 @@ async def _run(
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
     ]
-    if (link := start_link(config, endpoint, app, os.environ)) is not None:
+    if link is not None:
         helpers.append(link)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
