@@ -190,3 +190,16 @@ def test_endpoint_takes_its_enrollment_token_never_from_a_flag(tmp_path: Path) -
 def test_link_url() -> None:
     assert link_url("https://b.example:8443/") == "wss://b.example:8443/link"
     assert link_url("http://127.0.0.1:1") == "ws://127.0.0.1:1/link"
+
+
+def test_every_bridge_module_exports_what_it_names() -> None:
+    import importlib
+    import pkgutil
+
+    import radical.orbit.bridge as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"radical.orbit.bridge.{info.name}")
+        assert hasattr(module, "__all__"), info.name
+        for name in module.__all__:
+            assert hasattr(module, name), f"{info.name}.{name}"
