@@ -153,7 +153,7 @@ def create_app(bridge: Bridge) -> FastAPI:
 
     @app.exception_handler(BridgeError)
     async def _bridge_error(_request: Request, exc: BridgeError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = _error_headers(exc)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -216,7 +216,12 @@ def create_app(bridge: Bridge) -> FastAPI:
         )
         if not 100 <= answer.status <= 599:
             raise EndpointOffline(name, "it sent an answer with an invalid status")
-        return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
+        return Response(
+            answer.body,
+            status_code=answer.status,
+            media_type=answer.content_type,
+            headers=answer.headers or None,
+        )
 
     @app.websocket("/endpoints/{name}/ws")
     async def relay_stream(websocket: WebSocket, name: str) -> None:
@@ -229,8 +234,17 @@ def create_app(bridge: Bridge) -> FastAPI:
     return app
 
 
+def _error_headers(exc: BridgeError) -> dict[str, str] | None:
+    if exc.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, EndpointOffline):
+        # Endpoints reconnect within seconds of coming back; say when trying again helps.
+        return {"Retry-After": "5"}
+    return None
+
+
 async def _deny(websocket: WebSocket, exc: BridgeError) -> None:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = _error_headers(exc)
     await _deny_raw(websocket, exc.status, exc.body(), headers=headers)
 
 

@@ -76,6 +76,8 @@ class Response:
     status: int
     content_type: str | None = None
     body: bytes = b""
+    # The few answer headers a client acts on (Retry-After, WWW-Authenticate, Allow).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"Response(id={self.id}, status={self.status})"
@@ -166,6 +168,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "text": (str,),
     "endpoint": (dict,),
     "ids": (list,),
+    "headers": (dict,),
 }
 
 
@@ -202,6 +205,12 @@ def decode(text: str | bytes) -> Frame:
             ):
                 raise ProtocolViolation("link frame ids must be a list of frame ids")
             value = tuple(value)
+        if (
+            name == "headers"
+            and isinstance(value, dict)
+            and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise ProtocolViolation("link frame headers must map names to strings")
         if name == "body":
             try:
                 value = base64.b64decode(str(value), validate=True)

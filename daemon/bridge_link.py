@@ -47,6 +47,8 @@ log = get_logger(__name__)
 _MAX_FRAME = 16 * 2**20
 _OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _USER_AGENT = "orbit-globus-endpoint-link/0.1"
+# Answer headers a client acts on; the rest (server, date, length) the bridge sets itself.
+_RELAYED_HEADERS = ("retry-after", "www-authenticate", "allow")
 # Frames queued for the bridge before senders wait (a relayed stream then stops reading).
 _MAX_PENDING = 10_000
 
@@ -274,6 +276,7 @@ class _Session:
             status=response.status_code,
             content_type=response.headers.get("content-type"),
             body=response.content,
+            headers={k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers},
         )
 
     async def _stream(self, frame: protocol.WsOpen) -> None:

@@ -247,6 +247,11 @@ def test_offline_endpoint_answers_503_then_works_again(site: Site, user: Credent
     assert offline.value.status == 503
     assert offline.value.code == "EndpointOffline"
     assert "site-c" in offline.value.message
+    raw = httpx.get(
+        f"{site.bridge.url}/endpoints/site-c/globus/history",
+        headers={"Authorization": f"Bearer {site.tokens['alice']}"},
+    )
+    assert (raw.status_code, raw.headers["retry-after"]) == (503, "5")
     daemon.start()
     wait_until(site.all_online, what="site-c back")
     # The daemon restarted and lost the credential; the client hands it over again.

@@ -47,6 +47,7 @@ frames = st.one_of(
         status=st.integers(100, 599),
         content_type=st.none() | text,
         body=st.binary(max_size=200),
+        headers=st.dictionaries(text, text, max_size=2),
     ),
     st.builds(protocol.Cancel, id=ids),
     st.builds(protocol.WsOpen, id=ids, owner=text, query=text),
