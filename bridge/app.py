@@ -364,10 +364,20 @@ async def _serve_link(websocket: WebSocket, bridge: Bridge) -> None:
         return
     info = {k: hello.endpoint.get(k) for k in ("version", "plugins", "local_collection")}
     bridge.registry.remember_info(name, info)
-    link = EndpointLink(name, info, websocket.send_text, stream_queue=bridge.config.stream_queue)
+    link = EndpointLink(
+        name,
+        info,
+        websocket.send_text,
+        hangup=lambda: websocket.close(1012, "replaced by a newer link"),
+        stream_queue=bridge.config.stream_queue,
+    )
     old = bridge.links.attach(link)
     if old is not None:
+        # The endpoint reconnected before the bridge noticed its old link die.
         old.close()
+        if old.hangup is not None:
+            with contextlib.suppress(Exception):
+                await old.hangup()
     log.info("endpoint %s connected", name)
     try:
         while True:

@@ -61,11 +61,14 @@ class EndpointLink:
         info: dict[str, Any],
         send: Sender,
         *,
+        hangup: Callable[[], Awaitable[None]] | None = None,
         stream_queue: int = DEFAULT_STREAM_QUEUE,
     ) -> None:
         self.name = name
         self.info = info
         self._send = send
+        # Closes this link's WebSocket: used when a newer link of the endpoint replaces it.
+        self.hangup = hangup
         self._lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[protocol.Response]] = {}

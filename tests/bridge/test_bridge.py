@@ -26,8 +26,11 @@ from bridge_helpers import (
     online,
     wait_until,
 )
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from radical.orbit import BridgeClient, GlobusClient
+from radical.orbit.bridge import protocol
 from radical.orbit.client.cli import main as cli_main
 from radical.orbit.client.errors import (
     DaemonUnavailable,
@@ -353,3 +356,28 @@ def test_bridge_stores_and_logs_no_credential(site: Site, sim: Simulator) -> Non
             text = path.read_text(errors="replace")
             for secret in secrets:
                 assert secret[:16] not in text, f"{path.name} holds a credential"
+
+
+def test_link_needs_its_enrollment_token_and_a_newer_link_replaces_the_older(
+    site: Site,
+) -> None:
+    link_url = "ws" + site.bridge.url.removeprefix("http") + "/link"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(link_url, additional_headers={"Authorization": "Bearer nope"}, proxy=None)
+    assert refused.value.response.status_code == 401
+    enrollment = site.bridge.add_endpoint("spare")
+    hello = protocol.encode(protocol.Hello(endpoint={"plugins": ["globus"], "version": "x"}))
+    auth = {"Authorization": f"Bearer {enrollment}"}
+    try:
+        with connect(link_url, additional_headers=auth, proxy=None) as first:
+            first.send(hello)
+            wait_until(lambda: online(site.bridge.url, site.tokens["alice"])["spare"], what="up")
+            with connect(link_url, additional_headers=auth, proxy=None) as second:
+                second.send(hello)
+                with pytest.raises(ConnectionClosed) as replaced:
+                    first.recv(timeout=10 * UNIT)
+                assert replaced.value.rcvd is not None and replaced.value.rcvd.code == 1012
+                assert online(site.bridge.url, site.tokens["alice"])["spare"]
+        wait_until(lambda: not online(site.bridge.url, site.tokens["alice"])["spare"], what="down")
+    finally:
+        site.bridge.registry.remove_endpoint("spare")
