@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
-from bridge_helpers import DST, SRC, godata_items, online, start_endpoint, wait_until
+from bridge_helpers import DST, SRC, UNIT, godata_items, online, start_endpoint, wait_until
 
 from radical.orbit import BridgeClient
 from radical.orbit.bridge.config import BridgeConfig
@@ -95,6 +97,28 @@ def test_a_client_that_does_not_trust_the_ca_is_refused(
         pytest.raises(DaemonUnavailable, match="CERTIFICATE_VERIFY_FAILED"),
     ):
         bc.list_endpoints()
+
+
+def test_an_endpoint_that_does_not_trust_the_ca_stays_offline(
+    tls_site: tuple[BridgeProcess, DaemonProcess, str, Simulator],
+    pki: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    bridge, _daemon, token, sim = tls_site
+    enrollment = bridge.add_endpoint("untrusting")
+    daemon = start_endpoint(sim, bridge, tmp_path / "untrusting", "untrusting", enrollment)
+    try:
+        time.sleep(3 * UNIT)  # several reconnect attempts
+        assert online(bridge.url, token, verify=str(pki["ca"])) == {
+            "secure": True,
+            "untrusting": False,
+        }
+        assert daemon.running  # it keeps trying, and keeps serving its local clients
+        answer = httpx.get(daemon.url + "/endpoints", headers=daemon.headers, timeout=10)
+        assert answer.status_code == 200
+    finally:
+        daemon.stop()
+        bridge.registry.remove_endpoint("untrusting")
 
 
 def test_plain_http_only_on_loopback(tmp_path: Path, pki: dict[str, Path]) -> None:
