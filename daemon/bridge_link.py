@@ -130,6 +130,13 @@ class BridgeLink:
                 log.warning(
                     "bridge refused the link", bridge=self._url, status=exc.response.status_code
                 )
+            except ssl.SSLError as exc:
+                # Not a passing outage: an operator has to fix the CA bundle or the cert.
+                log.warning(
+                    "bridge certificate not accepted; set bridge_ca_bundle?",
+                    bridge=self._url,
+                    reason=getattr(exc, "reason", None) or type(exc).__name__,
+                )
             except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
                 log.info("bridge unreachable", bridge=self._url, error=type(exc).__name__)
             finally:

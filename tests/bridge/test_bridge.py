@@ -301,6 +301,7 @@ def test_endpoint_killed_mid_submit_runs_each_submission_once(
     stop = threading.Event()
     acked: list[str] = []
     attempted: list[str] = []
+    refused: list[str] = []
 
     def produce(index: int) -> None:
         with BridgeClient(site.bridge.url, site.tokens["alice"], timeout=15) as bc:
@@ -317,6 +318,7 @@ def test_endpoint_killed_mid_submit_runs_each_submission_once(
                 except SubmitPendingError:
                     acked.append(label)
                 except (RequestError, DaemonUnavailable, OrbitError):
+                    refused.append(label)
                     stop.wait(0.05)
                 else:
                     acked.append(label)
@@ -341,6 +343,7 @@ def test_endpoint_killed_mid_submit_runs_each_submission_once(
 
     wait_until(settled, within=30, what="every acknowledged submit at Globus")
     labels = Counter(str(d["label"]) for d in sim.tasks() if d["label"] in mine)
+    assert refused, "no submit met the dead endpoint: the kill missed the load"
     assert [label for label, n in labels.items() if n > 1] == []
     assert set(acked) <= set(labels)
 
