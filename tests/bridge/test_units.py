@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
@@ -18,8 +19,10 @@ from radical.orbit.bridge.errors import (
     ConfigError,
     EndpointOffline,
     ProtocolViolation,
+    RelayTimeout,
     Unauthorized,
 )
+from radical.orbit.bridge.link import EndpointLink
 from radical.orbit.bridge.registry import Registry
 from radical.orbit.bridge.relay import WAIT_GRACE, StreamCursor, relay_timeout
 from radical.orbit.daemon.bridge_link import coalesce, enrollment_token, link_url
@@ -204,3 +207,29 @@ def test_every_bridge_module_exports_what_it_names() -> None:
         assert hasattr(module, "__all__"), info.name
         for name in module.__all__:
             assert hasattr(module, name), f"{info.name}.{name}"
+
+
+async def test_each_relayed_request_has_its_own_timeout_and_a_lost_link_fails_all() -> None:
+    sent: list[protocol.Frame] = []
+
+    async def send(text: str) -> None:
+        sent.append(protocol.decode(text))
+
+    link = EndpointLink("site-x", {}, send)
+    args = {"owner": "a", "method": "GET", "query": "", "content_type": None, "body": b""}
+    slow = asyncio.create_task(link.request(path="/slow", answer_within=0.2, **args))
+    fast = asyncio.create_task(link.request(path="/fast", answer_within=30, **args))
+    await asyncio.sleep(0.05)
+    fast_id = next(f.id for f in sent if isinstance(f, protocol.Request) and f.path == "/fast")
+    link.received(protocol.Response(id=fast_id, status=200, body=b"{}"))
+    assert (await fast).status == 200
+    with pytest.raises(RelayTimeout, match="site-x"):
+        await slow
+    assert any(isinstance(f, protocol.Cancel) for f in sent)  # the endpoint may stop working
+    pending = asyncio.create_task(link.request(path="/lost", answer_within=30, **args))
+    await asyncio.sleep(0.05)
+    link.close()
+    with pytest.raises(EndpointOffline, match="site-x"):
+        await pending
+    with pytest.raises(EndpointOffline):
+        await link.request(path="/after", answer_within=30, **args)
