@@ -170,6 +170,9 @@ def test_cli_takes_endpoint_through_the_bridge(
         code = cli_main(list(argv), out=out, err=err)
         return code, out.getvalue() + err.getvalue()
 
+    code, out = run("endpoints")
+    assert code == 0
+    assert [c.strip() for c in out.splitlines()[0].split(" | ")[:2]] == ["Name", "Online"]
     code, out = run("--format", "json", "endpoints")
     assert code == 0
     assert [e["name"] for e in json.loads(out)["endpoints"]] == list(ENDPOINTS)
