@@ -57,6 +57,33 @@ def _globus(site: Site, endpoint: str, who: str, user: Credentials) -> GlobusCli
     return globus
 
 
+class _Collector:
+    """A subscription through the bridge from seq 0 that records every event it delivers."""
+
+    def __init__(self, globus: GlobusClient) -> None:
+        self.globus = globus
+        self.received: list[int] = []
+        self.lock = threading.Lock()
+        self.subscription = globus.subscribe(self._add, since=0)
+
+    def _add(self, event: dict[str, object]) -> None:
+        with self.lock:
+            self.received.append(int(str(event["seq"])))
+
+    def caught_up(self) -> bool:
+        truth = [e["seq"] for e in self.globus.iter_history(session_id=self.globus.session_id)]
+        with self.lock:
+            seqs = list(self.received)
+        # Never a duplicate or a reordering, at any moment.
+        assert seqs == sorted(set(seqs)), "the stream through the bridge repeated an event"
+        return seqs == truth
+
+    def assert_matches_ledger(self) -> None:
+        """Every event the ledger holds for the session, exactly once, in order: no gap."""
+        wait_until(self.caught_up, what="the stream through the bridge to match the ledger")
+        self.subscription.stop()
+
+
 def test_list_endpoints_describes_every_enrolled_endpoint(site: Site) -> None:
     with BridgeClient(site.bridge.url, site.tokens["alice"]) as bc:
         assert bc.list_endpoints() == list(ENDPOINTS)
@@ -243,6 +270,9 @@ def test_two_bridge_clients_cannot_see_each_other(
 
 def test_offline_endpoint_answers_503_then_works_again(site: Site, user: Credentials) -> None:
     globus = _globus(site, "site-c", "alice", user)
+    stream = _Collector(globus)  # lives across the endpoint's restart and reconnect
+    before = globus.submit_transfer(SRC, "local", godata_items("/~/off1/"))
+    globus.task_wait(before["task_id"], timeout=30)
     daemon = site.endpoints["site-c"]
     daemon.stop()
     wait_until(lambda: not online(site.bridge.url, site.tokens["alice"])["site-c"], what="offline")
@@ -261,20 +291,16 @@ def test_offline_endpoint_answers_503_then_works_again(site: Site, user: Credent
     daemon.start()
     wait_until(site.all_online, what="site-c back")
     # The daemon restarted and lost the credential; the client hands it over again.
-    assert globus.list_tasks() == []
+    assert [t["task_id"] for t in globus.list_tasks()] == [before["task_id"]]
+    after = globus.submit_transfer(SRC, "local", godata_items("/~/off2/"))
+    globus.task_wait(after["task_id"], timeout=30)
+    stream.assert_matches_ledger()
     globus.close()
 
 
 def test_bridge_killed_mid_stream_loses_and_repeats_nothing(site: Site, user: Credentials) -> None:
     globus = _globus(site, "site-b", "alice", user)
-    received: list[dict[str, object]] = []
-    lock = threading.Lock()
-
-    def collect(event: dict[str, object]) -> None:
-        with lock:
-            received.append(event)
-
-    subscription = globus.subscribe(collect, since=0)
+    stream = _Collector(globus)
     first = [globus.submit_transfer(SRC, "local", godata_items(f"/~/k{i}/")) for i in range(3)]
     site.bridge.kill()
     time.sleep(0.5 * UNIT)
@@ -283,18 +309,7 @@ def test_bridge_killed_mid_stream_loses_and_repeats_nothing(site: Site, user: Cr
     second = [globus.submit_transfer(SRC, "local", godata_items(f"/~/l{i}/")) for i in range(3)]
     for sub in (*first, *second):
         globus.task_wait(sub["task_id"], timeout=30)
-
-    def caught_up() -> bool:
-        truth = [e["seq"] for e in globus.iter_history(session_id=globus.session_id)]
-        with lock:
-            seqs = [e["seq"] for e in received]
-        # Never a duplicate or a reordering, at any moment.
-        assert seqs == sorted(set(seqs)), "the stream through the bridge repeated an event"
-        return seqs == truth
-
-    # Every event the ledger holds for the session, exactly once, in order: no gap.
-    wait_until(caught_up, what="the stream through the bridge to match the ledger")
-    subscription.stop()
+    stream.assert_matches_ledger()
     globus.close()
 
 
