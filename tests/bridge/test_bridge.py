@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -310,6 +311,26 @@ def test_bridge_killed_mid_stream_loses_and_repeats_nothing(site: Site, user: Cr
     for sub in (*first, *second):
         globus.task_wait(sub["task_id"], timeout=30)
     stream.assert_matches_ledger()
+    globus.close()
+
+
+def test_a_client_reconnecting_with_its_cursor_resumes_through_the_bridge(
+    site: Site, user: Credentials, tmp_path: Path
+) -> None:
+    globus = _globus(site, "site-a", "alice", user)
+    sub = globus.submit_transfer(SRC, "local", godata_items("/~/cursor/"))
+    globus.task_wait(sub["task_id"], timeout=30)
+    truth = [e["seq"] for e in globus.iter_history(session_id=globus.session_id)]
+    cursor = str(tmp_path / "cursor.json")
+    seen = []
+    with globus.events(since=0, cursor_file=cursor) as stream:
+        seen += [stream.get()["seq"], stream.get()["seq"]]
+    # A new process would do the same: a new client, the saved cursor, the rest exactly once.
+    with BridgeClient(site.bridge.url, site.tokens["alice"]) as bc:
+        again = bc.get_endpoint_client("site-a").get_plugin("globus", session_id=globus.session_id)
+        with again.events(cursor_file=cursor) as stream:
+            seen += [stream.get()["seq"] for _ in truth[2:]]
+    assert seen == truth
     globus.close()
 
 
