@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from .errors import DaemonUnavailable, OrbitError
 from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
+from .tls import stream_ssl
 
 __all__ = ["AsyncEventCallback", "AsyncEventStream", "AsyncSubscription"]
 
@@ -43,6 +44,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         idle_timeout: float = 30.0,
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
+        ca_bundle: str | None = None,
         on_reconnect: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._core = StreamCore(
@@ -58,6 +60,8 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
             backoff=backoff,
         )
         self._open_timeout = open_timeout
+        # TLS for a wss:// bridge: verify it against this bundle.
+        self._ssl = stream_ssl(url, ca_bundle)
         self._on_reconnect = on_reconnect
         self._ws: ClientConnection | None = None
         self._closed = asyncio.Event()
@@ -159,6 +163,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
                     open_timeout=self._open_timeout,
                     proxy=None,
                     max_size=MAX_MESSAGE,
+                    **self._ssl,
                 )
             except InvalidStatus as exc:
                 status = exc.response.status_code

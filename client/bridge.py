@@ -1,7 +1,14 @@
-"""Entry points: :class:`BridgeClient` finds the daemon, :class:`EndpointClient` its plugins."""
+"""Entry points: :class:`BridgeClient` finds the daemon or a bridge, :class:`EndpointClient`
+an endpoint's plugins.
+
+A local daemon serves one endpoint at its own URL. A bridge (``orbit-globus-bridge``) lists
+several, each with the ``path`` under which it relays that endpoint's API; the endpoint's
+plugin clients then talk to ``<bridge url><path>`` and behave exactly as against the daemon.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -22,9 +29,21 @@ class EndpointClient:
         self._bridge = bridge
         self.info = info
         self.name: str = info["name"]
+        # Through a bridge the endpoint's API lives under its path; a daemon gives none.
+        path = info.get("path")
+        self.address: DaemonAddress = (
+            replace(bridge.address, url=bridge.address.url + path)
+            if isinstance(path, str) and path.startswith("/")
+            else bridge.address
+        )
 
     def __repr__(self) -> str:
         return f"EndpointClient(name={self.name!r}, plugins={self.plugins!r})"
+
+    @property
+    def online(self) -> bool:
+        """False when the bridge lists the endpoint but it is not connected now."""
+        return self.info.get("online", True) is not False
 
     @property
     def plugins(self) -> list[str]:
@@ -41,7 +60,7 @@ class EndpointClient:
         """The blocking client of plugin ``name`` (only ``'globus'`` exists)."""
         self._check(name)
         client = GlobusClient(
-            address=self._bridge.address,
+            address=self.address,
             session_id=session_id,
             endpoint=self.name,
             timeout=self._bridge.timeout,
@@ -53,7 +72,7 @@ class EndpointClient:
         """The asyncio client of plugin ``name``; close it with ``await client.aclose()``."""
         self._check(name)
         return AsyncGlobusClient(
-            address=self._bridge.address,
+            address=self.address,
             session_id=session_id,
             endpoint=self.name,
             timeout=self._bridge.timeout,
@@ -61,17 +80,24 @@ class EndpointClient:
 
 
 class BridgeClient:
-    """Connection to an orbit endpoint daemon.
+    """Connection to an orbit bridge, or to the local endpoint daemon.
 
     The URL and token come from the arguments, else ``RADICAL_ORBIT_URL`` and
     ``RADICAL_ORBIT_TOKEN`` / ``RADICAL_ORBIT_TOKEN_FILE``, else the files the daemon writes in
-    its state folder (``RADICAL_ORBIT_STATE_DIR`` or ``~/.radical/orbit/endpoint``).
+    its state folder (``RADICAL_ORBIT_STATE_DIR`` or ``~/.radical/orbit/endpoint``). An https
+    bridge is verified against ``ca_bundle`` (or ``RADICAL_ORBIT_CA_BUNDLE``, else the
+    system's CAs).
     """
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        ca_bundle: str | None = None,
     ) -> None:
-        self.address: DaemonAddress = resolve_address(url=url, token=token)
+        self.address: DaemonAddress = resolve_address(url=url, token=token, ca_bundle=ca_bundle)
         self.timeout = timeout
         self._transport = SyncTransport(self.address, timeout=timeout)
         self._plugins: list[GlobusClient] = []
@@ -84,7 +110,8 @@ class BridgeClient:
         return self.address.url
 
     def describe_endpoints(self) -> list[dict[str, Any]]:
-        """The daemon's endpoint documents: ``name, version, plugins, local_collection``."""
+        """The endpoint documents: ``name, version, plugins, local_collection`` (through a
+        bridge also ``online`` and ``path``)."""
         answer = self._transport.send(calls.list_endpoints())
         endpoints = answer.get("endpoints") if isinstance(answer, dict) else None
         if not isinstance(endpoints, list):
@@ -92,7 +119,7 @@ class BridgeClient:
         return endpoints
 
     def list_endpoints(self) -> list[str]:
-        """Names of the endpoints this daemon serves."""
+        """Names of the endpoints this daemon serves, or this bridge token may use."""
         return [str(ep["name"]) for ep in self.describe_endpoints()]
 
     def get_endpoint_client(self, name: str) -> EndpointClient:

@@ -204,6 +204,8 @@ def cmd_endpoints(ctx: Context) -> int:
         ("plugins", "Plugins"),
         ("local_collection", "Local Collection"),
     ]
+    if any("online" in e for e in endpoints):  # a bridge says which endpoints are connected
+        columns.insert(1, ("online", "Online"))
     ctx.emit({"endpoints": endpoints}, lambda: table(endpoints, columns))
     return EXIT_OK
 

@@ -26,6 +26,7 @@ ENV_URL = "RADICAL_ORBIT_URL"
 ENV_TOKEN = "RADICAL_ORBIT_TOKEN"  # noqa: S105
 ENV_TOKEN_FILE = "RADICAL_ORBIT_TOKEN_FILE"  # noqa: S105
 ENV_STATE_DIR = "RADICAL_ORBIT_STATE_DIR"
+ENV_CA_BUNDLE = "RADICAL_ORBIT_CA_BUNDLE"
 
 
 @dataclass(frozen=True, repr=False)
@@ -34,6 +35,8 @@ class DaemonAddress:
 
     url: str
     token: str
+    # CA bundle verifying an https bridge (None: the system's trust store).
+    ca_bundle: str | None = None
 
     def __repr__(self) -> str:
         return f"DaemonAddress(url={self.url!r}, token=<hidden>)"
@@ -74,7 +77,11 @@ def _url_from_state(state_dir: Path) -> str | None:
 
 
 def resolve_address(
-    *, url: str | None = None, token: str | None = None, environ: Mapping[str, str] | None = None
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    ca_bundle: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> DaemonAddress:
     """The daemon's URL and token, or :class:`ConfigurationError` saying how to set them."""
     env = os.environ if environ is None else environ
@@ -98,4 +105,6 @@ def resolve_address(
             f"no daemon token: pass token=..., set {ENV_TOKEN} or {ENV_TOKEN_FILE},"
             f" or make {state_dir / 'token'} readable"
         )
-    return DaemonAddress(url=url.rstrip("/"), token=token)
+    return DaemonAddress(
+        url=url.rstrip("/"), token=token, ca_bundle=ca_bundle or env.get(ENV_CA_BUNDLE) or None
+    )

@@ -70,6 +70,7 @@ class GlobusPluginBase:
         return {
             "url": self.address.url,
             "token": self.address.token,
+            "ca_bundle": self.address.ca_bundle,
             "since": since,
             "session_id": None if all_sessions else self.session_id,
             "task_id": task_id,

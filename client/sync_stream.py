@@ -20,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from .errors import DaemonUnavailable, OrbitError
 from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
+from .tls import stream_ssl
 
 __all__ = ["EventCallback", "EventStream", "Subscription"]
 
@@ -58,6 +59,7 @@ class EventStream(Iterator[dict[str, Any]]):
         idle_timeout: float = 30.0,
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
+        ca_bundle: str | None = None,
         on_reconnect: Callable[[], object] | None = None,
     ) -> None:
         self._core = StreamCore(
@@ -73,6 +75,8 @@ class EventStream(Iterator[dict[str, Any]]):
             backoff=backoff,
         )
         self._open_timeout = open_timeout
+        # TLS for a wss:// bridge: verify it against this bundle.
+        self._ssl = stream_ssl(url, ca_bundle)
         self._on_reconnect = on_reconnect
         self._ws: ClientConnection | None = None
         self._closed = threading.Event()
@@ -174,6 +178,7 @@ class EventStream(Iterator[dict[str, Any]]):
                     # The daemon is local; a proxy would only see the bearer token.
                     proxy=None,
                     max_size=MAX_MESSAGE,
+                    **self._ssl,
                     **_DIRECT,
                 )
             except InvalidStatus as exc:

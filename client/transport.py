@@ -14,6 +14,7 @@ import httpx
 from . import calls
 from .config import DaemonAddress
 from .errors import DaemonUnavailable
+from .tls import ssl_context
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncTransport", "SyncTransport"]
 
@@ -27,6 +28,11 @@ def _headers(address: DaemonAddress) -> dict[str, str]:
         "Accept": "application/json",
         "User-Agent": _USER_AGENT,
     }
+
+
+def _verify(address: DaemonAddress) -> Any:
+    """httpx's ``verify=``: the CA bundle's context for an https URL, else the default."""
+    return ssl_context(address.ca_bundle) if address.url.startswith("https://") else True
 
 
 def _request(call: calls.Call, default_timeout: float) -> dict[str, Any]:
@@ -58,7 +64,11 @@ class SyncTransport:
         self._timeout = timeout
         # trust_env=False: the daemon is local and a proxy would only see the bearer token.
         self._http = httpx.Client(
-            base_url=address.url, headers=_headers(address), timeout=timeout, trust_env=False
+            base_url=address.url,
+            headers=_headers(address),
+            timeout=timeout,
+            trust_env=False,
+            verify=_verify(address),
         )
 
     def send(self, call: calls.Call) -> Any:
@@ -77,7 +87,11 @@ class AsyncTransport:
         self.address = address
         self._timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=address.url, headers=_headers(address), timeout=timeout, trust_env=False
+            base_url=address.url,
+            headers=_headers(address),
+            timeout=timeout,
+            trust_env=False,
+            verify=_verify(address),
         )
 
     async def send(self, call: calls.Call) -> Any:

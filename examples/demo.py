@@ -2,6 +2,7 @@
 """The README's main job: simulator + daemon + the example transfer, end to end, offline.
 
     python3 dev.py demo
+    python3 dev.py demo --bridge    # three endpoints behind one bridge (demo_bridge.py)
 
 Starts the bundled Globus simulator (slowed down so progress is visible), starts the real
 endpoint daemon pointed at it, points the example at both through the same environment a
@@ -71,4 +72,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--bridge" in sys.argv[1:]:
+        sys.path.insert(0, str(EXAMPLES))
+        from demo_bridge import main as bridge_main
+
+        sys.exit(bridge_main())
     sys.exit(main())

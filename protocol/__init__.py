@@ -184,6 +184,8 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001  # daemon shutting down: reconnect later
     POLICY = 1008  # bad or revoked daemon token
     TOO_BIG = 1009  # a client message over the frame limit
+    INTERNAL_ERROR = 1011  # the server failed; reconnect
+    SERVICE_RESTART = 1012  # the relay behind this stream went away (bridge); reconnect
     LAGGED = 4008  # the client did not keep up: reason "resume from <seq>"
     BAD_REQUEST = 4400  # a malformed query (since, topics, ...)
     NOT_FOUND = 4404  # a session or task that is not this token's

@@ -91,6 +91,10 @@ class TokenStore:
         self._default_hash = default_hash
         self._hashes: dict[str, str] = {}
         self._mtime: int | None = None
+        # Tokens made in memory for identities that never get a file entry (the bridge
+        # link's one per bridge client); gone with the process, never written.
+        self._ephemeral: dict[str, str] = {}
+        self._ephemeral_tokens: dict[str, str] = {}
 
     def ensure(self) -> bool:
         """Create the default token on first start; True when it was created now."""
@@ -146,6 +150,15 @@ class TokenStore:
         self._load()
         return token
 
+    def ephemeral(self, name: str) -> str:
+        """A token for identity ``name`` that lives in this process's memory only."""
+        token = self._ephemeral_tokens.get(name)
+        if token is None:
+            token = secrets.token_urlsafe(32)
+            self._ephemeral_tokens[name] = token
+            self._ephemeral[name] = _hash(token)
+        return token
+
     def names(self) -> list[str]:
         self._reload_if_changed()
         return sorted(self._hashes)
@@ -156,7 +169,7 @@ class TokenStore:
         digest = _hash(token)
         found: str | None = None
         # Compare with every entry so timing does not depend on where a match is.
-        for name, stored in self._hashes.items():
+        for name, stored in (*self._hashes.items(), *self._ephemeral.items()):
             if hmac.compare_digest(digest, stored):
                 found = name
         if found is None:

@@ -43,6 +43,12 @@ class Config:
     # Seconds the poller waits at most after 429/5xx/timeouts before trying again.
     max_backoff: float = 60.0
     log_level: str = "info"
+    # The bridge this endpoint connects out to (none: local clients only). The enrollment
+    # token comes from the environment, the config file or a file, never from a flag.
+    bridge_url: str | None = None
+    bridge_token: str | None = dataclasses.field(default=None, repr=False)
+    bridge_token_file: Path | None = None
+    bridge_ca_bundle: str | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -63,7 +69,13 @@ _FIELDS: dict[str, Any] = {
     "globus_threads": int,
     "max_backoff": float,
     "log_level": str,
+    "bridge_url": str,
+    "bridge_token": str,
+    "bridge_token_file": lambda v: Path(str(v)).expanduser(),
+    "bridge_ca_bundle": str,
 }
+# Secrets: accepted from the environment and the file, refused as command-line flags.
+_NOT_FLAGS = frozenset({"bridge_token"})
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:
@@ -111,6 +123,11 @@ def load_config(
     if env.get(ENV_PREFIX + "GLOBUS_COLLECTION"):
         values["local_collection"] = env[ENV_PREFIX + "GLOBUS_COLLECTION"]
     for key, value in (flags or {}).items():
+        if key in _NOT_FLAGS:
+            raise ConfigError(
+                f"{key} is never taken from the command line; set it in the "
+                f"environment ({ENV_PREFIX}{key.upper()}) or the config file"
+            )
         if value is not None:
             values[key] = _convert(key, value, "--" + key.replace("_", "-"))
     if "state_dir" not in values:

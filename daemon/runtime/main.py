@@ -24,6 +24,7 @@ from typing import Any
 import uvicorn
 
 from ..api.auth import TokenStore, credential_hash
+from ..api.bridge_link import start_link
 from ..api.routes import create_app
 from ..api.websocket import Connections
 from ..errors import DaemonError
@@ -152,7 +153,8 @@ async def _run(
     endpoint_file: Path,
 ) -> int:
     connections = Connections()
-    server = _Server(_uvicorn_config(create_app(endpoint, connections)))
+    app = create_app(endpoint, connections)
+    server = _Server(_uvicorn_config(app))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,6 +170,8 @@ async def _run(
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
     _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
+    # Before READY: a bridge_url without an enrollment token is a configuration error.
+    link = start_link(config, endpoint, app, os.environ)
     sessions, active, head = await endpoint.status_counts()
     frozen = freeze_startup_objects()
     notifier.ready(status=status_line(sessions=sessions, active_tasks=active, head_seq=head))
@@ -185,6 +189,8 @@ async def _run(
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
     ]
+    if link is not None:
+        helpers.append(link)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
 

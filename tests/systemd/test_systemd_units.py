@@ -219,7 +219,9 @@ def _scores(output: str) -> dict[str, float]:
 def test_shipped_units_pass_verify_and_security() -> None:
     result = _run_check()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok   verify") == 2
+    # The endpoint's system and user units and the bridge's system unit.
+    assert result.stdout.count("ok   verify") == 3
+    assert "orbit-globus-bridge.service: exposure" in result.stdout
     scores = _scores(result.stdout)
     assert set(scores) == {"system", "user"}
     assert all(score <= MAX_EXPOSURE for score in scores.values()), scores
