@@ -54,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rate-window", type=float, default=10.0)
     p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument(
+        "--retry-interval", type=float, default=60.0, help="seconds a faulted task backs off"
+    )
+    p.add_argument(
+        "--max-filter-task-ids",
+        type=int,
+        default=100,
+        help="task ids allowed in one task_list filter; 0 switches the limit off",
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=1.0, help="simulated seconds per real second"
+    )
     return p
 
 
@@ -79,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             rate_limit=args.rate_limit or None,
             rate_window=args.rate_window,
             latency=args.latency,
+            retry_interval=args.retry_interval,
+            max_filter_task_ids=args.max_filter_task_ids or None,
+            time_scale=args.time_scale,
         )
         sim.start()
     except (SimulatorError, OSError) as exc:

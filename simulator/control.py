@@ -124,8 +124,18 @@ def _task_action(core: SimCore, req: Request) -> dict[str, Any]:
             nice_status=str(doc.get("nice_status", "PAUSED_BY_ADMIN")),
             message=str(doc.get("message", "The task was paused by the simulator")),
         )
-    elif action == "resume":
-        changed = core.resume(task_id)
+    elif action in ("unpause", "resume"):
+        changed = core.unpause(task_id)
+    elif action == "expire_credential":
+        changed = core.expire_credential(
+            task_id,
+            nice_status=str(doc.get("nice_status", "CREDENTIAL_EXPIRED")),
+            message=str(
+                doc.get("message", "The credential of an endpoint of this task has expired")
+            ),
+        )
+    elif action == "renew_credential":
+        changed = core.renew_credential(task_id)
     elif action == "fail":
         changed = core.fail(
             task_id,
@@ -138,9 +148,69 @@ def _task_action(core: SimCore, req: Request) -> dict[str, Any]:
         raise ApiError(
             404,
             "ClientError.NotFound",
-            f"unknown task action {action!r}; use pause, resume, fail or finish",
+            f"unknown task action {action!r}; use pause, unpause, expire_credential, "
+            "renew_credential, fail or finish",
         )
     return {"task_id": task_id, "changed": changed, "task": core.document(task_id)}
+
+
+def _str_or_none(doc: dict[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise bad_request("InvalidField", f"{key} must be a non-empty string")
+    return value
+
+
+def _inject_error(core: SimCore, req: Request) -> dict[str, Any]:
+    doc = req.json()
+    code = _str_or_none(doc, "code")
+    if code is None:
+        raise bad_request("InvalidField", "give the error 'code', e.g. PERMISSION_DENIED")
+    task_id = _str_or_none(doc, "task_id")
+    if task_id is not None:
+        core.check_task(task_id)
+    heal_count = doc.get("heal_count")
+    if heal_count is not None and (isinstance(heal_count, bool) or not isinstance(heal_count, int)):
+        raise bad_request("InvalidField", "heal_count must be an integer")
+    try:
+        rule = core.inject_error(
+            code=code,
+            task_id=task_id,
+            path=_str_or_none(doc, "path"),
+            details=str(doc.get("details") or ""),
+            heal_after=_num(doc, "heal_after", None),
+            heal_count=heal_count,
+        )
+    except ValueError as exc:
+        raise bad_request("InvalidField", str(exc)) from None
+    return rule.document()
+
+
+def _errors(core: SimCore, req: Request) -> dict[str, Any]:
+    if req.method == "DELETE":
+        return {"removed": core.heal_errors(req.args.get("rule_id"))}
+    with core.lock:
+        return {"errors": [r.document() for r in core.engine.rules()]}
+
+
+def _clock(core: SimCore, req: Request) -> dict[str, Any]:
+    if req.method == "PUT":
+        scale = _num(req.json(), "scale", None)
+        if scale is None or scale <= 0:
+            raise bad_request("InvalidField", "give 'scale' > 0")
+        core.sim_clock.scale = scale
+    elif req.method == "POST":
+        seconds = _num(req.json(), "seconds", None)
+        if seconds is None or seconds < 0:
+            raise bad_request("InvalidField", "give 'seconds' >= 0 to advance the clock by")
+        core.advance_clock(seconds)
+    return {
+        "now": core.clock(),
+        "scale": core.sim_clock.scale,
+        "offset": core.sim_clock.offset,
+    }
 
 
 def _finish_all(core: SimCore, req: Request) -> dict[str, Any]:
@@ -175,6 +245,13 @@ _ROUTES = [
     _r("POST", "/_sim/finish_all", _finish_all),
     _r("GET", "/_sim/tasks/{task_id}", _task),
     _r("POST", "/_sim/tasks/{task_id}/{action}", _task_action),
+    _r("POST", "/_sim/errors", _inject_error),
+    _r("GET", "/_sim/errors", _errors),
+    _r("DELETE", "/_sim/errors", _errors),
+    _r("DELETE", "/_sim/errors/{rule_id}", _errors),
+    _r("GET", "/_sim/clock", _clock),
+    _r("PUT", "/_sim/clock", _clock),
+    _r("POST", "/_sim/clock/advance", _clock),
     _r("GET", "/_sim/counts", _counts),
     _r("DELETE", "/_sim/counts", _counts),
 ]

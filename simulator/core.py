@@ -16,7 +16,8 @@ from typing import Any
 import structlog
 
 from .auth import Credentials, User, Users
-from .engine import Engine, EngineLimits, Task
+from .clock import SimClock
+from .engine import Engine, EngineLimits, ErrorRule, Step, Task
 from .errors import ApiError, UnknownTask
 from .faults import Fault, FaultSchedule, RateLimiter
 from .worker import PlanFailure, expand, perform
@@ -40,15 +41,25 @@ class SimConfig:
     rate_window: float = 10.0
     tick: float = 0.02
     seed: int = 0
+    retry_interval: float = 60.0
+    max_filter_task_ids: int | None = 100
+    time_scale: float = 1.0
 
 
 class SimCore:
     def __init__(
-        self, *, world: World, config: SimConfig, clock: Callable[[], float] = time.time
+        self,
+        *,
+        world: World,
+        config: SimConfig,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.world = world
         self.config = config
-        self.clock = clock
+        # The simulator's own clock: tests run it faster (time_scale) or move it on
+        # (advance); tasks, deadlines, tokens and the rate limit all read it.
+        self.sim_clock = SimClock(scale=config.time_scale, source=clock or time.time)
+        self.clock: Callable[[], float] = self.sim_clock.now
         self.lock = threading.RLock()
         self.engine = Engine(
             EngineLimits(
@@ -56,6 +67,7 @@ class SimCore:
                 max_pending=config.max_pending,
                 bytes_per_second=config.bytes_per_second,
                 min_task_seconds=config.min_task_seconds,
+                retry_interval=config.retry_interval,
             )
         )
         self.users = Users(token_lifetime=config.token_lifetime)
@@ -117,9 +129,9 @@ class SimCore:
     def _run(self, now: float, elapsed: float) -> None:
         self.engine.schedule(now)
         for task in self.engine.needs_plan():
-            plan = expand(task, self.world)
+            plan = expand(task, self.world, engine=self.engine, now=now)
             if isinstance(plan, PlanFailure):
-                self._fail(task, now, plan)
+                self._failure(task, now, plan)
                 continue
             self.engine.set_plan(
                 task.task_id,
@@ -131,11 +143,12 @@ class SimCore:
                 skipped_errors=plan.skipped_errors,
             )
         for task, step in self.engine.advance(now, elapsed):
-            if task.done:
+            # A task that faulted on an earlier step of this batch took the later ones back.
+            if task.done or task.backing_off:
                 continue
-            failure = perform(self.engine, task, step)
+            failure = perform(self.engine, task, step, now=now)
             if failure is not None:
-                self._fail(task, now, failure)
+                self._failure(task, now, failure, step=step)
         for task in self.engine.settle(now):
             log.info(
                 "task finished",
@@ -146,8 +159,21 @@ class SimCore:
                 bytes=task.bytes_transferred,
             )
 
-    def _fail(self, task: Task, now: float, failure: PlanFailure) -> None:
-        self.engine.fail(task.task_id, now=now, code=failure.code, description=failure.description)
+    def _failure(
+        self, task: Task, now: float, failure: PlanFailure, *, step: Step | None = None
+    ) -> None:
+        if failure.retryable:
+            self.engine.fault(
+                task.task_id,
+                now=now,
+                code=failure.code,
+                details=failure.description,
+                step=step,
+                rule=failure.rule,
+            )
+            log.info("task fault", task_id=task.task_id, user=task.owner, code=failure.code)
+            return
+        self.engine.fail(task.task_id, now=now, code=failure.code, details=failure.description)
         log.info("task failed", task_id=task.task_id, user=task.owner, code=failure.code)
 
     # -- control -----------------------------------------------------------------------
@@ -169,22 +195,68 @@ class SimCore:
                 task_id, now=self.clock(), nice_status=nice_status, message=message
             )
 
-    def resume(self, task_id: str) -> bool:
+    def unpause(self, task_id: str) -> bool:
         with self.lock:
-            return self.engine.resume(task_id, now=self.clock())
+            return self.engine.unpause(task_id, now=self.clock())
+
+    def expire_credential(self, task_id: str, *, nice_status: str, message: str) -> bool:
+        with self.lock:
+            return self.engine.expire_credential(
+                task_id, now=self.clock(), nice_status=nice_status, message=message
+            )
+
+    def renew_credential(self, task_id: str) -> bool:
+        with self.lock:
+            return self.engine.renew_credential(task_id, now=self.clock())
+
+    def inject_error(
+        self,
+        *,
+        code: str,
+        task_id: str | None,
+        path: str | None,
+        details: str,
+        heal_after: float | None,
+        heal_count: int | None,
+    ) -> ErrorRule:
+        with self.lock:
+            return self.engine.inject_error(
+                code=code,
+                now=self.clock(),
+                task_id=task_id,
+                path=path,
+                details=details,
+                heal_after=heal_after,
+                heal_count=heal_count,
+            )
+
+    def heal_errors(self, rule_id: str | None = None) -> int:
+        with self.lock:
+            return self.engine.heal_errors(rule_id)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the simulator's clock on and let the worker act on the new time at once."""
+        with self.lock:
+            self.sim_clock.advance(seconds)
+            now = self.clock()
+            # The jump's throughput is spent as one step, as if the worker had slept through.
+            self.step()
+            return now
 
     def fail(self, task_id: str, *, code: str, description: str) -> bool:
         with self.lock:
-            return self.engine.fail(task_id, now=self.clock(), code=code, description=description)
+            return self.engine.fail(
+                task_id, now=self.clock(), code=code, description=description, details=description
+            )
 
     def document(self, task_id: str) -> dict[str, Any]:
         with self.lock:
-            return self.engine.get(task_id).document(self.clock())
+            return self.engine.document(self.engine.get(task_id), self.clock())
 
     def documents(self) -> list[dict[str, Any]]:
         with self.lock:
             now = self.clock()
-            return [t.document(now) for t in self.engine]
+            return [self.engine.document(t, now) for t in self.engine]
 
     def schedule_fault(self, fault: Fault) -> None:
         with self.lock:

@@ -64,6 +64,11 @@ def _target(
     return coll, vpath, coll.local(vpath)
 
 
+def _username(user: User | None) -> str:
+    assert user is not None
+    return user.name
+
+
 def _not_found(coll: Collection, vpath: str) -> ApiError:
     return ApiError(
         404, "ClientError.NotFound", f"Path not found on {coll.display_name} ({coll.id}): {vpath}"
@@ -145,13 +150,17 @@ def operation_ls(core: SimCore, user: User | None, req: Request) -> Reply:
     if offset < 0 or limit < 1:
         raise bad_request("InvalidPaging", "offset must be >= 0 and limit >= 1")
     page = docs[offset : offset + limit]
-    shown = vpath if vpath.endswith("/") else vpath + "/"
+    # ``path`` as the request gave it (``/~/`` kept: CLI fixtures), ``absolute_path`` resolved.
+    # Without a path the listing is of the home folder, shown resolved.
+    absolute = vpath if vpath.endswith("/") else vpath + "/"
+    given = coll.display(req.param("path"), _username(user)) if req.param("path") else absolute
+    shown = given if given.endswith("/") else given + "/"
     return Reply(
         status=200,
         body={
             "DATA_TYPE": "file_list",
             "path": shown,
-            "absolute_path": shown,
+            "absolute_path": absolute,
             "endpoint": coll.id,
             "rename_supported": True,
             "symlink_supported": False,

@@ -67,6 +67,26 @@ def _deadline(value: Any) -> float | None:
     return parse_time(value).timestamp()
 
 
+# Labels: at most 128 characters, no newlines, no leading or trailing whitespace
+# (docs.globus.org/api/transfer/task_submit, "label"). The error code Globus answers with is
+# not documented; 400 ClientError.BadRequest is the family every documented 400 belongs to.
+MAX_LABEL = 128
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request("", "label must be a string")
+    if len(value) > MAX_LABEL:
+        raise bad_request("", f"label must be at most {MAX_LABEL} characters, not {len(value)}")
+    if "\n" in value or "\r" in value:
+        raise bad_request("", "label must not contain newlines")
+    if value != value.strip():
+        raise bad_request("", "label must not begin or end with whitespace")
+    return value
+
+
 def _task_link(task_id: str) -> dict[str, str]:
     return {
         "DATA_TYPE": "link",
@@ -150,7 +170,7 @@ def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
         source_display_name=src.display_name,
         destination_endpoint_id=dst.id,
         destination_display_name=dst.display_name,
-        label=doc.get("label"),
+        label=_label(doc.get("label")),
         deadline=_deadline(doc.get("deadline")),
         items=tuple(dict(i) for i in items),
         sync_level=sync,
@@ -185,7 +205,7 @@ def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
         submission_id=sid,
         source_endpoint_id=coll.id,
         source_display_name=coll.display_name,
-        label=doc.get("label"),
+        label=_label(doc.get("label")),
         deadline=_deadline(doc.get("deadline")),
         items=tuple(dict(i) for i in items),
         recursive=_bool(doc.get("recursive"), "recursive"),
@@ -197,7 +217,7 @@ def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
 # -- tasks -----------------------------------------------------------------------------
 def get_task(core: SimCore, user: User | None, req: Request) -> Reply:
     task = core.owned_task(req.args["task_id"], _user(user))
-    return _ok(task.document(core.clock()))
+    return _ok(core.engine.document(task, core.clock()))
 
 
 def update_task(core: SimCore, user: User | None, req: Request) -> Reply:
@@ -209,9 +229,7 @@ def update_task(core: SimCore, user: User | None, req: Request) -> Reply:
             "ClientError.Conflict",
             f"Task {task.task_id} is complete ({task.status}) and cannot be updated",
         )
-    label = doc.get("label")
-    if label is not None and not isinstance(label, str):
-        raise bad_request("InvalidField", "label must be a string")
+    label = _label(doc.get("label"))
     core.engine.update(task.task_id, label=label, deadline=_deadline(doc.get("deadline")))
     return _ok(
         {
@@ -245,6 +263,14 @@ def task_list(core: SimCore, user: User | None, req: Request) -> Reply:
     limit, offset = page_window(req.param("limit"), req.param("offset"), default_limit=10)
     now = core.clock()
     wanted = task_id_candidates(req.params.get("filter", []))
+    cap = core.config.max_filter_task_ids
+    if wanted is not None and cap is not None and len(wanted) > cap:
+        # Globus documents no maximum for task_list (endpoint_manager_task_list documents
+        # 50); the cap and this answer are the simulator's choice: see docs/simulator.md.
+        raise bad_request(
+            "InvalidFilter",
+            f"filter task_id names {len(wanted)} tasks; at most {cap} are allowed",
+        )
     tasks = core.engine.tasks(owner=u.name)
     if wanted is not None:
         # The poller's bulk query names its tasks: render only those.
@@ -253,7 +279,7 @@ def task_list(core: SimCore, user: User | None, req: Request) -> Reply:
         # Timestamps have whole seconds; a descending order puts later submissions first
         # among equal keys, as the stable sort keeps the input order of ties.
         tasks.reverse()
-    docs = [t.document(now) for t in tasks]
+    docs = [core.engine.document(t, now) for t in tasks]
     docs = [d for d in docs if all(p(d) for p in preds)]
     docs = order_tasks(docs, orderby)
     page = docs[offset : offset + limit]
@@ -314,6 +340,14 @@ def task_successful_transfers(core: SimCore, user: User | None, req: Request) ->
     task = core.owned_task(req.args["task_id"], _user(user))
     if task.request.type != "TRANSFER":
         raise bad_request("", "successful_transfers is only available for transfer tasks")
+    if not task.done:
+        # globus-sdk issue 288: (400, 'ClientError.BadRequest', "Task '<id>' is still in
+        # progress, successful transfers are not yet available").
+        raise bad_request(
+            "",
+            f"Task '{task.task_id}' is still in progress, successful transfers are not yet "
+            "available",
+        )
     rows = [
         {"DATA_TYPE": "successful_transfer", "source_path": s, "destination_path": d}
         for s, d in task.successful
@@ -329,6 +363,9 @@ def task_skipped_errors(core: SimCore, user: User | None, req: Request) -> Reply
 
 
 def task_pause_info(core: SimCore, user: User | None, req: Request) -> Reply:
+    """The pause rules that hold a task (docs: task page, "Limited pause rule document";
+    CLI test test_task_pause_info.py: top-level ``message`` and ``endpoint_display_name``,
+    rules with the administrator's ``message``)."""
     task = core.owned_task(req.args["task_id"], _user(user))
     rules = []
     if task.paused:
@@ -356,6 +393,8 @@ def task_pause_info(core: SimCore, user: User | None, req: Request) -> Reply:
         {
             "DATA_TYPE": "pause_info_limited",
             "pause_rules": rules,
+            "message": task.pause_message if task.paused else None,
+            "endpoint_display_name": task.request.source_display_name if task.paused else None,
             "source_pause_message": task.pause_message if task.paused else None,
             "destination_pause_message": None,
             "source_pause_message_share": None,

@@ -37,7 +37,10 @@ class Simulator:
     Throughput: every running task moves ``bytes_per_second`` bytes per second, and stays
     ACTIVE at least ``min_task_seconds``. Limits per user: ``max_active`` running tasks per
     type, ``max_pending`` unfinished tasks, ``rate_limit`` requests per second over
-    ``rate_window`` seconds (None: no limit). Access tokens live ``token_lifetime`` seconds.
+    ``rate_window`` seconds (None: no limit), ``max_filter_task_ids`` task ids in one
+    task_list ``filter=task_id:...`` (None: no limit). Access tokens live
+    ``token_lifetime`` seconds. A faulted task tries again after ``retry_interval``
+    seconds. Simulated time runs ``time_scale`` times faster than real time.
     """
 
     def __init__(
@@ -56,6 +59,10 @@ class Simulator:
         max_pending: int = 100,
         rate_limit: float | None = 20.0,
         rate_window: float = 10.0,
+        max_filter_task_ids: int | None = 100,
+        # faults and time
+        retry_interval: float = 60.0,
+        time_scale: float = 1.0,
         # auth
         token_lifetime: float = 48 * 3600.0,
         # faults
@@ -66,6 +73,10 @@ class Simulator:
             raise ValueError("bytes_per_second must be positive")
         if tick <= 0:
             raise ValueError("tick must be positive")
+        if retry_interval <= 0 or time_scale <= 0:
+            raise ValueError("retry_interval and time_scale must be positive")
+        if max_filter_task_ids is not None and max_filter_task_ids < 1:
+            raise ValueError("max_filter_task_ids must be at least 1 (or None)")
         self.root = Path(root)
         self._address = (host, port)
         if world is None:
@@ -84,6 +95,9 @@ class Simulator:
             rate_window=rate_window,
             tick=tick,
             seed=seed,
+            retry_interval=retry_interval,
+            max_filter_task_ids=max_filter_task_ids,
+            time_scale=time_scale,
         )
         self._core = SimCore(world=the_world, config=config)
         self._core.latency = latency
@@ -256,13 +270,83 @@ class Simulator:
         nice_status: str = "PAUSED_BY_ADMIN",
         message: str = "The task was paused by the simulator",
     ) -> bool:
-        """Make a task INACTIVE (e.g. ``nice_status="CREDENTIAL_EXPIRED"``)."""
+        """Pause a task as an endpoint administrator would: it stays ACTIVE with
+        ``is_paused`` true (event PAUSED, ``pause_info`` shows ``message``); False when it
+        had ended or was paused already."""
         self._core.check_task(task_id)
         return self._core.pause(task_id, nice_status=nice_status, message=message)
 
-    def resume_task(self, task_id: str) -> bool:
+    def unpause_task(self, task_id: str) -> bool:
+        """End a pause (event UNPAUSED); False when the task was not paused."""
         self._core.check_task(task_id)
-        return self._core.resume(task_id)
+        return self._core.unpause(task_id)
+
+    resume_task = unpause_task
+
+    def expire_credential(
+        self,
+        task_id: str,
+        *,
+        nice_status: str = "CREDENTIAL_EXPIRED",
+        message: str = "The credential of an endpoint of this task has expired",
+    ) -> bool:
+        """The task's endpoint credential expires: INACTIVE until :meth:`renew_credential`."""
+        self._core.check_task(task_id)
+        return self._core.expire_credential(task_id, nice_status=nice_status, message=message)
+
+    def renew_credential(self, task_id: str) -> bool:
+        """The credential is renewed: the task is ACTIVE again."""
+        self._core.check_task(task_id)
+        return self._core.renew_credential(task_id)
+
+    def inject_error(
+        self,
+        code: str,
+        *,
+        task_id: str | None = None,
+        path: str | None = None,
+        details: str = "",
+        heal_after: float | None = None,
+        heal_count: int | None = None,
+    ) -> str:
+        """A retryable error (e.g. ``PERMISSION_DENIED``, ``ENDPOINT_ERROR``,
+        ``CONNECT_FAILED``) for the task ``task_id`` and/or the tasks touching ``path`` (at
+        or below it, as the request names it); it heals ``heal_after`` simulated seconds
+        from now or after ``heal_count`` faults. Returns the rule id for
+        :meth:`heal_errors`."""
+        if task_id is not None:
+            self._core.check_task(task_id)
+        rule = self._core.inject_error(
+            code=code,
+            task_id=task_id,
+            path=path,
+            details=details,
+            heal_after=heal_after,
+            heal_count=heal_count,
+        )
+        return rule.rule_id
+
+    def heal_errors(self, rule_id: str | None = None) -> int:
+        """Remove one injected error rule, or all; returns how many were removed."""
+        return self._core.heal_errors(rule_id)
+
+    # -- time --------------------------------------------------------------------------
+    def now(self) -> float:
+        """The simulator's clock (Unix seconds)."""
+        return self._core.clock()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the simulator's clock ``seconds`` on (deadlines, retries, tokens, heals);
+        returns the new time."""
+        return self._core.advance_clock(seconds)
+
+    @property
+    def time_scale(self) -> float:
+        return self._core.sim_clock.scale
+
+    @time_scale.setter
+    def time_scale(self, scale: float) -> None:
+        self._core.sim_clock.scale = scale
 
     def fail_task(
         self, task_id: str, *, code: str = "FAILED", description: str = "The task failed"

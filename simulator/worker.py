@@ -1,6 +1,10 @@
 """The file side of the task engine: turn requests into steps, and perform steps.
 
-Everything that touches the disk for a task lives here, so ``engine.py`` stays pure.
+Everything that touches the disk for a task lives here, so ``engine.py`` stays pure. A
+failure is either *retryable* (the engine records a fault and tries again later: a missing
+source, permission denied, a vanished file, a checksum mismatch, an injected error) or fatal
+(the task fails at once: a delete of a missing path, a folder without ``recursive``), as
+Globus handles them (docs.globus.org/api/transfer/task_behavior, "Errors").
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine, Step, Task
+from .engine import SKIPPABLE_CODES, Engine, ErrorRule, Step, Task, iso_time
 from .world import Collection, World
 
 __all__ = ["Plan", "PlanFailure", "expand", "perform"]
@@ -29,8 +33,46 @@ class Plan:
 
 @dataclass(frozen=True, kw_only=True)
 class PlanFailure:
+    """Why a task could not be planned or a step not performed.
+
+    ``retryable`` failures become faults (the task stays ACTIVE), the others fail the task.
+    ``rule`` is the injected error rule that caused it, if any.
+    """
+
     code: str
     description: str
+    retryable: bool = False
+    rule: ErrorRule | None = None
+
+
+class _Context:
+    """What planning needs besides the files: the engine's injected rules and the time."""
+
+    def __init__(self, engine: Engine, task: Task, now: float) -> None:
+        self.engine = engine
+        self.task = task
+        self.now = now
+
+    def rule(self, path: str) -> ErrorRule | None:
+        return self.engine.path_rule(self.task, path, self.now)
+
+    def skipped(
+        self, code: str, details: str, spath: str, dpath: str, is_dir: bool
+    ) -> dict[str, Any]:
+        # Shape of a skipped_error (CLI fixture skipped_error_list.yaml).
+        return {
+            "DATA_TYPE": "skipped_error",
+            "checksum_algorithm": None,
+            "destination_path": dpath,
+            "error_code": code,
+            "error_details": details,
+            "error_time": iso_time(self.now),
+            "external_checksum": None,
+            "is_delete_destination_extra": False,
+            "is_directory": is_dir,
+            "is_symlink": False,
+            "source_path": spath,
+        }
 
 
 def _md5(path: Path) -> str:
@@ -60,32 +102,44 @@ def _join(base: str, rel: str) -> str:
     return base.rstrip("/") + "/" + rel if rel else base
 
 
-def _expand_transfer(task: Task, src: Collection, dst: Collection) -> Plan | PlanFailure:
+def _source_error(
+    ctx: _Context, plan: Plan, spath: str, dpath: str, *, missing: bool, is_dir: bool
+) -> PlanFailure | None:
+    """A missing or faulted source path: skipped with skip_source_errors (and a skippable
+    code), else a retryable failure. None when the path is fine."""
+    rule = ctx.rule(spath)
+    if missing:
+        code, details, rule = "FILE_NOT_FOUND", f"No such file or directory: {spath}", None
+    elif rule is not None:
+        code, details = rule.code, rule.details
+    else:
+        return None
+    if ctx.task.request.skip_source_errors and code in SKIPPABLE_CODES:
+        if rule is not None:
+            rule.hits += 1
+        plan.skipped_errors.append(ctx.skipped(code, details, spath, dpath, is_dir))
+        return None
+    return PlanFailure(code=code, description=details, retryable=True, rule=rule)
+
+
+def _expand_transfer(ctx: _Context, src: Collection, dst: Collection) -> Plan | PlanFailure:
+    task = ctx.task
     req = task.request
     plan = Plan()
     for item in req.items:
-        spath = src.virtual(str(item.get("source_path", "")), task.owner)
-        dpath = dst.virtual(str(item.get("destination_path", "")), task.owner)
-        slocal = src.local(spath)
+        raw_src = str(item.get("source_path", ""))
+        raw_dst = str(item.get("destination_path", ""))
+        spath, dpath = src.display(raw_src, task.owner), dst.display(raw_dst, task.owner)
+        slocal = src.local(src.virtual(raw_src, task.owner))
+        dlocal = dst.local(dst.virtual(raw_dst, task.owner))
         recursive = bool(item.get("recursive", False))
-        if not slocal.exists():
-            if req.skip_source_errors:
-                plan.skipped_errors.append(
-                    {
-                        "DATA_TYPE": "skipped_error",
-                        "source_path": spath,
-                        "destination_path": dpath,
-                        "error_code": "FILE_NOT_FOUND",
-                        "error_details": f"No such file or directory: {spath}",
-                        "is_directory": recursive,
-                        "error_time": None,
-                    }
-                )
-                continue
-            return PlanFailure(
-                code="FILE_NOT_FOUND",
-                description=f"Source path not found on {src.display_name}: {spath}",
-            )
+        missing = not slocal.exists()
+        before = len(plan.skipped_errors)
+        failure = _source_error(ctx, plan, spath, dpath, missing=missing, is_dir=recursive)
+        if failure is not None:
+            return failure
+        if len(plan.skipped_errors) > before:
+            continue
         if slocal.is_dir() != recursive:
             what = "a directory: set recursive" if slocal.is_dir() else "not a directory"
             return PlanFailure(
@@ -93,7 +147,7 @@ def _expand_transfer(task: Task, src: Collection, dst: Collection) -> Plan | Pla
                 description=f"Source path {spath} is {what}",
             )
         if not recursive:
-            _add_file(plan, req.sync_level, spath, dpath, slocal, dst.local(dpath))
+            _add_file(plan, req.sync_level, spath, dpath, slocal, dlocal)
             continue
         plan.directories += 1
         plan.steps.append(
@@ -101,7 +155,7 @@ def _expand_transfer(task: Task, src: Collection, dst: Collection) -> Plan | Pla
                 kind="mkdir",
                 source_path=spath,
                 destination_path=dpath,
-                destination_local=str(dst.local(dpath)),
+                destination_local=str(dlocal),
             )
         )
         for dirpath, dirnames, filenames in os.walk(slocal):
@@ -116,13 +170,18 @@ def _expand_transfer(task: Task, src: Collection, dst: Collection) -> Plan | Pla
                         kind="mkdir",
                         source_path=_join(spath, rel),
                         destination_path=_join(dpath, rel),
-                        destination_local=str(dst.local(_join(dpath, rel))),
+                        destination_local=str(dlocal / rel),
                     )
                 )
             for name in sorted(filenames):
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 sv, dv = _join(spath, rel), _join(dpath, rel)
-                _add_file(plan, req.sync_level, sv, dv, src.local(sv), dst.local(dv))
+                before = len(plan.skipped_errors)
+                failure = _source_error(ctx, plan, sv, dv, missing=False, is_dir=False)
+                if failure is not None:
+                    return failure
+                if len(plan.skipped_errors) == before:
+                    _add_file(plan, req.sync_level, sv, dv, slocal / rel, dlocal / rel)
     return plan
 
 
@@ -145,18 +204,25 @@ def _add_file(
     )
 
 
-def _expand_delete(task: Task, coll: Collection) -> Plan | PlanFailure:
+def _expand_delete(ctx: _Context, coll: Collection) -> Plan | PlanFailure:
+    task = ctx.task
     req = task.request
     plan = Plan()
     for item in req.items:
-        vpath = coll.virtual(str(item.get("path", "")), task.owner)
+        raw = str(item.get("path", ""))
+        vpath = coll.virtual(raw, task.owner)
+        shown = coll.display(raw, task.owner)
         local = coll.local(vpath)
         if vpath == "/" or vpath == coll.home_of(task.owner).rstrip("/"):
-            return PlanFailure(code="PERMISSION_DENIED", description=f"Refusing to delete {vpath}")
+            return PlanFailure(code="PERMISSION_DENIED", description=f"Refusing to delete {shown}")
+        rule = ctx.rule(shown)
+        if rule is not None:
+            return PlanFailure(code=rule.code, description=rule.details, retryable=True, rule=rule)
         if not local.exists() and not local.is_symlink():
             if req.ignore_missing:
                 continue
-            return PlanFailure(code="FILE_NOT_FOUND", description=f"Path not found: {vpath}")
+            # A delete of a missing path fails at once (CLI fixture submit_delete_failed.yaml).
+            return PlanFailure(code="FILE_NOT_FOUND", description=f"Path not found: {shown}")
         if local.is_dir() and not local.is_symlink():
             if not req.recursive:
                 return PlanFailure(
@@ -171,16 +237,18 @@ def _expand_delete(task: Task, coll: Collection) -> Plan | PlanFailure:
         plan.steps.append(
             Step(
                 kind="delete",
-                source_path=vpath,
-                destination_path=vpath,
+                source_path=shown,
+                destination_path=shown,
                 destination_local=str(local),
             )
         )
     return plan
 
 
-def expand(task: Task, world: World) -> Plan | PlanFailure:
-    """Work out the steps of ``task`` from the request and the files as they are now."""
+def expand(task: Task, world: World, *, engine: Engine, now: float) -> Plan | PlanFailure:
+    """Work out the steps of ``task`` from the request and the files as they are now;
+    ``engine`` holds the injected error rules that planning honours."""
+    ctx = _Context(engine, task, now)
     req = task.request
     src = world.get(req.source_endpoint_id)
     if src is None:
@@ -188,7 +256,7 @@ def expand(task: Task, world: World) -> Plan | PlanFailure:
             code="ENDPOINT_NOT_FOUND", description=f"Unknown collection {req.source_endpoint_id}"
         )
     if req.type == "DELETE":
-        return _expand_delete(task, src)
+        return _expand_delete(ctx, src)
     dst = world.get(req.destination_endpoint_id or "")
     if dst is None:
         return PlanFailure(
@@ -196,13 +264,17 @@ def expand(task: Task, world: World) -> Plan | PlanFailure:
             description=f"Unknown collection {req.destination_endpoint_id}",
         )
     try:
-        return _expand_transfer(task, src, dst)
+        return _expand_transfer(ctx, src, dst)
     except OSError as exc:
-        return PlanFailure(code="PERMISSION_DENIED", description=str(exc.strerror))
+        return PlanFailure(code="PERMISSION_DENIED", description=str(exc.strerror), retryable=True)
 
 
-def perform(engine: Engine, task: Task, step: Step) -> PlanFailure | None:
+def perform(engine: Engine, task: Task, step: Step, *, now: float) -> PlanFailure | None:
     """Do one step on the disk; a failure is returned, never raised."""
+    for path in (step.source_path, step.destination_path):
+        rule = engine.path_rule(task, path, now)
+        if rule is not None:
+            return PlanFailure(code=rule.code, description=rule.details, retryable=True, rule=rule)
     try:
         if step.kind == "mkdir":
             Path(step.destination_local).mkdir(parents=True, exist_ok=True)
@@ -216,15 +288,23 @@ def perform(engine: Engine, task: Task, step: Step) -> PlanFailure | None:
             _copy(engine, task, step)
     except FileNotFoundError:
         return PlanFailure(
-            code="FILE_NOT_FOUND", description=f"Source path vanished: {step.source_path}"
+            code="FILE_NOT_FOUND",
+            description=f"Source path vanished: {step.source_path}",
+            retryable=True,
         )
     except OSError as exc:
         return PlanFailure(
-            code="PERMISSION_DENIED", description=f"{step.destination_path}: {exc.strerror}"
+            code="PERMISSION_DENIED",
+            description=f"{step.destination_path}: {exc.strerror}",
+            retryable=True,
         )
     except _ChecksumMismatch:
+        # The error code of a failed checksum verification (Globus staff's list of event
+        # codes, 2020): retried like other faults.
         return PlanFailure(
-            code="CHECKSUM_MISMATCH", description=f"Checksum mismatch for {step.destination_path}"
+            code="VERIFY_CHECKSUM",
+            description=f"Checksum mismatch for {step.destination_path}",
+            retryable=True,
         )
     return None
 

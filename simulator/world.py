@@ -94,6 +94,21 @@ class Collection:
         # normpath keeps a leading "//"; Globus paths have exactly one.
         return "/" + norm.lstrip("/")
 
+    def display(self, path: str | None, username: str) -> str:
+        """A request path as Globus shows it back: normalised, but a path under the home
+        folder keeps its ``/~/`` (CLI fixtures list ``/~/...`` paths as given)."""
+        if not path:
+            path = "/~/"
+        if path == "~" or path.startswith("~/"):
+            path = "/" + path
+        if path == "/~" or path.startswith("/~/"):
+            rest = posixpath.normpath("/" + path[3:]).lstrip("/")
+            return "/~/" + rest
+        if not path.startswith("/"):
+            rest = posixpath.normpath("/" + path).lstrip("/")
+            return "/~/" + rest
+        return self.virtual(path, username)
+
     def local(self, virtual_path: str) -> Path:
         """The local file behind a normalised virtual path."""
         rel = virtual_path.lstrip("/")

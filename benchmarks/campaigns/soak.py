@@ -2,15 +2,16 @@
 
 A few sessions (one simulator user each, one client thread each) keep submitting transfers
 at a steady pace; every task stays ACTIVE ``task_seconds`` in the simulator, so hundreds are
-in flight. A tenth of the submits name a missing source (Globus fails them: a true FAILED),
-and a controller fails a running task now and then (``fail_task``) and pauses another for a
-few seconds (INACTIVE, then resumed: never terminal). Meanwhile the simulator, with its
-20 requests/s per user rate limit ON, answers a share of all requests with 429/500/502/503/
-504, delays some by a second, holds a few past the daemon's 30 s HTTP timeout (with
-``timeouts``) and adds latency to all of them.
+in flight. A tenth of the submits name a missing source with a deadline a few seconds away
+(Globus retries a missing source until the deadline, then fails it EXPIRED: a true FAILED),
+and a controller fails a running task now and then (``fail_task``) and expires another's
+credential for a few seconds (INACTIVE, then renewed: never terminal). Meanwhile the
+simulator, with its 20 requests/s per user rate limit ON, answers a share of all requests
+with 429/500/502/503/504, delays some by a second, holds a few past the daemon's 30 s HTTP
+timeout (with ``timeouts``) and adds latency to all of them.
 
-At the end the faults stop, the clients stop, paused tasks resume, and the campaign waits
-for the daemon to settle. Reported:
+At the end the faults stop, the clients stop, INACTIVE tasks get their credential back, and
+the campaign waits for the daemon to settle. Reported:
 
 - false FAILED: tasks FAILED in the ledger but not in the simulator (target 0);
 - tasks not in their true final state: missing from the ledger or another status (0);
@@ -39,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from campaign_common import (
@@ -87,7 +89,10 @@ class SoakConfig:
     timeouts: bool = True
     latency: float = 0.02
     bad_source_fraction: float = 0.1
-    # Every this many seconds the controller fails one running task and pauses another.
+    # A missing source is retried until its deadline, this many seconds after the submit.
+    bad_source_deadline: float = 5.0
+    # Every this many seconds the controller fails one running task and expires the
+    # credential of another (INACTIVE for pause_seconds).
     disturb_every: float = 3.0
     pause_seconds: float = 5.0
     sample_every: float = 2.0
@@ -144,9 +149,18 @@ class Producer(threading.Thread):
                 bad = self.rng.random() < self.config.bad_source_fraction
                 source = f"/home/share/godata/missing-{label}.txt" if bad else GOOD_SOURCE
                 item = {"source": source, "destination": f"/~/soak/{label}.txt"}
+                deadline = (
+                    datetime.now(UTC) + timedelta(seconds=self.config.bad_source_deadline)
+                    if bad
+                    else None
+                )
                 try:
                     answer = globus.submit_transfer(
-                        TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [item], label=label
+                        TUTORIAL_COLLECTION_1,
+                        TUTORIAL_COLLECTION_2,
+                        [item],
+                        label=label,
+                        deadline=deadline,
                     )
                 except SubmitPendingError as exc:
                     self.acks.append(Ack(label, exc.submission_id or "?", None))
@@ -258,7 +272,7 @@ class SoakResult:
                 f"{self.sim_tasks} / {self.sim_failed} ({self.controller_failed} by fail_task)",
                 "",
             ),
-            ("tasks paused and resumed (INACTIVE)", self.controller_paused, ""),
+            ("tasks INACTIVE (credential expired) and renewed", self.controller_paused, ""),
             ("settle time after the faults stopped", f"{self.settle_seconds:.1f} s", ""),
             ("**false FAILED**", len(self.false_failed), "0"),
             ("**tasks not in their true final state**", len(self.wrong_final), "0"),
@@ -379,14 +393,14 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
                 )
                 for task_id, until in list(paused.items()):
                     if now >= until:
-                        sim.resume_task(task_id)
+                        sim.renew_credential(task_id)
                         del paused[task_id]
                 if now >= next_disturb and len(running) >= 2:
                     next_disturb = now + config.disturb_every
                     victim, sleeper = rng.sample(running, 2)
                     if sim.fail_task(victim["task_id"], code="SOAK", description="failed by soak"):
                         result.controller_failed += 1
-                    if sim.pause_task(sleeper["task_id"]):
+                    if sim.expire_credential(sleeper["task_id"]):
                         paused[sleeper["task_id"]] = now + config.pause_seconds
                         result.controller_paused += 1
                 in_flight = sum(d["status"] not in TERMINAL for d in docs)
@@ -401,7 +415,7 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
             sim.clear_faults()
             sim.latency = 0.0
             for task_id in paused:
-                sim.resume_task(task_id)
+                sim.renew_credential(task_id)
             for p in producers:
                 p.join(120)
             settle_start = time.monotonic()

@@ -103,9 +103,10 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
             for i in range(4)
         ]
     process.stop()  # graceful this time
-    # While the daemon is down: one fails, one is paused, the rest finish.
+    # While the daemon is down: one fails, one goes INACTIVE (its credential expired; a pause
+    # would keep it ACTIVE, as with Globus), the rest finish.
     sim.fail_task(ids[0], code="PERMISSION_DENIED", description="denied")
-    sim.pause_task(ids[1])
+    sim.expire_credential(ids[1])
     for task_id in ids[2:]:
         sim.finish_task(task_id)
     process.start()
@@ -129,18 +130,18 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     assert rows[ids[0]]["status"] == "FAILED"
     assert rows[ids[0]]["fatal_error"]["code"] == "PERMISSION_DENIED"
     assert rows[ids[1]]["status"] == "INACTIVE"
-    assert rows[ids[1]]["nice_status"] == "PAUSED_BY_ADMIN"
+    assert rows[ids[1]]["nice_status"] == "CREDENTIAL_EXPIRED"
     assert rows[ids[2]]["status"] == rows[ids[3]]["status"] == "SUCCEEDED"
     assert rows[ids[2]]["files_transferred"] == 3
 
 
-def test_restart_records_every_transition_made_meanwhile(
-    tmp_path: Path, slow_sim: Simulator
-) -> None:
-    """Task a is seen INACTIVE, the daemon is killed, a resumes and finishes; task b, seen
-    ACTIVE, is paused, resumed and finished while the daemon is down. After the restart and
-    the re-registration both histories hold every transition, in order."""
-    sim = slow_sim
+def _gap_histories(
+    tmp_path: Path, sim: Simulator, seen: str, *, in_gap: str
+) -> tuple[dict[str, list[str]], int]:
+    """Task a is seen ``seen`` (``"INACTIVE"``: its credential expired), the daemon is killed;
+    meanwhile a gets its credential back, task b goes through ``in_gap`` (``"pause"`` or
+    ``"credential"``), and both finish. Returns both status histories after the restart and
+    the re-registration, and the number of event_list requests."""
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     with client(process) as http:
@@ -151,15 +152,20 @@ def test_restart_records_every_transition_made_meanwhile(
             ]
             for label in ("a", "b")
         )
-        sim.pause_task(a)
+        if seen == "INACTIVE":
+            sim.expire_credential(a)
         wait_for(
-            lambda: http.get(f"/globus/sessions/{sid}/tasks/{a}").json()["status"] == "INACTIVE",
-            what="a seen INACTIVE",
+            lambda: http.get(f"/globus/sessions/{sid}/tasks/{a}").json()["status"] == seen,
+            what=f"a seen {seen}",
         )
     process.kill()
-    sim.resume_task(a)
-    sim.pause_task(b)
-    sim.resume_task(b)
+    sim.renew_credential(a)
+    if in_gap == "pause":
+        sim.pause_task(b)
+        sim.unpause_task(b)
+    else:
+        sim.expire_credential(b)
+        sim.renew_credential(b)
     sim.finish_task(a)
     sim.finish_task(b)
     wait_for(lambda: sim.task(a)["status"] == sim.task(b)["status"] == "SUCCEEDED")
@@ -175,12 +181,12 @@ def test_restart_records_every_transition_made_meanwhile(
                 what="both SUCCEEDED in the ledger",
             )
             changes = {
-                t: [
+                name: [
                     e["data"]["status"]
                     for e in history(http, task_id=t)
                     if e["kind"] in ("task_submitted", "task_state_changed")
                 ]
-                for t in (a, b)
+                for name, t in (("a", a), ("b", b))
             }
     finally:
         process.stop()
@@ -189,9 +195,33 @@ def test_restart_records_every_transition_made_meanwhile(
         # nice_status-only changes (Queued -> OK) repeat a status: not transitions.
         return [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
 
-    assert transitions(changes[a]) == ["ACTIVE", "INACTIVE", "ACTIVE", "SUCCEEDED"]
-    assert transitions(changes[b]) == ["ACTIVE", "INACTIVE", "ACTIVE", "SUCCEEDED"]
-    assert sim.request_counts()["task_event_list"] >= 2
+    return {k: transitions(v) for k, v in changes.items()}, sim.request_counts()["task_event_list"]
+
+
+def test_restart_catches_up_what_globus_shows_of_the_gap(
+    tmp_path: Path, slow_sim: Simulator
+) -> None:
+    """Task a, seen INACTIVE, gets its credential back and finishes while the daemon is
+    down; task b's credential expires and is renewed meanwhile. Globus logs no event for a
+    credential's expiry or renewal (the simulator models none: docs/simulator.md), so the
+    catch-up can only record what the documents show: a INACTIVE -> SUCCEEDED, b ACTIVE ->
+    SUCCEEDED; it still reads both event lists."""
+    changes, event_lists = _gap_histories(tmp_path, slow_sim, "INACTIVE", in_gap="credential")
+    assert changes["a"] == ["ACTIVE", "INACTIVE", "SUCCEEDED"]
+    assert changes["b"] == ["ACTIVE", "SUCCEEDED"]
+    assert event_lists >= 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="daemon catch-up maps a PAUSED event to INACTIVE (and knows no UNPAUSED); Globus "
+    "keeps a paused task ACTIVE: the daemon part of issue 13 changes it",
+)
+def test_a_pause_inside_the_gap_is_not_recorded_as_inactive(
+    tmp_path: Path, slow_sim: Simulator
+) -> None:
+    changes, _ = _gap_histories(tmp_path, slow_sim, "ACTIVE", in_gap="pause")
+    assert changes["b"] == ["ACTIVE", "SUCCEEDED"]
 
 
 def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> None:

@@ -163,13 +163,14 @@ async def test_inactive_is_reported_and_not_terminal(
     ]
     ws = await ws_connect(slow_daemon, task_id=task_id, since=0)
     try:
-        sim.pause_task(task_id, nice_status="CREDENTIAL_EXPIRED")
+        # INACTIVE comes from a credential expiry only (a pause keeps a task ACTIVE).
+        sim.expire_credential(task_id)
         paused = await next_events(ws, lambda m: m["data"].get("status") == "INACTIVE")
         waited = http.post(
             f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 0.3}
         ).json()
         assert waited["done"] is False
-        sim.resume_task(task_id)
+        sim.renew_credential(task_id)
         resumed = await next_events(ws, lambda m: m["data"].get("status") == "ACTIVE")
         sim.finish_task(task_id)
         finished = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")

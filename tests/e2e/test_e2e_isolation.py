@@ -263,7 +263,8 @@ async def test_websocket_of_another_token_sees_nothing(
         asyncio.create_task(_collect(f"{base}?since=0&topic=session,task", bob.token, 3)),
     ]
     await asyncio.sleep(0.5)
-    await asyncio.to_thread(sim.pause_task, alice.task_id)
+    # INACTIVE comes from a credential expiry only (a pause keeps a task ACTIVE).
+    await asyncio.to_thread(sim.expire_credential, alice.task_id)
     mine, _ = await _collect(f"{base}?since=0&task_id={alice.task_id}", alice.token, 2)
     assert any(m.get("data", {}).get("status") == "INACTIVE" for m in mine), mine
     for listener in listeners:
@@ -272,7 +273,7 @@ async def test_websocket_of_another_token_sees_nothing(
         events = [m for m in messages if m["type"] == "event"]
         assert all(e["session_id"] == bob.sid for e in events), events
         assert alice.task_id not in json.dumps(messages)
-    await asyncio.to_thread(sim.resume_task, alice.task_id)
+    await asyncio.to_thread(sim.renew_credential, alice.task_id)
 
 
 def test_sids_are_unguessable_and_not_listed(

@@ -239,7 +239,10 @@ class E2EMachine(RuleBasedStateMachine):
             return
         assert answer["code"] in ("Canceled", "TaskComplete"), answer
 
-    @rule(index=st.integers(0, 255), action=st.sampled_from(["finish", "fail", "pause", "resume"]))
+    @rule(
+        index=st.integers(0, 255),
+        action=st.sampled_from(["finish", "fail", "pause", "resume", "expire", "renew"]),
+    )
     def globus_changes_task(self, index: int, action: str) -> None:
         task_id = self._task(index)
         if task_id is None:
@@ -250,9 +253,13 @@ class E2EMachine(RuleBasedStateMachine):
         elif action == "fail":
             sim.fail_task(task_id, code="ENDPOINT_ERROR", description="the endpoint broke")
         elif action == "pause":
-            sim.pause_task(task_id)
+            sim.pause_task(task_id)  # ACTIVE with is_paused, as with Globus
+        elif action == "resume":
+            sim.unpause_task(task_id)
+        elif action == "expire":
+            sim.expire_credential(task_id)  # INACTIVE until renewed
         else:
-            sim.resume_task(task_id)
+            sim.renew_credential(task_id)
 
     @rule(index=st.integers(0, 255))
     def finish_and_wait(self, index: int) -> None:

@@ -11,7 +11,6 @@ import pytest
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Credentials, Simulator, UnknownTask
-from timing import UNIT
 
 
 @pytest.fixture
@@ -46,30 +45,22 @@ def test_finish_all(sim: Simulator, alice: Credentials, tc: globus_sdk.TransferC
     assert {t["status"] for t in sim.tasks()} == {"SUCCEEDED"}
 
 
-def test_pause_resume_and_fail(
+def test_fail_task_ends_it_with_the_given_fatal_error(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
     task_id = _slow_task(sim, tc)
-    assert sim.pause_task(task_id, nice_status="CREDENTIAL_EXPIRED", message="credentials expired")
-    doc = tc.get_task(task_id)
-    assert doc["status"] == "INACTIVE"
-    assert doc["nice_status"] == "CREDENTIAL_EXPIRED"
-    assert doc["is_paused"] is True
-    info = tc.task_pause_info(task_id)
-    assert info["pause_rules"][0]["message"] == "credentials expired"
-    # task_wait stops on INACTIVE, as with the real service
-    assert tc.task_wait(task_id, timeout=2 * UNIT, polling_interval=1) is True
-    assert sim.resume_task(task_id)
-    assert tc.get_task(task_id)["status"] == "ACTIVE"
-    assert tc.task_pause_info(task_id)["pause_rules"] == []
     assert sim.fail_task(task_id, code="ENDPOINT_ERROR", description="disk on fire")
     doc = tc.get_task(task_id)
     assert doc["status"] == "FAILED"
     assert doc["fatal_error"] == {"code": "ENDPOINT_ERROR", "description": "disk on fire"}
+    assert doc["is_ok"] is None
+    assert doc["nice_status"] is None
     assert sim.fail_task(task_id) is False
-    codes = [e["code"] for e in tc.task_event_list(task_id, limit=100)]
-    assert codes[0] == "ENDPOINT_ERROR"
-    assert "PAUSED" in codes and "RESUMED" in codes
+    newest = tc.task_event_list(task_id, limit=100)["DATA"][0]
+    assert newest["code"] == "ENDPOINT_ERROR"
+    assert newest["description"] == "endpoint error"
+    assert newest["details"] == "disk on fire"
+    assert newest["is_error"] is True
 
 
 def test_unknown_task_in_controls(sim: Simulator) -> None:
@@ -184,7 +175,7 @@ def test_stop_frees_the_port(tmp_path: Path) -> None:
     import urllib.request
 
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(url + "/_sim/health", timeout=2 * UNIT)  # noqa: S310 - local http
+        urllib.request.urlopen(url + "/_sim/health", timeout=2)  # noqa: S310 - local http
 
 
 def test_restart_keeps_url_and_state(

@@ -88,8 +88,10 @@ def test_deadline_fails_the_task(slow: Simulator) -> None:
     task_id = _submit(tc, deadline=deadline)
     doc = slow.wait_task(task_id, timeout=5 * UNIT)
     assert doc["status"] == "FAILED"
-    assert doc["fatal_error"]["code"] == "DEADLINE_EXCEEDED"
+    # EXPIRED, as Globus names it (task behavior, 3.; event codes)
+    assert doc["fatal_error"] == {"code": "EXPIRED", "description": "expired"}
     assert doc["subtasks_expired"] == 1
+    assert next(e["code"] for e in tc.task_event_list(task_id)) == "EXPIRED"
 
 
 def test_rate_limit_answers_429_with_retry_after(

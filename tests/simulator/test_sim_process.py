@@ -158,22 +158,47 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
     assert counts["counts"]["get_endpoint"] == 3
     _call(url + "/_sim/counts", "DELETE")
     assert _call(url + "/_sim/counts")[1]["counts"] == {}
-    # tasks: pause, resume, fail, finish, finish_all
+    # tasks: pause, unpause, credentials, fail, finish, finish_all
     td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2)
     td.add_item("/home/share/godata/file1.txt", "/~/x.txt")
     task_id = tc.submit_transfer(td)["task_id"]
-    status, res = _call(
-        url + f"/_sim/tasks/{task_id}/pause", "POST", {"nice_status": "CREDENTIAL_EXPIRED"}
-    )
+    status, res = _call(url + f"/_sim/tasks/{task_id}/pause", "POST", {"message": "maintenance"})
     assert status == 200
     if res["changed"]:  # it may have finished already at 1 GB/s
-        assert tc.get_task(task_id)["status"] == "INACTIVE"
-        assert _call(url + f"/_sim/tasks/{task_id}/resume", "POST")[1]["changed"] is True
+        assert res["task"]["status"] == "ACTIVE"
+        assert res["task"]["is_paused"] is True
+        assert tc.task_pause_info(task_id)["pause_rules"][0]["message"] == "maintenance"
+        assert _call(url + f"/_sim/tasks/{task_id}/unpause", "POST")[1]["changed"] is True
+        status, res = _call(url + f"/_sim/tasks/{task_id}/expire_credential", "POST", {})
+        assert res["task"]["status"] == "INACTIVE"
+        assert res["task"]["nice_status"] == "CREDENTIAL_EXPIRED"
+        status, res = _call(url + f"/_sim/tasks/{task_id}/renew_credential", "POST")
+        assert res["changed"] is True
+        assert res["task"]["status"] == "ACTIVE"
     assert _call(url + "/_sim/finish_all", "POST")[0] == 200
     assert _call(url + f"/_sim/tasks/{task_id}")[1]["status"] == "SUCCEEDED"
     assert _call(url + f"/_sim/tasks/{task_id}/fail", "POST")[1]["changed"] is False
     assert len(_call(url + "/_sim/tasks")[1]["tasks"]) == 1
     assert _call(url + "/_sim/tasks/nope/finish", "POST")[0] == 404
+    # injected retryable errors
+    status, rule = _call(
+        url + "/_sim/errors", "POST", {"code": "ENDPOINT_ERROR", "path": "/~/e", "heal_count": 2}
+    )
+    assert status == 200
+    assert rule["code"] == "ENDPOINT_ERROR"
+    assert _call(url + "/_sim/errors")[1]["errors"][0]["rule_id"] == rule["rule_id"]
+    assert _call(url + "/_sim/errors", "POST", {"path": "/~/e"})[0] == 400
+    assert _call(url + "/_sim/errors", "POST", {"code": "X", "task_id": "nope"})[0] == 404
+    assert _call(url + f"/_sim/errors/{rule['rule_id']}", "DELETE")[1] == {"removed": 1}
+    assert _call(url + "/_sim/errors", "DELETE")[1] == {"removed": 0}
+    # the clock
+    before = _call(url + "/_sim/clock")[1]
+    status, after = _call(url + "/_sim/clock/advance", "POST", {"seconds": 3600})
+    assert status == 200
+    assert after["now"] >= before["now"] + 3600
+    assert after["offset"] == 3600
+    assert _call(url + "/_sim/clock/advance", "POST", {"seconds": -1})[0] == 400
+    assert _call(url + "/_sim/clock", "PUT", {"scale": 2})[1]["scale"] == 2
     assert _call(url + f"/_sim/tasks/{task_id}/explode", "POST")[0] == 404
     # expire a token
     assert _call(url + "/_sim/tokens/expire", "POST", {"token": creds["access_token"]})[0] == 200

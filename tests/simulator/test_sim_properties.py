@@ -47,6 +47,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.finished: dict[str, str] = {}
         self.bytes_seen: dict[str, int] = {}
         self.submissions: dict[str, str] = {}
+        self.faults_seen: dict[str, int] = {}
 
     def _plan_new(self) -> None:
         for task in self.engine.needs_plan():
@@ -101,7 +102,12 @@ class EngineMachine(RuleBasedStateMachine):
         self.engine.settle(self.now)
 
     @precondition(lambda self: bool(self.submissions))
-    @rule(data=st.data(), action=st.sampled_from(["cancel", "pause", "resume", "fail", "finish"]))
+    @rule(
+        data=st.data(),
+        action=st.sampled_from(
+            ["cancel", "pause", "unpause", "expire", "renew", "fault", "inject", "fail", "finish"]
+        ),
+    )
     def control(self, data: st.DataObject, action: str) -> None:
         # Ordered by submission id, not task id: task ids are random uuids, and an order that
         # changed between runs would make hypothesis's replay draw a different task.
@@ -111,9 +117,26 @@ class EngineMachine(RuleBasedStateMachine):
             code, _ = self.engine.cancel(task_id, now=self.now)
             assert code == ("TaskComplete" if was_done else "Canceled")
         elif action == "pause":
-            assert self.engine.pause(task_id, now=self.now) is not was_done
-        elif action == "resume":
-            self.engine.resume(task_id, now=self.now)
+            was_paused = self.engine.get(task_id).paused
+            assert self.engine.pause(task_id, now=self.now) is not (was_done or was_paused)
+        elif action == "unpause":
+            self.engine.unpause(task_id, now=self.now)
+        elif action == "expire":
+            self.engine.expire_credential(task_id, now=self.now)
+        elif action == "renew":
+            self.engine.renew_credential(task_id, now=self.now)
+        elif action == "fault":
+            before = self.engine.get(task_id).faults
+            assert self.engine.fault(task_id, now=self.now, code="ENDPOINT_ERROR") is not was_done
+            task = self.engine.get(task_id)
+            if not was_done:
+                assert task.faults == before + 1
+                assert task.is_ok is False
+                assert task.status == ("INACTIVE" if task.credential_expired else "ACTIVE")
+        elif action == "inject":
+            self.engine.inject_error(
+                code="CONNECT_FAILED", now=self.now, task_id=task_id, heal_count=2
+            )
         elif action == "fail":
             assert self.engine.fail(task_id, now=self.now) is not was_done
         else:
@@ -137,7 +160,16 @@ class EngineMachine(RuleBasedStateMachine):
                 assert task.nice_status is None
             else:
                 assert task.status in ("ACTIVE", "INACTIVE")
-                assert (task.status == "INACTIVE") == task.paused
+                # INACTIVE only while a credential has expired; a pause keeps it ACTIVE
+                assert (task.status == "INACTIVE") == task.credential_expired
+                assert task.is_ok is not None
+                if task.error is not None and task.nice_status == task.error.code:
+                    assert task.is_ok is False
+                if task.paused or task.credential_expired:
+                    assert not task.running
+            # faults only grow
+            assert task.faults >= self.faults_seen.get(tid, 0)
+            self.faults_seen[tid] = task.faults
             if task.running and not task.done:
                 key = (task.owner, task.request.type)
                 running[key] = running.get(key, 0) + 1

@@ -182,8 +182,8 @@ def test_successful_transfers_paging_by_marker(
     assert len(rows) == 130
     assert rows[0] == {
         "DATA_TYPE": "successful_transfer",
-        "source_path": "/home/alice/many/f000",
-        "destination_path": "/home/alice/many/f000",
+        "source_path": "/~/many/f000",
+        "destination_path": "/~/many/f000",
     }
 
 
@@ -201,9 +201,22 @@ def test_skipped_errors_with_skip_source_errors(
     assert doc["files_transferred"] == 1
     skipped = list(tc.task_skipped_errors(task_id))
     assert len(skipped) == 1
-    assert skipped[0]["source_path"] == "/home/alice/absent.txt"
+    assert skipped[0]["source_path"] == "/~/absent.txt"
     assert skipped[0]["error_code"] == "FILE_NOT_FOUND"
+    assert skipped[0]["error_time"] is not None
     assert tc.task_skipped_errors(task_id)["next_marker"] is None
+    # the error's event, then SKIPPED_ERRORS (task behavior, 4.1); no fault: nothing retried
+    events = list(tc.task_event_list(task_id, limit=100))
+    assert [e["code"] for e in events] == [
+        "SUCCEEDED",
+        "SKIPPED_ERRORS",
+        "FILE_NOT_FOUND",
+        "STARTED",
+    ]
+    assert events[2]["is_error"] is True
+    assert events[1]["is_error"] is False
+    assert doc["subtasks_skipped_errors"] == 1
+    assert doc["faults"] == 0
 
 
 def test_event_list_paging(
@@ -242,6 +255,7 @@ def test_task_list_filters(
     ok1 = _transfer(tc, "/home/share/godata/file1.txt", "/~/1", label="Run-Alpha")
     ok2 = _transfer(tc, "/home/share/godata/file2.txt", "/~/2", label="run-beta")
     bad = _transfer(tc, "/~/missing", "/~/3", label="other")
+    tc.cancel_task(bad)  # a missing source is retried, not failed
     dd = globus_sdk.DeleteData(endpoint=C1, label="del", ignore_missing=True)
     dd.add_item("/~/whatever")
     dele = tc.submit_delete(dd)["task_id"]
