@@ -288,6 +288,8 @@ class TaskNeedsAttention(Event):
     is_paused: bool = False
     faults: int = 0
     error: TaskError | None = None
+    # What the owner should know: a pause's message, the error, what INACTIVE waits for.
+    attention_message: str | None = None
 
 
 @_kind("task_recovered")

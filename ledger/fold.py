@@ -97,6 +97,7 @@ class TaskRow(NamedTuple):
     attention_since: float | None
     progress_time: float
     policy: TroublePolicy | None
+    attention_message: str | None
 
     @property
     def done(self) -> bool:
@@ -199,6 +200,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             attention_since=None,
             progress_time=time,
             policy=event.policy,
+            attention_message=None,
         )
     if not isinstance(event, _UPDATE_KINDS):
         raise TypeError(f"{event.kind} does not change a task")
@@ -220,11 +222,15 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
         )
     if isinstance(event, _ATTENTION_KINDS):
         # Derived from the state already recorded: only the episode changes.
-        attention = event.needs_attention if isinstance(event, TaskNeedsAttention) else None
+        if isinstance(event, TaskNeedsAttention):
+            return row._replace(
+                needs_attention=event.needs_attention,
+                attention_since=_since(row, event.needs_attention, time),
+                attention_message=event.attention_message,
+                last_seq=seq,
+            )
         return row._replace(
-            needs_attention=attention,
-            attention_since=_since(row, attention, time),
-            last_seq=seq,
+            needs_attention=None, attention_since=None, attention_message=None, last_seq=seq
         )
     fatal_error = event.fatal_error if isinstance(event, TaskStateChanged) else row.fatal_error
     error = event.error if isinstance(event, TaskStateChanged) else None
@@ -306,6 +312,7 @@ def _changed(
         attention_since,
         progress_time,
         row.policy,
+        row.attention_message if needs_attention is not None else None,
     )
 
 

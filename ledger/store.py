@@ -46,9 +46,9 @@ TASK_COLUMNS = (
     "task_id, submission_id, owner, session_id, type, status, nice_status, label, source, "
     "destination, bytes_transferred, files_transferred, fatal_error, request_time, "
     "completion_time, created_seq, last_seq, is_ok, is_paused, faults, error, needs_attention, "
-    "attention_since, progress_time, policy"
+    "attention_since, progress_time, policy, attention_message"
 )
-_TASK_WIDTH = 25
+_TASK_WIDTH = 26
 SUBMISSION_COLUMNS = (
     "submission_id, owner, session_id, type, request, state, task_id, code, message, "
     "request_time, requested_seq, last_seq"
@@ -122,6 +122,7 @@ def _trouble_tuple(row: TaskRow) -> tuple[Any, ...]:
         row.attention_since,
         row.progress_time,
         _record_json(row.policy),
+        row.attention_message,
     )
 
 
@@ -153,6 +154,7 @@ def _task_row(values: Sequence[Any]) -> TaskRow:
         attention_since=values[22],
         progress_time=values[23],
         policy=None if values[24] is None else _policy(values[24]),
+        attention_message=values[25],
     )
 
 
@@ -263,7 +265,7 @@ _UPDATE_TASK = (
     "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
     "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ?, is_ok = ?, "
     "is_paused = ?, faults = ?, error = ?, needs_attention = ?, attention_since = ?, "
-    "progress_time = ?, policy = ? WHERE task_id = ?"
+    "progress_time = ?, policy = ?, attention_message = ? WHERE task_id = ?"
 )
 
 

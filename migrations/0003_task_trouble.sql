@@ -8,3 +8,4 @@ ALTER TABLE tasks ADD COLUMN needs_attention TEXT;                 -- erroring/p
 ALTER TABLE tasks ADD COLUMN attention_since REAL;
 ALTER TABLE tasks ADD COLUMN progress_time REAL NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN policy TEXT;                          -- JSON: TroublePolicy
+ALTER TABLE tasks ADD COLUMN attention_message TEXT;

@@ -104,7 +104,9 @@ def topic_of(kind: str) -> Topic:
 # task, ``faults`` counts retried errors: docs.globus.org/api/transfer/task/#task_fields),
 # ``error``: the newest Globus error event ({"code", "description", "details", "time"}), set
 # only on the notification of a new fault, and ``needs_attention``: why the task needs
-# attention now ("erroring", "paused", "inactive", "stalled") or null.
+# attention now ("erroring", "paused", "inactive", "stalled") or null, and on the
+# task_needs_attention notification ``attention_message``: the administrator's pause message,
+# the newest error's description, or what an INACTIVE task waits for.
 TRANSFER_STATUS_FIELDS: Final = (
     "task_id",
     "status",
@@ -117,6 +119,7 @@ TRANSFER_STATUS_FIELDS: Final = (
     "faults",
     "error",
     "needs_attention",
+    "attention_message",
 )
 _COUNTERS: Final = ("bytes_transferred", "files_transferred", "faults")
 

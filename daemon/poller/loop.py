@@ -58,7 +58,14 @@ from ..service.sessions import Session, SessionRegistry
 from ..service.store import Store
 from .catchup import catch_up
 from .diff import diff
-from .trouble import STALL_AFTER, filter_refused, follow, newest_error, smaller_batch
+from .trouble import (
+    STALL_AFTER,
+    filter_refused,
+    follow,
+    newest_error,
+    pause_message,
+    smaller_batch,
+)
 
 __all__ = [
     "BATCH",
@@ -337,7 +344,14 @@ class Poller:
             if int(d.get("faults") or 0) > int(rows[str(d["task_id"])].get("faults") or 0)
             and d.get("status") in ("ACTIVE", "INACTIVE")
         ]
-        errors = await self._newest_errors(clients, grown)
+        paused = [
+            str(d["task_id"])
+            for d in docs
+            if d.get("is_paused") is True and not rows[str(d["task_id"])].get("is_paused")
+        ]
+        errors, pauses = await self._trouble_details(
+            clients, [str(d["task_id"]) for d in grown], paused
+        )
         out: list[ev.Event] = []
         cancels: list[tuple[str, str]] = []
         done = self._policy_cancels.setdefault(session.sid, set())
@@ -350,6 +364,7 @@ class Poller:
                 now=now,
                 stall_after=self.stall_after,
                 error=errors.get(task_id),
+                pause_message=pauses.get(task_id),
             )
             out.extend(found)
             if cancel is not None and task_id not in done and self._cancel is not None:
@@ -359,17 +374,20 @@ class Poller:
             out.extend(rest)
         return out, cancels
 
-    async def _newest_errors(
-        self, clients: SessionClients, docs: list[dict[str, Any]]
-    ) -> dict[str, ev.TaskError]:
-        """The newest error event of each task in ``docs``, paced at ``TROUBLE_RATE``; a task
-        whose event list cannot be had now is left without (its state is still recorded)."""
+    async def _trouble_details(
+        self, clients: SessionClients, grown: list[str], paused: list[str]
+    ) -> tuple[dict[str, ev.TaskError], dict[str, str]]:
+        """The newest error event of each task in ``grown`` (its faults grew) and the pause
+        message of each task in ``paused`` (just paused), paced at ``TROUBLE_RATE``. A task
+        whose details cannot be had now is left without (its state is still recorded); an
+        auth failure or a rate limit stops the remaining requests."""
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         pace = _Pacer(TROUBLE_RATE)
         stopped: list[BaseException] = []
-        found: dict[str, ev.TaskError] = {}
+        errors: dict[str, ev.TaskError] = {}
+        pauses: dict[str, str] = {}
 
-        async def one(task_id: str) -> None:
+        async def one(task_id: str, what: str) -> None:
             async with gate:
                 await pace.wait()
                 if stopped:
@@ -377,24 +395,29 @@ class Poller:
                 self.requests += 1
                 self.last_sweep_requests += 1
                 try:
-                    listing: Any = await self._ops.run(
-                        clients.poll.task_event_list, task_id, limit=ERROR_PAGE
+                    answer: Any = await (
+                        self._ops.run(clients.poll.task_event_list, task_id, limit=ERROR_PAGE)
+                        if what == "error"
+                        else self._ops.run(clients.poll.task_pause_info, task_id)
                     )
                 except Exception as exc:
                     if is_auth_failure(exc) or is_transient(exc):
                         stopped.append(exc)
                     log.info(
-                        "newest error unavailable",
+                        f"{what} details unavailable",
                         task_id=task_id,
                         status=getattr(exc, "http_status", None),
                     )
                     return
-            error = newest_error(list(listing.get("DATA") or []))
-            if error is not None:
-                found[task_id] = error
+            if what == "error":
+                error = newest_error(list(answer.get("DATA") or []))
+                if error is not None:
+                    errors[task_id] = error
+            elif message := pause_message(answer.data if hasattr(answer, "data") else answer):
+                pauses[task_id] = message
 
-        await asyncio.gather(*(one(str(d["task_id"])) for d in docs))
-        return found
+        await asyncio.gather(*(one(t, "error") for t in grown), *(one(t, "pause") for t in paused))
+        return errors, pauses
 
     async def _cancel_by_policy(self, session: Session, task_id: str, reason: str) -> None:
         assert self._cancel is not None

@@ -34,10 +34,12 @@ from .catchup import event_time
 
 __all__ = [
     "STALL_AFTER",
+    "attention_message",
     "attention_reason",
     "filter_refused",
     "follow",
     "newest_error",
+    "pause_message",
     "policy_cancel",
     "smaller_batch",
 ]
@@ -77,6 +79,37 @@ def attention_reason(
     return None
 
 
+# INACTIVE: "The task has been suspended and will not continue without intervention.
+# Currently, only credential expiration will cause this state" (docs.globus.org/api/transfer/
+# task/#task_fields, "status").
+INACTIVE_MESSAGE = (
+    "a credential of an endpoint of this task expired; Globus resumes the task once it is "
+    "renewed (re-activate the collection or give consent again in the Globus web app)"
+)
+
+
+def attention_message(
+    reason: ev.AttentionReason,
+    doc: Mapping[str, Any],
+    *,
+    error: ev.TaskError | None,
+    pause_message: str | None,
+    stall_after: float | None,
+) -> str:
+    """What the owner of a task that needs attention for ``reason`` should know."""
+    if reason == "inactive":
+        return INACTIVE_MESSAGE
+    if reason == "paused":
+        return pause_message or "paused by an administrator of one of the task's collections"
+    if reason == "erroring":
+        if error is not None:
+            text = f"{error.code}: {error.description}" if error.description else error.code
+            return f"{text} ({error.details})" if error.details else text
+        return f"Globus retries: {doc.get('nice_status') or 'an error'}"
+    minutes = (stall_after or 0.0) / 60.0
+    return f"no bytes or files moved for {minutes:g} min"
+
+
 def newest_error(events: Iterable[Mapping[str, Any]]) -> ev.TaskError | None:
     """The newest error event of a Globus event list (``is_error`` true), or None.
 
@@ -101,6 +134,21 @@ def newest_error(events: Iterable[Mapping[str, Any]]) -> ev.TaskError | None:
         details=str(event.get("details") or ""),
         time=time if isinstance(time, str) else None,
     )
+
+
+def pause_message(info: Any) -> str | None:
+    """The administrator's message of a ``task_pause_info`` document: its top-level
+    ``message``, else the first rule's (docs: task page, "Limited pause rule document";
+    globus-cli test fixture test_task_pause_info.py)."""
+    if not isinstance(info, Mapping):
+        return None
+    message = info.get("message")
+    if isinstance(message, str) and message:
+        return message
+    for rule in info.get("pause_rules") or ():
+        if isinstance(rule, Mapping) and isinstance(rule.get("message"), str) and rule["message"]:
+            return str(rule["message"])
+    return None
 
 
 def _policy(row: Mapping[str, Any]) -> ev.TroublePolicy | None:
@@ -177,12 +225,14 @@ def follow(
     now: float,
     stall_after: float | None,
     error: ev.TaskError | None = None,
+    pause_message: str | None = None,
 ) -> tuple[list[ev.Event], str | None]:
     """The events to record for one observed task, and a cancel reason or None.
 
     ``row`` is the task's ledger row (as a dict), ``doc`` its Globus document as observed,
     ``found`` what the diff (or the catch-up) made of it, ``error`` the newest error event
-    when ``faults`` grew (fetched by the caller). Every state and progress event gets the
+    when ``faults`` grew and ``pause_message`` the administrator's message when the task was
+    just paused (both fetched by the caller). Every state and progress event gets the
     current ``needs_attention``; the last one that counts new faults gets ``error``; an
     episode's start adds ``task_needs_attention`` and its end ``task_recovered``. Finished
     tasks (in the ledger or in Globus) get nothing added.
@@ -218,7 +268,16 @@ def follow(
     if before is None and reason is not None:
         out.append(
             ev.TaskNeedsAttention(
-                **snapshot, needs_attention=reason, error=error if new_fault else None
+                **snapshot,
+                needs_attention=reason,
+                error=error if new_fault else None,
+                attention_message=attention_message(
+                    reason,
+                    doc,
+                    error=error,
+                    pause_message=pause_message,
+                    stall_after=stall_after,
+                ),
             )
         )
         since: float | None = now
