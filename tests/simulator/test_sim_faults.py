@@ -198,17 +198,17 @@ def test_endpoint_error_heals_after_a_count(
 def test_connection_error_heals_at_a_time(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
+    # Injected before the submit, by the path the request names: no race with the worker.
+    sim.inject_error("CONNECT_FAILED", path="/~/f1.txt", heal_after=2 * HOUR)
     task_id = _submit(tc, "/home/share/godata/file1.txt", "/~/f1.txt")
-    sim.inject_error("CONNECT_FAILED", task_id=task_id, heal_after=2 * HOUR)
-    doc = _until(tc, task_id, lambda d: d["faults"] >= 1 or d["status"] == "SUCCEEDED")
-    if doc["status"] == "SUCCEEDED":
-        pytest.skip("the task finished before the error was injected")
+    doc = _until(tc, task_id, lambda d: d["faults"] >= 2)
+    assert doc["status"] == "ACTIVE"
     assert doc["nice_status"] == "CONNECT_FAILED"
-    time.sleep(3 * RETRY)
-    assert tc.get_task(task_id)["status"] == "ACTIVE"
+    assert doc["files_transferred"] == 0
     sim.advance_clock(2 * HOUR + 1)
     done = _until(tc, task_id, lambda d: d["status"] == "SUCCEEDED")
-    assert done["faults"] >= 1
+    assert done["faults"] >= 2
+    assert sim.local_path(C2, "/~/f1.txt", username="alice").exists()
 
 
 def test_checksum_mismatch_is_a_verify_checksum_fault(
@@ -383,10 +383,13 @@ def test_labels_globus_refuses(
     assert info.value.http_status == 400
     assert info.value.code == "ClientError.BadRequest"
     assert sim.tasks() == []
-    task_id = _submit(tc, "/home/share/godata/file1.txt", "/~/l.txt", label="x" * 128)
+    # A missing source keeps the task ACTIVE, so update_task judges the label.
+    task_id = _submit(tc, "/~/absent.txt", "/~/l.txt", label="x" * 128)
+    assert tc.get_task(task_id)["label"] == "x" * 128
     with pytest.raises(globus_sdk.TransferAPIError) as info:
         tc.update_task(task_id, {"DATA_TYPE": "task", "label": label})
-    assert info.value.http_status in (400, 409)  # 409 when it already ended
+    assert info.value.http_status == 400
+    assert info.value.code == "ClientError.BadRequest"
 
 
 def test_task_id_filter_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
