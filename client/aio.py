@@ -122,12 +122,14 @@ class AsyncGlobusClient(GlobusPluginBase):
         preserve_timestamp: bool | None = None,
         deadline: datetime | str | None = None,
         policy: Mapping[str, Any] | None = None,
+        skip_source_errors: bool | None = None,
     ) -> dict[str, Any]:
         options = calls.transfer_options(
             verify_checksum=verify_checksum,
             preserve_timestamp=preserve_timestamp,
             deadline=deadline,
             policy=policy,
+            skip_source_errors=skip_source_errors,
         )
         call = calls.submit_transfer(
             self.session_id,

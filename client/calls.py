@@ -187,6 +187,7 @@ def transfer_options(
     preserve_timestamp: bool | None,
     deadline: datetime | str | None,
     policy: Mapping[str, Any] | None = None,
+    skip_source_errors: bool | None = None,
 ) -> dict[str, Any]:
     """The optional transfer fields (None: the daemon's default), as submit_transfer sends them;
     ``policy`` is a trouble policy (:func:`.trouble.policy_body`)."""
@@ -195,6 +196,7 @@ def transfer_options(
         "preserve_timestamp": preserve_timestamp,
         "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
         "policy": dict(policy) if policy else None,
+        "skip_source_errors": skip_source_errors,
     }
 
 

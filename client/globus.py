@@ -134,6 +134,7 @@ class GlobusClient(GlobusPluginBase):
         preserve_timestamp: bool | None = None,
         deadline: datetime | str | None = None,
         policy: Mapping[str, Any] | None = None,
+        skip_source_errors: bool | None = None,
     ) -> dict[str, Any]:
         """Submit a transfer; returns ``{"task_id", "submission_id", "status"}``.
 
@@ -145,6 +146,7 @@ class GlobusClient(GlobusPluginBase):
             preserve_timestamp=preserve_timestamp,
             deadline=deadline,
             policy=policy,
+            skip_source_errors=skip_source_errors,
         )
         return dict(
             self._send(

@@ -118,6 +118,8 @@ class TransferRequest(Record):
     verify_checksum: bool = False
     preserve_timestamp: bool = False
     deadline: str | None = None
+    # Globus skips a source path it cannot read instead of retrying it (SKIPPED_ERRORS).
+    skip_source_errors: bool = False
     policy: TroublePolicy | None = None
 
 

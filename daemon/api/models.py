@@ -79,6 +79,7 @@ class TransferBody(_Body):
     verify_checksum: bool = False
     preserve_timestamp: bool = False
     deadline: Annotated[str, Field(max_length=64)] | None = None
+    skip_source_errors: bool = False
     policy: PolicyBody | None = None
 
     @field_validator("sync_level", mode="before")

@@ -172,6 +172,7 @@ class EndpointService:
             verify_checksum=bool(body.get("verify_checksum") or False),
             preserve_timestamp=bool(body.get("preserve_timestamp") or False),
             deadline=body.get("deadline"),
+            skip_source_errors=bool(body.get("skip_source_errors") or False),
             policy=trouble_policy(body.get("policy")) or session.policy,
         )
         return await self.submitter.submit(session, request)

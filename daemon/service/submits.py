@@ -50,6 +50,7 @@ def globus_document(
             verify_checksum=request.verify_checksum,
             preserve_timestamp=request.preserve_timestamp,
             deadline=request.deadline if request.deadline else globus_sdk.MISSING,
+            skip_source_errors=request.skip_source_errors or globus_sdk.MISSING,
         )
         for item in request.items:
             tdata.add_item(item.source, item.destination, recursive=item.recursive)
