@@ -97,9 +97,12 @@ CATCH_UP_GAP = 4
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
 EVENT_PAGE = 1000
-# Error fetches a sweep starts per second (one task_event_list per task whose faults grew).
-# They run after the catch-up, never beside it, so a session stays at this rate plus its
-# polls: with 100 tasks failing at once, 100 requests over 12.5 s, inside Globus's ~20/s.
+# Error fetches a sweep starts per second (one task_event_list per task whose faults grew,
+# one task_pause_info per task just paused). They run after the catch-up, never beside it,
+# so a session stays at this rate plus its polls, inside Globus's ~20/s per user. A sweep
+# makes at most TROUBLE_RATE x interval of them, tasks just starting to need attention
+# first, so 100 tasks failing at once delay no sweep by more than an interval; the others
+# are recorded without their error this time and get it at their next fault.
 TROUBLE_RATE = 8.0
 # Events asked for to find the newest error: it is among the newest few, as a fault is
 # logged when it happens (the list is newest first).
@@ -146,8 +149,10 @@ class Poller:
         self._cancel = cancel
         # Task ids per task_list request; shrinks when Globus refuses a filter as too long.
         self.batch = BATCH
-        # Per session: tasks this process already cancelled by policy (never twice).
+        # Per session: tasks this process already cancelled by policy (never twice), and the
+        # trouble details the current sweep may still fetch.
         self._policy_cancels: dict[str, set[str]] = {}
+        self._details_left: dict[str, int] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         # Per session: when a sweep last observed each open task, and when its previous
@@ -180,6 +185,7 @@ class Poller:
         self._seen.pop(sid, None)
         self._sweep_started.pop(sid, None)
         self._policy_cancels.pop(sid, None)
+        self._details_left.pop(sid, None)
         # Every session closed would otherwise leave its Event behind for good.
         self._wake.pop(sid, None)
         if loop is not None:
@@ -254,6 +260,7 @@ class Poller:
         rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
+        self._details_left[sid] = max(1, int(TROUBLE_RATE * self.interval))
         seen = self._seen.setdefault(sid, {})
         # A task first listed now was submitted after the previous sweep read the ledger:
         # unobserved since then at most (since ever, in a loop's first sweep).
@@ -349,6 +356,12 @@ class Poller:
             for d in docs
             if d.get("is_paused") is True and not rows[str(d["task_id"])].get("is_paused")
         ]
+        # Tasks whose episode starts now first: their first notification says why.
+        grown.sort(key=lambda d: rows[str(d["task_id"])].get("needs_attention") is not None)
+        left = self._details_left.get(session.sid, 0)
+        paused = paused[:left]
+        grown = grown[: max(0, left - len(paused))]
+        self._details_left[session.sid] = left - len(paused) - len(grown)
         errors, pauses = await self._trouble_details(
             clients, [str(d["task_id"]) for d in grown], paused
         )
