@@ -3,8 +3,8 @@
 Hypothesis drives random sequences of what users and Globus do (submits, deletes, cancels,
 tasks finishing/failing/pausing/faulting in Globus, endpoint credentials expiring, token
 expiry and re-registration, 429/5xx storms, WebSocket subscribers dropping and resuming,
-daemon restarts: SIGTERM and SIGKILL, also in the middle of a submit). After each step the test waits (bounded) until the daemon has
-caught up, then checks:
+daemon restarts: SIGTERM and SIGKILL, also in the middle of a submit). After each step the
+test waits (bounded) until the daemon has caught up, then checks:
 
 - the ledger's task rows (history view=tasks) equal the simulator's truth for every task of
   a session with a working credential; no row claims a final state Globus does not have;
