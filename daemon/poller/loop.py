@@ -60,6 +60,7 @@ from .catchup import catch_up
 from .diff import diff
 from .trouble import (
     STALL_AFTER,
+    field,
     filter_refused,
     follow,
     newest_error,
@@ -348,16 +349,16 @@ class Poller:
         grown = [
             d
             for d in docs
-            if int(d.get("faults") or 0) > int(rows[str(d["task_id"])].get("faults") or 0)
+            if int(d.get("faults") or 0) > int(field(rows[str(d["task_id"])], "faults") or 0)
             and d.get("status") in ("ACTIVE", "INACTIVE")
         ]
         paused = [
             str(d["task_id"])
             for d in docs
-            if d.get("is_paused") is True and not rows[str(d["task_id"])].get("is_paused")
+            if d.get("is_paused") is True and not field(rows[str(d["task_id"])], "is_paused")
         ]
         # Tasks whose episode starts now first: their first notification says why.
-        grown.sort(key=lambda d: rows[str(d["task_id"])].get("needs_attention") is not None)
+        grown.sort(key=lambda d: field(rows[str(d["task_id"])], "needs_attention") is not None)
         left = self._details_left.get(session.sid, 0)
         paused = paused[:left]
         grown = grown[: max(0, left - len(paused))]

@@ -36,6 +36,7 @@ __all__ = [
     "STALL_AFTER",
     "attention_message",
     "attention_reason",
+    "field",
     "filter_refused",
     "follow",
     "newest_error",
@@ -48,6 +49,11 @@ __all__ = [
 # gives a progressing task 72 h after its last progress before its deadline (Transfer docs,
 # "task behavior"); it documents no "stalled" signal, so this is ours, configurable.
 STALL_AFTER = 3600.0
+
+
+def field(row: Any, name: str) -> Any:
+    """A field of a ledger task row, given as a dict or as a typed ``TaskRow``."""
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
 
 
 def _int(value: Any) -> int:
@@ -152,7 +158,7 @@ def pause_message(info: Any) -> str | None:
 
 
 def _policy(row: Mapping[str, Any]) -> ev.TroublePolicy | None:
-    value = row.get("policy")
+    value = field(row, "policy")
     if isinstance(value, ev.TroublePolicy) or value is None:
         return value
     if isinstance(value, Mapping):
@@ -199,13 +205,13 @@ def policy_cancel(
     return None
 
 
-def _snapshot(doc: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
-    label = doc.get("label", row.get("label"))
+def _snapshot(doc: Mapping[str, Any], row: Any) -> dict[str, Any]:
+    label = doc.get("label", field(row, "label"))
     is_ok = doc.get("is_ok")
     return {
-        "owner": row.get("owner"),
-        "session_id": row.get("session_id"),
-        "task_id": str(row["task_id"]),
+        "owner": field(row, "owner"),
+        "session_id": field(row, "session_id"),
+        "task_id": str(field(row, "task_id")),
         "status": doc.get("status"),
         "nice_status": None if doc.get("nice_status") is None else str(doc["nice_status"]),
         "label": None if label is None else str(label),
@@ -218,7 +224,7 @@ def _snapshot(doc: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def follow(
-    row: Mapping[str, Any],
+    row: Any,
     doc: Mapping[str, Any],
     found: Iterable[ev.Event],
     *,
@@ -229,7 +235,7 @@ def follow(
 ) -> tuple[list[ev.Event], str | None]:
     """The events to record for one observed task, and a cancel reason or None.
 
-    ``row`` is the task's ledger row (as a dict), ``doc`` its Globus document as observed,
+    ``row`` is the task's ledger row (a dict or a ``TaskRow``), ``doc`` its Globus document as observed,
     ``found`` what the diff (or the catch-up) made of it, ``error`` the newest error event
     when ``faults`` grew and ``pause_message`` the administrator's message when the task was
     just paused (both fetched by the caller). Every state and progress event gets the
@@ -238,20 +244,20 @@ def follow(
     tasks (in the ledger or in Globus) get nothing added.
     """
     events = list(found)
-    if is_terminal(row.get("status")) or is_terminal(doc.get("status")):
+    if is_terminal(field(row, "status")) or is_terminal(doc.get("status")):
         return events, None
-    moved = _int(doc.get("bytes_transferred")) != _int(row.get("bytes_transferred")) or _int(
+    moved = _int(doc.get("bytes_transferred")) != _int(field(row, "bytes_transferred")) or _int(
         doc.get("files_transferred")
-    ) != _int(row.get("files_transferred"))
-    progress_time = now if moved else float(row.get("progress_time") or now)
+    ) != _int(field(row, "files_transferred"))
+    progress_time = now if moved else float(field(row, "progress_time") or now)
     reason = attention_reason(doc, progress_time=progress_time, now=now, stall_after=stall_after)
     faults = _int(doc.get("faults"))
-    new_fault = faults > _int(row.get("faults"))
+    new_fault = faults > _int(field(row, "faults"))
     last_counting = max(
         (
             i
             for i, e in enumerate(events)
-            if isinstance(e, ev.TaskStateChanged) and e.faults > _int(row.get("faults"))
+            if isinstance(e, ev.TaskStateChanged) and e.faults > _int(field(row, "faults"))
         ),
         default=None,
     )
@@ -263,7 +269,7 @@ def follow(
         elif isinstance(event, ev.TaskProgress):
             event = dataclasses.replace(event, needs_attention=reason)
         out.append(event)
-    before = row.get("needs_attention")
+    before = field(row, "needs_attention")
     snapshot = _snapshot(doc, row)
     if before is None and reason is not None:
         out.append(
@@ -282,18 +288,18 @@ def follow(
         )
         since: float | None = now
     elif before is not None and reason is None:
-        started = row.get("attention_since")
+        started = field(row, "attention_since")
         seconds = max(0.0, now - float(started)) if started is not None else 0.0
         out.append(ev.TaskRecovered(**snapshot, after=before, seconds=seconds))
         since = None
     else:
-        since = row.get("attention_since") if reason is not None else None
+        since = field(row, "attention_since") if reason is not None else None
         if reason is not None and since is None:
             since = now
     cancel = policy_cancel(
         _policy(row),
         faults=faults,
-        error_code=_error_code(error) if new_fault and error else _error_code(row.get("error")),
+        error_code=_error_code(error) if new_fault and error else _error_code(field(row, "error")),
         trouble_since=since,
         now=now,
     )

@@ -232,3 +232,22 @@ def test_smaller_batch_always_shrinks(current: int, cap: int) -> None:
     assert smaller_batch(current, message="too long") == current // 2
     assert not filter_refused(http_status=400, code="ClientError.BadRequest", message="bad limit")
     assert filter_refused(http_status=414, code=None, message=None)
+
+
+def test_a_typed_row_and_its_dict_give_the_same_events() -> None:
+    row = _created(ev.TroublePolicy(max_faults=1))
+    doc = _doc(is_ok=False, faults=1)
+    error = ev.TaskError(code="ENDPOINT_ERROR")
+    typed = follow(
+        row, doc, diff({"t1": row.as_dict()}, [doc]), now=T0 + 1, stall_after=STALL, error=error
+    )
+    plain = follow(
+        row.as_dict(),
+        doc,
+        diff({"t1": row.as_dict()}, [doc]),
+        now=T0 + 1,
+        stall_after=STALL,
+        error=error,
+    )
+    assert typed == plain
+    assert typed[1] is not None and "max_faults=1" in typed[1]
