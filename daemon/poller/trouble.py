@@ -235,13 +235,13 @@ def follow(
 ) -> tuple[list[ev.Event], str | None]:
     """The events to record for one observed task, and a cancel reason or None.
 
-    ``row`` is the task's ledger row (a dict or a ``TaskRow``), ``doc`` its Globus document as observed,
-    ``found`` what the diff (or the catch-up) made of it, ``error`` the newest error event
-    when ``faults`` grew and ``pause_message`` the administrator's message when the task was
-    just paused (both fetched by the caller). Every state and progress event gets the
-    current ``needs_attention``; the last one that counts new faults gets ``error``; an
-    episode's start adds ``task_needs_attention`` and its end ``task_recovered``. Finished
-    tasks (in the ledger or in Globus) get nothing added.
+    ``row`` is the task's ledger row (a dict or a ``TaskRow``), ``doc`` its Globus document
+    as observed, ``found`` what the diff (or the catch-up) made of it, ``error`` the newest
+    error event when ``faults`` grew and ``pause_message`` the administrator's message when
+    the task was just paused (both fetched by the caller). Every state and progress event
+    gets the current ``needs_attention``; the last one that counts new faults gets
+    ``error``; an episode's start adds ``task_needs_attention`` and its end
+    ``task_recovered``. Finished tasks (in the ledger or in Globus) get nothing added.
     """
     events = list(found)
     if is_terminal(field(row, "status")) or is_terminal(doc.get("status")):
