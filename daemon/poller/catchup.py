@@ -3,9 +3,10 @@
 When the poller sees a task's state for the first time after a gap (a daemon restart, a
 credential that expired, a run of failed sweeps), the current task document alone would
 hide the transitions in between: a pause and its end (ACTIVE, paused -> ACTIVE ->
-SUCCEEDED) would be recorded as ACTIVE -> SUCCEEDED. Globus keeps a list of the task's events; :func:`catch_up` turns the
-ones after the ledger's last observation into the missed state changes, in order, and
-finishes with what :func:`.diff.diff` finds against the current document.
+SUCCEEDED) would be recorded as ACTIVE -> SUCCEEDED. Globus keeps a list of the task's
+events; :func:`catch_up` turns the ones after the ledger's last observation into the missed
+state changes, in order, and finishes with what :func:`.diff.diff` finds against the current
+document.
 
 No I/O, no clock: hypothesis tests drive it directly.
 """
