@@ -28,8 +28,9 @@ ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
 
 Trouble (:mod:`.trouble`): every observed open task's events get its ``needs_attention``;
 an episode's start and end are recorded once each. When a task's ``faults`` grew, its newest
-error event is fetched (``task_event_list``, at most ``TROUBLE_RATE`` per second per
-session, the catch-up's budget) and rides on the state change. A task whose trouble policy
+error event is fetched (``task_event_list``; ``task_pause_info`` for a task just paused;
+at most ``TROUBLE_RATE`` per second per session and ``TROUBLE_RATE`` x interval per sweep,
+tasks starting an episode first) and rides on the state change. A task whose trouble policy
 says it is doomed is cancelled once through the durable cancel path, with the reason. When
 Globus refuses a ``task_list`` filter as too long, the batch shrinks (to the maximum the
 answer names, else by half) for this sweep and the following ones.
