@@ -45,11 +45,13 @@ def trouble_text(row: Mapping[str, Any]) -> str:
         parts.append(f"Globus retries: {row.get('nice_status') or 'an error'}")
     elif row.get("needs_attention") == "stalled":
         parts.append(str(row.get("attention_message") or "stalled: no progress"))
+    if not parts:
+        return ""  # going well: past faults are history, not trouble
     faults = row.get("faults")
     if isinstance(faults, int) and faults > 0:
         parts.append(f"{faults} fault{'s' if faults != 1 else ''}")
     newest = error_text(row.get("error"))
-    if newest and (row.get("is_ok") is False or parts):
+    if newest:
         parts.append(f"newest error {newest}")
     return "; ".join(parts)
 
