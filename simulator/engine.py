@@ -541,7 +541,10 @@ class Engine:
 
     def path_rule(self, task: Task, path: str, now: float) -> ErrorRule | None:
         """An active injected rule with a path that ``path`` (of one of the task's files) is
-        at or below; the worker asks while planning and before each step."""
+        at or below; the worker asks while planning and before each step. A task forced to
+        finish (``finish_task``) ignores injected errors."""
+        if task.forced:
+            return None
         for rule in self._rules.values():
             if rule.path is None or not rule.active(now):
                 continue
@@ -666,7 +669,9 @@ class Engine:
         task.faults += 1
         task.error = TaskError(code=code, details=details, time=now)
         task.last_error_time = now
-        task.nice_status = code
+        if not (task.paused or task.credential_expired):
+            # A pause or an expired credential shows over the error.
+            task.nice_status = code
         task.running = False
         task.retry_at = now + self.limits.retry_interval
         task.add_event(now, code, error=True, details=details)

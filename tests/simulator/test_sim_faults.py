@@ -415,3 +415,15 @@ def test_time_scale_runs_the_clock_faster(tmp_path: Path) -> None:
         start = sim.now()
         time.sleep(0.1)
         assert sim.now() - start < 5
+
+
+def test_finish_task_overrides_an_injected_error(
+    sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
+) -> None:
+    sim.inject_error("GC_NOT_CONNECTED", path="/~/forced.txt")
+    task_id = _submit(tc, "/home/share/godata/file2.txt", "/~/forced.txt")
+    _until(tc, task_id, lambda d: d["faults"] >= 1)
+    assert sim.finish_task(task_id)
+    done = tc.get_task(task_id)
+    assert done["status"] == "SUCCEEDED"
+    assert sim.local_path(C2, "/~/forced.txt", username="alice").exists()
