@@ -268,7 +268,7 @@ class SoakResult:
             ("submit error answers (not acknowledged)", errors, ""),
             ("peak tasks in flight (simulator)", self.peak_in_flight, ""),
             (
-                "simulator tasks / FAILED (missing source, fail_task)",
+                "simulator tasks / FAILED (missing source expired, fail_task)",
                 f"{self.sim_tasks} / {self.sim_failed} ({self.controller_failed} by fail_task)",
                 "",
             ),
