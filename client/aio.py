@@ -148,9 +148,16 @@ class AsyncGlobusClient(GlobusPluginBase):
         paths: Sequence[str] | str,
         recursive: bool = False,
         label: str | None = None,
+        *,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         call = calls.delete(
-            self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
+            self.session_id,
+            collection=collection,
+            paths=paths,
+            recursive=recursive,
+            label=label,
+            policy=policy,
         )
         return dict(await self._send(call))
 

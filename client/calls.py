@@ -207,11 +207,18 @@ def delete(
     paths: Sequence[str] | str,
     recursive: bool,
     label: str | None,
+    policy: Mapping[str, Any] | None = None,
 ) -> Call:
     # A lone string is one path, not a sequence of one-letter paths.
     path_list = [paths] if isinstance(paths, str) else list(paths)
     body = _drop_none(
-        {"collection": collection, "paths": path_list, "recursive": recursive, "label": label}
+        {
+            "collection": collection,
+            "paths": path_list,
+            "recursive": recursive,
+            "label": label,
+            "policy": dict(policy) if policy else None,
+        }
     )
     return Call("POST", f"{_session(sid)}/deletes", body=body)
 

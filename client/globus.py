@@ -168,10 +168,17 @@ class GlobusClient(GlobusPluginBase):
         paths: Sequence[str] | str,
         recursive: bool = False,
         label: str | None = None,
+        *,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Submit a delete task; returns ``{"task_id", "submission_id", "status"}``."""
         call = calls.delete(
-            self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
+            self.session_id,
+            collection=collection,
+            paths=paths,
+            recursive=recursive,
+            label=label,
+            policy=policy,
         )
         return dict(self._send(call))
 

@@ -12,6 +12,7 @@ trouble policy that cancels a doomed task with the reason recorded.
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import uuid
@@ -201,6 +202,34 @@ def test_cancel_after_three_faults(globus: GlobusClient) -> None:
     before = [e for e in events if e["seq"] < cancel["seq"] and e["kind"] == "task_state_changed"]
     assert max(e["data"]["faults"] for e in before) >= 3
     assert max(faults_seen) >= 3
+
+
+def test_the_cli_submits_a_policy(globus: GlobusClient, daemon: DaemonProcess) -> None:
+    code, out, err = _cli(
+        daemon,
+        globus.session_id or "",
+        "--format",
+        "json",
+        "transfer",
+        C1,
+        C2,
+        "/~/nowhere.txt",
+        "/~/nowhere.txt",
+        "--cancel-after-faults",
+        "2",
+        "--cancel-on",
+        "PERMISSION_DENIED",
+    )
+    assert code == 0, err
+    task_id = json.loads(out)["task_id"]
+    policy = globus.get_task(task_id)["policy"]
+    assert policy == {
+        "max_faults": 2,
+        "max_trouble_minutes": None,
+        "fatal_codes": ["PERMISSION_DENIED"],
+    }
+    done = globus.task_wait(task_id, timeout=30 * UNIT)
+    assert done["fatal_error"]["code"] == "CANCELED"
 
 
 def test_a_session_policy_applies_to_its_submits(daemon: DaemonProcess, user: Credentials) -> None:
