@@ -250,6 +250,9 @@ def follow(
         doc.get("files_transferred")
     ) != _int(field(row, "files_transferred"))
     progress_time = now if moved else float(field(row, "progress_time") or now)
+    # A delete moves no bytes or files the task document counts: it never "stalls".
+    if field(row, "type") == "DELETE":
+        stall_after = None
     reason = attention_reason(doc, progress_time=progress_time, now=now, stall_after=stall_after)
     faults = _int(doc.get("faults"))
     new_fault = faults > _int(field(row, "faults"))

@@ -151,6 +151,14 @@ def test_no_progress_for_the_stall_time_is_an_episode() -> None:
     assert recovered[0].seconds == 10
 
 
+def test_a_delete_never_stalls() -> None:
+    event = ev.DeleteSubmitted(owner="o", session_id="s", submission_id="d", task_id="t1")
+    row = apply_task(None, event, seq=1, time=T0)
+    row, events, _ = _observe(row, _doc(), T0 + 10 * STALL)
+    assert not any(isinstance(e, ev.TaskNeedsAttention) for e in events)
+    assert row.needs_attention is None
+
+
 def test_finished_tasks_get_no_episode() -> None:
     row = _created()
     row, _, _ = _observe(row, _doc(is_ok=False, faults=1), T0 + 1)
