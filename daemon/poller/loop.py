@@ -61,7 +61,7 @@ from .catchup import catch_up
 from .diff import diff
 from .trouble import (
     STALL_AFTER,
-    field,
+    details_wanted,
     filter_refused,
     follow,
     newest_error,
@@ -347,26 +347,10 @@ class Poller:
         by_task: dict[str | None, list[ev.Event]] = {}
         for event in events:
             by_task.setdefault(getattr(event, "task_id", None), []).append(event)
-        grown = [
-            d
-            for d in docs
-            if int(d.get("faults") or 0) > int(field(rows[str(d["task_id"])], "faults") or 0)
-            and d.get("status") in ("ACTIVE", "INACTIVE")
-        ]
-        paused = [
-            str(d["task_id"])
-            for d in docs
-            if d.get("is_paused") is True and not field(rows[str(d["task_id"])], "is_paused")
-        ]
-        # Tasks whose episode starts now first: their first notification says why.
-        grown.sort(key=lambda d: field(rows[str(d["task_id"])], "needs_attention") is not None)
         left = self._details_left.get(session.sid, 0)
-        paused = paused[:left]
-        grown = grown[: max(0, left - len(paused))]
-        self._details_left[session.sid] = left - len(paused) - len(grown)
-        errors, pauses = await self._trouble_details(
-            clients, [str(d["task_id"]) for d in grown], paused
-        )
+        grown, paused = details_wanted(rows, docs, budget=left)
+        self._details_left[session.sid] = left - len(grown) - len(paused)
+        errors, pauses = await self._trouble_details(clients, grown, paused)
         out: list[ev.Event] = []
         cancels: list[tuple[str, str]] = []
         done = self._policy_cancels.setdefault(session.sid, set())

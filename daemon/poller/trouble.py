@@ -36,6 +36,7 @@ __all__ = [
     "STALL_AFTER",
     "attention_message",
     "attention_reason",
+    "details_wanted",
     "field",
     "filter_refused",
     "follow",
@@ -155,6 +156,29 @@ def pause_message(info: Any) -> str | None:
         if isinstance(rule, Mapping) and isinstance(rule.get("message"), str) and rule["message"]:
             return str(rule["message"])
     return None
+
+
+def details_wanted(
+    rows: Mapping[str, Any], docs: Iterable[Mapping[str, Any]], *, budget: int
+) -> tuple[list[str], list[str]]:
+    """Which tasks' details a sweep fetches, at most ``budget`` in all: (task ids whose
+    ``faults`` grew: their newest error, task ids just paused: their pause message). Pause
+    messages first (one per pause), then the tasks whose episode starts now, so that each
+    episode's first notification says why."""
+    grown: list[tuple[bool, str]] = []
+    paused: list[str] = []
+    for doc in docs:
+        task_id = str(doc.get("task_id"))
+        row = rows.get(task_id)
+        if row is None or doc.get("status") not in ("ACTIVE", "INACTIVE"):
+            continue
+        if _int(doc.get("faults")) > _int(field(row, "faults")):
+            grown.append((field(row, "needs_attention") is not None, task_id))
+        if doc.get("is_paused") is True and not field(row, "is_paused"):
+            paused.append(task_id)
+    paused = paused[: max(0, budget)]
+    grown.sort(key=lambda item: item[0])  # stable: within each group, the sweep's order
+    return [t for _, t in grown[: max(0, budget - len(paused))]], paused
 
 
 def _policy(row: Mapping[str, Any]) -> ev.TroublePolicy | None:

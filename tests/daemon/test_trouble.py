@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from radical.orbit.daemon.poller.diff import diff
 from radical.orbit.daemon.poller.trouble import (
     attention_reason,
+    details_wanted,
     filter_refused,
     follow,
     newest_error,
@@ -259,3 +260,18 @@ def test_a_typed_row_and_its_dict_give_the_same_events() -> None:
     )
     assert typed == plain
     assert typed[1] is not None and "max_faults=1" in typed[1]
+
+
+def test_details_wanted_puts_new_episodes_first_within_the_budget() -> None:
+    calm = _created().as_dict()
+    troubled = {**calm, "task_id": "t2", "faults": 1, "needs_attention": "erroring"}
+    rows = {"t1": calm, "t2": troubled, "t3": {**calm, "task_id": "t3"}}
+    docs = [
+        {**_doc(is_ok=False, faults=2), "task_id": "t2"},  # a fault more, episode running
+        {**_doc(is_ok=False, faults=1), "task_id": "t1"},  # its first fault: a new episode
+        {**_doc(is_paused=True), "task_id": "t3"},  # just paused
+        {**_doc(status="FAILED", faults=3), "task_id": "t1"},  # finished: no details
+    ]
+    assert details_wanted(rows, docs, budget=10) == (["t1", "t2"], ["t3"])
+    assert details_wanted(rows, docs, budget=2) == (["t1"], ["t3"])
+    assert details_wanted(rows, docs, budget=0) == ([], [])
