@@ -209,6 +209,8 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "BadRequest"
     VALIDATION = "ValidationError"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    REQUEST_TIMEOUT = "RequestTimeout"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
     HTTP = "HTTPError"
     LOCAL_COLLECTION_UNKNOWN = "LocalCollectionNotConfigured"

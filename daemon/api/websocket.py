@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ...protocol import TOPICS, CloseCode, resume_reason
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
+from ..runtime.throttle import Throttle
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
 
@@ -40,6 +41,22 @@ log = get_logger(__name__)
 _SEND_TIMEOUT = 10.0
 # Seqs are SQLite integers (64-bit).
 _MAX_SEQ = 2**63 - 1
+# Refused handshakes are logged once per source address per this many seconds.
+REFUSAL_LOG_INTERVAL = 60.0
+_refusals = Throttle(interval=REFUSAL_LOG_INTERVAL)
+
+
+def _log_refusal(websocket: WebSocket, reason: str) -> None:
+    source = websocket.client.host if websocket.client is not None else "?"
+    held = _refusals.allow(source)
+    if held is not None:
+        log.warning(
+            "websocket handshake refused",
+            source=source,
+            reason=reason,
+            refused_before_unlogged=held,
+            interval=REFUSAL_LOG_INTERVAL,
+        )
 
 
 class _Reject(Exception):
@@ -99,6 +116,7 @@ async def serve_websocket(
     try:
         owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
     except DaemonError as exc:
+        _log_refusal(websocket, exc.message)
         # Refuse the handshake with a real 401 where the server supports it.
         with contextlib.suppress(Exception):
             await websocket.send_denial_response(

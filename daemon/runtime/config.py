@@ -43,6 +43,14 @@ class Config:
     # Seconds the poller waits at most after 429/5xx/timeouts before trying again.
     max_backoff: float = 60.0
     log_level: str = "info"
+    # Seconds a client has to send a request's headers (from its connect or the previous
+    # answer) before it is answered 408 and closed; bodies get BODY_TIMEOUT_FACTOR times it.
+    header_timeout: float = 10.0
+    # Open HTTP connections at most (lowered to fit the file descriptor limit), and of
+    # those at most max_untrusted that have not yet shown a valid token: a new one beyond
+    # that pushes out the oldest untrusted connection.
+    max_connections: int = 16384
+    max_untrusted: int = 8192
 
     @property
     def ledger_path(self) -> Path:
@@ -63,6 +71,9 @@ _FIELDS: dict[str, Any] = {
     "globus_threads": int,
     "max_backoff": float,
     "log_level": str,
+    "header_timeout": float,
+    "max_connections": int,
+    "max_untrusted": int,
 }
 
 
@@ -71,9 +82,14 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         converted = _FIELDS[key](value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
-    if key in ("poll_interval", "heartbeat_interval", "max_backoff") and converted <= 0:
+    if (
+        key in ("poll_interval", "heartbeat_interval", "max_backoff", "header_timeout")
+        and converted <= 0
+    ):
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
-    if key in ("ws_queue_size", "globus_threads") and converted < 1:
+    if key in ("ws_queue_size", "globus_threads", "max_connections", "max_untrusted") and (
+        converted < 1
+    ):
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:
         raise ConfigError(f"{origin}: port must be 0..65535, got {value!r}")

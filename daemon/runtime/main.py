@@ -23,7 +23,8 @@ from typing import Any
 
 import uvicorn
 
-from ..api.auth import TokenStore, credential_hash
+from ..api.auth import TokenStore, credential_hash, parse_bearer
+from ..api.connections import ConnectionGuard, DenyingWebSocketProtocol, guarded_protocol
 from ..api.routes import create_app
 from ..api.websocket import Connections
 from ..errors import DaemonError
@@ -32,6 +33,7 @@ from ..service.store import Store
 from .config import Config, load_config
 from .logs import configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
+from .resources import ResourceErrorLog, connection_budget, raise_nofile_limit
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
 
 __all__ = ["main", "serve"]
@@ -77,6 +79,31 @@ async def _status_loop(notifier: SystemdNotifier, endpoint: EndpointService) -> 
         await asyncio.sleep(5)
 
 
+def _make_private(state_dir: Path, *files: Path) -> None:
+    """Mode 0700 for the state folder and 0600 for the files in it that exist.
+
+    The umask covers what this process creates; an existing folder (made by hand, or by
+    an older version) and files SQLite created before (-wal and -shm follow the database
+    file's mode only when they are made) are tightened here at every start.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state_dir, 0o700)
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
+
+
+def _state_files(config: Config) -> list[Path]:
+    ledger = config.ledger_path
+    names = ("token", "tokens.json", "endpoint.json", "daemon.lock")
+    return [
+        ledger,
+        ledger.with_name(ledger.name + "-wal"),
+        ledger.with_name(ledger.name + "-shm"),
+        *(config.state_dir / name for name in names),
+    ]
+
+
 def _lock_state_dir(state_dir: Path) -> int:
     """Hold an exclusive lock on the state folder for the life of the process.
 
@@ -98,10 +125,46 @@ def _lock_state_dir(state_dir: Path) -> int:
     return fd
 
 
-def _uvicorn_config(app: Any) -> uvicorn.Config:
+# A request body gets this many times the header timeout (a 4 MiB body on a slow link).
+BODY_TIMEOUT_FACTOR = 6
+# Connections asyncio accepts per turn of the event loop (its backlog argument): small, so
+# a flood cannot take many descriptors before the guard sees them, nor push a fresh
+# client's connection out of the untrusted pool before its first bytes are read.
+_ACCEPT_BATCH = 128
+# The kernel's queue of connections waiting for accept: deep, so a flood fills it less
+# easily and a client's SYN is not dropped (a dropped SYN costs the client a 1 s retry).
+_LISTEN_QUEUE = 4096
+
+
+def _authorizer(tokens: TokenStore) -> Any:
+    def authorized(header: bytes) -> bool:
+        try:
+            tokens.verify(parse_bearer(header.decode("latin-1")))
+        except DaemonError:
+            return False
+        return True
+
+    return authorized
+
+
+def _uvicorn_config(app: Any, *, config: Config, tokens: TokenStore, nofile: int) -> uvicorn.Config:
+    # Descriptors asyncio may have accepted before the guard admits them (two turns).
+    connections = connection_budget(
+        wanted=config.max_connections, nofile=nofile - 2 * _ACCEPT_BATCH
+    )
+    guard = ConnectionGuard(max_connections=connections, max_untrusted=config.max_untrusted)
     return uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        http=guarded_protocol(
+            guard=guard,
+            authorized=_authorizer(tokens),
+            header_timeout=config.header_timeout,
+            body_timeout=config.header_timeout * BODY_TIMEOUT_FACTOR,
+        ),
+        # Everything open (HTTP and WebSocket) beyond the guard's cap answers 503.
+        limit_concurrency=connections + 64,
+        backlog=_ACCEPT_BATCH,
+        ws=DenyingWebSocketProtocol,
         lifespan="off",
         log_config=None,
         access_log=False,
@@ -115,6 +178,12 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
 
 
 async def serve(config: Config) -> int:
+    nofile = raise_nofile_limit()
+    asyncio.get_running_loop().set_exception_handler(ResourceErrorLog())
+    # Everything the daemon creates is private to its uid (the ledger's -wal and -shm
+    # included, which SQLite creates with 0644 under the common umask 022).
+    os.umask(0o077)
+    _make_private(config.state_dir, *_state_files(config))
     notifier = SystemdNotifier()
     tokens = TokenStore(config.state_dir, default_hash=credential_hash(os.environ))
     if tokens.ensure():
@@ -128,11 +197,12 @@ async def serve(config: Config) -> int:
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
     sock = _bind(config.host, config.port)
     store = await Store.open(config.ledger_path)
+    _make_private(config.state_dir, *_state_files(config))
     endpoint = EndpointService(config, store=store, tokens=tokens)
     endpoint_file = config.state_dir / "endpoint.json"
     try:
         await endpoint.start()
-        return await _run(config, endpoint, sock, notifier, endpoint_file)
+        return await _run(config, endpoint, sock, notifier, endpoint_file, nofile=nofile)
     finally:
         await endpoint.close()
         await store.close()
@@ -150,9 +220,15 @@ async def _run(
     sock: socket.socket,
     notifier: SystemdNotifier,
     endpoint_file: Path,
+    *,
+    nofile: int,
 ) -> int:
     connections = Connections()
-    server = _Server(_uvicorn_config(create_app(endpoint, connections)))
+    server = _Server(
+        _uvicorn_config(
+            create_app(endpoint, connections), config=config, tokens=endpoint.tokens, nofile=nofile
+        )
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,6 +240,9 @@ async def _run(
     if serving.done():
         serving.result()
         return 1
+    # asyncio listened with the accept batch as queue length; listen() again only deepens
+    # the kernel's queue (Linux allows it on a listening socket).
+    sock.listen(_LISTEN_QUEUE)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
@@ -179,6 +258,7 @@ async def _run(
         poll_interval=config.poll_interval,
         local_collection=endpoint.default_local,
         frozen_objects=frozen,
+        open_files_limit=nofile,
     )
     helpers = [
         asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
