@@ -31,6 +31,28 @@ log = get_logger(__name__)
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
+# Seconds between checks of a closing session's pending submissions when no event came.
+_CLOSING_RECHECK = 5.0
+
+
+def _check_credential_text(name: str, value: str) -> None:
+    """Globus tokens and client ids are printable ASCII without spaces; anything else
+    (a lone surrogate, CR/LF, a control character) would fail later, in an HTTP header,
+    as "Globus unreachable". The value itself is never echoed."""
+    bad = next((c for c in value if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise BadRequest(
+            f"{name} holds a character that no Globus credential has (U+{ord(bad):04X} at "
+            f"position {value.index(bad)}); send the token exactly as Globus issued it"
+        )
+
+
+def _refuse_if_closing(session: Session) -> None:
+    if session.closing:
+        raise BadRequest(
+            f"session {session.sid} was unregistered and closes once its pending submissions "
+            "are answered; register a new session for new work"
+        )
 
 
 def task_json(row: Any) -> dict[str, Any]:
@@ -61,12 +83,16 @@ class EndpointService:
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.sessions.load()
         await self.hub.start()
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.poller.close()
         await self.submitter.close()
         await self.hub.close()
@@ -103,6 +129,13 @@ class EndpointService:
         local_collection: str | None,
         sid: str | None,
     ) -> dict[str, Any]:
+        for name, value in (
+            ("access_token", access_token),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ):
+            if value is not None:
+                _check_credential_text(name, value)
         if refresh_token is not None:
             if not client_id:
                 raise BadRequest("refresh_token needs client_id (the native app that issued it)")
@@ -120,10 +153,41 @@ class EndpointService:
         }
 
     async def unregister(self, *, owner: str, sid: str) -> dict[str, Any]:
-        self.sessions.get(owner, sid)
+        session = self.sessions.get(owner, sid)
+        pending = [p.submission_id for p in await self.store.pending_submissions(sid)]
+        if pending:
+            # Closing now would drop them for good: a closed session is never registered
+            # again, so nothing would ever send them. Keep the session (and its
+            # credential) until Globus answered each, then close it.
+            if not session.closing:
+                session.closing = True
+                self._spawn(self._close_when_resolved(session))
+            log.info("session closing after its pending submissions", sid=sid, pending=pending)
+            return {"sid": sid, "closed": False, "pending_submissions": pending}
         self.poller.stop(sid)
         await self.sessions.unregister(owner=owner, sid=sid)
         return {"sid": sid, "closed": True}
+
+    async def _close_when_resolved(self, session: Session) -> None:
+        listener = self.hub.attach(
+            Listener(owner=session.owner, session_id=session.sid, topics=None, maxsize=64)
+        )
+        try:
+            while await self.store.pending_submissions(session.sid):
+                # Woken by any event of the session (a submission resolved); the timeout
+                # covers a session whose retries are waiting for a new credential.
+                await listener.next(_CLOSING_RECHECK)
+                listener.clear()
+            if self.sessions.find(session.sid) is session:
+                self.poller.stop(session.sid)
+                await self.sessions.unregister(owner=session.owner, sid=session.sid)
+        finally:
+            self.hub.detach(listener)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def session(self, owner: str, sid: str) -> Session:
         return self.sessions.get(owner, sid)
@@ -136,6 +200,7 @@ class EndpointService:
     # -- submits -------------------------------------------------------------------------
 
     async def submit_transfer(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_if_closing(session)
         items = tuple(
             ev.TransferItem(
                 source=i["source"], destination=i["destination"], recursive=bool(i["recursive"])
@@ -155,6 +220,7 @@ class EndpointService:
         return await self.submitter.submit(session, request)
 
     async def submit_delete(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_if_closing(session)
         request = ev.DeleteRequest(
             collection=self.collection(session, body["collection"]),
             paths=tuple(body["paths"]),

@@ -39,6 +39,9 @@ class Session:
     credential: Credential | None = None
     clients: SessionClients | None = None
     expired: bool = False
+    # Unregistered while submissions were pending: no new work is taken, the pending
+    # submissions are still sent, and the session closes once none is left.
+    closing: bool = False
 
     @property
     def usable(self) -> bool:
