@@ -5,7 +5,8 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     DaemonError                       500 InternalError
     ├── ConfigError (ValueError)      configuration that cannot be used (never answered)
     ├── BadRequest (ValueError)       400 BadRequest
-    │   └── LocalCollectionUnknown    400 LocalCollectionNotConfigured
+    │   ├── LocalCollectionUnknown    400 LocalCollectionNotConfigured
+    │   └── PayloadTooLarge           413 PayloadTooLarge (a submit over its byte budget)
     ├── Unauthorized                  401 Unauthorized (daemon token missing or wrong)
     ├── NotFound (LookupError)        404 NotFound
     ├── CredentialMissing             401 CredentialMissing (session known, credential not)
@@ -13,6 +14,7 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     ├── CredentialRejected            401 CredentialRejected (refresh refused at register)
     ├── SubmitPending                 503 SubmitPending (recorded; the daemon keeps trying)
     ├── CancelPending                 503 CancelPending (recorded; the daemon keeps trying)
+    ├── StorageUnavailable            503 StorageUnavailable (the ledger cannot write: disk full)
     └── GlobusError                   4xx/502, code from Globus (ConsentRequired, ...)
 
 The message of each error says what to fix. No error ever carries a credential: they are
@@ -36,6 +38,8 @@ __all__ = [
     "GlobusError",
     "LocalCollectionUnknown",
     "NotFound",
+    "PayloadTooLarge",
+    "StorageUnavailable",
     "SubmitPending",
     "Unauthorized",
 ]
@@ -77,6 +81,19 @@ class LocalCollectionUnknown(BadRequest):
             'Connect Personal, or write {"local_collection": "UUID"} to '
             "~/.radical/orbit/globus.json"
         )
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class StorageUnavailable(DaemonError):
+    """The ledger could not record something (disk full, I/O error); ``extra`` says what
+    is known (e.g. the submission id and whether Globus has the task)."""
+
+    status = 503
+    code = ErrorCode.STORAGE_UNAVAILABLE
 
 
 class Unauthorized(DaemonError):

@@ -30,10 +30,12 @@ from .feed import CommitSink, LiveFeed
 from .fold import SubmissionRow, TaskRow, submission_key
 from .schema import connect, migrate
 from .store import (
+    RawEvent,
     dumps,
     pending_submissions,
     projection_snapshot,
-    read_events,
+    read_event_page,
+    read_raw_event_page,
     read_task,
     read_tasks,
     rebuild,
@@ -104,11 +106,15 @@ class Ledger:
         readers: int,
         max_batch: int,
         page_size: int,
+        page_bytes: int = 4 * 2**20,
     ) -> None:
         self.path = path
         self._loop = asyncio.get_running_loop()
         self._head = head
         self._page_size = page_size
+        # Event data read per page at most (one event at least): a page of thousand 4 MB
+        # events must not be read into memory at once.
+        self._page_bytes = page_bytes
         self._closed = False
         self._sinks: set[CommitSink] = set()
         self._readers = _Readers(path, size=readers)
@@ -313,27 +319,64 @@ class Ledger:
         kind_list = None if kinds is None else list(kinds)
         data = None if data is None else dict(data)
         cursor = seq
-        page = self._page_size
         while True:
-            rows = await self._readers.run(
+            rows, last, more = await self._readers.run(
                 functools.partial(
-                    read_events,
+                    read_event_page,
                     after=cursor,
                     until=until,
                     owner=owner,
                     session_id=session_id,
                     task_id=task_id,
                     kinds=kind_list,
-                    limit=page,
+                    limit=self._page_size,
                     times=times,
                     data=data,
+                    max_bytes=self._page_bytes,
                 )
             )
             for event in rows:
                 yield event
-            if len(rows) < page:
+            if not more or last is None:
                 return
-            cursor = rows[-1].seq
+            cursor = last
+
+    async def raw_events_since(
+        self,
+        seq: int = 0,
+        *,
+        owner: str | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        times: tuple[float | None, float | None] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[RawEvent]:
+        """As :meth:`events_since`, each event as ``(seq, time, kind, owner, session_id,
+        task_id, data_json)`` with its data as the JSON text stored: for serving events
+        as they are, without decoding them (large ones cost their size several times)."""
+        self._check_open()
+        cursor = seq
+        while True:
+            rows, last, more = await self._readers.run(
+                functools.partial(
+                    read_raw_event_page,
+                    after=cursor,
+                    until=None,
+                    owner=owner,
+                    session_id=session_id,
+                    task_id=task_id,
+                    kinds=None,
+                    limit=self._page_size,
+                    times=times,
+                    data=None if data is None else dict(data),
+                    max_bytes=self._page_bytes,
+                )
+            )
+            for row in rows:
+                yield row
+            if not more or last is None:
+                return
+            cursor = last
 
     async def projection_snapshot(self) -> tuple[list[Any], list[Any]]:
         """Every row of the projection tables, in key order (for consistency checks)."""

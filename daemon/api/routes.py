@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -245,10 +245,23 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         view: Literal["events", "tasks"] = "events",
-    ) -> dict[str, Any]:
-        return await endpoint.history(
+    ) -> Any:
+        if view == "tasks":
+            return await endpoint.history_tasks(
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                status=status,
+                label=label,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+            )
+        # Already JSON text: encoding event data twice (and holding it as Python objects
+        # in between) cost GBs of memory for pages of large events.
+        text = await endpoint.history_events(
             owner=owner,
-            view=view,
             session_id=session_id,
             task_id=task_id,
             status=status,
@@ -257,8 +270,8 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             until=until,
             after=after,
             limit=limit,
-            offset=offset,
         )
+        return Response(content=text, media_type="application/json")
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

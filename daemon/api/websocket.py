@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...protocol import TOPICS, CloseCode, resume_reason
+from ...protocol import TOPICS, CloseCode, envelope_text, resume_reason
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
 from ..runtime.throttle import Throttle
@@ -161,15 +161,20 @@ async def serve_websocket(
         # even if nothing happens before it has to reconnect.
         await _send(websocket, _heartbeat(head), last)
         if since is not None:
-            async for stored in endpoint.store.events_since(
+            # Stored JSON spliced into the envelope: a replay of large events never holds
+            # them decoded.
+            async for seq, at, kind, owner_, sid, tid, data in endpoint.store.raw_events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
             ):
                 if listener.lagged:
                     break
-                if not listener.matches(stored):
+                if not listener.accepts(owner_, sid, tid, kind):
                     continue
-                await _send(websocket, message_text(stored), last)
-                last = stored.seq
+                text = envelope_text(
+                    seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+                )
+                await _send(websocket, text, last)
+                last = seq
         await _live(websocket, endpoint, listener, last, reader)
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that

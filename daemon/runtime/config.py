@@ -51,6 +51,9 @@ class Config:
     # that pushes out the oldest untrusted connection.
     max_connections: int = 16384
     max_untrusted: int = 8192
+    # Bytes of paths (and label) one submit may carry; Globus documents no limit, and each
+    # byte is kept in the ledger for good. Above it: 413 asking to split the submit.
+    max_submit_bytes: int = 2 * 2**20
 
     @property
     def ledger_path(self) -> Path:
@@ -74,6 +77,7 @@ _FIELDS: dict[str, Any] = {
     "header_timeout": float,
     "max_connections": int,
     "max_untrusted": int,
+    "max_submit_bytes": int,
 }
 
 
@@ -87,9 +91,13 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         and converted <= 0
     ):
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
-    if key in ("ws_queue_size", "globus_threads", "max_connections", "max_untrusted") and (
-        converted < 1
-    ):
+    if key in (
+        "ws_queue_size",
+        "globus_threads",
+        "max_connections",
+        "max_untrusted",
+        "max_submit_bytes",
+    ) and (converted < 1):
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:
         raise ConfigError(f"{origin}: port must be 0..65535, got {value!r}")

@@ -11,16 +11,16 @@ import time
 from typing import Any
 
 from ...ledger import events as ev
-from ...protocol import VERSION, is_terminal
+from ...protocol import VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, PayloadTooLarge
 from ..globus.credentials import Credential, Secret
 from ..globus.local_collection import resolve_collection, resolve_default_local_collection
 from ..globus.ops import GlobusOps, is_auth_failure, map_error
 from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
-from .hub import EventHub, Listener, message_for
+from .hub import EventHub, Listener
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
@@ -31,6 +31,8 @@ log = get_logger(__name__)
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
+# Characters of event envelopes in one history page at most (one event at least).
+HISTORY_PAGE_BYTES = 4 * 2**20
 # Seconds between checks of a closing session's pending submissions when no event came.
 _CLOSING_RECHECK = 5.0
 
@@ -199,8 +201,23 @@ class EndpointService:
 
     # -- submits -------------------------------------------------------------------------
 
+    def _check_budget(self, paths: int, size: int) -> None:
+        if size > self.config.max_submit_bytes:
+            raise PayloadTooLarge(
+                f"the submit names {paths} paths of {size} bytes in all, over this daemon's "
+                f"budget of {self.config.max_submit_bytes} bytes per submit; split it into "
+                "several submits",
+                limit=self.config.max_submit_bytes,
+                size=size,
+            )
+
     async def submit_transfer(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
         _refuse_if_closing(session)
+        self._check_budget(
+            2 * len(body["items"]),
+            sum(len(i["source"].encode()) + len(i["destination"].encode()) for i in body["items"])
+            + len((body.get("label") or "").encode()),
+        )
         items = tuple(
             ev.TransferItem(
                 source=i["source"], destination=i["destination"], recursive=bool(i["recursive"])
@@ -221,6 +238,10 @@ class EndpointService:
 
     async def submit_delete(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
         _refuse_if_closing(session)
+        self._check_budget(
+            len(body["paths"]),
+            sum(len(p.encode()) for p in body["paths"]) + len((body.get("label") or "").encode()),
+        )
         request = ev.DeleteRequest(
             collection=self.collection(session, body["collection"]),
             paths=tuple(body["paths"]),
@@ -327,11 +348,42 @@ class EndpointService:
 
     # -- history -------------------------------------------------------------------------
 
-    async def history(
+    async def history_tasks(
         self,
         *,
         owner: str,
-        view: str,
+        session_id: str | None,
+        task_id: str | None,
+        status: str | None,
+        label: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        offset: int,
+    ) -> dict[str, Any]:
+        """The tasks view of the history: task rows, newest first."""
+        if session_id is not None:
+            self.sessions_known(owner, session_id)
+        if task_id is not None:
+            row = await self.store.task(task_id)
+            rows = [row] if row is not None and row.owner == owner else []
+        else:
+            rows = await self.store.tasks(
+                owner=owner,
+                session_id=session_id,
+                status=status,
+                label=label,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+            )
+        return {"tasks": [task_json(r) for r in rows]}
+
+    async def history_events(
+        self,
+        *,
+        owner: str,
         session_id: str | None,
         task_id: str | None,
         status: str | None,
@@ -340,31 +392,22 @@ class EndpointService:
         until: float | None,
         after: int,
         limit: int,
-        offset: int,
-    ) -> dict[str, Any]:
+    ) -> str:
+        """A page of the events view as JSON text ``{"events": [...], "next_after": N}``.
+
+        Bounded by ``limit`` events and by HISTORY_PAGE_BYTES of text (one event at least):
+        a page of large events (submits of 4 MB requests) is cut short and ``next_after``
+        says where the next one starts. The envelopes are encoded once, as the WebSocket
+        sends them, and joined: no second copy as Python objects."""
         if session_id is not None:
             self.sessions_known(owner, session_id)
-        if view == "tasks":
-            if task_id is not None:
-                row = await self.store.task(task_id)
-                rows = [row] if row is not None and row.owner == owner else []
-            else:
-                rows = await self.store.tasks(
-                    owner=owner,
-                    session_id=session_id,
-                    status=status,
-                    label=label,
-                    since=since,
-                    until=until,
-                    limit=limit,
-                    offset=offset,
-                )
-            return {"tasks": [task_json(r) for r in rows]}
-        events: list[dict[str, Any]] = []
+        texts: list[str] = []
+        size = 0
         last = after
         fields = {k: v for k, v in (("status", status), ("label", label)) if v is not None}
+        more = False
         # Every filter runs in SQL, so events the filters skip are never decoded here.
-        async for stored in self.store.events_since(
+        async for seq, at, kind, _, sid, tid, data in self.store.raw_events_since(
             after,
             owner=owner,
             session_id=session_id,
@@ -372,12 +415,17 @@ class EndpointService:
             times=(since, until),
             data=fields,
         ):
-            last = stored.seq
-            events.append(message_for(stored))
-            if len(events) >= limit:
+            if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
+                more = True
                 break
-        more = len(events) >= limit
-        return {"events": events, "next_after": last if more else None}
+            text = envelope_text(
+                seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+            )
+            texts.append(text)
+            size += len(text)
+            last = seq
+        next_after = str(last) if more else "null"
+        return '{"events":[' + ",".join(texts) + '],"next_after":' + next_after + "}"
 
     def sessions_known(self, owner: str, sid: str) -> None:
         """History may name closed sessions; they must still belong to this token."""

@@ -15,8 +15,9 @@ from ...ledger import Ledger, SubmissionRow, TaskRow
 from ...ledger import events as ev
 from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
+from ...ledger.store import RawEvent
 
-__all__ = ["Store", "StoredEvent", "row_dict"]
+__all__ = ["RawEvent", "Store", "StoredEvent", "row_dict"]
 
 _OPEN = ("ACTIVE", "INACTIVE")
 
@@ -218,6 +219,10 @@ class Store:
 
     def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
         return self.ledger.events_since(seq, **filters)
+
+    def raw_events_since(self, seq: int, **filters: Any) -> AsyncIterator[RawEvent]:
+        """Events with their data as stored JSON text (for serving them as they are)."""
+        return self.ledger.raw_events_since(seq, **filters)
 
     def attach(self, sink: CommitSink) -> int:
         return self.ledger.attach(sink)

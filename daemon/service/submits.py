@@ -202,6 +202,10 @@ class Submitter:
         for pending in await self._store.pending_submissions(session.sid):
             submission_id = pending.submission_id
             request = pending.request
+            if request is None:
+                # Its submit_requested event is gone (pruned by hand): nothing to send.
+                log.error("pending submission without its request", submission_id=submission_id)
+                continue
             log.info("resubmitting pending submission", submission_id=submission_id)
             try:
                 await self._send(session, submission_id, request, background_retry=True)
