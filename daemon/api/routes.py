@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...ledger.errors import StorageError
 from ...protocol import VERSION, ErrorCode, TaskStatus
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
@@ -127,6 +128,18 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             {"error": code, "message": message}, status_code=status, headers=exc.headers
         )
 
+    @app.exception_handler(StorageError)
+    async def _storage(_request: Request, exc: StorageError) -> JSONResponse:
+        log.error("storage failure", error=str(exc))
+        return JSONResponse(
+            {
+                "error": ErrorCode.STORAGE_UNAVAILABLE,
+                "message": f"the daemon could not record this ({exc}); nothing of it was "
+                "recorded: try again once its storage works (GET /ready)",
+            },
+            status_code=503,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", error=type(exc).__name__)
@@ -140,6 +153,11 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(_owner: Owner) -> dict[str, Any]:
         return app.openapi()
+
+    @app.get("/ready")
+    async def ready(_owner: Owner, endpoint: Ep) -> JSONResponse:
+        ok, body = endpoint.readiness()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/endpoints")
     async def list_endpoints(_owner: Owner, endpoint: Ep) -> dict[str, Any]:

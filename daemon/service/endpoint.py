@@ -107,6 +107,19 @@ class EndpointService:
 
     # -- endpoint ------------------------------------------------------------------------
 
+    @property
+    def storage_ok(self) -> bool:
+        """False from a failed ledger append (disk full, I/O error) until one succeeds."""
+        return self.store.storage_error is None
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, what /ready answers): the conditions that stop the daemon from working."""
+        body: dict[str, Any] = {"ready": self.storage_ok, "storage": "ok"}
+        if not self.storage_ok:
+            body["storage"] = "failing"
+            body["storage_error"] = self.store.storage_error
+        return self.storage_ok, body
+
     def describe(self) -> dict[str, Any]:
         return {
             "endpoints": [

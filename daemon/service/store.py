@@ -14,6 +14,7 @@ from typing import Any
 from ...ledger import Ledger, SubmissionRow, TaskRow
 from ...ledger import events as ev
 from ...ledger.events import StoredEvent
+from ...ledger.errors import StorageError
 from ...ledger.feed import CommitSink
 from ...ledger.store import RawEvent
 
@@ -30,6 +31,20 @@ def row_dict(row: TaskRow) -> dict[str, Any]:
 class Store:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        # The last storage failure (None while appends succeed): readiness reports it.
+        self.storage_error: str | None = None
+
+    async def _append(self, event: ev.Event) -> StoredEvent:
+        return (await self._append_many([event]))[0]
+
+    async def _append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
+        try:
+            stored = list(await self.ledger.append_many(list(events)))
+        except StorageError as exc:
+            self.storage_error = str(exc)
+            raise
+        self.storage_error = None
+        return stored
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -46,7 +61,7 @@ class Store:
     async def session_opened(
         self, *, owner: str, session_id: str, local_collection: str | None, auth: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SessionOpened(
                 owner=owner,
                 session_id=session_id,
@@ -56,10 +71,10 @@ class Store:
         )
 
     async def session_closed(self, *, owner: str, session_id: str) -> StoredEvent:
-        return await self.ledger.append(ev.SessionClosed(owner=owner, session_id=session_id))
+        return await self._append(ev.SessionClosed(owner=owner, session_id=session_id))
 
     async def credential_expired(self, *, owner: str, session_id: str, message: str) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
         )
 
@@ -87,7 +102,7 @@ class Store:
         request: ev.TransferRequest | ev.DeleteRequest,
     ) -> StoredEvent:
         kind: ev.TaskType = "TRANSFER" if isinstance(request, ev.TransferRequest) else "DELETE"
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitRequested(
                 owner=owner,
                 session_id=session_id,
@@ -124,12 +139,12 @@ class Store:
             destination=destination,
             status="ACTIVE",
         )
-        return await self.ledger.append(event)
+        return await self._append(event)
 
     async def submit_failed(
         self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitFailed(
                 owner=owner,
                 session_id=session_id,
@@ -145,14 +160,14 @@ class Store:
     # -- cancels -------------------------------------------------------------------------
 
     async def cancel_requested(self, *, owner: str, session_id: str, task_id: str) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id)
         )
 
     async def cancel_result(
         self, *, owner: str, session_id: str, task_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelResult(
                 owner=owner, session_id=session_id, task_id=task_id, code=code, message=message
             )
@@ -177,7 +192,7 @@ class Store:
     async def append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
         if not events:
             return []
-        return list(await self.ledger.append_many(list(events)))
+        return await self._append_many(events)
 
     async def task(self, task_id: str) -> TaskRow | None:
         return await self.ledger.task(task_id)
