@@ -13,8 +13,8 @@ from typing import Any
 
 from ...ledger import Ledger, SubmissionRow, TaskRow
 from ...ledger import events as ev
-from ...ledger.events import StoredEvent
 from ...ledger.errors import StorageError
+from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
 from ...ledger.store import RawEvent
 
