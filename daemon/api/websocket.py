@@ -96,18 +96,28 @@ class Connections:
     """Open WebSocket connections, so shutdown can close them with 1001 going away."""
 
     def __init__(self) -> None:
-        self.open: set[WebSocket] = set()
+        # Each open WebSocket and the id of the token it authenticated with.
+        self.open: dict[WebSocket, str] = {}
         self.closing = False
+
+    async def _close(self, sockets: list[WebSocket], code: int, reason: str) -> None:
+        async def close(ws: WebSocket) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code, reason), timeout=2)
+
+        await asyncio.gather(*(close(ws) for ws in sockets))
 
     async def close_all(self) -> None:
         self.closing = True
-        sockets = list(self.open)
+        await self._close(list(self.open), CloseCode.GOING_AWAY, "going away")
 
-        async def close(ws: WebSocket) -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(CloseCode.GOING_AWAY, "going away"), timeout=2)
-
-        await asyncio.gather(*(close(ws) for ws in sockets))
+    async def close_owned_by(self, owners: set[str]) -> int:
+        """Close the WebSockets of revoked tokens (1008: reconnecting cannot help)."""
+        sockets = [ws for ws, owner in self.open.items() if owner in owners]
+        for ws in sockets:
+            self.open.pop(ws, None)
+        await self._close(sockets, CloseCode.POLICY, "the client token was revoked")
+        return len(sockets)
 
 
 async def serve_websocket(
@@ -140,7 +150,7 @@ async def serve_websocket(
         return
 
     await websocket.accept()
-    connections.open.add(websocket)
+    connections.open[websocket] = owner
     listener = endpoint.hub.attach(
         Listener(
             owner=owner,
@@ -187,7 +197,7 @@ async def serve_websocket(
         pass
     finally:
         endpoint.hub.detach(listener)
-        connections.open.discard(websocket)
+        connections.open.pop(websocket, None)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader

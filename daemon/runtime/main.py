@@ -264,6 +264,7 @@ async def _run(
         asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
+        asyncio.create_task(_watch_tokens(endpoint, connections), name="tokens"),
     ]
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
@@ -277,6 +278,21 @@ async def _run(
     for task in (*helpers, stopped):
         task.cancel()
     return 0
+
+
+# Seconds between looks at tokens.json: a deleted token's WebSockets close within this.
+TOKEN_WATCH_INTERVAL = 0.5
+
+
+async def _watch_tokens(endpoint: EndpointService, connections: Connections) -> None:
+    """Close the WebSockets of deleted tokens at once (``token delete`` is another process;
+    under systemd it cannot even signal this one, so the file is watched)."""
+    while True:
+        await asyncio.sleep(TOKEN_WATCH_INTERVAL)
+        revoked = endpoint.tokens.reload_if_changed()
+        if revoked:
+            closed = await connections.close_owned_by(revoked)
+            log.warning("client tokens revoked", websockets_closed=closed)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -308,6 +324,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--state-dir")
     add.add_argument("--quiet", action="store_true", help="print only the token")
+    delete = token_sub.add_parser(
+        "delete",
+        help="revoke a named client token (a running daemon closes its connections)",
+        argument_default=argparse.SUPPRESS,
+    )
+    delete.add_argument("name")
+    delete.add_argument("--state-dir")
     lst = token_sub.add_parser("list", help="list token names", argument_default=argparse.SUPPRESS)
     lst.add_argument("--state-dir")
     return parser
@@ -341,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"token {args.name!r} (shown once; give it to the client):", file=sys.stderr
                     )
                 print(value)
+            elif args.action == "delete":
+                tokens.delete(args.name)
+                print(f"token {args.name!r} deleted", file=sys.stderr)
             else:
                 tokens.ensure()
                 print("\n".join(tokens.names()))
