@@ -3,7 +3,9 @@
 Hierarchy (every class carries the HTTP status and the error code it is answered with)::
 
     DaemonError                       500 InternalError
-    ├── ConfigError (ValueError)      configuration that cannot be used (never answered)
+    ├── ConfigError (ValueError)      configuration that cannot be used (never answered; exit 2)
+    ├── LedgerUnusable                the ledger file is damaged, empty or lost (never
+    │                                 answered; the daemon does not start: exit 3)
     ├── BadRequest (ValueError)       400 BadRequest
     │   ├── LocalCollectionUnknown    400 LocalCollectionNotConfigured
     │   └── PayloadTooLarge           413 PayloadTooLarge (a submit over its byte budget)
@@ -36,6 +38,7 @@ __all__ = [
     "CredentialRejected",
     "DaemonError",
     "GlobusError",
+    "LedgerUnusable",
     "LocalCollectionUnknown",
     "NotFound",
     "PayloadTooLarge",
@@ -50,6 +53,8 @@ class DaemonError(Exception):
 
     status: int = 500
     code: str = ErrorCode.INTERNAL
+    # The daemon's exit status when this stops its start (docs/operations.md).
+    exit_status: int = 2
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -63,6 +68,13 @@ class DaemonError(Exception):
 
 class ConfigError(DaemonError, ValueError):
     code = ErrorCode.CONFIG
+
+
+class LedgerUnusable(DaemonError):
+    """The ledger cannot be used as it is; only an operator can say what to do with it.
+    Its own exit status, so systemd does not restart into the same refusal."""
+
+    exit_status = 3
 
 
 class BadRequest(DaemonError, ValueError):

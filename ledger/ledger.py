@@ -34,6 +34,7 @@ from .store import (
     dumps,
     pending_submissions,
     projection_snapshot,
+    raise_sequence,
     read_event_page,
     read_raw_event_page,
     read_task,
@@ -83,11 +84,16 @@ class _Readers:
             conn.close()
 
 
-def _open_sync(path: Path, migrations: Sequence[Migration]) -> tuple[sqlite3.Connection, int]:
+def _open_sync(
+    path: Path, migrations: Sequence[Migration], min_seq: int = 0
+) -> tuple[sqlite3.Connection, int]:
     conn = connect(path)
     try:
         migrate(conn, path=path, migrations=migrations, rebuild=rebuild)
         head, _ = sequence_high_water(conn)
+        if head < min_seq:
+            raise_sequence(conn, min_seq)
+            head, _ = sequence_high_water(conn)
     except BaseException:
         conn.close()
         raise
@@ -132,17 +138,20 @@ class Ledger:
         max_batch: int = 5000,
         page_size: int = 1000,
         migrations: Sequence[Migration] | None = None,
+        min_seq: int = 0,
     ) -> Ledger:
         """Open (or create) the ledger at ``path`` and bring its schema up to date.
 
         ``max_batch`` bounds the events of one group commit; ``page_size`` the rows read per
         query by ``events_since``; ``migrations`` replaces the shipped ones (tests only).
-        Raises SchemaTooNew for a file written by a newer version, MigrationFailed when an
-        upgrade failed (the file is then as it was).
+        ``min_seq``: seqs handed out from now on are above it, even if the file's own
+        high-water mark is lower (a file restored from a backup older than seqs already
+        given to clients). Raises SchemaTooNew for a file written by a newer version,
+        MigrationFailed when an upgrade failed (the file is then as it was).
         """
         path = Path(path)
         found = tuple(load_migrations() if migrations is None else migrations)
-        conn, head = await asyncio.to_thread(_open_sync, path, found)
+        conn, head = await asyncio.to_thread(_open_sync, path, found, min_seq)
         return cls(
             path=path,
             writer_conn=conn,

@@ -35,6 +35,7 @@ __all__ = [
     "load_tasks",
     "pending_submissions",
     "projection_snapshot",
+    "raise_sequence",
     "read_event_page",
     "read_events",
     "read_raw_event_page",
@@ -187,6 +188,22 @@ def sequence_high_water(conn: sqlite3.Connection) -> tuple[int, float]:
         "(SELECT time FROM events ORDER BY seq DESC LIMIT 1)"
     ).fetchone()
     return (int(high) if high is not None else 0), (float(last) if last is not None else 0.0)
+
+
+def raise_sequence(conn: sqlite3.Connection, floor: int) -> None:
+    """Make the next seq handed out greater than ``floor`` (never lower the mark)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        updated = conn.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'", (floor,)
+        ).rowcount
+        if not updated:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (floor,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:

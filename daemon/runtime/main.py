@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,14 +24,16 @@ from typing import Any
 
 import uvicorn
 
+from ...ledger.errors import LedgerError
 from ..api.auth import TokenStore, credential_hash, parse_bearer
 from ..api.connections import ConnectionGuard, DenyingWebSocketProtocol, guarded_protocol
 from ..api.routes import create_app
 from ..api.websocket import Connections
-from ..errors import DaemonError
+from ..errors import DaemonError, LedgerUnusable
 from ..service.endpoint import EndpointService
 from ..service.store import Store
 from .config import Config, load_config
+from .ledger_check import SeqMark, check_ledger
 from .logs import configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .resources import ResourceErrorLog, connection_budget, raise_nofile_limit
@@ -177,6 +180,30 @@ def _uvicorn_config(app: Any, *, config: Config, tokens: TokenStore, nofile: int
     )
 
 
+async def _open_ledger(config: Config, mark: SeqMark) -> Store:
+    """Check the ledger, open it above the high-water mark, and keep the mark current."""
+    path = config.ledger_path
+    own = await asyncio.to_thread(check_ledger, path, high_water=mark.value)
+    try:
+        store = await Store.open(path, min_seq=mark.value)
+    except (LedgerError, sqlite3.DatabaseError) as exc:
+        raise LedgerUnusable(
+            f"the ledger {path} cannot be opened: {exc}. If it was written by a newer "
+            "orbit-globus, run that version (or restore the backup taken before the "
+            "upgrade); otherwise restore it from a backup (docs/operations.md, section 6)"
+        ) from None
+    if own < mark.value:
+        log.warning(
+            "the ledger is older than this state folder (restored from a backup?): new "
+            "events continue after the seqs clients may already hold",
+            ledger_high_water=own,
+            next_seq=mark.value + 1,
+        )
+    mark.open(await store.head())
+    store.attach(mark)
+    return store
+
+
 async def serve(config: Config) -> int:
     nofile = raise_nofile_limit()
     asyncio.get_running_loop().set_exception_handler(ResourceErrorLog())
@@ -196,7 +223,13 @@ async def serve(config: Config) -> int:
     lock = _lock_state_dir(config.state_dir)
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
     sock = _bind(config.host, config.port)
-    store = await Store.open(config.ledger_path)
+    mark = SeqMark(config.state_dir)
+    try:
+        store = await _open_ledger(config, mark)
+    except BaseException:
+        sock.close()
+        os.close(lock)
+        raise
     _make_private(config.state_dir, *_state_files(config))
     endpoint = EndpointService(config, store=store, tokens=tokens)
     endpoint_file = config.state_dir / "endpoint.json"
@@ -206,6 +239,7 @@ async def serve(config: Config) -> int:
     finally:
         await endpoint.close()
         await store.close()
+        mark.close()
         with contextlib.suppress(OSError, ValueError):
             if json.loads(endpoint_file.read_text()).get("pid") == os.getpid():
                 endpoint_file.unlink()
@@ -376,4 +410,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(config))
     except DaemonError as exc:
         print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
-        return 2
+        return exc.exit_status

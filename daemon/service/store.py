@@ -47,8 +47,8 @@ class Store:
         return stored
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        return cls(await Ledger.open(path))
+    async def open(cls, path: Path, *, min_seq: int = 0) -> Store:
+        return cls(await Ledger.open(path, min_seq=min_seq))
 
     async def close(self) -> None:
         await self.ledger.close()
