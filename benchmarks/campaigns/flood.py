@@ -123,15 +123,19 @@ class FloodResult:
             ("daemon CPU during the flood", f"{self.daemon_cpu:.1f} s", ""),
             ("daemon log growth", f"{self.log_growth / 1024:.1f} kB", "< 1 MB"),
             ("'out of a system resource' log lines", self.resource_log_lines, ""),
+            ("machine load at the end (1 / 5 / 15 min)", self.load().split(" ", 2)[2], ""),
         ]
         return markdown_table(("connection flood", "measured", "target"), rows)
+
+    def load(self) -> str:
+        return "load average " + " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     def problems(self) -> list[str]:
         out = []
         if self.keepalive_errors:
             out.append(f"keep-alive calls failed: {self.keepalive_errors[:3]}")
         ordered = sorted(self.keepalive)
-        p99 = ordered[int(0.99 * (len(ordered) - 1))] if ordered else float("nan")
+        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
         if not p99 < self.config.max_latency:
             out.append(f"keep-alive p99 {p99:.2f} s")
         if self.fresh_errors:

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
 import sqlite3
 import sys
 import tempfile
@@ -122,6 +123,11 @@ class HostileResult:
                 "other client's calls / errors",
                 f"{len(self.other)} / {len(self.other_errors)}",
                 "0 errors",
+            ),
+            (
+                "machine load at the end (1 / 5 / 15 min)",
+                " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+                "",
             ),
             (
                 "**other client's p50 / p99 / max**",
