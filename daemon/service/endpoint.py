@@ -13,7 +13,7 @@ from typing import Any
 from ...ledger import events as ev
 from ...protocol import VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
-from ..errors import BadRequest, NotFound, PayloadTooLarge
+from ..errors import BadRequest, DaemonError, NotFound, PayloadTooLarge
 from ..globus.credentials import Credential, Secret
 from ..globus.local_collection import resolve_collection, resolve_default_local_collection
 from ..globus.ops import GlobusOps, is_auth_failure, map_error
@@ -193,9 +193,14 @@ class EndpointService:
                 # covers a session whose retries are waiting for a new credential.
                 await listener.next(_CLOSING_RECHECK)
                 listener.clear()
-            if self.sessions.find(session.sid) is session:
-                self.poller.stop(session.sid)
-                await self.sessions.unregister(owner=session.owner, sid=session.sid)
+            while self.sessions.find(session.sid) is session:
+                try:
+                    await self.sessions.unregister(owner=session.owner, sid=session.sid)
+                except DaemonError as exc:  # storage failing: try again later
+                    log.warning("closing session failed", sid=session.sid, error=exc.code)
+                    await asyncio.sleep(_CLOSING_RECHECK)
+                else:
+                    self.poller.stop(session.sid)
         finally:
             self.hub.detach(listener)
 
