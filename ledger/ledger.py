@@ -112,13 +112,13 @@ class Ledger:
         readers: int,
         max_batch: int,
         page_size: int,
-        page_bytes: int = 4 * 2**20,
+        page_bytes: int = 2**20,
     ) -> None:
         self.path = path
         self._loop = asyncio.get_running_loop()
         self._head = head
         self._page_size = page_size
-        # Event data read per page at most (one event at least): a page of thousand 4 MB
+        # Event data read per page at most (one event at least): a page of a thousand 2 MB
         # events must not be read into memory at once.
         self._page_bytes = page_bytes
         self._closed = False

@@ -32,7 +32,7 @@ log = get_logger(__name__)
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
 # Characters of event envelopes in one history page at most (one event at least).
-HISTORY_PAGE_BYTES = 4 * 2**20
+HISTORY_PAGE_BYTES = 2**20
 # Seconds between checks of a closing session's pending submissions when no event came.
 _CLOSING_RECHECK = 5.0
 
