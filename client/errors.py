@@ -8,6 +8,7 @@ Hierarchy::
     ├── ArgumentError               an argument cannot be sent as given (also ValueError)
     ├── DaemonUnavailable           the daemon could not be reached (also ConnectionError)
     ├── ProtocolError               the daemon answered something that is not its API
+    │   └── LedgerBehind            the daemon's ledger ends before a stream's cursor
     ├── RequestError                the daemon answered with an HTTP error status
     │   ├── BadRequestError         400 / 422: the request needs fixing (also ValueError)
     │   ├── AuthenticationError     401: daemon token or Globus credential rejected
@@ -43,6 +44,7 @@ __all__ = [
     "ConsentRequiredError",
     "DaemonUnavailable",
     "GlobusError",
+    "LedgerBehind",
     "NoSessionError",
     "NotFoundError",
     "OrbitError",
@@ -88,6 +90,21 @@ class DaemonUnavailable(OrbitError, ConnectionError):
 
 class ProtocolError(OrbitError):
     """The daemon's answer could not be understood (not JSON, wrong shape)."""
+
+
+class LedgerBehind(ProtocolError):
+    """The daemon's ledger head is before the seq this event stream already delivered: its
+    ledger was restored from an older backup or replaced. New events could reuse seqs this
+    stream counts as seen, so it stops instead of skipping them silently."""
+
+    def __init__(self, *, head: int, cursor: int) -> None:
+        super().__init__(
+            f"the daemon's ledger ends at seq {head}, before this stream's cursor {cursor}: "
+            "its ledger was restored or replaced. Check what you have against its history "
+            f"and subscribe again with since={head} (or reset the cursor file)"
+        )
+        self.head = head
+        self.cursor = cursor
 
 
 class RequestError(OrbitError):

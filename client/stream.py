@@ -26,6 +26,7 @@ from . import calls
 from .errors import (
     AuthenticationError,
     DaemonUnavailable,
+    LedgerBehind,
     NotFoundError,
     OrbitError,
     ProtocolError,
@@ -126,6 +127,8 @@ class ReplayCursor:
                 self.head = head
                 if self.last_seq is None:
                     self.last_seq = head
+                elif head < self.last_seq:
+                    raise LedgerBehind(head=head, cursor=self.last_seq)
             return None
         if kind != "event":
             return None

@@ -3,9 +3,12 @@
 Hierarchy (every class carries the HTTP status and the error code it is answered with)::
 
     DaemonError                       500 InternalError
-    ├── ConfigError (ValueError)      configuration that cannot be used (never answered)
+    ├── ConfigError (ValueError)      configuration that cannot be used (never answered; exit 2)
+    ├── LedgerUnusable                the ledger file is damaged, empty or lost (never
+    │                                 answered; the daemon does not start: exit 3)
     ├── BadRequest (ValueError)       400 BadRequest
-    │   └── LocalCollectionUnknown    400 LocalCollectionNotConfigured
+    │   ├── LocalCollectionUnknown    400 LocalCollectionNotConfigured
+    │   └── PayloadTooLarge           413 PayloadTooLarge (a submit over its byte budget)
     ├── Unauthorized                  401 Unauthorized (daemon token missing or wrong)
     ├── NotFound (LookupError)        404 NotFound
     ├── CredentialMissing             401 CredentialMissing (session known, credential not)
@@ -13,6 +16,7 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     ├── CredentialRejected            401 CredentialRejected (refresh refused at register)
     ├── SubmitPending                 503 SubmitPending (recorded; the daemon keeps trying)
     ├── CancelPending                 503 CancelPending (recorded; the daemon keeps trying)
+    ├── StorageUnavailable            503 StorageUnavailable (the ledger cannot write: disk full)
     └── GlobusError                   4xx/502, code from Globus (ConsentRequired, ...)
 
 The message of each error says what to fix. No error ever carries a credential: they are
@@ -34,8 +38,11 @@ __all__ = [
     "CredentialRejected",
     "DaemonError",
     "GlobusError",
+    "LedgerUnusable",
     "LocalCollectionUnknown",
     "NotFound",
+    "PayloadTooLarge",
+    "StorageUnavailable",
     "SubmitPending",
     "Unauthorized",
 ]
@@ -46,6 +53,8 @@ class DaemonError(Exception):
 
     status: int = 500
     code: str = ErrorCode.INTERNAL
+    # The daemon's exit status when this stops its start (docs/operations.md).
+    exit_status: int = 2
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -59,6 +68,13 @@ class DaemonError(Exception):
 
 class ConfigError(DaemonError, ValueError):
     code = ErrorCode.CONFIG
+
+
+class LedgerUnusable(DaemonError):
+    """The ledger cannot be used as it is; only an operator can say what to do with it.
+    Its own exit status, so systemd does not restart into the same refusal."""
+
+    exit_status = 3
 
 
 class BadRequest(DaemonError, ValueError):
@@ -77,6 +93,19 @@ class LocalCollectionUnknown(BadRequest):
             'Connect Personal, or write {"local_collection": "UUID"} to '
             "~/.radical/orbit/globus.json"
         )
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class StorageUnavailable(DaemonError):
+    """The ledger could not record something (disk full, I/O error); ``extra`` says what
+    is known (e.g. the submission id and whether Globus has the task)."""
+
+    status = 503
+    code = ErrorCode.STORAGE_UNAVAILABLE
 
 
 class Unauthorized(DaemonError):

@@ -121,7 +121,9 @@ class SubmissionRow:
     owner: str | None
     session_id: str | None
     type: str
-    request: TransferRequest | DeleteRequest
+    # None when read without it: the request is stored once, in the submit_requested event
+    # at ``requested_seq``; only the reads that resend a submission load it.
+    request: TransferRequest | DeleteRequest | None
     state: SubmissionState
     task_id: str | None
     code: str | None

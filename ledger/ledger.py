@@ -30,10 +30,13 @@ from .feed import CommitSink, LiveFeed
 from .fold import SubmissionRow, TaskRow, submission_key
 from .schema import connect, migrate
 from .store import (
+    RawEvent,
     dumps,
     pending_submissions,
     projection_snapshot,
-    read_events,
+    raise_sequence,
+    read_event_page,
+    read_raw_event_page,
     read_task,
     read_tasks,
     rebuild,
@@ -81,11 +84,16 @@ class _Readers:
             conn.close()
 
 
-def _open_sync(path: Path, migrations: Sequence[Migration]) -> tuple[sqlite3.Connection, int]:
+def _open_sync(
+    path: Path, migrations: Sequence[Migration], min_seq: int = 0
+) -> tuple[sqlite3.Connection, int]:
     conn = connect(path)
     try:
         migrate(conn, path=path, migrations=migrations, rebuild=rebuild)
         head, _ = sequence_high_water(conn)
+        if head < min_seq:
+            raise_sequence(conn, min_seq)
+            head, _ = sequence_high_water(conn)
     except BaseException:
         conn.close()
         raise
@@ -104,11 +112,15 @@ class Ledger:
         readers: int,
         max_batch: int,
         page_size: int,
+        page_bytes: int = 2**20,
     ) -> None:
         self.path = path
         self._loop = asyncio.get_running_loop()
         self._head = head
         self._page_size = page_size
+        # Event data read per page at most (one event at least): a page of a thousand 2 MB
+        # events must not be read into memory at once.
+        self._page_bytes = page_bytes
         self._closed = False
         self._sinks: set[CommitSink] = set()
         self._readers = _Readers(path, size=readers)
@@ -126,17 +138,20 @@ class Ledger:
         max_batch: int = 5000,
         page_size: int = 1000,
         migrations: Sequence[Migration] | None = None,
+        min_seq: int = 0,
     ) -> Ledger:
         """Open (or create) the ledger at ``path`` and bring its schema up to date.
 
         ``max_batch`` bounds the events of one group commit; ``page_size`` the rows read per
         query by ``events_since``; ``migrations`` replaces the shipped ones (tests only).
-        Raises SchemaTooNew for a file written by a newer version, MigrationFailed when an
-        upgrade failed (the file is then as it was).
+        ``min_seq``: seqs handed out from now on are above it, even if the file's own
+        high-water mark is lower (a file restored from a backup older than seqs already
+        given to clients). Raises SchemaTooNew for a file written by a newer version,
+        MigrationFailed when an upgrade failed (the file is then as it was).
         """
         path = Path(path)
         found = tuple(load_migrations() if migrations is None else migrations)
-        conn, head = await asyncio.to_thread(_open_sync, path, found)
+        conn, head = await asyncio.to_thread(_open_sync, path, found, min_seq)
         return cls(
             path=path,
             writer_conn=conn,
@@ -313,27 +328,64 @@ class Ledger:
         kind_list = None if kinds is None else list(kinds)
         data = None if data is None else dict(data)
         cursor = seq
-        page = self._page_size
         while True:
-            rows = await self._readers.run(
+            rows, last, more = await self._readers.run(
                 functools.partial(
-                    read_events,
+                    read_event_page,
                     after=cursor,
                     until=until,
                     owner=owner,
                     session_id=session_id,
                     task_id=task_id,
                     kinds=kind_list,
-                    limit=page,
+                    limit=self._page_size,
                     times=times,
                     data=data,
+                    max_bytes=self._page_bytes,
                 )
             )
             for event in rows:
                 yield event
-            if len(rows) < page:
+            if not more or last is None:
                 return
-            cursor = rows[-1].seq
+            cursor = last
+
+    async def raw_events_since(
+        self,
+        seq: int = 0,
+        *,
+        owner: str | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        times: tuple[float | None, float | None] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[RawEvent]:
+        """As :meth:`events_since`, each event as ``(seq, time, kind, owner, session_id,
+        task_id, data_json)`` with its data as the JSON text stored: for serving events
+        as they are, without decoding them (large ones cost their size several times)."""
+        self._check_open()
+        cursor = seq
+        while True:
+            rows, last, more = await self._readers.run(
+                functools.partial(
+                    read_raw_event_page,
+                    after=cursor,
+                    until=None,
+                    owner=owner,
+                    session_id=session_id,
+                    task_id=task_id,
+                    kinds=None,
+                    limit=self._page_size,
+                    times=times,
+                    data=None if data is None else dict(data),
+                    max_bytes=self._page_bytes,
+                )
+            )
+            for row in rows:
+                yield row
+            if not more or last is None:
+                return
+            cursor = last
 
     async def projection_snapshot(self) -> tuple[list[Any], list[Any]]:
         """Every row of the projection tables, in key order (for consistency checks)."""

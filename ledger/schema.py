@@ -22,7 +22,10 @@ __all__ = ["connect", "migrate", "split_statements"]
 # never lock in WAL mode; this only matters when two processes open the same file.
 BUSY_TIMEOUT_MS = 10_000
 # Largest part of the file each reader connection maps into memory (virtual address space).
-READER_MMAP_BYTES = 256 * 2**20
+# The pages read through the map count in the daemon's RSS (RssFile): with 256 MiB, a
+# replay of a large ledger grew RSS by the ledger's size. Events are appended, so recent
+# ones (what clients replay) lie past a small window anyway.
+READER_MMAP_BYTES = 32 * 2**20
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

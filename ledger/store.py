@@ -6,7 +6,9 @@ or from reader threads (reads); the asyncio shell in :mod:`.ledger` decides whic
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -18,6 +20,7 @@ from .events import (
     DeleteRequest,
     FatalError,
     StoredEvent,
+    SubmitRequested,
     TaskError,
     TransferRequest,
     TroublePolicy,
@@ -27,13 +30,17 @@ from .fold import SubmissionRow, TaskRow, step
 
 __all__ = [
     "TASK_COLUMNS",
+    "RawEvent",
     "insert_events",
     "insert_tasks",
     "load_submissions",
     "load_tasks",
     "pending_submissions",
     "projection_snapshot",
+    "raise_sequence",
+    "read_event_page",
     "read_events",
+    "read_raw_event_page",
     "read_task",
     "read_tasks",
     "rebuild",
@@ -50,7 +57,7 @@ TASK_COLUMNS = (
 )
 _TASK_WIDTH = 26
 SUBMISSION_COLUMNS = (
-    "submission_id, owner, session_id, type, request, state, task_id, code, message, "
+    "submission_id, owner, session_id, type, state, task_id, code, message, "
     "request_time, requested_seq, last_seq"
 )
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -163,13 +170,11 @@ def _policy(text: str) -> TroublePolicy:
 
 
 def _submission_tuple(row: SubmissionRow) -> tuple[Any, ...]:
-    request = dumps(spec_of(type(row.request)).encode(row.request))
     return (
         row.submission_id,
         row.owner,
         row.session_id,
         row.type,
-        request,
         row.state,
         row.task_id,
         row.code,
@@ -180,24 +185,32 @@ def _submission_tuple(row: SubmissionRow) -> tuple[Any, ...]:
     )
 
 
-def _submission_row(values: Sequence[Any]) -> SubmissionRow:
+def _decode_request(kind: str, event_data: str | None) -> TransferRequest | DeleteRequest | None:
+    """The request held by a submit_requested event's data (None if the event is gone)."""
+    if event_data is None:
+        return None
     cls: type[TransferRequest] | type[DeleteRequest] = (
-        TransferRequest if values[3] == "TRANSFER" else DeleteRequest
+        TransferRequest if kind == "TRANSFER" else DeleteRequest
     )
-    request = cls(**spec_of(cls).decode_kwargs(_LOADS(values[4])))
+    return cls(**spec_of(cls).decode_kwargs(_LOADS(event_data)["request"]))
+
+
+def _submission_row(
+    values: Sequence[Any], request: TransferRequest | DeleteRequest | None = None
+) -> SubmissionRow:
     return SubmissionRow(
         submission_id=values[0],
         owner=values[1],
         session_id=values[2],
         type=values[3],
         request=request,
-        state=values[5],
-        task_id=values[6],
-        code=values[7],
-        message=values[8],
-        request_time=values[9],
-        requested_seq=values[10],
-        last_seq=values[11],
+        state=values[4],
+        task_id=values[5],
+        code=values[6],
+        message=values[7],
+        request_time=values[8],
+        requested_seq=values[9],
+        last_seq=values[10],
     )
 
 
@@ -211,6 +224,22 @@ def sequence_high_water(conn: sqlite3.Connection) -> tuple[int, float]:
         "(SELECT time FROM events ORDER BY seq DESC LIMIT 1)"
     ).fetchone()
     return (int(high) if high is not None else 0), (float(last) if last is not None else 0.0)
+
+
+def raise_sequence(conn: sqlite3.Connection, floor: int) -> None:
+    """Make the next seq handed out greater than ``floor`` (never lower the mark)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        updated = conn.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'", (floor,)
+        ).rowcount
+        if not updated:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (floor,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -299,7 +328,7 @@ def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: b
 def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) -> None:
     conn.executemany(
         f"INSERT OR REPLACE INTO submissions ({SUBMISSION_COLUMNS}) "  # noqa: S608
-        f"VALUES ({','.join('?' * 12)})",
+        f"VALUES ({','.join('?' * 11)})",
         [_submission_tuple(r) for r in rows],
     )
 
@@ -316,6 +345,10 @@ def rebuild(conn: sqlite3.Connection) -> None:
             try:
                 event = decode_event(kind, owner=owner, session_id=session_id, data=_LOADS(data))
                 step(tasks, submissions, event, seq=seq, time=time)
+                if isinstance(event, SubmitRequested):
+                    # The request stays in its event; holding every one would cost MBs each.
+                    row = submissions[event.submission_id]
+                    submissions[event.submission_id] = dataclasses.replace(row, request=None)
             except LedgerError as exc:
                 raise ProjectionRebuildError(
                     f"event {seq} ({kind}) cannot be folded: {exc}; were events deleted?"
@@ -384,13 +417,20 @@ def read_tasks(
 
 
 def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
-    clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
-    sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions {clause} ORDER BY requested_seq"  # noqa: S608
-    return [_submission_row(v) for v in conn.execute(sql, params)]
+    """Pending submissions with their requests, read from their submit_requested events."""
+    clause, params = _where(("s.state = ?", "pending"), ("s.session_id = ?", session_id))
+    columns = ", ".join(f"s.{c.strip()}" for c in SUBMISSION_COLUMNS.split(","))
+    sql = (
+        f"SELECT {columns}, e.data FROM submissions s "  # noqa: S608
+        f"LEFT JOIN events e ON e.seq = s.requested_seq {clause} ORDER BY s.requested_seq"
+    )
+    return [
+        _submission_row(v[:-1], _decode_request(v[3], v[-1])) for v in conn.execute(sql, params)
+    ]
 
 
-def read_events(
-    conn: sqlite3.Connection,
+def _event_query(
+    columns: str,
     *,
     after: int,
     until: int | None,
@@ -399,9 +439,9 @@ def read_events(
     task_id: str | None,
     kinds: Sequence[str] | None,
     limit: int,
-    times: tuple[float | None, float | None] | None = None,
-    data: Mapping[str, str] | None = None,
-) -> list[StoredEvent]:
+    times: tuple[float | None, float | None] | None,
+    data: Mapping[str, str] | None,
+) -> tuple[str, list[Any]]:
     time_from, time_until = times or (None, None)
     for field in data or {}:
         if not field.isidentifier():
@@ -417,21 +457,140 @@ def read_events(
         ("task_id = ?", task_id),
         ("kind IN (?)", kinds),
     )
-    sql = (
-        "SELECT seq, time, kind, owner, session_id, task_id, data FROM events "  # noqa: S608
-        f"{clause} ORDER BY seq LIMIT ?"
-    )
+    sql = f"SELECT {columns} FROM events {clause} ORDER BY seq LIMIT ?"  # noqa: S608
     params.append(limit)
-    rows = conn.execute(sql, params).fetchall()
-    # One json.loads per page instead of one per row: the per-call overhead is most of the
-    # cost of decoding small objects, and every stored data is a JSON object we wrote.
-    datas = _LOADS("[" + ",".join([row[6] for row in rows]) + "]")
+    return sql, params
+
+
+def _bounded(cursor: sqlite3.Cursor, max_bytes: int | None) -> tuple[list[Any], bool]:
+    """The cursor's rows, stopping after the row whose data (column 6) reaches max_bytes."""
+    if max_bytes is None:
+        return cursor.fetchall(), False
+    rows = []
+    size = 0
+    try:
+        for row in cursor:
+            rows.append(row)
+            size += len(row[6]) if isinstance(row[6], str | bytes) else 0
+            if size >= max_bytes:
+                return rows, True
+    finally:
+        cursor.close()
+    return rows, False
+
+
+RawEvent = tuple[int, float, str, "str | None", "str | None", "str | None", str]
+
+
+def read_raw_event_page(
+    conn: sqlite3.Connection,
+    *,
+    limit: int,
+    max_bytes: int | None = None,
+    **query: Any,
+) -> tuple[list[RawEvent], int | None, bool]:
+    """As :func:`read_event_page`, with each event's data as the JSON text stored, never
+    decoded (SQLite's json_valid checks it, outside the GIL); malformed rows skipped."""
+    sql, params = _event_query(
+        "seq, time, kind, owner, session_id, task_id, data, json_valid(data)",
+        limit=limit,
+        **query,
+    )
+    rows, cut = _bounded(conn.execute(sql, params), max_bytes)
+    out: list[RawEvent] = []
+    for row in rows:
+        if row[7] and isinstance(row[6], str) and row[6].startswith("{"):
+            out.append(row[:7])
+        else:
+            _skip_malformed(row[0], row[2], row[6])
+    last = rows[-1][0] if rows else None
+    return out, last, cut or len(rows) >= limit
+
+
+def read_events(conn: sqlite3.Connection, **query: Any) -> list[StoredEvent]:
+    """The events of :func:`read_event_page` (malformed rows skipped)."""
+    return read_event_page(conn, **query)[0]
+
+
+def read_event_page(
+    conn: sqlite3.Connection,
+    *,
+    after: int,
+    until: int | None,
+    owner: str | None,
+    session_id: str | None,
+    task_id: str | None,
+    kinds: Sequence[str] | None,
+    limit: int,
+    times: tuple[float | None, float | None] | None = None,
+    data: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
+) -> tuple[list[StoredEvent], int | None, bool]:
+    """Up to ``limit`` events after ``after``; with ``max_bytes``, the page also ends after
+    the event whose stored data brings the page past that many bytes (one event at least,
+    however large), so a page of large events is never read into memory at once.
+
+    Returns (events, seq of the last row read or None, whether more rows may follow). A row
+    whose data is not a JSON object (a damaged file, a hand edit) is logged and skipped,
+    so one bad row never makes a whole page unreadable."""
+    sql, params = _event_query(
+        "seq, time, kind, owner, session_id, task_id, data",
+        after=after,
+        until=until,
+        owner=owner,
+        session_id=session_id,
+        task_id=task_id,
+        kinds=kinds,
+        limit=limit,
+        times=times,
+        data=data,
+    )
+    rows, cut = _bounded(conn.execute(sql, params), max_bytes)
+    out: list[StoredEvent] = []
     # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per row.
     new = tuple.__new__
-    return [
-        new(StoredEvent, (seq, time, kind, owner_, sid, tid, data))
-        for (seq, time, kind, owner_, sid, tid, _), data in zip(rows, datas, strict=True)
-    ]
+    for (seq, time, kind, owner_, sid, tid, text), decoded in zip(
+        rows, _decode_datas(rows), strict=True
+    ):
+        if decoded is _MALFORMED:
+            _skip_malformed(seq, kind, text)
+            continue
+        out.append(new(StoredEvent, (seq, time, kind, owner_, sid, tid, decoded)))
+    last = rows[-1][0] if rows else None
+    return out, last, cut or len(rows) >= limit
+
+
+_MALFORMED: Any = object()
+_log = logging.getLogger(__name__)
+
+
+def _decode_datas(rows: Sequence[Sequence[Any]]) -> list[Any]:
+    # One json.loads per page instead of one per row: the per-call overhead is most of the
+    # cost of decoding small objects, and every stored data is a JSON object we wrote.
+    # A row that is not (a damaged file, a hand edit) falls back to one row at a time.
+    try:
+        datas = _LOADS("[" + ",".join([row[6] for row in rows]) + "]")
+        if len(datas) == len(rows) and all(isinstance(d, dict) for d in datas):
+            return list(datas)
+    except (ValueError, TypeError):
+        pass
+    out: list[Any] = []
+    for row in rows:
+        try:
+            value = _LOADS(row[6])
+        except (ValueError, TypeError):
+            value = _MALFORMED
+        out.append(value if isinstance(value, dict) else _MALFORMED)
+    return out
+
+
+def _skip_malformed(seq: int, kind: str, text: object) -> None:
+    _log.error(
+        "ledger event %s (%s) has malformed data (%s); skipped",
+        seq,
+        kind,
+        f"{type(text).__name__} of {len(text) if isinstance(text, str | bytes) else '?'}",
+    )
 
 
 def projection_snapshot(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:

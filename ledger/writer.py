@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import queue
 import sqlite3
 import threading
@@ -208,7 +209,8 @@ class Writer:
             subs.clear()
         for sub in folded.submissions:
             if sub.state == "pending":
-                subs[sub.submission_id] = sub
+                # Without its request: the fold never needs it again, and it may be MBs.
+                subs[sub.submission_id] = dataclasses.replace(sub, request=None)
             else:
                 subs.pop(sub.submission_id, None)
 

@@ -9,6 +9,7 @@ is written here once; every package imports it from here.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
@@ -28,6 +29,7 @@ __all__ = [
     "TaskStatus",
     "Topic",
     "build_envelope",
+    "envelope_text",
     "is_terminal",
     "parse_envelope",
     "parse_resume_reason",
@@ -172,6 +174,43 @@ def build_envelope(
     return Envelope(seq, time, topic, kind, session_id, task_id, body).as_dict()
 
 
+def envelope_text(
+    *,
+    seq: int,
+    time: float,
+    kind: str,
+    session_id: str | None,
+    task_id: str | None,
+    data_json: str,
+) -> str:
+    """The envelope of :func:`build_envelope` as compact JSON text, from the event's data
+    as JSON text (as the ledger stores it): spliced in unparsed where the envelope carries
+    the data whole, so a large event is never decoded and encoded again."""
+    if topic_of(kind) is Topic.TRANSFER_STATUS:
+        envelope = build_envelope(
+            seq=seq,
+            time=time,
+            kind=kind,
+            session_id=session_id,
+            task_id=task_id,
+            data=json.loads(data_json),
+        )
+        return json.dumps(envelope, separators=(",", ":"))
+    head = json.dumps(
+        {
+            "type": "event",
+            "seq": seq,
+            "time": time,
+            "topic": topic_of(kind),
+            "kind": kind,
+            "session_id": session_id,
+            "task_id": task_id,
+        },
+        separators=(",", ":"),
+    )
+    return head[:-1] + ',"data":' + data_json + "}"
+
+
 def parse_envelope(message: Mapping[str, Any]) -> Envelope:
     """Check an event message from the daemon; ValueError says what is wrong with it."""
     if message.get("type") != "event":
@@ -232,6 +271,8 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "BadRequest"
     VALIDATION = "ValidationError"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    REQUEST_TIMEOUT = "RequestTimeout"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
     HTTP = "HTTPError"
     LOCAL_COLLECTION_UNKNOWN = "LocalCollectionNotConfigured"

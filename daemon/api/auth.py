@@ -1,8 +1,14 @@
 """Daemon access tokens (who may talk to the daemon), not Globus credentials.
 
 The state folder holds ``token`` (the default client token, mode 0600) and ``tokens.json``
-(name -> sha256 of each token, mode 0600). Only hashes are kept in memory; a presented token
-is hashed and compared with every stored hash in constant time.
+(mode 0600): name -> ``{"id": ..., "sha256": ...}`` of each token. Only hashes are kept in
+memory; a presented token is hashed and compared with every stored hash in constant time.
+
+What owns sessions is a token's **id**, generated at random by ``token add`` and never
+given to another token: deleting ``bob`` and adding a new ``bob`` gives the new one a new
+id, so it cannot reach the sessions (and live Globus credentials) of the old one. Files
+written before ids existed map a name to its hash alone; such a token keeps its name as
+its id, so the sessions it already owns stay its own.
 
 Under systemd the default token may instead be provisioned as a credential
 (``LoadCredential=client-token:/etc/orbit-globus/client-token``): when
@@ -81,6 +87,12 @@ def parse_bearer(header: str | None) -> str:
     return value.strip()
 
 
+def _new_id() -> str:
+    # Never a valid token name (names start with a letter or digit), so never the id of
+    # a token from before ids existed either.
+    return "~" + secrets.token_hex(12)
+
+
 class TokenStore:
     def __init__(self, state_dir: Path, *, default_hash: str | None = None) -> None:
         self.state_dir = state_dir
@@ -89,7 +101,8 @@ class TokenStore:
         # The hash of a default token provisioned from outside (systemd credential); it
         # replaces the state folder's default in memory and is never written.
         self._default_hash = default_hash
-        self._hashes: dict[str, str] = {}
+        # name -> (id, sha256)
+        self._entries: dict[str, tuple[str, str]] = {}
         self._mtime: int | None = None
         # Tokens made in memory for identities that never get a file entry (the bridge
         # link's one per bridge client); gone with the process, never written.
@@ -105,34 +118,65 @@ class TokenStore:
         elif not self.hashes_path.exists():
             token = secrets.token_urlsafe(32)
             _write_private(self.token_path, token + "\n")
-            _write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: _hash(token)}))
+            entry = {"id": DEFAULT_TOKEN_NAME, "sha256": _hash(token)}
+            _write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: entry}))
             created = True
         self._load()
         return created
 
-    def _load(self) -> None:
+    def _read(self) -> dict[str, tuple[str, str]]:
         try:
-            stat = self.hashes_path.stat()
             data = json.loads(self.hashes_path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {self.hashes_path}: {exc}") from exc
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-        ):
-            raise ConfigError(f"{self.hashes_path} must map token names to sha256 hex digests")
-        if self._default_hash is not None:
-            data = {**data, DEFAULT_TOKEN_NAME: self._default_hash}
-        self._hashes = data
-        self._mtime = stat.st_mtime_ns
+        if not isinstance(data, dict):
+            raise ConfigError(f"{self.hashes_path} must map token names to their id and sha256")
+        entries: dict[str, tuple[str, str]] = {}
+        for name, value in data.items():
+            if isinstance(value, str):  # written before ids existed: the name is the id
+                entries[name] = (name, value)
+            elif (
+                isinstance(value, dict)
+                and isinstance(value.get("id"), str)
+                and isinstance(value.get("sha256"), str)
+            ):
+                entries[name] = (value["id"], value["sha256"])
+            else:
+                raise ConfigError(
+                    f"{self.hashes_path}: entry {name!r} must be {{'id': ..., 'sha256': ...}}"
+                )
+        return entries
 
-    def _reload_if_changed(self) -> None:
-        # `token add` may run while the daemon serves: pick up new names without a restart.
+    def _write(self, entries: dict[str, tuple[str, str]]) -> None:
+        data = {name: {"id": tid, "sha256": digest} for name, (tid, digest) in entries.items()}
+        _write_private(self.hashes_path, json.dumps(data, indent=1))
+
+    def _load(self) -> None:
+        try:
+            mtime = self.hashes_path.stat().st_mtime_ns
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.hashes_path}: {exc}") from exc
+        entries = self._read()
+        if self._default_hash is not None:
+            entries[DEFAULT_TOKEN_NAME] = (DEFAULT_TOKEN_NAME, self._default_hash)
+        self._entries = entries
+        self._mtime = mtime
+
+    def reload_if_changed(self) -> set[str]:
+        """Re-read ``tokens.json`` if it changed (``token add``/``delete`` while the daemon
+        serves); returns the ids of the tokens that are gone."""
         try:
             mtime = self.hashes_path.stat().st_mtime_ns
         except OSError:
-            return
-        if mtime != self._mtime:
+            return set()
+        if mtime == self._mtime:
+            return set()
+        before = self.ids()
+        try:
             self._load()
+        except ConfigError:
+            return set()  # caught mid-write by an editor: the next look will do
+        return before - self.ids()
 
     def add(self, name: str) -> str:
         """Create a named token and return it (shown once; only its hash is stored)."""
@@ -141,12 +185,12 @@ class TokenStore:
                 f"token name {name!r} is invalid: use 1-64 letters, digits, '_', '.', '@', '-'"
             )
         self.ensure()
-        if name in self._hashes:
+        entries = self._read()
+        if name in entries:
             raise BadRequest(f"a token named {name!r} exists already; pick another name")
         token = secrets.token_urlsafe(32)
-        hashes = dict(self._hashes)
-        hashes[name] = _hash(token)
-        _write_private(self.hashes_path, json.dumps(hashes, indent=1))
+        entries[name] = (_new_id(), _hash(token))
+        self._write(entries)
         self._load()
         return token
 
@@ -159,19 +203,32 @@ class TokenStore:
             self._ephemeral[name] = _hash(token)
         return token
 
+    def delete(self, name: str) -> None:
+        """Revoke a named token: a running daemon closes its WebSockets and refuses it."""
+        self.ensure()
+        entries = self._read()
+        if name not in entries:
+            raise BadRequest(f"no token named {name!r}; `token list` shows the names")
+        del entries[name]
+        self._write(entries)
+        self._load()
+
     def names(self) -> list[str]:
-        self._reload_if_changed()
-        return sorted(self._hashes)
+        self.reload_if_changed()
+        return sorted(self._entries)
+
+    def ids(self) -> set[str]:
+        return {tid for tid, _ in self._entries.values()}
 
     def verify(self, token: str) -> str:
-        """Return the token's name, or raise Unauthorized."""
-        self._reload_if_changed()
+        """Return the token's id (what owns its sessions), or raise Unauthorized."""
+        self.reload_if_changed()
         digest = _hash(token)
         found: str | None = None
         # Compare with every entry so timing does not depend on where a match is.
-        for name, stored in (*self._hashes.items(), *self._ephemeral.items()):
+        for tid, stored in (*self._entries.values(), *self._ephemeral.items()):
             if hmac.compare_digest(digest, stored):
-                found = name
+                found = tid
         if found is None:
             raise Unauthorized("the bearer token is not valid for this daemon")
         return found

@@ -10,10 +10,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...ledger.errors import StorageError
 from ...protocol import VERSION, ErrorCode, TaskStatus
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
@@ -127,6 +128,18 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             {"error": code, "message": message}, status_code=status, headers=exc.headers
         )
 
+    @app.exception_handler(StorageError)
+    async def _storage(_request: Request, exc: StorageError) -> JSONResponse:
+        log.error("storage failure", error=str(exc))
+        return JSONResponse(
+            {
+                "error": ErrorCode.STORAGE_UNAVAILABLE,
+                "message": f"the daemon could not record this ({exc}); nothing of it was "
+                "recorded: try again once its storage works (GET /ready)",
+            },
+            status_code=503,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", error=type(exc).__name__)
@@ -140,6 +153,11 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(_owner: Owner) -> dict[str, Any]:
         return app.openapi()
+
+    @app.get("/ready")
+    async def ready(_owner: Owner, endpoint: Ep) -> JSONResponse:
+        ok, body = endpoint.readiness()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/endpoints")
     async def list_endpoints(_owner: Owner, endpoint: Ep) -> dict[str, Any]:
@@ -257,10 +275,23 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         view: Literal["events", "tasks"] = "events",
-    ) -> dict[str, Any]:
-        return await endpoint.history(
+    ) -> Any:
+        if view == "tasks":
+            return await endpoint.history_tasks(
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                status=status,
+                label=label,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+            )
+        # Already JSON text: encoding event data twice (and holding it as Python objects
+        # in between) cost GBs of memory for pages of large events.
+        text = await endpoint.history_events(
             owner=owner,
-            view=view,
             session_id=session_id,
             task_id=task_id,
             status=status,
@@ -269,8 +300,8 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             until=until,
             after=after,
             limit=limit,
-            offset=offset,
         )
+        return Response(content=text, media_type="application/json")
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

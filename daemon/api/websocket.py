@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...protocol import TOPICS, CloseCode, resume_reason
+from ...protocol import TOPICS, CloseCode, envelope_text, resume_reason
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
+from ..runtime.throttle import Throttle
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
 
@@ -40,6 +41,22 @@ log = get_logger(__name__)
 _SEND_TIMEOUT = 10.0
 # Seqs are SQLite integers (64-bit).
 _MAX_SEQ = 2**63 - 1
+# Refused handshakes are logged once per source address per this many seconds.
+REFUSAL_LOG_INTERVAL = 60.0
+_refusals = Throttle(interval=REFUSAL_LOG_INTERVAL)
+
+
+def _log_refusal(websocket: WebSocket, reason: str) -> None:
+    source = websocket.client.host if websocket.client is not None else "?"
+    held = _refusals.allow(source)
+    if held is not None:
+        log.warning(
+            "websocket handshake refused",
+            source=source,
+            reason=reason,
+            refused_before_unlogged=held,
+            interval=REFUSAL_LOG_INTERVAL,
+        )
 
 
 class _Reject(Exception):
@@ -79,18 +96,28 @@ class Connections:
     """Open WebSocket connections, so shutdown can close them with 1001 going away."""
 
     def __init__(self) -> None:
-        self.open: set[WebSocket] = set()
+        # Each open WebSocket and the id of the token it authenticated with.
+        self.open: dict[WebSocket, str] = {}
         self.closing = False
+
+    async def _close(self, sockets: list[WebSocket], code: int, reason: str) -> None:
+        async def close(ws: WebSocket) -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code, reason), timeout=2)
+
+        await asyncio.gather(*(close(ws) for ws in sockets))
 
     async def close_all(self) -> None:
         self.closing = True
-        sockets = list(self.open)
+        await self._close(list(self.open), CloseCode.GOING_AWAY, "going away")
 
-        async def close(ws: WebSocket) -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(CloseCode.GOING_AWAY, "going away"), timeout=2)
-
-        await asyncio.gather(*(close(ws) for ws in sockets))
+    async def close_owned_by(self, owners: set[str]) -> int:
+        """Close the WebSockets of revoked tokens (1008: reconnecting cannot help)."""
+        sockets = [ws for ws, owner in self.open.items() if owner in owners]
+        for ws in sockets:
+            self.open.pop(ws, None)
+        await self._close(sockets, CloseCode.POLICY, "the client token was revoked")
+        return len(sockets)
 
 
 async def serve_websocket(
@@ -99,6 +126,7 @@ async def serve_websocket(
     try:
         owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
     except DaemonError as exc:
+        _log_refusal(websocket, exc.message)
         # Refuse the handshake with a real 401 where the server supports it.
         with contextlib.suppress(Exception):
             await websocket.send_denial_response(
@@ -122,7 +150,7 @@ async def serve_websocket(
         return
 
     await websocket.accept()
-    connections.open.add(websocket)
+    connections.open[websocket] = owner
     listener = endpoint.hub.attach(
         Listener(
             owner=owner,
@@ -143,15 +171,20 @@ async def serve_websocket(
         # even if nothing happens before it has to reconnect.
         await _send(websocket, _heartbeat(head), last)
         if since is not None:
-            async for stored in endpoint.store.events_since(
+            # Stored JSON spliced into the envelope: a replay of large events never holds
+            # them decoded.
+            async for seq, at, kind, owner_, sid, tid, data in endpoint.store.raw_events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
             ):
                 if listener.lagged:
                     break
-                if not listener.matches(stored):
+                if not listener.accepts(owner_, sid, tid, kind):
                     continue
-                await _send(websocket, message_text(stored), last)
-                last = stored.seq
+                text = envelope_text(
+                    seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+                )
+                await _send(websocket, text, last)
+                last = seq
         await _live(websocket, endpoint, listener, last, reader)
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that
@@ -164,7 +197,7 @@ async def serve_websocket(
         pass
     finally:
         endpoint.hub.detach(listener)
-        connections.open.discard(websocket)
+        connections.open.pop(websocket, None)
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader

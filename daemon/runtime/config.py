@@ -51,6 +51,17 @@ class Config:
     bridge_token: str | None = dataclasses.field(default=None, repr=False)
     bridge_token_file: Path | None = None
     bridge_ca_bundle: str | None = None
+    # Seconds a client has to send a request's headers (from its connect or the previous
+    # answer) before it is answered 408 and closed; bodies get BODY_TIMEOUT_FACTOR times it.
+    header_timeout: float = 10.0
+    # Open HTTP connections at most (lowered to fit the file descriptor limit), and of
+    # those at most max_untrusted that have not yet shown a valid token: a new one beyond
+    # that pushes out the oldest untrusted connection.
+    max_connections: int = 16384
+    max_untrusted: int = 8192
+    # Bytes of paths (and label) one submit may carry; Globus documents no limit, and each
+    # byte is kept in the ledger for good. Above it: 413 asking to split the submit.
+    max_submit_bytes: int = 2 * 2**20
 
     @property
     def ledger_path(self) -> Path:
@@ -76,6 +87,10 @@ _FIELDS: dict[str, Any] = {
     "bridge_token": str,
     "bridge_token_file": lambda v: Path(str(v)).expanduser(),
     "bridge_ca_bundle": str,
+    "header_timeout": float,
+    "max_connections": int,
+    "max_untrusted": int,
+    "max_submit_bytes": int,
 }
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})
@@ -86,11 +101,20 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         converted = _FIELDS[key](value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
-    if key in ("poll_interval", "heartbeat_interval", "max_backoff") and converted <= 0:
+    if (
+        key in ("poll_interval", "heartbeat_interval", "max_backoff", "header_timeout")
+        and converted <= 0
+    ):
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
     if key == "stall_after" and converted < 0:
         raise ConfigError(f"{origin}: stall_after must be 0 (never) or more, got {value!r}")
-    if key in ("ws_queue_size", "globus_threads") and converted < 1:
+    if key in (
+        "ws_queue_size",
+        "globus_threads",
+        "max_connections",
+        "max_untrusted",
+        "max_submit_bytes",
+    ) and (converted < 1):
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:
         raise ConfigError(f"{origin}: port must be 0..65535, got {value!r}")

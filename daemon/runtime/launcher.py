@@ -107,6 +107,25 @@ class DaemonProcess:
         )
         return out.stdout.decode().strip()
 
+    def delete_token(self, name: str) -> None:
+        """Run ``orbit-globus-endpoint token delete NAME``."""
+        subprocess.run(
+            [
+                self.python,
+                "-m",
+                "radical.orbit.daemon",
+                "token",
+                "delete",
+                name,
+                "--state-dir",
+                str(self.state_dir),
+            ],
+            env=self._environ(),
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def _environ(self) -> dict[str, str]:

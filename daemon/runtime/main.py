@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,16 +24,20 @@ from typing import Any
 
 import uvicorn
 
-from ..api.auth import TokenStore, credential_hash
+from ...ledger.errors import LedgerError
+from ..api.auth import TokenStore, credential_hash, parse_bearer
 from ..api.bridge_link import start_link
+from ..api.connections import ConnectionGuard, DenyingWebSocketProtocol, guarded_protocol
 from ..api.routes import create_app
 from ..api.websocket import Connections
-from ..errors import DaemonError
+from ..errors import DaemonError, LedgerUnusable
 from ..service.endpoint import EndpointService
 from ..service.store import Store
 from .config import Config, load_config
+from .ledger_check import SeqMark, check_ledger
 from .logs import configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
+from .resources import ResourceErrorLog, connection_budget, raise_nofile_limit
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
 
 __all__ = ["main", "serve"]
@@ -78,6 +83,31 @@ async def _status_loop(notifier: SystemdNotifier, endpoint: EndpointService) -> 
         await asyncio.sleep(5)
 
 
+def _make_private(state_dir: Path, *files: Path) -> None:
+    """Mode 0700 for the state folder and 0600 for the files in it that exist.
+
+    The umask covers what this process creates; an existing folder (made by hand, or by
+    an older version) and files SQLite created before (-wal and -shm follow the database
+    file's mode only when they are made) are tightened here at every start.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(state_dir, 0o700)
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
+
+
+def _state_files(config: Config) -> list[Path]:
+    ledger = config.ledger_path
+    names = ("token", "tokens.json", "endpoint.json", "daemon.lock")
+    return [
+        ledger,
+        ledger.with_name(ledger.name + "-wal"),
+        ledger.with_name(ledger.name + "-shm"),
+        *(config.state_dir / name for name in names),
+    ]
+
+
 def _lock_state_dir(state_dir: Path) -> int:
     """Hold an exclusive lock on the state folder for the life of the process.
 
@@ -99,10 +129,46 @@ def _lock_state_dir(state_dir: Path) -> int:
     return fd
 
 
-def _uvicorn_config(app: Any) -> uvicorn.Config:
+# A request body gets this many times the header timeout (a 4 MiB body on a slow link).
+BODY_TIMEOUT_FACTOR = 6
+# Connections asyncio accepts per turn of the event loop (its backlog argument): small, so
+# a flood cannot take many descriptors before the guard sees them, nor push a fresh
+# client's connection out of the untrusted pool before its first bytes are read.
+_ACCEPT_BATCH = 128
+# The kernel's queue of connections waiting for accept: deep, so a flood fills it less
+# easily and a client's SYN is not dropped (a dropped SYN costs the client a 1 s retry).
+_LISTEN_QUEUE = 4096
+
+
+def _authorizer(tokens: TokenStore) -> Any:
+    def authorized(header: bytes) -> bool:
+        try:
+            tokens.verify(parse_bearer(header.decode("latin-1")))
+        except DaemonError:
+            return False
+        return True
+
+    return authorized
+
+
+def _uvicorn_config(app: Any, *, config: Config, tokens: TokenStore, nofile: int) -> uvicorn.Config:
+    # Descriptors asyncio may have accepted before the guard admits them (two turns).
+    connections = connection_budget(
+        wanted=config.max_connections, nofile=nofile - 2 * _ACCEPT_BATCH
+    )
+    guard = ConnectionGuard(max_connections=connections, max_untrusted=config.max_untrusted)
     return uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        http=guarded_protocol(
+            guard=guard,
+            authorized=_authorizer(tokens),
+            header_timeout=config.header_timeout,
+            body_timeout=config.header_timeout * BODY_TIMEOUT_FACTOR,
+        ),
+        # Everything open (HTTP and WebSocket) beyond the guard's cap answers 503.
+        limit_concurrency=connections + 64,
+        backlog=_ACCEPT_BATCH,
+        ws=DenyingWebSocketProtocol,
         lifespan="off",
         log_config=None,
         access_log=False,
@@ -115,7 +181,37 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
     )
 
 
+async def _open_ledger(config: Config, mark: SeqMark) -> Store:
+    """Check the ledger, open it above the high-water mark, and keep the mark current."""
+    path = config.ledger_path
+    own = await asyncio.to_thread(check_ledger, path, high_water=mark.value)
+    try:
+        store = await Store.open(path, min_seq=mark.value)
+    except (LedgerError, sqlite3.DatabaseError) as exc:
+        raise LedgerUnusable(
+            f"the ledger {path} cannot be opened: {exc}. If it was written by a newer "
+            "orbit-globus, run that version (or restore the backup taken before the "
+            "upgrade); otherwise restore it from a backup (docs/operations.md, section 6)"
+        ) from None
+    if own < mark.value:
+        log.warning(
+            "the ledger is older than this state folder (restored from a backup?): new "
+            "events continue after the seqs clients may already hold",
+            ledger_high_water=own,
+            next_seq=mark.value + 1,
+        )
+    mark.open(await store.head())
+    store.attach(mark)
+    return store
+
+
 async def serve(config: Config) -> int:
+    nofile = raise_nofile_limit()
+    asyncio.get_running_loop().set_exception_handler(ResourceErrorLog())
+    # Everything the daemon creates is private to its uid (the ledger's -wal and -shm
+    # included, which SQLite creates with 0644 under the common umask 022).
+    os.umask(0o077)
+    _make_private(config.state_dir, *_state_files(config))
     notifier = SystemdNotifier()
     tokens = TokenStore(config.state_dir, default_hash=credential_hash(os.environ))
     if tokens.ensure():
@@ -128,15 +224,23 @@ async def serve(config: Config) -> int:
     lock = _lock_state_dir(config.state_dir)
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
     sock = _bind(config.host, config.port)
-    store = await Store.open(config.ledger_path)
+    mark = SeqMark(config.state_dir)
+    try:
+        store = await _open_ledger(config, mark)
+    except BaseException:
+        sock.close()
+        os.close(lock)
+        raise
+    _make_private(config.state_dir, *_state_files(config))
     endpoint = EndpointService(config, store=store, tokens=tokens)
     endpoint_file = config.state_dir / "endpoint.json"
     try:
         await endpoint.start()
-        return await _run(config, endpoint, sock, notifier, endpoint_file)
+        return await _run(config, endpoint, sock, notifier, endpoint_file, nofile=nofile)
     finally:
         await endpoint.close()
         await store.close()
+        mark.close()
         with contextlib.suppress(OSError, ValueError):
             if json.loads(endpoint_file.read_text()).get("pid") == os.getpid():
                 endpoint_file.unlink()
@@ -151,10 +255,12 @@ async def _run(
     sock: socket.socket,
     notifier: SystemdNotifier,
     endpoint_file: Path,
+    *,
+    nofile: int,
 ) -> int:
     connections = Connections()
     app = create_app(endpoint, connections)
-    server = _Server(_uvicorn_config(app))
+    server = _Server(_uvicorn_config(app, config=config, tokens=endpoint.tokens, nofile=nofile))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -166,6 +272,9 @@ async def _run(
     if serving.done():
         serving.result()
         return 1
+    # asyncio listened with the accept batch as queue length; listen() again only deepens
+    # the kernel's queue (Linux allows it on a listening socket).
+    sock.listen(_LISTEN_QUEUE)
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
@@ -183,11 +292,13 @@ async def _run(
         poll_interval=config.poll_interval,
         local_collection=endpoint.default_local,
         frozen_objects=frozen,
+        open_files_limit=nofile,
     )
     helpers = [
         asyncio.create_task(watchdog_loop(notifier), name="watchdog"),
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
+        asyncio.create_task(_watch_tokens(endpoint, connections), name="tokens"),
     ]
     if link is not None:
         helpers.append(link)
@@ -203,6 +314,21 @@ async def _run(
     for task in (*helpers, stopped):
         task.cancel()
     return 0
+
+
+# Seconds between looks at tokens.json: a deleted token's WebSockets close within this.
+TOKEN_WATCH_INTERVAL = 0.5
+
+
+async def _watch_tokens(endpoint: EndpointService, connections: Connections) -> None:
+    """Close the WebSockets of deleted tokens at once (``token delete`` is another process;
+    under systemd it cannot even signal this one, so the file is watched)."""
+    while True:
+        await asyncio.sleep(TOKEN_WATCH_INTERVAL)
+        revoked = endpoint.tokens.reload_if_changed()
+        if revoked:
+            closed = await connections.close_owned_by(revoked)
+            log.warning("client tokens revoked", websockets_closed=closed)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,6 +360,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--state-dir")
     add.add_argument("--quiet", action="store_true", help="print only the token")
+    delete = token_sub.add_parser(
+        "delete",
+        help="revoke a named client token (a running daemon closes its connections)",
+        argument_default=argparse.SUPPRESS,
+    )
+    delete.add_argument("name")
+    delete.add_argument("--state-dir")
     lst = token_sub.add_parser("list", help="list token names", argument_default=argparse.SUPPRESS)
     lst.add_argument("--state-dir")
     return parser
@@ -267,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"token {args.name!r} (shown once; give it to the client):", file=sys.stderr
                     )
                 print(value)
+            elif args.action == "delete":
+                tokens.delete(args.name)
+                print(f"token {args.name!r} deleted", file=sys.stderr)
             else:
                 tokens.ensure()
                 print("\n".join(tokens.names()))
@@ -276,4 +412,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(config))
     except DaemonError as exc:
         print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
-        return 2
+        return exc.exit_status

@@ -11,16 +11,16 @@ import time
 from typing import Any
 
 from ...ledger import events as ev
-from ...protocol import VERSION, is_terminal
+from ...protocol import VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, DaemonError, NotFound, PayloadTooLarge
 from ..globus.credentials import Credential, Secret
 from ..globus.local_collection import resolve_collection, resolve_default_local_collection
 from ..globus.ops import GlobusOps, is_auth_failure, map_error
 from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
-from .hub import EventHub, Listener, message_for
+from .hub import EventHub, Listener
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
@@ -31,6 +31,30 @@ log = get_logger(__name__)
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
+# Characters of event envelopes in one history page at most (one event at least).
+HISTORY_PAGE_BYTES = 2**20
+# Seconds between checks of a closing session's pending submissions when no event came.
+_CLOSING_RECHECK = 5.0
+
+
+def _check_credential_text(name: str, value: str) -> None:
+    """Globus tokens and client ids are printable ASCII without spaces; anything else
+    (a lone surrogate, CR/LF, a control character) would fail later, in an HTTP header,
+    as "Globus unreachable". The value itself is never echoed."""
+    bad = next((c for c in value if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise BadRequest(
+            f"{name} holds a character that no Globus credential has (U+{ord(bad):04X} at "
+            f"position {value.index(bad)}); send the token exactly as Globus issued it"
+        )
+
+
+def _refuse_if_closing(session: Session) -> None:
+    if session.closing:
+        raise BadRequest(
+            f"session {session.sid} was unregistered and closes once its pending submissions "
+            "are answered; register a new session for new work"
+        )
 
 
 def trouble_policy(body: dict[str, Any] | None) -> ev.TroublePolicy | None:
@@ -74,12 +98,16 @@ class EndpointService:
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.sessions.load()
         await self.hub.start()
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.poller.close()
         await self.submitter.close()
         await self.hub.close()
@@ -94,6 +122,19 @@ class EndpointService:
         await self.submitter.resume(session)
 
     # -- endpoint ------------------------------------------------------------------------
+
+    @property
+    def storage_ok(self) -> bool:
+        """False from a failed ledger append (disk full, I/O error) until one succeeds."""
+        return self.store.storage_error is None
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, what /ready answers): the conditions that stop the daemon from working."""
+        body: dict[str, Any] = {"ready": self.storage_ok, "storage": "ok"}
+        if not self.storage_ok:
+            body["storage"] = "failing"
+            body["storage_error"] = self.store.storage_error
+        return self.storage_ok, body
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -120,6 +161,13 @@ class EndpointService:
         sid: str | None,
         policy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        for name, value in (
+            ("access_token", access_token),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ):
+            if value is not None:
+                _check_credential_text(name, value)
         if refresh_token is not None:
             if not client_id:
                 raise BadRequest("refresh_token needs client_id (the native app that issued it)")
@@ -141,10 +189,46 @@ class EndpointService:
         }
 
     async def unregister(self, *, owner: str, sid: str) -> dict[str, Any]:
-        self.sessions.get(owner, sid)
+        session = self.sessions.get(owner, sid)
+        pending = [p.submission_id for p in await self.store.pending_submissions(sid)]
+        if pending:
+            # Closing now would drop them for good: a closed session is never registered
+            # again, so nothing would ever send them. Keep the session (and its
+            # credential) until Globus answered each, then close it.
+            if not session.closing:
+                session.closing = True
+                self._spawn(self._close_when_resolved(session))
+            log.info("session closing after its pending submissions", sid=sid, pending=pending)
+            return {"sid": sid, "closed": False, "pending_submissions": pending}
         self.poller.stop(sid)
         await self.sessions.unregister(owner=owner, sid=sid)
         return {"sid": sid, "closed": True}
+
+    async def _close_when_resolved(self, session: Session) -> None:
+        listener = self.hub.attach(
+            Listener(owner=session.owner, session_id=session.sid, topics=None, maxsize=64)
+        )
+        try:
+            while await self.store.pending_submissions(session.sid):
+                # Woken by any event of the session (a submission resolved); the timeout
+                # covers a session whose retries are waiting for a new credential.
+                await listener.next(_CLOSING_RECHECK)
+                listener.clear()
+            while self.sessions.find(session.sid) is session:
+                try:
+                    await self.sessions.unregister(owner=session.owner, sid=session.sid)
+                except DaemonError as exc:  # storage failing: try again later
+                    log.warning("closing session failed", sid=session.sid, error=exc.code)
+                    await asyncio.sleep(_CLOSING_RECHECK)
+                else:
+                    self.poller.stop(session.sid)
+        finally:
+            self.hub.detach(listener)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def session(self, owner: str, sid: str) -> Session:
         return self.sessions.get(owner, sid)
@@ -156,7 +240,23 @@ class EndpointService:
 
     # -- submits -------------------------------------------------------------------------
 
+    def _check_budget(self, paths: int, size: int) -> None:
+        if size > self.config.max_submit_bytes:
+            raise PayloadTooLarge(
+                f"the submit names {paths} paths of {size} bytes in all, over this daemon's "
+                f"budget of {self.config.max_submit_bytes} bytes per submit; split it into "
+                "several submits",
+                limit=self.config.max_submit_bytes,
+                size=size,
+            )
+
     async def submit_transfer(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_if_closing(session)
+        self._check_budget(
+            2 * len(body["items"]),
+            sum(len(i["source"].encode()) + len(i["destination"].encode()) for i in body["items"])
+            + len((body.get("label") or "").encode()),
+        )
         items = tuple(
             ev.TransferItem(
                 source=i["source"], destination=i["destination"], recursive=bool(i["recursive"])
@@ -178,6 +278,11 @@ class EndpointService:
         return await self.submitter.submit(session, request)
 
     async def submit_delete(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_if_closing(session)
+        self._check_budget(
+            len(body["paths"]),
+            sum(len(p.encode()) for p in body["paths"]) + len((body.get("label") or "").encode()),
+        )
         request = ev.DeleteRequest(
             collection=self.collection(session, body["collection"]),
             paths=tuple(body["paths"]),
@@ -297,11 +402,42 @@ class EndpointService:
 
     # -- history -------------------------------------------------------------------------
 
-    async def history(
+    async def history_tasks(
         self,
         *,
         owner: str,
-        view: str,
+        session_id: str | None,
+        task_id: str | None,
+        status: str | None,
+        label: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int,
+        offset: int,
+    ) -> dict[str, Any]:
+        """The tasks view of the history: task rows, newest first."""
+        if session_id is not None:
+            self.sessions_known(owner, session_id)
+        if task_id is not None:
+            row = await self.store.task(task_id)
+            rows = [row] if row is not None and row.owner == owner else []
+        else:
+            rows = await self.store.tasks(
+                owner=owner,
+                session_id=session_id,
+                status=status,
+                label=label,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+            )
+        return {"tasks": [task_json(r) for r in rows]}
+
+    async def history_events(
+        self,
+        *,
+        owner: str,
         session_id: str | None,
         task_id: str | None,
         status: str | None,
@@ -310,31 +446,22 @@ class EndpointService:
         until: float | None,
         after: int,
         limit: int,
-        offset: int,
-    ) -> dict[str, Any]:
+    ) -> str:
+        """A page of the events view as JSON text ``{"events": [...], "next_after": N}``.
+
+        Bounded by ``limit`` events and by HISTORY_PAGE_BYTES of text (one event at least):
+        a page of large events (submits of 4 MB requests) is cut short and ``next_after``
+        says where the next one starts. The envelopes are encoded once, as the WebSocket
+        sends them, and joined: no second copy as Python objects."""
         if session_id is not None:
             self.sessions_known(owner, session_id)
-        if view == "tasks":
-            if task_id is not None:
-                row = await self.store.task(task_id)
-                rows = [row] if row is not None and row.owner == owner else []
-            else:
-                rows = await self.store.tasks(
-                    owner=owner,
-                    session_id=session_id,
-                    status=status,
-                    label=label,
-                    since=since,
-                    until=until,
-                    limit=limit,
-                    offset=offset,
-                )
-            return {"tasks": [task_json(r) for r in rows]}
-        events: list[dict[str, Any]] = []
+        texts: list[str] = []
+        size = 0
         last = after
         fields = {k: v for k, v in (("status", status), ("label", label)) if v is not None}
+        more = False
         # Every filter runs in SQL, so events the filters skip are never decoded here.
-        async for stored in self.store.events_since(
+        async for seq, at, kind, _, sid, tid, data in self.store.raw_events_since(
             after,
             owner=owner,
             session_id=session_id,
@@ -342,12 +469,17 @@ class EndpointService:
             times=(since, until),
             data=fields,
         ):
-            last = stored.seq
-            events.append(message_for(stored))
-            if len(events) >= limit:
+            if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
+                more = True
                 break
-        more = len(events) >= limit
-        return {"events": events, "next_after": last if more else None}
+            text = envelope_text(
+                seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+            )
+            texts.append(text)
+            size += len(text)
+            last = seq
+        next_after = str(last) if more else "null"
+        return '{"events":[' + ",".join(texts) + '],"next_after":' + next_after + "}"
 
     def sessions_known(self, owner: str, sid: str) -> None:
         """History may name closed sessions; they must still belong to this token."""

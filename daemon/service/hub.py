@@ -18,7 +18,7 @@ from typing import Any
 from ...protocol import build_envelope, topic_of
 from .store import Store, StoredEvent
 
-__all__ = ["EventHub", "Listener", "message_for", "message_text"]
+__all__ = ["EventHub", "Listener", "message_for", "message_text", "text_cache_size"]
 
 
 def message_for(stored: StoredEvent) -> dict[str, Any]:
@@ -33,20 +33,34 @@ def message_for(stored: StoredEvent) -> dict[str, Any]:
     )
 
 
+# The cache of envelope texts is bounded in entries and in bytes; an event larger than
+# _TEXT_CACHE_ITEM (a submit_requested of a large transfer) is encoded for each use instead.
 _TEXT_CACHE = 4096
+_TEXT_CACHE_BYTES = 8 * 2**20
+_TEXT_CACHE_ITEM = 256 * 2**10
 _texts: collections.OrderedDict[int, str] = collections.OrderedDict()
+_text_bytes = 0
 
 
 def message_text(stored: StoredEvent) -> str:
     """The JSON text of an event's envelope, built once for all listeners that get it
     (the daemon has one ledger, so seq identifies an event)."""
+    global _text_bytes
     text = _texts.get(stored.seq)
     if text is None:
         text = json.dumps(message_for(stored), separators=(",", ":"))
-        _texts[stored.seq] = text
-        if len(_texts) > _TEXT_CACHE:
-            _texts.popitem(last=False)
+        if len(text) <= _TEXT_CACHE_ITEM:
+            _texts[stored.seq] = text
+            _text_bytes += len(text)
+            while len(_texts) > _TEXT_CACHE or _text_bytes > _TEXT_CACHE_BYTES:
+                _, dropped = _texts.popitem(last=False)
+                _text_bytes -= len(dropped)
     return text
+
+
+def text_cache_size() -> tuple[int, int]:
+    """(entries, characters) held by the envelope text cache."""
+    return len(_texts), _text_bytes
 
 
 class Listener:
@@ -72,13 +86,18 @@ class Listener:
         self._waiter: asyncio.Future[None] | None = None
 
     def matches(self, stored: StoredEvent) -> bool:
-        if stored.owner != self.owner:
+        return self.accepts(stored.owner, stored.session_id, stored.task_id, stored.kind)
+
+    def accepts(
+        self, owner: str | None, session_id: str | None, task_id: str | None, kind: str
+    ) -> bool:
+        if owner != self.owner:
             return False
-        if self.session_id is not None and stored.session_id != self.session_id:
+        if self.session_id is not None and session_id != self.session_id:
             return False
-        if self.task_id is not None and stored.task_id != self.task_id:
+        if self.task_id is not None and task_id != self.task_id:
             return False
-        return self.topics is None or topic_of(stored.kind) in self.topics
+        return self.topics is None or topic_of(kind) in self.topics
 
     def offer(self, stored: StoredEvent) -> None:
         if self.lagged:

@@ -15,7 +15,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from ...ledger import events as ev
-from ..errors import CredentialExpired, CredentialMissing, CredentialRejected, NotFound
+from ...ledger.errors import StorageError
+from ..errors import (
+    CredentialExpired,
+    CredentialMissing,
+    CredentialRejected,
+    NotFound,
+    StorageUnavailable,
+)
 from ..globus.credentials import Credential
 from ..globus.ops import GlobusOps, SessionClients, is_auth_failure, map_error
 from ..runtime.logs import get_logger
@@ -42,6 +49,9 @@ class Session:
     expired: bool = False
     # The default trouble policy of the session's submits (they may name their own).
     policy: ev.TroublePolicy | None = None
+    # Unregistered while submissions were pending: no new work is taken, the pending
+    # submissions are still sent, and the session closes once none is left.
+    closing: bool = False
 
     @property
     def usable(self) -> bool:
@@ -116,27 +126,42 @@ class SessionRegistry:
                 raise CredentialRejected() from None
             raise map_error(exc, sid=sid or "(new)") from None
         async with self._lock:
+            sid = new_sid() if existing is None else existing.sid
+            local = local_collection
+            if existing is not None and local is None:
+                local = existing.local_collection
+            if policy is None and existing is not None:
+                policy = existing.policy
+            try:
+                # Recorded first: a session the ledger does not know must not exist in
+                # memory (with a live credential) either.
+                await self._store.session_opened(
+                    owner=owner,
+                    session_id=sid,
+                    local_collection=local,
+                    auth=credential.kind,
+                    policy=policy,
+                )
+            except StorageError as exc:
+                clients.close()
+                credential.forget()
+                raise StorageUnavailable(
+                    f"the daemon could not record the session ({exc}); it was not opened and "
+                    "the credential was not kept: register again once the daemon's storage "
+                    "works (GET /ready)",
+                    **({"sid": sid} if existing is not None else {}),
+                ) from None
             if existing is None:
-                sid = new_sid()
-                session = Session(sid=sid, owner=owner, local_collection=local_collection)
+                session = Session(sid=sid, owner=owner, local_collection=local)
                 self._sessions[sid] = session
             else:
                 session = existing
                 session.drop_credential()
-                if local_collection is not None:
-                    session.local_collection = local_collection
-            if policy is not None:
-                session.policy = policy
+                session.local_collection = local
+            session.policy = policy
             session.credential = credential
             session.clients = clients
             session.expired = False
-            await self._store.session_opened(
-                owner=owner,
-                session_id=session.sid,
-                local_collection=session.local_collection,
-                auth=credential.kind,
-                policy=session.policy,
-            )
         log.info(
             "session registered",
             sid=session.sid,
@@ -151,9 +176,16 @@ class SessionRegistry:
     async def unregister(self, *, owner: str, sid: str) -> None:
         session = self.get(owner, sid)
         async with self._lock:
+            try:
+                await self._store.session_closed(owner=owner, session_id=sid)
+            except StorageError as exc:
+                raise StorageUnavailable(
+                    f"the daemon could not record the close of session {sid} ({exc}); the "
+                    "session stays open: unregister again once the daemon's storage works",
+                    sid=sid,
+                ) from None
             self._sessions.pop(sid, None)
             session.drop_credential()
-            await self._store.session_closed(owner=owner, session_id=sid)
         log.info("session closed", sid=sid, owner=owner)
 
     async def mark_expired(self, session: Session, message: str) -> bool:
@@ -161,9 +193,13 @@ class SessionRegistry:
         if session.expired or session.clients is None:
             return False
         session.expired = True
-        await self._store.credential_expired(
-            owner=session.owner, session_id=session.sid, message=message
-        )
+        try:
+            await self._store.credential_expired(
+                owner=session.owner, session_id=session.sid, message=message
+            )
+        except StorageError as exc:
+            # In memory the session is expired all the same; the event is informational.
+            log.error("cannot record the expired credential", sid=session.sid, error=str(exc))
         log.warning("session credential expired", sid=session.sid)
         return True
 

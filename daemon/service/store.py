@@ -13,10 +13,12 @@ from typing import Any
 
 from ...ledger import Ledger, SubmissionRow, TaskRow
 from ...ledger import events as ev
+from ...ledger.errors import StorageError
 from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
+from ...ledger.store import RawEvent
 
-__all__ = ["Store", "StoredEvent", "row_dict"]
+__all__ = ["RawEvent", "Store", "StoredEvent", "row_dict"]
 
 _OPEN = ("ACTIVE", "INACTIVE")
 
@@ -29,10 +31,24 @@ def row_dict(row: TaskRow) -> dict[str, Any]:
 class Store:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        # The last storage failure (None while appends succeed): readiness reports it.
+        self.storage_error: str | None = None
+
+    async def _append(self, event: ev.Event) -> StoredEvent:
+        return (await self._append_many([event]))[0]
+
+    async def _append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
+        try:
+            stored = list(await self.ledger.append_many(list(events)))
+        except StorageError as exc:
+            self.storage_error = str(exc)
+            raise
+        self.storage_error = None
+        return stored
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        return cls(await Ledger.open(path))
+    async def open(cls, path: Path, *, min_seq: int = 0) -> Store:
+        return cls(await Ledger.open(path, min_seq=min_seq))
 
     async def close(self) -> None:
         await self.ledger.close()
@@ -51,7 +67,7 @@ class Store:
         auth: str,
         policy: ev.TroublePolicy | None = None,
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SessionOpened(
                 owner=owner,
                 session_id=session_id,
@@ -62,10 +78,10 @@ class Store:
         )
 
     async def session_closed(self, *, owner: str, session_id: str) -> StoredEvent:
-        return await self.ledger.append(ev.SessionClosed(owner=owner, session_id=session_id))
+        return await self._append(ev.SessionClosed(owner=owner, session_id=session_id))
 
     async def credential_expired(self, *, owner: str, session_id: str, message: str) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
         )
 
@@ -97,7 +113,7 @@ class Store:
         request: ev.TransferRequest | ev.DeleteRequest,
     ) -> StoredEvent:
         kind: ev.TaskType = "TRANSFER" if isinstance(request, ev.TransferRequest) else "DELETE"
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitRequested(
                 owner=owner,
                 session_id=session_id,
@@ -135,12 +151,12 @@ class Store:
             status="ACTIVE",
             policy=request.policy,
         )
-        return await self.ledger.append(event)
+        return await self._append(event)
 
     async def submit_failed(
         self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitFailed(
                 owner=owner,
                 session_id=session_id,
@@ -158,14 +174,14 @@ class Store:
     async def cancel_requested(
         self, *, owner: str, session_id: str, task_id: str, reason: str | None = None
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id, reason=reason)
         )
 
     async def cancel_result(
         self, *, owner: str, session_id: str, task_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelResult(
                 owner=owner, session_id=session_id, task_id=task_id, code=code, message=message
             )
@@ -190,7 +206,7 @@ class Store:
     async def append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
         if not events:
             return []
-        return list(await self.ledger.append_many(list(events)))
+        return await self._append_many(events)
 
     async def task(self, task_id: str) -> TaskRow | None:
         return await self.ledger.task(task_id)
@@ -232,6 +248,10 @@ class Store:
 
     def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
         return self.ledger.events_since(seq, **filters)
+
+    def raw_events_since(self, seq: int, **filters: Any) -> AsyncIterator[RawEvent]:
+        """Events with their data as stored JSON text (for serving them as they are)."""
+        return self.ledger.raw_events_since(seq, **filters)
 
     def attach(self, sink: CommitSink) -> int:
         return self.ledger.attach(sink)

@@ -24,8 +24,8 @@ from typing import Any
 import globus_sdk
 
 from ...ledger import events as ev
-from ...ledger.errors import RejectedEvent
-from ..errors import CancelPending, DaemonError, NotFound, SubmitPending
+from ...ledger.errors import RejectedEvent, StorageError
+from ..errors import CancelPending, DaemonError, NotFound, StorageUnavailable, SubmitPending
 from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error
 from ..runtime.logs import get_logger
 from .sessions import Session, SessionRegistry
@@ -34,6 +34,9 @@ from .store import Store
 __all__ = ["Submitter", "globus_document"]
 
 log = get_logger(__name__)
+
+# Seconds before the first retry of an append that failed on storage (then doubling).
+_RECORD_RETRY = 1.0
 
 
 def globus_document(
@@ -98,12 +101,21 @@ class Submitter:
         except Exception as exc:
             raise await self._failure(session, exc) from None
         submission_id = str(doc["value"])
-        await self._store.submit_requested(
-            owner=session.owner,
-            session_id=session.sid,
-            submission_id=submission_id,
-            request=request,
-        )
+        try:
+            await self._store.submit_requested(
+                owner=session.owner,
+                session_id=session.sid,
+                submission_id=submission_id,
+                request=request,
+            )
+        except StorageError as exc:
+            # Not recorded, so not sent: Globus knows nothing of it. Safe to submit again.
+            raise StorageUnavailable(
+                f"the daemon could not record the submit ({exc}); nothing was sent to Globus: "
+                "submit again once the daemon's storage works (GET /ready)",
+                submission_id=submission_id,
+                sent=False,
+            ) from None
         return await self._send(session, submission_id, request, background_retry=True)
 
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
@@ -136,26 +148,42 @@ class Submitter:
                         self._spawn(self._retry(session, submission_id, request))
                     raise SubmitPending(submission_id, reason) from None
                 error = await self._failure(session, exc)
-                await self._store.submit_failed(
-                    owner=session.owner,
-                    session_id=session.sid,
-                    submission_id=submission_id,
-                    code=str(getattr(exc, "code", None) or error.code),
-                    message=error.message,
+                code = str(getattr(exc, "code", None) or error.code)
+                await self._record(
+                    "submit_failed",
+                    submission_id,
+                    lambda: self._store.submit_failed(
+                        owner=session.owner,
+                        session_id=session.sid,
+                        submission_id=submission_id,
+                        code=code,
+                        message=error.message,
+                    ),
                 )
                 raise error from None
             task_id = str(result["task_id"])
-            try:
-                await self._store.task_submitted(
+
+            async def record() -> Any:
+                return await self._store.task_submitted(
                     owner=session.owner,
                     session_id=session.sid,
                     submission_id=submission_id,
                     task_id=task_id,
                     request=request,
                 )
-            except RejectedEvent:
-                # Already recorded by an earlier attempt whose answer we lost; fine.
-                log.info("submission already recorded", submission_id=submission_id)
+
+            if not await self._record("task_submitted", submission_id, record):
+                # Globus has the task; the ledger will have it once the disk frees (or, after
+                # a restart, when the pending submission is sent again and Globus answers
+                # "Duplicate" with this task id). A client retry would make a second task.
+                raise StorageUnavailable(
+                    f"Globus accepted the submission {submission_id} as task {task_id}, but the "
+                    "daemon could not record it yet; it keeps trying and then announces the "
+                    "task with a task_submitted event: do not resubmit",
+                    submission_id=submission_id,
+                    task_id=task_id,
+                    sent=True,
+                )
             log.info(
                 "task submitted",
                 task_id=task_id,
@@ -190,6 +218,34 @@ class Submitter:
             except DaemonError:
                 return  # recorded as failed (or credential gone): nothing left to retry
 
+    async def _record(self, what: str, key: str, append: Any) -> bool:
+        """Append now; on a storage failure keep trying in the background (until the disk
+        frees or the daemon stops) and return False. A refused event means an earlier
+        attempt recorded it already."""
+        try:
+            await append()
+        except RejectedEvent:
+            log.info("already recorded", what=what, key=key)
+        except StorageError as exc:
+            log.error("cannot record, retrying", what=what, key=key, error=str(exc))
+            self._spawn(self._record_later(what, key, append))
+            return False
+        return True
+
+    async def _record_later(self, what: str, key: str, append: Any) -> None:
+        delay = _RECORD_RETRY
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await append()
+            except RejectedEvent:
+                pass
+            except StorageError:
+                delay = min(self._max_backoff, delay * 2)
+                continue
+            log.info("recorded after a storage failure", what=what, key=key)
+            return
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -203,6 +259,10 @@ class Submitter:
         for pending in await self._store.pending_submissions(session.sid):
             submission_id = pending.submission_id
             request = pending.request
+            if request is None:
+                # Its submit_requested event is gone (pruned by hand): nothing to send.
+                log.error("pending submission without its request", submission_id=submission_id)
+                continue
             log.info("resubmitting pending submission", submission_id=submission_id)
             try:
                 await self._send(session, submission_id, request, background_retry=True)
@@ -234,9 +294,20 @@ class Submitter:
             raise NotFound(f"no task {task_id!r} in session {session.sid}")
         clients = session.require_clients()
         if record_request:
-            await self._store.cancel_requested(
-                owner=session.owner, session_id=session.sid, task_id=task_id, reason=reason
-            )
+            try:
+                await self._store.cancel_requested(
+                    owner=session.owner,
+                    session_id=session.sid,
+                    task_id=task_id,
+                    reason=reason,
+                )
+            except StorageError as exc:
+                raise StorageUnavailable(
+                    f"the daemon could not record the cancel ({exc}); nothing was sent to "
+                    "Globus: cancel again once the daemon's storage works (GET /ready)",
+                    task_id=task_id,
+                    sent=False,
+                ) from None
         try:
             result = await self._ops.run(clients.call, "cancel_task", task_id)
         except Exception as exc:
@@ -248,24 +319,35 @@ class Submitter:
                     self._spawn(self._retry_cancel(session, task_id))
                 raise CancelPending(task_id, reason) from None
             error = await self._failure(session, exc)
-            await self._store.cancel_result(
-                owner=session.owner,
-                session_id=session.sid,
-                task_id=task_id,
-                code=str(getattr(exc, "code", None) or error.code),
-                message=error.message,
+            refused = str(getattr(exc, "code", None) or error.code)
+            await self._record(
+                "cancel_result",
+                task_id,
+                lambda: self._store.cancel_result(
+                    owner=session.owner,
+                    session_id=session.sid,
+                    task_id=task_id,
+                    code=refused,
+                    message=error.message,
+                ),
             )
             raise error from None
         code = str(result.get("code") or "Canceled")
         message = str(result.get("message") or "")
-        await self._store.cancel_result(
-            owner=session.owner,
-            session_id=session.sid,
-            task_id=task_id,
-            code=code,
-            message=message,
+        recorded = await self._record(
+            "cancel_result",
+            task_id,
+            lambda: self._store.cancel_result(
+                owner=session.owner,
+                session_id=session.sid,
+                task_id=task_id,
+                code=code,
+                message=message,
+            ),
         )
-        return {"task_id": task_id, "code": code, "message": message}
+        # Globus's answer is what the client needs; "recorded" says whether the ledger
+        # has it yet (the daemon keeps trying).
+        return {"task_id": task_id, "code": code, "message": message, "recorded": recorded}
 
     async def _retry_cancel(self, session: Session, task_id: str) -> None:
         delay = 1.0

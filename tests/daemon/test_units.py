@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -169,16 +170,40 @@ def test_token_store(tmp_path: Path) -> None:
     default = (tmp_path / "state" / "token").read_text().strip()
     assert store.verify(default) == "default"
     added = store.add("bob")
-    assert store.verify(added) == "bob"
+    bob_id = store.verify(added)
+    assert bob_id not in ("bob", "default")
     # Another process (``token add``) adds a token while the daemon runs: it is picked up.
     other = TokenStore(tmp_path / "state")
     assert other.ensure() is False
     carol = other.add("carol")
-    assert store.verify(carol) == "carol"
+    assert store.verify(carol) not in (bob_id, "carol")
+    # Deleting bob and adding a new bob: a new identity, never the old one's.
+    other.delete("bob")
+    assert store.reload_if_changed() == {bob_id}
+    with pytest.raises(Unauthorized):
+        store.verify(added)
+    new_bob = other.add("bob")
+    assert store.verify(new_bob) != bob_id
     with pytest.raises(Unauthorized):
         store.verify(default + "x")
     assert stat.S_IMODE(os.stat(tmp_path / "state" / "tokens.json").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+
+
+def test_token_files_from_before_ids_keep_their_names_as_ids(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    legacy = {"default": hashlib.sha256(b"d" * 40).hexdigest(), "carol": "0" * 64}
+    (state / "tokens.json").write_text(json.dumps(legacy))
+    store = TokenStore(state)
+    assert store.ensure() is False
+    # Sessions in the ledger are owned by "default" / "carol": they stay theirs.
+    assert store.verify("d" * 40) == "default"
+    dave = store.add("dave")
+    written = json.loads((state / "tokens.json").read_text())
+    assert written["default"] == {"id": "default", "sha256": legacy["default"]}
+    assert written["carol"] == {"id": "carol", "sha256": "0" * 64}
+    assert written["dave"]["id"] == store.verify(dave) != "dave"
 
 
 def test_secret_is_masked_everywhere() -> None:

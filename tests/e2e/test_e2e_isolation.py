@@ -34,6 +34,7 @@ GODATA = [{"source": "/home/share/godata/", "destination": "/~/iso/", "recursive
 # silently test less.
 KNOWN = {
     ("GET", "/endpoints"),
+    ("GET", "/ready"),
     ("POST", "/globus/sessions"),
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),

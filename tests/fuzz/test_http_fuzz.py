@@ -44,6 +44,7 @@ from timing import UNIT
 # without a fuzzer fails test_every_route_is_fuzzed.
 ROUTES = (
     ("GET", "/endpoints"),
+    ("GET", "/ready"),
     ("POST", "/globus/sessions"),
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),

@@ -371,11 +371,12 @@ def test_connect_disconnect_storm_leaks_nothing(
 
 
 def _big_delete(n: int) -> dict[str, Any]:
-    # ~3.6 MB of paths (under the 4 MB body limit): its submit_requested event is as large,
-    # so two of them fill every socket buffer between the daemon and a client.
+    # ~1.96 MB of paths (under the daemon's 2 MiB budget per submit): its submit_requested
+    # event is as large, so two of them fill the socket buffers between the daemon and a
+    # client that reads 4 kB at a time.
     return {
         "collection": TUTORIAL_COLLECTION_2,
-        "paths": [f"/~/slow/{n}/{i:04d}/" + "p" * 3900 for i in range(900)],
+        "paths": [f"/~/slow/{n}/{i:04d}/" + "p" * 3900 for i in range(500)],
         "label": f"big{n}",
     }
 
@@ -393,8 +394,14 @@ async def _head(process: DaemonProcess) -> int:
 
 
 def _seqs_after(http: httpx.Client, seq: int) -> list[int]:
-    answer = http.get("/globus/history", params={"after": seq, "limit": 1000})
-    return [int(e["seq"]) for e in answer.json()["events"]]
+    """Every seq after ``seq``, following ``next_after`` (pages are bounded in bytes too)."""
+    seqs: list[int] = []
+    after: int | None = seq
+    while after is not None:
+        page = http.get("/globus/history", params={"after": after, "limit": 1000}).json()
+        seqs.extend(int(e["seq"]) for e in page["events"])
+        after = page["next_after"]
+    return seqs
 
 
 def test_reader_that_stops_reading_is_closed_with_4008_and_resume_seq(
