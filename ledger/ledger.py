@@ -27,10 +27,12 @@ from ..migrations import Migration, load_migrations
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
 from .feed import CommitSink, LiveFeed
-from .fold import SubmissionRow, TaskRow, submission_key
+from .fold import CancelRow, SessionRow, SubmissionRow, TaskRow, submission_key
 from .schema import connect, migrate
 from .store import (
     dumps,
+    open_sessions,
+    pending_cancels,
     pending_submissions,
     projection_snapshot,
     read_events,
@@ -234,7 +236,8 @@ class Ledger:
                 future.set_result(result)
 
     async def rebuild_projections(self) -> None:
-        """Recompute tasks and submissions from the events, in one transaction."""
+        """Recompute every projection (tasks, submissions, sessions, cancels) from the
+        events, in one transaction."""
         if self._closed:
             raise LedgerClosed("the ledger was closed")
         future: asyncio.Future[None] = self._loop.create_future()
@@ -292,6 +295,17 @@ class Ledger:
             lambda conn: pending_submissions(conn, session_id=session_id)
         )
 
+    async def open_sessions(self) -> list[SessionRow]:
+        """Sessions whose last event opened them, oldest first."""
+        self._check_open()
+        return await self._readers.run(open_sessions)
+
+    async def pending_cancels(self, *, session_id: str | None = None) -> list[CancelRow]:
+        """Cancels requested and not answered yet (a crash or a fault in between), oldest
+        first."""
+        self._check_open()
+        return await self._readers.run(lambda conn: pending_cancels(conn, session_id=session_id))
+
     async def events_since(
         self,
         seq: int = 0,
@@ -335,8 +349,9 @@ class Ledger:
                 return
             cursor = rows[-1].seq
 
-    async def projection_snapshot(self) -> tuple[list[Any], list[Any]]:
-        """Every row of the projection tables, in key order (for consistency checks)."""
+    async def projection_snapshot(self) -> dict[str, list[Any]]:
+        """Every row of the projection tables by table, in key order (for consistency
+        checks)."""
         self._check_open()
         return await self._readers.run(projection_snapshot)
 

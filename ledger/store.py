@@ -15,14 +15,18 @@ from typing import Any
 from .codec import spec_of
 from .errors import LedgerError, ProjectionRebuildError
 from .events import DeleteRequest, FatalError, StoredEvent, TransferRequest, decode_event
-from .fold import SubmissionRow, TaskRow, step
+from .fold import CancelRow, Projections, SessionRow, SubmissionRow, TaskRow, step
 
 __all__ = [
     "TASK_COLUMNS",
     "insert_events",
     "insert_tasks",
+    "load_cancels",
+    "load_sessions",
     "load_submissions",
     "load_tasks",
+    "open_sessions",
+    "pending_cancels",
     "pending_submissions",
     "projection_snapshot",
     "read_events",
@@ -31,18 +35,22 @@ __all__ = [
     "rebuild",
     "sequence_high_water",
     "update_tasks",
+    "upsert_cancels",
+    "upsert_sessions",
     "upsert_submissions",
 ]
 
 TASK_COLUMNS = (
     "task_id, submission_id, owner, session_id, type, status, nice_status, label, source, "
     "destination, bytes_transferred, files_transferred, fatal_error, request_time, "
-    "completion_time, created_seq, last_seq"
+    "completion_time, created_seq, last_seq, observed_time"
 )
 SUBMISSION_COLUMNS = (
     "submission_id, owner, session_id, type, request, state, task_id, code, message, "
     "request_time, requested_seq, last_seq"
 )
+SESSION_COLUMNS = "session_id, owner, local_collection, auth, state, opened_seq, last_seq"
+CANCEL_COLUMNS = "task_id, owner, session_id, state, code, requested_seq, last_seq"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _LOADS = json.loads
 # Host parameters per statement stay under SQLite's default limit (32766 since 3.32).
@@ -94,6 +102,7 @@ def _task_tuple(row: TaskRow) -> tuple[Any, ...]:
         row.completion_time,
         row.created_seq,
         row.last_seq,
+        row.observed_time,
     )
 
 
@@ -117,6 +126,7 @@ def _task_row(values: Sequence[Any]) -> TaskRow:
         completion_time=values[14],
         created_seq=values[15],
         last_seq=values[16],
+        observed_time=values[17],
     )
 
 
@@ -156,6 +166,30 @@ def _submission_row(values: Sequence[Any]) -> SubmissionRow:
         request_time=values[9],
         requested_seq=values[10],
         last_seq=values[11],
+    )
+
+
+def _session_tuple(row: SessionRow) -> tuple[Any, ...]:
+    return (
+        row.session_id,
+        row.owner,
+        row.local_collection,
+        row.auth,
+        row.state,
+        row.opened_seq,
+        row.last_seq,
+    )
+
+
+def _cancel_tuple(row: CancelRow) -> tuple[Any, ...]:
+    return (
+        row.task_id,
+        row.owner,
+        row.session_id,
+        row.state,
+        row.code,
+        row.requested_seq,
+        row.last_seq,
     )
 
 
@@ -203,6 +237,28 @@ def load_submissions(
     return out
 
 
+def load_sessions(conn: sqlite3.Connection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
+    keys = list(set(session_ids))
+    out: dict[str, SessionRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id IN ({marks})"  # noqa: S608
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = SessionRow(*values)
+    return out
+
+
+def load_cancels(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, CancelRow]:
+    keys = list(set(task_ids))
+    out: dict[str, CancelRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {CANCEL_COLUMNS} FROM cancels WHERE task_id IN ({marks})"  # noqa: S608
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = CancelRow(*values)
+    return out
+
+
 def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Rows are ``(seq, time, kind, owner, session_id, task_id, data_json)``."""
     conn.executemany(
@@ -214,14 +270,15 @@ def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> 
 
 def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
     conn.executemany(
-        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})",  # noqa: S608
+        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 18)})",  # noqa: S608
         [_task_tuple(r) for r in rows],
     )
 
 
 _UPDATE_TASK = (
     "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
-    "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ? "
+    "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ?, "
+    "observed_time = ? "
     "WHERE task_id = ?"
 )
 
@@ -245,6 +302,7 @@ def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: b
                 _fatal_json(r.fatal_error),
                 r.completion_time,
                 r.last_seq,
+                r.observed_time,
                 r.task_id,
             )
             for r in rows
@@ -260,10 +318,26 @@ def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) 
     )
 
 
+def upsert_sessions(conn: sqlite3.Connection, rows: Iterable[SessionRow]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+        [_session_tuple(r) for r in rows],
+    )
+
+
+def upsert_cancels(conn: sqlite3.Connection, rows: Iterable[CancelRow]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO cancels ({CANCEL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+        [_cancel_tuple(r) for r in rows],
+    )
+
+
+_PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
-    """Recompute tasks and submissions from the events (caller holds the transaction)."""
-    tasks: dict[str, TaskRow] = {}
-    submissions: dict[str, SubmissionRow] = {}
+    """Recompute every projection from the events (caller holds the transaction)."""
+    maps = Projections()
     cursor = conn.execute(
         "SELECT seq, time, kind, owner, session_id, data FROM events ORDER BY seq"
     )
@@ -271,15 +345,17 @@ def rebuild(conn: sqlite3.Connection) -> None:
         for seq, time, kind, owner, session_id, data in batch:
             try:
                 event = decode_event(kind, owner=owner, session_id=session_id, data=_LOADS(data))
-                step(tasks, submissions, event, seq=seq, time=time)
+                step(maps, event, seq=seq, time=time)
             except LedgerError as exc:
                 raise ProjectionRebuildError(
                     f"event {seq} ({kind}) cannot be folded: {exc}; were events deleted?"
                 ) from exc
-    conn.execute("DELETE FROM tasks")
-    conn.execute("DELETE FROM submissions")
-    insert_tasks(conn, tasks.values())
-    upsert_submissions(conn, submissions.values())
+    for table in _PROJECTION_TABLES:
+        conn.execute(f"DELETE FROM {table}")  # noqa: S608
+    insert_tasks(conn, maps.tasks.values())
+    upsert_submissions(conn, maps.submissions.values())
+    upsert_sessions(conn, maps.sessions.values())
+    upsert_cancels(conn, maps.cancels.values())
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -345,6 +421,18 @@ def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> 
     return [_submission_row(v) for v in conn.execute(sql, params)]
 
 
+def open_sessions(conn: sqlite3.Connection) -> list[SessionRow]:
+    """Every session whose last event opened it, oldest first (from the partial index)."""
+    sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY opened_seq"  # noqa: S608
+    return [SessionRow(*v) for v in conn.execute(sql)]
+
+
+def pending_cancels(conn: sqlite3.Connection, *, session_id: str | None) -> list[CancelRow]:
+    clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
+    sql = f"SELECT {CANCEL_COLUMNS} FROM cancels {clause} ORDER BY requested_seq"  # noqa: S608
+    return [CancelRow(*v) for v in conn.execute(sql, params)]
+
+
 def read_events(
     conn: sqlite3.Connection,
     *,
@@ -390,10 +478,16 @@ def read_events(
     ]
 
 
-def projection_snapshot(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-    """Every projection row in key order (for comparing a rebuild with the live tables)."""
-    tasks = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY task_id").fetchall()  # noqa: S608
-    subs = conn.execute(
-        f"SELECT {SUBMISSION_COLUMNS} FROM submissions ORDER BY submission_id"  # noqa: S608
-    ).fetchall()
-    return tasks, subs
+def projection_snapshot(conn: sqlite3.Connection) -> dict[str, list[Any]]:
+    """Every projection row by table, in key order (to compare a rebuild with the live
+    tables)."""
+    columns = {
+        "tasks": (TASK_COLUMNS, "task_id"),
+        "submissions": (SUBMISSION_COLUMNS, "submission_id"),
+        "sessions": (SESSION_COLUMNS, "session_id"),
+        "cancels": (CANCEL_COLUMNS, "task_id"),
+    }
+    return {
+        table: conn.execute(f"SELECT {cols} FROM {table} ORDER BY {key}").fetchall()  # noqa: S608
+        for table, (cols, key) in columns.items()
+    }

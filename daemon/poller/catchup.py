@@ -16,6 +16,7 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...protocol import STATUSES, is_terminal
 from .diff import diff
@@ -67,7 +68,7 @@ def _transitions(
 
 
 def catch_up(
-    row: Mapping[str, Any],
+    row: TaskRow,
     doc: Mapping[str, Any],
     events: Iterable[Mapping[str, Any]],
     *,
@@ -86,9 +87,9 @@ def catch_up(
     ``diff``.
     """
     task_id = doc.get("task_id")
-    if not isinstance(task_id, str) or row.get("task_id") != task_id:
+    if not isinstance(task_id, str) or row.task_id != task_id:
         return []
-    if is_terminal(row.get("status")) or doc.get("status") not in STATUSES:
+    if is_terminal(row.status) or doc.get("status") not in STATUSES:
         return []
     start: tuple[float, ev.TaskStatus, str] = (float("-inf"), "ACTIVE", "OK")
     history = [start, *_transitions(events)]
@@ -100,8 +101,8 @@ def catch_up(
     surely_before = max(i for i, (when, _, _) in enumerate(history) if when + 1 <= known_at)
     undecided = [i for i, (when, _, _) in enumerate(history) if when <= known_at < when + 1]
     candidates = [surely_before, *undecided]
-    anchor = next((i for i in candidates if history[i][1] == row.get("status")), candidates[-1])
-    status = row.get("status")
+    anchor = next((i for i in candidates if history[i][1] == row.status), candidates[-1])
+    status = row.status
     missed: list[tuple[ev.TaskStatus, str]] = []
     for _, state, nice in history[anchor + 1 :]:
         if state != status:
@@ -111,21 +112,21 @@ def catch_up(
     if missed and missed[-1][0] == doc.get("status"):
         missed.pop()
     out: list[ev.Event] = []
-    current = dict(row)
-    label = doc.get("label", row.get("label"))
+    current = row
+    label = doc.get("label", row.label)
     for state, nice in missed:
         out.append(
             ev.TaskStateChanged(
-                owner=row.get("owner"),
-                session_id=row.get("session_id"),
+                owner=row.owner,
+                session_id=row.session_id,
                 task_id=task_id,
                 status=state,
                 nice_status=nice,
                 label=str(label) if label is not None else None,
-                bytes_transferred=int(row.get("bytes_transferred") or 0),
-                files_transferred=int(row.get("files_transferred") or 0),
+                bytes_transferred=row.bytes_transferred,
+                files_transferred=row.files_transferred,
                 fatal_error=None,
             )
         )
-        current.update(status=state, nice_status=nice)
+        current = current._replace(status=state, nice_status=nice)
     return out + diff({task_id: current}, [doc])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...protocol import STATUSES, is_terminal
 
@@ -28,9 +29,7 @@ def _fatal(doc: Mapping[str, Any]) -> ev.FatalError | None:
     return ev.FatalError(code=str(fatal["code"]), description=str(fatal.get("description") or ""))
 
 
-def diff(
-    rows: Mapping[str, Mapping[str, Any]], docs: Iterable[Mapping[str, Any]]
-) -> list[ev.Event]:
+def diff(rows: Mapping[str, TaskRow], docs: Iterable[Mapping[str, Any]]) -> list[ev.Event]:
     """Events that bring ``rows`` (task_id -> ledger row) up to date with ``docs``.
 
     - a status or nice_status change -> ``task_state_changed`` (INACTIVE is a state like
@@ -42,20 +41,20 @@ def diff(
     for doc in docs:
         task_id = doc.get("task_id")
         row = rows.get(task_id) if isinstance(task_id, str) else None
-        if row is None or is_terminal(row.get("status")):
+        if row is None or is_terminal(row.status):
             continue
         status = doc.get("status")
         if status not in STATUSES:
             continue
         nice = doc.get("nice_status")
         nice = str(nice) if nice is not None else None
-        label = doc.get("label", row.get("label"))
+        label = doc.get("label", row.label)
         label = str(label) if label is not None else None
         moved_bytes = _int(doc.get("bytes_transferred"))
         moved_files = _int(doc.get("files_transferred"))
         common: dict[str, Any] = {
-            "owner": row.get("owner"),
-            "session_id": row.get("session_id"),
+            "owner": row.owner,
+            "session_id": row.session_id,
             "task_id": task_id,
             "status": status,
             "nice_status": nice,
@@ -63,10 +62,8 @@ def diff(
             "bytes_transferred": moved_bytes,
             "files_transferred": moved_files,
         }
-        if status != row.get("status") or nice != row.get("nice_status"):
+        if status != row.status or nice != row.nice_status:
             out.append(ev.TaskStateChanged(**common, fatal_error=_fatal(doc)))
-        elif moved_bytes != _int(row.get("bytes_transferred")) or moved_files != _int(
-            row.get("files_transferred")
-        ):
+        elif moved_bytes != row.bytes_transferred or moved_files != row.files_transferred:
             out.append(ev.TaskProgress(**common))
     return out

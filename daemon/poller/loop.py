@@ -35,6 +35,7 @@ import logging
 import time
 from typing import Any
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...ledger.errors import RejectedEvent
 from ..globus.ops import (
@@ -208,7 +209,7 @@ class Poller:
         after some went through), "idle", "unknown" (nothing went through) or "expired"."""
         sid = session.sid
         started = time.monotonic()
-        rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
+        rows = {r.task_id: r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
         seen = self._seen.setdefault(sid, {})
@@ -289,7 +290,7 @@ class Poller:
     async def _observe(
         self,
         clients: SessionClients,
-        rows: dict[str, dict[str, Any]],
+        rows: dict[str, TaskRow],
         docs: list[dict[str, Any]],
         *,
         seen: dict[str, float],
@@ -330,7 +331,7 @@ class Poller:
                 self.last_sweep_requests += 1
                 try:
                     listing: Any = await self._ops.run(
-                        clients.poll.task_event_list, row["task_id"], limit=EVENT_PAGE
+                        clients.poll.task_event_list, task_id, limit=EVENT_PAGE
                     )
                 except Exception as exc:
                     if is_server_error(exc):
@@ -343,19 +344,14 @@ class Poller:
                     # state is all that can be recorded.
                     log.warning(
                         "task events unavailable",
-                        task_id=row["task_id"],
+                        task_id=task_id,
                         status=getattr(exc, "http_status", None),
                     )
                     seen[task_id] = asked
                     return diff(rows, [doc])
-            known_at = await self._store.observed_at(task_id, created_seq=int(row["created_seq"]))
             seen[task_id] = asked
-            return catch_up(
-                row,
-                doc,
-                list(listing.get("DATA") or []),
-                known_at=known_at if known_at is not None else float("-inf"),
-            )
+            # The ledger's last record of Globus's view of the task, kept by its fold.
+            return catch_up(row, doc, list(listing.get("DATA") or []), known_at=row.observed_time)
 
         for found in await asyncio.gather(*(one(doc) for doc in changed)):
             out.extend(found)

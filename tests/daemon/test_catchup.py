@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from radical.orbit.daemon.poller.catchup import catch_up, event_time
 from radical.orbit.daemon.poller.diff import diff
+from radical.orbit.ledger import TaskRow
 from radical.orbit.ledger import events as ev
 from radical.orbit.protocol import TERMINAL_STATUSES as TERMINAL
 
@@ -31,17 +32,27 @@ def _event(code: str, seconds: int, *, error: bool = False) -> dict[str, Any]:
     }
 
 
-def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> dict[str, Any]:
-    return {
-        "task_id": "t1",
-        "owner": "default",
-        "session_id": "s1",
-        "status": status,
-        "nice_status": nice,
-        "label": "l",
-        "bytes_transferred": nbytes,
-        "files_transferred": files,
-    }
+def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> TaskRow:
+    return TaskRow(
+        task_id="t1",
+        submission_id="sub",
+        owner="default",
+        session_id="s1",
+        type="TRANSFER",
+        status=status,
+        nice_status=nice,
+        label="l",
+        source=None,
+        destination=None,
+        bytes_transferred=nbytes,
+        files_transferred=files,
+        fatal_error=None,
+        request_time=0.0,
+        completion_time=None,
+        created_seq=1,
+        last_seq=1,
+        observed_time=0.0,
+    )
 
 
 def _doc(status: str, nice: str | None, nbytes: int = 30, files: int = 3) -> dict[str, Any]:
@@ -128,7 +139,7 @@ NOISE = st.sampled_from(["STARTED", "SKIPPED_ERROR", "ENDPOINT_ERROR", "CONNECTI
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]]:
+) -> tuple[TaskRow, dict[str, Any], list[Any], float, list[str]]:
     """A true history, the ledger's view at some moment, and the states missed since."""
     gaps = draw(st.lists(st.integers(min_value=0, max_value=3), max_size=8))
     times: list[int] = []
@@ -169,13 +180,13 @@ def scenarios(
 
 @given(scenarios())
 def test_catch_up_properties(
-    scenario: tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]],
+    scenario: tuple[TaskRow, dict[str, Any], list[Any], float, list[str]],
 ) -> None:
     row, doc, events, known_at, missed = scenario
     out = catch_up(row, doc, events, known_at=known_at)
     # State changes with the status unchanged (nice_status only) are not transitions.
     transitions: list[str] = []
-    previous = row["status"]
+    previous = row.status
     for status in _statuses(out):
         if status != previous:
             transitions.append(status)
@@ -192,11 +203,11 @@ def test_catch_up_properties(
         assert isinstance(event, ev.TaskStateChanged)
         assert event.status not in TERMINAL
         assert event.fatal_error is None
-        assert event.bytes_transferred == row["bytes_transferred"]
+        assert event.bytes_transferred == row.bytes_transferred
     # Applying the events brings the row up to date: a later diff finds nothing.
-    after = dict(row)
+    after = row
     for event in out:
-        after.update(
+        after = after._replace(
             status=event.status,  # type: ignore[attr-defined]
             nice_status=event.nice_status,  # type: ignore[attr-defined]
             bytes_transferred=event.bytes_transferred,  # type: ignore[attr-defined]
