@@ -1,9 +1,9 @@
 """The asyncio face of the ledger: append, reads, replay and live subscription.
 
 One writer thread owns the only writing connection (:mod:`.writer`); reads run on a small
-pool of read-only connections in their own threads. In WAL mode a reader sees the last
-commit and neither waits for the writer nor makes it wait, so reads never slow appends down
-beyond sharing the CPU.
+pool of read-only ``aiosqlite`` connections (each runs its queries in its own thread). In WAL
+mode a reader sees the last commit and neither waits for the writer nor makes it wait, so
+reads never slow appends down beyond sharing the CPU.
 
 Durability: ``append`` returns after the COMMIT of its batch returned with
 ``synchronous=FULL`` in WAL mode, i.e. after the WAL was fsynced: an acknowledged event
@@ -14,73 +14,100 @@ been committed (it is then visible to readers and subscribers like any other).
 from __future__ import annotations
 
 import asyncio
-import functools
-import queue
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
+
+import aiosqlite
 
 from ..migrations import Migration, load_migrations
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
 from .feed import CommitSink, LiveFeed
 from .fold import CancelRow, SessionRow, SubmissionRow, TaskRow, submission_key
-from .schema import connect, migrate
+from .schema import CONNECT_OPTIONS, READER_PRAGMAS, connect, migrate
 from .store import (
+    Query,
+    cancel_rows,
     dumps,
-    open_sessions,
-    pending_cancels,
-    pending_submissions,
-    projection_snapshot,
-    read_events,
-    read_task,
-    read_tasks,
+    events_query,
+    open_sessions_query,
+    pending_cancels_query,
+    pending_submissions_query,
     rebuild,
     sequence_high_water,
+    session_rows,
+    snapshot_queries,
+    stored_events,
+    submission_rows,
+    task_query,
+    task_rows,
+    tasks_query,
 )
 from .writer import AppendRequest, CallRequest, Encoded, Outcome, Writer
 
 __all__ = ["Ledger"]
 
-T = TypeVar("T")
 
+class _ReadPool:
+    """Read-only ``aiosqlite`` connections, opened on first need, lent one per query.
 
-class _Readers:
-    """Read-only connections, one per pool thread at most, opened on first use."""
+    Each aiosqlite connection runs its queries in its own thread; the rows come back to the
+    event loop, which maps them to typed rows. ``size`` bounds the connections (and threads):
+    a query that finds them all busy waits for one.
+    """
 
     def __init__(self, path: Path, *, size: int) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ledger-reader")
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
+        self._size = size
+        self._idle: list[aiosqlite.Connection] = []
+        self._all: list[aiosqlite.Connection] = []
+        self._freed = asyncio.Condition()
+        self._closed = False
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
+    async def fetch(self, query: Query) -> list[Any]:
+        conn = await self._acquire()
         try:
-            return await loop.run_in_executor(self._executor, self._call, fn)
-        except RuntimeError as exc:
-            if "shutdown" in str(exc):
-                raise LedgerClosed("the ledger was closed") from None
-            raise
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = connect(self._path, readonly=True)
-            self._all.append(conn)
-        try:
-            return fn(conn)
+            return list(await conn.execute_fetchall(query.sql, query.params))
         finally:
-            self._idle.put(conn)
+            self._idle.append(conn)
+            async with self._freed:
+                self._freed.notify()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def _acquire(self) -> aiosqlite.Connection:
+        while True:
+            if self._closed:
+                raise LedgerClosed("the ledger was closed")
+            if self._idle:
+                return self._idle.pop()
+            if len(self._all) < self._size:
+                return await self._open()
+            async with self._freed:
+                await self._freed.wait()
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, **CONNECT_OPTIONS)
+        self._all.append(conn)
+        try:
+            for pragma in READER_PRAGMAS:
+                await conn.execute_fetchall(pragma, [])
+        except BaseException:
+            self._all.remove(conn)
+            await conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection once its queued queries are done."""
+        self._closed = True
+        async with self._freed:
+            self._freed.notify_all()
         for conn in self._all:
-            conn.close()
+            await conn.close()
+        self._all.clear()
+        self._idle.clear()
 
 
 def _open_sync(path: Path, migrations: Sequence[Migration]) -> tuple[sqlite3.Connection, int]:
@@ -113,7 +140,7 @@ class Ledger:
         self._page_size = page_size
         self._closed = False
         self._sinks: set[CommitSink] = set()
-        self._readers = _Readers(path, size=readers)
+        self._readers = _ReadPool(path, size=readers)
         self._writer = Writer(
             writer_conn, loop=self._loop, deliver=self._deliver, max_batch=max_batch
         )
@@ -160,7 +187,7 @@ class Ledger:
         for sink in list(self._sinks):
             if isinstance(sink, LiveFeed):
                 sink.close()
-        await asyncio.to_thread(self._readers.close)
+        await self._readers.close()
 
     async def __aenter__(self) -> Ledger:
         return self
@@ -253,7 +280,8 @@ class Ledger:
 
     async def task(self, task_id: str) -> TaskRow | None:
         self._check_open()
-        return await self._readers.run(lambda conn: read_task(conn, task_id))
+        rows = task_rows(await self._readers.fetch(task_query(task_id)))
+        return rows[0] if rows else None
 
     async def tasks(
         self,
@@ -274,37 +302,35 @@ class Ledger:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
         statuses = [status] if isinstance(status, str) else None if status is None else [*status]
-        return await self._readers.run(
-            lambda conn: read_tasks(
-                conn,
-                owner=owner,
-                session_id=session_id,
-                statuses=statuses,
-                label=label,
-                since=since,
-                until=until,
-                limit=limit,
-                offset=offset,
-            )
+        query = tasks_query(
+            owner=owner,
+            session_id=session_id,
+            statuses=statuses,
+            label=label,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
         )
+        return task_rows(await self._readers.fetch(query))
 
     async def pending_submissions(self, *, session_id: str | None = None) -> list[SubmissionRow]:
         """Submits recorded but neither submitted nor failed, oldest first."""
         self._check_open()
-        return await self._readers.run(
-            lambda conn: pending_submissions(conn, session_id=session_id)
-        )
+        query = pending_submissions_query(session_id=session_id)
+        return submission_rows(await self._readers.fetch(query))
 
     async def open_sessions(self) -> list[SessionRow]:
         """Sessions whose last event opened them, oldest first."""
         self._check_open()
-        return await self._readers.run(open_sessions)
+        return session_rows(await self._readers.fetch(open_sessions_query()))
 
     async def pending_cancels(self, *, session_id: str | None = None) -> list[CancelRow]:
         """Cancels requested and not answered yet (a crash or a fault in between), oldest
         first."""
         self._check_open()
-        return await self._readers.run(lambda conn: pending_cancels(conn, session_id=session_id))
+        query = pending_cancels_query(session_id=session_id)
+        return cancel_rows(await self._readers.fetch(query))
 
     async def events_since(
         self,
@@ -329,20 +355,18 @@ class Ledger:
         cursor = seq
         page = self._page_size
         while True:
-            rows = await self._readers.run(
-                functools.partial(
-                    read_events,
-                    after=cursor,
-                    until=until,
-                    owner=owner,
-                    session_id=session_id,
-                    task_id=task_id,
-                    kinds=kind_list,
-                    limit=page,
-                    times=times,
-                    data=data,
-                )
+            query = events_query(
+                after=cursor,
+                until=until,
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                kinds=kind_list,
+                limit=page,
+                times=times,
+                data=data,
             )
+            rows = stored_events(await self._readers.fetch(query))
             for event in rows:
                 yield event
             if len(rows) < page:
@@ -353,7 +377,9 @@ class Ledger:
         """Every row of the projection tables by table, in key order (for consistency
         checks)."""
         self._check_open()
-        return await self._readers.run(projection_snapshot)
+        return {
+            table: await self._readers.fetch(query) for table, query in snapshot_queries().items()
+        }
 
     def subscribe(self, *, maxsize: int = 1000) -> LiveFeed:
         """Live events committed from now on, buffered up to ``maxsize``; see :class:`LiveFeed`."""

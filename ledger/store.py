@@ -1,7 +1,8 @@
 """SQL of the ledger: row mapping, batch writes, projection rebuild and reads (synchronous).
 
-Functions here take a ``sqlite3.Connection`` and are called from the writer thread (writes)
-or from reader threads (reads); the asyncio shell in :mod:`.ledger` decides which.
+Writes take a ``sqlite3.Connection`` and run in the writer thread; reads are a
+:class:`Query` and the mapping of its rows, run by the asyncio shell in :mod:`.ledger` on its
+``aiosqlite`` read connections.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 from .codec import spec_of
 from .errors import LedgerError, ProjectionRebuildError
@@ -19,21 +20,27 @@ from .fold import CancelRow, Projections, SessionRow, SubmissionRow, TaskRow, st
 
 __all__ = [
     "TASK_COLUMNS",
+    "Query",
+    "cancel_rows",
+    "events_query",
     "insert_events",
     "insert_tasks",
     "load_cancels",
     "load_sessions",
     "load_submissions",
     "load_tasks",
-    "open_sessions",
-    "pending_cancels",
-    "pending_submissions",
-    "projection_snapshot",
-    "read_events",
-    "read_task",
-    "read_tasks",
+    "open_sessions_query",
+    "pending_cancels_query",
+    "pending_submissions_query",
     "rebuild",
     "sequence_high_water",
+    "session_rows",
+    "snapshot_queries",
+    "stored_events",
+    "submission_rows",
+    "task_query",
+    "task_rows",
+    "tasks_query",
     "update_tasks",
     "upsert_cancels",
     "upsert_sessions",
@@ -377,19 +384,23 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-# --- reads (reader threads) ---------------------------------------------------------------
+# --- reads: each is a query and the mapping of its rows ------------------------------------
+#
+# The asyncio shell runs the query on one of its read connections and maps the rows on the
+# event loop; nothing here touches a connection, so the SQL can be read (and benchmarked)
+# apart from how it is run.
 
 
-def read_task(conn: sqlite3.Connection, task_id: str) -> TaskRow | None:
-    values = conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?",  # noqa: S608
-        (task_id,),
-    ).fetchone()
-    return None if values is None else _task_row(values)
+class Query(NamedTuple):
+    sql: str
+    params: list[Any]
 
 
-def read_tasks(
-    conn: sqlite3.Connection,
+def task_query(task_id: str) -> Query:
+    return Query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", [task_id])  # noqa: S608
+
+
+def tasks_query(
     *,
     owner: str | None,
     session_id: str | None,
@@ -399,7 +410,7 @@ def read_tasks(
     until: float | None,
     limit: int,
     offset: int,
-) -> list[TaskRow]:
+) -> Query:
     clause, params = _where(
         ("owner = ?", owner),
         ("session_id = ?", session_id),
@@ -412,29 +423,44 @@ def read_tasks(
         f"SELECT {TASK_COLUMNS} FROM tasks {clause} "  # noqa: S608
         "ORDER BY created_seq DESC LIMIT ? OFFSET ?"
     )
-    return [_task_row(v) for v in conn.execute(sql, [*params, limit, offset])]
+    return Query(sql, [*params, limit, offset])
 
 
-def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
+def task_rows(rows: Iterable[Sequence[Any]]) -> list[TaskRow]:
+    return [_task_row(v) for v in rows]
+
+
+def pending_submissions_query(*, session_id: str | None) -> Query:
     clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
     sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions {clause} ORDER BY requested_seq"  # noqa: S608
-    return [_submission_row(v) for v in conn.execute(sql, params)]
+    return Query(sql, params)
 
 
-def open_sessions(conn: sqlite3.Connection) -> list[SessionRow]:
+def submission_rows(rows: Iterable[Sequence[Any]]) -> list[SubmissionRow]:
+    return [_submission_row(v) for v in rows]
+
+
+def open_sessions_query() -> Query:
     """Every session whose last event opened it, oldest first (from the partial index)."""
     sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY opened_seq"  # noqa: S608
-    return [SessionRow(*v) for v in conn.execute(sql)]
+    return Query(sql, [])
 
 
-def pending_cancels(conn: sqlite3.Connection, *, session_id: str | None) -> list[CancelRow]:
+def session_rows(rows: Iterable[Sequence[Any]]) -> list[SessionRow]:
+    return [SessionRow(*v) for v in rows]
+
+
+def pending_cancels_query(*, session_id: str | None) -> Query:
     clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
     sql = f"SELECT {CANCEL_COLUMNS} FROM cancels {clause} ORDER BY requested_seq"  # noqa: S608
-    return [CancelRow(*v) for v in conn.execute(sql, params)]
+    return Query(sql, params)
 
 
-def read_events(
-    conn: sqlite3.Connection,
+def cancel_rows(rows: Iterable[Sequence[Any]]) -> list[CancelRow]:
+    return [CancelRow(*v) for v in rows]
+
+
+def events_query(
     *,
     after: int,
     until: int | None,
@@ -445,7 +471,7 @@ def read_events(
     limit: int,
     times: tuple[float | None, float | None] | None = None,
     data: Mapping[str, str] | None = None,
-) -> list[StoredEvent]:
+) -> Query:
     time_from, time_until = times or (None, None)
     for field in data or {}:
         if not field.isidentifier():
@@ -466,7 +492,11 @@ def read_events(
         f"{clause} ORDER BY seq LIMIT ?"
     )
     params.append(limit)
-    rows = conn.execute(sql, params).fetchall()
+    return Query(sql, params)
+
+
+def stored_events(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+    """Rows of :func:`events_query` as StoredEvents."""
     # One json.loads per page instead of one per row: the per-call overhead is most of the
     # cost of decoding small objects, and every stored data is a JSON object we wrote.
     datas = _LOADS("[" + ",".join([row[6] for row in rows]) + "]")
@@ -478,7 +508,7 @@ def read_events(
     ]
 
 
-def projection_snapshot(conn: sqlite3.Connection) -> dict[str, list[Any]]:
+def snapshot_queries() -> dict[str, Query]:
     """Every projection row by table, in key order (to compare a rebuild with the live
     tables)."""
     columns = {
@@ -488,6 +518,6 @@ def projection_snapshot(conn: sqlite3.Connection) -> dict[str, list[Any]]:
         "cancels": (CANCEL_COLUMNS, "task_id"),
     }
     return {
-        table: conn.execute(f"SELECT {cols} FROM {table} ORDER BY {key}").fetchall()  # noqa: S608
+        table: Query(f"SELECT {cols} FROM {table} ORDER BY {key}", [])  # noqa: S608
         for table, (cols, key) in columns.items()
     }
