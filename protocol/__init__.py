@@ -9,11 +9,13 @@ is written here once; every package imports it from here.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 __all__ = [
+    "BATCH_PARAM",
+    "BATCH_TYPE",
     "EVENT_KINDS",
     "STATUSES",
     "TERMINAL_STATUSES",
@@ -27,8 +29,10 @@ __all__ = [
     "SecretValue",
     "TaskStatus",
     "Topic",
+    "batch_text",
     "build_envelope",
     "is_terminal",
+    "parse_batch",
     "parse_envelope",
     "parse_resume_reason",
     "resume_reason",
@@ -148,7 +152,18 @@ def build_envelope(
                 body[name] = 0
     else:
         body = dict(data)
-    return Envelope(seq, time, topic, kind, session_id, task_id, body).as_dict()
+    # The dict directly, as Envelope.as_dict() writes it: replay builds one per event, and
+    # going through the frozen dataclass doubled the cost.
+    return {
+        "type": "event",
+        "seq": seq,
+        "time": time,
+        "topic": topic,
+        "kind": kind,
+        "session_id": session_id,
+        "task_id": task_id,
+        "data": body,
+    }
 
 
 def parse_envelope(message: Mapping[str, Any]) -> Envelope:
@@ -172,6 +187,32 @@ def parse_envelope(message: Mapping[str, Any]) -> Envelope:
         task_id=_optional_str(message.get("task_id")),
         data=data,
     )
+
+
+# A replay page as one WebSocket message: ``{"type": "events", "events": [envelope, ...]}``,
+# the envelopes in seq order. Sent only to a client that asked with ``/ws?batch=1``: a
+# client that does not know the type would skip it, and with it every event inside. One
+# message per page instead of one per event is what lets a reconnecting client replay
+# 100,000 events in about a second (a message costs a frame, a send and a receive wake-up
+# on each side, more than the event itself).
+BATCH_TYPE: Final = "events"
+BATCH_PARAM: Final = "batch"
+
+
+def batch_text(envelope_texts: Sequence[str]) -> str:
+    """The batch message of envelopes already encoded as JSON objects, in seq order."""
+    return '{"type":"events","events":[' + ",".join(envelope_texts) + "]}"
+
+
+def parse_batch(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The event messages of a batch message, in order (each still to be checked with
+    :func:`parse_envelope`); ValueError says what is wrong with the batch."""
+    if message.get("type") != BATCH_TYPE:
+        raise ValueError("not a batch message")
+    events = message.get("events")
+    if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+        raise ValueError("a batch without a list of event objects")
+    return events
 
 
 def _optional_str(value: object) -> str | None:

@@ -10,6 +10,10 @@ the replay or the listener (or both), and deduplicating by seq leaves exactly on
 
 A listener whose queue fills up (a client not reading) is closed with 4008 and reason
 ``resume from <last seq sent>``; the client reconnects with that cursor and loses nothing.
+
+A client that connects with ``batch=1`` gets the replay as batch messages (many envelopes in
+one message, see :func:`radical.orbit.protocol.batch_text`), at most ``REPLAY_BATCH`` events
+or about ``REPLAY_BATCH_BYTES`` each; live events still come one per message.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...protocol import TOPICS, CloseCode, resume_reason
+from ...protocol import BATCH_PARAM, TOPICS, CloseCode, batch_text, resume_reason
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
-from ..service.hub import Listener, message_text
+from ..service.hub import Listener, message_for, message_text
+from ..service.store import StoredEvent
 from .auth import parse_bearer
 
 if TYPE_CHECKING:
@@ -40,6 +46,11 @@ log = get_logger(__name__)
 _SEND_TIMEOUT = 10.0
 # Seqs are SQLite integers (64-bit).
 _MAX_SEQ = 2**63 - 1
+# A replay batch closes at this many events or once its text passes this size (one large
+# event may make a batch bigger; the client accepts messages up to 16 MB).
+REPLAY_BATCH = 1000
+REPLAY_BATCH_BYTES = 2**20
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Reject(Exception):
@@ -51,8 +62,11 @@ class _Reject(Exception):
 
 def _filters(
     websocket: WebSocket,
-) -> tuple[int | None, str | None, str | None, frozenset[str] | None]:
+) -> tuple[int | None, str | None, str | None, frozenset[str] | None, bool]:
     query = websocket.query_params
+    batch = query.get(BATCH_PARAM, "0")
+    if batch not in ("0", "1"):
+        raise _Reject(CloseCode.BAD_REQUEST, f"{BATCH_PARAM} must be 0 or 1")
     since: int | None = None
     if query.get("since") not in (None, ""):
         try:
@@ -72,7 +86,8 @@ def _filters(
                 CloseCode.BAD_REQUEST,
                 f"unknown topic(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(TOPICS))}",
             )
-    return since, query.get("session_id") or None, query.get("task_id") or None, topics
+    session_id, task_id = query.get("session_id") or None, query.get("task_id") or None
+    return since, session_id, task_id, topics, batch == "1"
 
 
 class Connections:
@@ -111,7 +126,7 @@ async def serve_websocket(
         await websocket.close(CloseCode.GOING_AWAY, "going away")
         return
     try:
-        since, session_id, task_id, topics = _filters(websocket)
+        since, session_id, task_id, topics, batched = _filters(websocket)
         if session_id is not None:
             session = endpoint.sessions.find(session_id)
             if session is not None and session.owner != owner:
@@ -143,15 +158,19 @@ async def serve_websocket(
         # even if nothing happens before it has to reconnect.
         await _send(websocket, _heartbeat(head), last)
         if since is not None:
-            async for stored in endpoint.store.events_since(
+            replay = endpoint.store.events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
-            ):
-                if listener.lagged:
-                    break
-                if not listener.matches(stored):
-                    continue
-                await _send(websocket, message_text(stored), last)
-                last = stored.seq
+            )
+            if batched:
+                last = await _replay_batched(websocket, replay, listener, last)
+            else:
+                async for stored in replay:
+                    if listener.lagged:
+                        break
+                    if not listener.matches(stored):
+                        continue
+                    await _send(websocket, message_text(stored), last)
+                    last = stored.seq
         await _live(websocket, endpoint, listener, last, reader)
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that
@@ -191,6 +210,33 @@ async def _send(websocket: WebSocket, text: str, last: int) -> None:
             await websocket.send_text(text)
     except TimeoutError:
         raise _Lagged(last) from None
+
+
+async def _replay_batched(
+    websocket: WebSocket, replay: AsyncIterator[StoredEvent], listener: Listener, last: int
+) -> int:
+    """Send the replay as batch messages; returns the last seq sent. Stops early (the caller
+    then closes with LAGGED) when the live buffer overflowed meanwhile."""
+    texts: list[str] = []
+    size = 0
+    top = last
+    async for stored in replay:
+        if not listener.matches(stored):
+            continue
+        # Not through message_text's cache: a replay would evict the live events' texts.
+        text = _ENCODE(message_for(stored))
+        texts.append(text)
+        size += len(text)
+        top = stored.seq
+        if len(texts) >= REPLAY_BATCH or size >= REPLAY_BATCH_BYTES:
+            if listener.lagged:
+                return last
+            await _send(websocket, batch_text(texts), last)
+            last, texts, size = top, [], 0
+    if texts and not listener.lagged:
+        await _send(websocket, batch_text(texts), last)
+        last = top
+    return last
 
 
 async def _live(
