@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from radical.orbit.ledger import (
     FatalError,
     Ledger,
+    SessionClosed,
     SessionOpened,
     SubmitRequested,
     TaskStateChanged,
@@ -94,20 +95,22 @@ class Filled:
     events: int
 
 
-async def fill(ledger: Ledger, *, tasks: int, start: int = 0) -> Filled:
-    """Append ``tasks`` finished tasks (a multiple of ``RUN``) numbered from ``start``."""
+async def fill(ledger: Ledger, *, tasks: int, start: int = 0, owner: str = OWNER) -> Filled:
+    """Append ``tasks`` finished tasks (a multiple of ``RUN``) numbered from ``start``; the
+    session is opened, then closed (a daemon started on the file has nothing to resume)."""
     if tasks % RUN or start % RUN:
         raise ValueError(f"tasks and start must be multiples of {RUN}")
     if start == 0:
-        await ledger.append(SessionOpened(owner=OWNER, session_id=SESSION, auth="access_token"))
+        await ledger.append(SessionOpened(owner=owner, session_id=SESSION, auth="access_token"))
     runs = list(range(start // RUN, (start + tasks) // RUN))
     gate = asyncio.Semaphore(_CONCURRENT)
 
     async def one(run: int) -> int:
         async with gate:
-            submitted = await ledger.append_many(_run_events(run, owner=OWNER, session=SESSION))
+            submitted = await ledger.append_many(_run_events(run, owner=owner, session=SESSION))
             finished = await ledger.append_many(_finish_events(run))
             return len(submitted) + len(finished)
 
     counts = await asyncio.gather(*(one(run) for run in runs))
-    return Filled(tasks=tasks, events=sum(counts))
+    await ledger.append(SessionClosed(owner=owner, session_id=SESSION))
+    return Filled(tasks=tasks, events=sum(counts) + 1 + (start == 0))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..protocol import BATCH_TYPE, CloseCode, parse_batch, parse_envelope
+from ..protocol import BATCH_TYPE, CloseCode, envelope_seq, parse_batch
 from . import calls
 from .errors import (
     AuthenticationError,
@@ -133,13 +133,14 @@ class ReplayCursor:
         if kind != "event":
             return None
         try:
-            seq = parse_envelope(message).seq
+            seq = envelope_seq(message)
         except ValueError as exc:
             raise ProtocolError(f"the daemon sent a malformed event: {exc}") from None
         if self.last_seq is not None and seq <= self.last_seq:
             return None
         self.last_seq = seq
-        return dict(message)
+        # A message fresh from json.loads is the client's own: no copy needed.
+        return message if type(message) is dict else dict(message)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 import aiosqlite
 
 from ..migrations import Migration, load_migrations
+from .envelopes import ENVELOPE_SQL
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
 from .feed import CommitSink, LiveFeed
@@ -343,17 +344,19 @@ class Ledger:
         kinds: Iterable[str] | None = None,
         times: tuple[float | None, float | None] | None = None,
         data: Mapping[str, str] | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[StoredEvent]:
         """Committed events with seq > ``seq`` (and <= ``until``), in seq order, read a page
         at a time so memory stays bounded however long the history. ``times`` bounds the
         commit time (Unix seconds, from inclusive, until exclusive, either may be None);
         ``data`` keeps the events whose data fields equal these strings (in SQL, e.g.
-        ``{"status": "FAILED"}``)."""
+        ``{"status": "FAILED"}``). ``page_size`` replaces the ledger's rows per query (a
+        caller that wants 100 events reads 100 rows, not a page of 1000)."""
         self._check_open()
         kind_list = None if kinds is None else list(kinds)
         data = None if data is None else dict(data)
         cursor = seq
-        page = self._page_size
+        page = self._page_size if page_size is None else max(1, page_size)
         while True:
             query = events_query(
                 after=cursor,
@@ -372,6 +375,42 @@ class Ledger:
             if len(rows) < page:
                 return
             cursor = rows[-1].seq
+
+    async def envelope_pages(
+        self,
+        seq: int = 0,
+        *,
+        owner: str | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """Pages of ``(seq, envelope JSON text)`` of the committed events after ``seq``, as
+        :func:`radical.orbit.protocol.build_envelope` describes them, built by SQLite (see
+        :mod:`.envelopes`): what a replay sends without decoding and encoding each event.
+        ``page_size`` replaces the ledger's rows per page."""
+        self._check_open()
+        kind_list = None if kinds is None else list(kinds)
+        cursor = seq
+        page = self._page_size if page_size is None else max(1, page_size)
+        while True:
+            query = events_query(
+                after=cursor,
+                until=None,
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                kinds=kind_list,
+                limit=page,
+                columns=f"seq, {ENVELOPE_SQL}",
+            )
+            rows: list[tuple[int, str]] = await self._readers.fetch(query)
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            cursor = rows[-1][0]
 
     async def projection_snapshot(self) -> dict[str, list[Any]]:
         """Every row of the projection tables by table, in key order (for consistency

@@ -283,27 +283,27 @@ def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
 
 
 _UPDATE_TASK = (
-    "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
+    "UPDATE tasks SET {keys}nice_status = ?, bytes_transferred = ?, "
     "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ?, "
     "observed_time = ? "
     "WHERE task_id = ?"
 )
 
 
-def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: bool) -> None:
+def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, keys: bool) -> None:
     """Write the mutable columns of existing rows. Cheaper than REPLACE: the key and the
-    owner/session indexes stay untouched, and with ``status=False`` (the rows' status did
-    not change, the common case of progress) so does the status index."""
+    owner/session indexes stay untouched, and with ``keys=False`` (neither the status nor
+    the label changed, the common case of progress) so do the status and label indexes:
+    SQLite rewrites the entries of every index on a column the UPDATE sets."""
     if not rows:
         return
-    sql = _UPDATE_TASK.format(status="status = ?, " if status else "")
+    sql = _UPDATE_TASK.format(keys="status = ?, label = ?, " if keys else "")
     conn.executemany(
         sql,
         [
             (
-                *((r.status,) if status else ()),
+                *((r.status, r.label) if keys else ()),
                 r.nice_status,
-                r.label,
                 r.bytes_transferred,
                 r.files_transferred,
                 _fatal_json(r.fatal_error),
@@ -368,15 +368,18 @@ def rebuild(conn: sqlite3.Connection) -> None:
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     """A ``WHERE`` clause of the conditions whose value is not None, and its parameters.
 
-    A sequence value stands for ``IN (?)``: the placeholder becomes one per element.
+    A list value stands for ``IN (?)``: the placeholder becomes one per element. A tuple
+    holds the parameters of a clause with several placeholders, in order.
     """
     clauses: list[str] = []
     params: list[Any] = []
     for clause, value in conditions:
         if value is None:
             continue
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, list):
             clause = clause.replace("(?)", f"({','.join('?' * len(value))})")
+            params.extend(value)
+        elif isinstance(value, tuple):
             params.extend(value)
         else:
             params.append(value)
@@ -400,6 +403,54 @@ def task_query(task_id: str) -> Query:
     return Query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", [task_id])  # noqa: S608
 
 
+# SQLite's largest integer: "no such row" for a seq bound, so that nothing matches.
+_NO_SEQ = 2**63 - 1
+_GLOB_SPECIAL = frozenset("*?[")
+
+
+def glob_prefix(pattern: str) -> str:
+    """The literal start of a GLOB pattern (all of it when it has no wildcard)."""
+    for index, char in enumerate(pattern):
+        if char in _GLOB_SPECIAL:
+            return pattern[:index]
+    return pattern
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` (None: none)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None
+
+
+def _label_conditions(label: str | None) -> list[tuple[str, Any]]:
+    """``label GLOB ?`` as conditions an index on label can answer: equality for a plain
+    string, a range over the literal prefix (and the GLOB itself) for a pattern."""
+    if label is None:
+        return []
+    prefix = glob_prefix(label)
+    if prefix == label:
+        return [("label = ?", label)]
+    out: list[tuple[str, Any]] = [("label GLOB ?", label)]
+    if prefix:
+        out.append(("label >= ?", prefix))
+        upper = _after_prefix(prefix)
+        if upper is not None:
+            out.append(("label < ?", upper))
+    return out
+
+
+# The first task (events: the first event) committed at or after a time, from the time index.
+_FIRST_TASK_AT = (
+    "(SELECT created_seq FROM tasks WHERE request_time >= ? "
+    "ORDER BY request_time, created_seq LIMIT 1)"
+)
+_FIRST_EVENT_AT = "(SELECT seq FROM events WHERE time >= ? ORDER BY time, seq LIMIT 1)"
+
+
 def tasks_query(
     *,
     owner: str | None,
@@ -411,13 +462,18 @@ def tasks_query(
     limit: int,
     offset: int,
 ) -> Query:
+    """Tasks matching every given filter, newest first. A time bound is also turned into a
+    ``created_seq`` bound (request times never decrease as seqs grow), which the indexes
+    ordered by ``created_seq`` can use; the time conditions stay, as the definition."""
     clause, params = _where(
         ("owner = ?", owner),
         ("session_id = ?", session_id),
-        ("status IN (?)", statuses),
-        ("label GLOB ?", label),
+        ("status IN (?)", None if statuses is None else list(statuses)),
+        *_label_conditions(label),
         ("request_time >= ?", since),
         ("request_time < ?", until),
+        (f"created_seq >= coalesce({_FIRST_TASK_AT}, {_NO_SEQ})", since),
+        (f"created_seq < coalesce({_FIRST_TASK_AT}, {_NO_SEQ})", until),
     )
     sql = (
         f"SELECT {TASK_COLUMNS} FROM tasks {clause} "  # noqa: S608
@@ -471,26 +527,33 @@ def events_query(
     limit: int,
     times: tuple[float | None, float | None] | None = None,
     data: Mapping[str, str] | None = None,
+    columns: str = "seq, time, kind, owner, session_id, task_id, data",
 ) -> Query:
+    """Events after ``after`` matching every given filter, in seq order; ``columns`` are
+    what each row holds (:func:`stored_events` maps the default ones)."""
     time_from, time_until = times or (None, None)
     for field in data or {}:
         if not field.isidentifier():
             raise ValueError(f"data filter field {field!r} is not a field name")
+    # One lower seq bound (the cursor, or the first event at ``time_from`` if later) and one
+    # upper: SQLite walks an index range between two bounds, but checks a second bound on
+    # the same side row by row.
+    lower: tuple[str, Any] = ("seq > ?", after)
+    if time_from is not None:
+        lower = (f"seq > max(?, coalesce({_FIRST_EVENT_AT}, {_NO_SEQ}) - 1)", (after, time_from))
     clause, params = _where(
-        ("seq > ?", after),
+        lower,
         ("seq <= ?", until),
+        (f"seq < coalesce({_FIRST_EVENT_AT}, {_NO_SEQ})", time_until),
         ("time >= ?", time_from),
         ("time < ?", time_until),
         *((f"json_extract(data, '$.{field}') = ?", value) for field, value in (data or {}).items()),
         ("owner = ?", owner),
         ("session_id = ?", session_id),
         ("task_id = ?", task_id),
-        ("kind IN (?)", kinds),
+        ("kind IN (?)", None if kinds is None else list(kinds)),
     )
-    sql = (
-        "SELECT seq, time, kind, owner, session_id, task_id, data FROM events "  # noqa: S608
-        f"{clause} ORDER BY seq LIMIT ?"
-    )
+    sql = f"SELECT {columns} FROM events {clause} ORDER BY seq LIMIT ?"  # noqa: S608
     params.append(limit)
     return Query(sql, params)
 

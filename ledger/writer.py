@@ -181,8 +181,8 @@ class Writer:
                 folded = self._fold(batch)
                 insert_events(conn, folded.rows)
                 insert_tasks(conn, folded.new_tasks)
-                update_tasks(conn, folded.changed_tasks, status=True)
-                update_tasks(conn, folded.same_status_tasks, status=False)
+                update_tasks(conn, folded.changed_tasks, keys=True)
+                update_tasks(conn, folded.same_status_tasks, keys=False)
                 upsert_submissions(conn, folded.submissions)
                 upsert_sessions(conn, folded.sessions)
                 upsert_cancels(conn, folded.cancels)
@@ -335,13 +335,13 @@ class Writer:
             out.stored.extend(mine)
             out.outcomes.append((request.future, mine))
         for key in dirty_tasks:
-            old = before.get(key)
+            old, new = before.get(key), tasks[key]
             if old is None:
-                out.new_tasks.append(tasks[key])
-            elif old.status == tasks[key].status:
-                out.same_status_tasks.append(tasks[key])
+                out.new_tasks.append(new)
+            elif old.status == new.status and old.label == new.label:
+                out.same_status_tasks.append(new)
             else:
-                out.changed_tasks.append(tasks[key])
+                out.changed_tasks.append(new)
         out.sessions = [sessions[k] for k in dirty_sessions]
         out.cancels = [cancels[k] for k in dirty_cancels]
         out.submissions = [subs[k] for k in dirty_subs]

@@ -13,7 +13,7 @@ A listener whose queue fills up (a client not reading) is closed with 4008 and r
 
 A client that connects with ``batch=1`` gets the replay as batch messages (many envelopes in
 one message, see :func:`radical.orbit.protocol.batch_text`), at most ``REPLAY_BATCH`` events
-or about ``REPLAY_BATCH_BYTES`` each; live events still come one per message.
+and at most about ``REPLAY_BATCH_BYTES`` each; live events still come one per message.
 """
 
 from __future__ import annotations
@@ -28,11 +28,17 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...protocol import BATCH_PARAM, TOPICS, CloseCode, batch_text, resume_reason
+from ...protocol import (
+    BATCH_PARAM,
+    TOPICS,
+    CloseCode,
+    batch_text,
+    kinds_of,
+    resume_reason,
+)
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
-from ..service.hub import Listener, message_for, message_text
-from ..service.store import StoredEvent
+from ..service.hub import Listener, message_text
 from .auth import parse_bearer
 
 if TYPE_CHECKING:
@@ -46,11 +52,11 @@ log = get_logger(__name__)
 _SEND_TIMEOUT = 10.0
 # Seqs are SQLite integers (64-bit).
 _MAX_SEQ = 2**63 - 1
-# A replay batch closes at this many events or once its text passes this size (one large
-# event may make a batch bigger; the client accepts messages up to 16 MB).
+# Events per replay batch: a page of the ledger's reads. A batch whose text passes
+# REPLAY_BATCH_BYTES is sent in halves (one event alone may be bigger: a submit carries its
+# whole request; the client accepts messages up to 16 MB).
 REPLAY_BATCH = 1000
-REPLAY_BATCH_BYTES = 2**20
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+REPLAY_BATCH_BYTES = 4 * 2**20
 
 
 class _Reject(Exception):
@@ -158,13 +164,20 @@ async def serve_websocket(
         # even if nothing happens before it has to reconnect.
         await _send(websocket, _heartbeat(head), last)
         if since is not None:
-            replay = endpoint.store.events_since(
-                since, owner=owner, session_id=session_id, task_id=task_id
-            )
             if batched:
-                last = await _replay_batched(websocket, replay, listener, last)
+                pages = endpoint.store.envelope_pages(
+                    since,
+                    owner=owner,
+                    session_id=session_id,
+                    task_id=task_id,
+                    kinds=kinds_of(topics),
+                    page_size=REPLAY_BATCH,
+                )
+                last = await _replay_batched(websocket, pages, listener, last)
             else:
-                async for stored in replay:
+                async for stored in endpoint.store.events_since(
+                    since, owner=owner, session_id=session_id, task_id=task_id
+                ):
                     if listener.lagged:
                         break
                     if not listener.matches(stored):
@@ -213,30 +226,30 @@ async def _send(websocket: WebSocket, text: str, last: int) -> None:
 
 
 async def _replay_batched(
-    websocket: WebSocket, replay: AsyncIterator[StoredEvent], listener: Listener, last: int
+    websocket: WebSocket,
+    pages: AsyncIterator[list[tuple[int, str]]],
+    listener: Listener,
+    last: int,
 ) -> int:
-    """Send the replay as batch messages; returns the last seq sent. Stops early (the caller
-    then closes with LAGGED) when the live buffer overflowed meanwhile."""
-    texts: list[str] = []
-    size = 0
-    top = last
-    async for stored in replay:
-        if not listener.matches(stored):
-            continue
-        # Not through message_text's cache: a replay would evict the live events' texts.
-        text = _ENCODE(message_for(stored))
-        texts.append(text)
-        size += len(text)
-        top = stored.seq
-        if len(texts) >= REPLAY_BATCH or size >= REPLAY_BATCH_BYTES:
-            if listener.lagged:
-                return last
-            await _send(websocket, batch_text(texts), last)
-            last, texts, size = top, [], 0
-    if texts and not listener.lagged:
-        await _send(websocket, batch_text(texts), last)
-        last = top
+    """Send the replay as batch messages, one per ledger page of envelope texts; returns
+    the last seq sent. Stops early (the caller then closes with LAGGED) when the live
+    buffer overflowed meanwhile."""
+    async for page in pages:
+        if listener.lagged:
+            break
+        last = await _send_batch(websocket, page, last)
     return last
+
+
+async def _send_batch(websocket: WebSocket, page: list[tuple[int, str]], last: int) -> int:
+    """Send one page as a batch (in halves while its text is too big); the last seq."""
+    text = batch_text([envelope for _, envelope in page])
+    if len(text) > REPLAY_BATCH_BYTES and len(page) > 1:
+        half = len(page) // 2
+        last = await _send_batch(websocket, page[:half], last)
+        return await _send_batch(websocket, page[half:], last)
+    await _send(websocket, text, last)
+    return page[-1][0]
 
 
 async def _live(

@@ -305,6 +305,7 @@ class EndpointService:
             task_id=task_id,
             times=(since, until),
             data=fields,
+            page_size=limit,
         ):
             last = stored.seq
             events.append(message_for(stored))

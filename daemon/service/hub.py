@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from typing import Any
 
-from ...protocol import build_envelope, topic_of
+from ...protocol import build_envelope, encode_message, topic_of
 from .store import Store, StoredEvent
 
 __all__ = ["EventHub", "Listener", "message_for", "message_text"]
@@ -42,7 +41,7 @@ def message_text(stored: StoredEvent) -> str:
     (the daemon has one ledger, so seq identifies an event)."""
     text = _texts.get(stored.seq)
     if text is None:
-        text = json.dumps(message_for(stored), separators=(",", ":"))
+        text = encode_message(message_for(stored))
         _texts[stored.seq] = text
         if len(_texts) > _TEXT_CACHE:
             _texts.popitem(last=False)

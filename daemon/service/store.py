@@ -164,16 +164,21 @@ class Store:
 
     async def open_tasks(self, session_id: str) -> list[TaskRow]:
         """Every ACTIVE/INACTIVE task of a session (the poller's diff input); each row's
-        ``observed_time`` is where a catch-up starts."""
+        ``observed_time`` is where a catch-up starts. One status at a time: each is then one
+        range of the (session, status) index, however many finished tasks the session has."""
         out: list[TaskRow] = []
         page = 1000
-        while True:
-            rows = await self.ledger.tasks(
-                session_id=session_id, status=_OPEN, limit=page, offset=len(out)
-            )
-            out.extend(rows)
-            if len(rows) < page:
-                return out
+        for status in _OPEN:
+            offset = 0
+            while True:
+                rows = await self.ledger.tasks(
+                    session_id=session_id, status=status, limit=page, offset=offset
+                )
+                out.extend(rows)
+                offset += len(rows)
+                if len(rows) < page:
+                    break
+        return out
 
     async def open_task_count(self) -> int:
         count = 0
@@ -188,6 +193,10 @@ class Store:
 
     def events_since(self, seq: int, **filters: Any) -> AsyncIterator[StoredEvent]:
         return self.ledger.events_since(seq, **filters)
+
+    def envelope_pages(self, seq: int, **filters: Any) -> AsyncIterator[list[tuple[int, str]]]:
+        """Pages of (seq, envelope JSON text) after ``seq``, for a batched replay."""
+        return self.ledger.envelope_pages(seq, **filters)
 
     def attach(self, sink: CommitSink) -> int:
         return self.ledger.attach(sink)

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
@@ -71,30 +72,35 @@ def test_replay_arrives_in_batches_and_each_event_once_in_order(
     process, head = filled_daemon
     assert head > 2 * REPLAY_BATCH
 
-    async def raw(query: str) -> list[list[int]]:
-        """Seqs per message up to the head, as a client asking for batches receives them."""
-        messages: list[list[int]] = []
+    async def raw(query: str, until: int = head) -> list[list[dict[str, Any]]]:
+        """The events of each message up to seq ``until``, as a raw client receives them."""
+        messages: list[list[dict[str, Any]]] = []
         async with websockets.connect(
             f"{process.ws_url}?{query}",
             additional_headers=process.headers,
             max_size=2**24,
             proxy=None,
         ) as ws:
-            while not messages or messages[-1][-1] < head:
+            while not messages or messages[-1][-1]["seq"] < until:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 30 * UNIT))
                 if message["type"] == "events":
-                    messages.append([e["seq"] for e in message["events"]])
+                    messages.append(message["events"])
                 elif message["type"] == "event":
-                    messages.append([message["seq"]])
+                    messages.append([message])
         return messages
 
     batched = asyncio.run(raw("since=0&batch=1"))
-    assert [seq for batch in batched for seq in batch] == list(range(1, head + 1))
+    events = [event for batch in batched for event in batch]
+    assert [event["seq"] for event in events] == list(range(1, head + 1))
     assert all(len(batch) <= REPLAY_BATCH for batch in batched)
     assert len(batched) == -(-head // REPLAY_BATCH)  # full batches, then the rest
-    # Without asking, one event per message as before.
+    # Without asking, one event per message as before, and the very same envelopes.
     single = asyncio.run(raw("since=0"))
-    assert all(len(message) == 1 for message in single) and len(single) == head
+    assert all(len(message) == 1 for message in single)
+    assert [message[0] for message in single] == events
+    # A topic filter applies to the batches too.
+    sessions = asyncio.run(raw("since=0&batch=1&topic=session", until=1))
+    assert [e["kind"] for batch in sessions for e in batch] == ["session_opened"]
 
     # The client asks for batches and hands out each event once, in order; resuming from a
     # cursor inside a batch starts right after it.
