@@ -14,7 +14,9 @@ measured with ``GlobusClient`` against the simulator:
   default view) and tasks by label, label glob (``run-RRRR-*``, one run), status and time
   range (``view="tasks"``), each a page of at most 100;
 - replay: a client streaming from ``since`` = head - 100,000 (all events when fewer), time
-  from ``events()`` to the last event delivered;
+  from ``events()`` to the last event delivered, and the CPU time the daemon process and
+  the client process spent per event meanwhile (what the machine's other load does not
+  change);
 - cancel: mean time of ``cancel_task`` on 5 running tasks;
 - restart + catch-up: 8 running tasks, the daemon stopped, the tasks finished meanwhile,
   the daemon started again and the session re-registered: the time until the client sees
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -53,6 +56,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _mean_ms(fn: Callable[[], Any], repeats: int) -> float:
@@ -135,6 +144,7 @@ def _measure(size: int, *, sim: Simulator, root: Path, repeats: int) -> dict[str
 
             want = min(REPLAY, head)
             started = time.perf_counter()
+            daemon_cpu, client_cpu = _cpu_s(daemon.proc.pid), time.process_time()
             got = 0
             with client.events(since=head - want, all_sessions=True) as stream:
                 while got < want:
@@ -143,8 +153,12 @@ def _measure(size: int, *, sim: Simulator, root: Path, repeats: int) -> dict[str
                         raise TimeoutError(f"replay stopped after {got} events")
                     got += 1
             seconds = time.perf_counter() - started
+            daemon_cpu = _cpu_s(daemon.proc.pid) - daemon_cpu
+            client_cpu = time.process_time() - client_cpu
             out[f"replay of min({REPLAY:,}, all) events (s)"] = seconds
             out["replay (events/s)"] = want / seconds
+            out["replay CPU, daemon (us/event)"] = daemon_cpu / want * 1e6 if want else 0.0
+            out["replay CPU, client (us/event)"] = client_cpu / want * 1e6 if want else 0.0
 
             client.register_session(
                 access_token=user.access_token, local_collection=TUTORIAL_COLLECTION_2

@@ -14,6 +14,7 @@ been committed (it is then visible to readers and subscribers like any other).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -392,11 +393,11 @@ class Ledger:
         ``page_size`` replaces the ledger's rows per page."""
         self._check_open()
         kind_list = None if kinds is None else list(kinds)
-        cursor = seq
         page = self._page_size if page_size is None else max(1, page_size)
-        while True:
+
+        def read(after: int) -> asyncio.Task[list[tuple[int, str]]]:
             query = events_query(
-                after=cursor,
+                after=after,
                 until=None,
                 owner=owner,
                 session_id=session_id,
@@ -405,12 +406,25 @@ class Ledger:
                 limit=page,
                 columns=f"seq, {ENVELOPE_SQL}",
             )
-            rows: list[tuple[int, str]] = await self._readers.fetch(query)
-            if rows:
-                yield rows
-            if len(rows) < page:
-                return
-            cursor = rows[-1][0]
+            return asyncio.ensure_future(self._readers.fetch(query))
+
+        # The next page is read (in its connection's thread, SQLite building the JSON
+        # outside the GIL) while the caller sends the current one.
+        pending = read(seq)
+        try:
+            while True:
+                rows = await pending
+                if len(rows) == page:
+                    pending = read(rows[-1][0])
+                if rows:
+                    yield rows
+                if len(rows) < page:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LedgerClosed):
+                    await pending
 
     async def projection_snapshot(self) -> dict[str, list[Any]]:
         """Every row of the projection tables by table, in key order (for consistency
