@@ -190,7 +190,11 @@ def envelope_seq(message: Mapping[str, Any]) -> int:
     seq = message.get("seq")
     if type(seq) is not int or seq < 1:
         raise ValueError("an event without a positive integer seq")
-    if not isinstance(message.get("kind"), str) or not isinstance(message.get("data"), Mapping):
+    data = message.get("data")
+    # type() first: isinstance against an ABC costs a microsecond per replayed event.
+    if type(message.get("kind")) is not str or not (
+        type(data) is dict or isinstance(data, Mapping)
+    ):
         raise ValueError(f"event {seq} without a kind or a data object")
     return seq
 
@@ -257,7 +261,9 @@ def parse_batch(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if message.get("type") != BATCH_TYPE:
         raise ValueError("not a batch message")
     events = message.get("events")
-    if not isinstance(events, list) or not all(isinstance(e, Mapping) for e in events):
+    if not isinstance(events, list) or not all(
+        type(e) is dict or isinstance(e, Mapping) for e in events
+    ):
         raise ValueError("a batch without a list of event objects")
     return events
 
