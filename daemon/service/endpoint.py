@@ -37,6 +37,7 @@ def task_json(row: Any) -> dict[str, Any]:
     data = row_dict(row)
     data.pop("owner", None)
     data.pop("created_seq", None)
+    data.pop("observed_time", None)  # the poller's bookkeeping, not the task's
     return data
 
 
