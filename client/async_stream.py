@@ -118,6 +118,9 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         while True:
             if self._closed.is_set():
                 raise StreamClosed("the event stream is closed")
+            event = self._core.pending()
+            if event is not None:
+                return event
             ws = self._ws
             if ws is None:
                 ws = await self._connect(deadline)

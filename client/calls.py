@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..protocol import is_terminal
+from ..protocol import BATCH_PARAM, is_terminal
 from .errors import (
     ArgumentError,
     NoSessionError,
@@ -325,8 +325,10 @@ def websocket_url(
     session_id: str | None,
     task_id: str | None,
     topic: str | None,
+    batch: bool = False,
 ) -> str:
-    """The ``/ws`` URL for a stream resuming after ``since`` with the given filters."""
+    """The ``/ws`` URL for a stream resuming after ``since`` with the given filters;
+    ``batch`` asks for the replay in batch messages (``radical.orbit.protocol.BATCH_TYPE``)."""
     if base_url.startswith("https://"):
         ws_base = "wss://" + base_url[len("https://") :]
     elif base_url.startswith("http://"):
@@ -334,7 +336,13 @@ def websocket_url(
     else:
         ws_base = base_url
     query = _drop_none(
-        {"since": since, "session_id": session_id, "task_id": task_id, "topic": topic}
+        {
+            "since": since,
+            "session_id": session_id,
+            "task_id": task_id,
+            "topic": topic,
+            BATCH_PARAM: 1 if batch else None,
+        }
     )
     suffix = f"?{urlencode(query)}" if query else ""
     return f"{ws_base.rstrip('/')}/ws{suffix}"

@@ -4,7 +4,9 @@ The daemon's ``/ws`` replays the ledger after ``since`` and then streams live ev
 order. A connection can drop at any moment (daemon restart, network, or the daemon closing a
 slow client with code 4008); the client then reconnects with ``since`` = the last seq it
 delivered. :class:`ReplayCursor` decides what to deliver so that the application sees each
-event once and in order even when a replay overlaps what it already saw. :class:`StreamCore`
+event once and in order even when a replay overlaps what it already saw. The replay comes in
+batch messages (``batch=1``, many envelopes per message); the core hands their events out one
+at a time, and moves the cursor only as each is delivered. :class:`StreamCore`
 holds every decision the sync and async streams share (cursor, saving, idle detection, which
 refusals are final, backoff); they wrap it with their own sockets.
 """
@@ -16,12 +18,13 @@ import os
 import random
 import tempfile
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..protocol import CloseCode, parse_envelope
+from ..protocol import BATCH_TYPE, CloseCode, envelope_seq, parse_batch
 from . import calls
 from .errors import (
     AuthenticationError,
@@ -133,13 +136,14 @@ class ReplayCursor:
         if kind != "event":
             return None
         try:
-            seq = parse_envelope(message).seq
+            seq = envelope_seq(message)
         except ValueError as exc:
             raise ProtocolError(f"the daemon sent a malformed event: {exc}") from None
         if self.last_seq is not None and seq <= self.last_seq:
             return None
         self.last_seq = seq
-        return dict(message)
+        # A message fresh from json.loads is the client's own: no copy needed.
+        return message if type(message) is dict else dict(message)
 
 
 @dataclass
@@ -235,11 +239,15 @@ class StreamCore:
         self._backoff = backoff or Backoff()
         self._unsaved: int | None = None
         self._last_message = 0.0
+        # Events of the last batch message not delivered yet, in seq order.
+        self._pending: deque[Mapping[str, Any]] = deque()
         self.connects = 0
 
     def target(self) -> str:
-        """The WebSocket URL resuming after the last delivered event."""
-        return calls.websocket_url(self.url, since=self.cursor.last_seq, **self._filters)
+        """The WebSocket URL resuming after the last delivered event (replay in batches)."""
+        return calls.websocket_url(
+            self.url, since=self.cursor.last_seq, batch=True, **self._filters
+        )
 
     def save(self) -> None:
         """Record the last delivered event in the cursor file (if any and not yet saved)."""
@@ -261,10 +269,29 @@ class StreamCore:
         return time.monotonic() - self._last_message >= self.idle_timeout
 
     def received(self, raw: str | bytes) -> dict[str, Any] | None:
-        """The event to deliver for one message, or None (heartbeat, duplicate)."""
+        """The event to deliver for one message, or None (heartbeat, duplicate). A batch
+        message yields its first new event; :meth:`pending` hands out the rest."""
         self._last_message = time.monotonic()
         self._backoff.reset()
-        event = self.cursor.accept(decode_message(raw))
+        message = decode_message(raw)
+        if message.get("type") == BATCH_TYPE:
+            try:
+                self._pending.extend(parse_batch(message))
+            except ValueError as exc:
+                raise ProtocolError(f"the daemon sent a malformed batch: {exc}") from None
+            return self.pending()
+        return self._deliver(message)
+
+    def pending(self) -> dict[str, Any] | None:
+        """The next new event of a batch already received, or None when none is left."""
+        while self._pending:
+            event = self._deliver(self._pending.popleft())
+            if event is not None:
+                return event
+        return None
+
+    def _deliver(self, message: Mapping[str, Any]) -> dict[str, Any] | None:
+        event = self.cursor.accept(message)
         if event is not None:
             self._unsaved = self.cursor.last_seq
         return event

@@ -1,8 +1,8 @@
 """Event-sourced task ledger on SQLite.
 
-Every submit, state change and cancel is an event appended to one SQLite file; the tasks and
-submissions tables are projections of the events, kept current in the same transaction as
-each append and rebuildable from the events alone. See ``docs/ledger.md``.
+Every submit, state change and cancel is an event appended to one SQLite file; the tasks,
+submissions, sessions and cancels tables are projections of the events, kept current in the
+same transaction as each append and rebuildable from the events alone. See ``docs/ledger.md``.
 
     ledger = await Ledger.open(path)
     stored = await ledger.append(TaskProgress(task_id=..., bytes_transferred=...))
@@ -54,7 +54,16 @@ from .events import (
     decode_event,
 )
 from .feed import CommitSink, LiveFeed
-from .fold import SubmissionRow, TaskRow, apply_submission, apply_task, fold
+from .fold import (
+    CancelRow,
+    Projections,
+    SessionRow,
+    SubmissionRow,
+    TaskRow,
+    apply_submission,
+    apply_task,
+    fold,
+)
 from .ledger import Ledger
 
 __all__ = [
@@ -62,6 +71,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "CancelRequested",
     "CancelResult",
+    "CancelRow",
     "CommitSink",
     "CredentialExpired",
     "CredentialRefused",
@@ -79,11 +89,13 @@ __all__ = [
     "LiveFeed",
     "MigrationFailed",
     "ProjectionRebuildError",
+    "Projections",
     "RejectedEvent",
     "SchemaError",
     "SchemaTooNew",
     "SessionClosed",
     "SessionOpened",
+    "SessionRow",
     "StorageError",
     "StoredEvent",
     "SubmissionResolved",

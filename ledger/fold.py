@@ -14,6 +14,13 @@ follows every state, progress and attention event (``attention_since`` is when t
 episode began) and ``progress_time`` is when bytes or files last moved (its submit before
 that). A submission exists from ``submit_requested`` and
 is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``.
+
+Two more projections are never refused anything: sessions (``session_opened`` opens or
+reopens one, ``session_closed`` closes it; the daemon reloads the open ones at start-up) and
+cancels (``cancel_requested`` makes the task's cancel pending, ``cancel_result`` answers it;
+the daemon resends the pending ones). A task's ``observed_time`` is the commit time of the
+last event that recorded what Globus said about it (its submit, a state change, progress):
+the poller's catch-up starts from there.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from .events import (
     DeleteSubmitted,
     Event,
     FatalError,
+    SessionClosed,
+    SessionOpened,
     SubmitFailed,
     SubmitRequested,
     TaskError,
@@ -52,18 +61,29 @@ from .events import (
 )
 
 __all__ = [
+    "CancelRow",
+    "CancelState",
+    "Projections",
+    "SessionRow",
+    "SessionState",
     "SubmissionRow",
     "SubmissionState",
     "TaskRow",
+    "apply_cancel",
+    "apply_session",
     "apply_submission",
     "apply_task",
+    "cancel_key",
     "fold",
+    "session_key",
     "step",
     "submission_key",
     "task_key",
 ]
 
 SubmissionState = Literal["pending", "submitted", "failed"]
+SessionState = Literal["open", "closed"]
+CancelState = Literal["pending", "answered"]
 
 
 class TaskRow(NamedTuple):
@@ -98,6 +118,8 @@ class TaskRow(NamedTuple):
     progress_time: float
     policy: TroublePolicy | None
     attention_message: str | None
+    # Commit time of the last event that recorded Globus's view of the task (cancels do not).
+    observed_time: float
 
     @property
     def done(self) -> bool:
@@ -133,6 +155,35 @@ class SubmissionRow:
     last_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session as its events left it; ``state`` is open until ``session_closed``."""
+
+    session_id: str
+    owner: str | None
+    local_collection: str | None
+    auth: str
+    state: SessionState
+    opened_seq: int
+    last_seq: int
+    # The trouble policy its session_opened named (the default of its submits).
+    policy: TroublePolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRow:
+    """The last cancel of a task: pending from ``cancel_requested`` until its
+    ``cancel_result`` (a crash in between leaves it pending, to be sent again)."""
+
+    task_id: str
+    owner: str | None
+    session_id: str | None
+    state: CancelState
+    code: str | None
+    requested_seq: int
+    last_seq: int
+
+
 _TASK_KINDS = (
     TaskSubmitted,
     DeleteSubmitted,
@@ -156,6 +207,7 @@ _UPDATE_KINDS = (
     TaskRecovered,
 )
 _ATTENTION_KINDS = (TaskNeedsAttention, TaskRecovered)
+_SESSION_KINDS = (SessionOpened, SessionClosed)
 
 
 def task_key(event: Event) -> str | None:
@@ -166,6 +218,16 @@ def task_key(event: Event) -> str | None:
 def submission_key(event: Event) -> str | None:
     """The submission id whose row ``event`` changes, or None."""
     return event.submission_id if isinstance(event, _SUBMISSION_KINDS) else None
+
+
+def session_key(event: Event) -> str | None:
+    """The session id whose row ``event`` changes, or None."""
+    return event.session_id if isinstance(event, _SESSION_KINDS) else None
+
+
+def cancel_key(event: Event) -> str | None:
+    """The task id whose cancel row ``event`` changes, or None."""
+    return event.task_id if isinstance(event, _CANCEL_KINDS) else None
 
 
 def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> TaskRow:
@@ -203,6 +265,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             progress_time=time,
             policy=event.policy,
             attention_message=None,
+            observed_time=time,
         )
     if not isinstance(event, _UPDATE_KINDS):
         raise TypeError(f"{event.kind} does not change a task")
@@ -257,6 +320,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
         needs_attention=event.needs_attention,
         attention_since=_since(row, event.needs_attention, time),
         progress_time=time if moved else row.progress_time,
+        observed_time=time,
     )
 
 
@@ -285,6 +349,7 @@ def _changed(
     needs_attention: str | None,
     attention_since: float | None,
     progress_time: float,
+    observed_time: float,
 ) -> TaskRow:
     # Positional construction: dataclasses.replace costs several times more, and this runs
     # for every task event in the writer's hot loop.
@@ -315,6 +380,7 @@ def _changed(
         progress_time,
         row.policy,
         row.attention_message if needs_attention is not None else None,
+        observed_time,
     )
 
 
@@ -365,35 +431,96 @@ def apply_submission(
     return dataclasses.replace(row, state="submitted", task_id=event.task_id, last_seq=seq)
 
 
-def fold(
-    events: Iterable[tuple[int, float, Event]],
-) -> tuple[dict[str, TaskRow], dict[str, SubmissionRow]]:
+def apply_session(row: SessionRow | None, event: Event, *, seq: int) -> SessionRow | None:
+    """The session row after ``event`` (None: nothing to record, e.g. closing an unknown
+    session). Never refuses: re-registering an open session or closing twice is allowed."""
+    sid = event.session_id
+    if sid is None:
+        return None
+    if isinstance(event, SessionOpened):
+        return SessionRow(
+            session_id=sid,
+            owner=event.owner,
+            local_collection=event.local_collection,
+            auth=event.auth,
+            state="open",
+            opened_seq=seq,
+            last_seq=seq,
+            policy=event.policy,
+        )
+    if not isinstance(event, SessionClosed):
+        raise TypeError(f"{event.kind} does not change a session")
+    if row is None:
+        return None
+    return dataclasses.replace(row, state="closed", last_seq=seq)
+
+
+def apply_cancel(row: CancelRow | None, event: Event, *, task: TaskRow, seq: int) -> CancelRow:
+    """The cancel row after ``event`` (already accepted for ``task``). An event without a
+    session or owner belongs to its task's, as the writer stores it."""
+    if not isinstance(event, _CANCEL_KINDS):
+        raise TypeError(f"{event.kind} does not change a cancel")
+    owner = event.owner if event.owner is not None else task.owner
+    sid = event.session_id if event.session_id is not None else task.session_id
+    if isinstance(event, CancelRequested):
+        return CancelRow(
+            task_id=event.task_id,
+            owner=owner,
+            session_id=sid,
+            state="pending",
+            code=None,
+            requested_seq=seq,
+            last_seq=seq,
+        )
+    if row is None:
+        # An answer without a recorded request (e.g. a ledger older than the cancel events).
+        return CancelRow(
+            task_id=event.task_id,
+            owner=owner,
+            session_id=sid,
+            state="answered",
+            code=event.code,
+            requested_seq=seq,
+            last_seq=seq,
+        )
+    return dataclasses.replace(row, state="answered", code=event.code, last_seq=seq)
+
+
+@dataclass(slots=True)
+class Projections:
+    """The projection row maps one fold works on (a transaction's rows, or a rebuild's)."""
+
+    tasks: MutableMapping[str, TaskRow] = dataclasses.field(default_factory=dict)
+    submissions: MutableMapping[str, SubmissionRow] = dataclasses.field(default_factory=dict)
+    sessions: MutableMapping[str, SessionRow] = dataclasses.field(default_factory=dict)
+    cancels: MutableMapping[str, CancelRow] = dataclasses.field(default_factory=dict)
+
+
+def fold(events: Iterable[tuple[int, float, Event]]) -> Projections:
     """All projection rows produced by ``(seq, time, event)`` triples, in order."""
-    tasks: dict[str, TaskRow] = {}
-    submissions: dict[str, SubmissionRow] = {}
+    out = Projections()
     for seq, time, event in events:
-        step(tasks, submissions, event, seq=seq, time=time)
-    return tasks, submissions
+        step(out, event, seq=seq, time=time)
+    return out
 
 
-def step(
-    tasks: MutableMapping[str, TaskRow],
-    submissions: MutableMapping[str, SubmissionRow],
-    event: Event,
-    *,
-    seq: int,
-    time: float,
-) -> None:
-    """Apply one event to the row maps; on a refusal both maps are left unchanged."""
+def step(maps: Projections, event: Event, *, seq: int, time: float) -> None:
+    """Apply one event to the row maps; on a refusal every map is left unchanged."""
     tkey = task_key(event)
     skey = submission_key(event)
     new_sub = (
-        apply_submission(submissions.get(skey), event, seq=seq, time=time)
+        apply_submission(maps.submissions.get(skey), event, seq=seq, time=time)
         if skey is not None
         else None
     )
-    new_task = apply_task(tasks.get(tkey), event, seq=seq, time=time) if tkey is not None else None
+    if tkey is not None:
+        new_task = apply_task(maps.tasks.get(tkey), event, seq=seq, time=time)
+        if isinstance(event, _CANCEL_KINDS):
+            maps.cancels[tkey] = apply_cancel(maps.cancels.get(tkey), event, task=new_task, seq=seq)
+        maps.tasks[tkey] = new_task
     if new_sub is not None and skey is not None:
-        submissions[skey] = new_sub
-    if new_task is not None and tkey is not None:
-        tasks[tkey] = new_task
+        maps.submissions[skey] = new_sub
+    if isinstance(event, _SESSION_KINDS) and event.session_id is not None:
+        new_session = apply_session(maps.sessions.get(event.session_id), event, seq=seq)
+        if new_session is not None:
+            maps.sessions[event.session_id] = new_session

@@ -1,9 +1,9 @@
 """The asyncio face of the ledger: append, reads, replay and live subscription.
 
 One writer thread owns the only writing connection (:mod:`.writer`); reads run on a small
-pool of read-only connections in their own threads. In WAL mode a reader sees the last
-commit and neither waits for the writer nor makes it wait, so reads never slow appends down
-beyond sharing the CPU.
+pool of read-only ``aiosqlite`` connections (each runs its queries in its own thread). In WAL
+mode a reader sees the last commit and neither waits for the writer nor makes it wait, so
+reads never slow appends down beyond sharing the CPU.
 
 Durability: ``append`` returns after the COMMIT of its batch returned with
 ``synchronous=FULL`` in WAL mode, i.e. after the WAL was fsynced: an acknowledged event
@@ -14,74 +14,126 @@ been committed (it is then visible to readers and subscribers like any other).
 from __future__ import annotations
 
 import asyncio
-import functools
-import queue
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
+
+import aiosqlite
 
 from ..migrations import Migration, load_migrations
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
 from .feed import CommitSink, LiveFeed
-from .fold import SubmissionRow, TaskRow, submission_key
-from .schema import connect, migrate
+from .fold import CancelRow, SessionRow, SubmissionRow, TaskRow, submission_key
+from .schema import CONNECT_OPTIONS, READER_PRAGMAS, connect, migrate
 from .store import (
+    ENVELOPE_COLUMNS,
+    RAW_EVENT_COLUMNS,
+    Query,
     RawEvent,
+    bounded_rows,
+    cancel_rows,
     dumps,
-    pending_submissions,
-    projection_snapshot,
+    envelope_texts,
+    events_query,
+    open_sessions_query,
+    pending_cancels_query,
+    pending_submission_rows,
+    pending_submissions_query,
     raise_sequence,
-    read_event_page,
-    read_raw_event_page,
-    read_task,
-    read_tasks,
+    raw_events,
     rebuild,
     sequence_high_water,
+    session_rows,
+    snapshot_queries,
+    stored_events,
+    task_query,
+    task_rows,
+    tasks_query,
 )
 from .writer import AppendRequest, CallRequest, Encoded, Outcome, Writer
 
 __all__ = ["Ledger"]
 
-T = TypeVar("T")
 
+class _ReadPool:
+    """Read-only ``aiosqlite`` connections, opened on first need, lent one per query.
 
-class _Readers:
-    """Read-only connections, one per pool thread at most, opened on first use."""
+    Each aiosqlite connection runs its queries in its own thread; the rows come back to the
+    event loop, which maps them to typed rows. ``size`` bounds the connections (and threads):
+    a query that finds them all busy waits for one.
+    """
 
     def __init__(self, path: Path, *, size: int) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="ledger-reader")
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
+        self._size = size
+        self._idle: list[aiosqlite.Connection] = []
+        self._all: list[aiosqlite.Connection] = []
+        self._freed = asyncio.Condition()
+        self._closed = False
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
+    async def fetch(self, query: Query) -> list[Any]:
+        conn = await self._acquire()
         try:
-            return await loop.run_in_executor(self._executor, self._call, fn)
-        except RuntimeError as exc:
-            if "shutdown" in str(exc):
-                raise LedgerClosed("the ledger was closed") from None
-            raise
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = connect(self._path, readonly=True)
-            self._all.append(conn)
-        try:
-            return fn(conn)
+            return list(await conn.execute_fetchall(query.sql, query.params))
         finally:
-            self._idle.put(conn)
+            self._idle.append(conn)
+            async with self._freed:
+                self._freed.notify()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def page(
+        self, query: Query, *, max_bytes: int | None, size_column: int
+    ) -> tuple[list[Any], bool]:
+        """The query's rows up to ``max_bytes`` (see :func:`.store.bounded_rows`), read
+        row by row in the connection's own thread: a byte bound needs the rows one at a
+        time, which aiosqlite's public calls would bring to the event loop one hop each."""
+        conn = await self._acquire()
+        try:
+            # aiosqlite's queue of calls for its thread; _conn is its sqlite3 connection.
+            run: Callable[..., Awaitable[tuple[list[Any], bool]]] = conn._execute
+            return await run(
+                bounded_rows, conn._conn, query, max_bytes=max_bytes, size_column=size_column
+            )
+        finally:
+            self._idle.append(conn)
+            async with self._freed:
+                self._freed.notify()
+
+    async def _acquire(self) -> aiosqlite.Connection:
+        while True:
+            if self._closed:
+                raise LedgerClosed("the ledger was closed")
+            if self._idle:
+                return self._idle.pop()
+            if len(self._all) < self._size:
+                return await self._open()
+            async with self._freed:
+                await self._freed.wait()
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self._path, **CONNECT_OPTIONS)
+        self._all.append(conn)
+        try:
+            for pragma in READER_PRAGMAS:
+                await conn.execute_fetchall(pragma, [])
+        except BaseException:
+            self._all.remove(conn)
+            await conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection once its queued queries are done."""
+        self._closed = True
+        async with self._freed:
+            self._freed.notify_all()
         for conn in self._all:
-            conn.close()
+            await conn.close()
+        self._all.clear()
+        self._idle.clear()
 
 
 def _open_sync(
@@ -123,7 +175,7 @@ class Ledger:
         self._page_bytes = page_bytes
         self._closed = False
         self._sinks: set[CommitSink] = set()
-        self._readers = _Readers(path, size=readers)
+        self._readers = _ReadPool(path, size=readers)
         self._writer = Writer(
             writer_conn, loop=self._loop, deliver=self._deliver, max_batch=max_batch
         )
@@ -173,7 +225,7 @@ class Ledger:
         for sink in list(self._sinks):
             if isinstance(sink, LiveFeed):
                 sink.close()
-        await asyncio.to_thread(self._readers.close)
+        await self._readers.close()
 
     async def __aenter__(self) -> Ledger:
         return self
@@ -249,7 +301,8 @@ class Ledger:
                 future.set_result(result)
 
     async def rebuild_projections(self) -> None:
-        """Recompute tasks and submissions from the events, in one transaction."""
+        """Recompute every projection (tasks, submissions, sessions, cancels) from the
+        events, in one transaction."""
         if self._closed:
             raise LedgerClosed("the ledger was closed")
         future: asyncio.Future[None] = self._loop.create_future()
@@ -265,7 +318,8 @@ class Ledger:
 
     async def task(self, task_id: str) -> TaskRow | None:
         self._check_open()
-        return await self._readers.run(lambda conn: read_task(conn, task_id))
+        rows = task_rows(await self._readers.fetch(task_query(task_id)))
+        return rows[0] if rows else None
 
     async def tasks(
         self,
@@ -286,26 +340,35 @@ class Ledger:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be >= 0, got {limit} and {offset}")
         statuses = [status] if isinstance(status, str) else None if status is None else [*status]
-        return await self._readers.run(
-            lambda conn: read_tasks(
-                conn,
-                owner=owner,
-                session_id=session_id,
-                statuses=statuses,
-                label=label,
-                since=since,
-                until=until,
-                limit=limit,
-                offset=offset,
-            )
+        query = tasks_query(
+            owner=owner,
+            session_id=session_id,
+            statuses=statuses,
+            label=label,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
         )
+        return task_rows(await self._readers.fetch(query))
 
     async def pending_submissions(self, *, session_id: str | None = None) -> list[SubmissionRow]:
         """Submits recorded but neither submitted nor failed, oldest first."""
         self._check_open()
-        return await self._readers.run(
-            lambda conn: pending_submissions(conn, session_id=session_id)
-        )
+        query = pending_submissions_query(session_id=session_id)
+        return pending_submission_rows(await self._readers.fetch(query))
+
+    async def open_sessions(self) -> list[SessionRow]:
+        """Sessions whose last event opened them, oldest first."""
+        self._check_open()
+        return session_rows(await self._readers.fetch(open_sessions_query()))
+
+    async def pending_cancels(self, *, session_id: str | None = None) -> list[CancelRow]:
+        """Cancels requested and not answered yet (a crash or a fault in between), oldest
+        first."""
+        self._check_open()
+        query = pending_cancels_query(session_id=session_id)
+        return cancel_rows(await self._readers.fetch(query))
 
     async def events_since(
         self,
@@ -318,37 +381,37 @@ class Ledger:
         kinds: Iterable[str] | None = None,
         times: tuple[float | None, float | None] | None = None,
         data: Mapping[str, str] | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[StoredEvent]:
         """Committed events with seq > ``seq`` (and <= ``until``), in seq order, read a page
         at a time so memory stays bounded however long the history. ``times`` bounds the
         commit time (Unix seconds, from inclusive, until exclusive, either may be None);
         ``data`` keeps the events whose data fields equal these strings (in SQL, e.g.
-        ``{"status": "FAILED"}``)."""
+        ``{"status": "FAILED"}``). ``page_size`` replaces the ledger's rows per query (a
+        caller that wants 100 events reads 100 rows, not a page of 1000)."""
         self._check_open()
         kind_list = None if kinds is None else list(kinds)
         data = None if data is None else dict(data)
         cursor = seq
+        page = self._page_size if page_size is None else max(1, page_size)
         while True:
-            rows, last, more = await self._readers.run(
-                functools.partial(
-                    read_event_page,
-                    after=cursor,
-                    until=until,
-                    owner=owner,
-                    session_id=session_id,
-                    task_id=task_id,
-                    kinds=kind_list,
-                    limit=self._page_size,
-                    times=times,
-                    data=data,
-                    max_bytes=self._page_bytes,
-                )
+            query = events_query(
+                after=cursor,
+                until=until,
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                kinds=kind_list,
+                limit=page,
+                times=times,
+                data=data,
             )
-            for event in rows:
+            found, cut = await self._readers.page(query, max_bytes=self._page_bytes, size_column=6)
+            for event in stored_events(found):
                 yield event
-            if not more or last is None:
+            if not found or not (cut or len(found) >= page):
                 return
-            cursor = last
+            cursor = found[-1][0]
 
     async def raw_events_since(
         self,
@@ -366,31 +429,86 @@ class Ledger:
         self._check_open()
         cursor = seq
         while True:
-            rows, last, more = await self._readers.run(
-                functools.partial(
-                    read_raw_event_page,
-                    after=cursor,
-                    until=None,
-                    owner=owner,
-                    session_id=session_id,
-                    task_id=task_id,
-                    kinds=None,
-                    limit=self._page_size,
-                    times=times,
-                    data=None if data is None else dict(data),
-                    max_bytes=self._page_bytes,
-                )
+            query = events_query(
+                after=cursor,
+                until=None,
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                kinds=None,
+                limit=self._page_size,
+                times=times,
+                data=None if data is None else dict(data),
+                columns=RAW_EVENT_COLUMNS,
             )
-            for row in rows:
+            found, cut = await self._readers.page(query, max_bytes=self._page_bytes, size_column=6)
+            for row in raw_events(found):
                 yield row
-            if not more or last is None:
+            if not found or not (cut or len(found) >= self._page_size):
                 return
-            cursor = last
+            cursor = found[-1][0]
 
-    async def projection_snapshot(self) -> tuple[list[Any], list[Any]]:
-        """Every row of the projection tables, in key order (for consistency checks)."""
+    async def envelope_pages(
+        self,
+        seq: int = 0,
+        *,
+        owner: str | None = None,
+        session_id: str | None = None,
+        task_id: str | None = None,
+        kinds: Iterable[str] | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[list[tuple[int, str]]]:
+        """Pages of ``(seq, envelope JSON text)`` of the committed events after ``seq``, as
+        :func:`radical.orbit.protocol.build_envelope` describes them, built by SQLite (see
+        :mod:`.envelopes`): what a replay sends without decoding and encoding each event.
+        ``page_size`` replaces the ledger's rows per page."""
         self._check_open()
-        return await self._readers.run(projection_snapshot)
+        kind_list = None if kinds is None else list(kinds)
+        page = self._page_size if page_size is None else max(1, page_size)
+
+        def read(after: int) -> asyncio.Task[tuple[list[Any], bool]]:
+            query = events_query(
+                after=after,
+                until=None,
+                owner=owner,
+                session_id=session_id,
+                task_id=task_id,
+                kinds=kind_list,
+                limit=page,
+                columns=ENVELOPE_COLUMNS,
+            )
+            return asyncio.ensure_future(
+                self._readers.page(query, max_bytes=self._page_bytes, size_column=2)
+            )
+
+        # The next page is read (in its connection's thread, SQLite building the JSON
+        # outside the GIL) while the caller sends the current one. Pages end at the
+        # ledger's byte bound too, so two pages in memory stay about two page_bytes.
+        pending = read(seq)
+        try:
+            while True:
+                found, cut = await pending
+                more = bool(found) and (cut or len(found) >= page)
+                if more:
+                    pending = read(found[-1][0])
+                texts = envelope_texts(found)
+                if texts:
+                    yield texts
+                if not more:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LedgerClosed):
+                    await pending
+
+    async def projection_snapshot(self) -> dict[str, list[Any]]:
+        """Every row of the projection tables by table, in key order (for consistency
+        checks)."""
+        self._check_open()
+        return {
+            table: await self._readers.fetch(query) for table, query in snapshot_queries().items()
+        }
 
     def subscribe(self, *, maxsize: int = 1000) -> LiveFeed:
         """Live events committed from now on, buffered up to ``maxsize``; see :class:`LiveFeed`."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..migrations import Migration
 from .errors import MigrationFailed, SchemaTooNew
 
-__all__ = ["connect", "migrate", "split_statements"]
+__all__ = ["CONNECT_OPTIONS", "READER_PRAGMAS", "connect", "migrate", "split_statements"]
 
 # How long a connection waits for another process's lock before failing (ms). Our own readers
 # never lock in WAL mode; this only matters when two processes open the same file.
@@ -26,21 +27,30 @@ BUSY_TIMEOUT_MS = 10_000
 # replay of a large ledger grew RSS by the ledger's size. Events are appended, so recent
 # ones (what clients replay) lie past a small window anyway.
 READER_MMAP_BYTES = 32 * 2**20
+# sqlite3.connect options of every connection: autocommit mode (transactions are explicit).
+CONNECT_OPTIONS: dict[str, Any] = {
+    "isolation_level": None,
+    "check_same_thread": False,
+    "cached_statements": 64,
+}
+READER_PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA query_only = ON",
+    # Readers map the database file instead of copying each page with a read() call: about
+    # 10% less CPU per replayed event. Pages still in the WAL are read as before; the
+    # mapped pages read count in RSS (see READER_MMAP_BYTES).
+    f"PRAGMA mmap_size = {READER_MMAP_BYTES}",
+)
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode: transactions are always explicit."""
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, cached_statements=64
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn: sqlite3.Connection = sqlite3.connect(path, **CONNECT_OPTIONS)
     if readonly:
-        conn.execute("PRAGMA query_only = ON")
-        # Readers map the database file instead of copying each page with a read() call:
-        # about 10% less CPU per replayed event. Pages still in the WAL are read as before;
-        # the mapping is read-only and costs address space, not memory.
-        conn.execute(f"PRAGMA mmap_size = {READER_MMAP_BYTES}")
+        for pragma in READER_PRAGMAS:
+            conn.execute(pragma)
     else:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # WAL: readers see the last commit and never block the writer, nor it them.
         # synchronous=FULL: in WAL mode the log is fsynced at every COMMIT, so a commit that
         # returned survives a power loss, not only a process crash (NORMAL would not).

@@ -1,7 +1,8 @@
 """SQL of the ledger: row mapping, batch writes, projection rebuild and reads (synchronous).
 
-Functions here take a ``sqlite3.Connection`` and are called from the writer thread (writes)
-or from reader threads (reads); the asyncio shell in :mod:`.ledger` decides which.
+Writes take a ``sqlite3.Connection`` and run in the writer thread; reads are a
+:class:`Query` and the mapping of its rows, run by the asyncio shell in :mod:`.ledger` on its
+``aiosqlite`` read connections.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 from .codec import spec_of
+from .envelopes import ENVELOPE_SQL
 from .errors import LedgerError, ProjectionRebuildError
 from .events import (
     DeleteRequest,
@@ -26,26 +28,41 @@ from .events import (
     TroublePolicy,
     decode_event,
 )
-from .fold import SubmissionRow, TaskRow, step
+from .fold import CancelRow, Projections, SessionRow, SubmissionRow, TaskRow, step
 
 __all__ = [
+    "ENVELOPE_COLUMNS",
+    "RAW_EVENT_COLUMNS",
     "TASK_COLUMNS",
+    "Query",
     "RawEvent",
+    "bounded_rows",
+    "cancel_rows",
+    "envelope_texts",
+    "events_query",
     "insert_events",
     "insert_tasks",
+    "load_cancels",
+    "load_sessions",
     "load_submissions",
     "load_tasks",
-    "pending_submissions",
-    "projection_snapshot",
+    "open_sessions_query",
+    "pending_cancels_query",
+    "pending_submission_rows",
+    "pending_submissions_query",
     "raise_sequence",
-    "read_event_page",
-    "read_events",
-    "read_raw_event_page",
-    "read_task",
-    "read_tasks",
+    "raw_events",
     "rebuild",
     "sequence_high_water",
+    "session_rows",
+    "snapshot_queries",
+    "stored_events",
+    "task_query",
+    "task_rows",
+    "tasks_query",
     "update_tasks",
+    "upsert_cancels",
+    "upsert_sessions",
     "upsert_submissions",
 ]
 
@@ -53,13 +70,15 @@ TASK_COLUMNS = (
     "task_id, submission_id, owner, session_id, type, status, nice_status, label, source, "
     "destination, bytes_transferred, files_transferred, fatal_error, request_time, "
     "completion_time, created_seq, last_seq, is_ok, is_paused, faults, error, needs_attention, "
-    "attention_since, progress_time, policy, attention_message"
+    "attention_since, progress_time, policy, attention_message, observed_time"
 )
-_TASK_WIDTH = 26
+_TASK_WIDTH = 27
 SUBMISSION_COLUMNS = (
     "submission_id, owner, session_id, type, state, task_id, code, message, "
     "request_time, requested_seq, last_seq"
 )
+SESSION_COLUMNS = "session_id, owner, local_collection, auth, state, opened_seq, last_seq, policy"
+CANCEL_COLUMNS = "task_id, owner, session_id, state, code, requested_seq, last_seq"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _LOADS = json.loads
 # Host parameters per statement stay under SQLite's default limit (32766 since 3.32).
@@ -116,6 +135,7 @@ def _task_tuple(row: TaskRow) -> tuple[Any, ...]:
         row.created_seq,
         row.last_seq,
         *_trouble_tuple(row),
+        row.observed_time,
     )
 
 
@@ -162,6 +182,7 @@ def _task_row(values: Sequence[Any]) -> TaskRow:
         progress_time=values[23],
         policy=None if values[24] is None else _policy(values[24]),
         attention_message=values[25],
+        observed_time=values[26],
     )
 
 
@@ -211,6 +232,45 @@ def _submission_row(
         request_time=values[8],
         requested_seq=values[9],
         last_seq=values[10],
+    )
+
+
+def _session_tuple(row: SessionRow) -> tuple[Any, ...]:
+    return (
+        row.session_id,
+        row.owner,
+        row.local_collection,
+        row.auth,
+        row.state,
+        row.opened_seq,
+        row.last_seq,
+        _record_json(row.policy),
+    )
+
+
+def _session_row(values: Sequence[Any]) -> SessionRow:
+    policy = values[7]
+    return SessionRow(
+        session_id=values[0],
+        owner=values[1],
+        local_collection=values[2],
+        auth=values[3],
+        state=values[4],
+        opened_seq=values[5],
+        last_seq=values[6],
+        policy=None if policy is None else _policy(policy),
+    )
+
+
+def _cancel_tuple(row: CancelRow) -> tuple[Any, ...]:
+    return (
+        row.task_id,
+        row.owner,
+        row.session_id,
+        row.state,
+        row.code,
+        row.requested_seq,
+        row.last_seq,
     )
 
 
@@ -274,6 +334,28 @@ def load_submissions(
     return out
 
 
+def load_sessions(conn: sqlite3.Connection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
+    keys = list(set(session_ids))
+    out: dict[str, SessionRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id IN ({marks})"  # noqa: S608
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = _session_row(values)
+    return out
+
+
+def load_cancels(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, CancelRow]:
+    keys = list(set(task_ids))
+    out: dict[str, CancelRow] = {}
+    for chunk in _chunks(keys):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {CANCEL_COLUMNS} FROM cancels WHERE task_id IN ({marks})"  # noqa: S608
+        for values in conn.execute(sql, chunk):
+            out[values[0]] = CancelRow(*values)
+    return out
+
+
 def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Rows are ``(seq, time, kind, owner, session_id, task_id, data_json)``."""
     conn.executemany(
@@ -291,33 +373,34 @@ def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
 
 
 _UPDATE_TASK = (
-    "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
+    "UPDATE tasks SET {keys}nice_status = ?, bytes_transferred = ?, "
     "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ?, is_ok = ?, "
     "is_paused = ?, faults = ?, error = ?, needs_attention = ?, attention_since = ?, "
-    "progress_time = ?, policy = ?, attention_message = ? WHERE task_id = ?"
+    "progress_time = ?, policy = ?, attention_message = ?, observed_time = ? WHERE task_id = ?"
 )
 
 
-def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: bool) -> None:
+def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, keys: bool) -> None:
     """Write the mutable columns of existing rows. Cheaper than REPLACE: the key and the
-    owner/session indexes stay untouched, and with ``status=False`` (the rows' status did
-    not change, the common case of progress) so does the status index."""
+    owner/session indexes stay untouched, and with ``keys=False`` (neither the status nor
+    the label changed, the common case of progress) so do the status and label indexes:
+    SQLite rewrites the entries of every index on a column the UPDATE sets."""
     if not rows:
         return
-    sql = _UPDATE_TASK.format(status="status = ?, " if status else "")
+    sql = _UPDATE_TASK.format(keys="status = ?, label = ?, " if keys else "")
     conn.executemany(
         sql,
         [
             (
-                *((r.status,) if status else ()),
+                *((r.status, r.label) if keys else ()),
                 r.nice_status,
-                r.label,
                 r.bytes_transferred,
                 r.files_transferred,
                 _fatal_json(r.fatal_error),
                 r.completion_time,
                 r.last_seq,
                 *_trouble_tuple(r),
+                r.observed_time,
                 r.task_id,
             )
             for r in rows
@@ -333,10 +416,26 @@ def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) 
     )
 
 
+def upsert_sessions(conn: sqlite3.Connection, rows: Iterable[SessionRow]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608
+        [_session_tuple(r) for r in rows],
+    )
+
+
+def upsert_cancels(conn: sqlite3.Connection, rows: Iterable[CancelRow]) -> None:
+    conn.executemany(
+        f"INSERT OR REPLACE INTO cancels ({CANCEL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
+        [_cancel_tuple(r) for r in rows],
+    )
+
+
+_PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
-    """Recompute tasks and submissions from the events (caller holds the transaction)."""
-    tasks: dict[str, TaskRow] = {}
-    submissions: dict[str, SubmissionRow] = {}
+    """Recompute every projection from the events (caller holds the transaction)."""
+    maps = Projections()
     cursor = conn.execute(
         "SELECT seq, time, kind, owner, session_id, data FROM events ORDER BY seq"
     )
@@ -344,33 +443,38 @@ def rebuild(conn: sqlite3.Connection) -> None:
         for seq, time, kind, owner, session_id, data in batch:
             try:
                 event = decode_event(kind, owner=owner, session_id=session_id, data=_LOADS(data))
-                step(tasks, submissions, event, seq=seq, time=time)
+                step(maps, event, seq=seq, time=time)
                 if isinstance(event, SubmitRequested):
                     # The request stays in its event; holding every one would cost MBs each.
-                    row = submissions[event.submission_id]
-                    submissions[event.submission_id] = dataclasses.replace(row, request=None)
+                    row = maps.submissions[event.submission_id]
+                    maps.submissions[event.submission_id] = dataclasses.replace(row, request=None)
             except LedgerError as exc:
                 raise ProjectionRebuildError(
                     f"event {seq} ({kind}) cannot be folded: {exc}; were events deleted?"
                 ) from exc
-    conn.execute("DELETE FROM tasks")
-    conn.execute("DELETE FROM submissions")
-    insert_tasks(conn, tasks.values())
-    upsert_submissions(conn, submissions.values())
+    for table in _PROJECTION_TABLES:
+        conn.execute(f"DELETE FROM {table}")  # noqa: S608
+    insert_tasks(conn, maps.tasks.values())
+    upsert_submissions(conn, maps.submissions.values())
+    upsert_sessions(conn, maps.sessions.values())
+    upsert_cancels(conn, maps.cancels.values())
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     """A ``WHERE`` clause of the conditions whose value is not None, and its parameters.
 
-    A sequence value stands for ``IN (?)``: the placeholder becomes one per element.
+    A list value stands for ``IN (?)``: the placeholder becomes one per element. A tuple
+    holds the parameters of a clause with several placeholders, in order.
     """
     clauses: list[str] = []
     params: list[Any] = []
     for clause, value in conditions:
         if value is None:
             continue
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, list):
             clause = clause.replace("(?)", f"({','.join('?' * len(value))})")
+            params.extend(value)
+        elif isinstance(value, tuple):
             params.extend(value)
         else:
             params.append(value)
@@ -378,19 +482,71 @@ def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-# --- reads (reader threads) ---------------------------------------------------------------
+# --- reads: each is a query and the mapping of its rows ------------------------------------
+#
+# The asyncio shell runs the query on one of its read connections and maps the rows on the
+# event loop; nothing here touches a connection, so the SQL can be read (and benchmarked)
+# apart from how it is run.
 
 
-def read_task(conn: sqlite3.Connection, task_id: str) -> TaskRow | None:
-    values = conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?",  # noqa: S608
-        (task_id,),
-    ).fetchone()
-    return None if values is None else _task_row(values)
+class Query(NamedTuple):
+    sql: str
+    params: list[Any]
 
 
-def read_tasks(
-    conn: sqlite3.Connection,
+def task_query(task_id: str) -> Query:
+    return Query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", [task_id])  # noqa: S608
+
+
+# SQLite's largest integer: "no such row" for a seq bound, so that nothing matches.
+_NO_SEQ = 2**63 - 1
+_GLOB_SPECIAL = frozenset("*?[")
+
+
+def glob_prefix(pattern: str) -> str:
+    """The literal start of a GLOB pattern (all of it when it has no wildcard)."""
+    for index, char in enumerate(pattern):
+        if char in _GLOB_SPECIAL:
+            return pattern[:index]
+    return pattern
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` (None: none)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            return prefix[:-1] + chr(last + 1)
+        prefix = prefix[:-1]
+    return None
+
+
+def _label_conditions(label: str | None) -> list[tuple[str, Any]]:
+    """``label GLOB ?`` as conditions an index on label can answer: equality for a plain
+    string, a range over the literal prefix (and the GLOB itself) for a pattern."""
+    if label is None:
+        return []
+    prefix = glob_prefix(label)
+    if prefix == label:
+        return [("label = ?", label)]
+    out: list[tuple[str, Any]] = [("label GLOB ?", label)]
+    if prefix:
+        out.append(("label >= ?", prefix))
+        upper = _after_prefix(prefix)
+        if upper is not None:
+            out.append(("label < ?", upper))
+    return out
+
+
+# The first task (events: the first event) committed at or after a time, from the time index.
+_FIRST_TASK_AT = (
+    "(SELECT created_seq FROM tasks WHERE request_time >= ? "
+    "ORDER BY request_time, created_seq LIMIT 1)"
+)
+_FIRST_EVENT_AT = "(SELECT seq FROM events WHERE time >= ? ORDER BY time, seq LIMIT 1)"
+
+
+def tasks_query(
     *,
     owner: str | None,
     session_id: str | None,
@@ -400,120 +556,69 @@ def read_tasks(
     until: float | None,
     limit: int,
     offset: int,
-) -> list[TaskRow]:
+) -> Query:
+    """Tasks matching every given filter, newest first. A time bound is also turned into a
+    ``created_seq`` bound (request times never decrease as seqs grow), which the indexes
+    ordered by ``created_seq`` can use; the time conditions stay, as the definition."""
     clause, params = _where(
         ("owner = ?", owner),
         ("session_id = ?", session_id),
-        ("status IN (?)", statuses),
-        ("label GLOB ?", label),
+        ("status IN (?)", None if statuses is None else list(statuses)),
+        *_label_conditions(label),
         ("request_time >= ?", since),
         ("request_time < ?", until),
+        (f"created_seq >= coalesce({_FIRST_TASK_AT}, {_NO_SEQ})", since),
+        (f"created_seq < coalesce({_FIRST_TASK_AT}, {_NO_SEQ})", until),
     )
     sql = (
         f"SELECT {TASK_COLUMNS} FROM tasks {clause} "  # noqa: S608
         "ORDER BY created_seq DESC LIMIT ? OFFSET ?"
     )
-    return [_task_row(v) for v in conn.execute(sql, [*params, limit, offset])]
+    return Query(sql, [*params, limit, offset])
 
 
-def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
-    """Pending submissions with their requests, read from their submit_requested events."""
+def task_rows(rows: Iterable[Sequence[Any]]) -> list[TaskRow]:
+    return [_task_row(v) for v in rows]
+
+
+def pending_submissions_query(*, session_id: str | None) -> Query:
+    """Pending submissions, each with the data of its submit_requested event (the request
+    is stored once, there: see :func:`pending_submission_rows`)."""
     clause, params = _where(("s.state = ?", "pending"), ("s.session_id = ?", session_id))
     columns = ", ".join(f"s.{c.strip()}" for c in SUBMISSION_COLUMNS.split(","))
     sql = (
         f"SELECT {columns}, e.data FROM submissions s "  # noqa: S608
         f"LEFT JOIN events e ON e.seq = s.requested_seq {clause} ORDER BY s.requested_seq"
     )
-    return [
-        _submission_row(v[:-1], _decode_request(v[3], v[-1])) for v in conn.execute(sql, params)
-    ]
+    return Query(sql, params)
 
 
-def _event_query(
-    columns: str,
-    *,
-    after: int,
-    until: int | None,
-    owner: str | None,
-    session_id: str | None,
-    task_id: str | None,
-    kinds: Sequence[str] | None,
-    limit: int,
-    times: tuple[float | None, float | None] | None,
-    data: Mapping[str, str] | None,
-) -> tuple[str, list[Any]]:
-    time_from, time_until = times or (None, None)
-    for field in data or {}:
-        if not field.isidentifier():
-            raise ValueError(f"data filter field {field!r} is not a field name")
-    clause, params = _where(
-        ("seq > ?", after),
-        ("seq <= ?", until),
-        ("time >= ?", time_from),
-        ("time < ?", time_until),
-        *((f"json_extract(data, '$.{field}') = ?", value) for field, value in (data or {}).items()),
-        ("owner = ?", owner),
-        ("session_id = ?", session_id),
-        ("task_id = ?", task_id),
-        ("kind IN (?)", kinds),
-    )
-    sql = f"SELECT {columns} FROM events {clause} ORDER BY seq LIMIT ?"  # noqa: S608
-    params.append(limit)
-    return sql, params
+def pending_submission_rows(rows: Iterable[Sequence[Any]]) -> list[SubmissionRow]:
+    """Rows of :func:`pending_submissions_query`, with their requests."""
+    return [_submission_row(v[:-1], _decode_request(v[3], v[-1])) for v in rows]
 
 
-def _bounded(cursor: sqlite3.Cursor, max_bytes: int | None) -> tuple[list[Any], bool]:
-    """The cursor's rows, stopping after the row whose data (column 6) reaches max_bytes."""
-    if max_bytes is None:
-        return cursor.fetchall(), False
-    rows = []
-    size = 0
-    try:
-        for row in cursor:
-            rows.append(row)
-            size += len(row[6]) if isinstance(row[6], str | bytes) else 0
-            if size >= max_bytes:
-                return rows, True
-    finally:
-        cursor.close()
-    return rows, False
+def open_sessions_query() -> Query:
+    """Every session whose last event opened it, oldest first (from the partial index)."""
+    sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY opened_seq"  # noqa: S608
+    return Query(sql, [])
 
 
-RawEvent = tuple[int, float, str, "str | None", "str | None", "str | None", str]
+def session_rows(rows: Iterable[Sequence[Any]]) -> list[SessionRow]:
+    return [_session_row(v) for v in rows]
 
 
-def read_raw_event_page(
-    conn: sqlite3.Connection,
-    *,
-    limit: int,
-    max_bytes: int | None = None,
-    **query: Any,
-) -> tuple[list[RawEvent], int | None, bool]:
-    """As :func:`read_event_page`, with each event's data as the JSON text stored, never
-    decoded (SQLite's json_valid checks it, outside the GIL); malformed rows skipped."""
-    sql, params = _event_query(
-        "seq, time, kind, owner, session_id, task_id, data, json_valid(data)",
-        limit=limit,
-        **query,
-    )
-    rows, cut = _bounded(conn.execute(sql, params), max_bytes)
-    out: list[RawEvent] = []
-    for row in rows:
-        if row[7] and isinstance(row[6], str) and row[6].startswith("{"):
-            out.append(row[:7])
-        else:
-            _skip_malformed(row[0], row[2], row[6])
-    last = rows[-1][0] if rows else None
-    return out, last, cut or len(rows) >= limit
+def pending_cancels_query(*, session_id: str | None) -> Query:
+    clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
+    sql = f"SELECT {CANCEL_COLUMNS} FROM cancels {clause} ORDER BY requested_seq"  # noqa: S608
+    return Query(sql, params)
 
 
-def read_events(conn: sqlite3.Connection, **query: Any) -> list[StoredEvent]:
-    """The events of :func:`read_event_page` (malformed rows skipped)."""
-    return read_event_page(conn, **query)[0]
+def cancel_rows(rows: Iterable[Sequence[Any]]) -> list[CancelRow]:
+    return [CancelRow(*v) for v in rows]
 
 
-def read_event_page(
-    conn: sqlite3.Connection,
+def events_query(
     *,
     after: int,
     until: int | None,
@@ -524,28 +629,105 @@ def read_event_page(
     limit: int,
     times: tuple[float | None, float | None] | None = None,
     data: Mapping[str, str] | None = None,
-    max_bytes: int | None = None,
-) -> tuple[list[StoredEvent], int | None, bool]:
-    """Up to ``limit`` events after ``after``; with ``max_bytes``, the page also ends after
-    the event whose stored data brings the page past that many bytes (one event at least,
-    however large), so a page of large events is never read into memory at once.
-
-    Returns (events, seq of the last row read or None, whether more rows may follow). A row
-    whose data is not a JSON object (a damaged file, a hand edit) is logged and skipped,
-    so one bad row never makes a whole page unreadable."""
-    sql, params = _event_query(
-        "seq, time, kind, owner, session_id, task_id, data",
-        after=after,
-        until=until,
-        owner=owner,
-        session_id=session_id,
-        task_id=task_id,
-        kinds=kinds,
-        limit=limit,
-        times=times,
-        data=data,
+    columns: str = "seq, time, kind, owner, session_id, task_id, data",
+) -> Query:
+    """Events after ``after`` matching every given filter, in seq order; ``columns`` are
+    what each row holds (:func:`stored_events` maps the default ones)."""
+    time_from, time_until = times or (None, None)
+    for field in data or {}:
+        if not field.isidentifier():
+            raise ValueError(f"data filter field {field!r} is not a field name")
+    # One lower seq bound (the cursor, or the first event at ``time_from`` if later) and one
+    # upper: SQLite walks an index range between two bounds, but checks a second bound on
+    # the same side row by row.
+    lower: tuple[str, Any] = ("seq > ?", after)
+    if time_from is not None:
+        lower = (f"seq > max(?, coalesce({_FIRST_EVENT_AT}, {_NO_SEQ}) - 1)", (after, time_from))
+    clause, params = _where(
+        lower,
+        ("seq <= ?", until),
+        (f"seq < coalesce({_FIRST_EVENT_AT}, {_NO_SEQ})", time_until),
+        ("time >= ?", time_from),
+        ("time < ?", time_until),
+        *((f"json_extract(data, '$.{field}') = ?", value) for field, value in (data or {}).items()),
+        ("owner = ?", owner),
+        ("session_id = ?", session_id),
+        ("task_id = ?", task_id),
+        ("kind IN (?)", None if kinds is None else list(kinds)),
     )
-    rows, cut = _bounded(conn.execute(sql, params), max_bytes)
+    sql = f"SELECT {columns} FROM events {clause} ORDER BY seq LIMIT ?"  # noqa: S608
+    params.append(limit)
+    return Query(sql, params)
+
+
+def bounded_rows(
+    conn: sqlite3.Connection, query: Query, *, max_bytes: int | None, size_column: int
+) -> tuple[list[Any], bool]:
+    """The query's rows (run in a reader's thread), stopping after the row whose
+    ``size_column`` (a text or its length) brings the page to ``max_bytes``: one row at
+    least, however large, so a page of large events is never read into memory at once.
+    Returns the rows and whether the byte bound cut the page short."""
+    cursor = conn.execute(query.sql, query.params)
+    if max_bytes is None:
+        return cursor.fetchall(), False
+    rows = []
+    size = 0
+    try:
+        for row in cursor:
+            rows.append(row)
+            value = row[size_column]
+            size += value if isinstance(value, int) else len(value) if value is not None else 0
+            if size >= max_bytes:
+                return rows, True
+    finally:
+        cursor.close()
+    return rows, False
+
+
+RawEvent = tuple[int, float, str, "str | None", "str | None", "str | None", str]
+# The columns :func:`raw_events` maps: each event's data as the JSON text stored, checked by
+# SQLite's json_valid (outside the GIL), never decoded.
+RAW_EVENT_COLUMNS = "seq, time, kind, owner, session_id, task_id, data, json_valid(data)"
+
+
+def raw_events(rows: Sequence[Sequence[Any]]) -> list[RawEvent]:
+    """Rows of ``events_query(columns=RAW_EVENT_COLUMNS)``; malformed rows skipped."""
+    out: list[RawEvent] = []
+    for row in rows:
+        if row[7] and isinstance(row[6], str) and row[6].startswith("{"):
+            out.append(tuple(row[:7]))
+        else:
+            _skip_malformed(row[0], row[2], row[6])
+    return out
+
+
+# The columns :func:`envelope_texts` maps: each event's envelope built by SQLite (NULL for a
+# row whose data is not a JSON object, which the envelope expression cannot read), its
+# data's length (for the page's byte bound) and its kind (for the log of a skipped row).
+ENVELOPE_COLUMNS = (
+    "seq, CASE WHEN json_valid(data) AND substr(data, 1, 1) = '{' "
+    f"THEN {ENVELOPE_SQL} END, length(data), kind"
+)
+
+
+def envelope_texts(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]]:
+    """Rows of ``events_query(columns=ENVELOPE_COLUMNS)`` as (seq, envelope text);
+    malformed rows skipped."""
+    out: list[tuple[int, str]] = []
+    for seq, text, size, kind in rows:
+        if text is None:
+            _log.error(
+                "ledger event %s (%s) has malformed data (%s chars); skipped", seq, kind, size
+            )
+        else:
+            out.append((seq, text))
+    return out
+
+
+def stored_events(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+    """Rows of :func:`events_query` as StoredEvents. A row whose data is not a JSON object
+    (a damaged file, a hand edit) is logged and skipped, so one bad row never makes a whole
+    page unreadable."""
     out: list[StoredEvent] = []
     # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per row.
     new = tuple.__new__
@@ -556,8 +738,7 @@ def read_event_page(
             _skip_malformed(seq, kind, text)
             continue
         out.append(new(StoredEvent, (seq, time, kind, owner_, sid, tid, decoded)))
-    last = rows[-1][0] if rows else None
-    return out, last, cut or len(rows) >= limit
+    return out
 
 
 _MALFORMED: Any = object()
@@ -593,10 +774,16 @@ def _skip_malformed(seq: int, kind: str, text: object) -> None:
     )
 
 
-def projection_snapshot(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-    """Every projection row in key order (for comparing a rebuild with the live tables)."""
-    tasks = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks ORDER BY task_id").fetchall()  # noqa: S608
-    subs = conn.execute(
-        f"SELECT {SUBMISSION_COLUMNS} FROM submissions ORDER BY submission_id"  # noqa: S608
-    ).fetchall()
-    return tasks, subs
+def snapshot_queries() -> dict[str, Query]:
+    """Every projection row by table, in key order (to compare a rebuild with the live
+    tables)."""
+    columns = {
+        "tasks": (TASK_COLUMNS, "task_id"),
+        "submissions": (SUBMISSION_COLUMNS, "submission_id"),
+        "sessions": (SESSION_COLUMNS, "session_id"),
+        "cancels": (CANCEL_COLUMNS, "task_id"),
+    }
+    return {
+        table: Query(f"SELECT {cols} FROM {table} ORDER BY {key}", [])  # noqa: S608
+        for table, (cols, key) in columns.items()
+    }

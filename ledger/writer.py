@@ -23,20 +23,33 @@ import sqlite3
 import threading
 import time
 from collections import ChainMap
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RejectedEvent, StorageError
 from .events import TERMINAL_STATUSES, Event, StoredEvent
-from .fold import SubmissionRow, TaskRow, step
+from .fold import (
+    CancelRow,
+    Projections,
+    SessionRow,
+    SubmissionRow,
+    TaskRow,
+    cancel_key,
+    session_key,
+    step,
+)
 from .store import (
     insert_events,
     insert_tasks,
+    load_cancels,
+    load_sessions,
     load_submissions,
     load_tasks,
     sequence_high_water,
     update_tasks,
+    upsert_cancels,
+    upsert_sessions,
     upsert_submissions,
 )
 
@@ -169,9 +182,11 @@ class Writer:
                 folded = self._fold(batch)
                 insert_events(conn, folded.rows)
                 insert_tasks(conn, folded.new_tasks)
-                update_tasks(conn, folded.changed_tasks, status=True)
-                update_tasks(conn, folded.same_status_tasks, status=False)
+                update_tasks(conn, folded.changed_tasks, keys=True)
+                update_tasks(conn, folded.same_status_tasks, keys=False)
                 upsert_submissions(conn, folded.submissions)
+                upsert_sessions(conn, folded.sessions)
+                upsert_cancels(conn, folded.cancels)
                 conn.execute("COMMIT")
             except BaseException:
                 self._data_version = None
@@ -228,12 +243,21 @@ class Writer:
         now = max(time.time(), self._last_time)
         tkeys: set[str] = set()
         skeys: set[str] = set()
+        # Sessions and cancels change rarely (a few events per session or cancel): their
+        # keys are found per event and their rows read per batch, without a cache.
+        session_keys: set[str] = set()
+        cancel_keys: set[str] = set()
         for request in batch:
             for encoded in request.encoded:
                 if encoded[3] is not None:
                     tkeys.add(encoded[3])
                 if encoded[4] is not None:
                     skeys.add(encoded[4])
+            for event in request.events:
+                if (key := session_key(event)) is not None:
+                    session_keys.add(key)
+                elif (key := cancel_key(event)) is not None:
+                    cancel_keys.add(key)
         tasks = {k: task for k in tkeys if (task := self._task_cache.get(k)) is not None}
         if len(tasks) < len(tkeys):
             tasks.update(load_tasks(conn, tkeys.difference(tasks)))
@@ -241,8 +265,13 @@ class Writer:
         subs = {k: sub for k in skeys if (sub := self._sub_cache.get(k)) is not None}
         if len(subs) < len(skeys):
             subs.update(load_submissions(conn, skeys.difference(subs)))
+        sessions: dict[str, SessionRow] = load_sessions(conn, session_keys) if session_keys else {}
+        cancels: dict[str, CancelRow] = load_cancels(conn, cancel_keys) if cancel_keys else {}
+        maps = Projections(tasks=tasks, submissions=subs, sessions=sessions, cancels=cancels)
         dirty_tasks: set[str] = set()
         dirty_subs: set[str] = set()
+        dirty_sessions: set[str] = set()
+        dirty_cancels: set[str] = set()
         out = _Folded()
         new_tuple = tuple.__new__  # builds a StoredEvent without its Python-level __new__
         seq = high
@@ -250,8 +279,17 @@ class Writer:
             single = len(request.events) == 1
             # step() leaves the maps untouched when it refuses, so a single event can fold
             # straight into them; a multi-event append folds into its own layer first.
-            task_map: MutableMapping[str, TaskRow] = tasks if single else ChainMap({}, tasks)
-            sub_map: MutableMapping[str, SubmissionRow] = subs if single else ChainMap({}, subs)
+            layer = (
+                maps
+                if single
+                else Projections(
+                    tasks=ChainMap({}, tasks),
+                    submissions=ChainMap({}, subs),
+                    sessions=ChainMap({}, sessions),
+                    cancels=ChainMap({}, cancels),
+                )
+            )
+            task_map = layer.tasks
             mine: list[StoredEvent] = []
             rows: list[tuple[Any, ...]] = []
             this = seq
@@ -260,7 +298,7 @@ class Writer:
                     request.events, request.encoded, strict=True
                 ):
                     this += 1
-                    step(task_map, sub_map, event, seq=this, time=now)
+                    step(layer, event, seq=this, time=now)
                     if tid is not None and (owner is None or sid is None):
                         # A task event (e.g. from the poller) inherits its task's owner and
                         # session, so that replay filtered by either finds it.
@@ -278,24 +316,36 @@ class Writer:
                     dirty_tasks.add(encoded[3])
                 if encoded[4] is not None:
                     dirty_subs.add(encoded[4])
+                event = request.events[0]
+                if (key := session_key(event)) is not None and key in sessions:
+                    dirty_sessions.add(key)
+                elif (key := cancel_key(event)) is not None:
+                    dirty_cancels.add(key)
             else:
-                assert isinstance(task_map, ChainMap) and isinstance(sub_map, ChainMap)
-                tasks.update(task_map.maps[0])
-                subs.update(sub_map.maps[0])
-                dirty_tasks.update(task_map.maps[0])
-                dirty_subs.update(sub_map.maps[0])
+                for mine_map, base, dirty in (
+                    (layer.tasks, tasks, dirty_tasks),
+                    (layer.submissions, subs, dirty_subs),
+                    (layer.sessions, sessions, dirty_sessions),
+                    (layer.cancels, cancels, dirty_cancels),
+                ):
+                    assert isinstance(mine_map, ChainMap)
+                    top = mine_map.maps[0]
+                    base.update(top)
+                    dirty.update(top)
             out.rows.extend(rows)
             seq = this
             out.stored.extend(mine)
             out.outcomes.append((request.future, mine))
         for key in dirty_tasks:
-            old = before.get(key)
+            old, new = before.get(key), tasks[key]
             if old is None:
-                out.new_tasks.append(tasks[key])
-            elif old.status == tasks[key].status:
-                out.same_status_tasks.append(tasks[key])
+                out.new_tasks.append(new)
+            elif old.status == new.status and old.label == new.label:
+                out.same_status_tasks.append(new)
             else:
-                out.changed_tasks.append(tasks[key])
+                out.changed_tasks.append(new)
+        out.sessions = [sessions[k] for k in dirty_sessions]
+        out.cancels = [cancels[k] for k in dirty_cancels]
         out.submissions = [subs[k] for k in dirty_subs]
         return out
 
@@ -311,3 +361,5 @@ class _Folded:
     changed_tasks: list[TaskRow] = field(default_factory=list)
     same_status_tasks: list[TaskRow] = field(default_factory=list)
     submissions: list[SubmissionRow] = field(default_factory=list)
+    sessions: list[SessionRow] = field(default_factory=list)
+    cancels: list[CancelRow] = field(default_factory=list)

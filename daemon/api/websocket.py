@@ -10,6 +10,10 @@ the replay or the listener (or both), and deduplicating by seq leaves exactly on
 
 A listener whose queue fills up (a client not reading) is closed with 4008 and reason
 ``resume from <last seq sent>``; the client reconnects with that cursor and loses nothing.
+
+A client that connects with ``batch=1`` gets the replay as batch messages (many envelopes in
+one message, see :func:`radical.orbit.protocol.batch_text`), at most ``REPLAY_BATCH`` events
+and at most about ``REPLAY_BATCH_BYTES`` each; live events still come one per message.
 """
 
 from __future__ import annotations
@@ -18,12 +22,21 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...protocol import TOPICS, CloseCode, envelope_text, resume_reason
+from ...protocol import (
+    BATCH_PARAM,
+    TOPICS,
+    CloseCode,
+    batch_text,
+    envelope_text,
+    kinds_of,
+    resume_reason,
+)
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
 from ..runtime.throttle import Throttle
@@ -59,6 +72,13 @@ def _log_refusal(websocket: WebSocket, reason: str) -> None:
         )
 
 
+# Events per replay batch: a page of the ledger's reads. A batch whose text passes
+# REPLAY_BATCH_BYTES is sent in halves (one event alone may be bigger: a submit carries its
+# whole request; the client accepts messages up to 16 MB).
+REPLAY_BATCH = 1000
+REPLAY_BATCH_BYTES = 4 * 2**20
+
+
 class _Reject(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
@@ -68,8 +88,11 @@ class _Reject(Exception):
 
 def _filters(
     websocket: WebSocket,
-) -> tuple[int | None, str | None, str | None, frozenset[str] | None]:
+) -> tuple[int | None, str | None, str | None, frozenset[str] | None, bool]:
     query = websocket.query_params
+    batch = query.get(BATCH_PARAM, "0")
+    if batch not in ("0", "1"):
+        raise _Reject(CloseCode.BAD_REQUEST, f"{BATCH_PARAM} must be 0 or 1")
     since: int | None = None
     if query.get("since") not in (None, ""):
         try:
@@ -89,7 +112,8 @@ def _filters(
                 CloseCode.BAD_REQUEST,
                 f"unknown topic(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(TOPICS))}",
             )
-    return since, query.get("session_id") or None, query.get("task_id") or None, topics
+    session_id, task_id = query.get("session_id") or None, query.get("task_id") or None
+    return since, session_id, task_id, topics, batch == "1"
 
 
 class Connections:
@@ -139,7 +163,7 @@ async def serve_websocket(
         await websocket.close(CloseCode.GOING_AWAY, "going away")
         return
     try:
-        since, session_id, task_id, topics = _filters(websocket)
+        since, session_id, task_id, topics, batched = _filters(websocket)
         if session_id is not None:
             session = endpoint.sessions.find(session_id)
             if session is not None and session.owner != owner:
@@ -171,20 +195,31 @@ async def serve_websocket(
         # even if nothing happens before it has to reconnect.
         await _send(websocket, _heartbeat(head), last)
         if since is not None:
-            # Stored JSON spliced into the envelope: a replay of large events never holds
-            # them decoded.
-            async for seq, at, kind, owner_, sid, tid, data in endpoint.store.raw_events_since(
-                since, owner=owner, session_id=session_id, task_id=task_id
-            ):
-                if listener.lagged:
-                    break
-                if not listener.accepts(owner_, sid, tid, kind):
-                    continue
-                text = envelope_text(
-                    seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+            if batched:
+                pages = endpoint.store.envelope_pages(
+                    since,
+                    owner=owner,
+                    session_id=session_id,
+                    task_id=task_id,
+                    kinds=kinds_of(topics),
+                    page_size=REPLAY_BATCH,
                 )
-                await _send(websocket, text, last)
-                last = seq
+                last = await _replay_batched(websocket, pages, listener, last)
+            else:
+                # Stored JSON spliced into the envelope: a replay of large events never holds
+                # them decoded.
+                async for seq, at, kind, owner_, sid, tid, data in endpoint.store.raw_events_since(
+                    since, owner=owner, session_id=session_id, task_id=task_id
+                ):
+                    if listener.lagged:
+                        break
+                    if not listener.accepts(owner_, sid, tid, kind):
+                        continue
+                    text = envelope_text(
+                        seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+                    )
+                    await _send(websocket, text, last)
+                    last = seq
         await _live(websocket, endpoint, listener, last, reader)
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that
@@ -224,6 +259,33 @@ async def _send(websocket: WebSocket, text: str, last: int) -> None:
             await websocket.send_text(text)
     except TimeoutError:
         raise _Lagged(last) from None
+
+
+async def _replay_batched(
+    websocket: WebSocket,
+    pages: AsyncIterator[list[tuple[int, str]]],
+    listener: Listener,
+    last: int,
+) -> int:
+    """Send the replay as batch messages, one per ledger page of envelope texts; returns
+    the last seq sent. Stops early (the caller then closes with LAGGED) when the live
+    buffer overflowed meanwhile."""
+    async for page in pages:
+        if listener.lagged:
+            break
+        last = await _send_batch(websocket, page, last)
+    return last
+
+
+async def _send_batch(websocket: WebSocket, page: list[tuple[int, str]], last: int) -> int:
+    """Send one page as a batch (in halves while its text is too big); the last seq."""
+    text = batch_text([envelope for _, envelope in page])
+    if len(text) > REPLAY_BATCH_BYTES and len(page) > 1:
+        half = len(page) // 2
+        last = await _send_batch(websocket, page[:half], last)
+        return await _send_batch(websocket, page[half:], last)
+    await _send(websocket, text, last)
+    return page[-1][0]
 
 
 async def _live(

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...protocol import STATUSES, is_terminal
 from .diff import diff
@@ -73,7 +74,7 @@ def _transitions(
 
 
 def catch_up(
-    row: Mapping[str, Any],
+    row: TaskRow,
     doc: Mapping[str, Any],
     events: Iterable[Mapping[str, Any]],
     *,
@@ -92,9 +93,9 @@ def catch_up(
     last one carries the document's. Without usable events this is exactly ``diff``.
     """
     task_id = doc.get("task_id")
-    if not isinstance(task_id, str) or row.get("task_id") != task_id:
+    if not isinstance(task_id, str) or row.task_id != task_id:
         return []
-    if is_terminal(row.get("status")) or doc.get("status") not in STATUSES:
+    if is_terminal(row.status) or doc.get("status") not in STATUSES:
         return []
     start: tuple[float, bool, str] = (float("-inf"), False, "OK")
     history = [start, *_transitions(events)]
@@ -106,7 +107,7 @@ def catch_up(
     surely_before = max(i for i, (when, _, _) in enumerate(history) if when + 1 <= known_at)
     undecided = [i for i, (when, _, _) in enumerate(history) if when <= known_at < when + 1]
     candidates = [surely_before, *undecided]
-    seen_paused = bool(row.get("is_paused"))
+    seen_paused = row.is_paused
     anchor = next((i for i in candidates if history[i][1] == seen_paused), candidates[-1])
     paused = seen_paused
     missed: list[tuple[bool, str]] = []
@@ -118,29 +119,28 @@ def catch_up(
     if (
         missed
         and missed[-1][0] == (doc.get("is_paused") is True)
-        and doc.get("status") == row.get("status")
+        and doc.get("status") == row.status
     ):
         missed.pop()
     out: list[ev.Event] = []
-    current = dict(row)
-    label = doc.get("label", row.get("label"))
-    is_ok = row.get("is_ok")
+    current = row
+    label = doc.get("label", row.label)
     for state, nice in missed:
         out.append(
             ev.TaskStateChanged(
-                owner=row.get("owner"),
-                session_id=row.get("session_id"),
+                owner=row.owner,
+                session_id=row.session_id,
                 task_id=task_id,
-                status=row.get("status") or "ACTIVE",
+                status=cast(ev.TaskStatus, row.status),  # open: checked above
                 nice_status=nice,
                 label=str(label) if label is not None else None,
-                bytes_transferred=int(row.get("bytes_transferred") or 0),
-                files_transferred=int(row.get("files_transferred") or 0),
+                bytes_transferred=row.bytes_transferred,
+                files_transferred=row.files_transferred,
                 fatal_error=None,
-                is_ok=is_ok if isinstance(is_ok, bool) else None,
+                is_ok=row.is_ok,
                 is_paused=state,
-                faults=int(row.get("faults") or 0),
+                faults=row.faults,
             )
         )
-        current.update(is_paused=state, nice_status=nice)
+        current = current._replace(is_paused=state, nice_status=nice)
     return out + diff({task_id: current}, [doc])

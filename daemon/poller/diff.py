@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...protocol import STATUSES, is_terminal
 
@@ -32,9 +33,7 @@ def _is_ok(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def diff(
-    rows: Mapping[str, Mapping[str, Any]], docs: Iterable[Mapping[str, Any]]
-) -> list[ev.Event]:
+def diff(rows: Mapping[str, TaskRow], docs: Iterable[Mapping[str, Any]]) -> list[ev.Event]:
     """Events that bring ``rows`` (task_id -> ledger row) up to date with ``docs``.
 
     - a change of status, nice_status, is_ok, is_paused or faults -> ``task_state_changed``
@@ -47,14 +46,14 @@ def diff(
     for doc in docs:
         task_id = doc.get("task_id")
         row = rows.get(task_id) if isinstance(task_id, str) else None
-        if row is None or is_terminal(row.get("status")):
+        if row is None or is_terminal(row.status):
             continue
         status = doc.get("status")
         if status not in STATUSES:
             continue
         nice = doc.get("nice_status")
         nice = str(nice) if nice is not None else None
-        label = doc.get("label", row.get("label"))
+        label = doc.get("label", row.label)
         label = str(label) if label is not None else None
         moved_bytes = _int(doc.get("bytes_transferred"))
         moved_files = _int(doc.get("files_transferred"))
@@ -62,8 +61,8 @@ def diff(
         is_paused = doc.get("is_paused") is True
         faults = _int(doc.get("faults"))
         common: dict[str, Any] = {
-            "owner": row.get("owner"),
-            "session_id": row.get("session_id"),
+            "owner": row.owner,
+            "session_id": row.session_id,
             "task_id": task_id,
             "status": status,
             "nice_status": nice,
@@ -75,15 +74,13 @@ def diff(
             "faults": faults,
         }
         if (
-            status != row.get("status")
-            or nice != row.get("nice_status")
-            or is_ok != row.get("is_ok")
-            or is_paused != bool(row.get("is_paused"))
-            or faults != _int(row.get("faults"))
+            status != row.status
+            or nice != row.nice_status
+            or is_ok != row.is_ok
+            or is_paused != row.is_paused
+            or faults != row.faults
         ):
             out.append(ev.TaskStateChanged(**common, fatal_error=_fatal(doc)))
-        elif moved_bytes != _int(row.get("bytes_transferred")) or moved_files != _int(
-            row.get("files_transferred")
-        ):
+        elif moved_bytes != row.bytes_transferred or moved_files != row.files_transferred:
             out.append(ev.TaskProgress(**common))
     return out

@@ -45,6 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ...ledger import TaskRow
 from ...ledger import events as ev
 from ...ledger.errors import RejectedEvent
 from ..globus.ops import (
@@ -259,7 +260,7 @@ class Poller:
         after some went through), "idle", "unknown" (nothing went through) or "expired"."""
         sid = session.sid
         started = time.monotonic()
-        rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
+        rows = {r.task_id: r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
         self._details_left[sid] = max(1, int(TROUBLE_RATE * self.interval))
@@ -337,7 +338,7 @@ class Poller:
         self,
         session: Session,
         clients: SessionClients,
-        rows: dict[str, dict[str, Any]],
+        rows: dict[str, TaskRow],
         docs: list[dict[str, Any]],
         events: list[ev.Event],
     ) -> tuple[list[ev.Event], list[tuple[str, str]]]:
@@ -450,7 +451,7 @@ class Poller:
     async def _observe(
         self,
         clients: SessionClients,
-        rows: dict[str, dict[str, Any]],
+        rows: dict[str, TaskRow],
         docs: list[dict[str, Any]],
         *,
         seen: dict[str, float],
@@ -491,7 +492,7 @@ class Poller:
                 self.last_sweep_requests += 1
                 try:
                     listing: Any = await self._ops.run(
-                        clients.poll.task_event_list, row["task_id"], limit=EVENT_PAGE
+                        clients.poll.task_event_list, task_id, limit=EVENT_PAGE
                     )
                 except Exception as exc:
                     if is_server_error(exc):
@@ -504,19 +505,14 @@ class Poller:
                     # state is all that can be recorded.
                     log.warning(
                         "task events unavailable",
-                        task_id=row["task_id"],
+                        task_id=task_id,
                         status=getattr(exc, "http_status", None),
                     )
                     seen[task_id] = asked
                     return diff(rows, [doc])
-            known_at = await self._store.observed_at(task_id, created_seq=int(row["created_seq"]))
             seen[task_id] = asked
-            return catch_up(
-                row,
-                doc,
-                list(listing.get("DATA") or []),
-                known_at=known_at if known_at is not None else float("-inf"),
-            )
+            # The ledger's last record of Globus's view of the task, kept by its fold.
+            return catch_up(row, doc, list(listing.get("DATA") or []), known_at=row.observed_time)
 
         for found in await asyncio.gather(*(one(doc) for doc in changed)):
             out.extend(found)

@@ -72,6 +72,7 @@ def task_json(row: Any) -> dict[str, Any]:
     data = row_dict(row)
     data.pop("owner", None)
     data.pop("created_seq", None)
+    data.pop("observed_time", None)  # the poller's bookkeeping, not the task's
     return data
 
 
@@ -468,6 +469,7 @@ class EndpointService:
             task_id=task_id,
             times=(since, until),
             data=fields,
+            page_size=limit,
         ):
             if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
                 more = True

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from typing import Any
 
-from ...protocol import build_envelope, topic_of
+from ...protocol import build_envelope, encode_message, topic_of
 from .store import Store, StoredEvent
 
 __all__ = ["EventHub", "Listener", "message_for", "message_text", "text_cache_size"]
@@ -48,7 +47,7 @@ def message_text(stored: StoredEvent) -> str:
     global _text_bytes
     text = _texts.get(stored.seq)
     if text is None:
-        text = json.dumps(message_for(stored), separators=(",", ":"))
+        text = encode_message(message_for(stored))
         if len(text) <= _TEXT_CACHE_ITEM:
             _texts[stored.seq] = text
             _text_bytes += len(text)

@@ -85,9 +85,14 @@ class SessionRegistry:
 
     async def load(self) -> None:
         """Recreate the sessions the ledger knows as open, all without credentials."""
-        for sid, owner, local_collection, policy in await self._store.open_sessions():
-            self._sessions[sid] = Session(
-                sid=sid, owner=owner, local_collection=local_collection, policy=policy
+        for row in await self._store.open_sessions():
+            if row.owner is None:
+                continue  # no token can reach a session without an owner
+            self._sessions[row.session_id] = Session(
+                sid=row.session_id,
+                owner=row.owner,
+                local_collection=row.local_collection,
+                policy=row.policy,
             )
 
     def __len__(self) -> int:

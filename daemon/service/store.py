@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...ledger import Ledger, SubmissionRow, TaskRow
+from ...ledger import Ledger, SessionRow, SubmissionRow, TaskRow
 from ...ledger import events as ev
 from ...ledger.errors import StorageError
 from ...ledger.events import StoredEvent
@@ -85,22 +85,9 @@ class Store:
             ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
         )
 
-    async def open_sessions(
-        self,
-    ) -> list[tuple[str, str, str | None, ev.TroublePolicy | None]]:
-        """(sid, owner, local_collection, policy) of every session opened and not closed."""
-        found: dict[str, tuple[str, str, str | None, ev.TroublePolicy | None]] = {}
-        async for stored in self.ledger.events_since(0, kinds=("session_opened", "session_closed")):
-            sid = stored.session_id
-            if sid is None or stored.owner is None:
-                continue
-            if stored.kind == "session_closed":
-                found.pop(sid, None)
-            else:
-                opened = stored.event()
-                policy = opened.policy if isinstance(opened, ev.SessionOpened) else None
-                found[sid] = (sid, stored.owner, stored.data.get("local_collection"), policy)
-        return list(found.values())
+    async def open_sessions(self) -> list[SessionRow]:
+        """Every session opened and not closed, oldest first."""
+        return await self.ledger.open_sessions()
 
     # -- submits -------------------------------------------------------------------------
 
@@ -189,17 +176,7 @@ class Store:
 
     async def pending_cancels(self, session_id: str) -> list[str]:
         """Task ids whose cancel was requested and never answered (a crash in between)."""
-        pending: dict[str, None] = {}
-        async for stored in self.ledger.events_since(
-            0, session_id=session_id, kinds=("cancel_requested", "cancel_result")
-        ):
-            if stored.task_id is None:
-                continue
-            if stored.kind == "cancel_requested":
-                pending[stored.task_id] = None
-            else:
-                pending.pop(stored.task_id, None)
-        return list(pending)
+        return [row.task_id for row in await self.ledger.pending_cancels(session_id=session_id)]
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -211,29 +188,23 @@ class Store:
     async def task(self, task_id: str) -> TaskRow | None:
         return await self.ledger.task(task_id)
 
-    async def open_tasks(self, session_id: str) -> list[dict[str, Any]]:
-        """Every ACTIVE/INACTIVE task of a session, as dicts (the poller's diff input)."""
-        out: list[dict[str, Any]] = []
+    async def open_tasks(self, session_id: str) -> list[TaskRow]:
+        """Every ACTIVE/INACTIVE task of a session (the poller's diff input); each row's
+        ``observed_time`` is where a catch-up starts. One status at a time: each is then one
+        range of the (session, status) index, however many finished tasks the session has."""
+        out: list[TaskRow] = []
         page = 1000
-        while True:
-            rows = await self.ledger.tasks(
-                session_id=session_id, status=_OPEN, limit=page, offset=len(out)
-            )
-            out.extend(row_dict(r) for r in rows)
-            if len(rows) < page:
-                return out
-
-    async def observed_at(self, task_id: str, *, created_seq: int) -> float | None:
-        """Unix seconds of the last record that confirmed the task's state (its submit, a
-        state change or progress); cancel events say nothing about the state."""
-        last: float | None = None
-        async for stored in self.ledger.events_since(
-            created_seq - 1,
-            task_id=task_id,
-            kinds=("task_submitted", "delete_submitted", "task_state_changed", "task_progress"),
-        ):
-            last = stored.time
-        return last
+        for status in _OPEN:
+            offset = 0
+            while True:
+                rows = await self.ledger.tasks(
+                    session_id=session_id, status=status, limit=page, offset=offset
+                )
+                out.extend(rows)
+                offset += len(rows)
+                if len(rows) < page:
+                    break
+        return out
 
     async def open_task_count(self) -> int:
         count = 0
@@ -252,6 +223,10 @@ class Store:
     def raw_events_since(self, seq: int, **filters: Any) -> AsyncIterator[RawEvent]:
         """Events with their data as stored JSON text (for serving them as they are)."""
         return self.ledger.raw_events_since(seq, **filters)
+
+    def envelope_pages(self, seq: int, **filters: Any) -> AsyncIterator[list[tuple[int, str]]]:
+        """Pages of (seq, envelope JSON text) after ``seq``, for a batched replay."""
+        return self.ledger.envelope_pages(seq, **filters)
 
     def attach(self, sink: CommitSink) -> int:
         return self.ledger.attach(sink)

@@ -117,7 +117,7 @@ def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None
         give_up_after=60.0,
         backoff=Backoff(base=0.01, cap=0.02, floor=0.0),
     )
-    assert core.target() == "ws://127.0.0.1:9/ws?since=5&session_id=s1"
+    assert core.target() == "ws://127.0.0.1:9/ws?since=5&session_id=s1&batch=1"
     assert core.connected() is False and core.connected() is True and core.connects == 2
     assert core.received(json.dumps(event(5))) is None  # replayed again: dropped
     assert core.received(json.dumps(event(6))) == event(6)
@@ -141,6 +141,38 @@ def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None
     assert delay == 0 and expires
     with pytest.raises(DaemonUnavailable, match="refused"):
         core.retry_delay(time.monotonic() - 61, "refused", None)
+
+
+def test_stream_core_hands_out_a_batch_one_event_at_a_time(tmp_path: Path) -> None:
+    saved = CursorFile(tmp_path / "cursor.json")
+    core = StreamCore(
+        url="http://127.0.0.1:9",
+        token="t",
+        since=3,
+        session_id=None,
+        task_id=None,
+        topic=None,
+        cursor_file=str(saved.path),
+        idle_timeout=30.0,
+        give_up_after=None,
+        backoff=None,
+    )
+    # A replay page overlapping what was delivered (2, 3) and repeating an event (5).
+    batch = {"type": "events", "events": [event(2), event(3), event(4), event(5), event(5)]}
+    assert core.received(json.dumps(batch)) == event(4)
+    # The cursor follows what was delivered, not what was received.
+    assert core.cursor.last_seq == 4 and "since=4" in core.target()
+    core.save()
+    assert saved.load() == 4
+    assert core.pending() == event(5)
+    assert core.pending() is None and core.cursor.last_seq == 5
+    # The live event after the batch, and a replayed copy of it, in a one-event message.
+    assert core.received(json.dumps(event(6))) == event(6)
+    assert core.received(json.dumps({"type": "events", "events": [event(6)]})) is None
+    with pytest.raises(ProtocolError, match="malformed batch"):
+        core.received(json.dumps({"type": "events", "events": [1]}))
+    with pytest.raises(ProtocolError, match="malformed event"):
+        core.received(json.dumps({"type": "events", "events": [{"type": "event"}]}))
 
 
 # -- against the daemon ------------------------------------------------------------------

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from radical.orbit.daemon.poller.catchup import catch_up, event_time
 from radical.orbit.daemon.poller.diff import diff
+from radical.orbit.ledger import TaskRow
 from radical.orbit.ledger import events as ev
 from radical.orbit.protocol import TERMINAL_STATUSES as TERMINAL
 
@@ -31,17 +32,36 @@ def _event(code: str, seconds: int, *, error: bool = False) -> dict[str, Any]:
     }
 
 
-def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> dict[str, Any]:
-    return {
-        "task_id": "t1",
-        "owner": "default",
-        "session_id": "s1",
-        "status": status,
-        "nice_status": nice,
-        "label": "l",
-        "bytes_transferred": nbytes,
-        "files_transferred": files,
-    }
+def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> TaskRow:
+    return TaskRow(
+        task_id="t1",
+        submission_id="sub",
+        owner="default",
+        session_id="s1",
+        type="TRANSFER",
+        status=status,
+        nice_status=nice,
+        label="l",
+        source=None,
+        destination=None,
+        bytes_transferred=nbytes,
+        files_transferred=files,
+        fatal_error=None,
+        request_time=0.0,
+        completion_time=None,
+        created_seq=1,
+        last_seq=1,
+        is_ok=None,
+        is_paused=False,
+        faults=0,
+        error=None,
+        needs_attention=None,
+        attention_since=None,
+        progress_time=0.0,
+        policy=None,
+        attention_message=None,
+        observed_time=0.0,
+    )
 
 
 def _doc(status: str, nice: str | None, nbytes: int = 30, files: int = 3) -> dict[str, Any]:
@@ -87,7 +107,7 @@ def test_events_the_ledger_has_seen_are_not_repeated() -> None:
         _event("PAUSED", T0 + 20),
     ]
     # The pause was recorded at T0 + 21.3: only its end is missing.
-    paused = {**_row("ACTIVE", "PAUSED"), "is_paused": True}
+    paused = _row("ACTIVE", "PAUSED")._replace(is_paused=True)
     out = catch_up(paused, _doc("ACTIVE", "OK"), events, known_at=T0 + 21.3)
     assert _statuses(out) == ["ACTIVE"] and _paused(out) == [False]
     # Everything already seen: nothing but the counts.
@@ -135,7 +155,7 @@ NOISE = st.sampled_from(["STARTED", "SKIPPED_ERROR", "ENDPOINT_ERROR", "CONNECTI
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[tuple[str, bool]]]:
+) -> tuple[TaskRow, dict[str, Any], list[Any], float, list[tuple[str, bool]]]:
     """A true history of pauses, the ledger's view at some moment, and the states missed
     since, as (status, is_paused)."""
     gaps = draw(st.lists(st.integers(min_value=0, max_value=3), max_size=8))
@@ -167,10 +187,9 @@ def scenarios(
     if ending != "open":
         events.append(_event(ending, now + 6))
     events.reverse()  # newest first, as Globus lists them
-    row = {
-        **_row("ACTIVE", draw(st.sampled_from(["OK", "PAUSED", "Queued"]))),
-        "is_paused": states[seen],
-    }
+    row = _row("ACTIVE", draw(st.sampled_from(["OK", "PAUSED", "Queued"])))._replace(
+        is_paused=states[seen]
+    )
     doc = {**_doc(final[0], None if final[0] in TERMINAL else nice), "is_paused": final[1]}
     missed = [("ACTIVE", p) for p in states[seen + 1 :]]
     if final != (missed[-1] if missed else ("ACTIVE", states[seen])):
@@ -180,13 +199,13 @@ def scenarios(
 
 @given(scenarios())
 def test_catch_up_properties(
-    scenario: tuple[dict[str, Any], dict[str, Any], list[Any], float, list[tuple[str, bool]]],
+    scenario: tuple[TaskRow, dict[str, Any], list[Any], float, list[tuple[str, bool]]],
 ) -> None:
     row, doc, events, known_at, missed = scenario
     out = catch_up(row, doc, events, known_at=known_at)
     # State changes with the state unchanged (nice_status only) are not transitions.
     transitions: list[tuple[str, bool]] = []
-    previous = (row["status"], row["is_paused"])
+    previous = (row.status, row.is_paused)
     for event in out:
         if isinstance(event, ev.TaskStateChanged):
             state = (event.status, event.is_paused)
@@ -205,11 +224,11 @@ def test_catch_up_properties(
         assert isinstance(event, ev.TaskStateChanged)
         assert event.status not in TERMINAL
         assert event.fatal_error is None
-        assert event.bytes_transferred == row["bytes_transferred"]
+        assert event.bytes_transferred == row.bytes_transferred
     # Applying the events brings the row up to date: a later diff finds nothing.
-    after = dict(row)
+    after = row
     for event in out:
-        after.update(
+        after = after._replace(
             status=event.status,  # type: ignore[attr-defined]
             nice_status=event.nice_status,  # type: ignore[attr-defined]
             bytes_transferred=event.bytes_transferred,  # type: ignore[attr-defined]

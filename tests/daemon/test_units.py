@@ -29,6 +29,7 @@ from radical.orbit.daemon.poller.diff import diff
 from radical.orbit.daemon.runtime.config import load_config
 from radical.orbit.daemon.runtime.logs import configure_logging
 from radical.orbit.daemon.service.sessions import new_sid
+from radical.orbit.ledger import TaskRow
 from radical.orbit.ledger import events as ev
 from radical.orbit.protocol import TERMINAL_STATUSES as TERMINAL
 
@@ -38,17 +39,27 @@ COUNT = st.integers(min_value=0, max_value=10**12)
 IDS = st.sampled_from([f"task-{i}" for i in range(6)])
 
 
-def _row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "owner": "default",
-        "session_id": "s1",
-        "status": status,
-        "nice_status": nice,
-        "label": "l",
-        "bytes_transferred": nbytes,
-        "files_transferred": files,
-    }
+def _row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -> TaskRow:
+    return TaskRow(
+        task_id=task_id,
+        submission_id="sub",
+        owner="default",
+        session_id="s1",
+        type="TRANSFER",
+        status=status,
+        nice_status=nice,
+        label="l",
+        source=None,
+        destination=None,
+        bytes_transferred=nbytes,
+        files_transferred=files,
+        fatal_error=None,
+        request_time=0.0,
+        completion_time=None,
+        created_seq=1,
+        last_seq=1,
+        observed_time=0.0,
+    )
 
 
 ROWS = st.dictionaries(IDS, st.tuples(STATUS, NICE, COUNT, COUNT), max_size=6).map(
@@ -76,12 +87,11 @@ DOCS = st.lists(
 )
 
 
-def _apply(rows: dict[str, dict[str, Any]], events: list[ev.Event]) -> dict[str, dict[str, Any]]:
-    out = {k: dict(v) for k, v in rows.items()}
+def _apply(rows: dict[str, TaskRow], events: list[ev.Event]) -> dict[str, TaskRow]:
+    out = dict(rows)
     for event in events:
         assert isinstance(event, ev.TaskStateChanged | ev.TaskProgress)
-        row = out[event.task_id]
-        row.update(
+        out[event.task_id] = out[event.task_id]._replace(
             status=event.status,
             nice_status=event.nice_status,
             bytes_transferred=event.bytes_transferred,
@@ -91,20 +101,20 @@ def _apply(rows: dict[str, dict[str, Any]], events: list[ev.Event]) -> dict[str,
 
 
 @given(ROWS, DOCS)
-def test_diff_properties(rows: dict[str, dict[str, Any]], docs: list[dict[str, Any]]) -> None:
+def test_diff_properties(rows: dict[str, TaskRow], docs: list[dict[str, Any]]) -> None:
     events = diff(rows, docs)
     touched = [e.task_id for e in events]  # type: ignore[attr-defined]
     assert len(touched) == len(set(touched))  # at most one event per task
     for event in events:
         row = rows[event.task_id]  # type: ignore[attr-defined]  # never an unknown task
-        assert row["status"] not in TERMINAL  # terminal tasks never change again
+        assert row.status not in TERMINAL  # terminal tasks never change again
         doc = next(d for d in docs if d["task_id"] == event.task_id)  # type: ignore[attr-defined]
         assert event.status == doc["status"]  # type: ignore[attr-defined]
         if isinstance(event, ev.TaskProgress):
-            assert (row["status"], row["nice_status"]) == (doc["status"], doc["nice_status"])
+            assert (row.status, row.nice_status) == (doc["status"], doc["nice_status"])
         else:
             assert isinstance(event, ev.TaskStateChanged)
-            assert (row["status"], row["nice_status"]) != (doc["status"], doc["nice_status"])
+            assert (row.status, row.nice_status) != (doc["status"], doc["nice_status"])
             assert (event.fatal_error is not None) == (doc["status"] == "FAILED")
     # Applying the events brings the rows up to date: a second diff finds nothing.
     assert diff(_apply(rows, events), docs) == []

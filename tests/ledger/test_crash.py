@@ -82,6 +82,6 @@ async def test_sigkill_mid_batch_loses_only_unacknowledged(tmp_path: Path) -> No
             assert await ledger.projection_snapshot() == before
             assert await ledger.head() >= max(seq for seq, _, _ in acknowledged)
             submitted = sum(1 for kind, _ in stored.values() if kind == "task_submitted")
-            assert len(before[0]) == submitted
+            assert len(before["tasks"]) == submitted
             # Submits are appended with their result in one transaction: none is half done.
             assert await ledger.pending_submissions() == []

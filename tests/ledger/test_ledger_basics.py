@@ -313,7 +313,7 @@ async def test_rebuild_reproduces_projections(ledger: Ledger) -> None:
     before = await ledger.projection_snapshot()
     await ledger.rebuild_projections()
     assert await ledger.projection_snapshot() == before
-    assert len(before[0]) == 5 and len(before[1]) == 6
+    assert len(before["tasks"]) == 5 and len(before["submissions"]) == 6
 
 
 async def test_events_cannot_be_rewritten(ledger: Ledger) -> None:

@@ -5,8 +5,9 @@ batches, and concurrent appends that share group commits), attempts to smuggle a
 closes and reopens the file, rebuilds the projections and replays from random cursors. After
 every step it checks the ledger's invariants:
 
-* projection == fold(events): the tasks and pending submissions read from the ledger equal
-  the package's fold of the replayed events and the model's own bookkeeping;
+* projection == fold(events): the tasks (with their last observation time), pending
+  submissions, open sessions and pending cancels read from the ledger equal the package's
+  fold of the replayed events and the model's own bookkeeping;
 * seqs strictly increasing and never reused (across reopen, refusals and failed batches);
 * ``events_since(k)`` is exactly the suffix of the log after ``k``;
 * terminal states absorbing (the model refuses changes out of them and so must the ledger);
@@ -78,12 +79,18 @@ class Model:
 
     def __init__(self) -> None:
         self.tasks: dict[str, str] = {}  # task_id -> status
+        self.task_sessions: dict[str, str | None] = {}  # task_id -> its session
         self.submissions: dict[str, str] = {}  # submission_id -> pending/submitted/failed
+        self.open_sessions: dict[str, str | None] = {}  # session_id -> local_collection
+        self.pending_cancels: dict[str, str | None] = {}  # task_id -> session of the cancel
 
     def copy(self) -> Model:
         other = Model()
         other.tasks = dict(self.tasks)
+        other.task_sessions = dict(self.task_sessions)
         other.submissions = dict(self.submissions)
+        other.open_sessions = dict(self.open_sessions)
+        other.pending_cancels = dict(self.pending_cancels)
         return other
 
     def refusal(self, event: Event) -> type[RejectedEvent] | None:
@@ -105,6 +112,7 @@ class Model:
                     return DuplicateTask
                 self.submissions[event.submission_id] = "submitted"
                 self.tasks[event.task_id] = event.status
+                self.task_sessions[event.task_id] = event.session_id
         elif isinstance(event, TaskProgress | TaskStateChanged):
             status = self.tasks.get(event.task_id)
             if status is None:
@@ -112,8 +120,22 @@ class Model:
             if status in TERMINAL:
                 return IllegalTransition
             self.tasks[event.task_id] = event.status
-        elif isinstance(event, CancelRequested | CancelResult) and event.task_id not in self.tasks:
-            return UnknownTask
+        elif isinstance(event, CancelRequested | CancelResult):
+            if event.task_id not in self.tasks:
+                return UnknownTask
+            if isinstance(event, CancelRequested):
+                sid = event.session_id
+                self.pending_cancels.pop(event.task_id, None)  # a new request goes last
+                self.pending_cancels[event.task_id] = (
+                    sid if sid is not None else self.task_sessions[event.task_id]
+                )
+            else:
+                self.pending_cancels.pop(event.task_id, None)
+        elif isinstance(event, SessionOpened) and event.session_id is not None:
+            self.open_sessions.pop(event.session_id, None)  # reopening goes last
+            self.open_sessions[event.session_id] = event.local_collection
+        elif isinstance(event, SessionClosed) and event.session_id is not None:
+            self.open_sessions.pop(event.session_id, None)
         return None
 
 
@@ -200,7 +222,11 @@ def events(model: Model) -> st.SearchStrategy[Event]:
         return draw(
             st.sampled_from(
                 [
-                    SessionOpened(session_id=sid, auth="refresh_token", local_collection="lc"),
+                    SessionOpened(
+                        session_id=sid,
+                        auth="refresh_token",
+                        local_collection=draw(st.sampled_from(["lc", "other"])),
+                    ),
                     SessionClosed(session_id=sid),
                     CredentialExpired(session_id=sid, message="token expired"),
                 ]
@@ -348,15 +374,43 @@ class LedgerMachine(RuleBasedStateMachine):
         seqs = [e.seq for e in replayed]
         assert seqs == sorted(set(seqs))
         assert self.run(self.ledger.head()) == self.high
-        tasks, submissions = fold((e.seq, e.time, e.event()) for e in replayed)
+        folded = fold((e.seq, e.time, e.event()) for e in replayed)
         rows = self.run(self.ledger.tasks(limit=1000))
-        assert {r.task_id: r for r in rows} == tasks
+        assert {r.task_id: r for r in rows} == folded.tasks
         assert {r.task_id: r.status for r in rows} == self.model.tasks
         pending = self.run(self.ledger.pending_submissions())
-        assert pending == [s for s in submissions.values() if s.state == "pending"]
+        assert pending == [s for s in folded.submissions.values() if s.state == "pending"]
         assert {s.submission_id for s in pending} == {
             k for k, v in self.model.submissions.items() if v == "pending"
         }
+        # The last observation: the time of the task's last state-bearing event.
+        for task_id, row in folded.tasks.items():
+            last = max(
+                e.time
+                for e in replayed
+                if e.task_id == task_id and e.kind not in ("cancel_requested", "cancel_result")
+            )
+            assert row.observed_time == last
+        sessions = self.run(self.ledger.open_sessions())
+        assert sessions == sorted(
+            (r for r in folded.sessions.values() if r.state == "open"),
+            key=lambda r: r.opened_seq,
+        )
+        assert {r.session_id: r.local_collection for r in sessions} == self.model.open_sessions
+        assert [r.session_id for r in sessions] == list(self.model.open_sessions)
+        cancels = self.run(self.ledger.pending_cancels())
+        assert cancels == sorted(
+            (c for c in folded.cancels.values() if c.state == "pending"),
+            key=lambda c: c.requested_seq,
+        )
+        assert [(c.task_id, c.session_id) for c in cancels] == list(
+            self.model.pending_cancels.items()
+        )
+        for sid in SESSIONS:
+            mine = self.run(self.ledger.pending_cancels(session_id=sid))
+            assert [c.task_id for c in mine] == [
+                t for t, s in self.model.pending_cancels.items() if s == sid
+            ]
 
     @invariant()
     def no_credential_on_disk(self) -> None:

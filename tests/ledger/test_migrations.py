@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from radical.orbit.ledger import (
+    CancelResult,
     Ledger,
     MigrationFailed,
     SchemaTooNew,
@@ -50,7 +51,7 @@ async def test_fresh_file_gets_the_latest_schema(tmp_path: Path) -> None:
     async with await Ledger.open(path) as ledger:
         assert await ledger.head() == 0
     assert _version(path) == LATEST
-    assert {"events", "tasks", "submissions"} <= _tables(path)
+    assert {"events", "tasks", "submissions", "sessions", "cancels"} <= _tables(path)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -95,6 +96,38 @@ async def test_upgrade_from_version_1_keeps_history_and_fills_submissions(
         )
         stored = await ledger.append(TaskStateChanged(task_id="task-1", status="SUCCEEDED"))
         assert stored.seq == 6 and stored.time > events[-1].time
+
+
+async def test_upgrade_from_version_2_fills_sessions_cancels_and_observations(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((FIXTURES / "ledger_v2.sql").read_text())
+    times = dict(conn.execute("SELECT seq, time FROM events").fetchall())
+    conn.close()
+    assert _version(path) == 2 and "sessions" not in _tables(path)
+
+    async with await Ledger.open(path) as ledger:
+        assert _version(path) == LATEST
+        # Filled from the events by the upgrade, as the fold would have kept them.
+        assert [
+            (s.session_id, s.owner, s.local_collection) for s in await ledger.open_sessions()
+        ] == [("s1", "alice", "lc")]
+        assert [(c.task_id, c.session_id) for c in await ledger.pending_cancels()] == [
+            ("task-2", "s1")
+        ]
+        observed = {r.task_id: r.observed_time for r in await ledger.tasks()}
+        # task-1: its last state change (seq 13), not the later cancel answer; the others:
+        # their submits (task-2's cancel request says nothing about its state).
+        assert observed == {"task-1": times[13], "task-2": times[6], "task-3": times[8]}
+        before = await ledger.projection_snapshot()
+        await ledger.rebuild_projections()
+        assert await ledger.projection_snapshot() == before
+        # The upgraded ledger goes on: the projections follow new events.
+        await ledger.append(CancelResult(session_id="s1", task_id="task-2", code="Canceled"))
+        await ledger.append(SessionClosed(owner="alice", session_id="s1"))
+        assert await ledger.pending_cancels() == [] and await ledger.open_sessions() == []
 
 
 async def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
