@@ -32,9 +32,11 @@ __all__ = [
     "GlobusOps",
     "SessionClients",
     "is_auth_failure",
+    "is_rate_limited",
     "is_server_error",
     "is_transient",
     "map_error",
+    "retry_after",
 ]
 
 T = TypeVar("T")
@@ -140,6 +142,28 @@ def is_server_error(exc: BaseException) -> bool:
         and not isinstance(exc, globus_sdk.AuthAPIError)
         and exc.http_status >= 500
     )
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Globus refused the request for the user's request rate (429)."""
+    return (
+        isinstance(exc, globus_sdk.GlobusAPIError)
+        and not isinstance(exc, globus_sdk.AuthAPIError)
+        and exc.http_status == 429
+    )
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds a 429 (or 503) asks to wait: its ``Retry-After`` in seconds (RFC 9110 10.2.3;
+    the SDK reads only that form too, ``transport/default_retry_checks.py``), else None."""
+    if not isinstance(exc, globus_sdk.GlobusAPIError):
+        return None
+    value = exc.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def is_auth_failure(exc: BaseException) -> bool:
