@@ -38,6 +38,7 @@ from typing import Any
 
 from ...ledger import events as ev
 from ...ledger.errors import RejectedEvent
+from ..globus.budget import Use
 from ..globus.ops import (
     GlobusOps,
     SessionClients,
@@ -66,30 +67,12 @@ from .plan import (
     next_pace,
     plan_sweep,
     sweep_allowance,
+    sweep_cost,
 )
 
 __all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_GAP", "CATCH_UP_RATE", "Poller"]
 
 log = get_logger(__name__)
-
-# Requests/s a sweep's allowance is computed from (Globus's 20/s per user, less 10%).
-SWEEP_RATE = 18.0
-
-
-class _Pacer:
-    """Spaces the request starts of one catch-up batch ``1/rate`` seconds apart; batches run
-    one after the other and a session's sweeps never overlap, so the session keeps the pace."""
-
-    def __init__(self, rate: float) -> None:
-        self._step = 1.0 / rate
-        self._next = time.monotonic()
-
-    async def wait(self) -> None:
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + self._step
-        if start > now:
-            await asyncio.sleep(start - now)
 
 
 class _Batch:
@@ -117,7 +100,7 @@ class Poller:
         self._ops = ops
         self.interval = interval
         self.max_backoff = max(max_backoff, interval)
-        self._allowance = sweep_allowance(rate=SWEEP_RATE, interval=interval)
+        self._allowance = sweep_allowance(rate=ops.request_rate, interval=interval)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         # Per session: when a sweep last observed each open task, and when its previous
@@ -199,8 +182,13 @@ class Poller:
             await self._pause(session, pace, wake)
 
     async def _pause(self, session: Session, pace: Pace, wake: asyncio.Event) -> None:
-        """Wait as ``pace`` says, or until woken."""
+        """Wait as ``pace`` says, or until woken; with ``pace.early``, also until the
+        credential's share for early sweeps has room for this session's next sweep."""
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(wake.wait())]
+        gate = session.clients.gate if session.clients is not None else None
+        if pace.early and gate is not None:
+            cost = sweep_cost(self._open.get(session.sid, 0), allowance=self._allowance)
+            waits.append(asyncio.ensure_future(gate.early_sweep(cost)))
         try:
             await asyncio.wait(waits, timeout=pace.delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -269,8 +257,12 @@ class Poller:
             self.last_sweep_requests += 1
             asked = time.monotonic()
             try:
-                page: Any = await self._ops.run(
-                    clients.poll.task_list, filter=f"task_id:{','.join(batch)}", limit=len(batch)
+                page: Any = await self._ops.request(
+                    clients,
+                    Use.POLL,
+                    "task_list",
+                    filter=f"task_id:{','.join(batch)}",
+                    limit=len(batch),
                 )
             except Exception as exc:
                 failure = failure or exc
@@ -360,8 +352,9 @@ class Poller:
         if later:
             log.info("catch-up continues next sweep", tasks=len(later))
         out.caught_up = len(now)
+        # The credential's budget paces them (CATCH_UP_RATE at most); this bounds how many
+        # wait for it at once.
         gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
-        pace = _Pacer(CATCH_UP_RATE)
         stops: list[BaseException] = []
         server_errors: list[BaseException] = []
 
@@ -369,14 +362,13 @@ class Poller:
             task_id = str(doc["task_id"])
             row = rows[task_id]
             async with gate:
-                await pace.wait()
                 if stops:
                     return []  # left for the next sweep
                 self.requests += 1
                 self.last_sweep_requests += 1
                 try:
-                    listing: Any = await self._ops.run(
-                        clients.poll.task_event_list, row["task_id"], limit=EVENT_PAGE
+                    listing: Any = await self._ops.request(
+                        clients, Use.CATCH_UP, "task_event_list", row["task_id"], limit=EVENT_PAGE
                     )
                 except Exception as exc:
                     if is_server_error(exc):

@@ -21,6 +21,8 @@ import enum
 import math
 from collections.abc import Iterable, Mapping
 
+from ..globus.budget import CATCH_UP_RATE
+
 __all__ = [
     "BATCH",
     "CATCH_UP_CONCURRENCY",
@@ -45,9 +47,6 @@ __all__ = [
 BATCH = 100
 # Event lists a catch-up fetches at once: after a restart every finished task needs one.
 CATCH_UP_CONCURRENCY = 4
-# Event lists a session may fetch per second. The fault soak once saw a session back from a
-# long backoff fetch ~190 in a few seconds and its user refused by Globus's 20/s limit.
-CATCH_UP_RATE = 8.0
 # A task unobserved for this many poll intervals or more gets the catch-up when found
 # changed. Shorter gaps (a failed request, one backoff step) are like a normal interval:
 # asking for event lists after each would cost more requests than the faults saved, and a

@@ -42,6 +42,14 @@ class Config:
     globus_threads: int = 16
     # Seconds the poller waits at most after 429/5xx/timeouts before trying again.
     max_backoff: float = 60.0
+    # Globus's request limit per user: this many requests/s over windows of this many
+    # seconds (20/s over 10 s: GLOBUS_BEHAVIOUR.md, from the Globus FAQ as quoted by third
+    # parties). Each credential's budget stays under it (docs/daemon.md "Request budget").
+    globus_rate_limit: float = 20.0
+    globus_rate_window: float = 10.0
+    # Requests/s per credential the poller may spend on sweeps sooner than poll_interval
+    # while the credential has unfinished tasks (0: never sooner than the interval).
+    early_poll_rate: float = 1.0
     log_level: str = "info"
 
     @property
@@ -62,6 +70,9 @@ _FIELDS: dict[str, Any] = {
     "heartbeat_interval": float,
     "globus_threads": int,
     "max_backoff": float,
+    "globus_rate_limit": float,
+    "globus_rate_window": float,
+    "early_poll_rate": float,
     "log_level": str,
 }
 
@@ -71,8 +82,17 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         converted = _FIELDS[key](value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
-    if key in ("poll_interval", "heartbeat_interval", "max_backoff") and converted <= 0:
+    positive = (
+        "poll_interval",
+        "heartbeat_interval",
+        "max_backoff",
+        "globus_rate_limit",
+        "globus_rate_window",
+    )
+    if key in positive and not converted > 0:
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
+    if key == "early_poll_rate" and not converted >= 0:
+        raise ConfigError(f"{origin}: early_poll_rate must be 0 or more, got {value!r}")
     if key in ("ws_queue_size", "globus_threads") and converted < 1:
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:
