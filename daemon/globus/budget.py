@@ -93,6 +93,12 @@ class Bucket:
         missing = 1.0 - self.level
         return now if missing <= 1e-9 else now + missing / self.rate
 
+    def drain(self, now: float, cost: float) -> None:
+        """Spend up to ``cost`` of what is saved up, never into debt."""
+        self._refill(now)
+        if self.level > 0:
+            self.level = max(0.0, self.level - cost)
+
     def take(self, now: float, cost: float = 1.0) -> bool:
         if not self.ready(now):
             return False

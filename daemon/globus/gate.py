@@ -65,6 +65,12 @@ class BudgetGate:
                 return
             await asyncio.sleep(self._early.ready_at(now) - now)
 
+    def swept(self, cost: int) -> None:
+        """A sweep came at its interval: what the early share saved up meanwhile is spent on
+        it, so an early sweep does not follow it at once."""
+        if self._early is not None:
+            self._early.drain(self._clock(), float(cost))
+
     def _pump(self) -> None:
         now = self._clock()
         for ticket in self.budget.grant(now=now):

@@ -151,6 +151,7 @@ class Poller:
 
     async def _run(self, session: Session) -> None:
         failures = 0
+        early = False
         # A new loop: the daemon just started, or the session was re-registered after its
         # credential stopped working. Either way nobody watched its tasks for a while.
         self._forget(session.sid)
@@ -172,6 +173,10 @@ class Poller:
                 open_tasks=self._open.get(session.sid, 0),
             )
             failures = pace.failures
+            clients = session.clients
+            if not early and clients is not None and clients.gate is not None:
+                cost = sweep_cost(self._open.get(session.sid, 0), allowance=self._allowance)
+                clients.gate.swept(cost)
             if result.outcome is Outcome.EXPIRED:
                 # Not usable: the loop ends here and ensure() starts a new one at
                 # re-registration. Usable: it was registered again during this sweep.
@@ -179,11 +184,12 @@ class Poller:
             wake = self._wake.get(session.sid)
             if wake is None:
                 return  # stopped
-            await self._pause(session, pace, wake)
+            early = await self._pause(session, pace, wake)
 
-    async def _pause(self, session: Session, pace: Pace, wake: asyncio.Event) -> None:
+    async def _pause(self, session: Session, pace: Pace, wake: asyncio.Event) -> bool:
         """Wait as ``pace`` says, or until woken; with ``pace.early``, also until the
-        credential's share for early sweeps has room for this session's next sweep."""
+        credential's share for early sweeps has room for this session's next sweep (then
+        True: that share paid for it)."""
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(wake.wait())]
         gate = session.clients.gate if session.clients is not None else None
         if pace.early and gate is not None:
@@ -196,6 +202,8 @@ class Poller:
                 waiting.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
         wake.clear()
+        early = waits[-1]
+        return len(waits) > 1 and early.done() and not early.cancelled()
 
     async def _append(self, events: list[Any]) -> None:
         try:
