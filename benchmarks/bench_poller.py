@@ -489,14 +489,16 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.sizes.split(",")
             if n
         ]
-        _print_polling(rows, interval=args.interval)
+        if rows:
+            _print_polling(rows, interval=args.interval)
         latency = [
             bench_latency(
                 int(tasks), int(sessions), interval=args.interval, spread=args.spread, root=root
             )
             for tasks, sessions in (run.split("x") for run in args.latency.split(",") if run)
         ]
-        _print_latency(latency, interval=args.interval, spread=args.spread)
+        if latency:
+            _print_latency(latency, interval=args.interval, spread=args.spread)
         fan = bench_fanout(args.subscribers, root=root) if args.subscribers else None
         if fan is not None:
             _print_fanout(fan)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import bisect
 import collections
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from radical.orbit.daemon.errors import ConfigError
 from radical.orbit.daemon.globus.budget import (
     CATCH_UP_RATE,
     DEFAULT_SHARES,
@@ -16,6 +18,7 @@ from radical.orbit.daemon.globus.budget import (
     RequestBudget,
     Use,
 )
+from radical.orbit.daemon.runtime.config import load_config
 
 USES = list(Use)
 
@@ -153,3 +156,24 @@ def test_a_drained_bucket_spends_its_savings_but_never_goes_into_debt() -> None:
     assert bucket.take(1.0, cost=3.0)
     bucket.drain(1.0, 5.0)  # already in debt: unchanged
     assert bucket.ready_at(1.0) == pytest.approx(4.0)
+
+
+def test_the_budget_is_configured_like_every_option(tmp_path: Path) -> None:
+    env = {
+        "RADICAL_ORBIT_STATE_DIR": str(tmp_path),
+        "RADICAL_ORBIT_GLOBUS_RATE_LIMIT": "5",
+        "RADICAL_ORBIT_EARLY_POLL_RATE": "0",
+    }
+    config = load_config(env=env)
+    assert (config.globus_rate_limit, config.globus_rate_window) == (5.0, 10.0)
+    assert config.early_poll_rate == 0.0
+    budget = RequestBudget.for_limit(
+        limit=config.globus_rate_limit,
+        window=config.globus_rate_window,
+        shares=DEFAULT_SHARES,
+        now=0.0,
+    )
+    assert (budget.rate, budget.burst) == (4.5, 5.0)
+    for name, value in (("GLOBUS_RATE_LIMIT", "0"), ("EARLY_POLL_RATE", "-1")):
+        with pytest.raises(ConfigError, match=name.lower()):
+            load_config(env={**env, f"RADICAL_ORBIT_{name}": value})
