@@ -171,6 +171,7 @@ class Poller:
                 interval=self.interval,
                 max_backoff=self.max_backoff,
                 open_tasks=self._open.get(session.sid, 0),
+                throttle_window=self._ops.rate_window,
             )
             failures = pace.failures
             clients = session.clients

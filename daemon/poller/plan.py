@@ -181,6 +181,7 @@ def next_pace(
     interval: float,
     max_backoff: float,
     open_tasks: int,
+    throttle_window: float = THROTTLE_WINDOW,
 ) -> Pace:
     """What ``result`` means for the next sweep of a session, ``elapsed`` seconds after the
     last one started, with ``failures`` sweeps in a row before it that got nothing through.
@@ -188,7 +189,8 @@ def next_pace(
     - OK: the rest of the interval, and sooner when the budget allows (only with open tasks:
       an idle session costs nothing);
     - IDLE, PARTIAL: the rest of the interval (the failed batches come first next time);
-    - THROTTLED: what Globus asked for (Retry-After), else the end of its rate window;
+    - THROTTLED: what Globus asked for (Retry-After), else the end of its rate window
+      (``throttle_window``);
       throttling is about the rate, not an outage, so nothing doubles;
     - STOPPED: one more interval;
     - UNKNOWN, ERROR: doubling from the interval, up to ``max_backoff``;
@@ -205,7 +207,7 @@ def next_pace(
         step = interval * 2 ** min(failures, 64)
         return Pace(delay=min(ceiling, step), early=False, failures=failures)
     if outcome is Outcome.THROTTLED:
-        wait = result.retry_after if result.retry_after is not None else THROTTLE_WINDOW
+        wait = result.retry_after if result.retry_after is not None else throttle_window
         return Pace(delay=min(ceiling, max(0.0, wait)), early=False, failures=0)
     if outcome is Outcome.STOPPED:
         return Pace(delay=min(ceiling, interval * 2), early=False, failures=0)
