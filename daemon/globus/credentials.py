@@ -9,6 +9,7 @@ globus-sdk authorizer is built.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 from typing import Any
 
@@ -71,6 +72,14 @@ class Credential:
     access_token: Secret | None = None
     refresh_token: Secret | None = None
     client_id: str | None = None
+
+    @property
+    def budget_key(self) -> str:
+        """Names the credential without revealing it: sessions registered with the same
+        token share one request budget (Globus meters per user)."""
+        secret = self.refresh_token or self.access_token
+        value = secret.reveal() if secret is not None else ""
+        return hashlib.sha256(f"{self.kind}:{value}".encode()).hexdigest()
 
     @property
     def kind(self) -> str:

@@ -2,8 +2,12 @@
 
 globus-sdk is synchronous (requests); each call runs in ``GlobusOps``'s executor so the
 event loop keeps serving while Globus answers slowly, and the pool size bounds how many
-Globus requests the daemon has in flight. Globus errors are translated here, in one place,
-into daemon errors (``map_error``) and classified for the poller and the submitter.
+Globus requests the daemon has in flight. Every Transfer API call of a session first waits
+for its credential's request budget (:mod:`.budget`, :mod:`.gate`): calls through
+``SessionClients.call`` (submits, cancels, file operations) as ``Use.SUBMIT``, the poller's
+through :meth:`GlobusOps.request` with the use it names. A 429 holds the credential's budget
+for its Retry-After. Globus errors are translated here, in one place, into daemon errors
+(``map_error``) and classified for the poller and the submitter.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,15 +32,19 @@ from globus_sdk.transport import (
 
 from ...protocol import ErrorCode
 from ..errors import CredentialExpired, DaemonError, GlobusError
+from .budget import DEFAULT_SHARES, RequestBudget, Use
 from .credentials import Credential, Secret
+from .gate import BudgetGate
 
 __all__ = [
     "GlobusOps",
     "SessionClients",
     "is_auth_failure",
+    "is_rate_limited",
     "is_server_error",
     "is_transient",
     "map_error",
+    "retry_after",
 ]
 
 T = TypeVar("T")
@@ -49,6 +59,8 @@ class SessionClients:
     api: globus_sdk.TransferClient
     poll: globus_sdk.TransferClient
     authorizer: globus_sdk.authorizers.GlobusAuthorizer
+    # The credential's request budget, shared by every session registered with it.
+    gate: BudgetGate | None = None
 
     def call(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """Blocking ``api.<method>(...)``, renewing a refreshable token after a 401 once more.
@@ -95,7 +107,9 @@ def _no_retry_without_an_answer(ctx: RetryContext) -> RetryCheckResult:
     return RetryCheckResult.no_decision
 
 
-def build_clients(credential: Credential, *, http_timeout: float) -> SessionClients:
+def build_clients(
+    credential: Credential, *, http_timeout: float, gate: BudgetGate | None = None
+) -> SessionClients:
     """Build the authorizer and clients; blocking (a refresh token is exchanged now)."""
     authorizer: globus_sdk.authorizers.GlobusAuthorizer
     if credential.refresh_token is not None:
@@ -120,7 +134,7 @@ def build_clients(credential: Credential, *, http_timeout: float) -> SessionClie
         transport=RequestsTransport(http_timeout=http_timeout),
         retry_config=RetryConfig(max_retries=1, max_sleep=2, checks=poll_checks),
     )
-    return SessionClients(api=api, poll=poll, authorizer=authorizer)
+    return SessionClients(api=api, poll=poll, authorizer=authorizer, gate=gate)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -140,6 +154,28 @@ def is_server_error(exc: BaseException) -> bool:
         and not isinstance(exc, globus_sdk.AuthAPIError)
         and exc.http_status >= 500
     )
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    """Globus refused the request for the user's request rate (429)."""
+    return (
+        isinstance(exc, globus_sdk.GlobusAPIError)
+        and not isinstance(exc, globus_sdk.AuthAPIError)
+        and exc.http_status == 429
+    )
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds a 429 (or 503) asks to wait: its ``Retry-After`` in seconds (RFC 9110 10.2.3;
+    the SDK reads only that form too, ``transport/default_retry_checks.py``), else None."""
+    if not isinstance(exc, globus_sdk.GlobusAPIError):
+        return None
+    value = exc.headers.get("Retry-After")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def is_auth_failure(exc: BaseException) -> bool:
@@ -221,20 +257,80 @@ def map_error(exc: BaseException, *, sid: str) -> DaemonError:
 
 
 class GlobusOps:
-    """Runs blocking globus-sdk calls in a bounded pool."""
+    """Runs blocking globus-sdk calls in a bounded pool, each Transfer API call of a session
+    after its credential's request budget lets it go."""
 
-    def __init__(self, *, threads: int = 16, http_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int = 16,
+        http_timeout: float = 30.0,
+        # Budget
+        rate_limit: float = 20.0,
+        rate_window: float = 10.0,
+        early_poll_rate: float = 1.0,
+    ) -> None:
         self.http_timeout = http_timeout
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self.early_poll_rate = early_poll_rate
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="globus"
         )
+        # One gate per credential, alive while a session's clients hold it.
+        self._gates: weakref.WeakValueDictionary[str, BudgetGate] = weakref.WeakValueDictionary()
+
+    @property
+    def request_rate(self) -> float:
+        """Requests/s a credential's budget lets through in the long run."""
+        return self._new_budget().rate
+
+    def _new_budget(self) -> RequestBudget:
+        return RequestBudget.for_limit(
+            limit=self.rate_limit,
+            window=self.rate_window,
+            shares=DEFAULT_SHARES,
+            now=time.monotonic(),
+        )
+
+    def gate(self, credential: Credential) -> BudgetGate:
+        """The request budget of ``credential`` (one for every session registered with it)."""
+        key = credential.budget_key
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = BudgetGate(self._new_budget(), early_rate=self.early_poll_rate)
+            self._gates[key] = gate
+        return gate
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the pool. A session's ``clients.call`` first waits for
+        its credential's budget (as a submit: someone waits for the answer)."""
+        owner = getattr(fn, "__self__", None)
+        gate = owner.gate if isinstance(owner, SessionClients) else None
+        return await self._send(gate, Use.SUBMIT, functools.partial(fn, *args, **kwargs))
+
+    async def request(
+        self, clients: SessionClients, use: Use, method: str, /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``clients.poll.<method>(...)`` as ``use`` of the credential's budget (the poller)."""
+        call = functools.partial(getattr(clients.poll, method), *args, **kwargs)
+        return await self._send(clients.gate, use, call)
+
+    async def _send(self, gate: BudgetGate | None, use: Use, call: Callable[[], T]) -> T:
+        if gate is not None:
+            await gate.acquire(use)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except globus_sdk.GlobusAPIError as exc:
+            if gate is not None and is_rate_limited(exc):
+                gate.throttled(retry_after(exc))
+            raise
 
     async def clients(self, credential: Credential) -> SessionClients:
-        return await self.run(build_clients, credential, http_timeout=self.http_timeout)
+        return await self.run(
+            build_clients, credential, http_timeout=self.http_timeout, gate=self.gate(credential)
+        )
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -14,7 +14,10 @@ task stays ACTIVE with ``is_paused``; INACTIVE means an expired credential (Tran
 - the newest error of a task's Globus event list (:func:`newest_error`), which the poller
   fetches only when ``faults`` grew;
 - a cancel reason when the task's :class:`~radical.orbit.ledger.events.TroublePolicy` says
-  the task is doomed (:func:`policy_cancel`);
+  the task is doomed (:func:`policy_cancel`), once per task (:func:`follow_batch`, which
+  does all of the above for one ``task_list`` batch);
+- which tasks' details a sweep fetches (:func:`details_wanted`, within the share of the
+  sweep's event lists that :mod:`.plan` leaves it);
 - a smaller ``task_list`` batch when Globus refuses a filter as too long
   (:func:`smaller_batch`).
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 from ...ledger import events as ev
@@ -40,6 +43,7 @@ __all__ = [
     "field",
     "filter_refused",
     "follow",
+    "follow_batch",
     "newest_error",
     "pause_message",
     "policy_cancel",
@@ -331,6 +335,46 @@ def follow(
         now=now,
     )
     return out, cancel
+
+
+def follow_batch(
+    rows: Mapping[str, Any],
+    docs: Iterable[Mapping[str, Any]],
+    found: Iterable[ev.Event],
+    *,
+    now: float,
+    stall_after: float | None,
+    errors: Mapping[str, ev.TaskError],
+    pauses: Mapping[str, str],
+    cancelled: Set[str],
+) -> tuple[list[ev.Event], list[tuple[str, str]]]:
+    """:func:`follow` for every task of one batch: ``docs`` the documents of the tasks
+    observed (recorded) now, ``found`` the batch's events, ``errors`` and ``pauses`` the
+    details fetched. Returns the events to record (those of tasks not in ``docs`` as they
+    were) and the (task_id, reason) pairs a policy cancels now, leaving out the tasks in
+    ``cancelled`` (already cancelled by policy: never twice)."""
+    by_task: dict[str | None, list[ev.Event]] = {}
+    for event in found:
+        by_task.setdefault(getattr(event, "task_id", None), []).append(event)
+    out: list[ev.Event] = []
+    cancels: list[tuple[str, str]] = []
+    for doc in docs:
+        task_id = str(doc["task_id"])
+        events, reason = follow(
+            rows[task_id],
+            doc,
+            by_task.pop(task_id, []),
+            now=now,
+            stall_after=stall_after,
+            error=errors.get(task_id),
+            pause_message=pauses.get(task_id),
+        )
+        out.extend(events)
+        if reason is not None and task_id not in cancelled:
+            cancels.append((task_id, reason))
+    for rest in by_task.values():
+        out.extend(rest)
+    return out, cancels
 
 
 _AT_MOST = re.compile(r"at most (\d+)", re.IGNORECASE)

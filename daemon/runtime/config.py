@@ -44,6 +44,14 @@ class Config:
     max_backoff: float = 60.0
     # Seconds an ACTIVE task may move nothing before it needs attention ("stalled"); 0: never.
     stall_after: float = 3600.0
+    # Globus's request limit per user: this many requests/s over windows of this many
+    # seconds (20/s over 10 s: GLOBUS_BEHAVIOUR.md, from the Globus FAQ as quoted by third
+    # parties). Each credential's budget stays under it (docs/daemon.md "Request budget").
+    globus_rate_limit: float = 20.0
+    globus_rate_window: float = 10.0
+    # Requests/s per credential the poller may spend on sweeps sooner than poll_interval
+    # while the credential has unfinished tasks (0: never sooner than the interval).
+    early_poll_rate: float = 1.0
     log_level: str = "info"
     # The bridge this endpoint connects out to (none: local clients only). The enrollment
     # token comes from the environment, the config file or a file, never from a flag.
@@ -82,6 +90,9 @@ _FIELDS: dict[str, Any] = {
     "globus_threads": int,
     "max_backoff": float,
     "stall_after": float,
+    "globus_rate_limit": float,
+    "globus_rate_window": float,
+    "early_poll_rate": float,
     "log_level": str,
     "bridge_url": str,
     "bridge_token": str,
@@ -101,13 +112,20 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         converted = _FIELDS[key](value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
-    if (
-        key in ("poll_interval", "heartbeat_interval", "max_backoff", "header_timeout")
-        and converted <= 0
-    ):
+    positive = (
+        "poll_interval",
+        "heartbeat_interval",
+        "max_backoff",
+        "header_timeout",
+        "globus_rate_limit",
+        "globus_rate_window",
+    )
+    if key in positive and not converted > 0:
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
-    if key == "stall_after" and converted < 0:
+    if key == "stall_after" and not converted >= 0:
         raise ConfigError(f"{origin}: stall_after must be 0 (never) or more, got {value!r}")
+    if key == "early_poll_rate" and not converted >= 0:
+        raise ConfigError(f"{origin}: early_poll_rate must be 0 or more, got {value!r}")
     if key in (
         "ws_queue_size",
         "globus_threads",

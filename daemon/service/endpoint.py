@@ -81,7 +81,12 @@ class EndpointService:
         self.config = config
         self.store = store
         self.tokens = tokens
-        self.ops = GlobusOps(threads=config.globus_threads)
+        self.ops = GlobusOps(
+            threads=config.globus_threads,
+            rate_limit=config.globus_rate_limit,
+            rate_window=config.globus_rate_window,
+            early_poll_rate=config.early_poll_rate,
+        )
         self.sessions = SessionRegistry(store=store, ops=self.ops)
         self.submitter = Submitter(
             store=store, sessions=self.sessions, ops=self.ops, max_backoff=config.max_backoff

@@ -17,6 +17,7 @@ from radical.orbit.daemon.poller.trouble import (
     details_wanted,
     filter_refused,
     follow,
+    follow_batch,
     newest_error,
     pause_message,
     policy_cancel,
@@ -275,3 +276,35 @@ def test_details_wanted_puts_new_episodes_first_within_the_budget() -> None:
     assert details_wanted(rows, docs, budget=10) == (["t1", "t2"], ["t3"])
     assert details_wanted(rows, docs, budget=2) == (["t1"], ["t3"])
     assert details_wanted(rows, docs, budget=0) == ([], [])
+
+
+def test_a_batch_cancels_by_policy_once_and_keeps_unrecorded_tasks_events() -> None:
+    """The poller's batch step: the error fetched rides on the new fault's state change, the
+    policy's cancel is named unless the task was cancelled before, and the events of a task
+    not recorded now (e.g. another's) pass unchanged."""
+    row = _created(ev.TroublePolicy(fatal_codes=("FILE_NOT_FOUND",))).as_dict()
+    doc = _doc(is_ok=False, faults=1)
+    error = ev.TaskError(code="FILE_NOT_FOUND", description="gone")
+    other = ev.TaskProgress(
+        owner="o",
+        session_id="s",
+        task_id="t2",
+        status="ACTIVE",
+        nice_status="OK",
+        label=None,
+        bytes_transferred=1,
+        files_transferred=0,
+    )
+    found = [*diff({"t1": row}, [doc]), other]
+    args: dict[str, Any] = {"now": T0 + 1, "stall_after": STALL, "pauses": {}}
+    events, cancels = follow_batch(
+        {"t1": row}, [doc], found, errors={"t1": error}, cancelled=set(), **args
+    )
+    changed = [e for e in events if isinstance(e, ev.TaskStateChanged)]
+    assert [e.error for e in changed] == [error]
+    assert other in events
+    assert cancels == [("t1", "trouble policy: error FILE_NOT_FOUND is in fatal_codes")]
+    _, again = follow_batch(
+        {"t1": row}, [doc], found, errors={"t1": error}, cancelled={"t1"}, **args
+    )
+    assert again == []
