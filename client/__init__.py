@@ -32,6 +32,7 @@ from .errors import (
     RateLimitedError,
     RequestError,
     SubmitPendingError,
+    SubmitUnresolved,
     TaskFailed,
     TaskWaitTimeout,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RequestError",
     "StreamClosed",
     "SubmitPendingError",
+    "SubmitUnresolved",
     "Subscription",
     "TaskFailed",
     "TaskWaitTimeout",

@@ -38,6 +38,7 @@ from .commands import (
     cmd_session_register,
     cmd_session_unregister,
     cmd_task_cancel,
+    cmd_task_generate_submission_id,
     cmd_task_list,
     cmd_task_show,
     cmd_task_wait,
@@ -63,6 +64,16 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         help="seconds per wait request if the event stream is unavailable (default 10)",
+    )
+
+
+def _add_submission_id_option(parser: argparse.ArgumentParser) -> None:
+    # As globus-cli's transfer/delete: the same id twice never submits twice.
+    parser.add_argument(
+        "--submission-id",
+        metavar="ID",
+        help="make the submit idempotent: a repeat with the same ID returns the first one's "
+        "task (see 'task generate-submission-id')",
     )
 
 
@@ -154,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-level", choices=("exists", "size", "mtime", "checksum"))
     p.add_argument("--verify-checksum", action="store_true", default=None)
     p.add_argument("--preserve-timestamp", action="store_true", default=None)
+    _add_submission_id_option(p)
     p.add_argument("--wait", action="store_true", help="wait for the task to finish")
     _add_wait_options(p)
     p.set_defaults(func=cmd_transfer)
@@ -163,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
+    _add_submission_id_option(p)
     p.add_argument("--wait", action="store_true")
     _add_wait_options(p)
     p.set_defaults(func=cmd_delete)
@@ -180,9 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     _add_wait_options(p)
     p.set_defaults(func=cmd_task_wait)
-    p = tsub.add_parser("cancel", help="cancel a task")
+    p = tsub.add_parser("cancel", help="cancel a task (or a queued submit, by submission id)")
     p.add_argument("task_id")
     p.set_defaults(func=cmd_task_cancel)
+    p = tsub.add_parser(
+        "generate-submission-id",
+        help="print a new submission id for transfer/delete --submission-id",
+    )
+    p.set_defaults(func=cmd_task_generate_submission_id)
 
     p = sub.add_parser("ls", help="list a folder of a collection")
     p.add_argument("collection")

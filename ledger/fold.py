@@ -9,7 +9,10 @@ share this code so their results are identical by construction.
 Rules: a task exists from its ``task_submitted``/``delete_submitted`` on; task events for an
 unknown task are refused; SUCCEEDED and FAILED are absorbing (state changes and progress are
 refused, cancel events are still recorded). A submission exists from ``submit_requested`` and
-is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``.
+is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``, or by
+``submit_cancelled`` while it waits in the admission queue. Before that it moves between
+pending (Globus may have it) and queued (Globus refused it for a limit; nothing exists there):
+``submit_queued`` pending -> queued, ``submit_dequeued`` queued -> pending.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ from .events import (
     DeleteSubmitted,
     Event,
     FatalError,
+    SubmitCancelled,
+    SubmitDequeued,
     SubmitFailed,
+    SubmitQueued,
     SubmitRequested,
     TaskProgress,
     TaskStateChanged,
@@ -44,6 +50,7 @@ from .events import (
 )
 
 __all__ = [
+    "OPEN_SUBMISSION_STATES",
     "SubmissionRow",
     "SubmissionState",
     "TaskRow",
@@ -55,7 +62,9 @@ __all__ = [
     "task_key",
 ]
 
-SubmissionState = Literal["pending", "submitted", "failed"]
+SubmissionState = Literal["pending", "queued", "submitted", "failed", "cancelled"]
+# States whose submit Globus has not answered yet.
+OPEN_SUBMISSION_STATES: tuple[SubmissionState, ...] = ("pending", "queued")
 
 
 class TaskRow(NamedTuple):
@@ -120,7 +129,21 @@ _TASK_KINDS = (
     CancelRequested,
     CancelResult,
 )
-_SUBMISSION_KINDS = (SubmitRequested, TaskSubmitted, DeleteSubmitted, SubmitFailed)
+_SUBMISSION_KINDS = (
+    SubmitRequested,
+    TaskSubmitted,
+    DeleteSubmitted,
+    SubmitFailed,
+    SubmitQueued,
+    SubmitDequeued,
+    SubmitCancelled,
+)
+# Which state each admission-queue event moves a submission from, and to.
+_QUEUE_MOVES: dict[type, tuple[SubmissionState, SubmissionState]] = {
+    SubmitQueued: ("pending", "queued"),
+    SubmitDequeued: ("queued", "pending"),
+    SubmitCancelled: ("queued", "cancelled"),
+}
 # Tuples, not ``A | B`` unions: isinstance() checks a tuple several times faster.
 _CREATE_KINDS = (TaskSubmitted, DeleteSubmitted)
 _CANCEL_KINDS = (CancelRequested, CancelResult)
@@ -266,7 +289,7 @@ def apply_submission(
             requested_seq=seq,
             last_seq=seq,
         )
-    if not isinstance(event, TaskSubmitted | DeleteSubmitted | SubmitFailed):
+    if not isinstance(event, _SUBMISSION_KINDS):
         raise TypeError(f"{event.kind} does not change a submission")
     if row is None:
         raise UnknownSubmission(
@@ -275,7 +298,17 @@ def apply_submission(
             kind=event.kind,
             key=event.submission_id,
         )
-    if row.state != "pending":
+    move = _QUEUE_MOVES.get(type(event))
+    if move is not None:
+        before, after = move
+        if row.state != before:
+            raise SubmissionResolved(
+                f"{event.kind}: submission {row.submission_id} is {row.state}, not {before}",
+                kind=event.kind,
+                key=row.submission_id,
+            )
+        return dataclasses.replace(row, state=after, last_seq=seq)
+    if row.state not in OPEN_SUBMISSION_STATES:
         raise SubmissionResolved(
             f"{event.kind}: submission {row.submission_id} is already {row.state}",
             kind=event.kind,
@@ -285,6 +318,7 @@ def apply_submission(
         return dataclasses.replace(
             row, state="failed", code=event.code, message=event.message, last_seq=seq
         )
+    assert isinstance(event, _CREATE_KINDS)
     return dataclasses.replace(row, state="submitted", task_id=event.task_id, last_seq=seq)
 
 

@@ -23,9 +23,11 @@ __all__ = [
     "insert_tasks",
     "load_submissions",
     "load_tasks",
+    "open_submissions",
     "pending_submissions",
     "projection_snapshot",
     "read_events",
+    "read_submission",
     "read_task",
     "read_tasks",
     "rebuild",
@@ -343,6 +345,21 @@ def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> 
     clause, params = _where(("state = ?", "pending"), ("session_id = ?", session_id))
     sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions {clause} ORDER BY requested_seq"  # noqa: S608
     return [_submission_row(v) for v in conn.execute(sql, params)]
+
+
+def open_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
+    """Submissions Globus has not answered (pending or queued), oldest request first."""
+    clause, params = _where(("state IN (?)", ["pending", "queued"]), ("session_id = ?", session_id))
+    sql = f"SELECT {SUBMISSION_COLUMNS} FROM submissions {clause} ORDER BY requested_seq"  # noqa: S608
+    return [_submission_row(v) for v in conn.execute(sql, params)]
+
+
+def read_submission(conn: sqlite3.Connection, submission_id: str) -> SubmissionRow | None:
+    values = conn.execute(
+        f"SELECT {SUBMISSION_COLUMNS} FROM submissions WHERE submission_id = ?",  # noqa: S608
+        (submission_id,),
+    ).fetchone()
+    return None if values is None else _submission_row(values)
 
 
 def read_events(

@@ -26,6 +26,15 @@ Collection = Annotated[
     ),
 ]
 Label = Annotated[str, Field(max_length=128, pattern=r"^[^\x00-\x1f]*$")]
+# Globus submission ids are UUIDs (GET /submission_id answers one; globus-sdk
+# TransferData(submission_id=...)); a client may bring its own to make a submit idempotent.
+SubmissionId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="a UUID naming this submit: repeating it never submits twice",
+    ),
+]
 _SYNC_NAMES = ("exists", "size", "mtime", "checksum")
 
 
@@ -59,6 +68,7 @@ class TransferBody(_Body):
     verify_checksum: bool = False
     preserve_timestamp: bool = False
     deadline: Annotated[str, Field(max_length=64)] | None = None
+    submission_id: SubmissionId | None = None
 
     @field_validator("sync_level", mode="before")
     @classmethod
@@ -74,6 +84,7 @@ class DeleteBody(_Body):
     paths: Annotated[list[Path_], Field(min_length=1, max_length=10_000)]
     recursive: bool = False
     label: Label | None = None
+    submission_id: SubmissionId | None = None
 
 
 class WaitBody(_Body):

@@ -43,6 +43,19 @@ class Config:
     # Seconds the poller waits at most after 429/5xx/timeouts before trying again.
     max_backoff: float = 60.0
     log_level: str = "info"
+    # The admission queue (docs/daemon.md). Globus's limits per user: 100 unfinished tasks
+    # (docs.globus.org/api/transfer/task_behavior) and 20 requests/s over 10 s windows (the
+    # Globus FAQ as quoted second-hand; see /work/shared/GLOBUS_BEHAVIOUR.md).
+    globus_max_pending: int = 100
+    # Submits each session may have waiting before new ones are refused (429 QueueFull).
+    admission_max_queued: int = 10_000
+    # Submits sent per second per session at most, below Globus's rate (0: unpaced).
+    admission_rate: float = 18.0
+    # After a 409 pending-task refusal, try one submit again after this long at the latest.
+    admission_probe_interval: float = 5.0
+    # Where a submission_id comes from when the client gives none: "local" (a random UUID,
+    # no request) or "globus" (GET /submission_id, as globus-sdk does).
+    submission_ids: str = "local"
 
     @property
     def ledger_path(self) -> Path:
@@ -63,6 +76,11 @@ _FIELDS: dict[str, Any] = {
     "globus_threads": int,
     "max_backoff": float,
     "log_level": str,
+    "globus_max_pending": int,
+    "admission_max_queued": int,
+    "admission_rate": float,
+    "admission_probe_interval": float,
+    "submission_ids": str,
 }
 
 
@@ -73,7 +91,16 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
     if key in ("poll_interval", "heartbeat_interval", "max_backoff") and converted <= 0:
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
-    if key in ("ws_queue_size", "globus_threads") and converted < 1:
+    if key == "admission_probe_interval" and converted <= 0:
+        raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
+    if key == "admission_rate" and converted < 0:
+        raise ConfigError(f"{origin}: {key} must be >= 0 (0: unpaced), got {value!r}")
+    if key == "submission_ids" and converted not in ("local", "globus"):
+        raise ConfigError(f"{origin}: {key} must be 'local' or 'globus', got {value!r}")
+    if (
+        key in ("ws_queue_size", "globus_threads", "globus_max_pending", "admission_max_queued")
+        and converted < 1
+    ):
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:
         raise ConfigError(f"{origin}: port must be 0..65535, got {value!r}")

@@ -1,0 +1,329 @@
+"""The admission queue's decisions, without I/O: what to send to Globus next, and when.
+
+Globus limits each user to 100 unfinished ("pending") tasks and about 20 requests/s
+(docs.globus.org/api/transfer/task_behavior; the rate as quoted in Globus's FAQ, see
+/work/shared/GLOBUS_BEHAVIOUR.md). Beyond them it refuses a submit (409
+``PendingTasksLimitExceeded``, 429 ``RequestLimitExceeded``). The daemon does not pass these
+refusals on: every submit goes through one *lane* per session, in order, and this core decides
+for each lane how many of its submits may go out now.
+
+A lane may send when all of these hold:
+
+- **capacity**: fewer than ``max_pending`` of the session's tasks are unfinished in the ledger,
+  counting the sends in flight (the poller's task_state_changed events free a place);
+- **not blocked**: after a 409 the lane waits until a task of *any* session finishes (the
+  limit is per Globus user, and sessions may share one) or ``probe_interval`` passed, then
+  sends one submit as a probe; an accepted probe unblocks it. After a 429 it waits the
+  ``Retry-After``; after a failure without an answer (timeout, 5xx) it backs off doubling up
+  to ``max_backoff``;
+- **pace**: at most ``rate`` sends in any ``rate_window`` seconds, under Globus's own rate.
+
+Submits a lane cannot send for capacity or a block are *queued* (the shell records
+``submit_queued`` and answers ``QUEUED``); those waiting only for their pace slot stay
+*waiting* (the client's request is held for well under a second per submit ahead of it).
+Lanes are served round-robin, one submit per lane per round, so one session's burst cannot
+hold back another's. Time is passed in; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["AdmissionCore", "AdmissionLimits", "Item", "Outcome", "Plan", "QueueFull"]
+
+
+class Outcome(enum.Enum):
+    """What Globus made of one send."""
+
+    ACCEPTED = "accepted"  # a task exists (Accepted or Duplicate)
+    LIMITED = "limited"  # 409: too many pending tasks; nothing was created
+    THROTTLED = "throttled"  # 429 after the SDK's own retries; nothing was created
+    UNANSWERED = "unanswered"  # timeout / 5xx: Globus may or may not have it
+    FAILED = "failed"  # a definitive refusal: recorded as failed, leaves the lane
+    NO_CREDENTIAL = "no_credential"  # the session's credential stopped working
+
+
+class QueueFull(Exception):
+    """The session already has ``max_queued`` submits waiting."""
+
+    def __init__(self, sid: str, limit: int) -> None:
+        super().__init__(sid, limit)
+        self.sid = sid
+        self.limit = limit
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdmissionLimits:
+    max_pending: int = 100
+    max_queued: int = 10_000
+    rate: float = 18.0
+    rate_window: float = 1.0
+    probe_interval: float = 5.0
+    max_backoff: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_pending < 1 or self.max_queued < 1:
+            raise ValueError("max_pending and max_queued must be at least 1")
+        if self.rate < 0 or self.rate_window <= 0 or self.probe_interval <= 0:
+            raise ValueError("rate must be >= 0 (0: unpaced), rate_window and probe_interval > 0")
+
+
+@dataclass(eq=False)
+class Item:
+    """One submit in a lane; ``queued``: recorded as queued in the ledger."""
+
+    submission_id: str
+    queued: bool = False
+    # Globus may have it (a send went unanswered, or it was pending at start-up): it is
+    # never recorded as queued, only resent with the same submission_id.
+    maybe_sent: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the shell does now: record these as queued, send those (in this order), and
+    ask again at ``wake_at`` (None: only when something happens)."""
+
+    queue: list[tuple[str, Item, str]]  # (sid, item, why): why it cannot go now
+    send: list[tuple[str, Item]]
+    wake_at: float | None
+
+
+@dataclass(eq=False)
+class _Lane:
+    sid: str
+    items: collections.deque[Item] = field(default_factory=collections.deque)
+    inflight: dict[str, Item] = field(default_factory=dict)
+    open_tasks: int = 0
+    usable: bool = False  # until the session has a credential (set_usable)
+    blocked: bool = False  # by a 409, until a probe is accepted
+    probe_ready: bool = False  # a task finished since the 409: one probe may go
+    probe_at: float = 0.0  # ... or this time passed
+    not_before: float = 0.0  # after a 429 or an unanswered send
+    not_before_reason: str = ""
+    blocked_reason: str = ""
+    backoff: float = 0.0
+    sends: collections.deque[float] = field(default_factory=collections.deque)
+
+
+class AdmissionCore:
+    def __init__(self, limits: AdmissionLimits | None = None) -> None:
+        self.limits = limits or AdmissionLimits()
+        self._lanes: dict[str, _Lane] = {}
+        self._order: collections.deque[str] = collections.deque()  # round-robin rotation
+        self._where: dict[str, str] = {}  # submission_id -> sid, items and inflight
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _lane(self, sid: str) -> _Lane:
+        lane = self._lanes.get(sid)
+        if lane is None:
+            lane = self._lanes[sid] = _Lane(sid)
+            self._order.append(sid)
+        return lane
+
+    def __contains__(self, submission_id: object) -> bool:
+        return submission_id in self._where
+
+    def size(self, sid: str) -> int:
+        lane = self._lanes.get(sid)
+        return 0 if lane is None else len(lane.items) + len(lane.inflight)
+
+    def queued(self, sid: str) -> list[str]:
+        """Submission ids of the lane's waiting submits, in the order they will be sent."""
+        lane = self._lanes.get(sid)
+        return [] if lane is None else [item.submission_id for item in lane.items]
+
+    def in_flight(self, submission_id: str) -> bool:
+        sid = self._where.get(submission_id)
+        return sid is not None and submission_id in self._lanes[sid].inflight
+
+    def check_room(self, sid: str) -> None:
+        """Raise QueueFull when the session may not add another submit."""
+        if self.size(sid) >= self.limits.max_queued:
+            raise QueueFull(sid, self.limits.max_queued)
+
+    def add(self, sid: str, item: Item) -> None:
+        """Append a submit to the session's lane (after its submit_requested is recorded)."""
+        if item.submission_id in self._where:
+            raise ValueError(f"submission {item.submission_id} is already in the queue")
+        self._lane(sid).items.append(item)
+        self._where[item.submission_id] = sid
+
+    def remove(self, submission_id: str) -> Item | None:
+        """Take a queued submit out of its lane (a cancel); None when it is not queued (absent,
+        being sent, or possibly sent already)."""
+        sid = self._where.get(submission_id)
+        if sid is None:
+            return None
+        lane = self._lanes[sid]
+        for item in lane.items:
+            if item.submission_id == submission_id and item.queued and not item.maybe_sent:
+                lane.items.remove(item)
+                del self._where[submission_id]
+                return item
+        return None
+
+    def set_open_tasks(self, sid: str, count: int) -> None:
+        self._lane(sid).open_tasks = max(0, count)
+
+    def task_opened(self, sid: str) -> None:
+        self._lane(sid).open_tasks += 1
+
+    def task_finished(self, sid: str) -> None:
+        """A task of ``sid`` ended: a place freed there, and every blocked lane may probe
+        (sessions may share one Globus user and so one pending limit)."""
+        lane = self._lane(sid)
+        lane.open_tasks = max(0, lane.open_tasks - 1)
+        for other in self._lanes.values():
+            if other.blocked:
+                other.probe_ready = True
+
+    def set_usable(self, sid: str, usable: bool) -> None:
+        lane = self._lane(sid)
+        lane.usable = usable
+        if usable:
+            lane.not_before = 0.0
+            lane.backoff = 0.0
+
+    def drop_lane(self, sid: str) -> None:
+        """Forget a closed session (its submits stay recorded in the ledger)."""
+        lane = self._lanes.pop(sid, None)
+        if lane is None:
+            return
+        self._order.remove(sid)
+        for item in (*lane.items, *lane.inflight.values()):
+            self._where.pop(item.submission_id, None)
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def _room(self, lane: _Lane, now: float) -> int:
+        """Submits the lane may send now, ignoring the pace."""
+        if not lane.usable or now < lane.not_before:
+            return 0
+        if lane.blocked:
+            # One probe at a time, when a task finished somewhere or the timer ran out.
+            return 1 if not lane.inflight and lane.probe_ready else 0
+        return max(0, self.limits.max_pending - lane.open_tasks - len(lane.inflight))
+
+    def _why(self, lane: _Lane, now: float) -> str:
+        """Why the lane's submits wait (recorded with submit_queued)."""
+        if not lane.usable:
+            return "CredentialMissing"
+        if now < lane.not_before:
+            return lane.not_before_reason
+        if lane.blocked:
+            return lane.blocked_reason
+        return "PendingTasksLimit"  # our own count of the session's unfinished tasks
+
+    def _pace(self, lane: _Lane, now: float) -> int:
+        """Sends the pace allows now."""
+        if self.limits.rate <= 0:
+            return len(lane.items)
+        window = self.limits.rate_window
+        while lane.sends and lane.sends[0] <= now - window:
+            lane.sends.popleft()
+        allowed = max(1, int(self.limits.rate * window))
+        return max(0, allowed - len(lane.sends))
+
+    def plan(self, now: float) -> Plan:
+        """Decide what happens now: which submits go out (marked in flight) and which are
+        recorded as queued."""
+        to_queue: list[tuple[str, Item, str]] = []
+        budgets: dict[str, int] = {}
+        for sid in self._order:
+            lane = self._lanes[sid]
+            if lane.blocked and not lane.probe_ready and now >= lane.probe_at:
+                lane.probe_ready = True  # the probe timer ran out
+            room = self._room(lane, now)
+            budgets[sid] = min(room, self._pace(lane, now), len(lane.items))
+            # What cannot go for capacity or a block is queued; what waits only for its
+            # pace slot stays held. Records happen once per submit.
+            for index, item in enumerate(lane.items):
+                if index >= room and not item.queued and not item.maybe_sent:
+                    item.queued = True
+                    to_queue.append((sid, item, self._why(lane, now)))
+        sends: list[tuple[str, Item]] = []
+        first_served: str | None = None
+        while any(budgets.values()):
+            for sid in list(self._order):
+                if budgets.get(sid, 0) <= 0:
+                    continue
+                lane = self._lanes[sid]
+                item = lane.items.popleft()
+                lane.inflight[item.submission_id] = item
+                lane.probe_ready = False
+                if self.limits.rate > 0:
+                    lane.sends.append(now)
+                budgets[sid] -= 1
+                sends.append((sid, item))
+                if first_served is None:
+                    first_served = sid
+        if first_served is not None:
+            # The next plan starts with the lane after the one served first now.
+            while self._order[0] != first_served:
+                self._order.rotate(-1)
+            self._order.rotate(-1)
+        return Plan(queue=to_queue, send=sends, wake_at=self._wake_at(now))
+
+    def _wake_at(self, now: float) -> float | None:
+        """When a lane with submits left could send again without anything happening."""
+        times: list[float] = []
+        for lane in self._lanes.values():
+            if not lane.items or not lane.usable:
+                continue
+            if now < lane.not_before:
+                times.append(lane.not_before)
+            elif lane.blocked:
+                if not lane.inflight:
+                    times.append(now if lane.probe_ready else lane.probe_at)
+            elif self._room(lane, now) > 0 and lane.sends and self.limits.rate > 0:
+                times.append(lane.sends[0] + self.limits.rate_window)
+        return min(times) if times else None
+
+    def done(
+        self,
+        submission_id: str,
+        outcome: Outcome,
+        now: float,
+        *,
+        retry_after: float = 1.0,
+        code: str = "",
+    ) -> None:
+        """Globus answered a send (or did not): update the lane. A submit that Globus did
+        not take goes back to the head of its lane, to keep the order."""
+        sid = self._where.get(submission_id)
+        if sid is None:
+            return
+        lane = self._lanes[sid]
+        item = lane.inflight.pop(submission_id, None)
+        if item is None:
+            return
+        if outcome in (Outcome.ACCEPTED, Outcome.FAILED):
+            del self._where[submission_id]
+            lane.backoff = 0.0
+            if outcome is Outcome.ACCEPTED:
+                lane.blocked = False
+            return
+        lane.items.appendleft(item)
+        if outcome is Outcome.LIMITED:
+            lane.blocked = True
+            lane.probe_ready = False
+            lane.probe_at = now + self.limits.probe_interval
+            lane.blocked_reason = code or "PendingTasksLimitExceeded"
+        elif outcome is Outcome.THROTTLED:
+            lane.not_before = max(lane.not_before, now + max(retry_after, 0.0))
+            lane.not_before_reason = code or "RequestLimitExceeded"
+        elif outcome is Outcome.UNANSWERED:
+            item.maybe_sent = True
+            lane.backoff = min(self.limits.max_backoff, max(1.0, lane.backoff * 2))
+            lane.not_before = now + lane.backoff
+            lane.not_before_reason = code or "GlobusUnavailable"
+        else:  # NO_CREDENTIAL: wait for the session to be registered again
+            lane.usable = False
+
+    def lanes(self) -> Iterable[str]:
+        return list(self._order)
