@@ -77,6 +77,7 @@ class Item:
 
     submission_id: str
     queued: bool = False
+    order: int = 0  # set by add(): the lane's order, kept when a send comes back
     # Globus may have it (a send went unanswered, or it was pending at start-up): it is
     # never recorded as queued, only resent with the same submission_id.
     maybe_sent: bool = False
@@ -115,6 +116,7 @@ class AdmissionCore:
         self._lanes: dict[str, _Lane] = {}
         self._order: collections.deque[str] = collections.deque()  # round-robin rotation
         self._where: dict[str, str] = {}  # submission_id -> sid, items and inflight
+        self._added = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class AdmissionCore:
         """Append a submit to the session's lane (after its submit_requested is recorded)."""
         if item.submission_id in self._where:
             raise ValueError(f"submission {item.submission_id} is already in the queue")
+        self._added += 1
+        item.order = self._added
         self._lane(sid).items.append(item)
         self._where[item.submission_id] = sid
 
@@ -308,7 +312,14 @@ class AdmissionCore:
             if outcome is Outcome.ACCEPTED:
                 lane.blocked = False
             return
-        lane.items.appendleft(item)
+        # Back in its place: sends that come back out of order keep the lane's order.
+        index = 0
+        for index, other in enumerate(lane.items):  # noqa: B007
+            if other.order > item.order:
+                break
+        else:
+            index = len(lane.items)
+        lane.items.insert(index, item)
         if outcome is Outcome.LIMITED:
             lane.blocked = True
             lane.probe_ready = False
