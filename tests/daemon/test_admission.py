@@ -180,3 +180,51 @@ def test_sessions_take_turns(tmp_path: Path, long_sim: Simulator) -> None:
         b.close()
     finally:
         daemon.stop()
+
+
+def test_kill_9_during_a_burst_with_the_library_retries(tmp_path: Path) -> None:
+    """Four clients submit 120 transfers (past the 100 pending places) while the daemon is
+    killed with SIGKILL and started again: every call ends with an answer, and every submit
+    runs in Globus exactly once."""
+    with running_simulator(tmp_path, min_task_seconds=0.3, **REAL_LIMITS) as sim:
+        creds = sim.add_user("alice")
+        daemon = start_daemon(tmp_path, sim, env=QUICK)
+        try:
+            setup = _library(daemon, creds)
+            answers: list[dict[str, Any]] = []
+            errors: list[BaseException] = []
+
+            def submitter(worker: int) -> None:
+                globus = GlobusClient(
+                    daemon.url, daemon.token, session_id=setup.session_id, submit_timeout=90 * UNIT
+                )
+                globus.register_session(access_token=creds.access_token)
+                try:
+                    for n in range(30):
+                        answers.append(globus.submit_transfer(C1, C2, ITEM, label=f"w{worker}-{n}"))
+                except BaseException as exc:  # the test fails on any
+                    errors.append(exc)
+                finally:
+                    globus.close()
+
+            threads = [threading.Thread(target=submitter, args=(w,)) for w in range(4)]
+            for thread in threads:
+                thread.start()
+            wait_for(lambda: len(answers) >= 20, timeout=60 * UNIT, what="the burst under way")
+            daemon.kill()
+            daemon.start()
+            for thread in threads:
+                thread.join(120 * UNIT)
+            assert not errors, errors
+            assert len(answers) == 120
+            assert len({a["submission_id"] for a in answers}) == 120
+            labels = [f"w{w}-{n}" for w in range(4) for n in range(30)]
+            wait_for(
+                lambda: all(_labelled(sim, label) for label in labels),
+                timeout=120 * UNIT,
+                what="every submit in Globus",
+            )
+            assert all(len(_labelled(sim, label)) == 1 for label in labels)
+            setup.close()
+        finally:
+            daemon.stop()
