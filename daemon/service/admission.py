@@ -294,6 +294,10 @@ class Admission:
             return Outcome.NO_CREDENTIAL, 0.0, exc.code
         body = globus_document(request, submission_id)
         send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
+        now = time.monotonic()
+        at = self.core.slot(session.sid, now)
+        if at > now:
+            await asyncio.sleep(at - now)
         try:
             result = await self._ops.run(clients.call, send, body)
         except Exception as exc:
