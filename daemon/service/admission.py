@@ -193,8 +193,13 @@ class Admission:
     ) -> dict[str, Any]:
         """Admit a recorded submit; the answer once it was sent or queued."""
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._entries[submission_id] = _Entry(session=session, request=request, waiter=waiter)
-        self.core.add(session.sid, Item(submission_id))
+        entry = self._entries.get(submission_id)
+        if entry is not None and submission_id in self.core:
+            # A re-registration's resume found it pending in the ledger first: wait for that.
+            entry.waiter, entry.session = waiter, session
+        else:
+            self._entries[submission_id] = _Entry(session=session, request=request, waiter=waiter)
+            self.core.add(session.sid, Item(submission_id))
         self._step()
         return await waiter
 
@@ -379,9 +384,3 @@ class Admission:
             await entry.recording  # the cancel is recorded after the queued record
         self._step()
         return True
-
-    def queued_position(self, sid: str, submission_id: str) -> int | None:
-        try:
-            return self.core.queued(sid).index(submission_id)
-        except ValueError:
-            return None

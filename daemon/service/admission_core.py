@@ -97,6 +97,8 @@ class Plan:
 class _Lane:
     sid: str
     items: collections.deque[Item] = field(default_factory=collections.deque)
+    # Submits in ``items`` neither queued nor possibly sent: those plan() may record queued.
+    fresh: dict[str, Item] = field(default_factory=dict)
     inflight: dict[str, Item] = field(default_factory=dict)
     open_tasks: int = 0
     usable: bool = False  # until the session has a credential (set_usable)
@@ -155,7 +157,10 @@ class AdmissionCore:
             raise ValueError(f"submission {item.submission_id} is already in the queue")
         self._added += 1
         item.order = self._added
-        self._lane(sid).items.append(item)
+        lane = self._lane(sid)
+        lane.items.append(item)
+        if not item.queued and not item.maybe_sent:
+            lane.fresh[item.submission_id] = item
         self._where[item.submission_id] = sid
 
     def remove(self, submission_id: str) -> Item | None:
@@ -168,6 +173,7 @@ class AdmissionCore:
         for item in lane.items:
             if item.submission_id == submission_id and item.queued and not item.maybe_sent:
                 lane.items.remove(item)
+                lane.fresh.pop(submission_id, None)
                 del self._where[submission_id]
                 return item
         return None
@@ -246,11 +252,20 @@ class AdmissionCore:
             room = self._room(lane, now)
             budgets[sid] = min(room, self._pace(lane, now), len(lane.items))
             # What cannot go for capacity or a block is queued; what waits only for its
-            # pace slot stays held. Records happen once per submit.
-            for index, item in enumerate(lane.items):
-                if index >= room and not item.queued and not item.maybe_sent:
-                    item.queued = True
-                    to_queue.append((sid, item, self._why(lane, now)))
+            # pace slot stays held. Records happen once per submit, so only the lane's
+            # fresh submits (new, or back from a refused send) are looked at.
+            if lane.fresh:
+                left = len(lane.fresh)
+                for index, item in enumerate(lane.items):
+                    if item.submission_id not in lane.fresh:
+                        continue
+                    left -= 1
+                    if index >= room:
+                        item.queued = True
+                        del lane.fresh[item.submission_id]
+                        to_queue.append((sid, item, self._why(lane, now)))
+                    if left == 0:
+                        break
         sends: list[tuple[str, Item]] = []
         first_served: str | None = None
         while any(budgets.values()):
@@ -259,6 +274,7 @@ class AdmissionCore:
                     continue
                 lane = self._lanes[sid]
                 item = lane.items.popleft()
+                lane.fresh.pop(item.submission_id, None)
                 lane.inflight[item.submission_id] = item
                 lane.probe_ready = False
                 if self.limits.rate > 0:
@@ -313,6 +329,8 @@ class AdmissionCore:
             if outcome is Outcome.ACCEPTED:
                 lane.blocked = False
             return
+        if outcome is Outcome.UNANSWERED:
+            item.maybe_sent = True  # Globus may have it: never recorded queued again
         # Back in its place: sends that come back out of order keep the lane's order.
         index = 0
         for index, other in enumerate(lane.items):  # noqa: B007
@@ -321,6 +339,8 @@ class AdmissionCore:
         else:
             index = len(lane.items)
         lane.items.insert(index, item)
+        if not item.maybe_sent and not item.queued:
+            lane.fresh[item.submission_id] = item
         if outcome is Outcome.LIMITED:
             lane.blocked = True
             lane.probe_ready = False
@@ -330,7 +350,6 @@ class AdmissionCore:
             lane.not_before = max(lane.not_before, now + max(retry_after, 0.0))
             lane.not_before_reason = code or "RequestLimitExceeded"
         elif outcome is Outcome.UNANSWERED:
-            item.maybe_sent = True
             lane.backoff = min(self.limits.max_backoff, max(1.0, lane.backoff * 2))
             lane.not_before = now + lane.backoff
             lane.not_before_reason = code or "GlobusUnavailable"
