@@ -4,8 +4,9 @@
 Four client threads submit, through the client library's retries, while the real daemon is
 killed with SIGKILL four times at seeded random moments (one round with a 4 s outage of
 Globus submits); then no call may end in an error whose fate is unknown, nothing
-acknowledged may be lost, no submission may run twice, the ledger file must pass ``integrity_check`` after every kill, and every
-simulator task must be in the ledger with its true final state.
+acknowledged may be lost, no submission may run twice, the ledger file must pass
+``integrity_check`` after every kill, and every simulator task must be in the ledger with its
+true final state.
 """
 
 from __future__ import annotations
