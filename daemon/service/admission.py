@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import globus_sdk
 
@@ -32,11 +34,12 @@ from .admission_core import AdmissionCore, Item, Outcome
 from .sessions import Session, SessionRegistry
 from .store import Store, StoredEvent
 
-__all__ = ["Admission", "globus_document", "is_limit_refusal"]
+__all__ = ["Admission", "Gate", "globus_document", "is_limit_refusal"]
 
 log = get_logger(__name__)
 
 Request = ev.TransferRequest | ev.DeleteRequest
+T = TypeVar("T")
 
 
 def globus_document(request: Request, submission_id: str) -> dict[str, Any]:
@@ -90,6 +93,27 @@ def is_limit_refusal(exc: BaseException) -> tuple[Outcome, float, str] | None:
     return None
 
 
+class Gate:
+    """Spaces a session's submits at least ``1 / rate`` apart at the moment each leaves for
+    Globus, in the thread that sends it. The plan paces what it hands out, but sends can
+    bunch up on their way (a slow ledger write, a busy thread pool, a loaded machine); the
+    gate is the last step, so Globus never sees more than ``rate`` of them in a second."""
+
+    def __init__(self, rate: float) -> None:
+        self._spacing = 1.0 / rate if rate > 0 else 0.0
+        self._lock = threading.Lock()
+        self._last = float("-inf")
+
+    def call(self, fn: Callable[..., T], /, *args: Any) -> T:
+        if self._spacing:
+            with self._lock:
+                wait = self._last + self._spacing - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # in a globus thread, holding only this session's gate
+                self._last = time.monotonic()
+        return fn(*args)
+
+
 @dataclass(eq=False)
 class _Entry:
     session: Session
@@ -117,6 +141,7 @@ class Admission:
         self._entries: dict[str, _Entry] = {}
         # Sends under way: done when Globus answered and the answer is recorded.
         self._sending: dict[str, asyncio.Future[None]] = {}
+        self._gates: dict[str, Gate] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -295,16 +320,12 @@ class Admission:
         try:
             clients = session.require_clients()
         except DaemonError as exc:
-            self._resolve(entry, exc)
-            return Outcome.NO_CREDENTIAL, 0.0, exc.code
+            return await self._no_credential(submission_id, entry, exc)
         body = globus_document(request, submission_id)
         send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
-        now = time.monotonic()
-        at = self.core.slot(session.sid, now)
-        if at > now:
-            await asyncio.sleep(at - now)
+        gate = self._gates.setdefault(session.sid, Gate(self.core.limits.rate))
         try:
-            result = await self._ops.run(clients.call, send, body)
+            result = await self._ops.run(gate.call, clients.call, send, body)
         except Exception as exc:
             return await self._refused(submission_id, entry, exc)
         task_id = str(result["task_id"])
@@ -347,12 +368,25 @@ class Admission:
             self._resolve(entry, SubmitPending(submission_id, reason))
             return Outcome.UNANSWERED, 0.0, type(exc).__name__
         if is_auth_failure(exc):
-            # Nothing is recorded as failed: the submit waits for a working credential.
             await self._sessions.mark_expired(session, "Globus refused the credential")
-            error = map_error(exc, sid=session.sid)
-            self._resolve(entry, error)
-            return Outcome.NO_CREDENTIAL, 0.0, error.code
-        error = map_error(exc, sid=session.sid)
+            return await self._no_credential(submission_id, entry, map_error(exc, sid=session.sid))
+        return await self._failed(submission_id, entry, exc, map_error(exc, sid=session.sid))
+
+    async def _no_credential(
+        self, submission_id: str, entry: _Entry, error: DaemonError
+    ) -> tuple[Outcome, float, str]:
+        """The credential stopped working. A client waiting for this submit gets the error
+        and the submit is recorded failed (it will not happen, as its answer says); one
+        already answered QUEUED (or left by a restart) waits for the session to be
+        registered again."""
+        if entry.waiter is not None:
+            return await self._failed(submission_id, entry, None, error)
+        return Outcome.NO_CREDENTIAL, 0.0, error.code
+
+    async def _failed(
+        self, submission_id: str, entry: _Entry, exc: Exception | None, error: DaemonError
+    ) -> tuple[Outcome, float, str]:
+        session = entry.session
         try:
             await self._store.submit_failed(
                 owner=session.owner,

@@ -107,7 +107,6 @@ class _Lane:
     probe_at: float = 0.0  # ... or this time passed
     not_before: float = 0.0  # after a 429 or an unanswered send
     not_before_reason: str = ""
-    next_slot: float = 0.0  # the earliest time the next send may go on the wire
     blocked_reason: str = ""
     backoff: float = 0.0
     sends: collections.deque[float] = field(default_factory=collections.deque)
@@ -355,17 +354,6 @@ class AdmissionCore:
             lane.not_before_reason = code or "GlobusUnavailable"
         else:  # NO_CREDENTIAL: wait for the session to be registered again
             lane.usable = False
-
-    def slot(self, sid: str, now: float) -> float:
-        """When a send planned now may go on the wire: sends of a lane are spaced at least
-        ``1 / rate`` apart, so however the sends of one plan bunch up on their way (a slow
-        ledger write, the thread pool), Globus never sees more than ``rate`` in a second."""
-        lane = self._lane(sid)
-        if self.limits.rate <= 0:
-            return now
-        at = max(now, lane.next_slot)
-        lane.next_slot = at + 1.0 / self.limits.rate
-        return at
 
     def lanes(self) -> Iterable[str]:
         return list(self._order)
