@@ -11,9 +11,11 @@ A lane may send when all of these hold:
 
 - **capacity**: fewer than ``max_pending`` of the session's tasks are unfinished in the ledger,
   counting the sends in flight (the poller's task_state_changed events free a place);
-- **not blocked**: after a 409 the lane waits until a task of *any* session finishes (the
-  limit is per Globus user, and sessions may share one) or ``probe_interval`` passed, then
-  sends one submit as a probe; an accepted probe unblocks it. After a 429 it waits the
+- **not blocked**: after a 409 the lane joins the blocked lanes' turn order. The limit is
+  per Globus user and sessions may share one, so one probe goes at a time, from the lane
+  whose turn it is, when a task of *any* session finishes or ``probe_interval`` passed; an
+  accepted probe unblocks its lane, a refused one (or any 409) sends its lane to the back of
+  the order. After a 429 it waits the
   ``Retry-After``; after a failure without an answer (timeout, 5xx) it backs off doubling up
   to ``max_backoff``;
 - **pace**: at most ``rate`` sends in any ``rate_window`` seconds, under Globus's own rate.
@@ -103,8 +105,6 @@ class _Lane:
     open_tasks: int = 0
     usable: bool = False  # until the session has a credential (set_usable)
     blocked: bool = False  # by a 409, until a probe is accepted
-    probe_ready: bool = False  # a task finished since the 409: one probe may go
-    probe_at: float = 0.0  # ... or this time passed
     not_before: float = 0.0  # after a 429 or an unanswered send
     not_before_reason: str = ""
     blocked_reason: str = ""
@@ -119,6 +119,11 @@ class AdmissionCore:
         self._order: collections.deque[str] = collections.deque()  # round-robin rotation
         self._where: dict[str, str] = {}  # submission_id -> sid, items and inflight
         self._added = 0
+        # Lanes blocked by a 409, in the order they take turns probing; one probe at a time.
+        self._probe_order: collections.deque[str] = collections.deque()
+        self._probing: str | None = None  # the submission id of the probe in flight
+        self._probe_ready = False  # a task finished since the last refused probe
+        self._probe_at = 0.0  # ... or this time passed
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -188,9 +193,7 @@ class AdmissionCore:
         (sessions may share one Globus user and so one pending limit)."""
         lane = self._lane(sid)
         lane.open_tasks = max(0, lane.open_tasks - 1)
-        for other in self._lanes.values():
-            if other.blocked:
-                other.probe_ready = True
+        self._probe_ready = True
 
     def set_usable(self, sid: str, usable: bool) -> None:
         lane = self._lane(sid)
@@ -205,6 +208,8 @@ class AdmissionCore:
         if lane is None:
             return
         self._order.remove(sid)
+        if sid in self._probe_order:
+            self._probe_order.remove(sid)
         for item in (*lane.items, *lane.inflight.values()):
             self._where.pop(item.submission_id, None)
 
@@ -215,9 +220,21 @@ class AdmissionCore:
         if not lane.usable or now < lane.not_before:
             return 0
         if lane.blocked:
-            # One probe at a time, when a task finished somewhere or the timer ran out.
-            return 1 if not lane.inflight and lane.probe_ready else 0
+            # One probe at a time, from the lane whose turn it is, when a task finished
+            # somewhere or the timer ran out.
+            turn = self._turn(now) == lane.sid
+            ready = self._probe_ready or now >= self._probe_at
+            return 1 if turn and self._probing is None and ready and not lane.inflight else 0
         return max(0, self.limits.max_pending - lane.open_tasks - len(lane.inflight))
+
+    def _turn(self, now: float) -> str | None:
+        """The blocked lane whose turn it is to probe: the first in the order that could
+        send (has submits, a credential, no 429 pause)."""
+        for sid in self._probe_order:
+            lane = self._lanes[sid]
+            if lane.items and lane.usable and now >= lane.not_before:
+                return sid
+        return None
 
     def _why(self, lane: _Lane, now: float) -> str:
         """Why the lane's submits wait (recorded with submit_queued)."""
@@ -246,8 +263,6 @@ class AdmissionCore:
         budgets: dict[str, int] = {}
         for sid in self._order:
             lane = self._lanes[sid]
-            if lane.blocked and not lane.probe_ready and now >= lane.probe_at:
-                lane.probe_ready = True  # the probe timer ran out
             room = self._room(lane, now)
             budgets[sid] = min(room, self._pace(lane, now), len(lane.items))
             # What cannot go for capacity or a block is queued; what waits only for its
@@ -275,7 +290,9 @@ class AdmissionCore:
                 item = lane.items.popleft()
                 lane.fresh.pop(item.submission_id, None)
                 lane.inflight[item.submission_id] = item
-                lane.probe_ready = False
+                if lane.blocked:
+                    self._probing = item.submission_id
+                    self._probe_ready = False
                 if self.limits.rate > 0:
                     lane.sends.append(now)
                 budgets[sid] -= 1
@@ -298,8 +315,10 @@ class AdmissionCore:
             if now < lane.not_before:
                 times.append(lane.not_before)
             elif lane.blocked:
-                if not lane.inflight:
-                    times.append(now if lane.probe_ready else lane.probe_at)
+                if self._room(lane, now) > 0:
+                    times.append(now)
+                elif self._turn(now) == lane.sid and self._probing is None:
+                    times.append(max(now, self._probe_at))
             elif self._room(lane, now) > 0 and lane.sends and self.limits.rate > 0:
                 times.append(lane.sends[0] + self.limits.rate_window)
         return min(times) if times else None
@@ -322,11 +341,18 @@ class AdmissionCore:
         item = lane.inflight.pop(submission_id, None)
         if item is None:
             return
+        probe = self._probing == submission_id
+        if probe:
+            self._probing = None
         if outcome in (Outcome.ACCEPTED, Outcome.FAILED):
             del self._where[submission_id]
             lane.backoff = 0.0
-            if outcome is Outcome.ACCEPTED:
+            if outcome is Outcome.ACCEPTED and lane.blocked:
+                # Globus had room: this lane goes on by its own count (a refusal sends it to
+                # the back of the turn order, behind the lanes still waiting).
                 lane.blocked = False
+                if sid in self._probe_order:
+                    self._probe_order.remove(sid)
             return
         if outcome is Outcome.UNANSWERED:
             item.maybe_sent = True  # Globus may have it: never recorded queued again
@@ -342,9 +368,14 @@ class AdmissionCore:
             lane.fresh[item.submission_id] = item
         if outcome is Outcome.LIMITED:
             lane.blocked = True
-            lane.probe_ready = False
-            lane.probe_at = now + self.limits.probe_interval
             lane.blocked_reason = code or "PendingTasksLimitExceeded"
+            # To the back of the turn order (a refused probe too), and no probe until a
+            # task finishes or the timer runs out.
+            if sid in self._probe_order:
+                self._probe_order.remove(sid)
+            self._probe_order.append(sid)
+            self._probe_ready = False
+            self._probe_at = now + self.limits.probe_interval
         elif outcome is Outcome.THROTTLED:
             lane.not_before = max(lane.not_before, now + max(retry_after, 0.0))
             lane.not_before_reason = code or "RequestLimitExceeded"

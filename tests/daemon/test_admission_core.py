@@ -76,6 +76,31 @@ def test_a_409_blocks_until_a_task_finishes_or_the_probe_timer() -> None:
     assert _ids(core.plan(0.6).send) == ["s1", "s2"]
 
 
+def test_blocked_lanes_take_turns_probing() -> None:
+    """Two sessions of one Globus user, both refused: each freed place goes to the lane
+    whose turn it is, and a refused probe goes to the back."""
+    core = _core(rate=0, probe_interval=100.0)
+    for sid in ("a", "b"):
+        core.set_usable(sid, True)
+        for n in range(3):
+            core.add(sid, Item(f"{sid}{n}"))
+    for _sid, item in core.plan(0.0).send:
+        core.done(item.submission_id, Outcome.LIMITED, 0.0)
+    winners = []
+    for step in range(4):
+        now = 1.0 + step
+        core.task_finished("a")  # one place frees
+        probe = core.plan(now).send
+        assert len(probe) == 1  # one probe at a time, for both lanes
+        sid, item = probe[0]
+        winners.append(sid)
+        core.done(item.submission_id, Outcome.ACCEPTED, now)
+        # The winner goes on by its own count; Globus is full again: refused.
+        for _s, more in core.plan(now).send:
+            core.done(more.submission_id, Outcome.LIMITED, now)
+    assert winners.count("a") == 2 and winners.count("b") == 2, winners
+
+
 def test_429_waits_retry_after_and_unanswered_backs_off_and_is_never_cancellable() -> None:
     core = _core(rate=0)
     core.set_usable("a", True)
