@@ -321,7 +321,13 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
     ) as sim:
         daemon = DaemonProcess(
             state_dir=root / "state",
-            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
+            # The daemon's admission limits describe the simulator's raised ones.
+            env={
+                **sim.environ(),
+                "RADICAL_ORBIT_LOG_LEVEL": "warning",
+                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
+                "RADICAL_ORBIT_ADMISSION_RATE": "0",
+            },
             poll_interval=config.poll_interval,
         ).start()
         view = LedgerView(daemon.state_dir / "ledger.db")
