@@ -379,7 +379,7 @@ class Admission:
         and the submit is recorded failed (it will not happen, as its answer says); one
         already answered QUEUED (or left by a restart) waits for the session to be
         registered again."""
-        if entry.waiter is not None:
+        if entry.waiter is not None and not entry.waiter.done():
             return await self._failed(submission_id, entry, None, error)
         return Outcome.NO_CREDENTIAL, 0.0, error.code
 
