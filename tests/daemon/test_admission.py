@@ -16,7 +16,7 @@ import globus_sdk
 import pytest
 from daemon_helpers import C1, C2, client, history, start_daemon, wait_for
 
-from radical.orbit.client import GlobusClient
+from radical.orbit.client import GlobusClient, RateLimitedError
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
@@ -122,15 +122,23 @@ def test_queue_order_cancel_wait_and_notifications(tmp_path: Path, long_sim: Sim
         daemon.stop()
 
 
-def test_queue_survives_kill_9(tmp_path: Path, long_sim: Simulator) -> None:
+def test_queue_survives_kill_9_and_has_a_cap(tmp_path: Path, long_sim: Simulator) -> None:
     sim = long_sim
     creds = sim.add_user("alice")
-    daemon = start_daemon(tmp_path, sim, env=QUICK)
+    daemon = start_daemon(tmp_path, sim, env={**QUICK, "RADICAL_ORBIT_ADMISSION_MAX_QUEUED": "3"})
     try:
         outside = _fill_directly(sim, creds, 100)
         globus = _library(daemon, creds)
         answers = [globus.submit_transfer(C1, C2, ITEM, label=f"k{n}") for n in range(3)]
         assert [a["status"] for a in answers] == ["QUEUED"] * 3
+        # Past the session's cap: a clear refusal, nothing recorded, nothing sent.
+        with pytest.raises(RateLimitedError) as refused:
+            globus.submit_transfer(C1, C2, ITEM, label="over")
+        assert refused.value.code == "QueueFull"
+        assert "admission_max_queued" in refused.value.message
+        with client(daemon) as http:
+            requested = [e for e in history(http) if e["kind"] == "submit_requested"]
+        assert [e["data"]["request"]["label"] for e in requested] == ["k0", "k1", "k2"]
         daemon.kill()
         daemon.start()
         assert globus.get_task(str(answers[0]["submission_id"]))["status"] == "QUEUED"
@@ -145,6 +153,7 @@ def test_queue_survives_kill_9(tmp_path: Path, long_sim: Simulator) -> None:
             _labelled(sim, f"k{n}")[0]["task_id"] for n in range(3)
         ]
         assert all(len(_labelled(sim, f"k{n}")) == 1 for n in range(3))
+        assert not _labelled(sim, "over")
         globus.close()
     finally:
         daemon.stop()
