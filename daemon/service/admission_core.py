@@ -15,9 +15,8 @@ A lane may send when all of these hold:
   per Globus user and sessions may share one, so one probe goes at a time, from the lane
   whose turn it is, when a task of *any* session finishes or ``probe_interval`` passed; an
   accepted probe unblocks its lane, a refused one (or any 409) sends its lane to the back of
-  the order. After a 429 it waits the
-  ``Retry-After``; after a failure without an answer (timeout, 5xx) it backs off doubling up
-  to ``max_backoff``;
+  the order. After a 429 the lane waits the ``Retry-After``; after a failure without an
+  answer (timeout, 5xx) it backs off doubling up to ``max_backoff``;
 - **pace**: at most ``rate`` sends in any ``rate_window`` seconds, under Globus's own rate.
 
 Submits a lane cannot send for capacity or a block are *queued* (the shell records
@@ -31,10 +30,11 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["AdmissionCore", "AdmissionLimits", "Item", "Outcome", "Plan", "QueueFull"]
+from ..errors import QueueFull
+
+__all__ = ["AdmissionCore", "AdmissionLimits", "Item", "Outcome", "Plan"]
 
 
 class Outcome(enum.Enum):
@@ -46,15 +46,6 @@ class Outcome(enum.Enum):
     UNANSWERED = "unanswered"  # timeout / 5xx: Globus may or may not have it
     FAILED = "failed"  # a definitive refusal: recorded as failed, leaves the lane
     NO_CREDENTIAL = "no_credential"  # the session's credential stopped working
-
-
-class QueueFull(Exception):
-    """The session already has ``max_queued`` submits waiting."""
-
-    def __init__(self, sid: str, limit: int) -> None:
-        super().__init__(sid, limit)
-        self.sid = sid
-        self.limit = limit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +142,7 @@ class AdmissionCore:
         return sid is not None and submission_id in self._lanes[sid].inflight
 
     def check_room(self, sid: str) -> None:
-        """Raise QueueFull when the session may not add another submit."""
+        """Raise QueueFull (429) when the session may not add another submit."""
         if self.size(sid) >= self.limits.max_queued:
             raise QueueFull(sid, self.limits.max_queued)
 
@@ -385,6 +376,3 @@ class AdmissionCore:
             lane.not_before_reason = code or "GlobusUnavailable"
         else:  # NO_CREDENTIAL: wait for the session to be registered again
             lane.usable = False
-
-    def lanes(self) -> Iterable[str]:
-        return list(self._order)

@@ -35,7 +35,6 @@ from ..errors import (
     CancelPending,
     DaemonError,
     NotFound,
-    QueueFull,
     SubmissionIdConflict,
     SubmitFailed,
     SubmitPending,
@@ -143,10 +142,7 @@ class Submitter:
                 return await self._repeat(session, row, request)
         else:
             submission_id = await self.new_submission_id(session)
-        try:
-            self.admission.core.check_room(session.sid)
-        except admission_core.QueueFull as exc:
-            raise QueueFull(exc.sid, exc.limit) from None
+        self.admission.core.check_room(session.sid)
         try:
             await self._store.submit_requested(
                 owner=session.owner,

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from radical.orbit.daemon.errors import QueueFull
 from radical.orbit.daemon.service.admission_core import (
     AdmissionCore,
     AdmissionLimits,
     Item,
     Outcome,
-    QueueFull,
 )
 
 
