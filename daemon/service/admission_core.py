@@ -11,12 +11,17 @@ A lane may send when all of these hold:
 
 - **capacity**: fewer than ``max_pending`` of the session's tasks are unfinished in the ledger,
   counting the sends in flight (the poller's task_state_changed events free a place);
-- **not blocked**: after a 409 the lane joins the blocked lanes' turn order. The limit is
-  per Globus user and sessions may share one, so one probe goes at a time, from the lane
-  whose turn it is, when a task of *any* session finishes or ``probe_interval`` passed; an
-  accepted probe unblocks its lane, a refused one (or any 409) sends its lane to the back of
-  the order. After a 429 the lane waits the ``Retry-After``; after a failure without an
-  answer (timeout, 5xx) it backs off doubling up to ``max_backoff``;
+- **not blocked**: after a 409 the lane joins the back of the blocked lanes' order. The
+  limit is per Globus user and sessions may share one, so blocked lanes probe in rounds:
+  when a task of *any* session finishes or ``probe_interval`` passed, each blocked lane in
+  order sends one submit, one probe at a time, until one is accepted. The winner goes to the
+  back of the order (or, the only lane waiting, is unblocked and sends by its own count);
+  refused lanes keep their places, so the next free place goes to the next lane in order,
+  and no lane waits for another user's limit longer than a round (the price, when the lanes
+  are in fact different users: one refused probe of the others per submit of the lane that
+  has room, until their users have room or their queues are empty). After a 429 the lane
+  waits the ``Retry-After``; after a failure without an answer (timeout, 5xx) it backs off
+  doubling up to ``max_backoff``;
 - **pace**: at most ``rate`` sends in any ``rate_window`` seconds, under Globus's own rate.
 
 Submits a lane cannot send for capacity or a block are *queued* (the shell records
@@ -113,8 +118,9 @@ class AdmissionCore:
         # Lanes blocked by a 409, in the order they take turns probing; one probe at a time.
         self._probe_order: collections.deque[str] = collections.deque()
         self._probing: str | None = None  # the submission id of the probe in flight
-        self._probe_ready = False  # a task finished since the last refused probe
+        self._probe_ready = False  # a task finished since the last round ended
         self._probe_at = 0.0  # ... or this time passed
+        self._round: list[str] | None = None  # lanes still to probe in the current round
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -201,6 +207,8 @@ class AdmissionCore:
         self._order.remove(sid)
         if sid in self._probe_order:
             self._probe_order.remove(sid)
+        if self._round is not None and sid in self._round:
+            self._round.remove(sid)
         for item in (*lane.items, *lane.inflight.values()):
             self._where.pop(item.submission_id, None)
 
@@ -214,18 +222,41 @@ class AdmissionCore:
             # One probe at a time, from the lane whose turn it is, when a task finished
             # somewhere or the timer ran out.
             turn = self._turn(now) == lane.sid
-            ready = self._probe_ready or now >= self._probe_at
-            return 1 if turn and self._probing is None and ready and not lane.inflight else 0
+            return 1 if turn and self._probing is None and not lane.inflight else 0
         return max(0, self.limits.max_pending - lane.open_tasks - len(lane.inflight))
 
+    def _able(self, sid: str, now: float) -> bool:
+        lane = self._lanes[sid]
+        return bool(lane.items) and lane.usable and now >= lane.not_before
+
     def _turn(self, now: float) -> str | None:
-        """The blocked lane whose turn it is to probe: the first in the order that could
-        send (has submits, a credential, no 429 pause)."""
-        for sid in self._probe_order:
-            lane = self._lanes[sid]
-            if lane.items and lane.usable and now >= lane.not_before:
+        """The blocked lane whose turn it is to probe in the current round."""
+        for sid in self._round or ():
+            if self._able(sid, now):
                 return sid
         return None
+
+    def _start_round(self, now: float) -> None:
+        if self._round is not None or self._probing is not None:
+            return
+        if not (self._probe_ready or now >= self._probe_at):
+            return
+        able = [sid for sid in self._probe_order if self._able(sid, now)]
+        if able:
+            self._round = able
+            self._probe_ready = False
+
+    def _next_in_round(self, sid: str, now: float) -> None:
+        """A probe was not accepted: the next lane of the round tries, or the round ends."""
+        if self._round is not None and sid in self._round:
+            self._round.remove(sid)
+        if self._round is None or self._turn(now) is None:
+            self._end_round(now)
+
+    def _end_round(self, now: float) -> None:
+        self._round = None
+        self._probe_ready = False
+        self._probe_at = now + self.limits.probe_interval
 
     def _why(self, lane: _Lane, now: float) -> str:
         """Why the lane's submits wait (recorded with submit_queued)."""
@@ -250,6 +281,7 @@ class AdmissionCore:
     def plan(self, now: float) -> Plan:
         """Decide what happens now: which submits go out (marked in flight) and which are
         recorded as queued."""
+        self._start_round(now)
         to_queue: list[tuple[str, Item, str]] = []
         budgets: dict[str, int] = {}
         for sid in self._order:
@@ -283,7 +315,6 @@ class AdmissionCore:
                 lane.inflight[item.submission_id] = item
                 if lane.blocked:
                     self._probing = item.submission_id
-                    self._probe_ready = False
                 if self.limits.rate > 0:
                     lane.sends.append(now)
                 budgets[sid] -= 1
@@ -308,8 +339,8 @@ class AdmissionCore:
             elif lane.blocked:
                 if self._room(lane, now) > 0:
                     times.append(now)
-                elif self._turn(now) == lane.sid and self._probing is None:
-                    times.append(max(now, self._probe_at))
+                elif self._round is None and self._probing is None:
+                    times.append(now if self._probe_ready else max(now, self._probe_at))
             elif self._room(lane, now) > 0 and lane.sends and self.limits.rate > 0:
                 times.append(lane.sends[0] + self.limits.rate_window)
         return min(times) if times else None
@@ -339,11 +370,19 @@ class AdmissionCore:
             del self._where[submission_id]
             lane.backoff = 0.0
             if outcome is Outcome.ACCEPTED and lane.blocked:
-                # Globus had room: this lane goes on by its own count (a refusal sends it to
-                # the back of the turn order, behind the lanes still waiting).
-                lane.blocked = False
+                # Globus had room. While other lanes wait too, the place was contended: the
+                # winner takes its one submit and goes to the back of the order. Alone, it
+                # goes on by its own count. Either way a new round may start at once.
                 if sid in self._probe_order:
                     self._probe_order.remove(sid)
+                if any(self._able(other, now) for other in self._probe_order):
+                    self._probe_order.append(sid)
+                else:
+                    lane.blocked = False
+                self._round = None
+                self._probe_ready = True
+            elif probe:
+                self._next_in_round(sid, now)
             return
         if outcome is Outcome.UNANSWERED:
             item.maybe_sent = True  # Globus may have it: never recorded queued again
@@ -360,13 +399,11 @@ class AdmissionCore:
         if outcome is Outcome.LIMITED:
             lane.blocked = True
             lane.blocked_reason = code or "PendingTasksLimitExceeded"
-            # To the back of the turn order (a refused probe too), and no probe until a
-            # task finishes or the timer runs out.
-            if sid in self._probe_order:
-                self._probe_order.remove(sid)
-            self._probe_order.append(sid)
-            self._probe_ready = False
-            self._probe_at = now + self.limits.probe_interval
+            if sid not in self._probe_order:
+                self._probe_order.append(sid)  # newly blocked: at the back
+                if self._round is None:
+                    self._probe_ready = False
+                    self._probe_at = now + self.limits.probe_interval
         elif outcome is Outcome.THROTTLED:
             lane.not_before = max(lane.not_before, now + max(retry_after, 0.0))
             lane.not_before_reason = code or "RequestLimitExceeded"
@@ -376,3 +413,5 @@ class AdmissionCore:
             lane.not_before_reason = code or "GlobusUnavailable"
         else:  # NO_CREDENTIAL: wait for the session to be registered again
             lane.usable = False
+        if probe:
+            self._next_in_round(sid, now)

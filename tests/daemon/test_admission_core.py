@@ -76,29 +76,64 @@ def test_a_409_blocks_until_a_task_finishes_or_the_probe_timer() -> None:
     assert _ids(core.plan(0.6).send) == ["s1", "s2"]
 
 
-def test_blocked_lanes_take_turns_probing() -> None:
-    """Two sessions of one Globus user, both refused: each freed place goes to the lane
-    whose turn it is, and a refused probe goes to the back."""
-    core = _core(rate=0, probe_interval=100.0)
+def _drain(core: AdmissionCore, globus: dict[str, int], now: float) -> list[str]:
+    """Run plans at ``now`` until nothing more goes out; Globus accepts while it has
+    free places. Returns the lanes whose sends were accepted, in order."""
+    accepted = []
+    while sends := core.plan(now).send:
+        for sid, item in sends:
+            if globus["free"] > 0:
+                globus["free"] -= 1
+                accepted.append(sid)
+                core.done(item.submission_id, Outcome.ACCEPTED, now)
+            else:
+                core.done(item.submission_id, Outcome.LIMITED, now)
+    return accepted
+
+
+@pytest.mark.parametrize("finished_seen", [True, False])
+def test_blocked_lanes_take_turns(finished_seen: bool) -> None:
+    """Two sessions of one Globus user, its places all taken: each place that frees goes to
+    the lanes in turn, whether the daemon sees the task finish (a task of its own) or only
+    its probe timer runs out (a task submitted elsewhere)."""
+    core = _core(rate=0, probe_interval=1.0)
     for sid in ("a", "b"):
         core.set_usable(sid, True)
-        for n in range(3):
+        for n in range(6):
             core.add(sid, Item(f"{sid}{n}"))
+    globus = {"free": 0}
+    assert _drain(core, globus, 0.0) == []
+    winners = []
+    for step in range(8):
+        now = 2.0 * (step + 1)
+        globus["free"] += 1
+        if finished_seen:
+            core.task_finished("a")
+        winners += _drain(core, globus, now)
+    assert winners == ["a", "b"] * 4, winners
+
+
+def test_independent_users_do_not_wait_for_each_other() -> None:
+    """Blocked lanes of different Globus users: each round probes every blocked lane, so a
+    lane whose user has room is not held back by one whose user has none (it goes on one
+    submit per round, the next round starting at once)."""
+    core = _core(rate=0, probe_interval=1.0)
+    for sid in ("a", "b"):
+        core.set_usable(sid, True)
+        core.add(sid, Item(f"{sid}0"))
+        core.add(sid, Item(f"{sid}1"))
     for _sid, item in core.plan(0.0).send:
         core.done(item.submission_id, Outcome.LIMITED, 0.0)
-    winners = []
-    for step in range(4):
-        now = 1.0 + step
-        core.task_finished("a")  # one place frees
-        probe = core.plan(now).send
-        assert len(probe) == 1  # one probe at a time, for both lanes
-        sid, item = probe[0]
-        winners.append(sid)
-        core.done(item.submission_id, Outcome.ACCEPTED, now)
-        # The winner goes on by its own count; Globus is full again: refused.
-        for _s, more in core.plan(now).send:
-            core.done(more.submission_id, Outcome.LIMITED, now)
-    assert winners.count("a") == 2 and winners.count("b") == 2, winners
+    # a's user stays full; b's user has room again. After one probe interval:
+    sends = core.plan(1.5).send
+    assert _ids(sends) == ["a0"]
+    core.done("a0", Outcome.LIMITED, 1.5)
+    sends = core.plan(1.5).send
+    assert _ids(sends) == ["b0"]  # the round goes on to b at once
+    core.done("b0", Outcome.ACCEPTED, 1.5)
+    assert _ids(core.plan(1.6).send) == ["a0"]  # a new round at once, a's turn first
+    core.done("a0", Outcome.LIMITED, 1.6)
+    assert _ids(core.plan(1.6).send) == ["b1"]
 
 
 def test_429_waits_retry_after_and_unanswered_backs_off_and_is_never_cancellable() -> None:
