@@ -32,11 +32,13 @@ from .schema import connect, migrate
 from .store import (
     RawEvent,
     dumps,
+    open_submissions,
     pending_submissions,
     projection_snapshot,
     raise_sequence,
     read_event_page,
     read_raw_event_page,
+    read_submission,
     read_task,
     read_tasks,
     rebuild,
@@ -306,6 +308,15 @@ class Ledger:
         return await self._readers.run(
             lambda conn: pending_submissions(conn, session_id=session_id)
         )
+
+    async def open_submissions(self, *, session_id: str | None = None) -> list[SubmissionRow]:
+        """Submits Globus has not answered: pending or waiting in the admission queue."""
+        self._check_open()
+        return await self._readers.run(lambda conn: open_submissions(conn, session_id=session_id))
+
+    async def submission(self, submission_id: str) -> SubmissionRow | None:
+        self._check_open()
+        return await self._readers.run(lambda conn: read_submission(conn, submission_id))
 
     async def events_since(
         self,

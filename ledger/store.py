@@ -35,12 +35,14 @@ __all__ = [
     "insert_tasks",
     "load_submissions",
     "load_tasks",
+    "open_submissions",
     "pending_submissions",
     "projection_snapshot",
     "raise_sequence",
     "read_event_page",
     "read_events",
     "read_raw_event_page",
+    "read_submission",
     "read_task",
     "read_tasks",
     "rebuild",
@@ -416,9 +418,11 @@ def read_tasks(
     return [_task_row(v) for v in conn.execute(sql, [*params, limit, offset])]
 
 
-def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
-    """Pending submissions with their requests, read from their submit_requested events."""
-    clause, params = _where(("s.state = ?", "pending"), ("s.session_id = ?", session_id))
+def _submissions_with_requests(
+    conn: sqlite3.Connection, clause: str, params: list[Any]
+) -> list[SubmissionRow]:
+    """Submission rows with their requests, read from their submit_requested events (the
+    request is stored once, in the event)."""
     columns = ", ".join(f"s.{c.strip()}" for c in SUBMISSION_COLUMNS.split(","))
     sql = (
         f"SELECT {columns}, e.data FROM submissions s "  # noqa: S608
@@ -427,6 +431,26 @@ def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> 
     return [
         _submission_row(v[:-1], _decode_request(v[3], v[-1])) for v in conn.execute(sql, params)
     ]
+
+
+def pending_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
+    """Pending submissions with their requests, oldest request first."""
+    clause, params = _where(("s.state = ?", "pending"), ("s.session_id = ?", session_id))
+    return _submissions_with_requests(conn, clause, params)
+
+
+def open_submissions(conn: sqlite3.Connection, *, session_id: str | None) -> list[SubmissionRow]:
+    """Submissions Globus has not answered (pending or queued), with their requests, oldest
+    request first."""
+    clause, params = _where(
+        ("s.state IN (?)", ["pending", "queued"]), ("s.session_id = ?", session_id)
+    )
+    return _submissions_with_requests(conn, clause, params)
+
+
+def read_submission(conn: sqlite3.Connection, submission_id: str) -> SubmissionRow | None:
+    rows = _submissions_with_requests(conn, "WHERE s.submission_id = ?", [submission_id])
+    return rows[0] if rows else None
 
 
 def _event_query(
