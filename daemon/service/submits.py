@@ -198,7 +198,10 @@ class Submitter:
                 "status": view["status"],
                 "code": "Duplicate",
             }
-        raise SubmitPending(row.submission_id, "it is being sent to Globus")
+        raise SubmitPending(
+            row.submission_id,
+            "it is being sent to Globus (or Globus's answer is being recorded)",
+        )
 
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
         if is_auth_failure(exc):
