@@ -256,7 +256,12 @@ def run_load(*, clients: int, subscribers: int, duration: float, root: Path) -> 
     ) as sim:
         daemon = DaemonProcess(
             state_dir=root / "state",
-            env=sim.environ(),
+            # The simulator's limits are raised: the daemon's admission queue must know.
+            env={
+                **sim.environ(),
+                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "1000000",
+                "RADICAL_ORBIT_ADMISSION_RATE": "0",
+            },
             poll_interval=POLL_INTERVAL,
             extra_args=["--log-level", "warning"],
         )

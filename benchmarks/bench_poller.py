@@ -108,7 +108,12 @@ def bench_polling(n: int, *, interval: float, root: Path) -> dict[str, Any]:
         creds = sim.add_user("bench")
         daemon = DaemonProcess(
             state_dir=root / f"state{n}",
-            env=sim.environ(),
+            # The simulator's limits are raised: the daemon's admission queue must know.
+            env={
+                **sim.environ(),
+                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": str(n + 10),
+                "RADICAL_ORBIT_ADMISSION_RATE": "0",
+            },
             poll_interval=interval,
             extra_args=["--log-level", "warning"],
         )

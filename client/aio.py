@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
-from .errors import ProtocolError, RequestError
+from .errors import OrbitError, ProtocolError, RequestError, SubmitUnresolved
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
-from .transport import DEFAULT_TIMEOUT, AsyncTransport
+from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport
 
 __all__ = ["AsyncGlobusClient"]
+
+T = TypeVar("T")
 
 
 class AsyncGlobusClient(GlobusPluginBase):
@@ -36,12 +48,14 @@ class AsyncGlobusClient(GlobusPluginBase):
         timeout: float = DEFAULT_TIMEOUT,
         address: DaemonAddress | None = None,
         remember_credential: bool = True,
+        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
     ) -> None:
         super().__init__(
             address=address or resolve_address(url=url, token=token),
             session_id=session_id,
             endpoint=endpoint,
             remember_credential=remember_credential,
+            submit_timeout=submit_timeout,
         )
         self._transport = AsyncTransport(self.address, timeout=timeout)
 
@@ -110,6 +124,45 @@ class AsyncGlobusClient(GlobusPluginBase):
     async def unregister_session(self) -> dict[str, Any]:
         return self._unregistered(await self._send(calls.unregister_session(self.session_id)))
 
+    async def _resolve_submit(
+        self, build: Callable[[str], calls.Call], submission_id: str | None
+    ) -> dict[str, Any]:
+        """Send a submit, repeated with the same submission_id; see GlobusClient."""
+        deadline = time.monotonic() + self.submit_timeout
+        delays = calls.retry_delays()
+        if submission_id is None:
+            submission_id = await self._with_retries(self.generate_submission_id, deadline, delays)
+        sid = submission_id
+
+        async def once() -> dict[str, Any]:
+            return dict(await self._send(build(sid)))
+
+        return await self._with_retries(once, deadline, delays, sid)
+
+    async def _with_retries(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        deadline: float,
+        delays: Iterator[float],
+        submission_id: str | None = None,
+    ) -> T:
+        while True:
+            try:
+                return await fn()
+            except OrbitError as exc:
+                if not calls.retry_submit(exc):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if submission_id is None:
+                        raise
+                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
+                await asyncio.sleep(min(next(delays), remaining))
+
+    async def generate_submission_id(self) -> str:
+        answer = await self._send(calls.generate_submission_id(self.session_id))
+        return str(answer["value"])
+
     async def submit_transfer(
         self,
         source: str,
@@ -123,6 +176,7 @@ class AsyncGlobusClient(GlobusPluginBase):
         deadline: datetime | str | None = None,
         policy: Mapping[str, Any] | None = None,
         skip_source_errors: bool | None = None,
+        submission_id: str | None = None,
     ) -> dict[str, Any]:
         options = calls.transfer_options(
             verify_checksum=verify_checksum,
@@ -131,16 +185,20 @@ class AsyncGlobusClient(GlobusPluginBase):
             policy=policy,
             skip_source_errors=skip_source_errors,
         )
-        call = calls.submit_transfer(
-            self.session_id,
-            source=source,
-            destination=destination,
-            items=items,
-            label=label,
-            sync_level=sync_level,
-            options=options,
+        items = list(items)
+        return await self._resolve_submit(
+            lambda sub: calls.submit_transfer(
+                self.session_id,
+                source=source,
+                destination=destination,
+                items=items,
+                label=label,
+                sync_level=sync_level,
+                options=options,
+                submission_id=sub,
+            ),
+            submission_id,
         )
-        return dict(await self._send(call))
 
     async def delete(
         self,
@@ -150,16 +208,20 @@ class AsyncGlobusClient(GlobusPluginBase):
         label: str | None = None,
         *,
         policy: Mapping[str, Any] | None = None,
+        submission_id: str | None = None,
     ) -> dict[str, Any]:
-        call = calls.delete(
-            self.session_id,
-            collection=collection,
-            paths=paths,
-            recursive=recursive,
-            label=label,
-            policy=policy,
+        return await self._resolve_submit(
+            lambda sub: calls.delete(
+                self.session_id,
+                collection=collection,
+                paths=paths,
+                recursive=recursive,
+                label=label,
+                policy=policy,
+                submission_id=sub,
+            ),
+            submission_id,
         )
-        return dict(await self._send(call))
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         return dict(await self._send(calls.get_task(self.session_id, task_id)))
@@ -193,6 +255,11 @@ class AsyncGlobusClient(GlobusPluginBase):
         deadline = time.monotonic() + timeout
         row = await self.get_task(task_id)
         stop = stop_on_attention
+        if not is_terminal(row.get("status")) and calls.task_of(row) is None:
+            row = await self._wait_polling(
+                task_id, deadline, polling_interval, stop, until_task=True
+            )
+        task_id = calls.task_of(row) or task_id
         if not calls.stops_wait(row, stop_on_attention=stop):
             streamed = None
             if use_stream:
@@ -228,7 +295,13 @@ class AsyncGlobusClient(GlobusPluginBase):
         return await self.get_task(task_id)
 
     async def _wait_polling(
-        self, task_id: str, deadline: float, polling_interval: float, stop: bool = False
+        self,
+        task_id: str,
+        deadline: float,
+        polling_interval: float,
+        stop: bool = False,
+        *,
+        until_task: bool = False,
     ) -> dict[str, Any]:
         while True:
             remaining = deadline - time.monotonic()
@@ -238,6 +311,8 @@ class AsyncGlobusClient(GlobusPluginBase):
             call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
             answer = await self._send(call)
             if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
+                return calls.task_row(answer)
+            if until_task and calls.task_of(answer) is not None:
                 return calls.task_row(answer)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ translation, and differ only in how bytes move.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +18,11 @@ from urllib.parse import quote, urlencode
 from ..protocol import BATCH_PARAM, is_terminal
 from .errors import (
     ArgumentError,
+    DaemonUnavailable,
     NoSessionError,
     ProtocolError,
     RequestError,
+    SubmitPendingError,
     TaskFailed,
     TaskNeedsAttention,
     TaskWaitTimeout,
@@ -35,6 +37,7 @@ __all__ = [
     "delete",
     "endpoint_search",
     "finish_wait",
+    "generate_submission_id",
     "get_endpoint",
     "get_task",
     "history",
@@ -47,9 +50,12 @@ __all__ = [
     "needs_credential_again",
     "register_session",
     "rename",
+    "retry_delays",
+    "retry_submit",
     "stops_wait",
     "submit_transfer",
     "task_events",
+    "task_of",
     "task_row",
     "task_wait",
     "transfer_options",
@@ -167,6 +173,7 @@ def submit_transfer(
     label: str | None,
     sync_level: str | int | None,
     options: Mapping[str, Any],
+    submission_id: str | None = None,
 ) -> Call:
     body = _drop_none(
         {
@@ -176,6 +183,7 @@ def submit_transfer(
             "label": label,
             "sync_level": sync_level,
             **options,
+            "submission_id": submission_id,
         }
     )
     return Call("POST", f"{_session(sid)}/transfers", body=body)
@@ -208,6 +216,7 @@ def delete(
     recursive: bool,
     label: str | None,
     policy: Mapping[str, Any] | None = None,
+    submission_id: str | None = None,
 ) -> Call:
     # A lone string is one path, not a sequence of one-letter paths.
     path_list = [paths] if isinstance(paths, str) else list(paths)
@@ -218,9 +227,37 @@ def delete(
             "recursive": recursive,
             "label": label,
             "policy": dict(policy) if policy else None,
+            "submission_id": submission_id,
         }
     )
     return Call("POST", f"{_session(sid)}/deletes", body=body)
+
+
+def generate_submission_id(sid: str | None) -> Call:
+    """A fresh submission id from the daemon (which makes it, or asks Globus for one)."""
+    return Call("GET", f"{_session(sid)}/submission_id")
+
+
+def retry_submit(exc: BaseException) -> bool:
+    """Whether a submit that failed with ``exc`` may be sent again with the same
+    submission_id: the daemon was unreachable (down, restarting, the connection broke or
+    timed out) or answered SubmitPending (recorded, Globus has not answered yet). The
+    daemon answers a known submission_id from its ledger, so a repeat never submits twice."""
+    return isinstance(exc, DaemonUnavailable | SubmitPendingError)
+
+
+def retry_delays(*, first: float = 0.2, factor: float = 2.0, cap: float = 5.0) -> Iterator[float]:
+    """Seconds to sleep before each retry of a submit: 0.2, 0.4, ... up to ``cap``."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * factor)
+
+
+def task_of(row: Mapping[str, Any]) -> str | None:
+    """The task id of a get_task/wait answer (None: a submit without a task yet)."""
+    task_id = row.get("task_id")
+    return task_id if isinstance(task_id, str) and task_id else None
 
 
 def get_task(sid: str | None, task_id: str) -> Call:

@@ -39,6 +39,7 @@ from .commands import (
     cmd_session_unregister,
     cmd_task_cancel,
     cmd_task_event_list,
+    cmd_task_generate_submission_id,
     cmd_task_list,
     cmd_task_show,
     cmd_task_wait,
@@ -84,6 +85,16 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="CODE",
         help="at the first error with this Globus code (e.g. FILE_NOT_FOUND); repeatable",
+    )
+
+
+def _add_submission_id_option(parser: argparse.ArgumentParser) -> None:
+    # As globus-cli's transfer/delete: the same id twice never submits twice.
+    parser.add_argument(
+        "--submission-id",
+        metavar="ID",
+        help="make the submit idempotent: a repeat with the same ID returns the first one's "
+        "task (see 'task generate-submission-id')",
     )
 
 
@@ -176,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-level", choices=("exists", "size", "mtime", "checksum"))
     p.add_argument("--verify-checksum", action="store_true", default=None)
     p.add_argument("--preserve-timestamp", action="store_true", default=None)
+    _add_submission_id_option(p)
     p.add_argument("--wait", action="store_true", help="wait for the task to finish")
     _add_policy_options(p)
     _add_wait_options(p)
@@ -186,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
+    _add_submission_id_option(p)
     p.add_argument("--wait", action="store_true")
     _add_wait_options(p)
     p.set_defaults(func=cmd_delete)
@@ -208,9 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0)
     p.set_defaults(func=cmd_task_event_list)
-    p = tsub.add_parser("cancel", help="cancel a task")
+    p = tsub.add_parser("cancel", help="cancel a task (or a queued submit, by submission id)")
     p.add_argument("task_id")
     p.set_defaults(func=cmd_task_cancel)
+    p = tsub.add_parser(
+        "generate-submission-id",
+        help="print a new submission id for transfer/delete --submission-id",
+    )
+    p.set_defaults(func=cmd_task_generate_submission_id)
 
     p = sub.add_parser("ls", help="list a folder of a collection")
     p.add_argument("collection")

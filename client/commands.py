@@ -44,6 +44,7 @@ __all__ = [
     "cmd_session_unregister",
     "cmd_task_cancel",
     "cmd_task_event_list",
+    "cmd_task_generate_submission_id",
     "cmd_task_list",
     "cmd_task_show",
     "cmd_task_wait",
@@ -281,7 +282,9 @@ def cmd_session_unregister(ctx: Context) -> int:
 def _submitted(ctx: Context, answer: dict[str, Any]) -> int:
     ctx.emit(answer, lambda: record(answer, ["task_id", "submission_id", "status"]))
     if ctx.args.wait:
-        return _wait(ctx, answer["task_id"], quiet_json=True)
+        # A QUEUED submit has no task id yet: waiting on its submission id waits through
+        # the daemon's admission queue.
+        return _wait(ctx, answer.get("task_id") or answer["submission_id"], quiet_json=True)
     return EXIT_OK
 
 
@@ -307,14 +310,27 @@ def cmd_transfer(ctx: Context) -> int:
         verify_checksum=args.verify_checksum,
         preserve_timestamp=args.preserve_timestamp,
         policy=_policy(args),
+        submission_id=args.submission_id,
     )
     return _submitted(ctx, answer)
 
 
 def cmd_delete(ctx: Context) -> int:
     args = ctx.args
-    answer = ctx.globus().delete(args.collection, args.paths, args.recursive, args.label)
+    answer = ctx.globus().delete(
+        args.collection,
+        args.paths,
+        args.recursive,
+        args.label,
+        submission_id=args.submission_id,
+    )
     return _submitted(ctx, answer)
+
+
+def cmd_task_generate_submission_id(ctx: Context) -> int:
+    value = ctx.globus().generate_submission_id()
+    ctx.emit({"value": value}, value)
+    return EXIT_OK
 
 
 def _task_text(row: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ Hierarchy::
     │   ├── RateLimitedError        429
     │   ├── GlobusError             502 / 503 / 504: Globus failed behind the daemon
     │   └── SubmitPendingError      503 SubmitPending: recorded, the daemon keeps submitting
+    ├── SubmitUnresolved        a submit's retries ran out of time (also TimeoutError)
     ├── TaskFailed                  task_wait(raise_on_failure=True) saw the task fail
     ├── TaskNeedsAttention          task_wait(stop_on_attention=True) saw the task in trouble
     └── TaskWaitTimeout             task_wait ran out of time (also TimeoutError)
@@ -53,6 +54,7 @@ __all__ = [
     "RateLimitedError",
     "RequestError",
     "SubmitPendingError",
+    "SubmitUnresolved",
     "TaskFailed",
     "TaskNeedsAttention",
     "TaskWaitTimeout",
@@ -205,6 +207,39 @@ class SubmitPendingError(RequestError):
     def submission_id(self) -> str | None:
         value = self.info.get("submission_id")
         return value if isinstance(value, str) else None
+
+
+class SubmitUnresolved(OrbitError, TimeoutError):
+    """A submit was retried with its ``submission_id`` until the client's submit timeout
+    without a definitive answer; ``last_error`` is the last failure seen.
+
+    What is known: if ``recorded`` the daemon has the submit (it answered SubmitPending) and
+    will get it to Globus exactly once; otherwise the daemon could not be reached and may or
+    may not have it. Either way, sending the same ``submission_id`` again later, or asking
+    ``get_task(submission_id)``, says what became of it and never submits twice.
+    """
+
+    def __init__(self, submission_id: str, timeout: float, last_error: BaseException) -> None:
+        super().__init__(submission_id, timeout)
+        self.submission_id = submission_id
+        self.timeout = timeout
+        self.last_error = last_error
+
+    @property
+    def recorded(self) -> bool:
+        return isinstance(self.last_error, SubmitPendingError)
+
+    def __str__(self) -> str:
+        known = (
+            "the daemon recorded it and keeps sending it to Globus"
+            if self.recorded
+            else "the daemon could not be reached; it may or may not have recorded it"
+        )
+        return (
+            f"submission {self.submission_id} unresolved after {self.timeout:g} s ({known}; "
+            f"last error: {self.last_error}); submit again with submission_id="
+            f"{self.submission_id!r} or get_task({self.submission_id!r}) to learn its outcome"
+        )
 
 
 class TaskFailed(OrbitError):

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+from ..protocol import is_terminal
 from . import calls
 from .config import DaemonAddress, resolve_address
-from .errors import ProtocolError, RequestError
+from .errors import OrbitError, ProtocolError, RequestError, SubmitUnresolved
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
-from .transport import DEFAULT_TIMEOUT, SyncTransport
+from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, SyncTransport
 
 __all__ = ["GlobusClient"]
+
+T = TypeVar("T")
 
 
 class GlobusClient(GlobusPluginBase):
@@ -44,12 +47,14 @@ class GlobusClient(GlobusPluginBase):
         timeout: float = DEFAULT_TIMEOUT,
         address: DaemonAddress | None = None,
         remember_credential: bool = True,
+        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
     ) -> None:
         super().__init__(
             address=address or resolve_address(url=url, token=token),
             session_id=session_id,
             endpoint=endpoint,
             remember_credential=remember_credential,
+            submit_timeout=submit_timeout,
         )
         self._transport = SyncTransport(self.address, timeout=timeout)
 
@@ -120,7 +125,46 @@ class GlobusClient(GlobusPluginBase):
         """End the session at the daemon: it drops the credential and stops polling."""
         return self._unregistered(self._send(calls.unregister_session(self.session_id)))
 
+    def _resolve_submit(
+        self, build: Callable[[str], calls.Call], submission_id: str | None
+    ) -> dict[str, Any]:
+        """Send a submit, repeating it with the same submission_id through connection
+        failures, daemon restarts and SubmitPending until the daemon gives an answer or
+        ``submit_timeout`` passed (then SubmitUnresolved says what is known)."""
+        deadline = time.monotonic() + self.submit_timeout
+        delays = calls.retry_delays()
+        if submission_id is None:
+            submission_id = self._with_retries(self.generate_submission_id, deadline, delays)
+        sid = submission_id
+        return self._with_retries(lambda: dict(self._send(build(sid))), deadline, delays, sid)
+
+    def _with_retries(
+        self,
+        fn: Callable[[], T],
+        deadline: float,
+        delays: Iterator[float],
+        submission_id: str | None = None,
+    ) -> T:
+        while True:
+            try:
+                return fn()
+            except OrbitError as exc:
+                if not calls.retry_submit(exc):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if submission_id is None:
+                        raise
+                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
+                time.sleep(min(next(delays), remaining))
+
     # Tasks
+
+    def generate_submission_id(self) -> str:
+        """A new submission id for :meth:`submit_transfer`/:meth:`delete`, from the daemon
+        (globus-sdk's ``get_submission_id``; ``orbit-globus task generate-submission-id``)."""
+        answer = self._send(calls.generate_submission_id(self.session_id))
+        return str(answer["value"])
 
     def submit_transfer(
         self,
@@ -135,11 +179,17 @@ class GlobusClient(GlobusPluginBase):
         deadline: datetime | str | None = None,
         policy: Mapping[str, Any] | None = None,
         skip_source_errors: bool | None = None,
+        submission_id: str | None = None,
     ) -> dict[str, Any]:
         """Submit a transfer; returns ``{"task_id", "submission_id", "status"}``.
 
         ``source``/``destination`` are collection UUIDs or ``"local"``; each item is
-        ``{"source": path, "destination": path, "recursive": bool}``.
+        ``{"source": path, "destination": path, "recursive": bool}``. ``status`` is
+        ``"QUEUED"`` (and ``task_id`` None) when Globus's limits made the daemon queue it;
+        the task id follows in a ``submit_admitted`` event, and every task method accepts
+        the submission id meanwhile. The submit is idempotent under ``submission_id`` (one
+        is asked from the daemon when not given) and repeated through daemon restarts and
+        SubmitPending for up to ``submit_timeout`` seconds (then :class:`SubmitUnresolved`).
         """
         options = calls.transfer_options(
             verify_checksum=verify_checksum,
@@ -148,18 +198,19 @@ class GlobusClient(GlobusPluginBase):
             policy=policy,
             skip_source_errors=skip_source_errors,
         )
-        return dict(
-            self._send(
-                calls.submit_transfer(
-                    self.session_id,
-                    source=source,
-                    destination=destination,
-                    items=items,
-                    label=label,
-                    sync_level=sync_level,
-                    options=options,
-                )
-            )
+        items = list(items)
+        return self._resolve_submit(
+            lambda sub: calls.submit_transfer(
+                self.session_id,
+                source=source,
+                destination=destination,
+                items=items,
+                label=label,
+                sync_level=sync_level,
+                options=options,
+                submission_id=sub,
+            ),
+            submission_id,
         )
 
     def delete(
@@ -170,20 +221,27 @@ class GlobusClient(GlobusPluginBase):
         label: str | None = None,
         *,
         policy: Mapping[str, Any] | None = None,
+        submission_id: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a delete task; returns ``{"task_id", "submission_id", "status"}``."""
-        call = calls.delete(
-            self.session_id,
-            collection=collection,
-            paths=paths,
-            recursive=recursive,
-            label=label,
-            policy=policy,
+        """Submit a delete task; answers and retries as :meth:`submit_transfer`."""
+        return self._resolve_submit(
+            lambda sub: calls.delete(
+                self.session_id,
+                collection=collection,
+                paths=paths,
+                recursive=recursive,
+                label=label,
+                policy=policy,
+                submission_id=sub,
+            ),
+            submission_id,
         )
-        return dict(self._send(call))
 
     def get_task(self, task_id: str) -> dict[str, Any]:
-        """The daemon's row for the task (status, progress, fatal_error, times, last_seq)."""
+        """The daemon's row for the task (status, progress, fatal_error, times, last_seq).
+
+        ``task_id`` may be a submission id: its task's row, or while it has none a row with
+        ``task_id`` None and status ``QUEUED``/``SUBMITTING`` (FAILED if it never will)."""
         return dict(self._send(calls.get_task(self.session_id, task_id)))
 
     def task_event_list(
@@ -228,6 +286,11 @@ class GlobusClient(GlobusPluginBase):
         deadline = time.monotonic() + timeout
         row = self.get_task(task_id)
         stop = stop_on_attention
+        if not is_terminal(row.get("status")) and calls.task_of(row) is None:
+            # A submission id without a task yet: the daemon's wait route waits through the
+            # admission queue until Globus accepted it (or it was refused or cancelled).
+            row = self._wait_polling(task_id, deadline, polling_interval, stop, until_task=True)
+        task_id = calls.task_of(row) or task_id
         if not calls.stops_wait(row, stop_on_attention=stop):
             streamed = self._wait_streaming(task_id, row, deadline, stop) if use_stream else None
             row = (
@@ -264,7 +327,13 @@ class GlobusClient(GlobusPluginBase):
         return self.get_task(task_id)
 
     def _wait_polling(
-        self, task_id: str, deadline: float, polling_interval: float, stop: bool = False
+        self,
+        task_id: str,
+        deadline: float,
+        polling_interval: float,
+        stop: bool = False,
+        *,
+        until_task: bool = False,
     ) -> dict[str, Any]:
         while True:
             remaining = deadline - time.monotonic()
@@ -274,6 +343,8 @@ class GlobusClient(GlobusPluginBase):
             call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
             answer = self._send(call)
             if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
+                return calls.task_row(answer)
+            if until_task and calls.task_of(answer) is not None:
                 return calls.task_row(answer)
 
     # Files and collections

@@ -24,8 +24,10 @@ class GlobusPluginBase:
         session_id: str | None,
         endpoint: str | None,
         remember_credential: bool,
+        submit_timeout: float,
     ) -> None:
         self.address = address
+        self.submit_timeout = submit_timeout
         self.session_id = session_id
         self.endpoint = endpoint
         self._remember = remember_credential

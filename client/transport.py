@@ -16,9 +16,12 @@ from .config import DaemonAddress
 from .errors import DaemonUnavailable
 from .tls import ssl_context
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncTransport", "SyncTransport"]
+__all__ = ["DEFAULT_SUBMIT_TIMEOUT", "DEFAULT_TIMEOUT", "AsyncTransport", "SyncTransport"]
 
 DEFAULT_TIMEOUT = 60.0
+# How long a submit is repeated (same submission_id) while the daemon is unreachable or
+# answers SubmitPending, before SubmitUnresolved.
+DEFAULT_SUBMIT_TIMEOUT = 300.0
 _USER_AGENT = "orbit-globus-client/0.1"
 
 

@@ -15,6 +15,9 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     ├── CredentialExpired             401 CredentialExpired
     ├── CredentialRejected            401 CredentialRejected (refresh refused at register)
     ├── SubmitPending                 503 SubmitPending (recorded; the daemon keeps trying)
+    ├── SubmitFailed                  409 SubmitFailed (a repeat of a submit Globus refused)
+    ├── SubmissionIdConflict          409 SubmissionIdConflict (id used for another request)
+    ├── QueueFull                     429 QueueFull (the session's admission queue is full)
     ├── CancelPending                 503 CancelPending (recorded; the daemon keeps trying)
     ├── StorageUnavailable            503 StorageUnavailable (the ledger cannot write: disk full)
     └── GlobusError                   4xx/502, code from Globus (ConsentRequired, ...)
@@ -42,7 +45,10 @@ __all__ = [
     "LocalCollectionUnknown",
     "NotFound",
     "PayloadTooLarge",
+    "QueueFull",
     "StorageUnavailable",
+    "SubmissionIdConflict",
+    "SubmitFailed",
     "SubmitPending",
     "Unauthorized",
 ]
@@ -165,6 +171,48 @@ class SubmitPending(DaemonError):
             "the daemon resubmits it with the same submission_id (Globus runs it at most "
             "once) and announces the task with a task_submitted event: do not resubmit",
             submission_id=submission_id,
+        )
+
+
+class SubmitFailed(DaemonError):
+    status = 409
+    code = ErrorCode.SUBMIT_FAILED
+
+    def __init__(self, submission_id: str, *, globus_code: str | None, reason: str) -> None:
+        super().__init__(
+            f"the submission {submission_id} was refused by Globus earlier ({reason}); it will "
+            "not be sent again: fix the request and submit it with a new submission_id",
+            submission_id=submission_id,
+            globus_code=globus_code,
+        )
+
+
+class SubmissionIdConflict(DaemonError):
+    """The same answer whoever used the id before (this token with another request, or
+    another token): it tells nothing about the other request or its owner."""
+
+    status = 409
+    code = ErrorCode.SUBMISSION_ID_CONFLICT
+
+    def __init__(self, submission_id: str) -> None:
+        super().__init__(
+            f"submission_id {submission_id} was already used for a different request: a "
+            "submission_id names one request; send a new one (or none: the daemon makes one)",
+            submission_id=submission_id,
+        )
+
+
+class QueueFull(DaemonError):
+    status = 429
+    code = ErrorCode.QUEUE_FULL
+
+    def __init__(self, sid: str, limit: int) -> None:
+        super().__init__(
+            f"session {sid} already has {limit} submits waiting for Globus (the daemon's "
+            "admission_max_queued): wait for some to be sent (task_wait, or the "
+            "submit_admitted notifications) and submit again, or raise admission_max_queued",
+            sid=sid,
+            limit=limit,
         )
 
 

@@ -35,7 +35,11 @@ __all__ = [
     "SessionClosed",
     "SessionOpened",
     "StoredEvent",
+    "SubmitAdmitted",
+    "SubmitCancelled",
+    "SubmitDequeued",
     "SubmitFailed",
+    "SubmitQueued",
     "SubmitRequested",
     "TaskError",
     "TaskNeedsAttention",
@@ -342,6 +346,44 @@ class DeleteSubmitted(Event):
     status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
     policy: TroublePolicy | None = None
+
+
+@_kind("submit_queued")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitQueued(Event):
+    """Globus refused the submit for a limit (``reason`` is its code); nothing was created,
+    and the daemon sends it when capacity frees."""
+
+    submission_id: str
+    reason: str
+    message: str = ""
+
+
+@_kind("submit_dequeued")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitDequeued(Event):
+    """Recorded before a queued submit is sent: from here on Globus may have it, so it is
+    pending again (resent with the same submission_id until answered)."""
+
+    submission_id: str
+
+
+@_kind("submit_cancelled")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitCancelled(Event):
+    """The user cancelled a queued submit; it was never sent to Globus."""
+
+    submission_id: str
+
+
+@_kind("submit_admitted")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitAdmitted(Event):
+    """A submit that waited in the queue became a task: the notification that names both
+    ids (appended with its task_submitted/delete_submitted)."""
+
+    submission_id: str
+    task_id: str
 
 
 class StoredEvent(NamedTuple):

@@ -12,8 +12,11 @@ refused, cancel events are still recorded). Trouble: a task's ``is_ok``/``is_pau
 ``faults`` follow its state events, ``error`` keeps the newest error seen, ``needs_attention``
 follows every state, progress and attention event (``attention_since`` is when the current
 episode began) and ``progress_time`` is when bytes or files last moved (its submit before
-that). A submission exists from ``submit_requested`` and
-is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``.
+that). A submission exists from ``submit_requested`` and is resolved exactly once, by
+``task_submitted``/``delete_submitted`` or ``submit_failed``, or by ``submit_cancelled``
+while it waits in the admission queue. Before that it moves between
+pending (Globus may have it) and queued (Globus refused it for a limit; nothing exists there):
+``submit_queued`` pending -> queued, ``submit_dequeued`` queued -> pending.
 
 Two more projections are never refused anything: sessions (``session_opened`` opens or
 reopens one, ``session_closed`` closes it; the daemon reloads the open ones at start-up) and
@@ -48,7 +51,10 @@ from .events import (
     FatalError,
     SessionClosed,
     SessionOpened,
+    SubmitCancelled,
+    SubmitDequeued,
     SubmitFailed,
+    SubmitQueued,
     SubmitRequested,
     TaskError,
     TaskNeedsAttention,
@@ -61,6 +67,7 @@ from .events import (
 )
 
 __all__ = [
+    "OPEN_SUBMISSION_STATES",
     "CancelRow",
     "CancelState",
     "Projections",
@@ -81,7 +88,9 @@ __all__ = [
     "task_key",
 ]
 
-SubmissionState = Literal["pending", "submitted", "failed"]
+SubmissionState = Literal["pending", "queued", "submitted", "failed", "cancelled"]
+# States whose submit Globus has not answered yet.
+OPEN_SUBMISSION_STATES: tuple[SubmissionState, ...] = ("pending", "queued")
 SessionState = Literal["open", "closed"]
 CancelState = Literal["pending", "answered"]
 
@@ -194,7 +203,21 @@ _TASK_KINDS = (
     TaskNeedsAttention,
     TaskRecovered,
 )
-_SUBMISSION_KINDS = (SubmitRequested, TaskSubmitted, DeleteSubmitted, SubmitFailed)
+_SUBMISSION_KINDS = (
+    SubmitRequested,
+    TaskSubmitted,
+    DeleteSubmitted,
+    SubmitFailed,
+    SubmitQueued,
+    SubmitDequeued,
+    SubmitCancelled,
+)
+# Which state each admission-queue event moves a submission from, and to.
+_QUEUE_MOVES: dict[type, tuple[SubmissionState, SubmissionState]] = {
+    SubmitQueued: ("pending", "queued"),
+    SubmitDequeued: ("queued", "pending"),
+    SubmitCancelled: ("queued", "cancelled"),
+}
 # Tuples, not ``A | B`` unions: isinstance() checks a tuple several times faster.
 _CREATE_KINDS = (TaskSubmitted, DeleteSubmitted)
 _CANCEL_KINDS = (CancelRequested, CancelResult)
@@ -409,7 +432,7 @@ def apply_submission(
             requested_seq=seq,
             last_seq=seq,
         )
-    if not isinstance(event, TaskSubmitted | DeleteSubmitted | SubmitFailed):
+    if not isinstance(event, _SUBMISSION_KINDS):
         raise TypeError(f"{event.kind} does not change a submission")
     if row is None:
         raise UnknownSubmission(
@@ -418,7 +441,17 @@ def apply_submission(
             kind=event.kind,
             key=event.submission_id,
         )
-    if row.state != "pending":
+    move = _QUEUE_MOVES.get(type(event))
+    if move is not None:
+        before, after = move
+        if row.state != before:
+            raise SubmissionResolved(
+                f"{event.kind}: submission {row.submission_id} is {row.state}, not {before}",
+                kind=event.kind,
+                key=row.submission_id,
+            )
+        return dataclasses.replace(row, state=after, last_seq=seq)
+    if row.state not in OPEN_SUBMISSION_STATES:
         raise SubmissionResolved(
             f"{event.kind}: submission {row.submission_id} is already {row.state}",
             kind=event.kind,
@@ -428,6 +461,7 @@ def apply_submission(
         return dataclasses.replace(
             row, state="failed", code=event.code, message=event.message, last_seq=seq
         )
+    assert isinstance(event, _CREATE_KINDS)
     return dataclasses.replace(row, state="submitted", task_id=event.task_id, last_seq=seq)
 
 

@@ -27,7 +27,14 @@ from ..migrations import Migration, load_migrations
 from .errors import EventTypeError, LedgerClosed
 from .events import Event, StoredEvent, encode_event
 from .feed import CommitSink, LiveFeed
-from .fold import CancelRow, SessionRow, SubmissionRow, TaskRow, submission_key
+from .fold import (
+    OPEN_SUBMISSION_STATES,
+    CancelRow,
+    SessionRow,
+    SubmissionRow,
+    TaskRow,
+    submission_key,
+)
 from .schema import CONNECT_OPTIONS, READER_PRAGMAS, connect, migrate
 from .store import (
     ENVELOPE_COLUMNS,
@@ -41,8 +48,6 @@ from .store import (
     events_query,
     open_sessions_query,
     pending_cancels_query,
-    pending_submission_rows,
-    pending_submissions_query,
     raise_sequence,
     raw_events,
     rebuild,
@@ -50,6 +55,8 @@ from .store import (
     session_rows,
     snapshot_queries,
     stored_events,
+    submission_rows,
+    submissions_query,
     task_query,
     task_rows,
     tasks_query,
@@ -355,8 +362,8 @@ class Ledger:
     async def pending_submissions(self, *, session_id: str | None = None) -> list[SubmissionRow]:
         """Submits recorded but neither submitted nor failed, oldest first."""
         self._check_open()
-        query = pending_submissions_query(session_id=session_id)
-        return pending_submission_rows(await self._readers.fetch(query))
+        query = submissions_query(states=["pending"], session_id=session_id)
+        return submission_rows(await self._readers.fetch(query))
 
     async def open_sessions(self) -> list[SessionRow]:
         """Sessions whose last event opened them, oldest first."""
@@ -369,6 +376,19 @@ class Ledger:
         self._check_open()
         query = pending_cancels_query(session_id=session_id)
         return cancel_rows(await self._readers.fetch(query))
+
+    async def open_submissions(self, *, session_id: str | None = None) -> list[SubmissionRow]:
+        """Submits Globus has not answered: pending or waiting in the admission queue."""
+        self._check_open()
+        query = submissions_query(states=OPEN_SUBMISSION_STATES, session_id=session_id)
+        return submission_rows(await self._readers.fetch(query))
+
+    async def submission(self, submission_id: str) -> SubmissionRow | None:
+        self._check_open()
+        rows = submission_rows(
+            await self._readers.fetch(submissions_query(submission_id=submission_id))
+        )
+        return rows[0] if rows else None
 
     async def events_since(
         self,

@@ -48,8 +48,6 @@ __all__ = [
     "load_tasks",
     "open_sessions_query",
     "pending_cancels_query",
-    "pending_submission_rows",
-    "pending_submissions_query",
     "raise_sequence",
     "raw_events",
     "rebuild",
@@ -57,6 +55,8 @@ __all__ = [
     "session_rows",
     "snapshot_queries",
     "stored_events",
+    "submission_rows",
+    "submissions_query",
     "task_query",
     "task_rows",
     "tasks_query",
@@ -581,10 +581,20 @@ def task_rows(rows: Iterable[Sequence[Any]]) -> list[TaskRow]:
     return [_task_row(v) for v in rows]
 
 
-def pending_submissions_query(*, session_id: str | None) -> Query:
-    """Pending submissions, each with the data of its submit_requested event (the request
-    is stored once, there: see :func:`pending_submission_rows`)."""
-    clause, params = _where(("s.state = ?", "pending"), ("s.session_id = ?", session_id))
+def submissions_query(
+    *,
+    states: Sequence[str] | None = None,
+    session_id: str | None = None,
+    submission_id: str | None = None,
+) -> Query:
+    """Submissions (in ``states``, of a session, or one by id), oldest request first, each
+    with the data of its submit_requested event (the request is stored once, there: see
+    :func:`submission_rows`)."""
+    clause, params = _where(
+        ("s.state IN (?)", list(states) if states is not None else None),
+        ("s.session_id = ?", session_id),
+        ("s.submission_id = ?", submission_id),
+    )
     columns = ", ".join(f"s.{c.strip()}" for c in SUBMISSION_COLUMNS.split(","))
     sql = (
         f"SELECT {columns}, e.data FROM submissions s "  # noqa: S608
@@ -593,8 +603,8 @@ def pending_submissions_query(*, session_id: str | None) -> Query:
     return Query(sql, params)
 
 
-def pending_submission_rows(rows: Iterable[Sequence[Any]]) -> list[SubmissionRow]:
-    """Rows of :func:`pending_submissions_query`, with their requests."""
+def submission_rows(rows: Iterable[Sequence[Any]]) -> list[SubmissionRow]:
+    """Rows of :func:`submissions_query`, with their requests."""
     return [_submission_row(v[:-1], _decode_request(v[3], v[-1])) for v in rows]
 
 

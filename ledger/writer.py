@@ -30,6 +30,7 @@ from typing import Any
 from .errors import RejectedEvent, StorageError
 from .events import TERMINAL_STATUSES, Event, StoredEvent
 from .fold import (
+    OPEN_SUBMISSION_STATES,
     CancelRow,
     Projections,
     SessionRow,
@@ -223,7 +224,7 @@ class Writer:
         if len(subs) > _CACHE_MAX:
             subs.clear()
         for sub in folded.submissions:
-            if sub.state == "pending":
+            if sub.state in OPEN_SUBMISSION_STATES:
                 # Without its request: the fold never needs it again, and it may be MBs.
                 subs[sub.submission_id] = dataclasses.replace(sub, request=None)
             else:

@@ -19,7 +19,9 @@ __all__ = [
     "BATCH_PARAM",
     "BATCH_TYPE",
     "EVENT_KINDS",
+    "QUEUED",
     "STATUSES",
+    "SUBMITTING",
     "TERMINAL_STATUSES",
     "TOPICS",
     "TRANSFER_STATUS_COUNTERS",
@@ -31,6 +33,7 @@ __all__ = [
     "ErrorCode",
     "EventKind",
     "SecretValue",
+    "SubmitStatus",
     "TaskStatus",
     "Topic",
     "batch_text",
@@ -60,6 +63,15 @@ def is_terminal(status: object) -> bool:
     return status in TERMINAL_STATUSES
 
 
+# The daemon's own statuses of a submit that is not a Globus task yet (never Globus's words):
+# QUEUED waits in the daemon's admission queue for Globus capacity (nothing was sent); a
+# SUBMITTING one is being sent, or was sent without an answer, and is resent with the same
+# submission_id until Globus answers. Answers with either carry ``task_id: null``.
+SubmitStatus = Literal["QUEUED", "SUBMITTING"]
+QUEUED: Final = "QUEUED"
+SUBMITTING: Final = "SUBMITTING"
+
+
 class EventKind(enum.StrEnum):
     """The kinds of ledger events, as stored and as sent to clients."""
 
@@ -78,6 +90,13 @@ class EventKind(enum.StrEnum):
     # attention (erroring, paused, INACTIVE, stalled), once when it gets going again.
     TASK_NEEDS_ATTENTION = "task_needs_attention"
     TASK_RECOVERED = "task_recovered"
+    # The admission queue: Globus refused a submit for a limit, so it waits in the daemon
+    # (queued), is taken out to be sent (dequeued), is removed by the user before it was
+    # sent (cancelled), or was accepted: admitted names its task_id beside its submission_id.
+    SUBMIT_QUEUED = "submit_queued"
+    SUBMIT_DEQUEUED = "submit_dequeued"
+    SUBMIT_CANCELLED = "submit_cancelled"
+    SUBMIT_ADMITTED = "submit_admitted"
 
 
 EVENT_KINDS: Final[frozenset[str]] = frozenset(EventKind)
@@ -376,6 +395,9 @@ class ErrorCode(enum.StrEnum):
     CREDENTIAL_REJECTED = "CredentialRejected"
     CONSENT_REQUIRED = "ConsentRequired"
     SUBMIT_PENDING = "SubmitPending"
+    SUBMIT_FAILED = "SubmitFailed"
+    SUBMISSION_ID_CONFLICT = "SubmissionIdConflict"
+    QUEUE_FULL = "QueueFull"
     CANCEL_PENDING = "CancelPending"
     RATE_LIMITED = "RateLimited"
     GLOBUS = "GlobusError"

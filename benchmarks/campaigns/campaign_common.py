@@ -331,7 +331,7 @@ def unsettled(sim: Any, view: LedgerView, users: set[str]) -> list[str]:
     out = [
         f"submission {s.submission_id} pending"
         for s in view.submissions().values()
-        if s.state == "pending"
+        if s.state in ("pending", "queued")
     ]
     tasks = view.tasks()
     for d in sim.tasks():

@@ -9,12 +9,21 @@ the last kill; it is started once more, every session is registered again, and t
 waits until the daemon has settled: no submission pending, every simulator task ended and
 recorded.
 
-An *acknowledged submit* is one whose client got a task_id, or a 503 SubmitPending with a
-submission_id (the daemon promises to finish it). Every submit carries a label of its own,
-so one label with two Globus tasks is a submission executed twice. Reported:
+An *acknowledged submit* is one whose client got a task_id (or QUEUED), or a 503
+SubmitPending with a submission_id (the daemon promises to finish it). Every submit carries a
+label of its own, so one label with two Globus tasks is a submission executed twice.
+
+With ``library_retries`` (the default, ``--no-library-retries`` for the old behaviour) the
+clients use the library's own retries (issue 14): a submit is repeated with its
+submission_id through kills, restarts and SubmitPending until it has an answer or
+``submit_timeout`` passed. Then every call should end with an answer; a call that ends in an
+error counts as *resolved* only if its fate is known after the campaign (the ledger has its
+submission and Globus its one task, or neither has anything). Reported:
 
 - acknowledged submits lost: not in the ledger as submitted after the final restart, or
   their task missing from the ledger or from the simulator (target 0);
+- client errors without a resolved outcome (target 0), and the calls that rode through a
+  kill (the library's retries at work);
 - duplicate Globus tasks for one submission (target 0);
 - ``PRAGMA integrity_check`` failures, checked on the ledger file after every kill (0);
 - simulator tasks left untracked: missing from the ledger, or with another status (0).
@@ -58,6 +67,7 @@ from radical.orbit.client.errors import (
     OrbitError,
     RequestError,
     SubmitPendingError,
+    SubmitUnresolved,
 )
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.protocol import TERMINAL_STATUSES
@@ -91,13 +101,24 @@ class CrashConfig:
     outage: float = 4.0
     outage_uptime: tuple[float, float] = (4.0, 6.0)
     settle_timeout: float = 120.0
+    # Clients repeat a submit with its submission_id until they have an answer (issue 14).
+    library_retries: bool = True
+    submit_timeout: float = 90.0
 
 
 class Producer(threading.Thread):
     """One client: its own GlobusClient, user and session; submits until told to stop."""
 
     def __init__(
-        self, *, index: int, url: str, token: str, creds: Credentials, stop: threading.Event
+        self,
+        *,
+        index: int,
+        url: str,
+        token: str,
+        creds: Credentials,
+        stop: threading.Event,
+        retries: bool,
+        submit_timeout: float,
     ) -> None:
         super().__init__(name=f"producer-{index}", daemon=True)
         self.index = index
@@ -111,9 +132,19 @@ class Producer(threading.Thread):
         self.attempts = 0
         self.unavailable = 0
         self.errors: Counter[str] = Counter()
+        # With the library's retries: calls that ended in an error, by (label, submission_id
+        # or None), judged after the campaign; and (start, end) of every call.
+        self.failed: list[tuple[str, str | None, str]] = []
+        self.calls: list[tuple[float, float]] = []
+        self.retries = retries
+        # Without the library's retries a call gives up at the first failure (the old
+        # campaign); with them it keeps the same submission_id until an answer.
+        self.submit_timeout = submit_timeout if retries else 0.0
 
     def run(self) -> None:
-        with GlobusClient(self.url, self.token, timeout=15) as globus:
+        with GlobusClient(
+            self.url, self.token, timeout=15, submit_timeout=self.submit_timeout
+        ) as globus:
             while not self.stop.is_set():
                 try:
                     globus.register_session(
@@ -130,28 +161,44 @@ class Producer(threading.Thread):
                 n += 1
                 self.attempts += 1
                 item = {"source": SOURCE_FILE, "destination": f"/~/crash/{label}.txt"}
+                began = time.monotonic()
                 try:
                     answer = globus.submit_transfer(
                         TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [item], label=label
                     )
-                except SubmitPendingError as exc:
-                    if exc.submission_id:
-                        self.acks.append(Ack(label, exc.submission_id, None))
+                except SubmitUnresolved as exc:
+                    if self.retries:
+                        self.failed.append((label, exc.submission_id, "SubmitUnresolved"))
+                        self.errors["SubmitUnresolved"] += 1
                     else:
-                        self.errors["SubmitPending without submission_id"] += 1
-                except DaemonUnavailable:
-                    self.unavailable += 1
-                    self.stop.wait(0.05)
-                except RequestError as exc:
-                    self.errors[exc.code] += 1
-                    self.stop.wait(0.05)
+                        self._count(exc.last_error, label)
                 except OrbitError as exc:
-                    self.errors[type(exc).__name__] += 1
-                    self.stop.wait(0.05)
+                    if self.retries:
+                        self.failed.append((label, None, type(exc).__name__))
+                    self._count(exc, label)
                 else:
+                    task_id = answer.get("task_id")
                     self.acks.append(
-                        Ack(label, str(answer["submission_id"]), str(answer["task_id"]))
+                        Ack(label, str(answer["submission_id"]), str(task_id) if task_id else None)
                     )
+                finally:
+                    self.calls.append((began, time.monotonic()))
+
+    def _count(self, exc: BaseException, label: str) -> None:
+        """A call that gave up: an acknowledgement (SubmitPending) or an error by kind."""
+        if isinstance(exc, SubmitPendingError):
+            if exc.submission_id:
+                self.acks.append(Ack(label, exc.submission_id, None))
+            else:
+                self.errors["SubmitPending without submission_id"] += 1
+            return
+        if isinstance(exc, DaemonUnavailable):
+            self.unavailable += 1
+        elif isinstance(exc, RequestError):
+            self.errors[exc.code] += 1
+        else:
+            self.errors[type(exc).__name__] += 1
+        self.stop.wait(0.05)
 
 
 @dataclass
@@ -174,6 +221,12 @@ class CrashResult:
     pending_after_kills: int = 0
     outage_rounds: int = 0
     settle_seconds: float = 0.0
+    # With the library's retries: calls that ended in an error, and those of them whose
+    # fate is not known after the campaign; calls that were under way across a kill.
+    client_errors: int = 0
+    unresolved: list[str] = field(default_factory=list)
+    rode_through_kill: int = 0
+    kills: list[float] = field(default_factory=list)
 
     @property
     def acknowledged(self) -> int:
@@ -189,6 +242,8 @@ class CrashResult:
             out.append(f"integrity_check failed: {self.integrity_failures[:3]}")
         if self.untracked:
             out.append(f"{len(self.untracked)} tasks untracked: {self.untracked[:5]}")
+        if self.unresolved:
+            out.append(f"{len(self.unresolved)} client errors unresolved: {self.unresolved[:5]}")
         if self.acknowledged == 0:
             out.append("no submit was acknowledged: the campaign tested nothing")
         return out
@@ -229,6 +284,13 @@ class CrashResult:
             ),
             ("**tasks untracked or in a wrong state**", len(self.untracked), "0"),
         ]
+        if cfg.library_retries:
+            rows[6:6] = [
+                ("client library retries (submit_timeout)", f"on ({cfg.submit_timeout:g} s)", ""),
+                ("calls under way across a kill (rode it out)", self.rode_through_kill, ""),
+                ("calls that ended in a client error", self.client_errors, ""),
+            ]
+            rows.append(("**client errors without a resolved outcome**", len(self.unresolved), "0"))
         return markdown_table(["crash campaign", "measured", "target"], rows)
 
 
@@ -259,7 +321,13 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
     ) as sim:
         daemon = DaemonProcess(
             state_dir=root / "state",
-            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
+            # The daemon's admission limits describe the simulator's raised ones.
+            env={
+                **sim.environ(),
+                "RADICAL_ORBIT_LOG_LEVEL": "warning",
+                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
+                "RADICAL_ORBIT_ADMISSION_RATE": "0",
+            },
             poll_interval=config.poll_interval,
         ).start()
         view = LedgerView(daemon.state_dir / "ledger.db")
@@ -267,7 +335,15 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
         stop = threading.Event()
         outage = threading.Timer(0, lambda: None)
         producers = [
-            Producer(index=i, url=daemon.url, token=daemon.token, creds=creds, stop=stop)
+            Producer(
+                index=i,
+                url=daemon.url,
+                token=daemon.token,
+                creds=creds,
+                stop=stop,
+                retries=config.library_retries,
+                submit_timeout=config.submit_timeout,
+            )
             for i, creds in enumerate(users)
         ]
         try:
@@ -288,6 +364,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                 else:
                     time.sleep(rng.uniform(*config.uptime))
                 daemon.kill()
+                result.kills.append(time.monotonic())
                 _check_integrity(view, result, f"after kill {n}")
                 pending = sum(s.state == "pending" for s in view.submissions().values())
                 result.pending_after_kills += pending
@@ -296,9 +373,12 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                 if n == config.rounds:
                     # The last kill also hits clients in full flight; they stop while the
                     # daemon is down, and the final start must finish what they left.
+                    # Clients with the library's retries are still repeating their last
+                    # submit: they end once the daemon is back.
                     stop.set()
-                    for p in producers:
-                        p.join(30)
+                    if not config.library_retries:
+                        for p in producers:
+                            p.join(30)
                     outage.cancel()
                     sim.clear_faults()
                     result.pending_at_final_restart = pending
@@ -306,6 +386,8 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
                     time.sleep(rng.uniform(0.0, 0.3))
                     daemon.start()
             daemon.start()
+            for p in producers:
+                p.join(config.submit_timeout + 30)
             settle_start = time.monotonic()
             for p in producers:
                 with GlobusClient(daemon.url, daemon.token, timeout=15) as globus:
@@ -347,6 +429,23 @@ def _verdict(
     labels = Counter(str(d["label"]) for d in docs.values())
     result.duplicates = sorted(label for label, n in labels.items() if n > 1)
     result.untracked = off_truth(tasks, docs)
+    by_label = {s.label: s for s in subs.values() if s.label is not None}
+    for p in producers:
+        result.rode_through_kill += sum(
+            1 for began, ended in p.calls if any(began < k < ended for k in result.kills)
+        )
+        for label, submission_id, kind in p.failed:
+            result.client_errors += 1
+            # Resolved: the ledger has the submission submitted and Globus its one task, or
+            # neither has anything of it.
+            sub = subs.get(submission_id) if submission_id else by_label.get(label)
+            ran = labels.get(label, 0)
+            if sub is not None and sub.state == "submitted" and ran == 1:
+                continue
+            if sub is None and ran == 0:
+                continue
+            state = sub.state if sub is not None else "absent"
+            result.unresolved.append(f"{label} ({kind}): ledger {state}, {ran} Globus task(s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         "--outage-rounds", type=float, default=0.4, help="share of rounds with a submit outage"
     )
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
+    parser.add_argument(
+        "--no-library-retries",
+        action="store_true",
+        help="clients give up at the first failure (the campaign before issue 14)",
+    )
     parser.add_argument("--verbose", action="store_true", help="one line per round")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
@@ -365,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         outage_rounds=args.outage_rounds,
         seed=seed,
+        library_retries=not args.no_library_retries,
     )
     # The in-process simulator logs every request; keep the table readable.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -361,6 +361,8 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
                 **sim.environ(),
                 "RADICAL_ORBIT_LOG_LEVEL": "warning",
                 "RADICAL_ORBIT_MAX_BACKOFF": str(config.max_backoff),
+                # The simulator's pending limit is raised: the admission queue must know.
+                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
             },
             poll_interval=config.poll_interval,
         ).start()

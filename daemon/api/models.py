@@ -27,6 +27,15 @@ Collection = Annotated[
     ),
 ]
 Label = Annotated[str, Field(max_length=128, pattern=r"^[^\x00-\x1f]*$")]
+# Globus submission ids are UUIDs (GET /submission_id answers one; globus-sdk
+# TransferData(submission_id=...)); a client may bring its own to make a submit idempotent.
+SubmissionId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="a UUID naming this submit: repeating it never submits twice",
+    ),
+]
 _SYNC_NAMES = ("exists", "size", "mtime", "checksum")
 
 
@@ -81,6 +90,7 @@ class TransferBody(_Body):
     deadline: Annotated[str, Field(max_length=64)] | None = None
     skip_source_errors: bool = False
     policy: PolicyBody | None = None
+    submission_id: SubmissionId | None = None
 
     @field_validator("sync_level", mode="before")
     @classmethod
@@ -97,6 +107,7 @@ class DeleteBody(_Body):
     recursive: bool = False
     label: Label | None = None
     policy: PolicyBody | None = None
+    submission_id: SubmissionId | None = None
 
 
 class WaitBody(_Body):

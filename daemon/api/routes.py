@@ -189,6 +189,10 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     async def delete(body: DeleteBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.submit_delete(session, body=body.model_dump())
 
+    @app.get("/globus/sessions/{sid}/submission_id")
+    async def submission_id(session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.submission_id(session)
+
     @app.get("/globus/sessions/{sid}/tasks")
     async def list_tasks(
         session: Sess,

@@ -70,6 +70,19 @@ class Config:
     # Bytes of paths (and label) one submit may carry; Globus documents no limit, and each
     # byte is kept in the ledger for good. Above it: 413 asking to split the submit.
     max_submit_bytes: int = 2 * 2**20
+    # The admission queue (docs/daemon.md). Globus's limits per user: 100 unfinished tasks
+    # (docs.globus.org/api/transfer/task_behavior) and 20 requests/s over 10 s windows (the
+    # Globus FAQ as quoted second-hand; see /work/shared/GLOBUS_BEHAVIOUR.md).
+    globus_max_pending: int = 100
+    # Submits each session may have waiting before new ones are refused (429 QueueFull).
+    admission_max_queued: int = 10_000
+    # Submits sent per second per session at most, below Globus's rate (0: unpaced).
+    admission_rate: float = 18.0
+    # After a 409 pending-task refusal, try one submit again after this long at the latest.
+    admission_probe_interval: float = 5.0
+    # Where a submission_id comes from when the client gives none: "local" (a random UUID,
+    # no request) or "globus" (GET /submission_id, as globus-sdk does).
+    submission_ids: str = "local"
 
     @property
     def ledger_path(self) -> Path:
@@ -102,6 +115,11 @@ _FIELDS: dict[str, Any] = {
     "max_connections": int,
     "max_untrusted": int,
     "max_submit_bytes": int,
+    "globus_max_pending": int,
+    "admission_max_queued": int,
+    "admission_rate": float,
+    "admission_probe_interval": float,
+    "submission_ids": str,
 }
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})
@@ -126,12 +144,20 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: stall_after must be 0 (never) or more, got {value!r}")
     if key == "early_poll_rate" and not converted >= 0:
         raise ConfigError(f"{origin}: early_poll_rate must be 0 or more, got {value!r}")
+    if key == "admission_probe_interval" and converted <= 0:
+        raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
+    if key == "admission_rate" and converted < 0:
+        raise ConfigError(f"{origin}: {key} must be >= 0 (0: unpaced), got {value!r}")
+    if key == "submission_ids" and converted not in ("local", "globus"):
+        raise ConfigError(f"{origin}: {key} must be 'local' or 'globus', got {value!r}")
     if key in (
         "ws_queue_size",
         "globus_threads",
         "max_connections",
         "max_untrusted",
         "max_submit_bytes",
+        "globus_max_pending",
+        "admission_max_queued",
     ) and (converted < 1):
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:

@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any
 
+from ...ledger import SubmissionRow, TaskRow
 from ...ledger import events as ev
 from ...protocol import VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
@@ -20,10 +21,11 @@ from ..globus.ops import GlobusOps, is_auth_failure, map_error
 from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
+from .admission_core import AdmissionLimits
 from .hub import EventHub, Listener
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
-from .submits import Submitter
+from .submits import Submitter, submission_view
 
 __all__ = ["EndpointService", "task_json", "trouble_policy"]
 
@@ -76,6 +78,17 @@ def task_json(row: Any) -> dict[str, Any]:
     return data
 
 
+def _view(row: TaskRow | SubmissionRow) -> dict[str, Any]:
+    return task_json(row) if isinstance(row, TaskRow) else submission_view(row)
+
+
+def _finished(row: TaskRow | SubmissionRow) -> bool:
+    """A task that ended, or a submit that never will be one (refused or cancelled)."""
+    if isinstance(row, TaskRow):
+        return is_terminal(row.status)
+    return row.state in ("failed", "cancelled")
+
+
 class EndpointService:
     def __init__(self, config: Config, *, store: Store, tokens: TokenStore) -> None:
         self.config = config
@@ -89,7 +102,18 @@ class EndpointService:
         )
         self.sessions = SessionRegistry(store=store, ops=self.ops)
         self.submitter = Submitter(
-            store=store, sessions=self.sessions, ops=self.ops, max_backoff=config.max_backoff
+            store=store,
+            sessions=self.sessions,
+            ops=self.ops,
+            max_backoff=config.max_backoff,
+            limits=AdmissionLimits(
+                max_pending=config.globus_max_pending,
+                max_queued=config.admission_max_queued,
+                rate=config.admission_rate,
+                probe_interval=config.admission_probe_interval,
+                max_backoff=config.max_backoff,
+            ),
+            submission_ids=config.submission_ids,
         )
         self.poller = Poller(
             store=store,
@@ -109,6 +133,7 @@ class EndpointService:
     async def start(self) -> None:
         await self.sessions.load()
         await self.hub.start()
+        self.submitter.start()
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -196,7 +221,8 @@ class EndpointService:
 
     async def unregister(self, *, owner: str, sid: str) -> dict[str, Any]:
         session = self.sessions.get(owner, sid)
-        pending = [p.submission_id for p in await self.store.pending_submissions(sid)]
+        # Pending (Globus may have them) or queued (waiting for Globus's room) alike.
+        pending = [p.submission_id for p in await self.store.open_submissions(sid)]
         if pending:
             # Closing now would drop them for good: a closed session is never registered
             # again, so nothing would ever send them. Keep the session (and its
@@ -207,6 +233,7 @@ class EndpointService:
             log.info("session closing after its pending submissions", sid=sid, pending=pending)
             return {"sid": sid, "closed": False, "pending_submissions": pending}
         self.poller.stop(sid)
+        self.submitter.admission.forget_session(sid)
         await self.sessions.unregister(owner=owner, sid=sid)
         return {"sid": sid, "closed": True}
 
@@ -215,7 +242,7 @@ class EndpointService:
             Listener(owner=session.owner, session_id=session.sid, topics=None, maxsize=64)
         )
         try:
-            while await self.store.pending_submissions(session.sid):
+            while await self.store.open_submissions(session.sid):
                 # Woken by any event of the session (a submission resolved); the timeout
                 # covers a session whose retries are waiting for a new credential.
                 await listener.next(_CLOSING_RECHECK)
@@ -228,6 +255,7 @@ class EndpointService:
                     await asyncio.sleep(_CLOSING_RECHECK)
                 else:
                     self.poller.stop(session.sid)
+                    self.submitter.admission.forget_session(session.sid)
         finally:
             self.hub.detach(listener)
 
@@ -281,7 +309,9 @@ class EndpointService:
             skip_source_errors=bool(body.get("skip_source_errors") or False),
             policy=trouble_policy(body.get("policy")) or session.policy,
         )
-        return await self.submitter.submit(session, request)
+        return await self.submitter.submit(
+            session, request, submission_id=body.get("submission_id")
+        )
 
     async def submit_delete(self, session: Session, *, body: dict[str, Any]) -> dict[str, Any]:
         _refuse_if_closing(session)
@@ -296,7 +326,14 @@ class EndpointService:
             label=body.get("label"),
             policy=trouble_policy(body.get("policy")) or session.policy,
         )
-        return await self.submitter.submit(session, request)
+        return await self.submitter.submit(
+            session, request, submission_id=body.get("submission_id")
+        )
+
+    async def submission_id(self, session: Session) -> dict[str, Any]:
+        """A fresh submission id for this session's next submit (globus-cli's
+        ``task generate-submission-id``)."""
+        return {"value": await self.submitter.new_submission_id(session)}
 
     async def cancel(self, session: Session, task_id: str) -> dict[str, Any]:
         result = await self.submitter.cancel(session, task_id)
@@ -305,27 +342,36 @@ class EndpointService:
 
     # -- tasks ---------------------------------------------------------------------------
 
-    async def task_row(self, session: Session, task_id: str) -> Any:
-        row = await self.store.task(task_id)
-        if row is None or row.session_id != session.sid:
-            raise NotFound(f"no task {task_id!r} in session {session.sid}")
-        return row
+    async def task_row(self, session: Session, task_id: str) -> TaskRow | SubmissionRow:
+        """The task with this task id, or the submit with this submission id."""
+        return await self.submitter.lookup(session, task_id)
 
     async def get_task(self, session: Session, task_id: str) -> dict[str, Any]:
-        return task_json(await self.task_row(session, task_id))
+        return _view(await self.task_row(session, task_id))
 
     async def wait_task(
         self, session: Session, task_id: str, seconds: float, *, stop_on_attention: bool = False
     ) -> dict[str, Any]:
         timeout = min(max(seconds, 0.0), MAX_WAIT)
-        listener = self.hub.attach(Listener(owner=session.owner, task_id=task_id, maxsize=64))
+        row = await self.task_row(session, task_id)
+        # A submission id waits through the queue: its task is not known yet, so every event
+        # of the session wakes the wait (the row is re-read each time).
+        listener = self.hub.attach(
+            Listener(owner=session.owner, task_id=task_id, maxsize=64)
+            if isinstance(row, TaskRow)
+            else Listener(owner=session.owner, session_id=session.sid, maxsize=64)
+        )
         try:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
                 row = await self.task_row(session, task_id)
-                if is_terminal(row.status):
+                if _finished(row):
                     break
-                if stop_on_attention and row.needs_attention is not None:
+                if (
+                    stop_on_attention
+                    and isinstance(row, TaskRow)
+                    and row.needs_attention is not None
+                ):
                     break
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
@@ -335,8 +381,8 @@ class EndpointService:
                 listener.clear()
         finally:
             self.hub.detach(listener)
-        out = task_json(row)
-        out["done"] = is_terminal(row.status)
+        out = _view(row)
+        out["done"] = _finished(row)
         return out
 
     async def task_events(
@@ -424,6 +470,11 @@ class EndpointService:
         """The tasks view of the history: task rows, newest first."""
         if session_id is not None:
             self.sessions_known(owner, session_id)
+        submission = await self._submission_of(owner, task_id)
+        if submission is not None:
+            if submission.task_id is None:
+                return {"tasks": [submission_view(submission)]}
+            task_id = submission.task_id  # a submission id stands for its task
         if task_id is not None:
             row = await self.store.task(task_id)
             rows = [row] if row is not None and row.owner == owner else []
@@ -461,11 +512,19 @@ class EndpointService:
         sends them, and joined: no second copy as Python objects."""
         if session_id is not None:
             self.sessions_known(owner, session_id)
+        submission = await self._submission_of(owner, task_id)
+        if submission is not None and submission.task_id is not None:
+            task_id = submission.task_id  # a submission id stands for its task
+            submission = None
         texts: list[str] = []
         size = 0
         last = after
         fields = {k: v for k, v in (("status", status), ("label", label)) if v is not None}
         more = False
+        if submission is not None:
+            # Not a task yet: its events are the submission's own (requested, queued, ...).
+            fields["submission_id"] = submission.submission_id
+            task_id = None
         # Every filter runs in SQL, so events the filters skip are never decoded here.
         async for seq, at, kind, _, sid, tid, data in self.store.raw_events_since(
             after,
@@ -487,6 +546,16 @@ class EndpointService:
             last = seq
         next_after = str(last) if more else "null"
         return '{"events":[' + ",".join(texts) + '],"next_after":' + next_after + "}"
+
+    async def _submission_of(self, owner: str, ident: str | None) -> SubmissionRow | None:
+        """The owner's submission with this id when ``ident`` is not one of its task ids."""
+        if ident is None:
+            return None
+        task = await self.store.task(ident)
+        if task is not None and task.owner == owner:
+            return None
+        row = await self.store.submission(ident)
+        return row if row is not None and row.owner == owner else None
 
     def sessions_known(self, owner: str, sid: str) -> None:
         """History may name closed sessions; they must still belong to this token."""

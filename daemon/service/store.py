@@ -118,7 +118,10 @@ class Store:
         submission_id: str,
         task_id: str,
         request: ev.TransferRequest | ev.DeleteRequest,
+        admitted: bool = False,
     ) -> StoredEvent:
+        """Record the task; ``admitted`` (it waited in the queue) adds the submit_admitted
+        notification naming both ids, in the same transaction."""
         # The two kinds have the same fields; a delete's source is its collection.
         kind: type[ev.TaskSubmitted | ev.DeleteSubmitted]
         destination: str | None
@@ -138,7 +141,12 @@ class Store:
             status="ACTIVE",
             policy=request.policy,
         )
-        return await self._append(event)
+        if not admitted:
+            return await self._append(event)
+        note = ev.SubmitAdmitted(
+            owner=owner, session_id=session_id, submission_id=submission_id, task_id=task_id
+        )
+        return (await self._append_many([event, note]))[0]
 
     async def submit_failed(
         self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
@@ -155,6 +163,36 @@ class Store:
 
     async def pending_submissions(self, session_id: str | None = None) -> list[SubmissionRow]:
         return list(await self.ledger.pending_submissions(session_id=session_id))
+
+    async def open_submissions(self, session_id: str | None = None) -> list[SubmissionRow]:
+        """Submits Globus has not answered (pending or queued), in request order."""
+        return list(await self.ledger.open_submissions(session_id=session_id))
+
+    async def submission(self, submission_id: str) -> SubmissionRow | None:
+        return await self.ledger.submission(submission_id)
+
+    async def submit_queued(
+        self, *, owner: str, session_id: str, submission_id: str, reason: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.SubmitQueued(
+                owner=owner, session_id=session_id, submission_id=submission_id, reason=reason
+            )
+        )
+
+    async def submit_dequeued(
+        self, *, owner: str, session_id: str, submission_id: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.SubmitDequeued(owner=owner, session_id=session_id, submission_id=submission_id)
+        )
+
+    async def submit_cancelled(
+        self, *, owner: str, session_id: str, submission_id: str
+    ) -> StoredEvent:
+        return await self.ledger.append(
+            ev.SubmitCancelled(owner=owner, session_id=session_id, submission_id=submission_id)
+        )
 
     # -- cancels -------------------------------------------------------------------------
 

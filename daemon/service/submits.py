@@ -1,72 +1,96 @@
-"""Durable, exactly-once submits and cancels.
+"""Durable, exactly-once submits and cancels, idempotent under the client's submission_id.
 
-The ledger gets ``submit_requested`` (with the Globus submission_id) before Globus is
-called, and ``task_submitted``/``delete_submitted`` or ``submit_failed`` after; the client
-is answered only then. A daemon that dies in between finds the submission pending at the
-next start and, once the session has a credential again, sends the same document with the
-same submission_id: Globus executes a submission id at most once (a repeat is answered
+The ledger gets ``submit_requested`` (with the submission_id) before Globus is called, and
+``task_submitted``/``delete_submitted`` or ``submit_failed`` after; the client is answered
+only then. A daemon that dies in between finds the submission pending at the next start and,
+once the session has a credential again, sends the same document with the same
+submission_id: Globus executes a submission id at most once (a repeat is answered
 "Duplicate" with the original task_id), so one request yields one task whatever happens.
 
-Outcomes of a Globus call:
-- accepted/duplicate: recorded, answered;
-- definitive refusal (4xx except 408/429): ``submit_failed``, the mapped error is answered;
-- no definitive answer (timeouts, 429, 5xx): the submission stays pending and is retried in
-  the background with backoff; the client gets 503 SubmitPending naming the submission_id.
-Cancels follow the same pattern with ``cancel_requested``/``cancel_result`` (503
-CancelPending, retried in the background the same way).
+The client may choose the submission_id (as globus-sdk and the Transfer API let it). A submit
+whose id the ledger knows is answered from the ledger, never sent again: the task when there
+is one, ``QUEUED``/503 ``SubmitPending`` while Globus has not taken it, 409 ``SubmitFailed``
+when Globus refused it. An id recorded for another request -- another token's, another
+session's, or this token's with other contents -- gets 409 ``SubmissionIdConflict``, the same
+answer in every case, so nothing about the other request or its owner leaks.
+
+Every new submit goes through the admission queue (:mod:`.admission`): below Globus's limits
+it is sent at once and answered ``{task_id, submission_id, status}`` as before; past them it is
+queued and answered ``QUEUED``. Cancels follow the durable pattern with
+``cancel_requested``/``cancel_result`` (503 CancelPending, retried in the background); a
+queued submit is cancelled by taking it out of the queue (``submit_cancelled``), without Globus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
-import globus_sdk
-
+from ...ledger import SubmissionRow, TaskRow
 from ...ledger import events as ev
-from ...ledger.errors import RejectedEvent, StorageError
-from ..errors import CancelPending, DaemonError, NotFound, StorageUnavailable, SubmitPending
+from ...ledger.errors import DuplicateSubmission, StorageError
+from ...protocol import QUEUED, SUBMITTING
+from ..errors import (
+    CancelPending,
+    DaemonError,
+    NotFound,
+    StorageUnavailable,
+    SubmissionIdConflict,
+    SubmitFailed,
+    SubmitPending,
+)
 from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error
 from ..runtime.logs import get_logger
+from . import admission_core
+from .admission import Admission, globus_document
+from .recording import Recorder
 from .sessions import Session, SessionRegistry
 from .store import Store
 
-__all__ = ["Submitter", "globus_document"]
+__all__ = ["Submitter", "globus_document", "submission_view"]
 
 log = get_logger(__name__)
 
-# Seconds before the first retry of an append that failed on storage (then doubling).
-_RECORD_RETRY = 1.0
+Request = ev.TransferRequest | ev.DeleteRequest
+# How long a cancel waits for a send of the same submit under way before answering 503.
+_SETTLE_SECONDS = 30.0
 
 
-def globus_document(
-    request: ev.TransferRequest | ev.DeleteRequest, submission_id: str
-) -> dict[str, Any]:
-    """The Globus submit body for a recorded request (the same bytes on every resubmit)."""
+def submission_view(row: SubmissionRow) -> dict[str, Any]:
+    """A task-shaped answer for a submit that has no task yet (or never will)."""
+    status = {"queued": QUEUED, "pending": SUBMITTING}.get(row.state, "FAILED")
+    fatal = None
+    if row.state == "cancelled":
+        fatal = {"code": "CANCELED", "description": "cancelled while queued; never sent to Globus"}
+    elif row.state == "failed":
+        fatal = {"code": row.code or "SubmitFailed", "description": row.message or ""}
+    request = row.request
+    source: str | None
+    destination: str | None
     if isinstance(request, ev.TransferRequest):
-        tdata = globus_sdk.TransferData(
-            source_endpoint=request.source,
-            destination_endpoint=request.destination,
-            label=request.label if request.label is not None else globus_sdk.MISSING,
-            submission_id=submission_id,
-            sync_level=request.sync_level if request.sync_level else globus_sdk.MISSING,
-            verify_checksum=request.verify_checksum,
-            preserve_timestamp=request.preserve_timestamp,
-            deadline=request.deadline if request.deadline else globus_sdk.MISSING,
-            skip_source_errors=request.skip_source_errors or globus_sdk.MISSING,
-        )
-        for item in request.items:
-            tdata.add_item(item.source, item.destination, recursive=item.recursive)
-        return dict(tdata)
-    ddata = globus_sdk.DeleteData(
-        endpoint=request.collection,
-        label=request.label if request.label is not None else globus_sdk.MISSING,
-        submission_id=submission_id,
-        recursive=request.recursive,
-    )
-    for path in request.paths:
-        ddata.add_item(path)
-    return dict(ddata)
+        source, destination = request.source, request.destination
+    elif request is not None:
+        source, destination = request.collection, None
+    else:  # its submit_requested event is gone (pruned by hand)
+        source = destination = None
+    return {
+        "task_id": row.task_id,
+        "submission_id": row.submission_id,
+        "session_id": row.session_id,
+        "type": row.type,
+        "status": status,
+        "nice_status": None,
+        "label": request.label if request is not None else None,
+        "source": source,
+        "destination": destination,
+        "bytes_transferred": 0,
+        "files_transferred": 0,
+        "fatal_error": fatal,
+        "request_time": row.request_time,
+        "completion_time": None,
+        "last_seq": row.last_seq,
+    }
 
 
 class Submitter:
@@ -77,30 +101,57 @@ class Submitter:
         sessions: SessionRegistry,
         ops: GlobusOps,
         max_backoff: float = 60.0,
+        limits: admission_core.AdmissionLimits | None = None,
+        submission_ids: str = "local",
     ) -> None:
         self._store = store
         self._sessions = sessions
         self._ops = ops
         self._max_backoff = max_backoff
-        # Submission ids being sent by this process, so a retry never races a first try.
-        self._inflight: set[str] = set()
+        self._submission_ids = submission_ids
+        # Globus's answers the ledger could not take yet, recorded once the disk frees.
+        self._recorder = Recorder(max_backoff=max_backoff)
+        self.admission = Admission(
+            core=admission_core.AdmissionCore(limits),
+            store=store,
+            sessions=sessions,
+            ops=ops,
+            recorder=self._recorder,
+        )
         # Task ids whose cancel is being retried in the background (one loop per task).
         self._cancel_retries: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
-    # -- submits -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.admission.start()
 
-    async def submit(
-        self, session: Session, request: ev.TransferRequest | ev.DeleteRequest
-    ) -> dict[str, Any]:
+    # -- submission ids ------------------------------------------------------------------
+
+    async def new_submission_id(self, session: Session) -> str:
+        """A fresh submission id: a random UUID, or Globus's own (``submission_ids =
+        "globus"``; GET /submission_id, what globus-sdk's get_submission_id asks)."""
+        if self._submission_ids == "local":
+            return str(uuid.uuid4())
         clients = session.require_clients()
         try:
-            # Asking Globus for the id first has no side effect: a failure here leaves
-            # nothing pending.
             doc = await self._ops.run(clients.call, "get_submission_id")
         except Exception as exc:
             raise await self._failure(session, exc) from None
-        submission_id = str(doc["value"])
+        return str(doc["value"])
+
+    # -- submits -------------------------------------------------------------------------
+
+    async def submit(
+        self, session: Session, request: Request, *, submission_id: str | None = None
+    ) -> dict[str, Any]:
+        session.require_clients()
+        if submission_id is not None:
+            row = await self._store.submission(submission_id)
+            if row is not None:
+                return await self._repeat(session, row, request)
+        else:
+            submission_id = await self.new_submission_id(session)
+        self.admission.core.check_room(session.sid)
         try:
             await self._store.submit_requested(
                 owner=session.owner,
@@ -116,165 +167,81 @@ class Submitter:
                 submission_id=submission_id,
                 sent=False,
             ) from None
-        return await self._send(session, submission_id, request, background_retry=True)
+        except DuplicateSubmission:
+            # The same id in two concurrent requests: the other one recorded it first.
+            row = await self._store.submission(submission_id)
+            assert row is not None
+            return await self._repeat(session, row, request)
+        return await self.admission.submit(session, submission_id, request)
+
+    async def _repeat(
+        self, session: Session, row: SubmissionRow, request: Request
+    ) -> dict[str, Any]:
+        """Answer a submit whose submission_id is recorded, from the record."""
+        if row.owner != session.owner or row.session_id != session.sid or row.request != request:
+            raise SubmissionIdConflict(row.submission_id)
+        if row.state == "submitted" and row.task_id is not None:
+            task = await self._store.task(row.task_id)
+            return {
+                "task_id": row.task_id,
+                "submission_id": row.submission_id,
+                "status": task.status if task is not None else "ACTIVE",
+                "code": "Duplicate",
+            }
+        if row.state == "failed":
+            raise SubmitFailed(row.submission_id, globus_code=row.code, reason=row.message or "")
+        if row.state in ("queued", "cancelled"):
+            view = submission_view(row)
+            return {
+                "task_id": None,
+                "submission_id": row.submission_id,
+                "status": view["status"],
+                "code": "Duplicate",
+            }
+        raise SubmitPending(
+            row.submission_id,
+            "it is being sent to Globus (or Globus's answer is being recorded)",
+        )
 
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
         if is_auth_failure(exc):
             await self._sessions.mark_expired(session, "Globus refused the credential")
         return map_error(exc, sid=session.sid)
 
-    async def _send(
-        self,
-        session: Session,
-        submission_id: str,
-        request: ev.TransferRequest | ev.DeleteRequest,
-        *,
-        background_retry: bool,
-    ) -> dict[str, Any]:
-        if submission_id in self._inflight:
-            raise SubmitPending(submission_id, "it is being sent right now")
-        self._inflight.add(submission_id)
-        try:
-            clients = session.require_clients()
-            body = globus_document(request, submission_id)
-            send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
+    async def resume(self, session: Session) -> None:
+        """After (re-)registration: the session's queue and pending cancels go on."""
+        open_tasks = len(await self._store.open_tasks(session.sid))
+        await self.admission.resume(session, open_tasks)
+        self._spawn(self._resume_cancels(session))
+
+    async def _resume_cancels(self, session: Session) -> None:
+        for task_id in await self._store.pending_cancels(session.sid):
             try:
-                result = await self._ops.run(clients.call, send, body)
-            except Exception as exc:
-                if is_transient(exc):
-                    reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()
-                    log.warning("submit pending", submission_id=submission_id, reason=reason)
-                    if background_retry:
-                        self._spawn(self._retry(session, submission_id, request))
-                    raise SubmitPending(submission_id, reason) from None
-                error = await self._failure(session, exc)
-                code = str(getattr(exc, "code", None) or error.code)
-                await self._record(
-                    "submit_failed",
-                    submission_id,
-                    lambda: self._store.submit_failed(
-                        owner=session.owner,
-                        session_id=session.sid,
-                        submission_id=submission_id,
-                        code=code,
-                        message=error.message,
-                    ),
-                )
-                raise error from None
-            task_id = str(result["task_id"])
-
-            async def record() -> Any:
-                return await self._store.task_submitted(
-                    owner=session.owner,
-                    session_id=session.sid,
-                    submission_id=submission_id,
-                    task_id=task_id,
-                    request=request,
-                )
-
-            if not await self._record("task_submitted", submission_id, record):
-                # Globus has the task; the ledger will have it once the disk frees (or, after
-                # a restart, when the pending submission is sent again and Globus answers
-                # "Duplicate" with this task id). A client retry would make a second task.
-                raise StorageUnavailable(
-                    f"Globus accepted the submission {submission_id} as task {task_id}, but the "
-                    "daemon could not record it yet; it keeps trying and then announces the "
-                    "task with a task_submitted event: do not resubmit",
-                    submission_id=submission_id,
-                    task_id=task_id,
-                    sent=True,
-                )
-            log.info(
-                "task submitted",
-                task_id=task_id,
-                submission_id=submission_id,
-                code=result.get("code"),
-            )
-            return {
-                "task_id": task_id,
-                "submission_id": submission_id,
-                "status": "ACTIVE",
-                "code": str(result.get("code") or "Accepted"),
-            }
-        finally:
-            self._inflight.discard(submission_id)
-
-    async def _retry(
-        self,
-        session: Session,
-        submission_id: str,
-        request: ev.TransferRequest | ev.DeleteRequest,
-    ) -> None:
-        delay = 1.0
-        while True:
-            await asyncio.sleep(delay)
-            if not session.usable:
-                return  # resumed by resume() when the session is registered again
-            try:
-                await self._send(session, submission_id, request, background_retry=False)
-                return
-            except SubmitPending:
-                delay = min(self._max_backoff, delay * 2)
-            except DaemonError:
-                return  # recorded as failed (or credential gone): nothing left to retry
-
-    async def _record(self, what: str, key: str, append: Any) -> bool:
-        """Append now; on a storage failure keep trying in the background (until the disk
-        frees or the daemon stops) and return False. A refused event means an earlier
-        attempt recorded it already."""
-        try:
-            await append()
-        except RejectedEvent:
-            log.info("already recorded", what=what, key=key)
-        except StorageError as exc:
-            log.error("cannot record, retrying", what=what, key=key, error=str(exc))
-            self._spawn(self._record_later(what, key, append))
-            return False
-        return True
-
-    async def _record_later(self, what: str, key: str, append: Any) -> None:
-        delay = _RECORD_RETRY
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                await append()
-            except RejectedEvent:
-                pass
-            except StorageError:
-                delay = min(self._max_backoff, delay * 2)
-                continue
-            log.info("recorded after a storage failure", what=what, key=key)
-            return
+                await self.cancel(session, task_id, record_request=False)
+            except DaemonError as exc:
+                log.warning("pending cancel not sent", task_id=task_id, error=exc.code)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def resume(self, session: Session) -> None:
-        """After (re-)registration: resend pending submissions and cancels of the session."""
-        self._spawn(self._resume(session))
+    # -- task ids or submission ids ------------------------------------------------------
 
-    async def _resume(self, session: Session) -> None:
-        for pending in await self._store.pending_submissions(session.sid):
-            submission_id = pending.submission_id
-            request = pending.request
-            if request is None:
-                # Its submit_requested event is gone (pruned by hand): nothing to send.
-                log.error("pending submission without its request", submission_id=submission_id)
-                continue
-            log.info("resubmitting pending submission", submission_id=submission_id)
-            try:
-                await self._send(session, submission_id, request, background_retry=True)
-            except DaemonError as exc:
-                log.warning(
-                    "pending submission not sent", submission_id=submission_id, error=exc.code
-                )
-        for task_id in await self._store.pending_cancels(session.sid):
-            try:
-                await self.cancel(session, task_id, record_request=False)
-            except DaemonError as exc:
-                log.warning("pending cancel not sent", task_id=task_id, error=exc.code)
+    async def lookup(self, session: Session, ident: str) -> TaskRow | SubmissionRow:
+        """The session's task with this task id, or else the submission with this id (its
+        task's row once Globus accepted it)."""
+        row = await self._store.task(ident)
+        if row is not None and row.session_id == session.sid:
+            return row
+        sub = await self._store.submission(ident)
+        if sub is not None and sub.session_id == session.sid:
+            if sub.task_id is not None:
+                task = await self._store.task(sub.task_id)
+                if task is not None:
+                    return task
+            return sub
+        raise NotFound(f"no task or submission {ident!r} in session {session.sid}")
 
     # -- cancels -------------------------------------------------------------------------
 
@@ -287,11 +254,12 @@ class Submitter:
         background_retry: bool = True,
         reason: str | None = None,
     ) -> dict[str, Any]:
-        """Cancel a task of the session; ``reason`` (recorded with the request) says why
-        when the daemon cancels on its own."""
-        row = await self._store.task(task_id)
-        if row is None or row.session_id != session.sid:
-            raise NotFound(f"no task {task_id!r} in session {session.sid}")
+        """Cancel a task of the session (or a submit without a task, by its submission id);
+        ``reason`` (recorded with the request) says why when the daemon cancels on its own."""
+        found = await self.lookup(session, task_id)
+        if isinstance(found, SubmissionRow):
+            return await self._cancel_submission(session, found)
+        task_id = found.task_id
         clients = session.require_clients()
         if record_request:
             try:
@@ -320,7 +288,7 @@ class Submitter:
                 raise CancelPending(task_id, reason) from None
             error = await self._failure(session, exc)
             refused = str(getattr(exc, "code", None) or error.code)
-            await self._record(
+            await self._recorder.record(
                 "cancel_result",
                 task_id,
                 lambda: self._store.cancel_result(
@@ -334,7 +302,7 @@ class Submitter:
             raise error from None
         code = str(result.get("code") or "Canceled")
         message = str(result.get("message") or "")
-        recorded = await self._record(
+        recorded = await self._recorder.record(
             "cancel_result",
             task_id,
             lambda: self._store.cancel_result(
@@ -348,6 +316,54 @@ class Submitter:
         # Globus's answer is what the client needs; "recorded" says whether the ledger
         # has it yet (the daemon keeps trying).
         return {"task_id": task_id, "code": code, "message": message, "recorded": recorded}
+
+    async def _cancel_submission(self, session: Session, row: SubmissionRow) -> dict[str, Any]:
+        """Cancel a submit without a task: out of the queue if it is queued; after its send
+        under way if it is being sent; else (Globus may have it) 503 until it has a task."""
+        submission_id = row.submission_id
+        if row.state == "queued" and await self.admission.take_out(submission_id):
+            recorded = await self._recorder.record(
+                "submit_cancelled",
+                submission_id,
+                lambda: self._store.submit_cancelled(
+                    owner=session.owner, session_id=session.sid, submission_id=submission_id
+                ),
+            )
+            if not recorded:
+                # Out of the queue already, so it is never sent by this process; the ledger
+                # learns it once the disk frees (a restart before then would queue it again).
+                raise StorageUnavailable(
+                    f"the submission {submission_id} was taken out of the admission queue and "
+                    "never sent to Globus, but the daemon could not record the cancel yet; it "
+                    "keeps trying and then announces it with a submit_cancelled event",
+                    submission_id=submission_id,
+                    sent=False,
+                )
+            log.info("queued submission cancelled", submission_id=submission_id)
+            return {
+                "task_id": None,
+                "submission_id": submission_id,
+                "code": "Canceled",
+                "message": "removed from the daemon's admission queue; never sent to Globus",
+            }
+        if row.state in ("failed", "cancelled"):
+            return {
+                "task_id": None,
+                "submission_id": submission_id,
+                "code": "NotSubmitted",
+                "message": f"the submission is {row.state}: there is nothing to cancel",
+            }
+        if self.admission.core.in_flight(submission_id):
+            try:
+                await asyncio.wait_for(self.admission.settled(submission_id), _SETTLE_SECONDS)
+            except TimeoutError:
+                pass
+            else:
+                return await self.cancel(session, submission_id)
+        raise SubmitPending(
+            submission_id,
+            "it has no task id yet, so it cannot be cancelled now; cancel again once it has one",
+        )
 
     async def _retry_cancel(self, session: Session, task_id: str) -> None:
         delay = 1.0
@@ -371,6 +387,8 @@ class Submitter:
             self._cancel_retries.discard(task_id)
 
     async def close(self) -> None:
+        await self.admission.close()
+        await self._recorder.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

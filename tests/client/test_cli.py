@@ -218,3 +218,22 @@ def test_console_script_runs_as_a_process(cli: Cli, daemon: DaemonProcess) -> No
     assert usage.returncode == 2
     helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60 * UNIT)
     assert "4 the daemon is unreachable" in " ".join(helped.stdout.split())
+
+
+def test_submission_id_makes_a_submit_safe_to_run_twice(cli: Cli, sim: Simulator) -> None:
+    """As globus-cli: `task generate-submission-id`, then the same --submission-id twice
+    gives the first task; a submission id works wherever a task id does."""
+    code, out, err = cli.run("task", "generate-submission-id")
+    assert code == 0, err
+    sub = out.strip()
+    assert str(uuid.UUID(sub)) == sub
+    argv = ("delete", DST, "/~/cli-twice", "--label", "twice", "--submission-id", sub)
+    first = cli.json(*argv)
+    again = cli.json(*argv)
+    assert first["submission_id"] == again["submission_id"] == sub
+    assert again["task_id"] == first["task_id"]
+    assert again["code"] == "Duplicate"
+    assert [t["label"] for t in sim.tasks()].count("twice") == 1
+    assert cli.json("task", "show", sub)["task_id"] == first["task_id"]
+    code, _, err = cli.run("delete", DST, "/~/other", "--submission-id", sub)
+    assert code == 3 and "SubmissionIdConflict" in err

@@ -272,7 +272,13 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
         creds = sim.add_user("alice")
         # Catch-up begins at 4 intervals unobserved; the 500 and its retry (up to 2 s) must
         # stay well inside that even on a loaded machine.
-        process = start_daemon(tmp_path, sim, poll_interval=2.0)
+        process = start_daemon(
+            tmp_path,
+            sim,
+            poll_interval=2.0,
+            # The simulator's limits are raised: the daemon's admission queue must know.
+            env={"RADICAL_ORBIT_GLOBUS_MAX_PENDING": "1000", "RADICAL_ORBIT_ADMISSION_RATE": "0"},
+        )
         try:
             with client(process) as http:
                 sid = register(http, creds)

@@ -113,6 +113,11 @@ def test_a_full_disk_between_the_two_submit_records_runs_nothing_twice(
         assert body["error"] == "StorageUnavailable"
         assert body["sent"] is True and body["task_id"] and body["submission_id"]
         assert "do not resubmit" in body["message"]
+        # A repeat under the same submission id is answered from the ledger, never sent again:
+        # pending while the task is not recorded, the first task once it is (below).
+        same = {**transfer_body("full"), "submission_id": body["submission_id"]}
+        repeat = http.post(f"/globus/sessions/{sid}/transfers", json=same)
+        assert repeat.status_code == 503 and repeat.json()["error"] == "SubmitPending"
         ready = http.get("/ready")
         assert ready.status_code == 503 and ready.json()["storage"] == "failing"
 
@@ -135,6 +140,9 @@ def test_a_full_disk_between_the_two_submit_records_runs_nothing_twice(
             what="the task recorded once the disk freed",
         )
         assert http.get("/ready").status_code == 200
+        again = http.post(f"/globus/sessions/{sid}/transfers", json=same)
+        assert again.status_code == 200, again.text
+        assert again.json()["task_id"] == body["task_id"] and again.json()["code"] == "Duplicate"
         assert _labels(sim, "full") == 1
         assert _labels(sim, "full2") == 0
         assert http.get(f"/globus/sessions/{sid}/tasks/{body['task_id']}").status_code == 200

@@ -266,8 +266,11 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
     sim.stop()
     try:
         # The SDK retries a refused connection for a few seconds; the poller meanwhile
-        # logs its own failed sweeps.
-        assert submit(sid_alice_2).status_code == 502
+        # logs its own failed sweeps. The submit is recorded first (its submission id is
+        # made locally), so Globus not answering leaves it pending: 503 SubmitPending.
+        assert submit(sid_alice_2).status_code == 503
+        unreachable = http.get(f"/globus/sessions/{sid_alice_2}/ls", params={"collection": C2})
+        assert unreachable.status_code == 502  # GlobusUnreachable
     finally:
         sim.start()
     sim.clear_faults()

@@ -50,6 +50,7 @@ from radical.orbit import (
     GlobusClient,
     RequestError,
     SubmitPendingError,
+    SubmitUnresolved,
     Subscription,
 )
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -204,12 +205,20 @@ class E2EMachine(RuleBasedStateMachine):
             # Recorded; the daemon resends it and announces the task itself.
             model.pending.add(str(exc.info["submission_id"]))
             return None
+        except SubmitUnresolved as exc:
+            # The library's retries ran out of time: the id says what became of it.
+            model.pending.add(exc.submission_id)
+            return None
         except AuthenticationError:
             assert not model.live, f"{model} refused its credential while it should work"
             return None
         except RequestError as exc:
             # A storm outlasting the SDK's retries on get_submission_id: nothing recorded.
             assert exc.status in (429, 502, 503), exc
+            return None
+        if answer["task_id"] is None:
+            # QUEUED (a 429 storm outlasting the SDK's retries): the daemon sends it later.
+            model.pending.add(str(answer["submission_id"]))
             return None
         task_id = str(answer["task_id"])
         self.task_session[task_id] = model

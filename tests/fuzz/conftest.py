@@ -30,6 +30,9 @@ def fuzz_daemon(
         **fuzz_sim.environ(),
         "RADICAL_ORBIT_WS_QUEUE_SIZE": str(WS_QUEUE),
         "RADICAL_ORBIT_HEARTBEAT_INTERVAL": str(HEARTBEAT),
+        # The simulator's limits are raised: the daemon's admission queue must know.
+        "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
+        "RADICAL_ORBIT_ADMISSION_RATE": "0",
     }
     process = DaemonProcess(
         state_dir=tmp_path_factory.mktemp("fuzz-daemon") / "state",

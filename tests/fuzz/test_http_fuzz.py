@@ -49,6 +49,7 @@ ROUTES = (
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),
     ("POST", "/globus/sessions/{sid}/deletes"),
+    ("GET", "/globus/sessions/{sid}/submission_id"),
     ("GET", "/globus/sessions/{sid}/tasks"),
     ("GET", "/globus/sessions/{sid}/tasks/{task_id}"),
     ("POST", "/globus/sessions/{sid}/tasks/{task_id}/wait"),

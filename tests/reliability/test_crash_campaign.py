@@ -1,11 +1,12 @@
 """Crash campaign, bounded for CI; the full one is
 ``python benchmarks/campaigns/crash.py`` (``python3 dev.py campaigns crash``).
 
-Four client threads submit while the real daemon is killed with SIGKILL four times at seeded
-random moments (one round with a 4 s outage of Globus submits, so that some submits are
-acknowledged as 503 SubmitPending); then nothing acknowledged may be lost, no submission
-may run twice, the ledger file must pass ``integrity_check`` after every kill, and every
-simulator task must be in the ledger with its true final state.
+Four client threads submit, through the client library's retries, while the real daemon is
+killed with SIGKILL four times at seeded random moments (one round with a 4 s outage of
+Globus submits); then no call may end in an error whose fate is unknown, nothing
+acknowledged may be lost, no submission may run twice, the ledger file must pass
+``integrity_check`` after every kill, and every simulator task must be in the ledger with its
+true final state.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def test_nothing_acknowledged_is_lost_or_doubled_across_kills(tmp_path: Path) ->
 
     print(result.table())
     assert result.acknowledged > 50, "too few submits acknowledged to test anything"
-    assert result.unavailable > 0, "no submit met a dead daemon: the kills missed the load"
+    # The clients use the library's retries (issue 14): calls ride through the kills and
+    # the outage instead of failing, and none ends in an error whose fate is unknown.
+    assert result.rode_through_kill > 0, "no call was under way at a kill: nothing retried"
     assert result.outage_rounds >= 1  # seed 5: one round of four
-    assert result.acked_pending > 0, "the submit outage produced no SubmitPending answer"
+    assert result.unresolved == []
     assert result.lost == []
     assert result.duplicates == []
     assert result.integrity_checks >= config.rounds + 1
