@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
-from .errors import ProtocolError, RequestError
+from .errors import AuthenticationError, DaemonUnavailable, ProtocolError, RequestError
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .transport import DEFAULT_TIMEOUT, AsyncTransport
 
 __all__ = ["AsyncGlobusClient"]
+
+T = TypeVar("T")
+
+# Longest a streaming task_wait goes without checking for a reconnection (seconds).
+_RECHECK = 1.0
 
 
 class AsyncGlobusClient(GlobusPluginBase):
@@ -79,6 +85,18 @@ class AsyncGlobusClient(GlobusPluginBase):
         if (revival := self._revival()) is not None:
             await self._transport.send(revival)
 
+    def _current_address(self) -> DaemonAddress:
+        return self._transport.address
+
+    async def _ensure_followed(self) -> None:
+        """As :meth:`GlobusClient._ensure_followed`."""
+        session = await self._transport.send(calls.get_session(self.session_id))
+        if not self._needs_credential(session):
+            return
+        if self._revival() is None:
+            raise self._credential_lost(session)
+        await self._revive()
+
     async def list_endpoints(self) -> list[str]:
         answer = await self._send(calls.list_endpoints())
         return [str(ep["name"]) for ep in calls.list_of(answer, "endpoints")]
@@ -108,6 +126,9 @@ class AsyncGlobusClient(GlobusPluginBase):
 
     async def unregister_session(self) -> dict[str, Any]:
         return self._unregistered(await self._send(calls.unregister_session(self.session_id)))
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return calls.list_of(await self._send(calls.list_sessions()), "sessions")
 
     async def submit_transfer(
         self,
@@ -172,8 +193,9 @@ class AsyncGlobusClient(GlobusPluginBase):
     ) -> dict[str, Any]:
         """Wait for SUCCEEDED or FAILED via the stream, else the wait route; see GlobusClient."""
         deadline = time.monotonic() + timeout
-        row = await self.get_task(task_id)
+        row = await self._patiently(deadline, self.get_task, task_id)
         if not is_terminal(row.get("status")):
+            await self._patiently(deadline, self._ensure_followed)
             streamed = None
             if use_stream:
                 streamed = await self._wait_streaming(task_id, row, deadline)
@@ -181,6 +203,19 @@ class AsyncGlobusClient(GlobusPluginBase):
                 streamed = await self._wait_polling(task_id, deadline, polling_interval)
             row = streamed
         return calls.finish_wait(row, task_id, timeout, raise_on_failure=raise_on_failure)
+
+    @staticmethod
+    async def _patiently(deadline: float, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """As :meth:`GlobusClient._patiently`, awaited."""
+        delay = 0.2
+        while True:
+            try:
+                return await fn(*args)
+            except DaemonUnavailable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECHECK * 2)
 
     async def _wait_streaming(
         self, task_id: str, row: Mapping[str, Any], deadline: float
@@ -190,15 +225,21 @@ class AsyncGlobusClient(GlobusPluginBase):
             async with self.events(
                 since=since if isinstance(since, int) else 0, task_id=task_id
             ) as stream:
+                connects = 1
                 while (remaining := deadline - time.monotonic()) > 0:
-                    event = await stream.get(timeout=remaining)
+                    event = await stream.get(timeout=min(remaining, _RECHECK))
+                    if stream.connects > connects:
+                        connects = stream.connects
+                        await self._patiently(deadline, self._ensure_followed)
                     if event is None:
-                        break
+                        continue
                     if is_terminal((event.get("data") or {}).get("status")):
                         break
+        except AuthenticationError:
+            raise
         except (RequestError, StreamClosed, ProtocolError):
             return None
-        return await self.get_task(task_id)
+        return await self._patiently(deadline, self.get_task, task_id)
 
     async def _wait_polling(
         self, task_id: str, deadline: float, polling_interval: float
@@ -206,10 +247,10 @@ class AsyncGlobusClient(GlobusPluginBase):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return await self.get_task(task_id)
+                return await self._patiently(deadline, self.get_task, task_id)
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait)
-            answer = await self._send(call)
+            answer = await self._patiently(deadline, self._send, call)
             if answer.get("done") or is_terminal(answer.get("status")):
                 return calls.task_row(answer)
 

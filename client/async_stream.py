@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +45,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
         on_reconnect: Callable[[], Awaitable[object]] | None = None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self._core = StreamCore(
             url=url,
@@ -56,6 +58,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
             idle_timeout=idle_timeout,
             give_up_after=give_up_after,
             backoff=backoff,
+            endpoint_file=endpoint_file,
         )
         self._open_timeout = open_timeout
         self._on_reconnect = on_reconnect

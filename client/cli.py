@@ -1,8 +1,9 @@
 """``orbit-globus``: the command-line client of the orbit endpoint daemon.
 
-Exit codes (:data:`EXIT_CODES`): 0 success; 1 the task ended FAILED; 2 usage or
-configuration error; 3 the daemon answered the request with an error; 4 the daemon is
-unreachable; 5 a wait timed out with the task still running.
+Exit codes (:data:`EXIT_CODES`): 0 success; 1 a task ended FAILED; 2 usage or configuration
+error; 3 the daemon refused the request (or Globus failed behind it); 4 the daemon is
+unreachable; 5 a wait timed out with the task still running; 6 authentication or consent (a
+daemon token, Globus credential or consent missing, expired or refused).
 
 Globus credentials are read from the environment (``GLOBUS_ACCESS_TOKEN``, or
 ``GLOBUS_REFRESH_TOKEN`` + ``GLOBUS_CLIENT_ID``) or from files, never from the command line
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -20,9 +22,11 @@ from typing import Any, TextIO
 from ..protocol import STATUSES
 from .commands import (
     ENV_SESSION,
+    EXIT_AUTH,
     EXIT_CODES,
     EXIT_REQUEST_FAILED,
     EXIT_TASK_FAILED,
+    EXIT_TIMEOUT,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     Context,
@@ -35,6 +39,7 @@ from .commands import (
     cmd_ls,
     cmd_mkdir,
     cmd_rename,
+    cmd_session_list,
     cmd_session_register,
     cmd_session_unregister,
     cmd_task_cancel,
@@ -46,14 +51,17 @@ from .commands import (
 )
 from .errors import (
     ArgumentError,
+    AuthenticationError,
     ConfigurationError,
+    ConsentRequiredError,
     DaemonUnavailable,
     OrbitError,
     RequestError,
     TaskFailed,
+    TaskWaitTimeout,
 )
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main", "report_error"]
 
 
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:
@@ -133,12 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("endpoints", help="list the daemon's endpoints")
     p.set_defaults(func=cmd_endpoints)
 
-    ssub = sub.add_group("session", help="register or unregister a Globus session")
+    ssub = sub.add_group("session", help="register, list or unregister Globus sessions")
     p = ssub.add_parser(
         "register",
         help="hand a Globus credential (from the environment or files) to the daemon",
     )
     p.set_defaults(func=cmd_session_register)
+    p = ssub.add_parser(
+        "list", help="your sessions: credential state (ok, missing, expired) and task counts"
+    )
+    p.set_defaults(func=cmd_session_list)
     p = ssub.add_parser("unregister", help="end a session")
     p.add_argument("sid", nargs="?")
     p.set_defaults(func=cmd_session_unregister)
@@ -249,24 +261,48 @@ def main(
     code: int
     try:
         code = args.func(ctx)
-    except DaemonUnavailable as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_UNREACHABLE
-    except RequestError as exc:
-        # Before the usage errors: a 400 answer is a BadRequestError, also a ValueError.
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_REQUEST_FAILED
-    except TaskFailed as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_TASK_FAILED
-    except (UsageError, ConfigurationError, ArgumentError) as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_USAGE
-    except OrbitError as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_REQUEST_FAILED
     except KeyboardInterrupt:
         code = 130
+    except OrbitError as exc:
+        code = exit_code(exc)
+        report_error(exc, code, err=err, as_json=ctx.json)
     finally:
         ctx.close()
     return code
+
+
+def exit_code(exc: OrbitError) -> int:
+    """The exit code for an error that ended a command (see EXIT_CODES)."""
+    if isinstance(exc, DaemonUnavailable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(exc, RequestError):
+        # Before the usage errors: a 400 answer is a BadRequestError, also a ValueError.
+        return EXIT_REQUEST_FAILED
+    if isinstance(exc, TaskFailed):
+        return EXIT_TASK_FAILED
+    if isinstance(exc, TaskWaitTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(exc, UsageError | ConfigurationError | ArgumentError):
+        return EXIT_USAGE
+    return EXIT_REQUEST_FAILED
+
+
+def report_error(exc: OrbitError, code: int, *, err: TextIO, as_json: bool) -> None:
+    """One line on stderr: text, or under ``-F json`` one JSON object a script can parse."""
+    if not as_json:
+        print(f"orbit-globus: {exc}", file=err)
+        return
+    document: dict[str, Any] = {
+        "error": getattr(exc, "code", None) or type(exc).__name__,
+        "message": getattr(exc, "message", None) or str(exc),
+        "exit_code": code,
+    }
+    if isinstance(exc, RequestError):
+        document["status"] = exc.status
+    if isinstance(exc, ConsentRequiredError):
+        document["required_scopes"] = exc.required_scopes
+    if isinstance(exc, TaskFailed | TaskWaitTimeout) and exc.task is not None:
+        document["task"] = exc.task
+    print(json.dumps(document, sort_keys=True), file=err)

@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from .bridge import BridgeClient
 from .errors import NoSessionError, OrbitError, TaskWaitTimeout
-from .globus import GlobusClient
+from .globus import GlobusClient, patiently
 from .render import ProgressBoard, record, table
 
 __all__ = [
     "ENV_SESSION",
+    "EXIT_AUTH",
     "EXIT_CODES",
     "EXIT_OK",
     "EXIT_REQUEST_FAILED",
@@ -38,6 +40,7 @@ __all__ = [
     "cmd_ls",
     "cmd_mkdir",
     "cmd_rename",
+    "cmd_session_list",
     "cmd_session_register",
     "cmd_session_unregister",
     "cmd_task_cancel",
@@ -55,13 +58,16 @@ EXIT_USAGE = 2
 EXIT_REQUEST_FAILED = 3
 EXIT_UNREACHABLE = 4
 EXIT_TIMEOUT = 5
+EXIT_AUTH = 6
 EXIT_CODES = {
     EXIT_OK: "success",
-    EXIT_TASK_FAILED: "the task ended FAILED",
+    EXIT_TASK_FAILED: "a task ended FAILED",
     EXIT_USAGE: "usage or configuration error",
-    EXIT_REQUEST_FAILED: "the daemon answered the request with an error",
+    EXIT_REQUEST_FAILED: "the daemon refused the request or Globus failed behind it",
     EXIT_UNREACHABLE: "the daemon is unreachable",
     EXIT_TIMEOUT: "timed out waiting; the task is still running",
+    EXIT_AUTH: "authentication or consent: a daemon token, Globus credential or consent is"
+    " missing, expired or refused",
 }
 
 ENV_SESSION = "RADICAL_ORBIT_SESSION"
@@ -141,6 +147,10 @@ class Context:
             self._globus = client
             if need_session and client.session_id is None:
                 self._register_from_environment(client)
+            elif client.session_id is not None and (creds := credentials(self.args)):
+                # A daemon that restarted lost the session's credential: the client hands
+                # this one over when the daemon says so (and after its stream reconnects).
+                client.keep_credential(**creds)
         return self._globus
 
     def _register_from_environment(self, client: GlobusClient) -> None:
@@ -228,6 +238,28 @@ def cmd_session_register(ctx: Context) -> int:
     return EXIT_OK
 
 
+SESSION_COLUMNS = [
+    ("sid", "Session ID"),
+    ("credential", "Credential"),
+    ("auth", "Auth"),
+    ("local_collection", "Local Collection"),
+    ("active", "Active"),
+    ("inactive", "Inactive"),
+    ("succeeded", "Succeeded"),
+    ("failed", "Failed"),
+]
+
+
+def cmd_session_list(ctx: Context) -> int:
+    sessions = ctx.globus(need_session=False).list_sessions()
+    rows = [
+        {**s, **{status.lower(): n for status, n in (s.get("tasks") or {}).items()}}
+        for s in sessions
+    ]
+    ctx.emit({"sessions": sessions}, lambda: table(rows, SESSION_COLUMNS))
+    return EXIT_OK
+
+
 def cmd_session_unregister(ctx: Context) -> int:
     client = ctx.globus(need_session=False)
     if ctx.args.sid:
@@ -291,8 +323,10 @@ def cmd_task_list(ctx: Context) -> int:
 
 def _wait(ctx: Context, task_id: str, *, quiet_json: bool = False) -> int:
     args = ctx.args
+    # A daemon restarting right now is waited for too, within the same timeout.
+    client = patiently(time.monotonic() + args.timeout, ctx.globus)
     try:
-        row = ctx.globus().task_wait(
+        row = client.task_wait(
             task_id, timeout=args.timeout, polling_interval=args.polling_interval
         )
     except TaskWaitTimeout as exc:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ..protocol import CloseCode, parse_envelope
 from . import calls
+from .config import DaemonAddress, relocated
 from .errors import (
     AuthenticationError,
     DaemonUnavailable,
@@ -221,8 +222,10 @@ class StreamCore:
         idle_timeout: float,
         give_up_after: float | None,
         backoff: Backoff | None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self.url = url
+        self._endpoint_file = endpoint_file
         self.headers = {"Authorization": f"Bearer {token}"}
         self._filters = {"session_id": session_id, "task_id": task_id, "topic": topic}
         self._cursor_file = CursorFile(cursor_file) if cursor_file else None
@@ -237,6 +240,16 @@ class StreamCore:
     def target(self) -> str:
         """The WebSocket URL resuming after the last delivered event."""
         return calls.websocket_url(self.url, since=self.cursor.last_seq, **self._filters)
+
+    def _relocate(self) -> bool:
+        """Follow a daemon that came back on another port (announced in its endpoint.json)."""
+        if self._endpoint_file is None:
+            return False
+        moved = relocated(DaemonAddress(self.url, "", endpoint_file=self._endpoint_file))
+        if moved is None:
+            return False
+        self.url = moved.url
+        return True
 
     def save(self) -> None:
         """Record the last delivered event in the cursor file (if any and not yet saved)."""
@@ -294,6 +307,8 @@ class StreamCore:
         now = time.monotonic()
         if self._give_up_after is not None and now - failing_since >= self._give_up_after:
             raise DaemonUnavailable(self.url, reason)
+        if self._relocate():
+            return 0.0, False
         delay = self._backoff.next_delay()
         if deadline is not None and now + delay >= deadline:
             return max(0.0, deadline - now), True

@@ -12,6 +12,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -59,6 +60,7 @@ class EventStream(Iterator[dict[str, Any]]):
         give_up_after: float | None = None,
         backoff: Backoff | None = None,
         on_reconnect: Callable[[], object] | None = None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self._core = StreamCore(
             url=url,
@@ -71,6 +73,7 @@ class EventStream(Iterator[dict[str, Any]]):
             idle_timeout=idle_timeout,
             give_up_after=give_up_after,
             backoff=backoff,
+            endpoint_file=endpoint_file,
         )
         self._open_timeout = open_timeout
         self._on_reconnect = on_reconnect

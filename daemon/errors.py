@@ -96,8 +96,9 @@ class CredentialMissing(DaemonError):
     def __init__(self, sid: str) -> None:
         super().__init__(
             f"session {sid} has no Globus credential in this daemon process (it restarted): "
-            "register it again with POST /globus/sessions and "
-            f'{{"sid": "{sid}", "access_token": ...}}; its tasks stay tracked',
+            f"register it again (orbit-globus session register --session {sid}, or POST "
+            f'/globus/sessions with {{"sid": "{sid}", "access_token": ...}}); its tasks stay '
+            "tracked",
             sid=sid,
         )
 
@@ -109,8 +110,9 @@ class CredentialExpired(DaemonError):
     def __init__(self, sid: str) -> None:
         super().__init__(
             f"the Globus credential of session {sid} expired or was revoked: register the "
-            f'session again with POST /globus/sessions and {{"sid": "{sid}", ...}} holding a '
-            "fresh access_token (or refresh_token + client_id); its tasks stay tracked",
+            f"session again with a fresh access_token (or refresh_token + client_id): "
+            f"orbit-globus session register --session {sid}, or POST /globus/sessions with "
+            f'{{"sid": "{sid}", ...}}; its tasks stay tracked',
             sid=sid,
         )
 

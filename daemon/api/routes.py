@@ -156,6 +156,14 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             sid=body.sid,
         )
 
+    @app.get("/globus/sessions")
+    async def list_sessions(owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.list_sessions(owner)
+
+    @app.get("/globus/sessions/{sid}")
+    async def get_session(session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.describe_session(session)
+
     @app.delete("/globus/sessions/{sid}")
     async def unregister(sid: str, owner: Owner, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.unregister(owner=owner, sid=sid)

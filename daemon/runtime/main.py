@@ -29,6 +29,7 @@ from ..api.websocket import Connections
 from ..errors import DaemonError
 from ..service.endpoint import EndpointService
 from ..service.store import Store
+from .address import listen
 from .config import Config, load_config
 from .logs import configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
@@ -45,21 +46,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
-    # proto says TCP, and without it Nagle + delayed ACKs added ~40 ms to every answer.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(False)
-    return sock
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -126,7 +112,20 @@ async def serve(config: Config) -> int:
         )
     lock = _lock_state_dir(config.state_dir)
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
-    sock = _bind(config.host, config.port)
+    listening = listen(
+        host=config.host,
+        configured=config.port,
+        state_dir=config.state_dir,
+        fallback=config.port_fallback,
+    )
+    if listening.moved_from is not None:
+        log.warning(
+            "port taken, listening on another",
+            taken=listening.moved_from,
+            port=listening.port,
+            endpoint_file=str(config.state_dir / "endpoint.json"),
+        )
+    sock = listening.sock
     store = await Store.open(config.ledger_path)
     endpoint = EndpointService(config, store=store, tokens=tokens)
     endpoint_file = config.state_dir / "endpoint.json"
@@ -214,7 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     for p in (parser, run):
         p.add_argument("--state-dir", help="state folder (ledger, tokens, endpoint.json)")
         p.add_argument("--host", help="bind address (default 127.0.0.1)")
-        p.add_argument("--port", type=int, help="port (default 0: any free port)")
+        p.add_argument(
+            "--port",
+            type=int,
+            help="port (default: the one this state folder's daemon bound before, else any"
+            " free one; 0: any free port at every start)",
+        )
         p.add_argument("--name", help="endpoint name (default: the host name)")
         p.add_argument("--poll-interval", type=float, help="seconds between sweeps (default 10)")
         p.add_argument("--local-collection", help='collection UUID that "local" means')

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ...ledger import events as ev
-from ...protocol import VERSION, is_terminal
+from ...protocol import STATUSES, VERSION, is_terminal
 from ..api.auth import TokenStore
 from ..errors import BadRequest, NotFound
 from ..globus.credentials import Credential, Secret
@@ -24,6 +24,7 @@ from .hub import EventHub, Listener, message_for
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
+from .tally import TaskCounts, count_tasks
 
 __all__ = ["EndpointService", "task_json"]
 
@@ -125,6 +126,25 @@ class EndpointService:
         await self.sessions.unregister(owner=owner, sid=sid)
         return {"sid": sid, "closed": True}
 
+    def session_json(self, session: Session, counts: TaskCounts) -> dict[str, Any]:
+        tasks = {status: counts.get((session.sid, status), 0) for status in STATUSES}
+        return {
+            "sid": session.sid,
+            "local_collection": session.local_collection or self.default_local,
+            "auth": session.credential.kind if session.credential is not None else None,
+            "credential": session.credential_state,
+            "tasks": tasks,
+        }
+
+    async def list_sessions(self, owner: str) -> dict[str, Any]:
+        counts = await count_tasks(self.config.ledger_path, owner=owner)
+        mine = [s for s in self.sessions.all() if s.owner == owner]
+        return {"sessions": [self.session_json(s, counts) for s in mine]}
+
+    async def describe_session(self, session: Session) -> dict[str, Any]:
+        counts = await count_tasks(self.config.ledger_path, owner=session.owner)
+        return self.session_json(session, counts)
+
     def session(self, owner: str, sid: str) -> Session:
         return self.sessions.get(owner, sid)
 
@@ -181,6 +201,10 @@ class EndpointService:
 
     async def wait_task(self, session: Session, task_id: str, seconds: float) -> dict[str, Any]:
         timeout = min(max(seconds, 0.0), MAX_WAIT)
+        if not is_terminal((await self.task_row(session, task_id)).status):
+            # Nobody follows the tasks of a session without a working credential: say so
+            # instead of letting the waiter time out on a task that may have ended long ago.
+            session.require_clients()
         listener = self.hub.attach(Listener(owner=session.owner, task_id=task_id, maxsize=64))
         try:
             deadline = asyncio.get_running_loop().time() + timeout

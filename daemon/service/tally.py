@@ -1,0 +1,43 @@
+"""Counts over the tasks projection (per session and status), for the sessions route and the
+metrics: one ``GROUP BY`` on a read-only connection of its own, in a thread.
+
+A connection of its own rather than the ledger's readers: counting is the only aggregate the
+daemon needs, and SQLite in WAL mode lets any number of readers see the last commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from pathlib import Path
+
+from ...ledger.schema import connect
+
+__all__ = ["TaskCounts", "by_status", "count_tasks"]
+
+# (session_id, status) -> tasks
+TaskCounts = dict[tuple[str | None, str], int]
+
+
+def _count(path: Path, owner: str | None) -> TaskCounts:
+    with contextlib.closing(connect(path, readonly=True)) as conn:
+        sql = "SELECT session_id, status, count(*) FROM tasks"
+        params: tuple[str, ...] = ()
+        if owner is not None:
+            sql += " WHERE owner = ?"
+            params = (owner,)
+        rows = conn.execute(sql + " GROUP BY session_id, status", params).fetchall()
+    return {(sid, status): int(n) for sid, status, n in rows}
+
+
+async def count_tasks(path: Path, *, owner: str | None = None) -> TaskCounts:
+    """Tasks per (session, status), of one daemon token or of all."""
+    return await asyncio.to_thread(_count, path, owner)
+
+
+def by_status(counts: TaskCounts) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for (_sid, status), n in counts.items():
+        out[status] += n
+    return dict(out)
