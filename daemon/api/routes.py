@@ -20,6 +20,7 @@ from ..runtime.logs import get_logger
 from ..service.endpoint import EndpointService
 from ..service.sessions import Session
 from .auth import parse_bearer
+from .health import add_operator_routes
 from .limits import BodyLimit
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
 from .websocket import Connections, serve_websocket
@@ -271,5 +272,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await serve_websocket(websocket, endpoint, connections)
+
+    add_operator_routes(app, endpoint, connections)
 
     return app

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from ...protocol import TOPICS, CloseCode, resume_reason
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
+from ..runtime.metrics import NOTIFICATION_LAG_SECONDS
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
 
@@ -211,6 +212,7 @@ async def _live(
         if stored is not None:
             if stored.seq > last:
                 await _send(websocket, message_text(stored), last)
+                NOTIFICATION_LAG_SECONDS.observe(max(0.0, time.time() - stored.time))
                 last = stored.seq
         elif time.monotonic() >= next_beat:
             await _send(websocket, _heartbeat(endpoint.hub.head), last)

@@ -20,11 +20,12 @@ from ..globus.ops import GlobusOps, is_auth_failure, map_error
 from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
+from ..runtime.metrics import CommitMetrics, refresh, render
 from .hub import EventHub, Listener, message_for
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
-from .tally import TaskCounts, count_tasks
+from .tally import TaskCounts, by_status, count_tasks, writable
 
 __all__ = ["EndpointService", "task_json"]
 
@@ -59,6 +60,7 @@ class EndpointService:
             max_backoff=config.max_backoff,
         )
         self.hub = EventHub(store)
+        self.commit_metrics = CommitMetrics()
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
@@ -66,8 +68,10 @@ class EndpointService:
     async def start(self) -> None:
         await self.sessions.load()
         await self.hub.start()
+        self.store.attach(self.commit_metrics)
 
     async def close(self) -> None:
+        self.store.detach(self.commit_metrics)
         await self.poller.close()
         await self.submitter.close()
         await self.hub.close()
@@ -342,6 +346,23 @@ class EndpointService:
         session = self.sessions.find(sid)
         if session is not None and session.owner != owner:
             raise NotFound(f"no session {sid!r} for this token")
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def ready(self) -> bool:
+        """The ledger takes writes and every session with a credential has a live poller."""
+        if not await writable(self.config.ledger_path):
+            return False
+        return all(self.poller.running(s.sid) for s in self.sessions.all() if s.usable)
+
+    async def metrics(self, *, websocket_clients: int) -> bytes:
+        counts = await count_tasks(self.config.ledger_path)
+        refresh(
+            tasks_by_status=by_status(counts),
+            websocket_clients=websocket_clients,
+            credential_states=[s.credential_state for s in self.sessions.all()],
+        )
+        return render()
 
     async def status_counts(self) -> tuple[int, int, int]:
         rows = await self.store.open_task_count()

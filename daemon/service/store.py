@@ -15,6 +15,7 @@ from ...ledger import Ledger, SubmissionRow, TaskRow
 from ...ledger import events as ev
 from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
+from ..runtime.metrics import LEDGER_APPEND_SECONDS
 
 __all__ = ["Store", "StoredEvent", "row_dict"]
 
@@ -37,6 +38,10 @@ class Store:
     async def close(self) -> None:
         await self.ledger.close()
 
+    async def _append(self, event: ev.Event) -> StoredEvent:
+        with LEDGER_APPEND_SECONDS.time():
+            return await self.ledger.append(event)
+
     async def head(self) -> int:
         return int(await self.ledger.head())
 
@@ -45,7 +50,7 @@ class Store:
     async def session_opened(
         self, *, owner: str, session_id: str, local_collection: str | None, auth: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SessionOpened(
                 owner=owner,
                 session_id=session_id,
@@ -55,10 +60,10 @@ class Store:
         )
 
     async def session_closed(self, *, owner: str, session_id: str) -> StoredEvent:
-        return await self.ledger.append(ev.SessionClosed(owner=owner, session_id=session_id))
+        return await self._append(ev.SessionClosed(owner=owner, session_id=session_id))
 
     async def credential_expired(self, *, owner: str, session_id: str, message: str) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
         )
 
@@ -86,7 +91,7 @@ class Store:
         request: ev.TransferRequest | ev.DeleteRequest,
     ) -> StoredEvent:
         kind: ev.TaskType = "TRANSFER" if isinstance(request, ev.TransferRequest) else "DELETE"
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitRequested(
                 owner=owner,
                 session_id=session_id,
@@ -123,12 +128,12 @@ class Store:
             destination=destination,
             status="ACTIVE",
         )
-        return await self.ledger.append(event)
+        return await self._append(event)
 
     async def submit_failed(
         self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.SubmitFailed(
                 owner=owner,
                 session_id=session_id,
@@ -144,14 +149,14 @@ class Store:
     # -- cancels -------------------------------------------------------------------------
 
     async def cancel_requested(self, *, owner: str, session_id: str, task_id: str) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id)
         )
 
     async def cancel_result(
         self, *, owner: str, session_id: str, task_id: str, code: str, message: str
     ) -> StoredEvent:
-        return await self.ledger.append(
+        return await self._append(
             ev.CancelResult(
                 owner=owner, session_id=session_id, task_id=task_id, code=code, message=message
             )
@@ -176,7 +181,8 @@ class Store:
     async def append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
         if not events:
             return []
-        return list(await self.ledger.append_many(list(events)))
+        with LEDGER_APPEND_SECONDS.time():
+            return list(await self.ledger.append_many(list(events)))
 
     async def task(self, task_id: str) -> TaskRow | None:
         return await self.ledger.task(task_id)

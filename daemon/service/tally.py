@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
 from ...ledger.schema import connect
 
-__all__ = ["TaskCounts", "by_status", "count_tasks"]
+__all__ = ["TaskCounts", "by_status", "count_tasks", "writable"]
 
 # (session_id, status) -> tasks
 TaskCounts = dict[tuple[str | None, str], int]
@@ -41,3 +42,25 @@ def by_status(counts: TaskCounts) -> dict[str, int]:
     for (_sid, status), n in counts.items():
         out[status] += n
     return dict(out)
+
+
+def _probe_write(path: Path) -> bool:
+    # Taking the write lock and letting it go proves the file, its folder and the disk
+    # accept a write now, without writing anything; a short wait, as a probe must not hang.
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=2.0)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
+async def writable(path: Path) -> bool:
+    """Whether the ledger file takes writes now (for ``/ready``)."""
+    return path.exists() and await asyncio.to_thread(_probe_write, path)
