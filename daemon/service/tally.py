@@ -1,5 +1,6 @@
 """Counts over the tasks projection (per session and status), for the sessions route and the
-metrics: one ``GROUP BY`` on a read-only connection of its own, in a thread.
+metrics: one ``GROUP BY`` on a read-only connection of its own, in a thread; and the write
+probe of ``/ready``.
 
 A connection of its own rather than the ledger's readers: counting is the only aggregate the
 daemon needs, and SQLite in WAL mode lets any number of readers see the last commit.
@@ -45,6 +46,8 @@ def by_status(counts: TaskCounts) -> dict[str, int]:
 
 
 def _probe_write(path: Path) -> bool:
+    if not path.exists():  # sqlite3 would create an empty file
+        return False
     # Taking the write lock and letting it go proves the file, its folder and the disk
     # accept a write now, without writing anything; a short wait, as a probe must not hang.
     try:
@@ -63,4 +66,4 @@ def _probe_write(path: Path) -> bool:
 
 async def writable(path: Path) -> bool:
     """Whether the ledger file takes writes now (for ``/ready``)."""
-    return path.exists() and await asyncio.to_thread(_probe_write, path)
+    return await asyncio.to_thread(_probe_write, path)
