@@ -64,6 +64,9 @@ from .errors import (
 __all__ = ["EXIT_CODES", "build_parser", "exit_code", "main", "report_error"]
 
 
+TIME_HELP = "ISO 8601 time (local unless it carries an offset) or Unix seconds"
+
+
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds (default 3600)")
     parser.add_argument(
@@ -95,7 +98,19 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         help=f"session id (default: ${ENV_SESSION}); write --session=SID if it starts with -",
     )
     parser.add_argument(
-        "-F", "--format", choices=("text", "json"), default="text" if default is None else default
+        "-F",
+        "--format",
+        choices=("text", "json", "jsonl", "csv"),
+        default="text" if default is None else default,
+        help="text (times in ISO 8601 local time), json; history also jsonl and csv (the"
+        " whole range, streamed)",
+    )
+    parser.add_argument(
+        "--jmespath",
+        "--jq",
+        default=default,
+        metavar="EXPR",
+        help="print the JSON answer filtered by this JMESPath expression (implies -F json)",
     )
     parser.add_argument(
         "--local-collection", default=default, help="local collection UUID for a new session"
@@ -155,24 +170,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sid", nargs="?")
     p.set_defaults(func=cmd_session_unregister)
 
-    p = sub.add_parser("transfer", help="submit a transfer")
-    p.add_argument("source", help="source collection UUID or 'local'")
-    p.add_argument("destination", help="destination collection UUID or 'local'")
+    p = sub.add_parser(
+        "transfer",
+        help="submit a transfer",
+        description="Submit a transfer: SRC:PATH DST:PATH, or SRC DST SRC_PATH DST_PATH, plus"
+        " any --item pairs and --batch lines.",
+    )
+    p.add_argument("source", help="source collection UUID or 'local', optionally SRC:PATH")
+    p.add_argument("destination", help="destination collection UUID or 'local', or DST:PATH")
     p.add_argument("source_path", nargs="?")
     p.add_argument("dest_path", nargs="?")
     p.add_argument("--item", nargs=2, action="append", metavar=("SRC", "DST"))
+    p.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="read more items from FILE ('-': standard input), one 'SOURCE_PATH DEST_PATH"
+        " [--recursive]' per line, '#' comments",
+    )
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
     p.add_argument("--sync-level", choices=("exists", "size", "mtime", "checksum"))
-    p.add_argument("--verify-checksum", action="store_true", default=None)
+    p.add_argument(
+        "--verify-checksum",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="verify each file's checksum after it is copied (default: on, as globus-cli)",
+    )
     p.add_argument("--preserve-timestamp", action="store_true", default=None)
     p.add_argument("--wait", action="store_true", help="wait for the task to finish")
     _add_wait_options(p)
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("delete", help="submit a delete")
-    p.add_argument("collection")
-    p.add_argument("paths", nargs="+")
+    p.add_argument("collection", help="collection UUID or 'local', optionally COLLECTION:PATH")
+    p.add_argument("paths", nargs="*")
+    p.add_argument(
+        "--batch", metavar="FILE", help="read more paths from FILE ('-': stdin), one per line"
+    )
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
     p.add_argument("--wait", action="store_true")
@@ -188,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--status", choices=STATUSES)
     p.set_defaults(func=cmd_task_list)
-    p = tsub.add_parser("wait", help="wait until the task ends (exit 1 if it FAILED)")
-    p.add_argument("task_id")
+    p = tsub.add_parser(
+        "wait", help="wait until the task (or every task of --label) ends; exit 1 if one FAILED"
+    )
+    p.add_argument("task_id", nargs="?")
+    p.add_argument("--label", help="every task of the session whose label matches (a glob)")
     _add_wait_options(p)
     p.set_defaults(func=cmd_task_wait)
     p = tsub.add_parser("cancel", help="cancel a task")
@@ -214,11 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rename)
 
     esub = sub.add_group("endpoint", help="search or show Globus collections")
-    p = esub.add_parser("search")
+    p = esub.add_parser("search", help="collections whose name or description matches TEXT")
     p.add_argument("filter_text", nargs="?")
     p.add_argument("--limit", type=int, default=25)
     p.set_defaults(func=cmd_endpoint_search)
-    p = esub.add_parser("show")
+    p = esub.add_parser("show", help="one collection's document")
     p.add_argument("collection")
     p.set_defaults(func=cmd_endpoint_show)
 
@@ -226,16 +263,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="only this task")
     p.add_argument("--status")
     p.add_argument("--label")
-    p.add_argument("--since", help="ISO time")
-    p.add_argument("--until", help="ISO time")
-    p.add_argument("--after", type=int, help="events after this seq (next page)")
+    p.add_argument("--since", metavar="TIME", help=TIME_HELP + " (from, inclusive)")
+    p.add_argument("--until", metavar="TIME", help=TIME_HELP + " (until, exclusive)")
+    p.add_argument("--after", type=int, metavar="SEQ", help="events after this seq (next page)")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--view", choices=("events", "tasks"), default="events")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("watch", help="live progress of the session's tasks")
     p.add_argument("--task", help="only this task")
-    p.add_argument("--since", type=int, help="replay from after this seq")
+    p.add_argument(
+        "--since", metavar="TIME", help=TIME_HELP + ": replay from the first event at or after it"
+    )
+    p.add_argument("--after", type=int, metavar="SEQ", help="replay from after this seq")
     p.add_argument("--all-sessions", action="store_true")
     p.add_argument("--all-topics", action="store_true", help="also session and task events")
     p.add_argument("--cursor-file", help="resume from (and record to) this file")

@@ -7,6 +7,8 @@ hub; ``app.py`` only parses requests, checks the bearer token and calls these me
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import re
 import time
 from typing import Any
 
@@ -30,6 +32,9 @@ from .tally import TaskCounts, by_status, count_tasks, writable
 __all__ = ["EndpointService", "task_json"]
 
 log = get_logger(__name__)
+
+# The characters that make a label a glob pattern (as the ledger's GLOB reads them).
+_GLOB = re.compile(r"[*?\[]")
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
@@ -172,7 +177,7 @@ class EndpointService:
             items=items,
             label=body.get("label"),
             sync_level=body.get("sync_level"),
-            verify_checksum=bool(body.get("verify_checksum") or False),
+            verify_checksum=bool(body.get("verify_checksum", True)),
             preserve_timestamp=bool(body.get("preserve_timestamp") or False),
             deadline=body.get("deadline"),
         )
@@ -324,8 +329,11 @@ class EndpointService:
             return {"tasks": [task_json(r) for r in rows]}
         events: list[dict[str, Any]] = []
         last = after
-        fields = {k: v for k, v in (("status", status), ("label", label)) if v is not None}
-        # Every filter runs in SQL, so events the filters skip are never decoded here.
+        # A label with glob characters matches as in the tasks view; it is checked here, on
+        # the events the other filters (all in SQL) let through. A plain label runs in SQL.
+        pattern = label if label is not None and _GLOB.search(label) else None
+        exact = None if pattern is not None else label
+        fields = {k: v for k, v in (("status", status), ("label", exact)) if v is not None}
         async for stored in self.store.events_since(
             after,
             owner=owner,
@@ -335,6 +343,10 @@ class EndpointService:
             data=fields,
         ):
             last = stored.seq
+            if pattern is not None and not fnmatch.fnmatchcase(
+                str(stored.data.get("label") or ""), pattern
+            ):
+                continue
             events.append(message_for(stored))
             if len(events) >= limit:
                 break
