@@ -31,7 +31,7 @@ from ..service.endpoint import EndpointService
 from ..service.store import Store
 from .address import listen
 from .config import Config, load_config
-from .logs import configure_logging, get_logger
+from .logs import announce, configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
 
@@ -104,12 +104,7 @@ async def serve(config: Config) -> int:
     notifier = SystemdNotifier()
     tokens = TokenStore(config.state_dir, default_hash=credential_hash(os.environ))
     if tokens.ensure():
-        log.info("created the default client token", path=str(tokens.token_path))
-        print(
-            f"orbit-globus-endpoint: client token written to {tokens.token_path}",
-            file=sys.stderr,
-            flush=True,
-        )
+        announce(f"client token written to {tokens.token_path}", path=str(tokens.token_path))
     lock = _lock_state_dir(config.state_dir)
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
     listening = listen(
@@ -273,5 +268,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_malloc_arenas()  # before the ledger and executor threads exist
         return asyncio.run(serve(config))
     except DaemonError as exc:
-        print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
+        announce(exc.message, level="error", status=2)
         return 2

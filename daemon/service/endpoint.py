@@ -23,6 +23,7 @@ from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
 from ..runtime.metrics import CommitMetrics, refresh, render
+from .alerts import AlertLog
 from .hub import EventHub, Listener, message_for
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
@@ -66,6 +67,7 @@ class EndpointService:
         )
         self.hub = EventHub(store)
         self.commit_metrics = CommitMetrics()
+        self.alerts = AlertLog()
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
@@ -74,9 +76,11 @@ class EndpointService:
         await self.sessions.load()
         await self.hub.start()
         self.store.attach(self.commit_metrics)
+        self.store.attach(self.alerts)
 
     async def close(self) -> None:
         self.store.detach(self.commit_metrics)
+        self.store.detach(self.alerts)
         await self.poller.close()
         await self.submitter.close()
         await self.hub.close()
