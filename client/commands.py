@@ -623,6 +623,26 @@ def _after_time(client: GlobusClient, since: float | None, *, all_sessions: bool
     return int(first[0]["seq"]) - 1 if first else None
 
 
+def _resync(ctx: Context, client: GlobusClient, board: ProgressBoard, pruned: int) -> None:
+    """The stream started behind events retention deleted: take those tasks' final state
+    from their rows instead (they all finished, or their events would still be there)."""
+    print(
+        f"orbit-globus: events up to seq {pruned} were pruned by the daemon's retention;"
+        " showing the tasks they were about from their final rows",
+        file=ctx.err,
+    )
+    sid = None if ctx.args.all_sessions else client.session_id
+    rows = client.history(task_id=ctx.args.task, view="tasks", limit=1000, session_id=sid)
+    for row in rows.get("tasks") or []:
+        if row.get("last_seq", 0) > pruned:
+            continue  # its events are still there: the stream delivers them
+        task = board.apply({"topic": "transfer_status", "task_id": row["task_id"], "data": row})
+        if ctx.json:
+            print(json.dumps({"type": "task", **row}, sort_keys=True), file=ctx.out)
+        elif task is not None:
+            print(board.line(task), file=ctx.out, flush=True)
+
+
 # Seconds a quiet watch waits before it looks again whether anything is left to wait for.
 _IDLE_CHECK = 1.0
 
@@ -650,6 +670,7 @@ def cmd_watch(ctx: Context) -> int:
         cursor_file=args.cursor_file,
         all_sessions=args.all_sessions,
     )
+    resynced = False
     with stream:
         quiet_since = time.monotonic()
         while True:
@@ -657,6 +678,9 @@ def cmd_watch(ctx: Context) -> int:
             if args.timeout is not None:
                 wait = min(wait, max(0.0, quiet_since + args.timeout - time.monotonic()))
             event = stream.get(timeout=wait)
+            if stream.pruned_through is not None and not resynced:
+                resynced = True
+                _resync(ctx, client, board, stream.pruned_through)
             if event is None:
                 if args.timeout is not None and time.monotonic() >= quiet_since + args.timeout:
                     print("orbit-globus: watch timed out", file=ctx.err)
@@ -665,11 +689,12 @@ def cmd_watch(ctx: Context) -> int:
                 # stream's start): --until-done has nothing to wait for.
                 if (
                     args.until_done
-                    and not board.tasks
+                    and (not board.tasks or board.all_done())
                     and stream.last_seq is not None
                     and not _more_to_come(ctx, client, stream.last_seq)
                 ):
-                    return EXIT_OK
+                    failed = failed or any(t.status == "FAILED" for t in board.tasks.values())
+                    return EXIT_TASK_FAILED if failed else EXIT_OK
                 continue
             quiet_since = time.monotonic()
             task = board.apply(event)

@@ -117,6 +117,9 @@ class ReplayCursor:
     def __init__(self, since: int | None) -> None:
         self.last_seq: int | None = since
         self.head: int | None = None
+        # Set when the daemon says retention deleted events after our position: the events
+        # of finished tasks up to this seq are gone, their task rows hold the final state.
+        self.pruned_through: int | None = None
 
     def accept(self, message: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return the event to deliver, or None (heartbeat, duplicate, unknown type)."""
@@ -127,6 +130,9 @@ class ReplayCursor:
                 self.head = head
                 if self.last_seq is None:
                     self.last_seq = head
+            pruned = message.get("pruned_through")
+            if isinstance(pruned, int) and self.last_seq is not None and self.last_seq < pruned:
+                self.pruned_through = max(pruned, self.pruned_through or 0)
             return None
         if kind != "event":
             return None

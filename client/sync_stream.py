@@ -86,6 +86,13 @@ class EventStream(Iterator[dict[str, Any]]):
         return self._core.connects
 
     @property
+    def pruned_through(self) -> int | None:
+        """Set when the stream started behind events that retention deleted: events up to
+        this seq of finished tasks are gone, and the task rows (``list_tasks``,
+        ``history(view="tasks")``) hold their final state. None: nothing was missed."""
+        return self._core.cursor.pruned_through
+
+    @property
     def last_seq(self) -> int | None:
         """Seq of the last event delivered (None before the first event or heartbeat)."""
         return self._core.cursor.last_seq

@@ -142,7 +142,7 @@ async def serve_websocket(
     try:
         # At once, before any replay: a client subscribing "from now" learns its position
         # even if nothing happens before it has to reconnect.
-        await _send(websocket, _heartbeat(head), last)
+        await _send(websocket, _heartbeat(head, await endpoint.pruned_through()), last)
         if since is not None:
             async for stored in endpoint.store.events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id
@@ -177,8 +177,13 @@ class _Lagged(Exception):
         self.seq = seq
 
 
-def _heartbeat(head: int) -> str:
-    return json.dumps({"type": "heartbeat", "head": head, "time": time.time()})
+def _heartbeat(head: int, pruned_through: int = 0) -> str:
+    message: dict[str, object] = {"type": "heartbeat", "head": head, "time": time.time()}
+    if pruned_through:
+        # Retention deleted events of finished tasks up to this seq: a client replaying
+        # from below it missed some and reads the task rows instead.
+        message["pruned_through"] = pruned_through
+    return json.dumps(message)
 
 
 async def _send(websocket: WebSocket, text: str, last: int) -> None:

@@ -18,19 +18,22 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from ...ledger.retention import prune_file
 from ..api.auth import TokenStore, credential_hash
 from ..api.routes import create_app
 from ..api.websocket import Connections
-from ..errors import DaemonError
+from ..errors import ConfigError, DaemonError
 from ..service.endpoint import EndpointService
 from ..service.store import Store
 from .address import listen
 from .config import Config, load_config
+from .housekeeping import retention_loop
 from .logs import announce, configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
@@ -179,6 +182,12 @@ async def _run(
         asyncio.create_task(_status_loop(notifier, endpoint), name="status"),
         asyncio.create_task(collect_cycles(), name="gc"),
     ]
+    if config.retention_days is not None:
+        helpers.append(
+            asyncio.create_task(
+                retention_loop(endpoint, days=config.retention_days), name="retention"
+            )
+        )
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
 
@@ -229,7 +238,57 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--quiet", action="store_true", help="print only the token")
     lst = token_sub.add_parser("list", help="list token names", argument_default=argparse.SUPPRESS)
     lst.add_argument("--state-dir")
+    prune = sub.add_parser(
+        "prune",
+        help="delete the events of tasks finished before DATE (each task keeps its row)",
+        argument_default=argparse.SUPPRESS,
+    )
+    prune.add_argument(
+        "--before",
+        required=True,
+        metavar="DATE",
+        help="ISO 8601 date or time (local unless it carries an offset) or Unix seconds",
+    )
+    prune.add_argument("--state-dir")
+    prune.add_argument("--config")
+    prune.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="then shrink the file (rewrites it; best with the daemon stopped)",
+    )
     return parser
+
+
+def _when(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--before {text!r}: give an ISO 8601 date or time (2026-01-31, 2026-01-31T12:00,"
+            " local unless it carries an offset) or Unix seconds"
+        ) from None
+    return (value.astimezone() if value.tzinfo is None else value).timestamp()
+
+
+def _prune(config: Config, *, before: str, vacuum: bool) -> int:
+    if not config.ledger_path.exists():
+        raise ConfigError(f"no ledger at {config.ledger_path}; give --state-dir")
+    result = prune_file(config.ledger_path, before=_when(before), vacuum=vacuum)
+    print(
+        json.dumps(
+            {
+                "tasks": result.tasks,
+                "failed_submits": result.failed_submits,
+                "events": result.events,
+                "pruned_through": result.pruned_through,
+            }
+        )
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=flags,
             config_file=Path(args.config) if getattr(args, "config", None) else None,
         )
+        if getattr(args, "command", None) == "prune":
+            return _prune(config, before=args.before, vacuum=getattr(args, "vacuum", False))
         if getattr(args, "command", None) == "token":
             tokens = TokenStore(config.state_dir)
             if args.action == "add":

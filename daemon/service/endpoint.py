@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ...ledger import events as ev
+from ...ledger.retention import PruneResult, prune_file
 from ...protocol import STATUSES, VERSION, is_terminal
 from ..api.auth import TokenStore
 from ..errors import BadRequest, NotFound
@@ -28,7 +29,7 @@ from .hub import EventHub, Listener, message_for
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
-from .tally import TaskCounts, by_status, count_tasks, writable
+from .tally import TaskCounts, by_status, count_tasks, read_pruned_through, writable
 
 __all__ = ["EndpointService", "task_json"]
 
@@ -36,6 +37,9 @@ log = get_logger(__name__)
 
 # The characters that make a label a glob pattern (as the ledger's GLOB reads them).
 _GLOB = re.compile(r"[*?\[]")
+
+# Seconds the daemon trusts its last reading of the ledger's retention mark.
+_PRUNED_FRESH = 5.0
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
@@ -71,6 +75,8 @@ class EndpointService:
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
+        self._pruned = 0
+        self._pruned_read = float("-inf")
 
     async def start(self) -> None:
         await self.sessions.load()
@@ -364,6 +370,20 @@ class EndpointService:
             raise NotFound(f"no session {sid!r} for this token")
 
     # -- operations ------------------------------------------------------------------------
+
+    async def pruned_through(self) -> int:
+        """The highest seq retention ever deleted (0: none), read at most every few seconds
+        (a prune may run in another process: ``orbit-globus-endpoint prune``)."""
+        now = time.monotonic()
+        if now - self._pruned_read > _PRUNED_FRESH:
+            self._pruned = await read_pruned_through(self.config.ledger_path)
+            self._pruned_read = now
+        return self._pruned
+
+    async def prune(self, *, before: float) -> PruneResult:
+        result = await asyncio.to_thread(prune_file, self.config.ledger_path, before=before)
+        self._pruned, self._pruned_read = result.pruned_through, time.monotonic()
+        return result
 
     async def ready(self) -> bool:
         """The ledger takes writes and every session with a credential has a live poller."""

@@ -14,9 +14,10 @@ import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
+from ...ledger.retention import pruned_through
 from ...ledger.schema import connect
 
-__all__ = ["TaskCounts", "by_status", "count_tasks", "writable"]
+__all__ = ["TaskCounts", "by_status", "count_tasks", "read_pruned_through", "writable"]
 
 # (session_id, status) -> tasks
 TaskCounts = dict[tuple[str | None, str], int]
@@ -67,3 +68,13 @@ def _probe_write(path: Path) -> bool:
 async def writable(path: Path) -> bool:
     """Whether the ledger file takes writes now (for ``/ready``)."""
     return await asyncio.to_thread(_probe_write, path)
+
+
+def _pruned(path: Path) -> int:
+    with contextlib.closing(connect(path, readonly=True)) as conn:
+        return pruned_through(conn)
+
+
+async def read_pruned_through(path: Path) -> int:
+    """The ledger's retention mark (the highest seq ever pruned; 0: none)."""
+    return await asyncio.to_thread(_pruned, path)
