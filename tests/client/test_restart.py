@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from client_helpers import DAEMON_ENV, DST, SRC
 
@@ -46,45 +47,27 @@ def occupy(url: str) -> socket.socket:
     """Listen on the daemon's port from another socket, as another user's process would."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     blocker = socket.socket()
+    # Connections of the stopped daemon may linger in TIME_WAIT on that port; a listener
+    # (this one, or the daemon's) still keeps every other socket off it.
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind((host, int(port)))
     blocker.listen()
     return blocker
 
 
-def test_a_restarted_daemon_comes_back_on_the_port_it_first_bound(
-    own_daemon: DaemonProcess,
-) -> None:
-    first = own_daemon.url
-    assert (own_daemon.state_dir / "port").read_text().strip() == first.rsplit(":", 1)[1]
-    own_daemon.kill()
-    own_daemon.start()
-    assert own_daemon.url == first
-    own_daemon.stop()
-    own_daemon.start()
-    assert own_daemon.url == first
-
-
-def test_a_taken_port_stops_the_start_with_a_clear_message_unless_fallback_is_allowed(
-    sim: Simulator, tmp_path: Path
-) -> None:
+def test_a_taken_port_stops_the_start_with_a_clear_message(sim: Simulator, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    daemon = remembering_daemon(sim, state).start()
-    first = daemon.url
-    daemon.stop()
-    with occupy(first):
-        with pytest.raises(LaunchError) as refused:
-            daemon.start()
-        message = " ".join(refused.value.args[0].split())
-        assert "another process uses that port" in message
-        assert "remembered in" in message and "port_fallback" in message
-        moving = remembering_daemon(sim, state, RADICAL_ORBIT_PORT_FALLBACK="1").start()
-        try:
-            assert moving.url != first
-            announced = json.loads((state / "endpoint.json").read_text())["url"]
-            assert announced == moving.url
-            assert "port taken, listening on another" in moving.log_tail()
-        finally:
-            moving.stop()
+    state.mkdir()
+    with socket.socket() as probe:  # a port of our own to remember, then to block
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (state / "port").write_text(f"{port}\n")
+    with occupy(f"http://127.0.0.1:{port}"), pytest.raises(LaunchError) as refused:
+        remembering_daemon(sim, state).start()
+    message = " ".join(refused.value.args[0].split())
+    assert f"cannot listen on 127.0.0.1:{port}" in message
+    assert "another process uses that port" in message
+    assert "remembered in" in message and "port_fallback" in message
 
 
 @pytest.mark.parametrize("move", [False, True], ids=["same-port", "moved"])
@@ -115,13 +98,19 @@ def test_python_task_wait_finishes_across_a_daemon_restart(
 
     waiter = threading.Thread(target=wait)
     waiter.start()
+    first = daemon.url
     try:
         daemon.kill()
         if move:
             with occupy(daemon.url):
                 daemon.start()
+            assert daemon.url != first
+            assert "port taken, listening on another" in daemon.log_tail()
         else:
             daemon.start()
+            # Back on the port it bound first, remembered in its state folder.
+            assert daemon.url == first
+            assert (state / "port").read_text().strip() == first.rsplit(":", 1)[1]
         waiter.join(90 * UNIT)
         assert not waiter.is_alive()
         assert "error" not in result, result.get("error")
@@ -186,6 +175,8 @@ def test_waiting_without_a_credential_says_so_at_once(
     own_daemon.start()
     forgetful = GlobusClient(own_daemon.url, own_daemon.token, session_id=client.session_id)
     assert forgetful.list_sessions()[0]["credential"] == "missing"
+    metrics = httpx.get(own_daemon.url + "/metrics", timeout=10 * UNIT).text
+    assert "orbit_sessions_without_credential 1.0" in metrics
     for use_stream in (True, False):
         with pytest.raises(AuthenticationError) as lost:
             forgetful.task_wait(task_id, timeout=30 * UNIT, use_stream=use_stream)

@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 from daemon_helpers import (
     client,
     new_user,
@@ -52,13 +51,19 @@ def scrape(
     return out
 
 
-def test_health_and_ready_need_no_token_and_say_nothing(daemon: DaemonProcess) -> None:
+def test_health_and_ready_need_no_token_say_nothing_and_stay_out_of_the_api(
+    shared_daemon: DaemonProcess,
+) -> None:
     for route in ("/health", "/ready"):
-        answer = httpx.get(daemon.url + route, timeout=10 * UNIT)
+        answer = httpx.get(shared_daemon.url + route, timeout=10 * UNIT)
         assert answer.status_code == 204 and answer.content == b""
+    with client(shared_daemon) as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    assert not {"/health", "/ready", "/metrics"} & set(paths)
 
 
-def test_ready_turns_503_when_the_ledger_refuses_writes(daemon: DaemonProcess) -> None:
+def test_ready_turns_503_when_the_ledger_refuses_writes(shared_daemon: DaemonProcess) -> None:
+    daemon = shared_daemon
     ledger = daemon.state_dir / "ledger.db"
     # Another connection holding the write lock: the ledger cannot take a write now.
     blocker = sqlite3.connect(ledger, isolation_level=None, timeout=5)
@@ -124,43 +129,27 @@ def test_metrics_may_require_the_daemon_token(tmp_path: Path, sim: Simulator) ->
 
 
 def test_sessions_list_their_credential_state_and_task_counts(
-    tmp_path: Path, sim: Simulator
+    daemon: DaemonProcess, sim: Simulator
 ) -> None:
-    daemon = start_daemon(tmp_path, sim)
-    try:
-        user = new_user(sim)
-        with client(daemon) as http:
-            sid = register(http, user)
-            other = register(http, new_user(sim))
-            task = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("x")).json()
-            wait_for(
-                lambda: (
-                    http.get(f"/globus/sessions/{sid}/tasks/{task['task_id']}").json()["status"]
-                    == "SUCCEEDED"
-                ),
-                timeout=30 * UNIT,
-            )
-            listed = {s["sid"]: s for s in http.get("/globus/sessions").json()["sessions"]}
-            assert listed.keys() == {sid, other}
-            assert listed[sid]["credential"] == "ok" and listed[sid]["auth"] == "access_token"
-            assert listed[sid]["tasks"] == {"ACTIVE": 0, "INACTIVE": 0, "SUCCEEDED": 1, "FAILED": 0}
-            assert listed[other]["tasks"]["SUCCEEDED"] == 0
-            # Another daemon token sees none of them.
-            stranger = daemon.add_token("stranger")
-        with client(daemon, stranger) as http:
-            assert http.get("/globus/sessions").json() == {"sessions": []}
-            assert http.get(f"/globus/sessions/{sid}").status_code == 404
-        daemon.kill()
-        daemon.start()
-        with client(daemon) as http:
-            after = http.get(f"/globus/sessions/{sid}").json()
-            assert after["credential"] == "missing" and after["tasks"]["SUCCEEDED"] == 1
-        assert scrape(daemon)["orbit_sessions_without_credential"][()] == 2
-    finally:
-        daemon.stop()
-
-
-@pytest.mark.parametrize("route", ["/health", "/ready", "/metrics"])
-def test_operator_routes_are_not_in_the_api_description(daemon: DaemonProcess, route: str) -> None:
+    user = new_user(sim)
     with client(daemon) as http:
-        assert route not in http.get("/openapi.json").json()["paths"]
+        sid = register(http, user)
+        other = register(http, new_user(sim))
+        task = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("x")).json()
+        wait_for(
+            lambda: (
+                http.get(f"/globus/sessions/{sid}/tasks/{task['task_id']}").json()["status"]
+                == "SUCCEEDED"
+            ),
+            timeout=30 * UNIT,
+        )
+        listed = {s["sid"]: s for s in http.get("/globus/sessions").json()["sessions"]}
+        assert listed.keys() == {sid, other}
+        assert listed[sid]["credential"] == "ok" and listed[sid]["auth"] == "access_token"
+        assert listed[sid]["tasks"] == {"ACTIVE": 0, "INACTIVE": 0, "SUCCEEDED": 1, "FAILED": 0}
+        assert listed[other]["tasks"]["SUCCEEDED"] == 0
+        # Another daemon token sees none of them.
+        stranger = daemon.add_token("stranger")
+    with client(daemon, stranger) as http:
+        assert http.get("/globus/sessions").json() == {"sessions": []}
+        assert http.get(f"/globus/sessions/{sid}").status_code == 404
