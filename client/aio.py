@@ -88,8 +88,8 @@ class AsyncGlobusClient(GlobusPluginBase):
     def _current_address(self) -> DaemonAddress:
         return self._transport.address
 
-    async def _ensure_followed(self) -> None:
-        """As :meth:`GlobusClient._ensure_followed`."""
+    async def ensure_followed(self) -> None:
+        """As :meth:`GlobusClient.ensure_followed`."""
         session = await self._transport.send(calls.get_session(self.session_id))
         if not self._needs_credential(session):
             return
@@ -195,7 +195,7 @@ class AsyncGlobusClient(GlobusPluginBase):
         deadline = time.monotonic() + timeout
         row = await self._patiently(deadline, self.get_task, task_id)
         if not is_terminal(row.get("status")):
-            await self._patiently(deadline, self._ensure_followed)
+            await self._patiently(deadline, self.ensure_followed)
             streamed = None
             if use_stream:
                 streamed = await self._wait_streaming(task_id, row, deadline)
@@ -230,7 +230,7 @@ class AsyncGlobusClient(GlobusPluginBase):
                     event = await stream.get(timeout=min(remaining, _RECHECK))
                     if stream.connects > connects:
                         connects = stream.connects
-                        await self._patiently(deadline, self._ensure_followed)
+                        await self._patiently(deadline, self.ensure_followed)
                     if event is None:
                         continue
                     if is_terminal((event.get("data") or {}).get("status")):

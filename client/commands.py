@@ -671,6 +671,11 @@ def cmd_watch(ctx: Context) -> int:
         all_sessions=args.all_sessions,
     )
     resynced = False
+    connects = 1
+    if client.session_id is not None and not args.all_sessions:
+        # Say at once when nobody follows the session's tasks (a credential to hand over
+        # is handed over), instead of watching for changes that will never come.
+        client.ensure_followed()
     with stream:
         quiet_since = time.monotonic()
         while True:
@@ -678,6 +683,10 @@ def cmd_watch(ctx: Context) -> int:
             if args.timeout is not None:
                 wait = min(wait, max(0.0, quiet_since + args.timeout - time.monotonic()))
             event = stream.get(timeout=wait)
+            if stream.connects > connects and client.session_id is not None:
+                connects = stream.connects  # reconnected: the daemon may have restarted
+                if not args.all_sessions:
+                    patiently(time.monotonic() + 30.0, client.ensure_followed)
             if stream.pruned_through is not None and not resynced:
                 resynced = True
                 _resync(ctx, client, board, stream.pruned_through)

@@ -107,9 +107,11 @@ class GlobusClient(GlobusPluginBase):
     def _current_address(self) -> DaemonAddress:
         return self._transport.address
 
-    def _ensure_followed(self) -> None:
+    def ensure_followed(self) -> None:
         """Make sure the daemon follows this session's tasks: hand it the remembered
-        credential if it lost it, else raise AuthenticationError saying what to do."""
+        credential if it lost it (a restart), else raise :class:`AuthenticationError`
+        (``CredentialMissing``/``CredentialExpired``) saying how to register it again.
+        ``task_wait`` calls it; call it before any other long wait on the session."""
         session = self._transport.send(calls.get_session(self.session_id))
         if not self._needs_credential(session):
             return
@@ -244,7 +246,7 @@ class GlobusClient(GlobusPluginBase):
         deadline = time.monotonic() + timeout
         row = patiently(deadline, self.get_task, task_id)
         if not is_terminal(row.get("status")):
-            patiently(deadline, self._ensure_followed)
+            patiently(deadline, self.ensure_followed)
             streamed = self._wait_streaming(task_id, row, deadline) if use_stream else None
             row = (
                 streamed
@@ -269,7 +271,7 @@ class GlobusClient(GlobusPluginBase):
                     event = stream.get(timeout=min(remaining, _RECHECK))
                     if stream.connects > connects:
                         connects = stream.connects
-                        patiently(deadline, self._ensure_followed)
+                        patiently(deadline, self.ensure_followed)
                     if event is None:
                         continue
                     data = event.get("data") or {}

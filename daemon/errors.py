@@ -72,7 +72,8 @@ class LocalCollectionUnknown(BadRequest):
     def __init__(self) -> None:
         super().__init__(
             'collection "local" was requested but no local collection is configured: pass '
-            "local_collection when registering the session, start the daemon with "
+            "local_collection when registering the session (orbit-globus session register "
+            "--local-collection UUID), start the daemon with "
             "--local-collection UUID (or RADICAL_ORBIT_GLOBUS_COLLECTION=UUID), run Globus "
             'Connect Personal, or write {"local_collection": "UUID"} to '
             "~/.radical/orbit/globus.json"

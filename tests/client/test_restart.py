@@ -181,6 +181,10 @@ def test_waiting_without_a_credential_says_so_at_once(
         with pytest.raises(AuthenticationError) as lost:
             forgetful.task_wait(task_id, timeout=30 * UNIT, use_stream=use_stream)
         assert lost.value.code == "CredentialMissing"
+    # The command line's other waiting command says so too (exit 6), with nothing to hand.
+    watching = run_cli(own_daemon, {"RADICAL_ORBIT_SESSION": str(client.session_id)}, "watch")
+    _, err = watching.communicate(timeout=60 * UNIT)
+    assert watching.returncode == 6 and "orbit-globus session register" in err
     # The client that registered it hands its credential over and the wait ends well.
     assert client.task_wait(task_id, timeout=60 * UNIT)["status"] == "SUCCEEDED"
     assert forgetful.list_sessions()[0]["credential"] == "ok"
