@@ -45,6 +45,8 @@ from timing import UNIT
 ROUTES = (
     ("GET", "/endpoints"),
     ("POST", "/globus/sessions"),
+    ("GET", "/globus/sessions"),
+    ("GET", "/globus/sessions/{sid}"),
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),
     ("POST", "/globus/sessions/{sid}/deletes"),
