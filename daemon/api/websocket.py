@@ -142,7 +142,7 @@ async def serve_websocket(
     try:
         # At once, before any replay: a client subscribing "from now" learns its position
         # even if nothing happens before it has to reconnect.
-        await _send(websocket, _heartbeat(head, await endpoint.pruned_through()), last)
+        await _send(websocket, _heartbeat(head, endpoint.pruned_through), last)
         if since is not None:
             async for stored in endpoint.store.events_since(
                 since, owner=owner, session_id=session_id, task_id=task_id

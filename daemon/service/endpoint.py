@@ -7,6 +7,7 @@ hub; ``app.py`` only parses requests, checks the bearer token and calls these me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import re
 import time
@@ -38,7 +39,7 @@ log = get_logger(__name__)
 # The characters that make a label a glob pattern (as the ledger's GLOB reads them).
 _GLOB = re.compile(r"[*?\[]")
 
-# Seconds the daemon trusts its last reading of the ledger's retention mark.
+# Seconds between two readings of the ledger's retention mark.
 _PRUNED_FRESH = 5.0
 
 # Longest a single wait request may block; clients loop for longer waits.
@@ -76,15 +77,19 @@ class EndpointService:
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
         self._pruned = 0
-        self._pruned_read = float("-inf")
+        self._pruned_follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._pruned = await read_pruned_through(self.config.ledger_path)
+        self._pruned_follower = asyncio.create_task(self._follow_pruned(), name="pruned")
         await self.sessions.load()
         await self.hub.start()
         self.store.attach(self.commit_metrics)
         self.store.attach(self.alerts)
 
     async def close(self) -> None:
+        if self._pruned_follower is not None:
+            self._pruned_follower.cancel()
         self.store.detach(self.commit_metrics)
         self.store.detach(self.alerts)
         await self.poller.close()
@@ -371,18 +376,23 @@ class EndpointService:
 
     # -- operations ------------------------------------------------------------------------
 
-    async def pruned_through(self) -> int:
-        """The highest seq retention ever deleted (0: none), read at most every few seconds
-        (a prune may run in another process: ``orbit-globus-endpoint prune``)."""
-        now = time.monotonic()
-        if now - self._pruned_read > _PRUNED_FRESH:
-            self._pruned = await read_pruned_through(self.config.ledger_path)
-            self._pruned_read = now
+    @property
+    def pruned_through(self) -> int:
+        """The highest seq retention ever deleted (0: none), as last read: at start, after
+        each prune of the daemon's, and every few seconds (a prune may run in another
+        process: ``orbit-globus-endpoint prune``). Read without waiting, on every
+        WebSocket connection."""
         return self._pruned
+
+    async def _follow_pruned(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNED_FRESH)
+            with contextlib.suppress(Exception):  # read again next time
+                self._pruned = await read_pruned_through(self.config.ledger_path)
 
     async def prune(self, *, before: float) -> PruneResult:
         result = await asyncio.to_thread(prune_file, self.config.ledger_path, before=before)
-        self._pruned, self._pruned_read = result.pruned_through, time.monotonic()
+        self._pruned = result.pruned_through
         return result
 
     async def ready(self) -> bool:
