@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import calls
 from .config import DaemonAddress, resolve_address
-from .errors import ProtocolError, RequestError
+from .errors import AuthenticationError, DaemonUnavailable, ProtocolError, RequestError
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
 from .transport import DEFAULT_TIMEOUT, SyncTransport
 
-__all__ = ["GlobusClient"]
+__all__ = ["GlobusClient", "patiently"]
+
+T = TypeVar("T")
+
+# Longest a streaming task_wait goes without checking for a reconnection (seconds).
+_RECHECK = 1.0
+
+
+def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
+    """``fn(*args)``, tried again while the daemon is unreachable (restarting) until the
+    ``time.monotonic()`` ``deadline``: a wait's stream reconnects by itself, its requests
+    (and a waiting command's first ones) do this."""
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args)
+        except DaemonUnavailable:
+            if time.monotonic() + delay >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _RECHECK * 2)
 
 
 class GlobusClient(GlobusPluginBase):
@@ -83,6 +103,21 @@ class GlobusClient(GlobusPluginBase):
         if (revival := self._revival()) is not None:
             self._transport.send(revival)
 
+    def _current_address(self) -> DaemonAddress:
+        return self._transport.address
+
+    def ensure_followed(self) -> None:
+        """Make sure the daemon follows this session's tasks: hand it the remembered
+        credential if it lost it (a restart), else raise :class:`AuthenticationError`
+        (``CredentialMissing``/``CredentialExpired``) saying how to register it again.
+        ``task_wait`` calls it; call it before any other long wait on the session."""
+        session = self._transport.send(calls.get_session(self.session_id))
+        if not self._needs_credential(session):
+            return
+        if self._revival() is None:
+            raise self._credential_lost(session)
+        self._revive()
+
     # Sessions
 
     def register_session(
@@ -119,6 +154,12 @@ class GlobusClient(GlobusPluginBase):
     def unregister_session(self) -> dict[str, Any]:
         """End the session at the daemon: it drops the credential and stops polling."""
         return self._unregistered(self._send(calls.unregister_session(self.session_id)))
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Every open session of this daemon token: ``sid, local_collection, auth,
+        credential`` (``ok``, ``missing`` after a daemon restart, ``expired``) and
+        ``tasks`` (count per status)."""
+        return calls.list_of(self._send(calls.list_sessions()), "sessions")
 
     # Tasks
 
@@ -226,9 +267,10 @@ class GlobusClient(GlobusPluginBase):
         instead of waiting for a deadline that may be days away.
         """
         deadline = time.monotonic() + timeout
-        row = self.get_task(task_id)
+        row = patiently(deadline, self.get_task, task_id)
         stop = stop_on_attention
         if not calls.stops_wait(row, stop_on_attention=stop):
+            patiently(deadline, self.ensure_followed)
             streamed = self._wait_streaming(task_id, row, deadline, stop) if use_stream else None
             row = (
                 streamed
@@ -252,16 +294,24 @@ class GlobusClient(GlobusPluginBase):
             with self.events(
                 since=since if isinstance(since, int) else 0, task_id=task_id
             ) as stream:
+                connects = 1
                 while (remaining := deadline - time.monotonic()) > 0:
-                    event = stream.get(timeout=remaining)
+                    # Short gets: a reconnection (a daemon restart) is noticed within a
+                    # second, to check that the daemon still follows the session.
+                    event = stream.get(timeout=min(remaining, _RECHECK))
+                    if stream.connects > connects:
+                        connects = stream.connects
+                        patiently(deadline, self.ensure_followed)
                     if event is None:
-                        break
+                        continue
                     data = event.get("data") or {}
                     if calls.stops_wait(data, stop_on_attention=stop):
                         break
+        except AuthenticationError:
+            raise
         except (RequestError, StreamClosed, ProtocolError):
             return None
-        return self.get_task(task_id)
+        return patiently(deadline, self.get_task, task_id)
 
     def _wait_polling(
         self, task_id: str, deadline: float, polling_interval: float, stop: bool = False
@@ -269,10 +319,10 @@ class GlobusClient(GlobusPluginBase):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return self.get_task(task_id)
+                return patiently(deadline, self.get_task, task_id)
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
-            answer = self._send(call)
+            answer = patiently(deadline, self._send, call)
             if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
                 return calls.task_row(answer)
 

@@ -335,8 +335,10 @@ def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) 
 
 def rebuild(conn: sqlite3.Connection) -> None:
     """Recompute tasks and submissions from the events (caller holds the transaction)."""
-    tasks: dict[str, TaskRow] = {}
-    submissions: dict[str, SubmissionRow] = {}
+    # Rows whose events retention pruned are kept as they are (see .retention).
+    from .retention import retained_rows
+
+    tasks, submissions = retained_rows(conn)
     cursor = conn.execute(
         "SELECT seq, time, kind, owner, session_id, data FROM events ORDER BY seq"
     )

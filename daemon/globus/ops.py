@@ -26,6 +26,7 @@ from globus_sdk.transport import (
 
 from ...protocol import ErrorCode
 from ..errors import CredentialExpired, DaemonError, GlobusError
+from ..runtime.metrics import GLOBUS_ERRORS, GLOBUS_REQUESTS, globus_code
 from .credentials import Credential, Secret
 
 __all__ = [
@@ -229,12 +230,26 @@ class GlobusOps:
             max_workers=threads, thread_name_prefix="globus"
         )
 
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    async def _execute(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        # The metrics' route label: the SDK method (``clients.call`` names it first).
+        route = str(args[0]) if getattr(fn, "__name__", "") == "call" and args else fn.__name__
+        try:
+            result = await self._execute(fn, *args, **kwargs)
+        except Exception as exc:
+            code = globus_code(exc)
+            GLOBUS_REQUESTS.labels(route=route, code=code).inc()
+            GLOBUS_ERRORS.labels(route=route, code=code).inc()
+            raise
+        GLOBUS_REQUESTS.labels(route=route, code=globus_code(None, result)).inc()
+        return result
+
     async def clients(self, credential: Credential) -> SessionClients:
-        return await self.run(build_clients, credential, http_timeout=self.http_timeout)
+        # Not a Transfer API call (at most a token refresh): not counted with them.
+        return await self._execute(build_clients, credential, http_timeout=self.http_timeout)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -55,6 +55,7 @@ from ..globus.ops import (
     is_transient,
 )
 from ..runtime.logs import get_logger
+from ..runtime.metrics import SWEEP_SECONDS
 from ..service.sessions import Session, SessionRegistry
 from ..service.store import Store
 from .catchup import catch_up
@@ -176,6 +177,11 @@ class Poller:
             self._run(session), name=f"poller-{session.sid[:8]}"
         )
 
+    def running(self, sid: str) -> bool:
+        """Whether the session's loop is alive (for the daemon's readiness)."""
+        loop = self._loops.get(sid)
+        return loop is not None and not loop.done()
+
     def wake(self, sid: str) -> None:
         """Sweep soon instead of at the end of the interval (e.g. after a cancel)."""
         event = self._wake.get(sid)
@@ -215,6 +221,7 @@ class Poller:
             except Exception:
                 log.exception("sweep failed", sid=session.sid)
                 outcome = "error"
+            SWEEP_SECONDS.labels(outcome=outcome).observe(time.monotonic() - started)
             if outcome == "expired":
                 # Not usable: the loop ends here and ensure() starts a new one at
                 # re-registration. Usable: it was registered again during this sweep.
