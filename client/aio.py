@@ -21,7 +21,14 @@ from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
-from .errors import OrbitError, ProtocolError, RequestError, SubmitUnresolved
+from .errors import (
+    AuthenticationError,
+    DaemonUnavailable,
+    OrbitError,
+    ProtocolError,
+    RequestError,
+    SubmitUnresolved,
+)
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport
@@ -29,6 +36,9 @@ from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport
 __all__ = ["AsyncGlobusClient"]
 
 T = TypeVar("T")
+
+# Longest a streaming task_wait goes without checking for a reconnection (seconds).
+_RECHECK = 1.0
 
 
 class AsyncGlobusClient(GlobusPluginBase):
@@ -91,6 +101,18 @@ class AsyncGlobusClient(GlobusPluginBase):
         """Register the session again with the remembered credential (a no-op without one)."""
         if (revival := self._revival()) is not None:
             await self._transport.send(revival)
+
+    def _current_address(self) -> DaemonAddress:
+        return self._transport.address
+
+    async def ensure_followed(self) -> None:
+        """As :meth:`GlobusClient.ensure_followed`."""
+        session = await self._transport.send(calls.get_session(self.session_id))
+        if not self._needs_credential(session):
+            return
+        if self._revival() is None:
+            raise self._credential_lost(session)
+        await self._revive()
 
     async def list_endpoints(self) -> list[str]:
         answer = await self._send(calls.list_endpoints())
@@ -162,6 +184,9 @@ class AsyncGlobusClient(GlobusPluginBase):
     async def generate_submission_id(self) -> str:
         answer = await self._send(calls.generate_submission_id(self.session_id))
         return str(answer["value"])
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return calls.list_of(await self._send(calls.list_sessions()), "sessions")
 
     async def submit_transfer(
         self,
@@ -253,7 +278,7 @@ class AsyncGlobusClient(GlobusPluginBase):
     ) -> dict[str, Any]:
         """Wait for SUCCEEDED or FAILED via the stream, else the wait route; see GlobusClient."""
         deadline = time.monotonic() + timeout
-        row = await self.get_task(task_id)
+        row = await self._patiently(deadline, self.get_task, task_id)
         stop = stop_on_attention
         if not is_terminal(row.get("status")) and calls.task_of(row) is None:
             row = await self._wait_polling(
@@ -261,6 +286,7 @@ class AsyncGlobusClient(GlobusPluginBase):
             )
         task_id = calls.task_of(row) or task_id
         if not calls.stops_wait(row, stop_on_attention=stop):
+            await self._patiently(deadline, self.ensure_followed)
             streamed = None
             if use_stream:
                 streamed = await self._wait_streaming(task_id, row, deadline, stop)
@@ -275,6 +301,19 @@ class AsyncGlobusClient(GlobusPluginBase):
             stop_on_attention=stop_on_attention,
         )
 
+    @staticmethod
+    async def _patiently(deadline: float, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
+        """As :meth:`GlobusClient._patiently`, awaited."""
+        delay = 0.2
+        while True:
+            try:
+                return await fn(*args)
+            except DaemonUnavailable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECHECK * 2)
+
     async def _wait_streaming(
         self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
     ) -> dict[str, Any] | None:
@@ -283,16 +322,21 @@ class AsyncGlobusClient(GlobusPluginBase):
             async with self.events(
                 since=since if isinstance(since, int) else 0, task_id=task_id
             ) as stream:
+                connects = 1
                 while (remaining := deadline - time.monotonic()) > 0:
-                    event = await stream.get(timeout=remaining)
+                    event = await stream.get(timeout=min(remaining, _RECHECK))
+                    if stream.connects > connects:
+                        connects = stream.connects
+                        await self._patiently(deadline, self.ensure_followed)
                     if event is None:
+                        continue
+                    if calls.stops_wait(event.get("data") or {}, stop_on_attention=stop):
                         break
-                    data = event.get("data") or {}
-                    if calls.stops_wait(data, stop_on_attention=stop):
-                        break
+        except AuthenticationError:
+            raise
         except (RequestError, StreamClosed, ProtocolError):
             return None
-        return await self.get_task(task_id)
+        return await self._patiently(deadline, self.get_task, task_id)
 
     async def _wait_polling(
         self,
@@ -306,10 +350,10 @@ class AsyncGlobusClient(GlobusPluginBase):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return await self.get_task(task_id)
+                return await self._patiently(deadline, self.get_task, task_id)
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
-            answer = await self._send(call)
+            answer = await self._patiently(deadline, self._send, call)
             if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
                 return calls.task_row(answer)
             if until_task and calls.task_of(answer) is not None:

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +47,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         backoff: Backoff | None = None,
         ca_bundle: str | None = None,
         on_reconnect: Callable[[], Awaitable[object]] | None = None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self._core = StreamCore(
             url=url,
@@ -58,6 +60,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
             idle_timeout=idle_timeout,
             give_up_after=give_up_after,
             backoff=backoff,
+            endpoint_file=endpoint_file,
         )
         self._open_timeout = open_timeout
         # TLS for a wss:// bridge: verify it against this bundle.
@@ -69,6 +72,13 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
     @property
     def connects(self) -> int:
         return self._core.connects
+
+    @property
+    def pruned_through(self) -> int | None:
+        """Set when the stream started behind events that retention deleted: events up to
+        this seq of finished tasks are gone, and the task rows (``list_tasks``,
+        ``history(view="tasks")``) hold their final state. None: nothing was missed."""
+        return self._core.cursor.pruned_through
 
     @property
     def last_seq(self) -> int | None:

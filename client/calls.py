@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from ..protocol import BATCH_PARAM, is_terminal
 from .errors import (
     ArgumentError,
+    AuthenticationError,
     DaemonUnavailable,
     NoSessionError,
     ProtocolError,
@@ -33,17 +34,20 @@ __all__ = [
     "Call",
     "Credential",
     "cancel_task",
+    "credential_error",
     "decode_answer",
     "delete",
     "endpoint_search",
     "finish_wait",
     "generate_submission_id",
     "get_endpoint",
+    "get_session",
     "get_task",
     "history",
     "history_page",
     "list_endpoints",
     "list_of",
+    "list_sessions",
     "list_tasks",
     "ls",
     "mkdir",
@@ -152,6 +156,34 @@ def register_session(
         }
     )
     return Call("POST", "/globus/sessions", body=body)
+
+
+def list_sessions() -> Call:
+    return Call("GET", "/globus/sessions")
+
+
+def get_session(sid: str | None) -> Call:
+    return Call("GET", _session(sid))
+
+
+def credential_error(sid: str, state: str) -> AuthenticationError:
+    """What a waiter raises when the daemon holds no working credential for its session:
+    its tasks are not followed, so waiting longer cannot end well."""
+    why = (
+        "has no Globus credential in the daemon (the daemon restarted)"
+        if state == "missing"
+        else "has an expired or revoked Globus credential"
+    )
+    code = "CredentialMissing" if state == "missing" else "CredentialExpired"
+    return AuthenticationError(
+        401,
+        code,
+        f"session {sid} {why}, so the daemon is not following its tasks: register it again"
+        f" with a fresh credential (orbit-globus session register --session {sid} with"
+        " GLOBUS_ACCESS_TOKEN, or GLOBUS_REFRESH_TOKEN and GLOBUS_CLIENT_ID, set; in Python"
+        f" register_session(..., sid='{sid}')); its tasks stay tracked",
+        info={"sid": sid, "credential": state},
+    )
 
 
 def unregister_session(sid: str | None) -> Call:

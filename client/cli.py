@@ -1,8 +1,10 @@
 """``orbit-globus``: the command-line client of the orbit endpoint daemon.
 
-Exit codes (:data:`EXIT_CODES`): 0 success; 1 the task ended FAILED; 2 usage or
-configuration error; 3 the daemon answered the request with an error; 4 the daemon is
-unreachable; 5 a wait timed out with the task still running.
+Exit codes (:data:`EXIT_CODES`): 0 success; 1 a task ended FAILED; 2 usage or configuration
+error; 3 the daemon refused the request (or Globus failed behind it); 4 the daemon is
+unreachable; 5 a wait timed out with the task still running; 6 authentication or consent (a
+daemon token, Globus credential or consent missing, expired or refused); 7 ``--stop-on-attention``
+saw the task need attention (it is still running).
 
 Globus credentials are read from the environment (``GLOBUS_ACCESS_TOKEN``, or
 ``GLOBUS_REFRESH_TOKEN`` + ``GLOBUS_CLIENT_ID``) or from files, never from the command line
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -20,9 +23,12 @@ from typing import Any, TextIO
 from ..protocol import STATUSES
 from .commands import (
     ENV_SESSION,
+    EXIT_AUTH,
     EXIT_CODES,
+    EXIT_NEEDS_ATTENTION,
     EXIT_REQUEST_FAILED,
     EXIT_TASK_FAILED,
+    EXIT_TIMEOUT,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     Context,
@@ -35,6 +41,7 @@ from .commands import (
     cmd_ls,
     cmd_mkdir,
     cmd_rename,
+    cmd_session_list,
     cmd_session_register,
     cmd_session_unregister,
     cmd_task_cancel,
@@ -48,14 +55,21 @@ from .commands import (
 )
 from .errors import (
     ArgumentError,
+    AuthenticationError,
     ConfigurationError,
+    ConsentRequiredError,
     DaemonUnavailable,
     OrbitError,
     RequestError,
     TaskFailed,
+    TaskNeedsAttention,
+    TaskWaitTimeout,
 )
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main", "report_error"]
+
+
+TIME_HELP = "ISO 8601 time (local unless it carries an offset) or Unix seconds"
 
 
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +83,7 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stop-on-attention",
         action="store_true",
-        help="stop (exit 6) as soon as the task needs attention: Globus retries an error, "
+        help="stop (exit 7) as soon as the task needs attention: Globus retries an error, "
         "it is paused or INACTIVE, or it stalled",
     )
 
@@ -119,7 +133,19 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         help=f"session id (default: ${ENV_SESSION}); write --session=SID if it starts with -",
     )
     parser.add_argument(
-        "-F", "--format", choices=("text", "json"), default="text" if default is None else default
+        "-F",
+        "--format",
+        choices=("text", "json", "jsonl", "csv"),
+        default="text" if default is None else default,
+        help="text (times in ISO 8601 local time), json; history also jsonl and csv (the"
+        " whole range, streamed)",
+    )
+    parser.add_argument(
+        "--jmespath",
+        "--jq",
+        default=default,
+        metavar="EXPR",
+        help="print the JSON answer filtered by this JMESPath expression (implies -F json)",
     )
     parser.add_argument(
         "--local-collection", default=default, help="local collection UUID for a new session"
@@ -165,27 +191,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("endpoints", help="list the daemon's endpoints")
     p.set_defaults(func=cmd_endpoints)
 
-    ssub = sub.add_group("session", help="register or unregister a Globus session")
+    ssub = sub.add_group("session", help="register, list or unregister Globus sessions")
     p = ssub.add_parser(
         "register",
         help="hand a Globus credential (from the environment or files) to the daemon",
     )
     _add_policy_options(p)
     p.set_defaults(func=cmd_session_register)
+    p = ssub.add_parser(
+        "list", help="your sessions: credential state (ok, missing, expired) and task counts"
+    )
+    p.set_defaults(func=cmd_session_list)
     p = ssub.add_parser("unregister", help="end a session")
     p.add_argument("sid", nargs="?")
     p.set_defaults(func=cmd_session_unregister)
 
-    p = sub.add_parser("transfer", help="submit a transfer")
-    p.add_argument("source", help="source collection UUID or 'local'")
-    p.add_argument("destination", help="destination collection UUID or 'local'")
+    p = sub.add_parser(
+        "transfer",
+        help="submit a transfer",
+        description="Submit a transfer: SRC:PATH DST:PATH, or SRC DST SRC_PATH DST_PATH, plus"
+        " any --item pairs and --batch lines.",
+    )
+    p.add_argument("source", help="source collection UUID or 'local', optionally SRC:PATH")
+    p.add_argument("destination", help="destination collection UUID or 'local', or DST:PATH")
     p.add_argument("source_path", nargs="?")
     p.add_argument("dest_path", nargs="?")
     p.add_argument("--item", nargs=2, action="append", metavar=("SRC", "DST"))
+    p.add_argument(
+        "--batch",
+        metavar="FILE",
+        help="read more items from FILE ('-': standard input), one 'SOURCE_PATH DEST_PATH"
+        " [--recursive]' per line, '#' comments",
+    )
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
     p.add_argument("--sync-level", choices=("exists", "size", "mtime", "checksum"))
-    p.add_argument("--verify-checksum", action="store_true", default=None)
+    p.add_argument(
+        "--verify-checksum",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="verify each file's checksum after it is copied (default: on, as globus-cli)",
+    )
     p.add_argument("--preserve-timestamp", action="store_true", default=None)
     _add_submission_id_option(p)
     p.add_argument("--wait", action="store_true", help="wait for the task to finish")
@@ -194,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("delete", help="submit a delete")
-    p.add_argument("collection")
-    p.add_argument("paths", nargs="+")
+    p.add_argument("collection", help="collection UUID or 'local', optionally COLLECTION:PATH")
+    p.add_argument("paths", nargs="*")
+    p.add_argument(
+        "--batch", metavar="FILE", help="read more paths from FILE ('-': stdin), one per line"
+    )
     p.add_argument("-r", "--recursive", action="store_true")
     p.add_argument("--label")
     _add_submission_id_option(p)
@@ -212,8 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--status", choices=STATUSES)
     p.set_defaults(func=cmd_task_list)
-    p = tsub.add_parser("wait", help="wait until the task ends (exit 1 if it FAILED)")
-    p.add_argument("task_id")
+    p = tsub.add_parser(
+        "wait", help="wait until the task (or every task of --label) ends; exit 1 if one FAILED"
+    )
+    p.add_argument("task_id", nargs="?")
+    p.add_argument("--label", help="every task of the session whose label matches (a glob)")
     _add_wait_options(p)
     p.set_defaults(func=cmd_task_wait)
     p = tsub.add_parser("event-list", help="Globus's own events of a task (newest first)")
@@ -248,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rename)
 
     esub = sub.add_group("endpoint", help="search or show Globus collections")
-    p = esub.add_parser("search")
+    p = esub.add_parser("search", help="collections whose name or description matches TEXT")
     p.add_argument("filter_text", nargs="?")
     p.add_argument("--limit", type=int, default=25)
     p.set_defaults(func=cmd_endpoint_search)
-    p = esub.add_parser("show")
+    p = esub.add_parser("show", help="one collection's document")
     p.add_argument("collection")
     p.set_defaults(func=cmd_endpoint_show)
 
@@ -260,16 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="only this task")
     p.add_argument("--status")
     p.add_argument("--label")
-    p.add_argument("--since", help="ISO time")
-    p.add_argument("--until", help="ISO time")
-    p.add_argument("--after", type=int, help="events after this seq (next page)")
+    p.add_argument("--since", metavar="TIME", help=TIME_HELP + " (from, inclusive)")
+    p.add_argument("--until", metavar="TIME", help=TIME_HELP + " (until, exclusive)")
+    p.add_argument("--after", type=int, metavar="SEQ", help="events after this seq (next page)")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--view", choices=("events", "tasks"), default="events")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("watch", help="live progress of the session's tasks")
     p.add_argument("--task", help="only this task")
-    p.add_argument("--since", type=int, help="replay from after this seq")
+    p.add_argument(
+        "--since", metavar="TIME", help=TIME_HELP + ": replay from the first event at or after it"
+    )
+    p.add_argument("--after", type=int, metavar="SEQ", help="replay from after this seq")
     p.add_argument("--all-sessions", action="store_true")
     p.add_argument("--all-topics", action="store_true", help="also session and task events")
     p.add_argument("--cursor-file", help="resume from (and record to) this file")
@@ -295,24 +350,55 @@ def main(
     code: int
     try:
         code = args.func(ctx)
-    except DaemonUnavailable as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_UNREACHABLE
-    except RequestError as exc:
-        # Before the usage errors: a 400 answer is a BadRequestError, also a ValueError.
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_REQUEST_FAILED
-    except TaskFailed as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_TASK_FAILED
-    except (UsageError, ConfigurationError, ArgumentError) as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_USAGE
-    except OrbitError as exc:
-        print(f"orbit-globus: {exc}", file=err)
-        code = EXIT_REQUEST_FAILED
     except KeyboardInterrupt:
         code = 130
+    except OrbitError as exc:
+        code = exit_code(exc)
+        report_error(exc, code, err=err, as_json=ctx.json)
     finally:
         ctx.close()
     return code
+
+
+def exit_code(exc: OrbitError) -> int:
+    """The exit code for an error that ended a command (see EXIT_CODES)."""
+    if isinstance(exc, DaemonUnavailable):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(exc, RequestError):
+        # Before the usage errors: a 400 answer is a BadRequestError, also a ValueError.
+        return EXIT_REQUEST_FAILED
+    if isinstance(exc, TaskFailed):
+        return EXIT_TASK_FAILED
+    if isinstance(exc, TaskWaitTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(exc, TaskNeedsAttention):
+        return EXIT_NEEDS_ATTENTION
+    if isinstance(exc, UsageError | ConfigurationError | ArgumentError):
+        return EXIT_USAGE
+    return EXIT_REQUEST_FAILED
+
+
+# Errors that carry the task's row.
+TASK_ERRORS = (TaskFailed, TaskWaitTimeout, TaskNeedsAttention)
+
+
+def report_error(exc: OrbitError, code: int, *, err: TextIO, as_json: bool) -> None:
+    """One line on stderr: text, or under ``-F json`` one JSON object a script can parse."""
+    if not as_json:
+        print(f"orbit-globus: {exc}", file=err)
+        return
+    document: dict[str, Any] = {
+        "error": getattr(exc, "code", None) or type(exc).__name__,
+        "message": getattr(exc, "message", None) or str(exc),
+        "exit_code": code,
+    }
+    if isinstance(exc, RequestError):
+        document["status"] = exc.status
+    if isinstance(exc, ConsentRequiredError):
+        document["required_scopes"] = exc.required_scopes
+    task = getattr(exc, "task", None) if isinstance(exc, TASK_ERRORS) else None
+    if task is not None:
+        document["task"] = task
+    print(json.dumps(document, sort_keys=True), file=err)

@@ -7,6 +7,9 @@ Order, first hit wins, separately for the URL and the token:
    ``RADICAL_ORBIT_TOKEN_FILE``;
 3. the files the daemon writes in its state folder (``RADICAL_ORBIT_STATE_DIR``, else
    ``~/.radical/orbit/endpoint``): ``endpoint.json`` (``{"url", "name", "pid"}``) and ``token``.
+
+A URL found in ``endpoint.json`` is looked up there again when it stops answering
+(:func:`relocated`): a daemon restarted on another port announces the new one in that file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from .errors import ConfigurationError
 
-__all__ = ["DaemonAddress", "default_state_dir", "resolve_address"]
+__all__ = ["DaemonAddress", "default_state_dir", "relocated", "resolve_address"]
 
 ENV_URL = "RADICAL_ORBIT_URL"
 # Names of environment variables, not secrets.
@@ -37,6 +40,8 @@ class DaemonAddress:
     token: str
     # CA bundle verifying an https bridge (None: the system's trust store).
     ca_bundle: str | None = None
+    # The endpoint.json the URL was read from (None: given by argument or environment).
+    endpoint_file: Path | None = None
 
     def __repr__(self) -> str:
         return f"DaemonAddress(url={self.url!r}, token=<hidden>)"
@@ -86,7 +91,11 @@ def resolve_address(
     """The daemon's URL and token, or :class:`ConfigurationError` saying how to set them."""
     env = os.environ if environ is None else environ
     state_dir = default_state_dir(env)
-    url = url or env.get(ENV_URL) or _url_from_state(state_dir)
+    endpoint_file: Path | None = None
+    if not url and not env.get(ENV_URL):
+        url = _url_from_state(state_dir)
+        endpoint_file = state_dir / "endpoint.json" if url else None
+    url = url or env.get(ENV_URL)
     if not url:
         raise ConfigurationError(
             f"no orbit daemon found: pass url=..., set {ENV_URL}, or start the daemon"
@@ -106,5 +115,30 @@ def resolve_address(
             f" or make {state_dir / 'token'} readable"
         )
     return DaemonAddress(
-        url=url.rstrip("/"), token=token, ca_bundle=ca_bundle or env.get(ENV_CA_BUNDLE) or None
+        url=url.rstrip("/"),
+        token=token,
+        ca_bundle=ca_bundle or env.get(ENV_CA_BUNDLE) or None,
+        endpoint_file=endpoint_file,
+    )
+
+
+def relocated(address: DaemonAddress) -> DaemonAddress | None:
+    """The address announced now in the endpoint.json ``address`` came from, if it moved.
+
+    None when the URL was not found in a file, the file is gone or unreadable (the daemon
+    is stopped or starting), or it still names the same URL.
+    """
+    if address.endpoint_file is None:
+        return None
+    try:
+        url = _url_from_state(address.endpoint_file.parent)
+    except ConfigurationError:
+        return None
+    if not url or url.rstrip("/") == address.url:
+        return None
+    return DaemonAddress(
+        url=url.rstrip("/"),
+        token=address.token,
+        ca_bundle=address.ca_bundle,
+        endpoint_file=address.endpoint_file,
     )

@@ -11,15 +11,42 @@ from typing import Any, TypeVar
 from ..protocol import is_terminal
 from . import calls
 from .config import DaemonAddress, resolve_address
-from .errors import OrbitError, ProtocolError, RequestError, SubmitUnresolved
+from .errors import (
+    AuthenticationError,
+    DaemonUnavailable,
+    OrbitError,
+    ProtocolError,
+    RequestError,
+    SubmitUnresolved,
+)
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
 from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, SyncTransport
 
-__all__ = ["GlobusClient"]
+__all__ = ["GlobusClient", "patiently"]
 
 T = TypeVar("T")
+
+# Longest a streaming task_wait goes without checking for a reconnection (seconds).
+_RECHECK = 1.0
+
+
+def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
+    """``fn(*args)``, tried again while the daemon is unreachable (restarting) until the
+    ``time.monotonic()`` ``deadline``: a wait's stream reconnects by itself, its requests
+    (and a waiting command's first ones) do this."""
+    delay = 0.2
+    while True:
+        try:
+            return fn(*args)
+        except DaemonUnavailable:
+            if time.monotonic() + delay >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _RECHECK * 2)
+
+
 
 
 class GlobusClient(GlobusPluginBase):
@@ -87,6 +114,21 @@ class GlobusClient(GlobusPluginBase):
         """Register the session again with the remembered credential (a no-op without one)."""
         if (revival := self._revival()) is not None:
             self._transport.send(revival)
+
+    def _current_address(self) -> DaemonAddress:
+        return self._transport.address
+
+    def ensure_followed(self) -> None:
+        """Make sure the daemon follows this session's tasks: hand it the remembered
+        credential if it lost it (a restart), else raise :class:`AuthenticationError`
+        (``CredentialMissing``/``CredentialExpired``) saying how to register it again.
+        ``task_wait`` calls it; call it before any other long wait on the session."""
+        session = self._transport.send(calls.get_session(self.session_id))
+        if not self._needs_credential(session):
+            return
+        if self._revival() is None:
+            raise self._credential_lost(session)
+        self._revive()
 
     # Sessions
 
@@ -157,6 +199,12 @@ class GlobusClient(GlobusPluginBase):
                         raise
                     raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
                 time.sleep(min(next(delays), remaining))
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Every open session of this daemon token: ``sid, local_collection, auth,
+        credential`` (``ok``, ``missing`` after a daemon restart, ``expired``) and
+        ``tasks`` (count per status)."""
+        return calls.list_of(self._send(calls.list_sessions()), "sessions")
 
     # Tasks
 
@@ -284,7 +332,7 @@ class GlobusClient(GlobusPluginBase):
         instead of waiting for a deadline that may be days away.
         """
         deadline = time.monotonic() + timeout
-        row = self.get_task(task_id)
+        row = patiently(deadline, self.get_task, task_id)
         stop = stop_on_attention
         if not is_terminal(row.get("status")) and calls.task_of(row) is None:
             # A submission id without a task yet: the daemon's wait route waits through the
@@ -292,6 +340,7 @@ class GlobusClient(GlobusPluginBase):
             row = self._wait_polling(task_id, deadline, polling_interval, stop, until_task=True)
         task_id = calls.task_of(row) or task_id
         if not calls.stops_wait(row, stop_on_attention=stop):
+            patiently(deadline, self.ensure_followed)
             streamed = self._wait_streaming(task_id, row, deadline, stop) if use_stream else None
             row = (
                 streamed
@@ -315,16 +364,24 @@ class GlobusClient(GlobusPluginBase):
             with self.events(
                 since=since if isinstance(since, int) else 0, task_id=task_id
             ) as stream:
+                connects = 1
                 while (remaining := deadline - time.monotonic()) > 0:
-                    event = stream.get(timeout=remaining)
+                    # Short gets: a reconnection (a daemon restart) is noticed within a
+                    # second, to check that the daemon still follows the session.
+                    event = stream.get(timeout=min(remaining, _RECHECK))
+                    if stream.connects > connects:
+                        connects = stream.connects
+                        patiently(deadline, self.ensure_followed)
                     if event is None:
-                        break
+                        continue
                     data = event.get("data") or {}
                     if calls.stops_wait(data, stop_on_attention=stop):
                         break
+        except AuthenticationError:
+            raise
         except (RequestError, StreamClosed, ProtocolError):
             return None
-        return self.get_task(task_id)
+        return patiently(deadline, self.get_task, task_id)
 
     def _wait_polling(
         self,
@@ -338,10 +395,10 @@ class GlobusClient(GlobusPluginBase):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return self.get_task(task_id)
+                return patiently(deadline, self.get_task, task_id)
             wait = max(0.0, min(polling_interval, remaining))
             call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
-            answer = self._send(call)
+            answer = patiently(deadline, self._send, call)
             if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
                 return calls.task_row(answer)
             if until_task and calls.task_of(answer) is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import calls
 from .config import DaemonAddress
-from .errors import RequestError
+from .errors import AuthenticationError, RequestError
 
 __all__ = ["GlobusPluginBase"]
 
@@ -43,6 +43,30 @@ class GlobusPluginBase:
             self._credential = credential
         return dict(answer)
 
+    def keep_credential(
+        self,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        """Remember a credential for this client's session without registering it now.
+
+        For a session registered earlier (``session_id=``): if the daemon restarted and lost
+        the credential, the client hands this one over, as after :meth:`register_session`.
+        """
+        self._credential = calls.Credential(
+            access_token=access_token, refresh_token=refresh_token, client_id=client_id
+        )
+
+    @staticmethod
+    def _needs_credential(session: Any) -> bool:
+        """Whether the daemon holds no working credential for this session document's
+        session, so that it does not follow the session's tasks."""
+        return isinstance(session, dict) and session.get("credential") not in (None, "ok")
+
+    def _credential_lost(self, session: Any) -> AuthenticationError:
+        return calls.credential_error(str(self.session_id), str(session.get("credential")))
+
     def _unregistered(self, answer: Any) -> dict[str, Any]:
         self.session_id = None
         self._credential = None
@@ -58,6 +82,10 @@ class GlobusPluginBase:
             return None
         return self._credential.register(self.session_id)
 
+    def _current_address(self) -> DaemonAddress:
+        """Where the daemon is now (the transport follows it when it moves)."""
+        return self.address
+
     def _stream_options(
         self,
         since: int | None,
@@ -69,10 +97,12 @@ class GlobusPluginBase:
         give_up_after: float | None,
     ) -> dict[str, Any]:
         """The arguments of an event stream for this client's session (or all of them)."""
+        address = self._current_address()
         return {
-            "url": self.address.url,
-            "token": self.address.token,
-            "ca_bundle": self.address.ca_bundle,
+            "url": address.url,
+            "token": address.token,
+            "ca_bundle": address.ca_bundle,
+            "endpoint_file": address.endpoint_file,
             "since": since,
             "session_id": None if all_sessions else self.session_id,
             "task_id": task_id,

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..protocol import is_terminal
 from .trouble import trouble_text
 
-__all__ = ["ProgressBoard", "TaskProgress", "human_bytes", "table"]
+__all__ = ["TIME_KEYS", "ProgressBoard", "TaskProgress", "human_bytes", "local_time", "table"]
+
+# Fields holding Unix seconds: text output shows them as ISO 8601 local times.
+TIME_KEYS = frozenset({"time", "request_time", "completion_time"})
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -26,7 +30,14 @@ def human_bytes(count: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def _cell(value: Any) -> str:
+def local_time(value: float) -> str:
+    """Unix seconds as ISO 8601 in the local time zone, to the second (with its offset)."""
+    return datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds")
+
+
+def _cell(value: Any, key: str = "") -> str:
+    if key in TIME_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+        return local_time(value)
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -40,7 +51,7 @@ def _cell(value: Any) -> str:
 
 def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """Rows as an aligned text table; ``columns`` is ``[(key, heading), ...]``."""
-    cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    cells = [[_cell(row.get(key), key) for key, _ in columns] for row in rows]
     headings = [heading for _, heading in columns]
     widths = [len(h) for h in headings]
     for line in cells:
@@ -59,7 +70,7 @@ def record(document: Mapping[str, Any], keys: Sequence[str] | None = None) -> st
     """One document as ``key: value`` lines (all keys, or the given ones in order)."""
     chosen = list(keys) if keys is not None else list(document)
     width = max((len(k) for k in chosen), default=0)
-    return "\n".join(f"{k.ljust(width)} : {_cell(document.get(k))}" for k in chosen)
+    return "\n".join(f"{k.ljust(width)} : {_cell(document.get(k), k)}" for k in chosen)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ..protocol import BATCH_TYPE, CloseCode, envelope_seq, parse_batch
 from . import calls
+from .config import DaemonAddress, relocated
 from .errors import (
     AuthenticationError,
     DaemonUnavailable,
@@ -120,6 +121,9 @@ class ReplayCursor:
     def __init__(self, since: int | None) -> None:
         self.last_seq: int | None = since
         self.head: int | None = None
+        # Set when the daemon says retention deleted events after our position: the events
+        # of finished tasks up to this seq are gone, their task rows hold the final state.
+        self.pruned_through: int | None = None
 
     def accept(self, message: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return the event to deliver, or None (heartbeat, duplicate, unknown type)."""
@@ -132,6 +136,9 @@ class ReplayCursor:
                     self.last_seq = head
                 elif head < self.last_seq:
                     raise LedgerBehind(head=head, cursor=self.last_seq)
+            pruned = message.get("pruned_through")
+            if isinstance(pruned, int) and self.last_seq is not None and self.last_seq < pruned:
+                self.pruned_through = max(pruned, self.pruned_through or 0)
             return None
         if kind != "event":
             return None
@@ -228,8 +235,10 @@ class StreamCore:
         idle_timeout: float,
         give_up_after: float | None,
         backoff: Backoff | None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self.url = url
+        self._endpoint_file = endpoint_file
         self.headers = {"Authorization": f"Bearer {token}"}
         self._filters = {"session_id": session_id, "task_id": task_id, "topic": topic}
         self._cursor_file = CursorFile(cursor_file) if cursor_file else None
@@ -248,6 +257,16 @@ class StreamCore:
         return calls.websocket_url(
             self.url, since=self.cursor.last_seq, batch=True, **self._filters
         )
+
+    def _relocate(self) -> bool:
+        """Follow a daemon that came back on another port (announced in its endpoint.json)."""
+        if self._endpoint_file is None:
+            return False
+        moved = relocated(DaemonAddress(self.url, "", endpoint_file=self._endpoint_file))
+        if moved is None:
+            return False
+        self.url = moved.url
+        return True
 
     def save(self) -> None:
         """Record the last delivered event in the cursor file (if any and not yet saved)."""
@@ -324,6 +343,8 @@ class StreamCore:
         now = time.monotonic()
         if self._give_up_after is not None and now - failing_since >= self._give_up_after:
             raise DaemonUnavailable(self.url, reason)
+        if self._relocate():
+            return 0.0, False
         delay = self._backoff.next_delay()
         if deadline is not None and now + delay >= deadline:
             return max(0.0, deadline - now), True

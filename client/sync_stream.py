@@ -12,6 +12,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +62,7 @@ class EventStream(Iterator[dict[str, Any]]):
         backoff: Backoff | None = None,
         ca_bundle: str | None = None,
         on_reconnect: Callable[[], object] | None = None,
+        endpoint_file: Path | None = None,
     ) -> None:
         self._core = StreamCore(
             url=url,
@@ -73,6 +75,7 @@ class EventStream(Iterator[dict[str, Any]]):
             idle_timeout=idle_timeout,
             give_up_after=give_up_after,
             backoff=backoff,
+            endpoint_file=endpoint_file,
         )
         self._open_timeout = open_timeout
         # TLS for a wss:// bridge: verify it against this bundle.
@@ -85,6 +88,13 @@ class EventStream(Iterator[dict[str, Any]]):
     def connects(self) -> int:
         """How many connections the stream opened (1 + reconnects)."""
         return self._core.connects
+
+    @property
+    def pruned_through(self) -> int | None:
+        """Set when the stream started behind events that retention deleted: events up to
+        this seq of finished tasks are gone, and the task rows (``list_tasks``,
+        ``history(view="tasks")``) hold their final state. None: nothing was missed."""
+        return self._core.cursor.pruned_through
 
     @property
     def last_seq(self) -> int | None:

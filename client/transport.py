@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from . import calls
-from .config import DaemonAddress
+from .config import DaemonAddress, relocated
 from .errors import DaemonUnavailable
 from .tls import ssl_context
 
@@ -78,8 +78,22 @@ class SyncTransport:
         try:
             response = self._http.request(**_request(call, self._timeout))
         except httpx.TransportError as exc:
-            raise _unavailable(self.address, exc) from exc
+            if not self._relocate():
+                raise _unavailable(self.address, exc) from exc
+            try:
+                response = self._http.request(**_request(call, self._timeout))
+            except httpx.TransportError as again:
+                raise _unavailable(self.address, again) from again
         return _answer(call, response)
+
+    def _relocate(self) -> bool:
+        """Follow a daemon that came back on another address; True if it moved."""
+        moved = relocated(self.address)
+        if moved is None:
+            return False
+        self.address = moved
+        self._http.base_url = httpx.URL(moved.url)
+        return True
 
     def close(self) -> None:
         self._http.close()
@@ -101,8 +115,21 @@ class AsyncTransport:
         try:
             response = await self._http.request(**_request(call, self._timeout))
         except httpx.TransportError as exc:
-            raise _unavailable(self.address, exc) from exc
+            if not self._relocate():
+                raise _unavailable(self.address, exc) from exc
+            try:
+                response = await self._http.request(**_request(call, self._timeout))
+            except httpx.TransportError as again:
+                raise _unavailable(self.address, again) from again
         return _answer(call, response)
+
+    def _relocate(self) -> bool:
+        moved = relocated(self.address)
+        if moved is None:
+            return False
+        self.address = moved
+        self._http.base_url = httpx.URL(moved.url)
+        return True
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -94,7 +94,8 @@ class LocalCollectionUnknown(BadRequest):
     def __init__(self) -> None:
         super().__init__(
             'collection "local" was requested but no local collection is configured: pass '
-            "local_collection when registering the session, start the daemon with "
+            "local_collection when registering the session (orbit-globus session register "
+            "--local-collection UUID), start the daemon with "
             "--local-collection UUID (or RADICAL_ORBIT_GLOBUS_COLLECTION=UUID), run Globus "
             'Connect Personal, or write {"local_collection": "UUID"} to '
             "~/.radical/orbit/globus.json"
@@ -131,8 +132,9 @@ class CredentialMissing(DaemonError):
     def __init__(self, sid: str) -> None:
         super().__init__(
             f"session {sid} has no Globus credential in this daemon process (it restarted): "
-            "register it again with POST /globus/sessions and "
-            f'{{"sid": "{sid}", "access_token": ...}}; its tasks stay tracked',
+            f"register it again (orbit-globus session register --session {sid}, or POST "
+            f'/globus/sessions with {{"sid": "{sid}", "access_token": ...}}); its tasks stay '
+            "tracked",
             sid=sid,
         )
 
@@ -144,8 +146,9 @@ class CredentialExpired(DaemonError):
     def __init__(self, sid: str) -> None:
         super().__init__(
             f"the Globus credential of session {sid} expired or was revoked: register the "
-            f'session again with POST /globus/sessions and {{"sid": "{sid}", ...}} holding a '
-            "fresh access_token (or refresh_token + client_id); its tasks stay tracked",
+            f"session again with a fresh access_token (or refresh_token + client_id): "
+            f"orbit-globus session register --session {sid}, or POST /globus/sessions with "
+            f'{{"sid": "{sid}", ...}}; its tasks stay tracked',
             sid=sid,
         )
 

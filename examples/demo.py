@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import structlog
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -40,6 +41,18 @@ def run_example() -> int:
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     return int(example.main())
+
+
+def show_metrics(url: str) -> None:
+    """What `curl URL/metrics` shows an operator after the run (histogram buckets left out)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("orbit_") and "_bucket" not in line and "_created" not in line
+    ]
+    print(f"\nmetrics (curl {url}/metrics):")
+    print("\n".join(f"  {line}" for line in lines))
 
 
 def main() -> int:
@@ -66,6 +79,7 @@ def main() -> int:
                     }
                 )
                 code = run_example()
+                show_metrics(daemon.url)
     verdict = "transfer SUCCEEDED" if code == 0 else "transfer did not succeed"
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s: {verdict}")
     return code

@@ -434,8 +434,12 @@ _PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
-    """Recompute every projection from the events (caller holds the transaction)."""
+    """Recompute every projection from the events (caller holds the transaction). Rows whose
+    creating events retention pruned are kept as they are (see .retention)."""
+    from .retention import retained_rows
+
     maps = Projections()
+    maps.tasks, maps.submissions = retained_rows(conn)
     cursor = conn.execute(
         "SELECT seq, time, kind, owner, session_id, data FROM events ORDER BY seq"
     )

@@ -85,7 +85,11 @@ class TransferBody(_Body):
     items: Annotated[list[TransferItemBody], Field(min_length=1, max_length=10_000)]
     label: Label | None = None
     sync_level: Literal["exists", "size", "mtime", "checksum"] | None = None
-    verify_checksum: bool = False
+    # On unless turned off, as globus-cli does (its transfer option
+    # --verify-checksum/--no-verify-checksum defaults to True: globus-cli,
+    # src/globus_cli/parsing/shared_options/transfer_task_options.py); the Transfer API's
+    # own default, when the field is left out, is not ours to rely on.
+    verify_checksum: bool = True
     preserve_timestamp: bool = False
     deadline: Annotated[str, Field(max_length=64)] | None = None
     skip_source_errors: bool = False

@@ -21,6 +21,7 @@ from ..runtime.logs import get_logger
 from ..service.endpoint import EndpointService
 from ..service.sessions import Session
 from .auth import parse_bearer
+from .health import add_operator_routes
 from .limits import BodyLimit
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
 from .websocket import Connections, serve_websocket
@@ -154,11 +155,6 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     async def openapi(_owner: Owner) -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/ready")
-    async def ready(_owner: Owner, endpoint: Ep) -> JSONResponse:
-        ok, body = endpoint.readiness()
-        return JSONResponse(body, status_code=200 if ok else 503)
-
     @app.get("/endpoints")
     async def list_endpoints(_owner: Owner, endpoint: Ep) -> dict[str, Any]:
         return endpoint.describe()
@@ -174,6 +170,14 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             sid=body.sid,
             policy=body.policy.model_dump() if body.policy is not None else None,
         )
+
+    @app.get("/globus/sessions")
+    async def list_sessions(owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.list_sessions(owner)
+
+    @app.get("/globus/sessions/{sid}")
+    async def get_session(session: Sess, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.describe_session(session)
 
     @app.delete("/globus/sessions/{sid}")
     async def unregister(sid: str, owner: Owner, endpoint: Ep) -> dict[str, Any]:
@@ -310,5 +314,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await serve_websocket(websocket, endpoint, connections)
+
+    add_operator_routes(app, endpoint, connections)
 
     return app

@@ -39,6 +39,7 @@ from ...protocol import (
 )
 from ..errors import DaemonError
 from ..runtime.logs import get_logger
+from ..runtime.metrics import NOTIFICATION_LAG_SECONDS
 from ..runtime.throttle import Throttle
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
@@ -193,7 +194,7 @@ async def serve_websocket(
     try:
         # At once, before any replay: a client subscribing "from now" learns its position
         # even if nothing happens before it has to reconnect.
-        await _send(websocket, _heartbeat(head), last)
+        await _send(websocket, _heartbeat(head, endpoint.pruned_through), last)
         if since is not None:
             if batched:
                 pages = endpoint.store.envelope_pages(
@@ -244,8 +245,13 @@ class _Lagged(Exception):
         self.seq = seq
 
 
-def _heartbeat(head: int) -> str:
-    return json.dumps({"type": "heartbeat", "head": head, "time": time.time()})
+def _heartbeat(head: int, pruned_through: int = 0) -> str:
+    message: dict[str, object] = {"type": "heartbeat", "head": head, "time": time.time()}
+    if pruned_through:
+        # Retention deleted events of finished tasks up to this seq: a client replaying
+        # from below it missed some and reads the task rows instead.
+        message["pruned_through"] = pruned_through
+    return json.dumps(message)
 
 
 async def _send(websocket: WebSocket, text: str, last: int) -> None:
@@ -306,6 +312,7 @@ async def _live(
         if stored is not None:
             if stored.seq > last:
                 await _send(websocket, message_text(stored), last)
+                NOTIFICATION_LAG_SECONDS.observe(max(0.0, time.time() - stored.time))
                 last = stored.seq
         elif time.monotonic() >= next_beat:
             await _send(websocket, _heartbeat(endpoint.hub.head), last)

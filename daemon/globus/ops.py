@@ -32,6 +32,7 @@ from globus_sdk.transport import (
 
 from ...protocol import ErrorCode
 from ..errors import CredentialExpired, DaemonError, GlobusError
+from ..runtime.metrics import GLOBUS_ERRORS, GLOBUS_REQUESTS, globus_code
 from .budget import DEFAULT_SHARES, RequestBudget, Use
 from .credentials import Credential, Secret
 from .gate import BudgetGate
@@ -307,28 +308,44 @@ class GlobusOps:
         its credential's budget (as a submit: someone waits for the answer)."""
         owner = getattr(fn, "__self__", None)
         gate = owner.gate if isinstance(owner, SessionClients) else None
-        return await self._send(gate, Use.SUBMIT, functools.partial(fn, *args, **kwargs))
+        # The metrics' route label: the SDK method (``clients.call`` names it first).
+        route = str(args[0]) if getattr(fn, "__name__", "") == "call" and args else fn.__name__
+        return await self._send(gate, Use.SUBMIT, route, functools.partial(fn, *args, **kwargs))
 
     async def request(
         self, clients: SessionClients, use: Use, method: str, /, *args: Any, **kwargs: Any
     ) -> Any:
         """``clients.poll.<method>(...)`` as ``use`` of the credential's budget (the poller)."""
         call = functools.partial(getattr(clients.poll, method), *args, **kwargs)
-        return await self._send(clients.gate, use, call)
+        return await self._send(clients.gate, use, method, call)
 
-    async def _send(self, gate: BudgetGate | None, use: Use, call: Callable[[], T]) -> T:
+    async def _send(
+        self, gate: BudgetGate | None, use: Use, route: str, call: Callable[[], T]
+    ) -> T:
         if gate is not None:
             await gate.acquire(use)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, call)
-        except globus_sdk.GlobusAPIError as exc:
-            if gate is not None and is_rate_limited(exc):
+            result = await loop.run_in_executor(self._executor, call)
+        except Exception as exc:
+            code = globus_code(exc)
+            GLOBUS_REQUESTS.labels(route=route, code=code).inc()
+            GLOBUS_ERRORS.labels(route=route, code=code).inc()
+            rate_limited = isinstance(exc, globus_sdk.GlobusAPIError) and is_rate_limited(exc)
+            if gate is not None and rate_limited:
                 gate.throttled(retry_after(exc))
             raise
+        GLOBUS_REQUESTS.labels(route=route, code=globus_code(None, result)).inc()
+        return result
+
+    async def _execute(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Off the loop, outside the budget and the metrics (not a Transfer API call)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def clients(self, credential: Credential) -> SessionClients:
-        return await self.run(
+        # Not a Transfer API call (at most a token refresh): neither counted nor budgeted.
+        return await self._execute(
             build_clients, credential, http_timeout=self.http_timeout, gate=self.gate(credential)
         )
 

@@ -61,6 +61,7 @@ from ..globus.ops import (
     retry_after,
 )
 from ..runtime.logs import get_logger
+from ..runtime.metrics import SWEEP_SECONDS
 from ..service.sessions import Session, SessionRegistry
 from ..service.store import Store
 from .catchup import catch_up
@@ -153,6 +154,11 @@ class Poller:
             self._run(session), name=f"poller-{session.sid[:8]}"
         )
 
+    def running(self, sid: str) -> bool:
+        """Whether the session's loop is alive (for the daemon's readiness)."""
+        loop = self._loops.get(sid)
+        return loop is not None and not loop.done()
+
     def wake(self, sid: str) -> None:
         """Sweep soon instead of at the end of the interval (e.g. after a cancel)."""
         event = self._wake.get(sid)
@@ -195,6 +201,7 @@ class Poller:
             except Exception:
                 log.exception("sweep failed", sid=session.sid)
                 result = SweepResult(outcome=Outcome.ERROR)
+            SWEEP_SECONDS.labels(outcome=result.outcome.value).observe(time.monotonic() - started)
             pace = next_pace(
                 result,
                 failures=failures,

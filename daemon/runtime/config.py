@@ -31,7 +31,12 @@ def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
 class Config:
     state_dir: Path
     host: str = "127.0.0.1"
-    port: int = 0
+    # None: the port this state folder's daemon bound before (file ``port``), else any free
+    # one; 0: any free port at every start; N: exactly N.
+    port: int | None = None
+    # When the port to keep is taken: False stops the start with a message, True takes a
+    # free port and announces it in endpoint.json (clients re-read it).
+    port_fallback: bool = False
     name: str = dataclasses.field(default_factory=socket.gethostname)
     poll_interval: float = 10.0
     local_collection: str | None = None
@@ -83,6 +88,11 @@ class Config:
     # Where a submission_id comes from when the client gives none: "local" (a random UUID,
     # no request) or "globus" (GET /submission_id, as globus-sdk does).
     submission_ids: str = "local"
+    # Whether GET /metrics needs a daemon token like every API route (False: anyone who can
+    # reach the address may scrape; the metrics carry no user data either way).
+    metrics_auth: bool = False
+    # Days finished tasks keep their events (None: forever); each task keeps its row.
+    retention_days: float | None = None
 
     @property
     def ledger_path(self) -> Path:
@@ -120,9 +130,24 @@ _FIELDS: dict[str, Any] = {
     "admission_rate": float,
     "admission_probe_interval": float,
     "submission_ids": str,
+    "port_fallback": lambda v: _boolean(v),
+    "metrics_auth": lambda v: _boolean(v),
+    "retention_days": float,
 }
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:
@@ -137,6 +162,7 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         "header_timeout",
         "globus_rate_limit",
         "globus_rate_window",
+        "retention_days",
     )
     if key in positive and not converted > 0:
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")

@@ -4,6 +4,8 @@
         httpx.get(daemon.url + "/endpoints", headers=daemon.headers)
         daemon.kill(); daemon.start()      # same state folder, same port
 
+``port=None`` leaves the port to the daemon (the one it remembers in its state folder).
+
 The daemon writes ``endpoint.json`` once it listens; ``start()`` waits for that file with
 this child's pid. Output goes to ``daemon.log`` in the state folder (appended across
 restarts) so a chatty daemon can never block on a full pipe.
@@ -39,7 +41,7 @@ class DaemonProcess:
         env: Mapping[str, str] | None = None,
         poll_interval: float | None = None,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | None = 0,
         name: str | None = None,
         local_collection: str | None = None,
         extra_args: Sequence[str] = (),
@@ -144,9 +146,10 @@ class DaemonProcess:
             str(self.state_dir),
             "--host",
             self.host,
-            "--port",
-            str(self.port),
         ]
+        # None: the daemon's own choice (the port it remembers in its state folder).
+        if self.port is not None:
+            cmd += ["--port", str(self.port)]
         if self.poll_interval is not None:
             cmd += ["--poll-interval", str(self.poll_interval)]
         if self.name is not None:
@@ -180,7 +183,8 @@ class DaemonProcess:
             if info is not None and info.get("pid") == self.proc.pid:
                 self.url = str(info["url"])
                 # Restart on the same port, so clients holding the URL can reconnect.
-                self.port = int(self.url.rsplit(":", 1)[1])
+                if self.port is not None:
+                    self.port = int(self.url.rsplit(":", 1)[1])
                 return self
             time.sleep(0.02)
         self.kill()

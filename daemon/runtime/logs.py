@@ -7,16 +7,20 @@ cannot reach a log line even through an exception message.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
+from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
 
 from ..globus.credentials import Secret, known_secrets
 
-__all__ = ["configure_logging", "get_logger", "redact"]
+__all__ = ["announce", "configure_logging", "get_logger", "redact"]
 
 _SENSITIVE_KEYS = frozenset(
     {"access_token", "refresh_token", "token", "authorization", "password", "secret"}
@@ -98,6 +102,39 @@ def configure_logging(
     root.setLevel(logging.WARNING)
     for name in ("globus_sdk", "uvicorn", "uvicorn.error", "uvicorn.access", "websockets"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Everything else that would write plain text to stderr goes through the same lines:
+    # warnings.warn(), and exceptions nobody caught in the main or any other thread.
+    # (asyncio's "exception was never retrieved" reports use the "asyncio" logger already.)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_thread_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    structlog.get_logger("radical.orbit").error("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_thread_uncaught(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    assert args.exc_value is not None
+    structlog.get_logger("radical.orbit").error(
+        "uncaught exception in a thread",
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def announce(message: str, *, level: str = "info", **fields: Any) -> None:
+    """Tell the operator: plain ``orbit-globus-endpoint: message`` on a terminal, else one
+    JSON line like every other (journald collects stderr; a plain line there could not be
+    parsed with the others). Works before :func:`configure_logging` too."""
+    if sys.stderr.isatty():
+        print(f"orbit-globus-endpoint: {message}", file=sys.stderr, flush=True)
+        return
+    line = {"event": message, "level": level, **_scrub(fields)}
+    line["timestamp"] = datetime.now(UTC).isoformat()
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
 
 def get_logger(name: str) -> Any:

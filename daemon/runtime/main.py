@@ -19,23 +19,27 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from ...ledger.errors import LedgerError
+from ...ledger.retention import prune_file
 from ..api.auth import TokenStore, credential_hash, parse_bearer
 from ..api.bridge_link import start_link
 from ..api.connections import ConnectionGuard, DenyingWebSocketProtocol, guarded_protocol
 from ..api.routes import create_app
 from ..api.websocket import Connections
-from ..errors import DaemonError, LedgerUnusable
+from ..errors import ConfigError, DaemonError, LedgerUnusable
 from ..service.endpoint import EndpointService
 from ..service.store import Store
+from .address import listen
 from .config import Config, load_config
+from .housekeeping import retention_loop
 from .ledger_check import SeqMark, check_ledger
-from .logs import configure_logging, get_logger
+from .logs import announce, configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
 from .resources import ResourceErrorLog, connection_budget, raise_nofile_limit
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
@@ -51,21 +55,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
-    # proto says TCP, and without it Nagle + delayed ACKs added ~40 ms to every answer.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(False)
-    return sock
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -215,15 +204,23 @@ async def serve(config: Config) -> int:
     notifier = SystemdNotifier()
     tokens = TokenStore(config.state_dir, default_hash=credential_hash(os.environ))
     if tokens.ensure():
-        log.info("created the default client token", path=str(tokens.token_path))
-        print(
-            f"orbit-globus-endpoint: client token written to {tokens.token_path}",
-            file=sys.stderr,
-            flush=True,
-        )
+        announce(f"client token written to {tokens.token_path}", path=str(tokens.token_path))
     lock = _lock_state_dir(config.state_dir)
     # Bind before opening the ledger: a taken port fails fast, with nothing to undo.
-    sock = _bind(config.host, config.port)
+    listening = listen(
+        host=config.host,
+        configured=config.port,
+        state_dir=config.state_dir,
+        fallback=config.port_fallback,
+    )
+    if listening.moved_from is not None:
+        log.warning(
+            "port taken, listening on another",
+            taken=listening.moved_from,
+            port=listening.port,
+            endpoint_file=str(config.state_dir / "endpoint.json"),
+        )
+    sock = listening.sock
     mark = SeqMark(config.state_dir)
     try:
         store = await _open_ledger(config, mark)
@@ -302,6 +299,12 @@ async def _run(
     ]
     if link is not None:
         helpers.append(link)
+    if config.retention_days is not None:
+        helpers.append(
+            asyncio.create_task(
+                retention_loop(endpoint, days=config.retention_days), name="retention"
+            )
+        )
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
 
@@ -346,7 +349,12 @@ def _parser() -> argparse.ArgumentParser:
     for p in (parser, run):
         p.add_argument("--state-dir", help="state folder (ledger, tokens, endpoint.json)")
         p.add_argument("--host", help="bind address (default 127.0.0.1)")
-        p.add_argument("--port", type=int, help="port (default 0: any free port)")
+        p.add_argument(
+            "--port",
+            type=int,
+            help="port (default: the one this state folder's daemon bound before, else any"
+            " free one; 0: any free port at every start)",
+        )
         p.add_argument("--name", help="endpoint name (default: the host name)")
         p.add_argument("--poll-interval", type=float, help="seconds between sweeps (default 10)")
         p.add_argument("--local-collection", help='collection UUID that "local" means')
@@ -369,7 +377,57 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("--state-dir")
     lst = token_sub.add_parser("list", help="list token names", argument_default=argparse.SUPPRESS)
     lst.add_argument("--state-dir")
+    prune = sub.add_parser(
+        "prune",
+        help="delete the events of tasks finished before DATE (each task keeps its row)",
+        argument_default=argparse.SUPPRESS,
+    )
+    prune.add_argument(
+        "--before",
+        required=True,
+        metavar="DATE",
+        help="ISO 8601 date or time (local unless it carries an offset) or Unix seconds",
+    )
+    prune.add_argument("--state-dir")
+    prune.add_argument("--config")
+    prune.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="then shrink the file (rewrites it; best with the daemon stopped)",
+    )
     return parser
+
+
+def _when(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--before {text!r}: give an ISO 8601 date or time (2026-01-31, 2026-01-31T12:00,"
+            " local unless it carries an offset) or Unix seconds"
+        ) from None
+    return (value.astimezone() if value.tzinfo is None else value).timestamp()
+
+
+def _prune(config: Config, *, before: str, vacuum: bool) -> int:
+    if not config.ledger_path.exists():
+        raise ConfigError(f"no ledger at {config.ledger_path}; give --state-dir")
+    result = prune_file(config.ledger_path, before=_when(before), vacuum=vacuum)
+    print(
+        json.dumps(
+            {
+                "tasks": result.tasks,
+                "failed_submits": result.failed_submits,
+                "events": result.events,
+                "pruned_through": result.pruned_through,
+            }
+        )
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -391,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=flags,
             config_file=Path(args.config) if getattr(args, "config", None) else None,
         )
+        if getattr(args, "command", None) == "prune":
+            return _prune(config, before=args.before, vacuum=getattr(args, "vacuum", False))
         if getattr(args, "command", None) == "token":
             tokens = TokenStore(config.state_dir)
             if args.action == "add":
@@ -411,5 +471,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_malloc_arenas()  # before the ledger and executor threads exist
         return asyncio.run(serve(config))
     except DaemonError as exc:
-        print(f"orbit-globus-endpoint: {exc.message}", file=sys.stderr)
+        announce(exc.message, level="error", status=exc.exit_status)
         return exc.exit_status

@@ -7,12 +7,17 @@ hub; ``app.py`` only parses requests, checks the bearer token and calls these me
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fnmatch
+import json
+import re
 import time
 from typing import Any
 
 from ...ledger import SubmissionRow, TaskRow
 from ...ledger import events as ev
-from ...protocol import VERSION, envelope_text, is_terminal
+from ...ledger.retention import PruneResult, prune_file
+from ...protocol import STATUSES, VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
 from ..errors import BadRequest, DaemonError, NotFound, PayloadTooLarge
 from ..globus.credentials import Credential, Secret
@@ -21,15 +26,24 @@ from ..globus.ops import GlobusOps, is_auth_failure, map_error
 from ..poller.loop import Poller
 from ..runtime.config import Config
 from ..runtime.logs import get_logger
+from ..runtime.metrics import CommitMetrics, refresh, render
 from .admission_core import AdmissionLimits
+from .alerts import AlertLog
 from .hub import EventHub, Listener
 from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter, submission_view
+from .tally import TaskCounts, by_status, count_tasks, read_pruned_through, writable
 
 __all__ = ["EndpointService", "task_json", "trouble_policy"]
 
 log = get_logger(__name__)
+
+# The characters that make a label a glob pattern (as the ledger's GLOB reads them).
+_GLOB = re.compile(r"[*?\[]")
+
+# Seconds between two readings of the ledger's retention mark.
+_PRUNED_FRESH = 5.0
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
@@ -125,20 +139,32 @@ class EndpointService:
             cancel=self._cancel_by_policy,
         )
         self.hub = EventHub(store)
+        self.commit_metrics = CommitMetrics()
+        self.alerts = AlertLog()
         self.default_local = resolve_default_local_collection(config.local_collection)
         self.sessions.on_registered.append(self._on_registered)
         self.started = time.time()
         self._background: set[asyncio.Task[None]] = set()
+        self._pruned = 0
+        self._pruned_follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._pruned = await read_pruned_through(self.config.ledger_path)
+        self._pruned_follower = asyncio.create_task(self._follow_pruned(), name="pruned")
         await self.sessions.load()
         await self.hub.start()
         self.submitter.start()
+        self.store.attach(self.commit_metrics)
+        self.store.attach(self.alerts)
 
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._pruned_follower is not None:
+            self._pruned_follower.cancel()
+        self.store.detach(self.commit_metrics)
+        self.store.detach(self.alerts)
         await self.poller.close()
         await self.submitter.close()
         await self.hub.close()
@@ -158,14 +184,6 @@ class EndpointService:
     def storage_ok(self) -> bool:
         """False from a failed ledger append (disk full, I/O error) until one succeeds."""
         return self.store.storage_error is None
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, what /ready answers): the conditions that stop the daemon from working."""
-        body: dict[str, Any] = {"ready": self.storage_ok, "storage": "ok"}
-        if not self.storage_ok:
-            body["storage"] = "failing"
-            body["storage_error"] = self.store.storage_error
-        return self.storage_ok, body
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -264,6 +282,25 @@ class EndpointService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def session_json(self, session: Session, counts: TaskCounts) -> dict[str, Any]:
+        tasks = {status: counts.get((session.sid, status), 0) for status in STATUSES}
+        return {
+            "sid": session.sid,
+            "local_collection": session.local_collection or self.default_local,
+            "auth": session.credential.kind if session.credential is not None else None,
+            "credential": session.credential_state,
+            "tasks": tasks,
+        }
+
+    async def list_sessions(self, owner: str) -> dict[str, Any]:
+        counts = await count_tasks(self.config.ledger_path, owner=owner)
+        mine = [s for s in self.sessions.all() if s.owner == owner]
+        return {"sessions": [self.session_json(s, counts) for s in mine]}
+
+    async def describe_session(self, session: Session) -> dict[str, Any]:
+        counts = await count_tasks(self.config.ledger_path, owner=session.owner)
+        return self.session_json(session, counts)
+
     def session(self, owner: str, sid: str) -> Session:
         return self.sessions.get(owner, sid)
 
@@ -303,7 +340,7 @@ class EndpointService:
             items=items,
             label=body.get("label"),
             sync_level=body.get("sync_level"),
-            verify_checksum=bool(body.get("verify_checksum") or False),
+            verify_checksum=bool(body.get("verify_checksum", True)),
             preserve_timestamp=bool(body.get("preserve_timestamp") or False),
             deadline=body.get("deadline"),
             skip_source_errors=bool(body.get("skip_source_errors") or False),
@@ -354,6 +391,10 @@ class EndpointService:
     ) -> dict[str, Any]:
         timeout = min(max(seconds, 0.0), MAX_WAIT)
         row = await self.task_row(session, task_id)
+        if not _finished(row):
+            # Nobody follows the tasks of a session without a working credential: say so
+            # instead of letting the waiter time out on a task that may have ended long ago.
+            session.require_clients()
         # A submission id waits through the queue: its task is not known yet, so every event
         # of the session wakes the wait (the row is re-read each time).
         listener = self.hub.attach(
@@ -519,13 +560,17 @@ class EndpointService:
         texts: list[str] = []
         size = 0
         last = after
-        fields = {k: v for k, v in (("status", status), ("label", label)) if v is not None}
+        # A label with glob characters matches as in the tasks view; it is checked here, on
+        # the events the other filters (all in SQL) let through. A plain label runs in SQL.
+        pattern = label if label is not None and _GLOB.search(label) else None
+        exact = None if pattern is not None else label
+        fields = {k: v for k, v in (("status", status), ("label", exact)) if v is not None}
         more = False
         if submission is not None:
             # Not a task yet: its events are the submission's own (requested, queued, ...).
             fields["submission_id"] = submission.submission_id
             task_id = None
-        # Every filter runs in SQL, so events the filters skip are never decoded here.
+        # Every other filter runs in SQL, so events the filters skip are never decoded here.
         async for seq, at, kind, _, sid, tid, data in self.store.raw_events_since(
             after,
             owner=owner,
@@ -535,6 +580,10 @@ class EndpointService:
             data=fields,
             page_size=limit,
         ):
+            if pattern is not None and not fnmatch.fnmatchcase(
+                str(json.loads(data).get("label") or ""), pattern
+            ):
+                continue
             if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
                 more = True
                 break
@@ -562,6 +611,43 @@ class EndpointService:
         session = self.sessions.find(sid)
         if session is not None and session.owner != owner:
             raise NotFound(f"no session {sid!r} for this token")
+
+    # -- operations ------------------------------------------------------------------------
+
+    @property
+    def pruned_through(self) -> int:
+        """The highest seq retention ever deleted (0: none), as last read: at start, after
+        each prune of the daemon's, and every few seconds (a prune may run in another
+        process: ``orbit-globus-endpoint prune``). Read without waiting, on every
+        WebSocket connection."""
+        return self._pruned
+
+    async def _follow_pruned(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNED_FRESH)
+            with contextlib.suppress(Exception):  # read again next time
+                self._pruned = await read_pruned_through(self.config.ledger_path)
+
+    async def prune(self, *, before: float) -> PruneResult:
+        result = await asyncio.to_thread(prune_file, self.config.ledger_path, before=before)
+        self._pruned = result.pruned_through
+        return result
+
+    async def ready(self) -> bool:
+        """The last append succeeded (:attr:`storage_ok`), the ledger takes a write now, and
+        every session with a credential has a live poller."""
+        if not self.storage_ok or not await writable(self.config.ledger_path):
+            return False
+        return all(self.poller.running(s.sid) for s in self.sessions.all() if s.usable)
+
+    async def metrics(self, *, websocket_clients: int) -> bytes:
+        counts = await count_tasks(self.config.ledger_path)
+        refresh(
+            tasks_by_status=by_status(counts),
+            websocket_clients=websocket_clients,
+            credential_states=[s.credential_state for s in self.sessions.all()],
+        )
+        return render()
 
     async def status_counts(self) -> tuple[int, int, int]:
         rows = await self.store.open_task_count()

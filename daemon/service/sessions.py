@@ -57,6 +57,14 @@ class Session:
     def usable(self) -> bool:
         return self.clients is not None and not self.expired
 
+    @property
+    def credential_state(self) -> str:
+        """``ok``; ``missing`` (never handed to this daemon process, e.g. after a restart);
+        ``expired`` (Globus refused it)."""
+        if self.clients is None:
+            return "missing"
+        return "expired" if self.expired else "ok"
+
     def require_clients(self) -> SessionClients:
         if self.clients is None:
             raise CredentialMissing(self.sid)
@@ -105,7 +113,8 @@ class SessionRegistry:
         session = self._sessions.get(sid)
         if session is None or session.owner != owner:
             raise NotFound(
-                f"no session {sid!r} for this token: register one with POST /globus/sessions"
+                f"no session {sid!r} for this token: register one (orbit-globus session"
+                " register, or POST /globus/sessions); orbit-globus session list shows yours"
             )
         return session
 

@@ -17,6 +17,7 @@ from ...ledger.errors import StorageError
 from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
 from ...ledger.store import RawEvent
+from ..runtime.metrics import LEDGER_APPEND_FAILURES, LEDGER_APPEND_SECONDS
 
 __all__ = ["RawEvent", "Store", "StoredEvent", "row_dict"]
 
@@ -39,8 +40,10 @@ class Store:
 
     async def _append_many(self, events: Sequence[ev.Event]) -> list[StoredEvent]:
         try:
-            stored = list(await self.ledger.append_many(list(events)))
+            with LEDGER_APPEND_SECONDS.time():
+                stored = list(await self.ledger.append_many(list(events)))
         except StorageError as exc:
+            LEDGER_APPEND_FAILURES.inc()
             self.storage_error = str(exc)
             raise
         self.storage_error = None

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from client_helpers import BYTES_PER_SECOND, DST, SRC, start_daemon
+from client_helpers import BYTES_PER_SECOND, DST, SRC, Cli, start_daemon
 
 from radical.orbit import GlobusClient
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -48,3 +48,12 @@ def globus(daemon: DaemonProcess, user: Credentials) -> Iterator[GlobusClient]:
     with GlobusClient(daemon.url, daemon.token) as client:
         client.register_session(access_token=user.access_token, local_collection=DST)
         yield client
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, daemon: DaemonProcess, user: Credentials) -> Cli:
+    runner = Cli(monkeypatch, daemon, user)
+    code, out, err = runner.run("session", "register", "--local-collection", DST)
+    assert code == 0, err
+    runner.session = out.split("RADICAL_ORBIT_SESSION=")[1].strip()
+    return runner

@@ -2,57 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from client_helpers import DST, GODATA, SRC
+from client_helpers import DST, GODATA, SRC, Cli
 
-from radical.orbit.client.cli import main
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 from timing import UNIT
-
-
-class Cli:
-    """Runs main(argv) in-process with the daemon's URL/token in the environment."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, daemon: DaemonProcess, user: Credentials):
-        monkeypatch.setenv("RADICAL_ORBIT_URL", daemon.url)
-        monkeypatch.setenv("RADICAL_ORBIT_TOKEN", daemon.token)
-        monkeypatch.setenv("GLOBUS_ACCESS_TOKEN", user.access_token)
-        for name in ("RADICAL_ORBIT_SESSION", "GLOBUS_REFRESH_TOKEN", "GLOBUS_CLIENT_ID"):
-            monkeypatch.delenv(name, raising=False)
-        self.session: str | None = None
-
-    def run(self, *argv: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        # "--session=SID": a session id may start with "-", which argparse would take for
-        # an option in "--session SID".
-        prefix = [f"--session={self.session}"] if self.session else []
-        code = main([*prefix, *argv], out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
-
-    def json(self, *argv: str) -> Any:
-        code, out, err = self.run("--format", "json", *argv)
-        assert code == 0, err
-        return json.loads(out)
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, daemon: DaemonProcess, user: Credentials) -> Cli:
-    runner = Cli(monkeypatch, daemon, user)
-    code, out, err = runner.run("session", "register", "--local-collection", DST)
-    assert code == 0, err
-    runner.session = out.split("RADICAL_ORBIT_SESSION=")[1].strip()
-    return runner
 
 
 def test_endpoints_text_and_json(cli: Cli) -> None:
@@ -179,7 +142,7 @@ def test_session_from_environment_and_unregister(
 
 def test_watch_streams_progress_until_done(cli: Cli) -> None:
     sub = cli.json("transfer", SRC, "local", GODATA, "/~/watched/", "-r", "--label", "watched")
-    code, out, err = cli.run("watch", "--since", "0", "--until-done", "--timeout", "30")
+    code, out, err = cli.run("watch", "--after", "0", "--until-done", "--timeout", "30")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(sub["task_id"][:8]) and "ACTIVE" in lines[0]
@@ -190,7 +153,7 @@ def test_watch_streams_progress_until_done(cli: Cli) -> None:
         "watch",
         "--task",
         sub["task_id"],
-        "--since",
+        "--after",
         "0",
         "--until-done",
         "--timeout",
@@ -217,7 +180,11 @@ def test_console_script_runs_as_a_process(cli: Cli, daemon: DaemonProcess) -> No
     )
     assert usage.returncode == 2
     helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60 * UNIT)
-    assert "4 the daemon is unreachable" in " ".join(helped.stdout.split())
+    helped_text = " ".join(helped.stdout.split())
+    assert "4 the daemon is unreachable" in helped_text
+    # Stop-on-attention has its own code, apart from 6 (authentication or consent).
+    assert "6 authentication or consent" in helped_text
+    assert "7 the task needs attention (--stop-on-attention)" in helped_text
 
 
 def test_submission_id_makes_a_submit_safe_to_run_twice(cli: Cli, sim: Simulator) -> None:

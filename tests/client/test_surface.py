@@ -96,7 +96,7 @@ def test_watch_redraws_in_place_on_a_terminal(
     for dest in ("/~/t1/", "/~/t2/"):
         globus.task_wait(globus.submit_transfer(SRC, DST, godata_items(dest))["task_id"])
     out, err = Terminal(), io.StringIO()
-    argv = [f"--session={globus.session_id}", "watch", "--since", "0", "--until-done"]
+    argv = [f"--session={globus.session_id}", "watch", "--after", "0", "--until-done"]
     assert cli.main([*argv, "--timeout", "20"], out=out, err=err) == 0, err.getvalue()
     screen = out.getvalue()
     assert "\x1b[2F" in screen  # moved up over the two task lines to redraw them

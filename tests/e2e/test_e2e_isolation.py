@@ -34,7 +34,6 @@ GODATA = [{"source": "/home/share/godata/", "destination": "/~/iso/", "recursive
 # silently test less.
 KNOWN = {
     ("GET", "/endpoints"),
-    ("GET", "/ready"),
     ("POST", "/globus/sessions"),
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),
@@ -277,19 +276,27 @@ async def test_websocket_of_another_token_sees_nothing(
     await asyncio.to_thread(sim.renew_credential, alice.task_id)
 
 
-def test_sids_are_unguessable_and_not_listed(
+def test_sids_are_unguessable_and_listed_only_to_their_token(
     daemon: DaemonProcess, sim: Simulator, routes: list[tuple[str, str]]
 ) -> None:
-    # No route lists sessions: the only collection routes are scoped by token.
-    assert ("GET", "/globus/sessions") not in routes
+    # The one route that lists sessions lists the asking token's own, and no other's.
+    assert ("GET", "/globus/sessions") in routes
     http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30 * UNIT)
-    assert http.get("/globus/sessions").status_code in (404, 405)
+    before = {s["sid"] for s in http.get("/globus/sessions").json()["sessions"]}
     creds = sim.add_user("iso-many")
     sids = set()
     for _ in range(20):
         answer = http.post("/globus/sessions", json={"access_token": creds.access_token})
         sids.add(answer.json()["sid"])
     assert len(sids) == 20
+    listed = {s["sid"] for s in http.get("/globus/sessions").json()["sessions"]}
+    assert listed - before == sids
+    other = daemon.add_token("iso-lister")
+    stranger = httpx.Client(
+        base_url=daemon.url, headers={"Authorization": f"Bearer {other}"}, timeout=30 * UNIT
+    )
+    assert stranger.get("/globus/sessions").json() == {"sessions": []}
+    stranger.close()
     for sid in sids:
         # Random bytes as hex (4 bits per character) or URL-safe base64 (6 bits).
         if re.fullmatch(r"[0-9a-f]+", sid):

@@ -142,13 +142,27 @@ def test_missing_source_is_news_with_the_error_and_needs_attention(
         globus.task_wait(task_id, timeout=0.5)
     text = str(timed_out.value)
     assert "FILE_NOT_FOUND" in text and "faults" in text and "file not found" in text
-    # The CLI: task show, wait --stop-on-attention (exit 6) and Globus's own event list.
+    # The CLI: task show, wait --stop-on-attention (exit 7: 6 is authentication or consent)
+    # and Globus's own event list.
     code, out, _ = _cli(daemon, globus.session_id or "", "task", "show", task_id)
     assert code == 0 and "Globus retries: FILE_NOT_FOUND" in out
     code, _, err = _cli(
         daemon, globus.session_id or "", "task", "wait", task_id, "--stop-on-attention"
     )
-    assert code == 6 and "needs attention (erroring)" in err
+    assert code == 7 and "needs attention (erroring)" in err
+    code, _, err = _cli(
+        daemon,
+        globus.session_id or "",
+        "-F",
+        "json",
+        "task",
+        "wait",
+        task_id,
+        "--stop-on-attention",
+    )
+    error = json.loads(err.strip().splitlines()[-1])
+    assert (code, error["exit_code"], error["error"]) == (7, 7, "TaskNeedsAttention")
+    assert error["task"]["needs_attention"] == "erroring"
     code, out, _ = _cli(daemon, globus.session_id or "", "task", "event-list", task_id)
     assert code == 0 and "FILE_NOT_FOUND" in out and "file not found" in out
     # The file appears: the next retry succeeds.

@@ -44,8 +44,9 @@ from timing import UNIT
 # without a fuzzer fails test_every_route_is_fuzzed.
 ROUTES = (
     ("GET", "/endpoints"),
-    ("GET", "/ready"),
     ("POST", "/globus/sessions"),
+    ("GET", "/globus/sessions"),
+    ("GET", "/globus/sessions/{sid}"),
     ("DELETE", "/globus/sessions/{sid}"),
     ("POST", "/globus/sessions/{sid}/transfers"),
     ("POST", "/globus/sessions/{sid}/deletes"),
