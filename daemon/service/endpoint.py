@@ -469,7 +469,8 @@ class EndpointService:
             task_id=task_id,
             times=(since, until),
             data=fields,
-            page_size=limit,
+            # One more than the page: it says whether another page follows.
+            page_size=limit + 1,
         ):
             if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
                 more = True
