@@ -442,12 +442,15 @@ class Ledger:
         task_id: str | None = None,
         times: tuple[float | None, float | None] | None = None,
         data: Mapping[str, str] | None = None,
+        page_size: int | None = None,
     ) -> AsyncIterator[RawEvent]:
         """As :meth:`events_since`, each event as ``(seq, time, kind, owner, session_id,
         task_id, data_json)`` with its data as the JSON text stored: for serving events
-        as they are, without decoding them (large ones cost their size several times)."""
+        as they are, without decoding them (large ones cost their size several times).
+        ``page_size`` replaces the ledger's rows per query."""
         self._check_open()
         cursor = seq
+        page = self._page_size if page_size is None else max(1, page_size)
         while True:
             query = events_query(
                 after=cursor,
@@ -456,7 +459,7 @@ class Ledger:
                 session_id=session_id,
                 task_id=task_id,
                 kinds=None,
-                limit=self._page_size,
+                limit=page,
                 times=times,
                 data=None if data is None else dict(data),
                 columns=RAW_EVENT_COLUMNS,
@@ -464,7 +467,7 @@ class Ledger:
             found, cut = await self._readers.page(query, max_bytes=self._page_bytes, size_column=6)
             for row in raw_events(found):
                 yield row
-            if not found or not (cut or len(found) >= self._page_size):
+            if not found or not (cut or len(found) >= page):
                 return
             cursor = found[-1][0]
 

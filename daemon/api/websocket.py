@@ -73,11 +73,13 @@ def _log_refusal(websocket: WebSocket, reason: str) -> None:
         )
 
 
-# Events per replay batch: a page of the ledger's reads. A batch whose text passes
-# REPLAY_BATCH_BYTES is sent in halves (one event alone may be bigger: a submit carries its
-# whole request; the client accepts messages up to 16 MB).
+# Events per replay batch: a page of the ledger's reads, which also ends at the ledger's
+# page_bytes of event data (1 MiB). A batch whose text still passes REPLAY_BATCH_BYTES (the
+# envelopes add a little to each event) is sent in halves; one event alone may be bigger (a
+# submit carries its whole request, up to the per-submit budget; the client accepts
+# messages up to 16 MB).
 REPLAY_BATCH = 1000
-REPLAY_BATCH_BYTES = 4 * 2**20
+REPLAY_BATCH_BYTES = 2**20
 
 
 class _Reject(Exception):

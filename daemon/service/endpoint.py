@@ -578,7 +578,8 @@ class EndpointService:
             task_id=task_id,
             times=(since, until),
             data=fields,
-            page_size=limit,
+            # One more than the page: it says whether another page follows.
+            page_size=limit + 1,
         ):
             if pattern is not None and not fnmatch.fnmatchcase(
                 str(json.loads(data).get("label") or ""), pattern

@@ -66,9 +66,8 @@ def _observe(
     row: TaskRow, doc: dict[str, Any], now: float, *, error: ev.TaskError | None = None
 ) -> tuple[TaskRow, list[ev.Event], str | None]:
     """One sweep of one task, as the poller does it: diff, follow, fold."""
-    as_dict = row.as_dict()
-    found = diff({"t1": as_dict}, [doc])
-    events, cancel = follow(as_dict, doc, found, now=now, stall_after=STALL, error=error)
+    found = diff({"t1": row}, [doc])
+    events, cancel = follow(row, doc, found, now=now, stall_after=STALL, error=error)
     seq = row.last_seq
     for event in events:
         seq += 1
@@ -167,7 +166,7 @@ def test_finished_tasks_get_no_episode() -> None:
     assert row.needs_attention == "erroring"
     doc = _doc(status="FAILED", faults=1)
     events, cancel = follow(
-        row.as_dict(), doc, diff({"t1": row.as_dict()}, [doc]), now=T0 + 2, stall_after=STALL
+        row.as_dict(), doc, diff({"t1": row}, [doc]), now=T0 + 2, stall_after=STALL
     )
     assert cancel is None
     assert not any(isinstance(e, ev.TaskNeedsAttention | ev.TaskRecovered) for e in events)
@@ -248,13 +247,11 @@ def test_a_typed_row_and_its_dict_give_the_same_events() -> None:
     row = _created(ev.TroublePolicy(max_faults=1))
     doc = _doc(is_ok=False, faults=1)
     error = ev.TaskError(code="ENDPOINT_ERROR")
-    typed = follow(
-        row, doc, diff({"t1": row.as_dict()}, [doc]), now=T0 + 1, stall_after=STALL, error=error
-    )
+    typed = follow(row, doc, diff({"t1": row}, [doc]), now=T0 + 1, stall_after=STALL, error=error)
     plain = follow(
         row.as_dict(),
         doc,
-        diff({"t1": row.as_dict()}, [doc]),
+        diff({"t1": row}, [doc]),
         now=T0 + 1,
         stall_after=STALL,
         error=error,

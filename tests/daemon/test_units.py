@@ -58,6 +58,15 @@ def _row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -
         completion_time=None,
         created_seq=1,
         last_seq=1,
+        is_ok=None,
+        is_paused=False,
+        faults=0,
+        error=None,
+        needs_attention=None,
+        attention_since=None,
+        progress_time=0.0,
+        policy=None,
+        attention_message=None,
         observed_time=0.0,
     )
 

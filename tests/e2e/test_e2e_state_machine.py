@@ -64,6 +64,7 @@ LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 MAX_EXAMPLES = int(os.environ.get("E2E_MAX_EXAMPLES", "150" if LONG else "10"))
 STEPS = int(os.environ.get("E2E_STEPS", "40" if LONG else "15"))
 SETTLE_TIMEOUT = 20.0
+CRASH_SUBMIT_TIMEOUT = 10.0
 TERMINAL = TERMINAL_STATUSES
 FIELDS = (
     "status",
@@ -188,7 +189,9 @@ class E2EMachine(RuleBasedStateMachine):
         self.all_sessions.append(model)
         return model
 
-    def _submit(self, model: SessionModel, n: int, *, delete: bool) -> str | None:
+    def _submit(
+        self, model: SessionModel, n: int, *, delete: bool, in_crash: bool = False
+    ) -> str | None:
         """One submit through the client; the task id, or None when there is none yet."""
         model.intents += 1
         try:
@@ -206,6 +209,10 @@ class E2EMachine(RuleBasedStateMachine):
             model.pending.add(str(exc.info["submission_id"]))
             return None
         except SubmitUnresolved as exc:
+            if in_crash:
+                # Retried while the daemon was down: it may never have recorded the submit.
+                self.unsure_intents += 1
+                return None
             # The library's retries ran out of time: the id says what became of it.
             model.pending.add(exc.submission_id)
             return None
@@ -388,11 +395,16 @@ class E2EMachine(RuleBasedStateMachine):
             self._register(model)
 
     def _submit_in_crash(self, model: SessionModel, n: int) -> None:
+        # The library repeats a submit while the daemon is down, and the daemon starts again
+        # only once this thread ended: give up well within the 30 s the rule waits.
+        saved, model.client.submit_timeout = model.client.submit_timeout, CRASH_SUBMIT_TIMEOUT
         try:
-            self._submit(model, n, delete=False)
+            self._submit(model, n, delete=False, in_crash=True)
         except (DaemonUnavailable, RequestError):
             # The answer was lost with the daemon: the submit may or may not be recorded.
             self.unsure_intents += 1
+        finally:
+            model.client.submit_timeout = saved
 
     # -- invariants ------------------------------------------------------------------------
 
