@@ -33,6 +33,7 @@ from .errors import (
     RequestError,
     SubmitPendingError,
     TaskFailed,
+    TaskNeedsAttention,
     TaskWaitTimeout,
 )
 from .globus import GlobusClient
@@ -66,5 +67,6 @@ __all__ = [
     "SubmitPendingError",
     "Subscription",
     "TaskFailed",
+    "TaskNeedsAttention",
     "TaskWaitTimeout",
 ]

@@ -8,7 +8,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .config import DaemonAddress, resolve_address
@@ -91,6 +90,7 @@ class AsyncGlobusClient(GlobusPluginBase):
         local_collection: str | None = None,
         *,
         sid: str | None = None,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         answer = await self._transport.send(
             calls.register_session(
@@ -99,6 +99,7 @@ class AsyncGlobusClient(GlobusPluginBase):
                 client_id=client_id,
                 local_collection=local_collection,
                 sid=sid or self.session_id,
+                policy=policy,
             )
         )
         credential = calls.Credential(
@@ -120,11 +121,15 @@ class AsyncGlobusClient(GlobusPluginBase):
         verify_checksum: bool | None = None,
         preserve_timestamp: bool | None = None,
         deadline: datetime | str | None = None,
+        policy: Mapping[str, Any] | None = None,
+        skip_source_errors: bool | None = None,
     ) -> dict[str, Any]:
         options = calls.transfer_options(
             verify_checksum=verify_checksum,
             preserve_timestamp=preserve_timestamp,
             deadline=deadline,
+            policy=policy,
+            skip_source_errors=skip_source_errors,
         )
         call = calls.submit_transfer(
             self.session_id,
@@ -143,14 +148,27 @@ class AsyncGlobusClient(GlobusPluginBase):
         paths: Sequence[str] | str,
         recursive: bool = False,
         label: str | None = None,
+        *,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         call = calls.delete(
-            self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
+            self.session_id,
+            collection=collection,
+            paths=paths,
+            recursive=recursive,
+            label=label,
+            policy=policy,
         )
         return dict(await self._send(call))
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         return dict(await self._send(calls.get_task(self.session_id, task_id)))
+
+    async def task_event_list(
+        self, task_id: str, limit: int = 100, *, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        call = calls.task_events(self.session_id, task_id, limit=limit, offset=offset)
+        return calls.list_of(await self._send(call), "events")
 
     async def cancel_task(self, task_id: str) -> dict[str, Any]:
         return dict(await self._send(calls.cancel_task(self.session_id, task_id)))
@@ -169,21 +187,29 @@ class AsyncGlobusClient(GlobusPluginBase):
         *,
         raise_on_failure: bool = False,
         use_stream: bool = True,
+        stop_on_attention: bool = False,
     ) -> dict[str, Any]:
         """Wait for SUCCEEDED or FAILED via the stream, else the wait route; see GlobusClient."""
         deadline = time.monotonic() + timeout
         row = await self.get_task(task_id)
-        if not is_terminal(row.get("status")):
+        stop = stop_on_attention
+        if not calls.stops_wait(row, stop_on_attention=stop):
             streamed = None
             if use_stream:
-                streamed = await self._wait_streaming(task_id, row, deadline)
+                streamed = await self._wait_streaming(task_id, row, deadline, stop)
             if streamed is None:
-                streamed = await self._wait_polling(task_id, deadline, polling_interval)
+                streamed = await self._wait_polling(task_id, deadline, polling_interval, stop)
             row = streamed
-        return calls.finish_wait(row, task_id, timeout, raise_on_failure=raise_on_failure)
+        return calls.finish_wait(
+            row,
+            task_id,
+            timeout,
+            raise_on_failure=raise_on_failure,
+            stop_on_attention=stop_on_attention,
+        )
 
     async def _wait_streaming(
-        self, task_id: str, row: Mapping[str, Any], deadline: float
+        self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
     ) -> dict[str, Any] | None:
         since = row.get("last_seq")
         try:
@@ -194,23 +220,24 @@ class AsyncGlobusClient(GlobusPluginBase):
                     event = await stream.get(timeout=remaining)
                     if event is None:
                         break
-                    if is_terminal((event.get("data") or {}).get("status")):
+                    data = event.get("data") or {}
+                    if calls.stops_wait(data, stop_on_attention=stop):
                         break
         except (RequestError, StreamClosed, ProtocolError):
             return None
         return await self.get_task(task_id)
 
     async def _wait_polling(
-        self, task_id: str, deadline: float, polling_interval: float
+        self, task_id: str, deadline: float, polling_interval: float, stop: bool = False
     ) -> dict[str, Any]:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return await self.get_task(task_id)
             wait = max(0.0, min(polling_interval, remaining))
-            call = calls.task_wait(self.session_id, task_id, timeout=wait)
+            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
             answer = await self._send(call)
-            if answer.get("done") or is_terminal(answer.get("status")):
+            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
                 return calls.task_row(answer)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from .errors import (
     ProtocolError,
     RequestError,
     TaskFailed,
+    TaskNeedsAttention,
     TaskWaitTimeout,
     error_from_response,
 )
@@ -46,7 +47,9 @@ __all__ = [
     "needs_credential_again",
     "register_session",
     "rename",
+    "stops_wait",
     "submit_transfer",
+    "task_events",
     "task_row",
     "task_wait",
     "transfer_options",
@@ -130,6 +133,7 @@ def register_session(
     client_id: str | None,
     local_collection: str | None,
     sid: str | None,
+    policy: Mapping[str, Any] | None = None,
 ) -> Call:
     body = _drop_none(
         {
@@ -138,6 +142,7 @@ def register_session(
             "client_id": client_id,
             "local_collection": local_collection,
             "sid": sid,
+            "policy": dict(policy) if policy else None,
         }
     )
     return Call("POST", "/globus/sessions", body=body)
@@ -181,12 +186,17 @@ def transfer_options(
     verify_checksum: bool | None,
     preserve_timestamp: bool | None,
     deadline: datetime | str | None,
+    policy: Mapping[str, Any] | None = None,
+    skip_source_errors: bool | None = None,
 ) -> dict[str, Any]:
-    """The optional transfer fields (None: the daemon's default), as submit_transfer sends them."""
+    """The optional transfer fields (None: the daemon's default), as submit_transfer sends them;
+    ``policy`` is a trouble policy (:func:`.trouble.policy_body`)."""
     return {
         "verify_checksum": verify_checksum,
         "preserve_timestamp": preserve_timestamp,
         "deadline": deadline.isoformat() if isinstance(deadline, datetime) else deadline,
+        "policy": dict(policy) if policy else None,
+        "skip_source_errors": skip_source_errors,
     }
 
 
@@ -197,11 +207,18 @@ def delete(
     paths: Sequence[str] | str,
     recursive: bool,
     label: str | None,
+    policy: Mapping[str, Any] | None = None,
 ) -> Call:
     # A lone string is one path, not a sequence of one-letter paths.
     path_list = [paths] if isinstance(paths, str) else list(paths)
     body = _drop_none(
-        {"collection": collection, "paths": path_list, "recursive": recursive, "label": label}
+        {
+            "collection": collection,
+            "paths": path_list,
+            "recursive": recursive,
+            "label": label,
+            "policy": dict(policy) if policy else None,
+        }
     )
     return Call("POST", f"{_session(sid)}/deletes", body=body)
 
@@ -210,12 +227,26 @@ def get_task(sid: str | None, task_id: str) -> Call:
     return Call("GET", f"{_session(sid)}/tasks/{_seg(task_id)}")
 
 
-def task_wait(sid: str | None, task_id: str, *, timeout: float) -> Call:
+def task_wait(
+    sid: str | None, task_id: str, *, timeout: float, stop_on_attention: bool = False
+) -> Call:
+    body: dict[str, Any] = {"timeout": timeout}
+    if stop_on_attention:
+        body["stop_on_attention"] = True
     return Call(
         "POST",
         f"{_session(sid)}/tasks/{_seg(task_id)}/wait",
-        body={"timeout": timeout},
+        body=body,
         read_timeout=timeout + WAIT_GRACE_SECONDS,
+    )
+
+
+def task_events(sid: str | None, task_id: str, *, limit: int, offset: int) -> Call:
+    """Globus's own event list of a task, relayed by the daemon (newest first)."""
+    return Call(
+        "GET",
+        f"{_session(sid)}/tasks/{_seg(task_id)}/events",
+        params={"limit": limit, "offset": offset},
     )
 
 
@@ -379,11 +410,25 @@ def task_row(document: Any) -> dict[str, Any]:
     return row
 
 
+def stops_wait(row: Mapping[str, Any], *, stop_on_attention: bool) -> bool:
+    """Whether task_wait is over for a row or a notification's data."""
+    if is_terminal(row.get("status")):
+        return True
+    return stop_on_attention and row.get("needs_attention") is not None
+
+
 def finish_wait(
-    row: dict[str, Any], task_id: str, timeout: float, *, raise_on_failure: bool
+    row: dict[str, Any],
+    task_id: str,
+    timeout: float,
+    *,
+    raise_on_failure: bool,
+    stop_on_attention: bool = False,
 ) -> dict[str, Any]:
     """The end of task_wait, shared by both flavours: a finished row, or the fitting error."""
     if not is_terminal(row.get("status")):
+        if stop_on_attention and row.get("needs_attention") is not None:
+            raise TaskNeedsAttention(task_id, row)
         raise TaskWaitTimeout(task_id, timeout, row)
     if raise_on_failure and row.get("status") == "FAILED":
         raise TaskFailed(row)

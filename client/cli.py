@@ -38,6 +38,7 @@ from .commands import (
     cmd_session_register,
     cmd_session_unregister,
     cmd_task_cancel,
+    cmd_task_event_list,
     cmd_task_list,
     cmd_task_show,
     cmd_task_wait,
@@ -63,6 +64,26 @@ def _add_wait_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         help="seconds per wait request if the event stream is unavailable (default 10)",
+    )
+    parser.add_argument(
+        "--stop-on-attention",
+        action="store_true",
+        help="stop (exit 6) as soon as the task needs attention: Globus retries an error, "
+        "it is paused or INACTIVE, or it stalled",
+    )
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("trouble policy (the daemon cancels doomed tasks)")
+    group.add_argument("--cancel-after-faults", type=int, metavar="N", help="after N faults")
+    group.add_argument(
+        "--cancel-after-minutes", type=float, metavar="T", help="after T minutes in trouble"
+    )
+    group.add_argument(
+        "--cancel-on",
+        action="append",
+        metavar="CODE",
+        help="at the first error with this Globus code (e.g. FILE_NOT_FOUND); repeatable",
     )
 
 
@@ -138,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "register",
         help="hand a Globus credential (from the environment or files) to the daemon",
     )
+    _add_policy_options(p)
     p.set_defaults(func=cmd_session_register)
     p = ssub.add_parser("unregister", help="end a session")
     p.add_argument("sid", nargs="?")
@@ -155,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-checksum", action="store_true", default=None)
     p.add_argument("--preserve-timestamp", action="store_true", default=None)
     p.add_argument("--wait", action="store_true", help="wait for the task to finish")
+    _add_policy_options(p)
     _add_wait_options(p)
     p.set_defaults(func=cmd_transfer)
 
@@ -180,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task_id")
     _add_wait_options(p)
     p.set_defaults(func=cmd_task_wait)
+    p = tsub.add_parser("event-list", help="Globus's own events of a task (newest first)")
+    p.add_argument("task_id")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    p.set_defaults(func=cmd_task_event_list)
     p = tsub.add_parser("cancel", help="cancel a task")
     p.add_argument("task_id")
     p.set_defaults(func=cmd_task_cancel)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .bridge import BridgeClient
-from .errors import NoSessionError, OrbitError, TaskWaitTimeout
+from .errors import NoSessionError, OrbitError, TaskNeedsAttention, TaskWaitTimeout
 from .globus import GlobusClient
 from .render import ProgressBoard, record, table
+from .trouble import policy_body, trouble_text
 
 __all__ = [
     "ENV_SESSION",
     "EXIT_CODES",
+    "EXIT_NEEDS_ATTENTION",
     "EXIT_OK",
     "EXIT_REQUEST_FAILED",
     "EXIT_TASK_FAILED",
@@ -41,6 +43,7 @@ __all__ = [
     "cmd_session_register",
     "cmd_session_unregister",
     "cmd_task_cancel",
+    "cmd_task_event_list",
     "cmd_task_list",
     "cmd_task_show",
     "cmd_task_wait",
@@ -55,6 +58,7 @@ EXIT_USAGE = 2
 EXIT_REQUEST_FAILED = 3
 EXIT_UNREACHABLE = 4
 EXIT_TIMEOUT = 5
+EXIT_NEEDS_ATTENTION = 6
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_TASK_FAILED: "the task ended FAILED",
@@ -62,6 +66,7 @@ EXIT_CODES = {
     EXIT_REQUEST_FAILED: "the daemon answered the request with an error",
     EXIT_UNREACHABLE: "the daemon is unreachable",
     EXIT_TIMEOUT: "timed out waiting; the task is still running",
+    EXIT_NEEDS_ATTENTION: "the task needs attention (--stop-on-attention); it is still running",
 }
 
 ENV_SESSION = "RADICAL_ORBIT_SESSION"
@@ -87,9 +92,23 @@ TASK_FIELDS = [
     "bytes_transferred",
     "files_transferred",
     "fatal_error",
+    "is_ok",
+    "is_paused",
+    "faults",
+    "error",
+    "needs_attention",
+    "attention_message",
+    "policy",
     "request_time",
     "completion_time",
     "last_seq",
+]
+TASK_EVENT_COLUMNS = [
+    ("time", "Time"),
+    ("code", "Code"),
+    ("is_error", "Error"),
+    ("description", "Description"),
+    ("details", "Details"),
 ]
 EVENT_COLUMNS = [
     ("seq", "Seq"),
@@ -151,7 +170,12 @@ class Context:
                 " session register'), or set GLOBUS_ACCESS_TOKEN (or GLOBUS_REFRESH_TOKEN and"
                 " GLOBUS_CLIENT_ID) to register one for this command"
             )
-        answer = client.register_session(**creds, local_collection=self.args.local_collection)
+        answer = client.register_session(
+            creds.get("access_token"),
+            creds.get("refresh_token"),
+            creds.get("client_id"),
+            self.args.local_collection,
+        )
         print(
             f"registered session {answer['sid']}; reuse it with:"
             f" export {ENV_SESSION}={answer['sid']}",
@@ -196,6 +220,14 @@ def credentials(args: argparse.Namespace) -> dict[str, str]:
     return {}
 
 
+def _policy(args: argparse.Namespace) -> dict[str, Any] | None:
+    return policy_body(
+        max_faults=getattr(args, "cancel_after_faults", None),
+        max_trouble_minutes=getattr(args, "cancel_after_minutes", None),
+        fatal_codes=getattr(args, "cancel_on", None) or (),
+    )
+
+
 def cmd_endpoints(ctx: Context) -> int:
     endpoints = ctx.bridge().describe_endpoints()
     columns = [
@@ -219,7 +251,12 @@ def cmd_session_register(ctx: Context) -> int:
         )
     client = ctx.globus(need_session=False)
     answer = client.register_session(
-        **creds, local_collection=ctx.args.local_collection, sid=ctx.args.session
+        creds.get("access_token"),
+        creds.get("refresh_token"),
+        creds.get("client_id"),
+        ctx.args.local_collection,
+        sid=ctx.args.session,
+        policy=_policy(ctx.args),
     )
     ctx.emit(
         answer,
@@ -269,6 +306,7 @@ def cmd_transfer(ctx: Context) -> int:
         sync_level=args.sync_level,
         verify_checksum=args.verify_checksum,
         preserve_timestamp=args.preserve_timestamp,
+        policy=_policy(args),
     )
     return _submitted(ctx, answer)
 
@@ -279,9 +317,22 @@ def cmd_delete(ctx: Context) -> int:
     return _submitted(ctx, answer)
 
 
+def _task_text(row: dict[str, Any]) -> str:
+    text = record(row, TASK_FIELDS)
+    trouble = trouble_text(row)
+    return f"{text}\n\n{trouble}" if trouble else text
+
+
 def cmd_task_show(ctx: Context) -> int:
     row = ctx.globus().get_task(ctx.args.task_id)
-    ctx.emit(row, lambda: record(row, TASK_FIELDS))
+    ctx.emit(row, lambda: _task_text(row))
+    return EXIT_OK
+
+
+def cmd_task_event_list(ctx: Context) -> int:
+    args = ctx.args
+    found = ctx.globus().task_event_list(args.task_id, args.limit, offset=args.offset)
+    ctx.emit({"events": found}, lambda: table(found, TASK_EVENT_COLUMNS))
     return EXIT_OK
 
 
@@ -295,13 +346,19 @@ def _wait(ctx: Context, task_id: str, *, quiet_json: bool = False) -> int:
     args = ctx.args
     try:
         row = ctx.globus().task_wait(
-            task_id, timeout=args.timeout, polling_interval=args.polling_interval
+            task_id,
+            timeout=args.timeout,
+            polling_interval=args.polling_interval,
+            stop_on_attention=args.stop_on_attention,
         )
+    except TaskNeedsAttention as exc:
+        print(f"orbit-globus: {exc}", file=ctx.err)
+        return EXIT_NEEDS_ATTENTION
     except TaskWaitTimeout as exc:
         print(f"orbit-globus: {exc}", file=ctx.err)
         return EXIT_TIMEOUT
     if not (quiet_json and ctx.json):
-        ctx.emit(row, lambda: record(row, TASK_FIELDS))
+        ctx.emit(row, lambda: _task_text(row))
     return EXIT_TASK_FAILED if row.get("status") == "FAILED" else EXIT_OK
 
 

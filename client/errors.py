@@ -19,6 +19,7 @@ Hierarchy::
     │   ├── GlobusError             502 / 503 / 504: Globus failed behind the daemon
     │   └── SubmitPendingError      503 SubmitPending: recorded, the daemon keeps submitting
     ├── TaskFailed                  task_wait(raise_on_failure=True) saw the task fail
+    ├── TaskNeedsAttention          task_wait(stop_on_attention=True) saw the task in trouble
     └── TaskWaitTimeout             task_wait ran out of time (also TimeoutError)
 
 Every :class:`RequestError` carries the daemon's ``status``, ``code`` and ``message`` and the
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .trouble import trouble_text
 
 __all__ = [
     "ArgumentError",
@@ -49,6 +52,7 @@ __all__ = [
     "RequestError",
     "SubmitPendingError",
     "TaskFailed",
+    "TaskNeedsAttention",
     "TaskWaitTimeout",
     "error_from_response",
 ]
@@ -212,7 +216,28 @@ class TaskWaitTimeout(OrbitError, TimeoutError):
 
     def __str__(self) -> str:
         status = self.task.get("status") if self.task else "unknown"
-        return f"task {self.task_id} still {status} after {self.timeout:g} s"
+        why = trouble_text(self.task) if self.task else ""
+        nice = self.task.get("nice_status") if self.task else None
+        if not why and nice not in (None, "OK"):
+            why = str(nice)
+        return f"task {self.task_id} still {status} after {self.timeout:g} s" + (
+            f": {why}" if why else ""
+        )
+
+
+class TaskNeedsAttention(OrbitError):
+    """task_wait stopped early: the task is not done and needs attention (``reason``:
+    erroring, paused, inactive or stalled); ``task`` is its row."""
+
+    def __init__(self, task_id: str, task: Mapping[str, Any]) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+        self.task: dict[str, Any] = dict(task)
+        self.reason = str(task.get("needs_attention") or "")
+
+    def __str__(self) -> str:
+        why = trouble_text(self.task) or str(self.task.get("attention_message") or "")
+        return f"task {self.task_id} needs attention ({self.reason})" + (f": {why}" if why else "")
 
 
 _BY_STATUS: dict[int, type[RequestError]] = {

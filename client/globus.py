@@ -8,7 +8,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from ..protocol import is_terminal
 from . import calls
 from .config import DaemonAddress, resolve_address
 from .errors import ProtocolError, RequestError
@@ -94,6 +93,7 @@ class GlobusClient(GlobusPluginBase):
         local_collection: str | None = None,
         *,
         sid: str | None = None,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Hand a Globus credential to the daemon; returns ``{"sid", "local_collection"}``.
 
@@ -108,6 +108,7 @@ class GlobusClient(GlobusPluginBase):
                 client_id=client_id,
                 local_collection=local_collection,
                 sid=sid or self.session_id,
+                policy=policy,
             )
         )
         credential = calls.Credential(
@@ -132,6 +133,8 @@ class GlobusClient(GlobusPluginBase):
         verify_checksum: bool | None = None,
         preserve_timestamp: bool | None = None,
         deadline: datetime | str | None = None,
+        policy: Mapping[str, Any] | None = None,
+        skip_source_errors: bool | None = None,
     ) -> dict[str, Any]:
         """Submit a transfer; returns ``{"task_id", "submission_id", "status"}``.
 
@@ -142,6 +145,8 @@ class GlobusClient(GlobusPluginBase):
             verify_checksum=verify_checksum,
             preserve_timestamp=preserve_timestamp,
             deadline=deadline,
+            policy=policy,
+            skip_source_errors=skip_source_errors,
         )
         return dict(
             self._send(
@@ -163,16 +168,30 @@ class GlobusClient(GlobusPluginBase):
         paths: Sequence[str] | str,
         recursive: bool = False,
         label: str | None = None,
+        *,
+        policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Submit a delete task; returns ``{"task_id", "submission_id", "status"}``."""
         call = calls.delete(
-            self.session_id, collection=collection, paths=paths, recursive=recursive, label=label
+            self.session_id,
+            collection=collection,
+            paths=paths,
+            recursive=recursive,
+            label=label,
+            policy=policy,
         )
         return dict(self._send(call))
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The daemon's row for the task (status, progress, fatal_error, times, last_seq)."""
         return dict(self._send(calls.get_task(self.session_id, task_id)))
+
+    def task_event_list(
+        self, task_id: str, limit: int = 100, *, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Globus's own events of the task (newest first): faults, pauses, errors."""
+        call = calls.task_events(self.session_id, task_id, limit=limit, offset=offset)
+        return calls.list_of(self._send(call), "events")
 
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         """Ask Globus to cancel; returns ``{"task_id", "code", "message"}``."""
@@ -193,6 +212,7 @@ class GlobusClient(GlobusPluginBase):
         *,
         raise_on_failure: bool = False,
         use_stream: bool = True,
+        stop_on_attention: bool = False,
     ) -> dict[str, Any]:
         """Wait until the task SUCCEEDED or FAILED and return its final row.
 
@@ -200,21 +220,31 @@ class GlobusClient(GlobusPluginBase):
         daemon's wait route (or always, with ``use_stream=False``), at most
         ``polling_interval`` seconds per request. Raises
         :class:`TaskWaitTimeout` (a ``TimeoutError``) after ``timeout`` seconds, and
-        :class:`TaskFailed` for a FAILED task when ``raise_on_failure`` is set.
+        :class:`TaskFailed` for a FAILED task when ``raise_on_failure`` is set. With
+        ``stop_on_attention`` it raises :class:`TaskNeedsAttention` as soon as the task
+        needs attention (Globus retries an error, it is paused or INACTIVE, or it stalled)
+        instead of waiting for a deadline that may be days away.
         """
         deadline = time.monotonic() + timeout
         row = self.get_task(task_id)
-        if not is_terminal(row.get("status")):
-            streamed = self._wait_streaming(task_id, row, deadline) if use_stream else None
+        stop = stop_on_attention
+        if not calls.stops_wait(row, stop_on_attention=stop):
+            streamed = self._wait_streaming(task_id, row, deadline, stop) if use_stream else None
             row = (
                 streamed
                 if streamed is not None
-                else self._wait_polling(task_id, deadline, polling_interval)
+                else self._wait_polling(task_id, deadline, polling_interval, stop)
             )
-        return calls.finish_wait(row, task_id, timeout, raise_on_failure=raise_on_failure)
+        return calls.finish_wait(
+            row,
+            task_id,
+            timeout,
+            raise_on_failure=raise_on_failure,
+            stop_on_attention=stop_on_attention,
+        )
 
     def _wait_streaming(
-        self, task_id: str, row: Mapping[str, Any], deadline: float
+        self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
     ) -> dict[str, Any] | None:
         """Final row via the stream; None when the stream is unusable (then poll instead)."""
         since = row.get("last_seq")
@@ -227,22 +257,23 @@ class GlobusClient(GlobusPluginBase):
                     if event is None:
                         break
                     data = event.get("data") or {}
-                    if is_terminal(data.get("status")):
+                    if calls.stops_wait(data, stop_on_attention=stop):
                         break
         except (RequestError, StreamClosed, ProtocolError):
             return None
         return self.get_task(task_id)
 
     def _wait_polling(
-        self, task_id: str, deadline: float, polling_interval: float
+        self, task_id: str, deadline: float, polling_interval: float, stop: bool = False
     ) -> dict[str, Any]:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self.get_task(task_id)
             wait = max(0.0, min(polling_interval, remaining))
-            answer = self._send(calls.task_wait(self.session_id, task_id, timeout=wait))
-            if answer.get("done") or is_terminal(answer.get("status")):
+            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
+            answer = self._send(call)
+            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
                 return calls.task_row(answer)
 
     # Files and collections

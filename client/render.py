@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import is_terminal
+from .trouble import trouble_text
 
 __all__ = ["ProgressBoard", "TaskProgress", "human_bytes", "table"]
 
@@ -74,6 +75,27 @@ class TaskProgress:
     first_seen: float = field(default_factory=time.monotonic)
     first_bytes: int = 0
     updated: float = field(default_factory=time.monotonic)
+    # Trouble, as the notifications report it (see client/trouble.py).
+    is_ok: bool | None = None
+    is_paused: bool = False
+    faults: int = 0
+    error: dict[str, Any] | None = None
+    needs_attention: str | None = None
+    attention_message: str | None = None
+
+    def trouble(self) -> str:
+        return trouble_text(
+            {
+                "status": self.status,
+                "nice_status": self.nice_status,
+                "is_ok": self.is_ok,
+                "is_paused": self.is_paused,
+                "faults": self.faults,
+                "error": self.error,
+                "needs_attention": self.needs_attention,
+                "attention_message": self.attention_message,
+            }
+        )
 
     @property
     def done(self) -> bool:
@@ -123,6 +145,17 @@ class ProgressBoard:
         task.files_transferred = _int(data.get("files_transferred")) or task.files_transferred
         task.bytes_total = _int(data.get("bytes_total")) or task.bytes_total
         task.files_total = _int(data.get("files_total")) or task.files_total
+        task.is_ok = data.get("is_ok") if isinstance(data.get("is_ok"), bool) else None
+        task.is_paused = data.get("is_paused") is True
+        task.faults = _int(data.get("faults")) or task.faults
+        if isinstance(data.get("error"), Mapping):
+            task.error = dict(data["error"])
+        attention = data.get("needs_attention")
+        if attention is None or attention != task.needs_attention:
+            task.attention_message = None
+        task.needs_attention = attention if isinstance(attention, str) else None
+        if isinstance(data.get("attention_message"), str):
+            task.attention_message = data["attention_message"]
         task.updated = now
         return task
 
@@ -150,9 +183,11 @@ class ProgressBoard:
         speed = f" {human_bytes(rate)}/s" if rate and not task.done else ""
         nice = f" ({task.nice_status})" if task.nice_status not in (None, "OK", "Queued") else ""
         label = f" {task.label}" if task.label else ""
+        trouble = task.trouble() if not task.done else ""
         return (
             f"{task.task_id[:8]}{label} {task.status}{nice} {self._bar(task)} "
             f"{human_bytes(task.bytes_transferred)} {files} files{speed}"
+            + (f" !! {trouble}" if trouble else "")
         )
 
     def lines(self) -> list[str]:

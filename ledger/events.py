@@ -23,6 +23,7 @@ from .errors import EventTypeError
 __all__ = [
     "EVENT_KINDS",
     "TERMINAL_STATUSES",
+    "AttentionReason",
     "CancelRequested",
     "CancelResult",
     "CredentialExpired",
@@ -36,18 +37,26 @@ __all__ = [
     "StoredEvent",
     "SubmitFailed",
     "SubmitRequested",
+    "TaskError",
+    "TaskNeedsAttention",
     "TaskProgress",
+    "TaskRecovered",
     "TaskStateChanged",
     "TaskStatus",
     "TaskSubmitted",
     "TaskType",
     "TransferItem",
     "TransferRequest",
+    "TroublePolicy",
     "decode_event",
     "encode_event",
 ]
 
 TaskType = Literal["TRANSFER", "DELETE"]
+# Why a task needs attention: Globus retries an error (ACTIVE, is_ok false), an administrator
+# paused it (ACTIVE, is_paused), a credential expired (INACTIVE), or it moved no bytes for
+# the configured time.
+AttentionReason = Literal["erroring", "paused", "inactive", "stalled"]
 SyncLevel = Literal["exists", "size", "mtime", "checksum"]
 
 _ENVELOPE = frozenset({"owner", "session_id"})
@@ -73,6 +82,31 @@ class TransferItem(Record):
 
 @record
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TroublePolicy(Record):
+    """When the daemon cancels a task in trouble on its own (any condition that is set):
+    after ``max_faults`` retried errors, after ``max_trouble_minutes`` needing attention, or
+    at the first error whose code is in ``fatal_codes`` (e.g. FILE_NOT_FOUND)."""
+
+    max_faults: int | None = None
+    max_trouble_minutes: float | None = None
+    fatal_codes: tuple[str, ...] = ()
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskError(Record):
+    """A Globus error event of a task (``is_error`` true in its event list): a code such as
+    FILE_NOT_FOUND, a short lowercase ``description`` and the long text in ``details``
+    (docs.globus.org/api/transfer/task/#event_document)."""
+
+    code: str
+    description: str = ""
+    details: str = ""
+    time: str | None = None
+
+
+@record
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TransferRequest(Record):
     """What a transfer submit asked for (the Globus document is built from it)."""
 
@@ -84,6 +118,9 @@ class TransferRequest(Record):
     verify_checksum: bool = False
     preserve_timestamp: bool = False
     deadline: str | None = None
+    # Globus skips a source path it cannot read instead of retrying it (SKIPPED_ERRORS).
+    skip_source_errors: bool = False
+    policy: TroublePolicy | None = None
 
 
 @record
@@ -95,6 +132,7 @@ class DeleteRequest(Record):
     paths: tuple[str, ...]
     recursive: bool = False
     label: str | None = None
+    policy: TroublePolicy | None = None
 
 
 @record
@@ -143,6 +181,8 @@ def _kind(name: str) -> Any:
 class SessionOpened(Event):
     local_collection: str | None = None
     auth: Literal["access_token", "refresh_token"]
+    # The session's trouble policy: the default of its submits that name none.
+    policy: TroublePolicy | None = None
 
 
 @_kind("session_closed")
@@ -189,6 +229,7 @@ class TaskSubmitted(Event):
     destination: str | None = None
     status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
+    policy: TroublePolicy | None = None
 
 
 @_kind("submit_failed")
@@ -209,6 +250,12 @@ class TaskStateChanged(Event):
     bytes_transferred: int = 0
     files_transferred: int = 0
     fatal_error: FatalError | None = None
+    # The trouble fields of the task document; ``error`` only when ``faults`` grew.
+    is_ok: bool | None = None
+    is_paused: bool = False
+    faults: int = 0
+    error: TaskError | None = None
+    needs_attention: AttentionReason | None = None
 
 
 @_kind("task_progress")
@@ -220,12 +267,57 @@ class TaskProgress(Event):
     label: str | None = None
     bytes_transferred: int = 0
     files_transferred: int = 0
+    is_ok: bool | None = None
+    is_paused: bool = False
+    faults: int = 0
+    needs_attention: AttentionReason | None = None
+
+
+@_kind("task_needs_attention")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskNeedsAttention(Event):
+    """A task started needing attention (once per episode); the task's state rides along so
+    the notification is complete on its own."""
+
+    task_id: str
+    needs_attention: AttentionReason
+    status: TaskStatus = "ACTIVE"
+    nice_status: str | None = None
+    label: str | None = None
+    bytes_transferred: int = 0
+    files_transferred: int = 0
+    is_ok: bool | None = None
+    is_paused: bool = False
+    faults: int = 0
+    error: TaskError | None = None
+    # What the owner should know: a pause's message, the error, what INACTIVE waits for.
+    attention_message: str | None = None
+
+
+@_kind("task_recovered")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskRecovered(Event):
+    """A task that needed attention got going again; ``after`` says what it had."""
+
+    task_id: str
+    after: AttentionReason
+    seconds: float = 0.0
+    status: TaskStatus = "ACTIVE"
+    nice_status: str | None = None
+    label: str | None = None
+    bytes_transferred: int = 0
+    files_transferred: int = 0
+    is_ok: bool | None = None
+    is_paused: bool = False
+    faults: int = 0
 
 
 @_kind("cancel_requested")
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CancelRequested(Event):
     task_id: str
+    # Set when the daemon cancels on its own (a trouble policy): why.
+    reason: str | None = None
 
 
 @_kind("cancel_result")
@@ -249,6 +341,7 @@ class DeleteSubmitted(Event):
     destination: str | None = None
     status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
+    policy: TroublePolicy | None = None
 
 
 class StoredEvent(NamedTuple):

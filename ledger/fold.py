@@ -8,7 +8,11 @@ share this code so their results are identical by construction.
 
 Rules: a task exists from its ``task_submitted``/``delete_submitted`` on; task events for an
 unknown task are refused; SUCCEEDED and FAILED are absorbing (state changes and progress are
-refused, cancel events are still recorded). A submission exists from ``submit_requested`` and
+refused, cancel events are still recorded). Trouble: a task's ``is_ok``/``is_paused``/
+``faults`` follow its state events, ``error`` keeps the newest error seen, ``needs_attention``
+follows every state, progress and attention event (``attention_since`` is when the current
+episode began) and ``progress_time`` is when bytes or files last moved (its submit before
+that). A submission exists from ``submit_requested`` and
 is resolved exactly once, by ``task_submitted``/``delete_submitted`` or ``submit_failed``.
 """
 
@@ -37,10 +41,14 @@ from .events import (
     FatalError,
     SubmitFailed,
     SubmitRequested,
+    TaskError,
+    TaskNeedsAttention,
     TaskProgress,
+    TaskRecovered,
     TaskStateChanged,
     TaskSubmitted,
     TransferRequest,
+    TroublePolicy,
 )
 
 __all__ = [
@@ -62,7 +70,7 @@ class TaskRow(NamedTuple):
     """The current state of one task. Times are Unix seconds of the commits that set them.
 
     A named tuple (immutable like a frozen dataclass): the writer folds one new row per task
-    event, and building a 17-field frozen dataclass costs about ten times more."""
+    event, and building a frozen dataclass of this many fields costs about ten times more."""
 
     task_id: str
     submission_id: str
@@ -81,16 +89,27 @@ class TaskRow(NamedTuple):
     completion_time: float | None
     created_seq: int
     last_seq: int
+    is_ok: bool | None
+    is_paused: bool
+    faults: int
+    error: TaskError | None
+    needs_attention: str | None
+    attention_since: float | None
+    progress_time: float
+    policy: TroublePolicy | None
+    attention_message: str | None
 
     @property
     def done(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able form (``fatal_error`` as ``{"code", "description"}`` or None)."""
+        """JSON-able form (records such as ``fatal_error`` as dicts, or None)."""
         out = self._asdict()
-        if self.fatal_error is not None:
-            out["fatal_error"] = dataclasses.asdict(self.fatal_error)
+        for name in ("fatal_error", "error", "policy"):
+            value = out[name]
+            if value is not None:
+                out[name] = dataclasses.asdict(value)
         return out
 
 
@@ -119,12 +138,22 @@ _TASK_KINDS = (
     TaskProgress,
     CancelRequested,
     CancelResult,
+    TaskNeedsAttention,
+    TaskRecovered,
 )
 _SUBMISSION_KINDS = (SubmitRequested, TaskSubmitted, DeleteSubmitted, SubmitFailed)
 # Tuples, not ``A | B`` unions: isinstance() checks a tuple several times faster.
 _CREATE_KINDS = (TaskSubmitted, DeleteSubmitted)
 _CANCEL_KINDS = (CancelRequested, CancelResult)
-_UPDATE_KINDS = (TaskProgress, TaskStateChanged, CancelRequested, CancelResult)
+_UPDATE_KINDS = (
+    TaskProgress,
+    TaskStateChanged,
+    CancelRequested,
+    CancelResult,
+    TaskNeedsAttention,
+    TaskRecovered,
+)
+_ATTENTION_KINDS = (TaskNeedsAttention, TaskRecovered)
 
 
 def task_key(event: Event) -> str | None:
@@ -163,6 +192,15 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             completion_time=time if event.status in TERMINAL_STATUSES else None,
             created_seq=seq,
             last_seq=seq,
+            is_ok=True,
+            is_paused=False,
+            faults=0,
+            error=None,
+            needs_attention=None,
+            attention_since=None,
+            progress_time=time,
+            policy=event.policy,
+            attention_message=None,
         )
     if not isinstance(event, _UPDATE_KINDS):
         raise TypeError(f"{event.kind} does not change a task")
@@ -174,17 +212,7 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
         )
     if isinstance(event, _CANCEL_KINDS):
         # Cancelling a finished task is a request the user may make; it changes no state.
-        return _changed(
-            row,
-            status=row.status,
-            nice_status=row.nice_status,
-            label=row.label,
-            bytes_transferred=row.bytes_transferred,
-            files_transferred=row.files_transferred,
-            fatal_error=row.fatal_error,
-            completion_time=row.completion_time,
-            last_seq=seq,
-        )
+        return row._replace(last_seq=seq)
     if row.status in TERMINAL_STATUSES:
         raise IllegalTransition(
             f"{event.kind}: task {row.task_id} is {row.status}, which is final",
@@ -192,7 +220,24 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
             key=row.task_id,
             status=row.status,
         )
+    if isinstance(event, _ATTENTION_KINDS):
+        # Derived from the state already recorded: only the episode changes.
+        if isinstance(event, TaskNeedsAttention):
+            return row._replace(
+                needs_attention=event.needs_attention,
+                attention_since=_since(row, event.needs_attention, time),
+                attention_message=event.attention_message,
+                last_seq=seq,
+            )
+        return row._replace(
+            needs_attention=None, attention_since=None, attention_message=None, last_seq=seq
+        )
     fatal_error = event.fatal_error if isinstance(event, TaskStateChanged) else row.fatal_error
+    error = event.error if isinstance(event, TaskStateChanged) else None
+    moved = (
+        event.bytes_transferred != row.bytes_transferred
+        or event.files_transferred != row.files_transferred
+    )
     return _changed(
         row,
         status=event.status,
@@ -203,7 +248,21 @@ def apply_task(row: TaskRow | None, event: Event, *, seq: int, time: float) -> T
         fatal_error=fatal_error,
         completion_time=time if event.status in TERMINAL_STATUSES else None,
         last_seq=seq,
+        is_ok=event.is_ok,
+        is_paused=event.is_paused,
+        faults=event.faults,
+        error=error if error is not None else row.error,
+        needs_attention=event.needs_attention,
+        attention_since=_since(row, event.needs_attention, time),
+        progress_time=time if moved else row.progress_time,
     )
+
+
+def _since(row: TaskRow, attention: str | None, time: float) -> float | None:
+    """When the attention episode that ``attention`` continues (or starts) began."""
+    if attention is None:
+        return None
+    return row.attention_since if row.needs_attention is not None else time
 
 
 def _changed(
@@ -217,6 +276,13 @@ def _changed(
     fatal_error: FatalError | None,
     completion_time: float | None,
     last_seq: int,
+    is_ok: bool | None,
+    is_paused: bool,
+    faults: int,
+    error: TaskError | None,
+    needs_attention: str | None,
+    attention_since: float | None,
+    progress_time: float,
 ) -> TaskRow:
     # Positional construction: dataclasses.replace costs several times more, and this runs
     # for every task event in the writer's hot loop.
@@ -238,6 +304,15 @@ def _changed(
         completion_time,
         row.created_seq,
         last_seq,
+        is_ok,
+        is_paused,
+        faults,
+        error,
+        needs_attention,
+        attention_since,
+        progress_time,
+        row.policy,
+        row.attention_message if needs_attention is not None else None,
     )
 
 

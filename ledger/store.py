@@ -14,7 +14,15 @@ from typing import Any
 
 from .codec import spec_of
 from .errors import LedgerError, ProjectionRebuildError
-from .events import DeleteRequest, FatalError, StoredEvent, TransferRequest, decode_event
+from .events import (
+    DeleteRequest,
+    FatalError,
+    StoredEvent,
+    TaskError,
+    TransferRequest,
+    TroublePolicy,
+    decode_event,
+)
 from .fold import SubmissionRow, TaskRow, step
 
 __all__ = [
@@ -37,8 +45,10 @@ __all__ = [
 TASK_COLUMNS = (
     "task_id, submission_id, owner, session_id, type, status, nice_status, label, source, "
     "destination, bytes_transferred, files_transferred, fatal_error, request_time, "
-    "completion_time, created_seq, last_seq"
+    "completion_time, created_seq, last_seq, is_ok, is_paused, faults, error, needs_attention, "
+    "attention_since, progress_time, policy, attention_message"
 )
+_TASK_WIDTH = 26
 SUBMISSION_COLUMNS = (
     "submission_id, owner, session_id, type, request, state, task_id, code, message, "
     "request_time, requested_seq, last_seq"
@@ -74,6 +84,10 @@ def _fatal_json(fatal: FatalError | None) -> str | None:
     return None if fatal is None else dumps({"code": fatal.code, "description": fatal.description})
 
 
+def _record_json(value: TaskError | TroublePolicy | None) -> str | None:
+    return None if value is None else dumps(spec_of(type(value)).encode(value))
+
+
 def _task_tuple(row: TaskRow) -> tuple[Any, ...]:
     fatal = _fatal_json(row.fatal_error)
     return (
@@ -94,6 +108,21 @@ def _task_tuple(row: TaskRow) -> tuple[Any, ...]:
         row.completion_time,
         row.created_seq,
         row.last_seq,
+        *_trouble_tuple(row),
+    )
+
+
+def _trouble_tuple(row: TaskRow) -> tuple[Any, ...]:
+    return (
+        row.is_ok,
+        row.is_paused,
+        row.faults,
+        _record_json(row.error),
+        row.needs_attention,
+        row.attention_since,
+        row.progress_time,
+        _record_json(row.policy),
+        row.attention_message,
     )
 
 
@@ -117,7 +146,20 @@ def _task_row(values: Sequence[Any]) -> TaskRow:
         completion_time=values[14],
         created_seq=values[15],
         last_seq=values[16],
+        is_ok=None if values[17] is None else bool(values[17]),
+        is_paused=bool(values[18]),
+        faults=values[19],
+        error=None if values[20] is None else TaskError(**_LOADS(values[20])),
+        needs_attention=values[21],
+        attention_since=values[22],
+        progress_time=values[23],
+        policy=None if values[24] is None else _policy(values[24]),
+        attention_message=values[25],
     )
+
+
+def _policy(text: str) -> TroublePolicy:
+    return TroublePolicy(**spec_of(TroublePolicy).decode_kwargs(_LOADS(text)))
 
 
 def _submission_tuple(row: SubmissionRow) -> tuple[Any, ...]:
@@ -214,15 +256,16 @@ def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> 
 
 def insert_tasks(conn: sqlite3.Connection, rows: Iterable[TaskRow]) -> None:
     conn.executemany(
-        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * 17)})",  # noqa: S608
+        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({','.join('?' * _TASK_WIDTH)})",  # noqa: S608
         [_task_tuple(r) for r in rows],
     )
 
 
 _UPDATE_TASK = (
     "UPDATE tasks SET {status}nice_status = ?, label = ?, bytes_transferred = ?, "
-    "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ? "
-    "WHERE task_id = ?"
+    "files_transferred = ?, fatal_error = ?, completion_time = ?, last_seq = ?, is_ok = ?, "
+    "is_paused = ?, faults = ?, error = ?, needs_attention = ?, attention_since = ?, "
+    "progress_time = ?, policy = ?, attention_message = ? WHERE task_id = ?"
 )
 
 
@@ -245,6 +288,7 @@ def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, status: b
                 _fatal_json(r.fatal_error),
                 r.completion_time,
                 r.last_seq,
+                *_trouble_tuple(r),
                 r.task_id,
             )
             for r in rows

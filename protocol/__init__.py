@@ -62,6 +62,10 @@ class EventKind(enum.StrEnum):
     TASK_PROGRESS = "task_progress"
     CANCEL_REQUESTED = "cancel_requested"
     CANCEL_RESULT = "cancel_result"
+    # Derived by the poller from Globus's task documents: once when a task starts needing
+    # attention (erroring, paused, INACTIVE, stalled), once when it gets going again.
+    TASK_NEEDS_ATTENTION = "task_needs_attention"
+    TASK_RECOVERED = "task_recovered"
 
 
 EVENT_KINDS: Final[frozenset[str]] = frozenset(EventKind)
@@ -82,6 +86,8 @@ _TOPIC_OF: Final[Mapping[str, Topic]] = {
     EventKind.DELETE_SUBMITTED: Topic.TRANSFER_STATUS,
     EventKind.TASK_STATE_CHANGED: Topic.TRANSFER_STATUS,
     EventKind.TASK_PROGRESS: Topic.TRANSFER_STATUS,
+    EventKind.TASK_NEEDS_ATTENTION: Topic.TRANSFER_STATUS,
+    EventKind.TASK_RECOVERED: Topic.TRANSFER_STATUS,
     EventKind.SESSION_OPENED: Topic.SESSION,
     EventKind.SESSION_CLOSED: Topic.SESSION,
     EventKind.CREDENTIAL_EXPIRED: Topic.SESSION,
@@ -93,7 +99,14 @@ def topic_of(kind: str) -> Topic:
     return _TOPIC_OF.get(kind, Topic.TASK)
 
 
-# The seed's transfer_status notification: exactly these fields, counters never null.
+# The transfer_status notification: exactly these fields, counters never null. The seed's six
+# first; then the trouble fields of Globus's task document (``is_ok`` is null for a finished
+# task, ``faults`` counts retried errors: docs.globus.org/api/transfer/task/#task_fields),
+# ``error``: the newest Globus error event ({"code", "description", "details", "time"}), set
+# only on the notification of a new fault, and ``needs_attention``: why the task needs
+# attention now ("erroring", "paused", "inactive", "stalled") or null, and on the
+# task_needs_attention notification ``attention_message``: the administrator's pause message,
+# the newest error's description, or what an INACTIVE task waits for.
 TRANSFER_STATUS_FIELDS: Final = (
     "task_id",
     "status",
@@ -101,8 +114,14 @@ TRANSFER_STATUS_FIELDS: Final = (
     "bytes_transferred",
     "files_transferred",
     "nice_status",
+    "is_ok",
+    "is_paused",
+    "faults",
+    "error",
+    "needs_attention",
+    "attention_message",
 )
-_COUNTERS: Final = ("bytes_transferred", "files_transferred")
+_COUNTERS: Final = ("bytes_transferred", "files_transferred", "faults")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +165,8 @@ def build_envelope(
         for name in _COUNTERS:
             if body[name] is None:
                 body[name] = 0
+        if body["is_paused"] is None:
+            body["is_paused"] = False
     else:
         body = dict(data)
     return Envelope(seq, time, topic, kind, session_id, task_id, body).as_dict()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "DeleteBody",
     "MkdirBody",
+    "PolicyBody",
     "RegisterBody",
     "RenameBody",
     "TransferBody",
@@ -35,6 +36,24 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
+class PolicyBody(_Body):
+    """When the daemon cancels a task in trouble on its own; at least one condition."""
+
+    max_faults: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_trouble_minutes: Annotated[float, Field(gt=0, le=525_600)] | None = None
+    # Globus event codes, e.g. FILE_NOT_FOUND, PERMISSION_DENIED.
+    fatal_codes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Z0-9_]+$")]],
+        Field(max_length=32),
+    ] = []
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> PolicyBody:
+        if self.max_faults is None and self.max_trouble_minutes is None and not self.fatal_codes:
+            raise ValueError("give max_faults, max_trouble_minutes or fatal_codes")
+        return self
+
+
 class RegisterBody(_Body):
     # SecretStr: even a stray repr of the parsed body shows "**********".
     access_token: Annotated[SecretStr, Field(min_length=1, max_length=8192)] | None = None
@@ -42,6 +61,7 @@ class RegisterBody(_Body):
     client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     local_collection: Collection | None = None
     sid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    policy: PolicyBody | None = None
 
 
 class TransferItemBody(_Body):
@@ -59,6 +79,8 @@ class TransferBody(_Body):
     verify_checksum: bool = False
     preserve_timestamp: bool = False
     deadline: Annotated[str, Field(max_length=64)] | None = None
+    skip_source_errors: bool = False
+    policy: PolicyBody | None = None
 
     @field_validator("sync_level", mode="before")
     @classmethod
@@ -74,10 +96,13 @@ class DeleteBody(_Body):
     paths: Annotated[list[Path_], Field(min_length=1, max_length=10_000)]
     recursive: bool = False
     label: Label | None = None
+    policy: PolicyBody | None = None
 
 
 class WaitBody(_Body):
     timeout: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Answer as soon as the task needs attention (erroring, paused, INACTIVE, stalled).
+    stop_on_attention: bool = False
 
 
 class MkdirBody(_Body):

@@ -154,6 +154,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             client_id=body.client_id,
             local_collection=body.local_collection,
             sid=body.sid,
+            policy=body.policy.model_dump() if body.policy is not None else None,
         )
 
     @app.delete("/globus/sessions/{sid}")
@@ -189,7 +190,18 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         task_id: str, session: Sess, endpoint: Ep, body: WaitBody | None = None
     ) -> dict[str, Any]:
         timeout = body.timeout if body is not None else 60.0
-        return await endpoint.wait_task(session, task_id, timeout)
+        stop = body.stop_on_attention if body is not None else False
+        return await endpoint.wait_task(session, task_id, timeout, stop_on_attention=stop)
+
+    @app.get("/globus/sessions/{sid}/tasks/{task_id}/events")
+    async def task_events(
+        task_id: str,
+        session: Sess,
+        endpoint: Ep,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+    ) -> dict[str, Any]:
+        return await endpoint.task_events(session, task_id, limit=limit, offset=offset)
 
     @app.post("/globus/sessions/{sid}/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str, session: Sess, endpoint: Ep) -> dict[str, Any]:

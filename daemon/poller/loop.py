@@ -25,6 +25,15 @@ Globus's per-user request budget). A task whose event list cannot be had for a t
 reason stays as it was in the ledger and first in line next sweep; those caught up stay
 caught up. A task whose state is unchanged is not asked about (a round trip such as
 ACTIVE -> INACTIVE -> ACTIVE entirely inside the gap stays unseen).
+
+Trouble (:mod:`.trouble`): every observed open task's events get its ``needs_attention``;
+an episode's start and end are recorded once each. When a task's ``faults`` grew, its newest
+error event is fetched (``task_event_list``; ``task_pause_info`` for a task just paused;
+at most ``TROUBLE_RATE`` per second per session and ``TROUBLE_RATE`` x interval per sweep,
+tasks starting an episode first) and rides on the state change. A task whose trouble policy
+says it is doomed is cancelled once through the durable cancel path, with the reason. When
+Globus refuses a ``task_list`` filter as too long, the batch shrinks (to the maximum the
+answer names, else by half) for this sweep and the following ones.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...ledger import events as ev
@@ -49,8 +59,24 @@ from ..service.sessions import Session, SessionRegistry
 from ..service.store import Store
 from .catchup import catch_up
 from .diff import diff
+from .trouble import (
+    STALL_AFTER,
+    field,
+    filter_refused,
+    follow,
+    newest_error,
+    pause_message,
+    smaller_batch,
+)
 
-__all__ = ["BATCH", "CATCH_UP_CONCURRENCY", "CATCH_UP_GAP", "CATCH_UP_RATE", "Poller"]
+__all__ = [
+    "BATCH",
+    "CATCH_UP_CONCURRENCY",
+    "CATCH_UP_GAP",
+    "CATCH_UP_RATE",
+    "TROUBLE_RATE",
+    "Poller",
+]
 
 log = get_logger(__name__)
 
@@ -73,6 +99,19 @@ CATCH_UP_GAP = 4
 # Events per event_list request (Globus pages at most 1000); the newest come first, and only
 # those after the ledger's last observation matter.
 EVENT_PAGE = 1000
+# Error fetches a sweep starts per second (one task_event_list per task whose faults grew,
+# one task_pause_info per task just paused). They run after the catch-up, never beside it,
+# so a session stays at this rate plus its polls, inside Globus's ~20/s per user. A sweep
+# makes at most TROUBLE_RATE x interval of them, tasks just starting to need attention
+# first, so 100 tasks failing at once delay no sweep by more than an interval; the others
+# are recorded without their error this time and get it at their next fault.
+TROUBLE_RATE = 8.0
+# Events asked for to find the newest error: it is among the newest few, as a fault is
+# logged when it happens (the list is newest first).
+ERROR_PAGE = 10
+
+# Cancels a task on the owner's behalf: (session, task_id, reason).
+Canceller = Callable[[Session, str, str], Awaitable[Any]]
 
 
 class _Pacer:
@@ -100,12 +139,22 @@ class Poller:
         ops: GlobusOps,
         interval: float,
         max_backoff: float = 60.0,
+        stall_after: float | None = STALL_AFTER,
+        cancel: Canceller | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
         self._ops = ops
         self.interval = interval
         self.max_backoff = max(max_backoff, interval)
+        self.stall_after = stall_after
+        self._cancel = cancel
+        # Task ids per task_list request; shrinks when Globus refuses a filter as too long.
+        self.batch = BATCH
+        # Per session: tasks this process already cancelled by policy (never twice), and the
+        # trouble details the current sweep may still fetch.
+        self._policy_cancels: dict[str, set[str]] = {}
+        self._details_left: dict[str, int] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         # Per session: when a sweep last observed each open task, and when its previous
@@ -137,6 +186,8 @@ class Poller:
         loop = self._loops.pop(sid, None)
         self._seen.pop(sid, None)
         self._sweep_started.pop(sid, None)
+        self._policy_cancels.pop(sid, None)
+        self._details_left.pop(sid, None)
         # Every session closed would otherwise leave its Event behind for good.
         self._wake.pop(sid, None)
         if loop is not None:
@@ -211,6 +262,7 @@ class Poller:
         rows = {str(r["task_id"]): r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
         self.last_sweep_requests = 0
+        self._details_left[sid] = max(1, int(TROUBLE_RATE * self.interval))
         seen = self._seen.setdefault(sid, {})
         # A task first listed now was submitted after the previous sweep read the ledger:
         # unobserved since then at most (since ever, in a loop's first sweep).
@@ -230,8 +282,9 @@ class Poller:
         ids = sorted(rows, key=lambda t: (seen[t], t))
         went_through = 0
         failure: BaseException | None = None
-        for start in range(0, len(ids), BATCH):
-            batch = ids[start : start + BATCH]
+        start = 0
+        while start < len(ids):
+            batch = ids[start : start + self.batch]
             self.requests += 1
             self.last_sweep_requests += 1
             asked = time.monotonic()
@@ -240,17 +293,31 @@ class Poller:
                     clients.poll.task_list, filter=f"task_id:{','.join(batch)}", limit=len(batch)
                 )
             except Exception as exc:
+                if len(batch) > 1 and filter_refused(
+                    http_status=getattr(exc, "http_status", None),
+                    code=getattr(exc, "code", None),
+                    message=getattr(exc, "message", None),
+                ):
+                    self.batch = smaller_batch(len(batch), message=getattr(exc, "message", None))
+                    log.warning("task_list filter refused as too long", batch=self.batch)
+                    continue  # the same tasks, fewer per request
+                start += len(batch)
                 failure = failure or exc
                 if is_server_error(exc):
                     continue  # one request failed; the next batch may well go through
                 return await self._failed(session, exc, what="poll", progress=went_through > 0)
+            start += len(batch)
             went_through += 1
             docs = list(page.get("DATA") or [])
             events, stop, trouble = await self._observe(
                 clients, rows, docs, seen=seen, asked=asked, stale_before=stale_before
             )
+            observed = [d for d in docs if seen.get(str(d.get("task_id"))) == asked]
+            events, cancels = await self._follow(session, clients, rows, observed, events)
             if events:
                 await self._append(events)
+            for task_id, reason in cancels:
+                await self._cancel_by_policy(session, task_id, reason)
             if stop is not None:
                 return await self._failed(session, stop, what="event list", progress=True)
             failure = failure or trouble
@@ -265,6 +332,116 @@ class Poller:
             error=type(failure).__name__,
         )
         return "partial"
+
+    async def _follow(
+        self,
+        session: Session,
+        clients: SessionClients,
+        rows: dict[str, dict[str, Any]],
+        docs: list[dict[str, Any]],
+        events: list[ev.Event],
+    ) -> tuple[list[ev.Event], list[tuple[str, str]]]:
+        """The batch's events with the trouble of each observed task (:func:`.trouble.follow`),
+        and the (task_id, reason) pairs its policy cancels."""
+        now = time.time()
+        by_task: dict[str | None, list[ev.Event]] = {}
+        for event in events:
+            by_task.setdefault(getattr(event, "task_id", None), []).append(event)
+        grown = [
+            d
+            for d in docs
+            if int(d.get("faults") or 0) > int(field(rows[str(d["task_id"])], "faults") or 0)
+            and d.get("status") in ("ACTIVE", "INACTIVE")
+        ]
+        paused = [
+            str(d["task_id"])
+            for d in docs
+            if d.get("is_paused") is True and not field(rows[str(d["task_id"])], "is_paused")
+        ]
+        # Tasks whose episode starts now first: their first notification says why.
+        grown.sort(key=lambda d: field(rows[str(d["task_id"])], "needs_attention") is not None)
+        left = self._details_left.get(session.sid, 0)
+        paused = paused[:left]
+        grown = grown[: max(0, left - len(paused))]
+        self._details_left[session.sid] = left - len(paused) - len(grown)
+        errors, pauses = await self._trouble_details(
+            clients, [str(d["task_id"]) for d in grown], paused
+        )
+        out: list[ev.Event] = []
+        cancels: list[tuple[str, str]] = []
+        done = self._policy_cancels.setdefault(session.sid, set())
+        for doc in docs:
+            task_id = str(doc["task_id"])
+            found, cancel = follow(
+                rows[task_id],
+                doc,
+                by_task.pop(task_id, []),
+                now=now,
+                stall_after=self.stall_after,
+                error=errors.get(task_id),
+                pause_message=pauses.get(task_id),
+            )
+            out.extend(found)
+            if cancel is not None and task_id not in done and self._cancel is not None:
+                done.add(task_id)
+                cancels.append((task_id, cancel))
+        for rest in by_task.values():
+            out.extend(rest)
+        return out, cancels
+
+    async def _trouble_details(
+        self, clients: SessionClients, grown: list[str], paused: list[str]
+    ) -> tuple[dict[str, ev.TaskError], dict[str, str]]:
+        """The newest error event of each task in ``grown`` (its faults grew) and the pause
+        message of each task in ``paused`` (just paused), paced at ``TROUBLE_RATE``. A task
+        whose details cannot be had now is left without (its state is still recorded); an
+        auth failure or a rate limit stops the remaining requests."""
+        gate = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+        pace = _Pacer(TROUBLE_RATE)
+        stopped: list[BaseException] = []
+        errors: dict[str, ev.TaskError] = {}
+        pauses: dict[str, str] = {}
+
+        async def one(task_id: str, what: str) -> None:
+            async with gate:
+                await pace.wait()
+                if stopped:
+                    return
+                self.requests += 1
+                self.last_sweep_requests += 1
+                try:
+                    answer: Any = await (
+                        self._ops.run(clients.poll.task_event_list, task_id, limit=ERROR_PAGE)
+                        if what == "error"
+                        else self._ops.run(clients.poll.task_pause_info, task_id)
+                    )
+                except Exception as exc:
+                    if is_auth_failure(exc) or is_transient(exc):
+                        stopped.append(exc)
+                    log.info(
+                        f"{what} details unavailable",
+                        task_id=task_id,
+                        status=getattr(exc, "http_status", None),
+                    )
+                    return
+            if what == "error":
+                error = newest_error(list(answer.get("DATA") or []))
+                if error is not None:
+                    errors[task_id] = error
+            elif message := pause_message(answer.data if hasattr(answer, "data") else answer):
+                pauses[task_id] = message
+
+        await asyncio.gather(*(one(t, "error") for t in grown), *(one(t, "pause") for t in paused))
+        return errors, pauses
+
+    async def _cancel_by_policy(self, session: Session, task_id: str, reason: str) -> None:
+        assert self._cancel is not None
+        log.warning("cancelling by trouble policy", task_id=task_id, reason=reason)
+        try:
+            await self._cancel(session, task_id, reason)
+        except Exception as exc:
+            # A pending cancel is retried by the submitter; anything else is in its record.
+            log.warning("policy cancel not answered", task_id=task_id, error=type(exc).__name__)
 
     async def _failed(
         self, session: Session, exc: BaseException, *, what: str, progress: bool

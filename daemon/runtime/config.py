@@ -42,6 +42,8 @@ class Config:
     globus_threads: int = 16
     # Seconds the poller waits at most after 429/5xx/timeouts before trying again.
     max_backoff: float = 60.0
+    # Seconds an ACTIVE task may move nothing before it needs attention ("stalled"); 0: never.
+    stall_after: float = 3600.0
     log_level: str = "info"
     # The bridge this endpoint connects out to (none: local clients only). The enrollment
     # token comes from the environment, the config file or a file, never from a flag.
@@ -68,6 +70,7 @@ _FIELDS: dict[str, Any] = {
     "heartbeat_interval": float,
     "globus_threads": int,
     "max_backoff": float,
+    "stall_after": float,
     "log_level": str,
     "bridge_url": str,
     "bridge_token": str,
@@ -85,6 +88,8 @@ def _convert(key: str, value: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {key}={value!r} is not a valid {key}") from exc
     if key in ("poll_interval", "heartbeat_interval", "max_backoff") and converted <= 0:
         raise ConfigError(f"{origin}: {key} must be positive, got {value!r}")
+    if key == "stall_after" and converted < 0:
+        raise ConfigError(f"{origin}: stall_after must be 0 (never) or more, got {value!r}")
     if key in ("ws_queue_size", "globus_threads") and converted < 1:
         raise ConfigError(f"{origin}: {key} must be at least 1, got {value!r}")
     if key == "port" and not 0 <= converted <= 65535:

@@ -25,12 +25,23 @@ from .sessions import Session, SessionRegistry
 from .store import Store, row_dict
 from .submits import Submitter
 
-__all__ = ["EndpointService", "task_json"]
+__all__ = ["EndpointService", "task_json", "trouble_policy"]
 
 log = get_logger(__name__)
 
 # Longest a single wait request may block; clients loop for longer waits.
 MAX_WAIT = 3600.0
+
+
+def trouble_policy(body: dict[str, Any] | None) -> ev.TroublePolicy | None:
+    """The policy of a validated request body (``PolicyBody.model_dump()``)."""
+    if body is None:
+        return None
+    return ev.TroublePolicy(
+        max_faults=body.get("max_faults"),
+        max_trouble_minutes=body.get("max_trouble_minutes"),
+        fatal_codes=tuple(body.get("fatal_codes") or ()),
+    )
 
 
 def task_json(row: Any) -> dict[str, Any]:
@@ -56,6 +67,8 @@ class EndpointService:
             ops=self.ops,
             interval=config.poll_interval,
             max_backoff=config.max_backoff,
+            stall_after=config.stall_after or None,
+            cancel=self._cancel_by_policy,
         )
         self.hub = EventHub(store)
         self.default_local = resolve_default_local_collection(config.local_collection)
@@ -72,6 +85,9 @@ class EndpointService:
         await self.hub.close()
         self.sessions.close_all()
         self.ops.close()
+
+    async def _cancel_by_policy(self, session: Session, task_id: str, reason: str) -> None:
+        await self.submitter.cancel(session, task_id, reason=reason)
 
     async def _on_registered(self, session: Session) -> None:
         self.poller.ensure(session)
@@ -102,6 +118,7 @@ class EndpointService:
         client_id: str | None,
         local_collection: str | None,
         sid: str | None,
+        policy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if refresh_token is not None:
             if not client_id:
@@ -112,7 +129,11 @@ class EndpointService:
         else:
             raise BadRequest("give access_token, or refresh_token and client_id")
         session = await self.sessions.register(
-            owner=owner, credential=credential, local_collection=local_collection, sid=sid
+            owner=owner,
+            credential=credential,
+            local_collection=local_collection,
+            sid=sid,
+            policy=trouble_policy(policy),
         )
         return {
             "sid": session.sid,
@@ -151,6 +172,8 @@ class EndpointService:
             verify_checksum=bool(body.get("verify_checksum") or False),
             preserve_timestamp=bool(body.get("preserve_timestamp") or False),
             deadline=body.get("deadline"),
+            skip_source_errors=bool(body.get("skip_source_errors") or False),
+            policy=trouble_policy(body.get("policy")) or session.policy,
         )
         return await self.submitter.submit(session, request)
 
@@ -160,6 +183,7 @@ class EndpointService:
             paths=tuple(body["paths"]),
             recursive=bool(body.get("recursive") or False),
             label=body.get("label"),
+            policy=trouble_policy(body.get("policy")) or session.policy,
         )
         return await self.submitter.submit(session, request)
 
@@ -179,7 +203,9 @@ class EndpointService:
     async def get_task(self, session: Session, task_id: str) -> dict[str, Any]:
         return task_json(await self.task_row(session, task_id))
 
-    async def wait_task(self, session: Session, task_id: str, seconds: float) -> dict[str, Any]:
+    async def wait_task(
+        self, session: Session, task_id: str, seconds: float, *, stop_on_attention: bool = False
+    ) -> dict[str, Any]:
         timeout = min(max(seconds, 0.0), MAX_WAIT)
         listener = self.hub.attach(Listener(owner=session.owner, task_id=task_id, maxsize=64))
         try:
@@ -187,6 +213,8 @@ class EndpointService:
             while True:
                 row = await self.task_row(session, task_id)
                 if is_terminal(row.status):
+                    break
+                if stop_on_attention and row.needs_attention is not None:
                     break
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
@@ -199,6 +227,14 @@ class EndpointService:
         out = task_json(row)
         out["done"] = is_terminal(row.status)
         return out
+
+    async def task_events(
+        self, session: Session, task_id: str, *, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """Globus's own event list of one of the session's tasks, newest first."""
+        await self.task_row(session, task_id)
+        doc = await self._globus(session, "task_event_list", task_id, limit=limit, offset=offset)
+        return {"task_id": task_id, "events": list(doc.get("DATA") or [])}
 
     async def list_tasks(
         self, session: Session, *, limit: int, offset: int, status: str | None

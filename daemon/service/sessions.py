@@ -14,6 +14,7 @@ import dataclasses
 import secrets
 from collections.abc import Awaitable, Callable
 
+from ...ledger import events as ev
 from ..errors import CredentialExpired, CredentialMissing, CredentialRejected, NotFound
 from ..globus.credentials import Credential
 from ..globus.ops import GlobusOps, SessionClients, is_auth_failure, map_error
@@ -39,6 +40,8 @@ class Session:
     credential: Credential | None = None
     clients: SessionClients | None = None
     expired: bool = False
+    # The default trouble policy of the session's submits (they may name their own).
+    policy: ev.TroublePolicy | None = None
 
     @property
     def usable(self) -> bool:
@@ -72,8 +75,10 @@ class SessionRegistry:
 
     async def load(self) -> None:
         """Recreate the sessions the ledger knows as open, all without credentials."""
-        for sid, owner, local_collection in await self._store.open_sessions():
-            self._sessions[sid] = Session(sid=sid, owner=owner, local_collection=local_collection)
+        for sid, owner, local_collection, policy in await self._store.open_sessions():
+            self._sessions[sid] = Session(
+                sid=sid, owner=owner, local_collection=local_collection, policy=policy
+            )
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -99,6 +104,7 @@ class SessionRegistry:
         credential: Credential,
         local_collection: str | None,
         sid: str | None,
+        policy: ev.TroublePolicy | None = None,
     ) -> Session:
         # Re-registering: the sid must exist and belong to this token.
         existing = self.get(owner, sid) if sid is not None else None
@@ -119,6 +125,8 @@ class SessionRegistry:
                 session.drop_credential()
                 if local_collection is not None:
                     session.local_collection = local_collection
+            if policy is not None:
+                session.policy = policy
             session.credential = credential
             session.clients = clients
             session.expired = False
@@ -127,6 +135,7 @@ class SessionRegistry:
                 session_id=session.sid,
                 local_collection=session.local_collection,
                 auth=credential.kind,
+                policy=session.policy,
             )
         log.info(
             "session registered",

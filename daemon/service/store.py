@@ -43,7 +43,13 @@ class Store:
     # -- sessions ------------------------------------------------------------------------
 
     async def session_opened(
-        self, *, owner: str, session_id: str, local_collection: str | None, auth: str
+        self,
+        *,
+        owner: str,
+        session_id: str,
+        local_collection: str | None,
+        auth: str,
+        policy: ev.TroublePolicy | None = None,
     ) -> StoredEvent:
         return await self.ledger.append(
             ev.SessionOpened(
@@ -51,6 +57,7 @@ class Store:
                 session_id=session_id,
                 local_collection=local_collection,
                 auth="refresh_token" if auth == "refresh_token" else "access_token",
+                policy=policy,
             )
         )
 
@@ -62,9 +69,11 @@ class Store:
             ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
         )
 
-    async def open_sessions(self) -> list[tuple[str, str, str | None]]:
-        """(sid, owner, local_collection) of every session opened and not closed."""
-        found: dict[str, tuple[str, str, str | None]] = {}
+    async def open_sessions(
+        self,
+    ) -> list[tuple[str, str, str | None, ev.TroublePolicy | None]]:
+        """(sid, owner, local_collection, policy) of every session opened and not closed."""
+        found: dict[str, tuple[str, str, str | None, ev.TroublePolicy | None]] = {}
         async for stored in self.ledger.events_since(0, kinds=("session_opened", "session_closed")):
             sid = stored.session_id
             if sid is None or stored.owner is None:
@@ -72,7 +81,9 @@ class Store:
             if stored.kind == "session_closed":
                 found.pop(sid, None)
             else:
-                found[sid] = (sid, stored.owner, stored.data.get("local_collection"))
+                opened = stored.event()
+                policy = opened.policy if isinstance(opened, ev.SessionOpened) else None
+                found[sid] = (sid, stored.owner, stored.data.get("local_collection"), policy)
         return list(found.values())
 
     # -- submits -------------------------------------------------------------------------
@@ -122,6 +133,7 @@ class Store:
             source=source,
             destination=destination,
             status="ACTIVE",
+            policy=request.policy,
         )
         return await self.ledger.append(event)
 
@@ -143,9 +155,11 @@ class Store:
 
     # -- cancels -------------------------------------------------------------------------
 
-    async def cancel_requested(self, *, owner: str, session_id: str, task_id: str) -> StoredEvent:
+    async def cancel_requested(
+        self, *, owner: str, session_id: str, task_id: str, reason: str | None = None
+    ) -> StoredEvent:
         return await self.ledger.append(
-            ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id)
+            ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id, reason=reason)
         )
 
     async def cancel_result(

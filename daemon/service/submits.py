@@ -50,6 +50,7 @@ def globus_document(
             verify_checksum=request.verify_checksum,
             preserve_timestamp=request.preserve_timestamp,
             deadline=request.deadline if request.deadline else globus_sdk.MISSING,
+            skip_source_errors=request.skip_source_errors or globus_sdk.MISSING,
         )
         for item in request.items:
             tdata.add_item(item.source, item.destination, recursive=item.recursive)
@@ -224,14 +225,17 @@ class Submitter:
         *,
         record_request: bool = True,
         background_retry: bool = True,
+        reason: str | None = None,
     ) -> dict[str, Any]:
+        """Cancel a task of the session; ``reason`` (recorded with the request) says why
+        when the daemon cancels on its own."""
         row = await self._store.task(task_id)
         if row is None or row.session_id != session.sid:
             raise NotFound(f"no task {task_id!r} in session {session.sid}")
         clients = session.require_clients()
         if record_request:
             await self._store.cancel_requested(
-                owner=session.owner, session_id=session.sid, task_id=task_id
+                owner=session.owner, session_id=session.sid, task_id=task_id, reason=reason
             )
         try:
             result = await self._ops.run(clients.call, "cancel_task", task_id)

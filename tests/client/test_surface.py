@@ -109,7 +109,7 @@ SEED_SIGNATURES = {
     "local_collection=None",
     "submit_transfer": "(source, destination, items, label=None, sync_level=None",
     "get_task": "(task_id",
-    "task_wait": "(task_id, timeout=60 * UNIT, polling_interval=10",
+    "task_wait": "(task_id, timeout=60, polling_interval=10",
     "cancel_task": "(task_id",
     "list_tasks": "(limit=100",
     "ls": "(collection, path=None",

@@ -60,16 +60,21 @@ def _statuses(events: list[ev.Event]) -> list[str]:
     return [e.status for e in events if isinstance(e, ev.TaskStateChanged)]
 
 
-def test_pause_and_resume_in_a_gap_are_recorded_in_order() -> None:
-    # Globus lists events newest first.
+def _paused(events: list[ev.Event]) -> list[bool]:
+    return [e.is_paused for e in events if isinstance(e, ev.TaskStateChanged)]
+
+
+def test_pause_and_unpause_in_a_gap_are_recorded_in_order() -> None:
+    # Globus lists events newest first; a pause keeps the task ACTIVE.
     events = [
         _event("SUCCEEDED", T0 + 40),
-        _event("RESUMED", T0 + 30),
-        _event("PAUSED", T0 + 20, error=True),
+        _event("UNPAUSED", T0 + 30),
+        _event("PAUSED", T0 + 20),
         _event("STARTED", T0 + 1),
     ]
     out = catch_up(_row("ACTIVE"), _doc("SUCCEEDED", None), events, known_at=T0 + 10.5)
-    assert _statuses(out) == ["INACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert _statuses(out) == ["ACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert _paused(out) == [True, False, False]
     assert [e.nice_status for e in out] == ["PAUSED", "OK", None]  # type: ignore[attr-defined]
     # Intermediate states keep the counts the ledger had; the last has Globus's.
     assert [e.bytes_transferred for e in out] == [10, 10, 30]  # type: ignore[attr-defined]
@@ -78,32 +83,34 @@ def test_pause_and_resume_in_a_gap_are_recorded_in_order() -> None:
 
 def test_events_the_ledger_has_seen_are_not_repeated() -> None:
     events = [
-        _event("RESUMED", T0 + 30),
-        _event("PAUSED", T0 + 20, error=True),
+        _event("UNPAUSED", T0 + 30),
+        _event("PAUSED", T0 + 20),
     ]
-    # INACTIVE was recorded at T0 + 21.3 (after the pause): only the resume is missing.
-    out = catch_up(_row("INACTIVE", "PAUSED"), _doc("ACTIVE", "OK"), events, known_at=T0 + 21.3)
-    assert _statuses(out) == ["ACTIVE"]
+    # The pause was recorded at T0 + 21.3: only its end is missing.
+    paused = {**_row("ACTIVE", "PAUSED"), "is_paused": True}
+    out = catch_up(paused, _doc("ACTIVE", "OK"), events, known_at=T0 + 21.3)
+    assert _statuses(out) == ["ACTIVE"] and _paused(out) == [False]
     # Everything already seen: nothing but the counts.
     out = catch_up(_row("ACTIVE"), _doc("ACTIVE", "OK"), events, known_at=T0 + 31)
     assert [type(e) for e in out] == [ev.TaskProgress]
 
 
 def test_a_round_trip_in_the_second_of_the_last_observation_is_not_lost() -> None:
-    # Seen ACTIVE at T0 + 20.2; paused at T0 + 20.5 and resumed at T0 + 20.8, both stamped
-    # T0 + 20, then finished.
+    # Seen unpaused at T0 + 20.2; paused at T0 + 20.5 and unpaused at T0 + 20.8, both
+    # stamped T0 + 20, then finished.
     events = [
         _event("SUCCEEDED", T0 + 25),
-        _event("RESUMED", T0 + 20),
-        _event("PAUSED", T0 + 20, error=True),
+        _event("UNPAUSED", T0 + 20),
+        _event("PAUSED", T0 + 20),
     ]
     out = catch_up(_row("ACTIVE"), _doc("SUCCEEDED", None), events, known_at=T0 + 20.2)
-    assert _statuses(out) == ["INACTIVE", "ACTIVE", "SUCCEEDED"]
+    assert _paused(out) == [True, False, False]
+    assert _statuses(out) == ["ACTIVE", "ACTIVE", "SUCCEEDED"]
 
 
 def test_without_usable_events_it_is_the_diff() -> None:
     row, doc = _row("ACTIVE"), _doc("FAILED", None)
-    junk: list[Any] = [{"code": "PAUSED", "time": "yesterday"}, "x", {"code": "RESUMED"}]
+    junk: list[Any] = [{"code": "PAUSED", "time": "yesterday"}, "x", {"code": "UNPAUSED"}]
     expected = diff({"t1": row}, [doc])
     assert catch_up(row, doc, [], known_at=T0) == expected
     assert catch_up(row, doc, junk, known_at=T0) == expected
@@ -128,17 +135,18 @@ NOISE = st.sampled_from(["STARTED", "SKIPPED_ERROR", "ENDPOINT_ERROR", "CONNECTI
 @st.composite
 def scenarios(
     draw: st.DrawFn,
-) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]]:
-    """A true history, the ledger's view at some moment, and the states missed since."""
+) -> tuple[dict[str, Any], dict[str, Any], list[Any], float, list[tuple[str, bool]]]:
+    """A true history of pauses, the ledger's view at some moment, and the states missed
+    since, as (status, is_paused)."""
     gaps = draw(st.lists(st.integers(min_value=0, max_value=3), max_size=8))
     times: list[int] = []
     now = T0
     for gap in gaps:
         now += gap
         times.append(now)
-    states = ["ACTIVE"]  # after each transition: pauses and resumes alternate
+    states = [False]  # is_paused after each transition: pauses and unpauses alternate
     for _ in times:
-        states.append("INACTIVE" if states[-1] == "ACTIVE" else "ACTIVE")
+        states.append(not states[-1])
     seen = draw(st.integers(min_value=0, max_value=len(times)))  # transitions the ledger saw
     lower = times[seen - 1] if seen else T0 - 5
     upper = times[seen] + 0.99 if seen < len(times) else now + 5
@@ -147,11 +155,11 @@ def scenarios(
         # The observation came before the next transition (same second allowed).
         known_at = min(known_at, times[seen] + 0.99)
     ending = draw(st.sampled_from(["open", "SUCCEEDED", "FAILED"]))
-    final = states[-1] if ending == "open" else ending
+    final = ("ACTIVE", states[-1]) if ending == "open" else (ending, False)
     nice = draw(st.sampled_from([None, "OK", "Queued", "PAUSED_BY_ADMIN"]))
     events: list[Any] = [
-        _event("PAUSED" if state == "INACTIVE" else "RESUMED", when)
-        for when, state in zip(times, states[1:], strict=True)
+        _event("PAUSED" if paused else draw(st.sampled_from(["UNPAUSED", "RESUMED"])), when)
+        for when, paused in zip(times, states[1:], strict=True)
     ]
     for _ in range(draw(st.integers(min_value=0, max_value=3))):
         events.append(_event(draw(NOISE), draw(st.integers(T0, now + 5)), error=True))
@@ -159,27 +167,32 @@ def scenarios(
     if ending != "open":
         events.append(_event(ending, now + 6))
     events.reverse()  # newest first, as Globus lists them
-    row = _row(states[seen], draw(st.sampled_from(["OK", "PAUSED", "Queued"])))
-    doc = _doc(final, None if final in TERMINAL else nice)
-    missed = states[seen + 1 :]
-    if final != (missed[-1] if missed else states[seen]):
+    row = {
+        **_row("ACTIVE", draw(st.sampled_from(["OK", "PAUSED", "Queued"]))),
+        "is_paused": states[seen],
+    }
+    doc = {**_doc(final[0], None if final[0] in TERMINAL else nice), "is_paused": final[1]}
+    missed = [("ACTIVE", p) for p in states[seen + 1 :]]
+    if final != (missed[-1] if missed else ("ACTIVE", states[seen])):
         missed.append(final)
     return row, doc, events, known_at, missed
 
 
 @given(scenarios())
 def test_catch_up_properties(
-    scenario: tuple[dict[str, Any], dict[str, Any], list[Any], float, list[str]],
+    scenario: tuple[dict[str, Any], dict[str, Any], list[Any], float, list[tuple[str, bool]]],
 ) -> None:
     row, doc, events, known_at, missed = scenario
     out = catch_up(row, doc, events, known_at=known_at)
-    # State changes with the status unchanged (nice_status only) are not transitions.
-    transitions: list[str] = []
-    previous = row["status"]
-    for status in _statuses(out):
-        if status != previous:
-            transitions.append(status)
-        previous = status
+    # State changes with the state unchanged (nice_status only) are not transitions.
+    transitions: list[tuple[str, bool]] = []
+    previous = (row["status"], row["is_paused"])
+    for event in out:
+        if isinstance(event, ev.TaskStateChanged):
+            state = (event.status, event.is_paused)
+            if state != previous:
+                transitions.append(state)
+            previous = state
     # Never a transition lost: what was missed ends the recorded sequence. It is all that
     # is recorded unless an undecided second made the anchor earlier (then a round trip
     # the ledger has may be repeated, never one it lacks dropped).
@@ -201,6 +214,7 @@ def test_catch_up_properties(
             nice_status=event.nice_status,  # type: ignore[attr-defined]
             bytes_transferred=event.bytes_transferred,  # type: ignore[attr-defined]
             files_transferred=event.files_transferred,  # type: ignore[attr-defined]
+            is_paused=event.is_paused,  # type: ignore[attr-defined]
         )
     assert diff({"t1": after}, [doc]) == []
     # The order Globus lists events in does not matter when their times differ.

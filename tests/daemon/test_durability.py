@@ -212,11 +212,6 @@ def test_restart_catches_up_what_globus_shows_of_the_gap(
     assert event_lists >= 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon catch-up maps a PAUSED event to INACTIVE (and knows no UNPAUSED); Globus "
-    "keeps a paused task ACTIVE: the daemon part of issue 13 changes it",
-)
 def test_a_pause_inside_the_gap_is_not_recorded_as_inactive(
     tmp_path: Path, slow_sim: Simulator
 ) -> None:

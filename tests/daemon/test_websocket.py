@@ -46,14 +46,23 @@ async def test_transfer_seen_from_submit_to_succeeded(
     last = events[-1]
     assert last["topic"] == "transfer_status"
     assert last["task_id"] == task_id
-    assert set(last["data"]) == {
+    # The seed's six fields, then the trouble fields, and nothing else.
+    assert list(last["data"]) == [
         "task_id",
         "status",
         "label",
         "bytes_transferred",
         "files_transferred",
         "nice_status",
-    }
+        "is_ok",
+        "is_paused",
+        "faults",
+        "error",
+        "needs_attention",
+        "attention_message",
+    ]
+    assert last["data"]["is_ok"] is None  # Globus: null once the task ended
+    assert last["data"]["faults"] == 0 and last["data"]["is_paused"] is False
     assert last["data"]["label"] == "ws"
     assert last["data"]["files_transferred"] == 3
     assert last["data"]["bytes_transferred"] == sim.task(task_id)["bytes_transferred"]
@@ -157,7 +166,11 @@ async def test_filters_by_topic_and_task(daemon: DaemonProcess, sim: Simulator) 
     await ws.close()
     assert sessions[0]["kind"] == "session_opened"
     assert sessions[0]["topic"] == "session"
-    assert sessions[0]["data"] == {"local_collection": None, "auth": "access_token"}
+    assert sessions[0]["data"] == {
+        "local_collection": None,
+        "auth": "access_token",
+        "policy": None,
+    }
 
     ws = await ws_connect(daemon, topic="nonsense")
     with pytest.raises(websockets.ConnectionClosed) as closed:

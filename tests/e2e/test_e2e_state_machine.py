@@ -1,17 +1,19 @@
 """End-to-end state machine: real simulator, real daemon process, real client.
 
 Hypothesis drives random sequences of what users and Globus do (submits, deletes, cancels,
-tasks finishing/failing/pausing in Globus, token expiry and re-registration, 429/5xx storms,
-WebSocket subscribers dropping and resuming, daemon restarts: SIGTERM and SIGKILL, also in
-the middle of a submit). After each step the test waits (bounded) until the daemon has
-caught up, then checks:
+tasks finishing/failing/pausing/faulting in Globus, endpoint credentials expiring, token
+expiry and re-registration, 429/5xx storms, WebSocket subscribers dropping and resuming,
+daemon restarts: SIGTERM and SIGKILL, also in the middle of a submit). After each step the
+test waits (bounded) until the daemon has caught up, then checks:
 
 - the ledger's task rows (history view=tasks) equal the simulator's truth for every task of
   a session with a working credential; no row claims a final state Globus does not have;
 - every Globus task of our users is tracked, and no submission produced two Globus tasks;
 - every subscriber got each event of its filter exactly once, in seq order, exactly as the
   history route lists them (drops and daemon restarts included);
-- a task that was seen SUCCEEDED/FAILED never changes again (row and event history).
+- a task that was seen SUCCEEDED/FAILED never changes again (row and event history);
+- an open task's row says why it needs attention (INACTIVE, paused, Globus retrying an
+  error), and its needs-attention / recovered events alternate, ending as the row says.
 
 One simulator and one daemon serve every example; each example gets its own daemon token
 and simulator users, so examples do not see each other's data.
@@ -62,7 +64,17 @@ MAX_EXAMPLES = int(os.environ.get("E2E_MAX_EXAMPLES", "150" if LONG else "10"))
 STEPS = int(os.environ.get("E2E_STEPS", "40" if LONG else "15"))
 SETTLE_TIMEOUT = 20.0
 TERMINAL = TERMINAL_STATUSES
-FIELDS = ("status", "nice_status", "bytes_transferred", "files_transferred")
+FIELDS = (
+    "status",
+    "nice_status",
+    "bytes_transferred",
+    "files_transferred",
+    "is_ok",
+    "is_paused",
+    "faults",
+)
+# Retryable errors Globus keeps a task ACTIVE through (is_ok false, faults counting).
+RETRYABLE = ("PERMISSION_DENIED", "ENDPOINT_ERROR", "CONNECT_FAILED")
 GODATA = "/home/share/godata/"
 _names = itertools.count()
 
@@ -261,6 +273,19 @@ class E2EMachine(RuleBasedStateMachine):
         else:
             sim.renew_credential(task_id)
 
+    @rule(
+        index=st.integers(0, 255),
+        code=st.sampled_from(RETRYABLE),
+        heal_count=st.integers(1, 3),
+    )
+    def globus_faults_task(self, index: int, code: str, heal_count: int) -> None:
+        """An error Globus retries: the task stays ACTIVE, is_ok false, faults counting,
+        until the error heals after ``heal_count`` faults."""
+        task_id = self._task(index)
+        if task_id is None:
+            return
+        self.w.sim.inject_error(code, task_id=task_id, heal_count=heal_count)
+
     @rule(index=st.integers(0, 255))
     def finish_and_wait(self, index: int) -> None:
         """Globus ends the task; a client waiting on it gets the final row."""
@@ -448,6 +473,32 @@ class E2EMachine(RuleBasedStateMachine):
             assert len(mine) <= model.intents + self.unsure_intents, (
                 f"{model}: {len(mine)} Globus tasks for {model.intents} submits"
             )
+        # Trouble: an open task's row says why it needs attention, derived from the state
+        # it records; its episodes alternate (needs attention, recovered, ...).
+        for task_id, row in rows.items():
+            if row["status"] in TERMINAL:
+                continue
+            expected = (
+                "inactive"
+                if row["status"] == "INACTIVE"
+                else "paused"
+                if row["is_paused"]
+                else "erroring"
+                if row["is_ok"] is False
+                else None
+            )
+            assert row["needs_attention"] == expected, (task_id, row)
+            marks = [
+                e["kind"]
+                for e in self.observer.iter_history(task_id=task_id, page_size=1000)
+                if e["kind"] in ("task_needs_attention", "task_recovered")
+            ]
+            assert all(a != b for a, b in itertools.pairwise(marks)), (task_id, marks)
+            assert marks[:1] in ([], ["task_needs_attention"]), (task_id, marks)
+            if expected is None:
+                assert marks[-1:] in ([], ["task_recovered"]), (task_id, marks)
+            else:
+                assert marks[-1:] == ["task_needs_attention"], (task_id, marks)
         # Terminal rows never change again (last_seq may: a late cancel is still recorded),
         # and no state change or progress event follows the terminal one.
         for task_id, row in rows.items():

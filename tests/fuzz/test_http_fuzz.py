@@ -52,6 +52,7 @@ ROUTES = (
     ("GET", "/globus/sessions/{sid}/tasks/{task_id}"),
     ("POST", "/globus/sessions/{sid}/tasks/{task_id}/wait"),
     ("POST", "/globus/sessions/{sid}/tasks/{task_id}/cancel"),
+    ("GET", "/globus/sessions/{sid}/tasks/{task_id}/events"),
     ("GET", "/globus/sessions/{sid}/ls"),
     ("POST", "/globus/sessions/{sid}/mkdir"),
     ("POST", "/globus/sessions/{sid}/rename"),

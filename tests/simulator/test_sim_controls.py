@@ -11,7 +11,6 @@ import pytest
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Credentials, Simulator, UnknownTask
-from timing import UNIT
 
 
 @pytest.fixture
@@ -176,7 +175,7 @@ def test_stop_frees_the_port(tmp_path: Path) -> None:
     import urllib.request
 
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(url + "/_sim/health", timeout=2 * UNIT)  # noqa: S310 - local http
+        urllib.request.urlopen(url + "/_sim/health", timeout=2)  # noqa: S310 - local http
 
 
 def test_restart_keeps_url_and_state(
