@@ -33,6 +33,7 @@ __all__ = [
     "CredentialMissing",
     "CredentialRejected",
     "DaemonError",
+    "Forbidden",
     "GlobusError",
     "LocalCollectionUnknown",
     "NotFound",
@@ -82,6 +83,11 @@ class LocalCollectionUnknown(BadRequest):
 class Unauthorized(DaemonError):
     status = 401
     code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(DaemonError):
+    status = 403
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(DaemonError, LookupError):

@@ -20,6 +20,7 @@ from ..runtime.logs import get_logger
 from ..service.endpoint import EndpointService
 from ..service.sessions import Session
 from .auth import parse_bearer
+from .dashboard import add_dashboard, browser_owner
 from .limits import BodyLimit
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
 from .websocket import Connections, serve_websocket
@@ -45,7 +46,13 @@ def _endpoint(request: Request) -> EndpointService:
 
 
 def _owner(request: Request) -> str:
-    return _endpoint(request).tokens.verify(parse_bearer(request.headers.get("authorization")))
+    header = request.headers.get("authorization")
+    if header is None:
+        # The dashboard's browser session (cookie); bearer tokens stay the clients' way in.
+        owner = browser_owner(request)
+        if owner is not None:
+            return owner
+    return _endpoint(request).tokens.verify(parse_bearer(header))
 
 
 Owner = Annotated[str, Depends(_owner)]
@@ -271,6 +278,9 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             limit=limit,
             offset=offset,
         )
+
+    if endpoint.config.dashboard:
+        add_dashboard(app, endpoint)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
@@ -28,6 +30,8 @@ from ..errors import DaemonError
 from ..runtime.logs import get_logger
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
+from .browser import check_same_origin
+from .dashboard import browser_owner, own_origin
 
 if TYPE_CHECKING:
     from ..service.endpoint import EndpointService
@@ -93,11 +97,23 @@ class Connections:
         await asyncio.gather(*(close(ws) for ws in sockets))
 
 
+def _websocket_owner(websocket: WebSocket, endpoint: EndpointService) -> str:
+    header = websocket.headers.get("authorization")
+    if header is None:
+        # A browser cannot set headers on a WebSocket: the dashboard's cookie, from its
+        # own origin only (a page of another site must not ride on the cookie).
+        owner = browser_owner(websocket)
+        if owner is not None:
+            check_same_origin(websocket.headers, own_origin=own_origin(websocket))
+            return owner
+    return endpoint.tokens.verify(parse_bearer(header))
+
+
 async def serve_websocket(
     websocket: WebSocket, endpoint: EndpointService, connections: Connections
 ) -> None:
     try:
-        owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
+        owner = _websocket_owner(websocket, endpoint)
     except DaemonError as exc:
         # Refuse the handshake with a real 401 where the server supports it.
         with contextlib.suppress(Exception):
@@ -152,7 +168,16 @@ async def serve_websocket(
                     continue
                 await _send(websocket, message_text(stored), last)
                 last = stored.seq
-        await _live(websocket, endpoint, listener, last, reader)
+        recheck: Callable[[], object] | None = None
+        if websocket.headers.get("authorization") is None:
+            # A browser session ends at sign-out or when its token is deleted: look again
+            # at each heartbeat and close the stream then.
+            recheck = functools.partial(browser_owner, websocket)
+
+        await _live(websocket, endpoint, listener, last, reader, recheck=recheck)
+    except DaemonError as exc:
+        with contextlib.suppress(Exception):
+            await websocket.close(CloseCode.POLICY, exc.message[:120])
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that
         # reads again within the timeout gets it; one that never does is dropped.
@@ -199,6 +224,8 @@ async def _live(
     listener: Listener,
     last: int,
     reader: asyncio.Task[None],
+    *,
+    recheck: Callable[[], object] | None = None,
 ) -> None:
     interval = endpoint.config.heartbeat_interval
     next_beat = time.monotonic() + interval
@@ -213,6 +240,8 @@ async def _live(
                 await _send(websocket, message_text(stored), last)
                 last = stored.seq
         elif time.monotonic() >= next_beat:
+            if recheck is not None:
+                recheck()
             await _send(websocket, _heartbeat(endpoint.hub.head), last)
             next_beat = time.monotonic() + interval
 

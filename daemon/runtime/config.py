@@ -51,6 +51,8 @@ class Config:
     bridge_token: str | None = dataclasses.field(default=None, repr=False)
     bridge_token_file: Path | None = None
     bridge_ca_bundle: str | None = None
+    # The web dashboard at /dashboard/ (static pages; sign-in by a one-time link or a token).
+    dashboard: bool = True
 
     @property
     def ledger_path(self) -> Path:
@@ -76,9 +78,21 @@ _FIELDS: dict[str, Any] = {
     "bridge_token": str,
     "bridge_token_file": lambda v: Path(str(v)).expanduser(),
     "bridge_ca_bundle": str,
+    "dashboard": lambda v: _boolean(v),
 }
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean: use true or false")
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:
