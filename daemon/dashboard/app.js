@@ -196,12 +196,11 @@
   function onEvent(msg) {
     if (msg.seq <= state.cursor) return; // already applied (a replay overlapping the live tail)
     state.cursor = msg.seq;
-    sessionStorage.setItem(cursorKey(), String(msg.seq));
+    later();
     state.received += 1;
     state.lastLag = Date.now() / 1000 - msg.time;
     if (msg.task_id && msg.topic === 'transfer_status') {
       upsert(msg.task_id, Object.assign({ session_id: msg.session_id }, msg.data), msg.seq, msg.time);
-      renderCounts();
     } else if (msg.kind === 'cancel_requested' && state.tasks.has(msg.task_id)) {
       const task = state.tasks.get(msg.task_id);
       task.cancel_requested = true;
@@ -209,6 +208,22 @@
     }
     activity(msg);
   }
+
+  // Once per frame, not per event (a sweep brings many at once): the counts and the
+  // cursor kept for a reload (also kept when the page goes away).
+  let pending = false;
+  function later() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(flush);
+  }
+  function flush() {
+    pending = false;
+    if (!state.me) return;
+    sessionStorage.setItem(cursorKey(), String(state.cursor));
+    renderCounts();
+  }
+  window.addEventListener('pagehide', flush);
 
   function activity(msg) {
     const list = $('activity');

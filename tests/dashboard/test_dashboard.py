@@ -267,7 +267,7 @@ def test_reload_and_daemon_restart_lose_nothing_and_duplicate_nothing(
     first = _transfer(globus, sim, user, size=1000, label="before-reload")
     expect(_row(page, first)).to_have_attribute("data-status", "SUCCEEDED")
 
-    cursor = int(page.evaluate("Object.values(sessionStorage).map(Number)[0]"))
+    cursor = _activity_seqs(page)[-1]  # the page's cursor: the last event it applied
     page.reload()
     expect(page.locator("#app")).to_be_visible()
     second = _transfer(globus, sim, user, size=1000, label="after-reload")
