@@ -97,6 +97,8 @@ def _session_json(session: Any) -> dict[str, Any]:
 
 
 def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
+    """The dashboard's routes. Only ``POST /dashboard/api/link`` is for clients (and in the
+    API description); the others are the page's own, authenticated by its cookie."""
     sessions = BrowserSessions(endpoint.config.state_dir, endpoint.tokens)
     app.state.browser = sessions
 
@@ -144,7 +146,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         _set_cookie(response, request, cookie)
         return response
 
-    @app.post("/dashboard/api/signin")
+    @app.post("/dashboard/api/signin", include_in_schema=False)
     async def dashboard_signin_token(
         request: Request, token: Annotated[str, Body(embed=True, max_length=512)]
     ) -> Response:
@@ -156,7 +158,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         _set_cookie(response, request, cookie)
         return response
 
-    @app.post("/dashboard/api/logout")
+    @app.post("/dashboard/api/logout", include_in_schema=False)
     async def dashboard_logout(request: Request) -> Response:
         cookie_owner(request)  # same origin and CSRF token, like every state change
         sessions.sign_out(request.cookies.get(cookie_name(request.url.port), ""))
@@ -164,7 +166,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         response.delete_cookie(cookie_name(request.url.port), path="/")
         return response
 
-    @app.get("/dashboard/api/me")
+    @app.get("/dashboard/api/me", include_in_schema=False)
     async def dashboard_me(request: Request) -> Response:
         owner = cookie_owner(request)
         session = sessions.session(request.cookies[cookie_name(request.url.port)])
@@ -179,13 +181,13 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @app.get("/dashboard/api/sessions")
+    @app.get("/dashboard/api/sessions", include_in_schema=False)
     async def dashboard_sessions(request: Request) -> dict[str, Any]:
         owner = cookie_owner(request)
         mine = [s for s in endpoint.sessions.all() if s.owner == owner]
         return {"sessions": [_session_json(s) for s in mine]}
 
-    @app.get("/dashboard/api/health")
+    @app.get("/dashboard/api/health", include_in_schema=False)
     async def dashboard_health(request: Request) -> dict[str, Any]:
         cookie_owner(request)
         sessions_open, open_tasks, head = await endpoint.status_counts()

@@ -217,6 +217,7 @@ def test_a_task_in_trouble_shows_its_badge_reason_and_timeline_and_cancels_from_
     expect(page.locator("#tasks tbody tr:visible")).to_have_count(2)
     page.screenshot(path=str(shots / "trouble.png"))
     page.locator("#f-attention").uncheck()
+    page.screenshot(path=str(shots / "overview.png"))
 
     row.locator(".timeline-btn").click()
     expect(page.locator("#timeline-ledger")).to_contain_text("task_needs_attention")
