@@ -240,6 +240,10 @@
     'is_paused', 'faults', 'needs_attention', 'attention_message', 'error', 'session_id', 'type',
     'fatal_error', 'request_time', 'completion_time'];
 
+  // Sent only with some notifications (the label, the newest error, the reason on the
+  // needs_attention one): a later null does not erase them while the episode lasts.
+  const KEPT = new Set(['label', 'error', 'attention_message']);
+
   function upsert(taskId, data, seq, time) {
     let task = state.tasks.get(taskId);
     if (!task) {
@@ -256,10 +260,10 @@
     for (const key of FIELDS) {
       if (data[key] === undefined) continue;
       // A notification carries the label and the newest error only sometimes: keep them.
-      if ((key === 'label' || key === 'error') && data[key] === null) continue;
+      if (KEPT.has(key) && data[key] === null) continue;
       task[key] = data[key];
     }
-    if (!task.needs_attention) task.error = null;
+    if (!task.needs_attention) { task.error = null; task.attention_message = null; }
     if (TERMINAL.has(task.status)) task.rate = null;
     task.seq = seq;
     task.updated = when || task.updated;

@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import sync_api
 from radical.orbit import GlobusClient
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
 from timing import UNIT
 
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev deps)")
 expect = sync_api.expect
 C1, C2 = TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 WAIT = 30_000 * UNIT  # Playwright counts milliseconds
