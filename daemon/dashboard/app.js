@@ -281,7 +281,8 @@
       return 'paused' + (task.attention_message ? ': ' + task.attention_message : ' by an administrator');
     }
     const error = task.error && (task.error.code || task.error.description);
-    const parts = [task.attention_message, error && error !== task.attention_message ? error : null];
+    const said = task.attention_message || '';
+    const parts = [said, error && !said.includes(error) ? error : null];
     return parts.filter(Boolean).join(' · ') || task.needs_attention;
   }
 
@@ -511,9 +512,20 @@
     }));
   }
 
+  async function probe(path) {
+    // /ready is the operators' readiness probe (where the daemon has it): 200 ready, 503 not.
+    try {
+      const response = await fetch(path, { credentials: 'same-origin' });
+      if (response.status === 404) return 'not available';
+      return response.ok ? 'yes' : 'no (' + response.status + ')';
+    } catch (e) { return 'no answer'; }
+  }
+
   async function loadHealth() {
     const health = await api('/dashboard/api/health');
+    const ready = await probe('/ready');
     const items = [
+      ['Ready', ready],
       ['Endpoint', health.endpoint], ['Version', health.version],
       ['Up for', Math.round(health.uptime) + ' s'], ['Ledger head (seq)', health.ledger_head],
       ['Sessions', health.sessions], ['Unfinished tasks', health.open_tasks],

@@ -1,7 +1,8 @@
 """Fixtures of the browser tests: one simulator, one daemon and one headless chromium per module.
 
 Playwright drives Debian's ``chromium`` (its own browser download cannot work here); CI installs
-it with apt (``.ci/run``). Without it the tests are skipped, saying why.
+it with apt (``.ci/run``). Without it the tests are skipped, saying why (no daemon is started
+for nothing: the browser is each test's first fixture).
 """
 
 from __future__ import annotations
@@ -29,12 +30,9 @@ DAEMON_ENV = {
     "RADICAL_ORBIT_MAX_BACKOFF": "1.5",
 }
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (dev deps)")
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(
-        f"no chromium at {CHROMIUM}: apt-get install -y chromium (CI does it in .ci/run)",
-        allow_module_level=True,
-    )
+
+def _chromium() -> str | None:
+    return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +59,14 @@ def daemon(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    executable = _chromium()
+    if executable is None:
+        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install .[dev]")
     with sync_api.sync_playwright() as playwright:
+        # Playwright's own browser download cannot work here: Debian's chromium, and as
+        # root (CI containers) without its sandbox.
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
-        executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
         chromium = playwright.chromium.launch(executable_path=executable, args=args)
         try:
             yield chromium
