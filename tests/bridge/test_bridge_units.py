@@ -31,7 +31,7 @@ from radical.orbit.daemon.runtime.config import load_config as load_daemon_confi
 
 ids = st.integers(1, 2**53 - 1)
 text = st.text(max_size=50)
-frames = st.one_of(
+any_frame = st.one_of(
     st.builds(frames.Hello, endpoint=st.dictionaries(text, text, max_size=3)),
     st.builds(
         frames.Request,
@@ -62,7 +62,7 @@ frames = st.one_of(
 )
 
 
-@given(frames)
+@given(any_frame)
 def test_every_frame_survives_encoding(frame: frames.Frame) -> None:
     assert frames.decode(frames.encode(frame)) == frame
 
