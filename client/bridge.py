@@ -118,6 +118,15 @@ class BridgeClient:
             raise ProtocolError("GET /endpoints answered without an 'endpoints' list")
         return endpoints
 
+    def dashboard_link(self) -> str:
+        """A one-time link that signs a browser in to the daemon's dashboard (valid for a
+        minute, once); the browser gets a session cookie, never the token."""
+        answer = self._transport.send(calls.dashboard_link())
+        url = answer.get("url") if isinstance(answer, dict) else None
+        if not isinstance(url, str):
+            raise ProtocolError("POST /dashboard/api/link answered without a 'url'")
+        return url
+
     def list_endpoints(self) -> list[str]:
         """Names of the endpoints this daemon serves, or this bridge token may use."""
         return [str(ep["name"]) for ep in self.describe_endpoints()]

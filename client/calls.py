@@ -136,6 +136,10 @@ def list_endpoints() -> Call:
     return Call("GET", "/endpoints")
 
 
+def dashboard_link() -> Call:
+    return Call("POST", "/dashboard/api/link")
+
+
 def register_session(
     *,
     access_token: str | None,

@@ -51,6 +51,7 @@ from .commands import (
     cmd_task_show,
     cmd_task_wait,
     cmd_transfer,
+    cmd_ui,
     cmd_watch,
 )
 from .errors import (
@@ -318,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--view", choices=("events", "tasks"), default="events")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("ui", help="open the daemon's web dashboard, signed in (one-time link)")
+    p.add_argument("--no-browser", action="store_true", help="only print the link")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("watch", help="live progress of the session's tasks")
     p.add_argument("--task", help="only this task")

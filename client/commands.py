@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import webbrowser
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,7 @@ __all__ = [
     "cmd_task_show",
     "cmd_task_wait",
     "cmd_transfer",
+    "cmd_ui",
     "cmd_watch",
     "credentials",
 ]
@@ -260,6 +262,15 @@ def cmd_endpoints(ctx: Context) -> int:
     if any("online" in e for e in endpoints):  # a bridge says which endpoints are connected
         columns.insert(1, ("online", "Online"))
     ctx.emit({"endpoints": endpoints}, lambda: table(endpoints, columns))
+    return EXIT_OK
+
+
+def cmd_ui(ctx: Context) -> int:
+    """Open the dashboard signed in: the link's nonce works once, within a minute."""
+    url = ctx.bridge().dashboard_link()
+    print(f"dashboard: {url}", file=ctx.out)
+    if not ctx.args.no_browser and not webbrowser.open(url):
+        print("no browser could be started here: open the link above", file=ctx.err)
     return EXIT_OK
 
 

@@ -47,8 +47,6 @@ def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
         delay = min(delay * 2, _RECHECK * 2)
 
 
-
-
 class GlobusClient(GlobusPluginBase):
     """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
 

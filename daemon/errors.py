@@ -40,6 +40,7 @@ __all__ = [
     "CredentialMissing",
     "CredentialRejected",
     "DaemonError",
+    "Forbidden",
     "GlobusError",
     "LedgerUnusable",
     "LocalCollectionUnknown",
@@ -118,6 +119,11 @@ class StorageUnavailable(DaemonError):
 class Unauthorized(DaemonError):
     status = 401
     code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(DaemonError):
+    status = 403
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(DaemonError, LookupError):

@@ -389,6 +389,8 @@ class ErrorCode(enum.StrEnum):
     HTTP = "HTTPError"
     LOCAL_COLLECTION_UNKNOWN = "LocalCollectionNotConfigured"
     UNAUTHORIZED = "Unauthorized"
+    # A browser request from another site, or without the dashboard's CSRF token.
+    FORBIDDEN = "Forbidden"
     NOT_FOUND = "NotFound"
     CREDENTIAL_MISSING = "CredentialMissing"
     CREDENTIAL_EXPIRED = "CredentialExpired"

@@ -29,7 +29,14 @@ from pathlib import Path
 
 from ..errors import BadRequest, ConfigError, Unauthorized
 
-__all__ = ["CREDENTIAL_NAME", "DEFAULT_TOKEN_NAME", "TokenStore", "credential_hash", "parse_bearer"]
+__all__ = [
+    "CREDENTIAL_NAME",
+    "DEFAULT_TOKEN_NAME",
+    "TokenStore",
+    "credential_hash",
+    "parse_bearer",
+    "token_digest",
+]
 
 DEFAULT_TOKEN_NAME = "default"  # noqa: S105 - a name, not a secret
 CREDENTIAL_NAME = "client-token"
@@ -38,8 +45,12 @@ _MIN_CREDENTIAL_LENGTH = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
-def _hash(token: str) -> str:
+def token_digest(token: str) -> str:
+    """The sha256 hex digest a token is stored and compared as."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+_hash = token_digest
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -222,8 +233,13 @@ class TokenStore:
 
     def verify(self, token: str) -> str:
         """Return the token's id (what owns its sessions), or raise Unauthorized."""
+        return self.verify_digest(token_digest(token))
+
+    def verify_digest(self, digest: str) -> str:
+        """The id of the token whose sha256 is ``digest`` (a browser session keeps only the
+        digest of the token that signed it in), or raise Unauthorized: a deleted token ends
+        its browser sessions at their next request."""
         self.reload_if_changed()
-        digest = _hash(token)
         found: str | None = None
         # Compare with every entry so timing does not depend on where a match is.
         for tid, stored in (*self._entries.values(), *self._ephemeral.items()):

@@ -21,6 +21,7 @@ from ..runtime.logs import get_logger
 from ..service.endpoint import EndpointService
 from ..service.sessions import Session
 from .auth import parse_bearer
+from .dashboard import add_dashboard, browser_owner
 from .health import add_operator_routes
 from .limits import BodyLimit
 from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
@@ -47,7 +48,13 @@ def _endpoint(request: Request) -> EndpointService:
 
 
 def _owner(request: Request) -> str:
-    return _endpoint(request).tokens.verify(parse_bearer(request.headers.get("authorization")))
+    header = request.headers.get("authorization")
+    if header is None:
+        # The dashboard's browser session (cookie); bearer tokens stay the clients' way in.
+        owner = browser_owner(request)
+        if owner is not None:
+            return owner
+    return _endpoint(request).tokens.verify(parse_bearer(header))
 
 
 Owner = Annotated[str, Depends(_owner)]
@@ -310,6 +317,9 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             limit=limit,
         )
         return Response(content=text, media_type="application/json")
+
+    if endpoint.config.dashboard:
+        add_dashboard(app, endpoint)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
@@ -43,6 +44,8 @@ from ..runtime.metrics import NOTIFICATION_LAG_SECONDS
 from ..runtime.throttle import Throttle
 from ..service.hub import Listener, message_text
 from .auth import parse_bearer
+from .browser import check_same_origin
+from .dashboard import browser_owner, own_origin
 
 if TYPE_CHECKING:
     from ..service.endpoint import EndpointService
@@ -147,11 +150,23 @@ class Connections:
         return len(sockets)
 
 
+def _websocket_owner(websocket: WebSocket, endpoint: EndpointService) -> str:
+    header = websocket.headers.get("authorization")
+    if header is None:
+        # A browser cannot set headers on a WebSocket: the dashboard's cookie, from its
+        # own origin only (a page of another site must not ride on the cookie).
+        owner = browser_owner(websocket)
+        if owner is not None:
+            check_same_origin(websocket.headers, own_origin=own_origin(websocket))
+            return owner
+    return endpoint.tokens.verify(parse_bearer(header))
+
+
 async def serve_websocket(
     websocket: WebSocket, endpoint: EndpointService, connections: Connections
 ) -> None:
     try:
-        owner = endpoint.tokens.verify(parse_bearer(websocket.headers.get("authorization")))
+        owner = _websocket_owner(websocket, endpoint)
     except DaemonError as exc:
         _log_refusal(websocket, exc.message)
         # Refuse the handshake with a real 401 where the server supports it.
@@ -223,7 +238,16 @@ async def serve_websocket(
                     )
                     await _send(websocket, text, last)
                     last = seq
-        await _live(websocket, endpoint, listener, last, reader)
+        recheck: Callable[[], object] | None = None
+        if websocket.headers.get("authorization") is None:
+            # A browser session ends at sign-out or when its token is deleted: look again
+            # at each heartbeat and close the stream then.
+            recheck = functools.partial(browser_owner, websocket)
+
+        await _live(websocket, endpoint, listener, last, reader, recheck=recheck)
+    except DaemonError as exc:
+        with contextlib.suppress(Exception):
+            await websocket.close(CloseCode.POLICY, exc.message[:120])
     except _Lagged as lag:
         # The close frame queues behind what the client has not read yet: a client that
         # reads again within the timeout gets it; one that never does is dropped.
@@ -302,6 +326,8 @@ async def _live(
     listener: Listener,
     last: int,
     reader: asyncio.Task[None],
+    *,
+    recheck: Callable[[], object] | None = None,
 ) -> None:
     interval = endpoint.config.heartbeat_interval
     next_beat = time.monotonic() + interval
@@ -317,6 +343,8 @@ async def _live(
                 NOTIFICATION_LAG_SECONDS.observe(max(0.0, time.time() - stored.time))
                 last = stored.seq
         elif time.monotonic() >= next_beat:
+            if recheck is not None:
+                recheck()
             await _send(websocket, _heartbeat(endpoint.hub.head), last)
             next_beat = time.monotonic() + interval
 

@@ -93,6 +93,8 @@ class Config:
     metrics_auth: bool = False
     # Days finished tasks keep their events (None: forever); each task keeps its row.
     retention_days: float | None = None
+    # The web dashboard at /dashboard/ (static pages; sign-in by a one-time link or a token).
+    dashboard: bool = True
 
     @property
     def ledger_path(self) -> Path:
@@ -133,6 +135,7 @@ _FIELDS: dict[str, Any] = {
     "port_fallback": lambda v: _boolean(v),
     "metrics_auth": lambda v: _boolean(v),
     "retention_days": float,
+    "dashboard": lambda v: _boolean(v),
 }
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})

@@ -62,6 +62,7 @@ ROUTES = (
     ("GET", "/globus/sessions/{sid}/endpoint_search"),
     ("GET", "/globus/sessions/{sid}/endpoints/{collection}"),
     ("GET", "/globus/history"),
+    ("POST", "/dashboard/api/link"),
 )
 CHECKS = [
     not_a_server_error,
