@@ -11,7 +11,7 @@ from typing import Any
 from ..protocol import is_terminal
 from .trouble import trouble_text
 
-__all__ = ["TIME_KEYS", "ProgressBoard", "TaskProgress", "human_bytes", "local_time", "table"]
+__all__ = ["TIME_KEYS", "ProgressBoard", "ProgressRow", "human_bytes", "local_time", "table"]
 
 # Fields holding Unix seconds: text output shows them as ISO 8601 local times.
 TIME_KEYS = frozenset({"time", "request_time", "completion_time"})
@@ -74,7 +74,7 @@ def record(document: Mapping[str, Any], keys: Sequence[str] | None = None) -> st
 
 
 @dataclass
-class TaskProgress:
+class ProgressRow:
     task_id: str
     label: str | None = None
     status: str = "?"
@@ -132,11 +132,11 @@ class ProgressBoard:
     """
 
     def __init__(self, *, width: int = 24) -> None:
-        self.tasks: dict[str, TaskProgress] = {}
+        self.tasks: dict[str, ProgressRow] = {}
         self.width = width
         self._tick = 0
 
-    def apply(self, event: Mapping[str, Any]) -> TaskProgress | None:
+    def apply(self, event: Mapping[str, Any]) -> ProgressRow | None:
         """Fold one stream event in; returns the task it changed (None if not a task event)."""
         if event.get("topic") != "transfer_status":
             return None
@@ -147,7 +147,7 @@ class ProgressBoard:
         task = self.tasks.get(task_id)
         now = time.monotonic()
         if task is None:
-            task = self.tasks[task_id] = TaskProgress(task_id=task_id, first_seen=now)
+            task = self.tasks[task_id] = ProgressRow(task_id=task_id, first_seen=now)
             task.first_bytes = _int(data.get("bytes_transferred")) or 0
         task.label = data.get("label") or task.label
         task.status = str(data.get("status") or task.status)
@@ -173,7 +173,7 @@ class ProgressBoard:
     def all_done(self) -> bool:
         return bool(self.tasks) and all(t.done for t in self.tasks.values())
 
-    def _bar(self, task: TaskProgress) -> str:
+    def _bar(self, task: ProgressRow) -> str:
         inner = self.width
         if task.bytes_total:
             filled = min(inner, int(inner * task.bytes_transferred / task.bytes_total))
@@ -186,7 +186,7 @@ class ProgressBoard:
         pos = self._tick % inner
         return "[" + "." * pos + "<=>"[: inner - pos] + "." * max(0, inner - pos - 3) + "]"
 
-    def line(self, task: TaskProgress) -> str:
+    def line(self, task: ProgressRow) -> str:
         files = f"{task.files_transferred}"
         if task.files_total:
             files += f"/{task.files_total}"

@@ -11,9 +11,9 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     │   └── PayloadTooLarge           413 PayloadTooLarge (a submit over its byte budget)
     ├── Unauthorized                  401 Unauthorized (daemon token missing or wrong)
     ├── NotFound (LookupError)        404 NotFound
-    ├── CredentialMissing             401 CredentialMissing (session known, credential not)
-    ├── CredentialExpired             401 CredentialExpired
-    ├── CredentialRejected            401 CredentialRejected (refresh refused at register)
+    ├── MissingCredential             401 CredentialMissing (session known, credential not)
+    ├── ExpiredCredential             401 CredentialExpired
+    ├── RejectedCredential            401 CredentialRejected (refresh refused at register)
     ├── SubmitPending                 503 SubmitPending (recorded; the daemon keeps trying)
     ├── SubmitFailed                  409 SubmitFailed (a repeat of a submit Globus refused)
     ├── SubmissionIdConflict          409 SubmissionIdConflict (id used for another request)
@@ -36,17 +36,17 @@ __all__ = [
     "BadRequest",
     "CancelPending",
     "ConfigError",
-    "CredentialExpired",
-    "CredentialMissing",
-    "CredentialRejected",
     "DaemonError",
+    "ExpiredCredential",
     "Forbidden",
     "GlobusError",
     "LedgerUnusable",
     "LocalCollectionUnknown",
+    "MissingCredential",
     "NotFound",
     "PayloadTooLarge",
     "QueueFull",
+    "RejectedCredential",
     "StorageUnavailable",
     "SubmissionIdConflict",
     "SubmitFailed",
@@ -131,7 +131,7 @@ class NotFound(DaemonError, LookupError):
     code = ErrorCode.NOT_FOUND
 
 
-class CredentialMissing(DaemonError):
+class MissingCredential(DaemonError):
     status = 401
     code = ErrorCode.CREDENTIAL_MISSING
 
@@ -145,7 +145,7 @@ class CredentialMissing(DaemonError):
         )
 
 
-class CredentialExpired(DaemonError):
+class ExpiredCredential(DaemonError):
     status = 401
     code = ErrorCode.CREDENTIAL_EXPIRED
 
@@ -159,7 +159,7 @@ class CredentialExpired(DaemonError):
         )
 
 
-class CredentialRejected(DaemonError):
+class RejectedCredential(DaemonError):
     status = 401
     code = ErrorCode.CREDENTIAL_REJECTED
 

@@ -31,7 +31,7 @@ from globus_sdk.transport import (
 )
 
 from ...protocol import ErrorCode
-from ..errors import CredentialExpired, DaemonError, GlobusError
+from ..errors import DaemonError, ExpiredCredential, GlobusError
 from ..runtime.metrics import GLOBUS_ERRORS, GLOBUS_REQUESTS, globus_code
 from .budget import DEFAULT_SHARES, RequestBudget, Use
 from .credentials import Credential, Secret
@@ -220,7 +220,7 @@ def map_error(exc: BaseException, *, sid: str) -> DaemonError:
     if isinstance(exc, DaemonError):
         return exc
     if is_auth_failure(exc):
-        return CredentialExpired(sid)
+        return ExpiredCredential(sid)
     if isinstance(exc, globus_sdk.GlobusAPIError):
         code = str(exc.code or "Unknown")
         status = exc.http_status

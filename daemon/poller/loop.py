@@ -145,13 +145,13 @@ class Poller:
 
     def ensure(self, session: Session) -> None:
         """Make sure the session's loop runs (after registration or re-registration)."""
-        loop = self._loops.get(session.sid)
+        loop = self._loops.get(session.session_id)
         if loop is not None and not loop.done():
-            self.wake(session.sid)
+            self.wake(session.session_id)
             return
-        self._wake[session.sid] = asyncio.Event()
-        self._loops[session.sid] = asyncio.create_task(
-            self._run(session), name=f"poller-{session.sid[:8]}"
+        self._wake[session.session_id] = asyncio.Event()
+        self._loops[session.session_id] = asyncio.create_task(
+            self._run(session), name=f"poller-{session.session_id[:8]}"
         )
 
     def running(self, sid: str) -> bool:
@@ -191,15 +191,15 @@ class Poller:
         early = False
         # A new loop: the daemon just started, or the session was re-registered after its
         # credential stopped working. Either way nobody watched its tasks for a while.
-        self._forget(session.sid)
-        while session.usable and self._sessions.find(session.sid) is session:
+        self._forget(session.session_id)
+        while session.usable and self._sessions.find(session.session_id) is session:
             started = time.monotonic()
             try:
                 result = await self.sweep(session)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("sweep failed", sid=session.sid)
+                log.exception("sweep failed", sid=session.session_id)
                 result = SweepResult(outcome=Outcome.ERROR)
             SWEEP_SECONDS.labels(outcome=result.outcome.value).observe(time.monotonic() - started)
             pace = next_pace(
@@ -208,21 +208,23 @@ class Poller:
                 elapsed=time.monotonic() - started,
                 interval=self.interval,
                 max_backoff=self.max_backoff,
-                open_tasks=self._open.get(session.sid, 0),
+                open_tasks=self._open.get(session.session_id, 0),
                 throttle_window=self._ops.rate_window,
             )
             failures = pace.failures
             clients = session.clients
             if not early and clients is not None and clients.gate is not None:
                 cost = sweep_cost(
-                    self._open.get(session.sid, 0), allowance=self._allowance, batch=self.batch
+                    self._open.get(session.session_id, 0),
+                    allowance=self._allowance,
+                    batch=self.batch,
                 )
                 clients.gate.swept(cost)
             if result.outcome is Outcome.EXPIRED:
                 # Not usable: the loop ends here and ensure() starts a new one at
                 # re-registration. Usable: it was registered again during this sweep.
                 continue
-            wake = self._wake.get(session.sid)
+            wake = self._wake.get(session.session_id)
             if wake is None:
                 return  # stopped
             early = await self._pause(session, pace, wake)
@@ -235,7 +237,7 @@ class Poller:
         gate = session.clients.gate if session.clients is not None else None
         if pace.early and gate is not None:
             cost = sweep_cost(
-                self._open.get(session.sid, 0), allowance=self._allowance, batch=self.batch
+                self._open.get(session.session_id, 0), allowance=self._allowance, batch=self.batch
             )
             waits.append(asyncio.ensure_future(gate.early_sweep(cost)))
         try:
@@ -290,7 +292,7 @@ class Poller:
 
     async def sweep(self, session: Session) -> SweepResult:
         """One pass over the session's open tasks, as :func:`.plan.plan_sweep` plans it."""
-        sid = session.sid
+        sid = session.session_id
         started = time.monotonic()
         rows = {r.task_id: r for r in await self._store.open_tasks(sid)}
         self.sweeps += 1
@@ -388,7 +390,7 @@ class Poller:
         having been fetched so far this sweep)."""
         grown, paused = plan.take_details(rows, found.recorded, spent=spent)
         errors, pauses = await self._trouble_details(clients, grown, paused)
-        done = self._policy_cancels.setdefault(session.sid, set())
+        done = self._policy_cancels.setdefault(session.session_id, set())
         events, cancels = follow_batch(
             rows,
             found.recorded,
@@ -468,12 +470,12 @@ class Poller:
             if await self._sessions.mark_expired(
                 session, "Globus refused the session's credential while polling"
             ):
-                log.warning("polling stopped: credential expired", sid=session.sid)
+                log.warning("polling stopped: credential expired", sid=session.session_id)
             return SweepResult(outcome=Outcome.EXPIRED)
         log.log(
             logging.INFO if is_transient(exc) else logging.WARNING,
             f"{what} failed, backing off",
-            sid=session.sid,
+            sid=session.session_id,
             status=getattr(exc, "http_status", None),
             error=type(exc).__name__,
         )

@@ -186,8 +186,8 @@ class Admission:
     async def resume(self, session: Session, open_tasks: int) -> None:
         """After (re-)registration: the session's lane may send again; submits the ledger
         holds as unanswered (from before a restart) join it in their order."""
-        self.core.set_open_tasks(session.sid, open_tasks)
-        for row in await self._store.open_submissions(session.sid):
+        self.core.set_open_tasks(session.session_id, open_tasks)
+        for row in await self._store.open_submissions(session.session_id):
             entry = self._entries.get(row.submission_id)
             if entry is not None:
                 entry.session = session
@@ -201,20 +201,20 @@ class Admission:
             self._entries[row.submission_id] = _Entry(session=session, request=row.request)
             queued = row.state == "queued"
             self.core.add(
-                session.sid,
+                session.session_id,
                 Item(row.submission_id, queued=queued, maybe_sent=not queued),
             )
             self._entries[row.submission_id].was_queued = queued
             log.info("submission resumed", submission_id=row.submission_id, state=row.state)
         for entry in self._entries.values():
-            if entry.session.sid == session.sid:
+            if entry.session.session_id == session.session_id:
                 entry.session = session
-        self.core.set_usable(session.sid, True)
+        self.core.set_usable(session.session_id, True)
         self._step()
 
     def forget_session(self, sid: str) -> None:
         self.core.drop_lane(sid)
-        for submission_id in [k for k, e in self._entries.items() if e.session.sid == sid]:
+        for submission_id in [k for k, e in self._entries.items() if e.session.session_id == sid]:
             entry = self._entries.pop(submission_id)
             if entry.waiter is not None and not entry.waiter.done():
                 entry.waiter.set_exception(SubmitPending(submission_id, "the session was closed"))
@@ -232,7 +232,7 @@ class Admission:
             entry.waiter, entry.session = waiter, session
         else:
             self._entries[submission_id] = _Entry(session=session, request=request, waiter=waiter)
-            self.core.add(session.sid, Item(submission_id))
+            self.core.add(session.session_id, Item(submission_id))
         self._step()
         return await waiter
 
@@ -330,7 +330,7 @@ class Admission:
                 if entry.recording is not None:
                     await entry.recording
                 await self._store.submit_dequeued(
-                    owner=session.owner, session_id=session.sid, submission_id=submission_id
+                    owner=session.owner, session_id=session.session_id, submission_id=submission_id
                 )
                 item.queued = False
             outcome, retry_after, code = await self._call_globus(submission_id, entry)
@@ -369,7 +369,7 @@ class Admission:
             return await self._no_credential(submission_id, entry, exc)
         body = globus_document(request, submission_id)
         send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
-        gate = self._gates.setdefault(session.sid, Gate(self.core.limits.rate))
+        gate = self._gates.setdefault(session.session_id, Gate(self.core.limits.rate))
         try:
             result = await self._ops.run(gate.call, clients.call, send, body)
         except Exception as exc:
@@ -381,7 +381,7 @@ class Admission:
             submission_id,
             lambda: self._store.task_submitted(
                 owner=session.owner,
-                session_id=session.sid,
+                session_id=session.session_id,
                 submission_id=submission_id,
                 task_id=task_id,
                 request=request,
@@ -433,8 +433,10 @@ class Admission:
             return Outcome.UNANSWERED, 0.0, type(exc).__name__
         if is_auth_failure(exc):
             await self._sessions.mark_expired(session, "Globus refused the credential")
-            return await self._no_credential(submission_id, entry, map_error(exc, sid=session.sid))
-        return await self._failed(submission_id, entry, exc, map_error(exc, sid=session.sid))
+            return await self._no_credential(
+                submission_id, entry, map_error(exc, sid=session.session_id)
+            )
+        return await self._failed(submission_id, entry, exc, map_error(exc, sid=session.session_id))
 
     async def _no_credential(
         self, submission_id: str, entry: _Entry, error: DaemonError
@@ -458,7 +460,7 @@ class Admission:
             submission_id,
             lambda: self._store.submit_failed(
                 owner=session.owner,
-                session_id=session.sid,
+                session_id=session.session_id,
                 submission_id=submission_id,
                 code=code,
                 message=error.message,

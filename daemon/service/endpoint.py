@@ -68,8 +68,8 @@ def _check_credential_text(name: str, value: str) -> None:
 def _refuse_if_closing(session: Session) -> None:
     if session.closing:
         raise BadRequest(
-            f"session {session.sid} was unregistered and closes once its pending submissions "
-            "are answered; register a new session for new work"
+            f"session {session.session_id} was unregistered and closes once its pending "
+            "submissions are answered; register a new session for new work"
         )
 
 
@@ -233,7 +233,7 @@ class EndpointService:
             policy=trouble_policy(policy),
         )
         return {
-            "sid": session.sid,
+            "sid": session.session_id,
             "local_collection": session.local_collection or self.default_local,
         }
 
@@ -257,23 +257,23 @@ class EndpointService:
 
     async def _close_when_resolved(self, session: Session) -> None:
         listener = self.hub.attach(
-            Listener(owner=session.owner, session_id=session.sid, topics=None, maxsize=64)
+            Listener(owner=session.owner, session_id=session.session_id, topics=None, maxsize=64)
         )
         try:
-            while await self.store.open_submissions(session.sid):
+            while await self.store.open_submissions(session.session_id):
                 # Woken by any event of the session (a submission resolved); the timeout
                 # covers a session whose retries are waiting for a new credential.
                 await listener.next(_CLOSING_RECHECK)
                 listener.clear()
-            while self.sessions.find(session.sid) is session:
+            while self.sessions.find(session.session_id) is session:
                 try:
-                    await self.sessions.unregister(owner=session.owner, sid=session.sid)
+                    await self.sessions.unregister(owner=session.owner, sid=session.session_id)
                 except DaemonError as exc:  # storage failing: try again later
-                    log.warning("closing session failed", sid=session.sid, error=exc.code)
+                    log.warning("closing session failed", sid=session.session_id, error=exc.code)
                     await asyncio.sleep(_CLOSING_RECHECK)
                 else:
-                    self.poller.stop(session.sid)
-                    self.submitter.admission.forget_session(session.sid)
+                    self.poller.stop(session.session_id)
+                    self.submitter.admission.forget_session(session.session_id)
         finally:
             self.hub.detach(listener)
 
@@ -283,9 +283,9 @@ class EndpointService:
         task.add_done_callback(self._background.discard)
 
     def session_json(self, session: Session, counts: TaskCounts) -> dict[str, Any]:
-        tasks = {status: counts.get((session.sid, status), 0) for status in STATUSES}
+        tasks = {status: counts.get((session.session_id, status), 0) for status in STATUSES}
         return {
-            "sid": session.sid,
+            "sid": session.session_id,
             "local_collection": session.local_collection or self.default_local,
             "auth": session.credential.kind if session.credential is not None else None,
             "credential": session.credential_state,
@@ -374,7 +374,7 @@ class EndpointService:
 
     async def cancel(self, session: Session, task_id: str) -> dict[str, Any]:
         result = await self.submitter.cancel(session, task_id)
-        self.poller.wake(session.sid)
+        self.poller.wake(session.session_id)
         return result
 
     # -- tasks ---------------------------------------------------------------------------
@@ -400,7 +400,7 @@ class EndpointService:
         listener = self.hub.attach(
             Listener(owner=session.owner, task_id=task_id, maxsize=64)
             if isinstance(row, TaskRow)
-            else Listener(owner=session.owner, session_id=session.sid, maxsize=64)
+            else Listener(owner=session.owner, session_id=session.session_id, maxsize=64)
         )
         try:
             deadline = asyncio.get_running_loop().time() + timeout
@@ -439,7 +439,7 @@ class EndpointService:
     ) -> dict[str, Any]:
         rows = await self.store.tasks(
             owner=session.owner,
-            session_id=session.sid,
+            session_id=session.session_id,
             status=status,
             limit=limit,
             offset=offset,
@@ -455,7 +455,7 @@ class EndpointService:
         except Exception as exc:
             if is_auth_failure(exc):
                 await self.sessions.mark_expired(session, "Globus refused the credential")
-            raise map_error(exc, sid=session.sid) from None
+            raise map_error(exc, sid=session.session_id) from None
         data = response.data
         return dict(data) if isinstance(data, dict) else {"DATA": data}
 
@@ -639,7 +639,7 @@ class EndpointService:
         every session with a credential has a live poller."""
         if not self.storage_ok or not await writable(self.config.ledger_path):
             return False
-        return all(self.poller.running(s.sid) for s in self.sessions.all() if s.usable)
+        return all(self.poller.running(s.session_id) for s in self.sessions.all() if s.usable)
 
     async def metrics(self, *, websocket_clients: int) -> bytes:
         counts = await count_tasks(self.config.ledger_path)

@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable
 from ...ledger import events as ev
 from ...ledger.errors import StorageError
 from ..errors import (
-    CredentialExpired,
-    CredentialMissing,
-    CredentialRejected,
+    ExpiredCredential,
+    MissingCredential,
     NotFound,
+    RejectedCredential,
     StorageUnavailable,
 )
 from ..globus.credentials import Credential
@@ -41,7 +41,7 @@ def new_sid() -> str:
 
 @dataclasses.dataclass(eq=False)
 class Session:
-    sid: str
+    session_id: str
     owner: str
     local_collection: str | None
     credential: Credential | None = None
@@ -67,9 +67,9 @@ class Session:
 
     def require_clients(self) -> SessionClients:
         if self.clients is None:
-            raise CredentialMissing(self.sid)
+            raise MissingCredential(self.session_id)
         if self.expired:
-            raise CredentialExpired(self.sid)
+            raise ExpiredCredential(self.session_id)
         return self.clients
 
     def drop_credential(self) -> None:
@@ -97,7 +97,7 @@ class SessionRegistry:
             if row.owner is None:
                 continue  # no token can reach a session without an owner
             self._sessions[row.session_id] = Session(
-                sid=row.session_id,
+                session_id=row.session_id,
                 owner=row.owner,
                 local_collection=row.local_collection,
                 policy=row.policy,
@@ -137,10 +137,10 @@ class SessionRegistry:
         except Exception as exc:
             credential.forget()
             if is_auth_failure(exc):
-                raise CredentialRejected() from None
+                raise RejectedCredential() from None
             raise map_error(exc, sid=sid or "(new)") from None
         async with self._lock:
-            sid = new_sid() if existing is None else existing.sid
+            sid = new_sid() if existing is None else existing.session_id
             local = local_collection
             if existing is not None and local is None:
                 local = existing.local_collection
@@ -166,7 +166,7 @@ class SessionRegistry:
                     **({"sid": sid} if existing is not None else {}),
                 ) from None
             if existing is None:
-                session = Session(sid=sid, owner=owner, local_collection=local)
+                session = Session(session_id=sid, owner=owner, local_collection=local)
                 self._sessions[sid] = session
             else:
                 session = existing
@@ -178,7 +178,7 @@ class SessionRegistry:
             session.expired = False
         log.info(
             "session registered",
-            sid=session.sid,
+            sid=session.session_id,
             owner=owner,
             auth=credential.kind,
             again=existing is not None,
@@ -209,12 +209,14 @@ class SessionRegistry:
         session.expired = True
         try:
             await self._store.credential_expired(
-                owner=session.owner, session_id=session.sid, message=message
+                owner=session.owner, session_id=session.session_id, message=message
             )
         except StorageError as exc:
             # In memory the session is expired all the same; the event is informational.
-            log.error("cannot record the expired credential", sid=session.sid, error=str(exc))
-        log.warning("session credential expired", sid=session.sid)
+            log.error(
+                "cannot record the expired credential", sid=session.session_id, error=str(exc)
+            )
+        log.warning("session credential expired", sid=session.session_id)
         return True
 
     def close_all(self) -> None:

@@ -151,11 +151,11 @@ class Submitter:
                 return await self._repeat(session, row, request)
         else:
             submission_id = await self.new_submission_id(session)
-        self.admission.core.check_room(session.sid)
+        self.admission.core.check_room(session.session_id)
         try:
             await self._store.submit_requested(
                 owner=session.owner,
-                session_id=session.sid,
+                session_id=session.session_id,
                 submission_id=submission_id,
                 request=request,
             )
@@ -178,7 +178,11 @@ class Submitter:
         self, session: Session, row: SubmissionRow, request: Request
     ) -> dict[str, Any]:
         """Answer a submit whose submission_id is recorded, from the record."""
-        if row.owner != session.owner or row.session_id != session.sid or row.request != request:
+        if (
+            row.owner != session.owner
+            or row.session_id != session.session_id
+            or row.request != request
+        ):
             raise SubmissionIdConflict(row.submission_id)
         if row.state == "submitted" and row.task_id is not None:
             task = await self._store.task(row.task_id)
@@ -206,16 +210,16 @@ class Submitter:
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
         if is_auth_failure(exc):
             await self._sessions.mark_expired(session, "Globus refused the credential")
-        return map_error(exc, sid=session.sid)
+        return map_error(exc, sid=session.session_id)
 
     async def resume(self, session: Session) -> None:
         """After (re-)registration: the session's queue and pending cancels go on."""
-        open_tasks = len(await self._store.open_tasks(session.sid))
+        open_tasks = len(await self._store.open_tasks(session.session_id))
         await self.admission.resume(session, open_tasks)
         self._spawn(self._resume_cancels(session))
 
     async def _resume_cancels(self, session: Session) -> None:
-        for task_id in await self._store.pending_cancels(session.sid):
+        for task_id in await self._store.pending_cancels(session.session_id):
             try:
                 await self.cancel(session, task_id, record_request=False)
             except DaemonError as exc:
@@ -232,16 +236,16 @@ class Submitter:
         """The session's task with this task id, or else the submission with this id (its
         task's row once Globus accepted it)."""
         row = await self._store.task(ident)
-        if row is not None and row.session_id == session.sid:
+        if row is not None and row.session_id == session.session_id:
             return row
         sub = await self._store.submission(ident)
-        if sub is not None and sub.session_id == session.sid:
+        if sub is not None and sub.session_id == session.session_id:
             if sub.task_id is not None:
                 task = await self._store.task(sub.task_id)
                 if task is not None:
                     return task
             return sub
-        raise NotFound(f"no task or submission {ident!r} in session {session.sid}")
+        raise NotFound(f"no task or submission {ident!r} in session {session.session_id}")
 
     # -- cancels -------------------------------------------------------------------------
 
@@ -265,7 +269,7 @@ class Submitter:
             try:
                 await self._store.cancel_requested(
                     owner=session.owner,
-                    session_id=session.sid,
+                    session_id=session.session_id,
                     task_id=task_id,
                     reason=reason,
                 )
@@ -293,7 +297,7 @@ class Submitter:
                 task_id,
                 lambda: self._store.cancel_result(
                     owner=session.owner,
-                    session_id=session.sid,
+                    session_id=session.session_id,
                     task_id=task_id,
                     code=refused,
                     message=error.message,
@@ -307,7 +311,7 @@ class Submitter:
             task_id,
             lambda: self._store.cancel_result(
                 owner=session.owner,
-                session_id=session.sid,
+                session_id=session.session_id,
                 task_id=task_id,
                 code=code,
                 message=message,
@@ -326,7 +330,7 @@ class Submitter:
                 "submit_cancelled",
                 submission_id,
                 lambda: self._store.submit_cancelled(
-                    owner=session.owner, session_id=session.sid, submission_id=submission_id
+                    owner=session.owner, session_id=session.session_id, submission_id=submission_id
                 ),
             )
             if not recorded:
@@ -372,7 +376,7 @@ class Submitter:
                 await asyncio.sleep(delay)
                 if not session.usable:
                     return  # resent by resume() when the session is registered again
-                if task_id not in await self._store.pending_cancels(session.sid):
+                if task_id not in await self._store.pending_cancels(session.session_id):
                     return  # answered meanwhile (e.g. the client cancelled again)
                 try:
                     await self.cancel(
