@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import io
+import pkgutil
 
 import pytest
 from client_helpers import DST, SRC, godata_items
@@ -23,21 +24,52 @@ from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator.auth import Credentials
 from timing import UNIT
 
-MODULES = [
-    "aio",
-    "async_stream",
-    "bridge",
-    "calls",
-    "cli",
-    "commands",
-    "config",
+# Every name the package exports, on purpose: adding or removing one is a change of the
+# public API and has to show up here.
+EXPORTED = {
+    "ArgumentError",
+    "AsyncEventStream",
+    "AsyncGlobusClient",
+    "AsyncSubscription",
+    "AuthenticationError",
+    "BadRequestError",
+    "BridgeClient",
+    "ConfigurationError",
+    "ConflictError",
+    "ConsentRequiredError",
+    "DaemonUnavailable",
+    "EndpointClient",
+    "EventStream",
+    "GlobusClient",
+    "GlobusError",
+    "LedgerBehind",
+    "NoSessionError",
+    "NotFoundError",
+    "OrbitError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RateLimitedError",
+    "RequestError",
+    "StreamClosed",
+    "SubmitPendingError",
+    "SubmitUnresolved",
+    "Subscription",
+    "TaskFailed",
+    "TaskNeedsAttention",
+    "TaskWaitTimeout",
+    "__version__",
     "errors",
-    "globus",
-    "render",
-    "stream",
-    "sync_stream",
-    "transport",
-]
+}
+MODULES = sorted(
+    m.name
+    for m in pkgutil.iter_modules(importlib.import_module("radical.orbit.client").__path__)
+    if m.name != "__main__"
+)
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    assert set(radical.orbit.__all__) == EXPORTED
+    assert len(radical.orbit.__all__) == len(EXPORTED)  # no name listed twice
 
 
 def test_every_exported_name_exists_and_the_top_package_reexports_the_client() -> None:
