@@ -221,12 +221,14 @@ class LedgerView:
 
     def submissions(self) -> dict[str, LedgerSubmission]:
         with contextlib.closing(self._connect()) as db:
+            # The request is stored once, in the submission's submit_requested event.
             rows = db.execute(
-                "SELECT submission_id, session_id, state, task_id, request FROM submissions"
+                "SELECT s.submission_id, s.session_id, s.state, s.task_id, e.data "
+                "FROM submissions s LEFT JOIN events e ON e.seq = s.requested_seq"
             ).fetchall()
         out: dict[str, LedgerSubmission] = {}
-        for sub_id, sid, state, task_id, request in rows:
-            label = json.loads(request).get("label")
+        for sub_id, sid, state, task_id, data in rows:
+            label = json.loads(data or "{}").get("request", {}).get("label")
             out[sub_id] = LedgerSubmission(sub_id, sid, state, task_id, label)
         return out
 

@@ -228,6 +228,14 @@ class TokenStore:
         self.reload_if_changed()
         return sorted(self._entries)
 
+    def name_of(self, token_id: str) -> str:
+        """The name a token id goes by (people know tokens by name; sessions by id)."""
+        self.reload_if_changed()
+        for name, (tid, _) in self._entries.items():
+            if tid == token_id:
+                return name
+        return token_id  # an in-memory identity (a bridge client) is its own name
+
     def ids(self) -> set[str]:
         return {tid for tid, _ in self._entries.values()}
 

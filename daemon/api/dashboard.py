@@ -172,6 +172,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         session = sessions.session(request.cookies[cookie_name(request.url.port)])
         body = {
             "owner": owner,
+            "name": endpoint.tokens.name_of(owner),
             "csrf": session.csrf,
             "csrf_header": CSRF_HEADER,
             "head": endpoint.hub.head,

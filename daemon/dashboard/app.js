@@ -111,7 +111,7 @@
     $('signin').hidden = true;
     $('app').hidden = false;
     $('logout').hidden = false;
-    $('who').textContent = 'signed in as ' + state.me.owner;
+    $('who').textContent = 'signed in as ' + (state.me.name || state.me.owner);
     $('endpoint').textContent = state.me.endpoint + ' · v' + state.me.version;
     loadLive();
   }

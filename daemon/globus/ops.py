@@ -312,6 +312,23 @@ class GlobusOps:
         route = str(args[0]) if getattr(fn, "__name__", "") == "call" and args else fn.__name__
         return await self._send(gate, Use.SUBMIT, route, functools.partial(fn, *args, **kwargs))
 
+    async def submit(
+        self,
+        clients: SessionClients,
+        method: str,
+        document: Any,
+        *,
+        pace: Callable[..., Any] | None = None,
+    ) -> Any:
+        """``clients.call(method, document)`` as a submit of the credential's budget; ``pace``
+        (the admission queue's per-session spacing) wraps the send in the worker thread, so
+        the spacing holds at the moment the request leaves."""
+        if pace is None:
+            call = functools.partial(clients.call, method, document)
+        else:
+            call = functools.partial(pace, clients.call, method, document)
+        return await self._send(clients.gate, Use.SUBMIT, method, call)
+
     async def request(
         self, clients: SessionClients, use: Use, method: str, /, *args: Any, **kwargs: Any
     ) -> Any:

@@ -32,6 +32,7 @@ NOT_RUN = {
     "examples/example_globus.py": "real Globus (test_examples.py runs the example)",
     "python3 dev.py check": "the development commands themselves",
     "--stop-on-attention": "needs a task in trouble; tests/e2e/test_e2e_trouble.py runs these",
+    "orbit-globus ui": "opens a browser; tests/dashboard signs in through the same link",
 }
 
 

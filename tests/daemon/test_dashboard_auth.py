@@ -36,7 +36,8 @@ def test_a_link_signs_in_once_for_its_tokens_identity(tmp_path: Path, tokens: To
     sessions = BrowserSessions(tmp_path, tokens)
     nonce = sessions.make_link(token)
     cookie, session = sessions.redeem_link(nonce)
-    assert session.owner == "alice"
+    assert session.owner == tokens.verify(token)  # the token's id, not its reusable name
+    assert tokens.name_of(session.owner) == "alice"
     assert token not in cookie and token not in (tmp_path / "browser_sessions.json").read_text()
     with pytest.raises(Unauthorized, match="used or expired"):
         sessions.redeem_link(nonce)
@@ -44,7 +45,7 @@ def test_a_link_signs_in_once_for_its_tokens_identity(tmp_path: Path, tokens: To
         sessions.make_link("not-a-token")
     # Sessions outlive the daemon: a new instance reads them back.
     again = BrowserSessions(tmp_path, tokens)
-    assert again.session(cookie).owner == "alice"
+    assert again.session(cookie).owner == session.owner
     again.sign_out(cookie)
     with pytest.raises(Unauthorized):
         BrowserSessions(tmp_path, tokens).session(cookie)

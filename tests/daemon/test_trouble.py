@@ -279,7 +279,7 @@ def test_a_batch_cancels_by_policy_once_and_keeps_unrecorded_tasks_events() -> N
     """The poller's batch step: the error fetched rides on the new fault's state change, the
     policy's cancel is named unless the task was cancelled before, and the events of a task
     not recorded now (e.g. another's) pass unchanged."""
-    row = _created(ev.TroublePolicy(fatal_codes=("FILE_NOT_FOUND",))).as_dict()
+    row = _created(ev.TroublePolicy(fatal_codes=("FILE_NOT_FOUND",)))
     doc = _doc(is_ok=False, faults=1)
     error = ev.TaskError(code="FILE_NOT_FOUND", description="gone")
     other = ev.TaskProgress(

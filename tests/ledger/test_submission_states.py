@@ -6,7 +6,7 @@ import pytest
 
 from radical.orbit.ledger import events as ev
 from radical.orbit.ledger.errors import SubmissionResolved
-from radical.orbit.ledger.fold import fold, step
+from radical.orbit.ledger.fold import Projections, fold, step
 
 REQUEST = ev.DeleteRequest(collection="c", paths=("/p",))
 
@@ -29,7 +29,8 @@ def test_queue_round_trip_then_submitted() -> None:
         ev.DeleteSubmitted(owner="o", session_id="x", submission_id="s", task_id="t"),
         ev.SubmitAdmitted(owner="o", session_id="x", submission_id="s", task_id="t"),
     ]
-    tasks, subs = fold((n, float(n), e) for n, e in enumerate(events, start=1))
+    maps = fold((n, float(n), e) for n, e in enumerate(events, start=1))
+    tasks, subs = maps.tasks, maps.submissions
     assert subs["s"].state == "submitted" and subs["s"].task_id == "t"
     assert set(tasks) == {"t"}
 
@@ -44,13 +45,12 @@ def test_queue_round_trip_then_submitted() -> None:
     ],
 )
 def test_moves(before: str, event: type[ev.Event], after: str | None) -> None:
-    tasks: dict = {}
-    subs: dict = {}
-    step(tasks, subs, _requested(), seq=1, time=1.0)
+    maps = Projections()
+    subs = maps.submissions
+    step(maps, _requested(), seq=1, time=1.0)
     if before == "queued":
         step(
-            tasks,
-            subs,
+            maps,
             ev.SubmitQueued(owner="o", session_id="x", submission_id="s", reason="r"),
             seq=2,
             time=2.0,
@@ -59,16 +59,15 @@ def test_moves(before: str, event: type[ev.Event], after: str | None) -> None:
     made = event(owner="o", session_id="x", submission_id="s", **kwargs)  # type: ignore[call-arg]
     if after is None:
         with pytest.raises(SubmissionResolved):
-            step(tasks, subs, made, seq=3, time=3.0)
+            step(maps, made, seq=3, time=3.0)
         assert subs["s"].state == before
     else:
-        step(tasks, subs, made, seq=3, time=3.0)
+        step(maps, made, seq=3, time=3.0)
         assert subs["s"].state == after
         # Cancelled is final: Globus's answer can no longer resolve it.
         with pytest.raises(SubmissionResolved):
             step(
-                tasks,
-                subs,
+                maps,
                 ev.SubmitFailed(owner="o", session_id="x", submission_id="s", code="c"),
                 seq=4,
                 time=4.0,
