@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qs
 
+from ..protocol import EVENT_TEXT_PREFIX
+
 __all__ = [
     "WAIT_GRACE",
     "StreamCursor",
@@ -41,7 +43,7 @@ def relay_timeout(path: str, body: bytes, *, default: float) -> float:
     return max(default, wait + WAIT_GRACE)
 
 
-_EVENT_PREFIX = '{"type":"event","seq":'
+_EVENT_PREFIX = EVENT_TEXT_PREFIX
 
 
 class StreamCursor:

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..protocol import OPEN_STATUSES
 from .bridge import BridgeClient
 from .calls import history_page
 from .errors import NoSessionError, OrbitError, TaskNeedsAttention, TaskWaitTimeout
@@ -702,7 +703,7 @@ def _more_to_come(ctx: Context, client: GlobusClient, last_seq: int | None) -> b
     if args.task or args.all_sessions:
         return False
     # Tasks that started before the stream's first seq show up only when they change.
-    return any(client.list_tasks(1, status=status) for status in ("ACTIVE", "INACTIVE"))
+    return any(client.list_tasks(1, status=status) for status in OPEN_STATUSES)
 
 
 def _after_time(client: GlobusClient, since: float | None, *, all_sessions: bool) -> int | None:

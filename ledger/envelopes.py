@@ -15,6 +15,7 @@ Times: ``printf('%!.17g')`` writes 17 significant digits, enough to read back th
 from __future__ import annotations
 
 from ..protocol import (
+    EVENT_TEXT_PREFIX,
     TRANSFER_STATUS_COUNTERS,
     TRANSFER_STATUS_FIELDS,
     TRANSFER_STATUS_FLAGS,
@@ -56,7 +57,7 @@ def _build() -> str:
     cases = " ".join(f"WHEN {_quote(k)} THEN {_quote(t)}" for k, t in topics.items())
     kinds = ", ".join(_quote(k) for k in transfer)
     return (
-        '\'{"type":"event","seq":\' || seq'
+        f"{_quote(EVENT_TEXT_PREFIX)} || seq"
         " || ',\"time\":' || printf('%!.17g', time)"
         f" || ',\"topic\":' || json_quote(CASE kind {cases} ELSE {_quote(Topic.TASK)} END)"
         " || ',\"kind\":' || json_quote(kind)"

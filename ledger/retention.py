@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..migrations import load_migrations
+from ..protocol import TERMINAL_STATUSES
 from .fold import SubmissionRow, TaskRow
 from .schema import connect, migrate
 from .store import load_submissions, load_tasks, rebuild
 
 __all__ = ["PruneResult", "prune", "prune_file", "pruned_through", "retained_rows"]
 
-_FINISHED = ("SUCCEEDED", "FAILED")
+_FINISHED = tuple(sorted(TERMINAL_STATUSES))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ __all__ = [
     "BATCH_PARAM",
     "BATCH_TYPE",
     "EVENT_KINDS",
+    "EVENT_TEXT_PREFIX",
+    "OPEN_STATUSES",
     "QUEUED",
     "STATUSES",
     "SUBMITTING",
@@ -57,6 +59,8 @@ VERSION: Final = "0.1.0"
 TaskStatus = Literal["ACTIVE", "INACTIVE", "SUCCEEDED", "FAILED"]
 STATUSES: Final[tuple[TaskStatus, ...]] = get_args(TaskStatus)
 TERMINAL_STATUSES: Final[frozenset[str]] = frozenset({"SUCCEEDED", "FAILED"})
+# Globus is still working on a task in these (INACTIVE waits for a renewed credential).
+OPEN_STATUSES: Final[tuple[TaskStatus, ...]] = ("ACTIVE", "INACTIVE")
 
 
 def is_terminal(status: object) -> bool:
@@ -242,6 +246,11 @@ def envelope_seq(message: Mapping[str, Any]) -> int:
     ):
         raise ValueError(f"event {seq} without a kind or a data object")
     return seq
+
+
+# How the compact JSON text of every event envelope begins (envelope_text, the ledger's SQL
+# builder): a relay can read the seq without parsing the message.
+EVENT_TEXT_PREFIX: Final = '{"type":"event","seq":'
 
 
 def envelope_text(

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from ..protocol import is_terminal
 from .auth import Credentials
 from .core import SimConfig, SimCore
 from .errors import SimulatorError
@@ -368,7 +369,7 @@ class Simulator:
         deadline = time.monotonic() + timeout
         while True:
             doc = self.task(task_id)
-            if doc["status"] in ("SUCCEEDED", "FAILED") or time.monotonic() > deadline:
+            if is_terminal(doc["status"]) or time.monotonic() > deadline:
                 return doc
             time.sleep(min(self._core.config.tick, 0.05))
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Set
 from typing import Any
 
 from ...ledger import events as ev
-from ...protocol import is_terminal
+from ...protocol import OPEN_STATUSES, is_terminal
 from .catchup import event_time
 
 __all__ = [
@@ -174,7 +174,7 @@ def details_wanted(
     for doc in docs:
         task_id = str(doc.get("task_id"))
         row = rows.get(task_id)
-        if row is None or doc.get("status") not in ("ACTIVE", "INACTIVE"):
+        if row is None or doc.get("status") not in OPEN_STATUSES:
             continue
         if _int(doc.get("faults")) > _int(field(row, "faults")):
             grown.append((field(row, "needs_attention") is not None, task_id))

@@ -17,11 +17,12 @@ from ...ledger.errors import StorageError
 from ...ledger.events import StoredEvent
 from ...ledger.feed import CommitSink
 from ...ledger.store import RawEvent
+from ...protocol import OPEN_STATUSES
 from ..runtime.metrics import LEDGER_APPEND_FAILURES, LEDGER_APPEND_SECONDS
 
 __all__ = ["RawEvent", "Store", "StoredEvent", "row_dict"]
 
-_OPEN = ("ACTIVE", "INACTIVE")
+_OPEN = OPEN_STATUSES
 
 
 def row_dict(row: TaskRow) -> dict[str, Any]:
