@@ -371,7 +371,7 @@ class Admission:
         send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
         gate = self._gates.setdefault(session.session_id, Gate(self.core.limits.rate))
         try:
-            result = await self._ops.run(gate.call, clients.call, send, body)
+            result = await self._ops.submit(clients, send, body, pace=gate.call)
         except Exception as exc:
             return await self._refused(submission_id, entry, exc)
         task_id = str(result["task_id"])

@@ -15,11 +15,16 @@ A lane may send when all of these hold:
   limit is per Globus user and sessions may share one, so blocked lanes probe in rounds:
   when a task of *any* session finishes or ``probe_interval`` passed, each blocked lane in
   order sends one submit, one probe at a time, until one is accepted. The winner goes to the
-  back of the order (or, the only lane waiting, is unblocked and sends by its own count);
-  refused lanes keep their places, so the next free place goes to the next lane in order,
-  and no lane waits for another user's limit longer than a round (the price, when the lanes
-  are in fact different users: one refused probe of the others per submit of the lane that
-  has room, until their users have room or their queues are empty). After a 429 the lane
+  back of the order (or, the only lane waiting, is unblocked and sends by its own count) and
+  a new round starts at once; refused lanes keep their places, so the next free place goes
+  to the next lane in order. A winner that was the first to probe in its round sits that
+  next round out: when places free one at a time, the others' probes in it are refused just
+  before the next place frees, and the winner probing last would take that place too, round
+  after round. A winner that was accepted after others were refused in its round (Globus
+  had room for it, not for them: in fact different users) probes in the next round too, so
+  no lane waits for another user's limit longer than a round (the price: one refused probe
+  of the others per submit of the lane that has room, until their users have room or their
+  queues are empty). After a 429 the lane
   waits the ``Retry-After``; after a failure without an answer (timeout, 5xx) it backs off
   doubling up to ``max_backoff``;
 - **pace**: at most ``rate`` sends in any ``rate_window`` seconds, under Globus's own rate.
@@ -121,6 +126,8 @@ class AdmissionCore:
         self._probe_ready = False  # a task finished since the last round ended
         self._probe_at = 0.0  # ... or this time passed
         self._round: list[str] | None = None  # lanes still to probe in the current round
+        self._round_refused = False  # a probe of the current round was refused
+        self._sit_out: str | None = None  # the last winner, left out of the next round
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -209,6 +216,8 @@ class AdmissionCore:
             self._probe_order.remove(sid)
         if self._round is not None and sid in self._round:
             self._round.remove(sid)
+        if self._sit_out == sid:
+            self._sit_out = None
         for item in (*lane.items, *lane.inflight.values()):
             self._where.pop(item.submission_id, None)
 
@@ -242,8 +251,12 @@ class AdmissionCore:
         if not (self._probe_ready or now >= self._probe_at):
             return
         able = [sid for sid in self._probe_order if self._able(sid, now)]
+        # The last winner sits this round out unless no other lane could probe in it.
+        able = [sid for sid in able if sid != self._sit_out] or able
+        self._sit_out = None
         if able:
             self._round = able
+            self._round_refused = False
             self._probe_ready = False
 
     def _next_in_round(self, sid: str, now: float) -> None:
@@ -377,6 +390,8 @@ class AdmissionCore:
                     self._probe_order.remove(sid)
                 if any(self._able(other, now) for other in self._probe_order):
                     self._probe_order.append(sid)
+                    if probe and not self._round_refused:
+                        self._sit_out = sid
                 else:
                     lane.blocked = False
                 self._round = None
@@ -397,6 +412,8 @@ class AdmissionCore:
         if not item.maybe_sent and not item.queued:
             lane.fresh[item.submission_id] = item
         if outcome is Outcome.LIMITED:
+            if probe:
+                self._round_refused = True
             lane.blocked = True
             lane.blocked_reason = code or "PendingTasksLimitExceeded"
             if sid not in self._probe_order:

@@ -113,6 +113,43 @@ def test_blocked_lanes_take_turns(finished_seen: bool) -> None:
     assert winners == ["a", "b"] * 4, winners
 
 
+def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> None:
+    """Two sessions of one Globus user, its places freeing one at a time, each just after a
+    winner's next round had the other lane's probe refused (a client that submits again as
+    soon as it sees its task): the winner does not probe in that round, so the place goes to
+    the refused lane, first in order, and the lanes still take turns."""
+    core = _core(rate=0, probe_interval=1.0)
+    for sid in ("a", "b"):
+        core.set_usable(sid, True)
+        for n in range(6):
+            core.add(sid, Item(f"{sid}{n}"))
+    globus = {"free": 0}
+    assert _drain(core, globus, 0.0) == []
+    globus["free"], freed = 1, 1
+    winners: list[str] = []
+    now = 0.0
+    for _ in range(1000):
+        if len(winners) == 8:
+            break
+        plan = core.plan(now)
+        if not plan.send:
+            assert plan.wake_at is not None
+            now = max(now + 0.01, plan.wake_at)
+            continue
+        for sid, item in plan.send:
+            if globus["free"] > 0:
+                globus["free"] -= 1
+                winners.append(sid)
+                core.done(item.submission_id, Outcome.ACCEPTED, now)
+            else:
+                core.done(item.submission_id, Outcome.LIMITED, now)
+                if freed == len(winners) < 8:
+                    globus["free"] += 1  # an outside task ends right after the refusal
+                    freed += 1
+        now += 0.01
+    assert winners == ["a", "b"] * 4, winners
+
+
 def test_independent_users_do_not_wait_for_each_other() -> None:
     """Blocked lanes of different Globus users: each round probes every blocked lane, so a
     lane whose user has room is not held back by one whose user has none (it goes on one
