@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
+from ..daemon.runtime.launcher import ManagedProcess
 from .errors import BridgeError
 from .registry import Registry
 
@@ -32,7 +31,7 @@ class LaunchError(BridgeError, RuntimeError):
     code = "LaunchError"
 
 
-class BridgeProcess:
+class BridgeProcess(ManagedProcess):
     def __init__(
         self,
         *,
@@ -114,49 +113,3 @@ class BridgeProcess:
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int:
-        return self._signal(signal.SIGTERM, timeout)
-
-    def kill(self) -> int:
-        return self._signal(signal.SIGKILL, 15.0)
-
-    def _signal(self, sig: int, timeout: float) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        code = self.proc.returncode
-        self._reap()
-        return code
-
-    def _reap(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> BridgeProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

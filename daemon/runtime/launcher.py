@@ -22,18 +22,83 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from ..errors import DaemonError
 
-__all__ = ["DaemonProcess", "LaunchError"]
+__all__ = ["DaemonProcess", "LaunchError", "ManagedProcess"]
 
 
 class LaunchError(DaemonError, RuntimeError):
     code = "LaunchError"
 
 
-class DaemonProcess:
+class ManagedProcess:
+    """What every test-launched service process shares: a child with its log file, stopped
+    by a signal and waited for. Subclasses set ``proc`` and ``_log`` in ``start`` and say
+    where the log goes."""
+
+    proc: subprocess.Popen[bytes] | None
+    _log: IO[bytes] | None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait: the graceful shutdown path (SIGKILL after ``timeout``); the exit
+        code."""
+        return self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> int:
+        """SIGKILL: the crash path, nothing gets to clean up."""
+        return self._signal(signal.SIGKILL, 15.0)
+
+    def _signal(self, sig: int, timeout: float) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        code = self.proc.returncode
+        self._reap()
+        return code
+
+    def _reap(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class DaemonProcess(ManagedProcess):
     def __init__(
         self,
         *,
@@ -200,54 +265,6 @@ class DaemonProcess:
             return None
         return data if isinstance(data, dict) else None
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait: the graceful shutdown path. Returns the exit code."""
-        return self._signal(signal.SIGTERM, timeout)
-
-    def kill(self) -> int:
-        """SIGKILL: the crash path, nothing gets to clean up."""
-        return self._signal(signal.SIGKILL, 15.0)
-
     def restart(self) -> DaemonProcess:
         self.stop()
         return self.start()
-
-    def _signal(self, sig: int, timeout: float) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        code = self.proc.returncode
-        self._reap()
-        return code
-
-    def _reap(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> DaemonProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
