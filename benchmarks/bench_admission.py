@@ -109,13 +109,15 @@ def run(*, count: int, clients: int, task_seconds: float, poll_interval: float) 
         )
         with daemon:
             first = GlobusClient(daemon.url, daemon.token, submit_timeout=600)
-            sid = first.register_session(access_token=creds.access_token)["sid"]
+            session_id = first.register_session(access_token=creds.access_token)["session_id"]
             answers: list[dict[str, Any]] = []
             errors: list[BaseException] = []
             per_client = count // clients
 
             def submit(worker: int) -> None:
-                globus = GlobusClient(daemon.url, daemon.token, session_id=sid, submit_timeout=600)
+                globus = GlobusClient(
+                    daemon.url, daemon.token, session_id=session_id, submit_timeout=600
+                )
                 try:
                     for n in range(per_client):
                         answers.append(

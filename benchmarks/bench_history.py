@@ -188,13 +188,15 @@ def _measure(size: int, *, sim: Simulator, root: Path, repeats: int) -> dict[str
             out["cancel (ms)"] = (time.perf_counter() - started) / CANCELS * 1000
 
             waiting = [submit(i) for i in range(CANCELS, CANCELS + CATCH_UP)]
-            sid = client.session_id
+            session_id = client.session_id
             daemon.stop()
             sim.finish_all()
             started = time.perf_counter()
             daemon.start()
             client.register_session(
-                access_token=user.access_token, local_collection=TUTORIAL_COLLECTION_2, sid=sid
+                access_token=user.access_token,
+                local_collection=TUTORIAL_COLLECTION_2,
+                session_id=session_id,
             )
             _wait(
                 lambda: all(client.get_task(t)["status"] == "SUCCEEDED" for t in waiting),

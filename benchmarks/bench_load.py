@@ -160,10 +160,10 @@ async def _subscribe(
     ws_url: str, token: str, sids: list[str], per_session: int, since: int, pipe: Connection
 ) -> None:
     subs: list[tuple[str, _Subscriber]] = []
-    for sid in sids:
-        url = f"{ws_url}?{urllib.parse.urlencode({'session_id': sid, 'since': since})}"
+    for session_id in sids:
+        url = f"{ws_url}?{urllib.parse.urlencode({'session_id': session_id, 'since': since})}"
         batch = await asyncio.gather(*(_Subscriber.connect(url, token) for _ in range(per_session)))
-        subs.extend((sid, sub) for sub in batch)
+        subs.extend((session_id, sub) for sub in batch)
     pipe.send("ready")
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, pipe.recv)  # "stop"
@@ -175,7 +175,7 @@ async def _subscribe(
     pipe.send(
         {
             "delays": delays,
-            "seqs": [(sid, sub.seqs) for sid, sub in subs],
+            "seqs": [(session_id, sub.seqs) for session_id, sub in subs],
             "closed_early": sum(sub.closed_early for _, sub in subs),
         }
     )
@@ -212,7 +212,7 @@ def _submitter_process(
 ) -> None:
     """One thread per session, each with its own GlobusClient, submitting back to back.
     A process of their own: the simulator (in the parent) never waits for their GIL."""
-    clients = [GlobusClient(url, token, session_id=sid, timeout=60) for sid in sids]
+    clients = [GlobusClient(url, token, session_id=session_id, timeout=60) for session_id in sids]
     stop = threading.Event()
     latencies: list[float] = []
     errors: list[str] = []
@@ -233,11 +233,11 @@ def _submitter_process(
     pipe.send({"latencies": latencies, "errors": errors, "elapsed": elapsed})
 
 
-def _session_seqs(http: httpx.Client, sid: str, after: int) -> list[int]:
+def _session_seqs(http: httpx.Client, session_id: str, after: int) -> list[int]:
     seqs: list[int] = []
     while True:
         page = http.get(
-            "/globus/history", params={"session_id": sid, "after": after, "limit": 1000}
+            "/globus/history", params={"session_id": session_id, "after": after, "limit": 1000}
         ).json()
         seqs += [int(e["seq"]) for e in page["events"]]
         if page["next_after"] is None:
@@ -309,12 +309,12 @@ def run_load(*, clients: int, subscribers: int, duration: float, root: Path) -> 
             subscribers_proc.join(30)
             rss_end = _status_kb(pid, "VmRSS") / 1024
             rss_peak = _status_kb(pid, "VmHWM") / 1024
-            truth = {sid: _session_seqs(http, sid, since) for sid in sids}
+            truth = {session_id: _session_seqs(http, session_id, since) for session_id in sids}
             http.close()
 
     missed = duplicated = 0
-    for sid, seqs in result["seqs"]:
-        missed += len(set(truth[sid]) - set(seqs))
+    for session_id, seqs in result["seqs"]:
+        missed += len(set(truth[session_id]) - set(seqs))
         duplicated += len(seqs) - len(set(seqs))
     delays_ms = [d * 1000 for d in result["delays"]]
     events = sum(len(v) for v in truth.values())
@@ -357,10 +357,10 @@ def _last_events(http: httpx.Client) -> list[dict[str, Any]]:
 
 def _wait_settled(http: httpx.Client, sids: list[str], *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    for sid in sids:
+    for session_id in sids:
         while time.monotonic() < deadline:
             active = http.get(
-                f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE", "limit": 1}
+                f"/globus/sessions/{session_id}/tasks", params={"status": "ACTIVE", "limit": 1}
             ).json()["tasks"]
             if not active:
                 break

@@ -80,10 +80,10 @@ def _quiet_counts(sim: Simulator, route: str, *, quiet: float, timeout: float) -
 
 
 async def _collect_succeeded(
-    url: str, token: str, sid: str, want: set[str], box: dict[str, float]
+    url: str, token: str, session_id: str, want: set[str], box: dict[str, float]
 ) -> None:
     async with websockets.connect(
-        f"{url}?session_id={sid}&topic=transfer_status",
+        f"{url}?session_id={session_id}&topic=transfer_status",
         additional_headers={"Authorization": f"Bearer {token}"},
         max_size=None,
     ) as ws:
@@ -119,9 +119,9 @@ def bench_polling(n: int, *, interval: float, root: Path) -> dict[str, Any]:
         )
         with daemon:
             http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
-            sid = http.post("/globus/sessions", json={"access_token": creds.access_token}).json()[
-                "sid"
-            ]
+            session_id = http.post(
+                "/globus/sessions", json={"access_token": creds.access_token}
+            ).json()["session_id"]
             body = {
                 "source": TUTORIAL_COLLECTION_1,
                 "destination": TUTORIAL_COLLECTION_2,
@@ -130,7 +130,7 @@ def bench_polling(n: int, *, interval: float, root: Path) -> dict[str, Any]:
 
             def submit(i: int) -> str:
                 answer = http.post(
-                    f"/globus/sessions/{sid}/transfers", json={**body, "label": f"b{i}"}
+                    f"/globus/sessions/{session_id}/transfers", json={**body, "label": f"b{i}"}
                 )
                 answer.raise_for_status()
                 return str(answer.json()["task_id"])
@@ -150,7 +150,7 @@ def bench_polling(n: int, *, interval: float, root: Path) -> dict[str, Any]:
             box: dict[str, float] = {}
             loop = asyncio.new_event_loop()
             waiter = loop.create_task(
-                _collect_succeeded(daemon.ws_url, daemon.token, sid, set(ids), box)
+                _collect_succeeded(daemon.ws_url, daemon.token, session_id, set(ids), box)
             )
             loop.run_until_complete(asyncio.sleep(0.2))
             # Finish right after a sweep ended: the worst case, a whole interval to wait.
@@ -220,7 +220,7 @@ def bench_latency(
             http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=120)
             sids = [
                 http.post("/globus/sessions", json={"access_token": creds.access_token}).json()[
-                    "sid"
+                    "session_id"
                 ]
                 for _ in range(sessions)
             ]
@@ -231,9 +231,9 @@ def bench_latency(
             }
 
             def submit(i: int) -> str:
-                sid = sids[i % sessions]
+                session_id = sids[i % sessions]
                 answer = http.post(
-                    f"/globus/sessions/{sid}/transfers", json={**body, "label": f"l{i}"}
+                    f"/globus/sessions/{session_id}/transfers", json={**body, "label": f"l{i}"}
                 )
                 answer.raise_for_status()
                 return str(answer.json()["task_id"])

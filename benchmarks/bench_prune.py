@@ -58,23 +58,23 @@ async def _fill(path: Path, *, tasks: int, progress: int, items: int) -> float:
     try:
         batch: list[object] = []
         for n in range(tasks):
-            sid = f"s{n % 10}"
+            session_id = f"s{n % 10}"
             batch += [
                 SubmitRequested(
                     owner="bench",
-                    session_id=sid,
+                    session_id=session_id,
                     submission_id=f"sub-{n}",
                     type="TRANSFER",
                     request=request,
                 ),
                 TaskSubmitted(
-                    owner="bench", session_id=sid, submission_id=f"sub-{n}", task_id=f"t{n}"
+                    owner="bench", session_id=session_id, submission_id=f"sub-{n}", task_id=f"t{n}"
                 ),
             ]
             batch += [
                 TaskProgress(
                     owner="bench",
-                    session_id=sid,
+                    session_id=session_id,
                     task_id=f"t{n}",
                     bytes_transferred=p * 1000,
                     files_transferred=p,

@@ -125,7 +125,7 @@ class AsyncGlobusClient(GlobusPluginBase):
         client_id: str | None = None,
         local_collection: str | None = None,
         *,
-        sid: str | None = None,
+        session_id: str | None = None,
         policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         answer = await self._transport.send(
@@ -134,7 +134,7 @@ class AsyncGlobusClient(GlobusPluginBase):
                 refresh_token=refresh_token,
                 client_id=client_id,
                 local_collection=local_collection,
-                sid=sid or self.session_id,
+                session_id=session_id or self.session_id,
                 policy=policy,
             )
         )
@@ -154,12 +154,12 @@ class AsyncGlobusClient(GlobusPluginBase):
         delays = calls.retry_delays()
         if submission_id is None:
             submission_id = await self._with_retries(self.generate_submission_id, deadline, delays)
-        sid = submission_id
+        sub_id = submission_id
 
         async def once() -> dict[str, Any]:
-            return dict(await self._send(build(sid)))
+            return dict(await self._send(build(sub_id)))
 
-        return await self._with_retries(once, deadline, delays, sid)
+        return await self._with_retries(once, deadline, delays, sub_id)
 
     async def _with_retries(
         self,

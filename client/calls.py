@@ -95,13 +95,13 @@ def _seg(value: str) -> str:
     return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
-def _session(sid: str | None) -> str:
-    if not sid:
+def _session(session_id: str | None) -> str:
+    if not session_id:
         raise NoSessionError(
             "this GlobusClient has no session: call register_session(...) first, or pass"
             " session_id= for a session registered earlier"
         )
-    return f"/globus/sessions/{_seg(sid)}"
+    return f"/globus/sessions/{_seg(session_id)}"
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def register_session(
     refresh_token: str | None,
     client_id: str | None,
     local_collection: str | None,
-    sid: str | None,
+    session_id: str | None,
     policy: Mapping[str, Any] | None = None,
 ) -> Call:
     body = _drop_none(
@@ -155,7 +155,7 @@ def register_session(
             "refresh_token": refresh_token,
             "client_id": client_id,
             "local_collection": local_collection,
-            "sid": sid,
+            "session_id": session_id,
             "policy": dict(policy) if policy else None,
         }
     )
@@ -166,11 +166,11 @@ def list_sessions() -> Call:
     return Call("GET", "/globus/sessions")
 
 
-def get_session(sid: str | None) -> Call:
-    return Call("GET", _session(sid))
+def get_session(session_id: str | None) -> Call:
+    return Call("GET", _session(session_id))
 
 
-def credential_error(sid: str, state: str) -> AuthenticationError:
+def credential_error(session_id: str, state: str) -> AuthenticationError:
     """What a waiter raises when the daemon holds no working credential for its session:
     its tasks are not followed, so waiting longer cannot end well."""
     why = (
@@ -182,16 +182,16 @@ def credential_error(sid: str, state: str) -> AuthenticationError:
     return AuthenticationError(
         401,
         code,
-        f"session {sid} {why}, so the daemon is not following its tasks: register it again"
-        f" with a fresh credential (orbit-globus session register --session {sid} with"
+        f"session {session_id} {why}, so the daemon is not following its tasks: register it again"
+        f" with a fresh credential (orbit-globus session register --session {session_id} with"
         " GLOBUS_ACCESS_TOKEN, or GLOBUS_REFRESH_TOKEN and GLOBUS_CLIENT_ID, set; in Python"
-        f" register_session(..., sid='{sid}')); its tasks stay tracked",
-        info={"sid": sid, "credential": state},
+        f" register_session(..., session_id='{session_id}')); its tasks stay tracked",
+        info={"session_id": session_id, "credential": state},
     )
 
 
-def unregister_session(sid: str | None) -> Call:
-    return Call("DELETE", _session(sid))
+def unregister_session(session_id: str | None) -> Call:
+    return Call("DELETE", _session(session_id))
 
 
 def _items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -201,7 +201,7 @@ def _items(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def submit_transfer(
-    sid: str | None,
+    session_id: str | None,
     *,
     source: str,
     destination: str,
@@ -222,7 +222,7 @@ def submit_transfer(
             "submission_id": submission_id,
         }
     )
-    return Call("POST", f"{_session(sid)}/transfers", body=body)
+    return Call("POST", f"{_session(session_id)}/transfers", body=body)
 
 
 def transfer_options(
@@ -245,7 +245,7 @@ def transfer_options(
 
 
 def delete(
-    sid: str | None,
+    session_id: str | None,
     *,
     collection: str,
     paths: Sequence[str] | str,
@@ -266,12 +266,12 @@ def delete(
             "submission_id": submission_id,
         }
     )
-    return Call("POST", f"{_session(sid)}/deletes", body=body)
+    return Call("POST", f"{_session(session_id)}/deletes", body=body)
 
 
-def generate_submission_id(sid: str | None) -> Call:
+def generate_submission_id(session_id: str | None) -> Call:
     """A fresh submission id from the daemon (which makes it, or asks Globus for one)."""
-    return Call("GET", f"{_session(sid)}/submission_id")
+    return Call("GET", f"{_session(session_id)}/submission_id")
 
 
 def retry_submit(exc: BaseException) -> bool:
@@ -296,69 +296,71 @@ def task_of(row: Mapping[str, Any]) -> str | None:
     return task_id if isinstance(task_id, str) and task_id else None
 
 
-def get_task(sid: str | None, task_id: str) -> Call:
-    return Call("GET", f"{_session(sid)}/tasks/{_seg(task_id)}")
+def get_task(session_id: str | None, task_id: str) -> Call:
+    return Call("GET", f"{_session(session_id)}/tasks/{_seg(task_id)}")
 
 
 def task_wait(
-    sid: str | None, task_id: str, *, timeout: float, stop_on_attention: bool = False
+    session_id: str | None, task_id: str, *, timeout: float, stop_on_attention: bool = False
 ) -> Call:
     body: dict[str, Any] = {"timeout": timeout}
     if stop_on_attention:
         body["stop_on_attention"] = True
     return Call(
         "POST",
-        f"{_session(sid)}/tasks/{_seg(task_id)}/wait",
+        f"{_session(session_id)}/tasks/{_seg(task_id)}/wait",
         body=body,
         read_timeout=timeout + WAIT_GRACE_SECONDS,
     )
 
 
-def task_events(sid: str | None, task_id: str, *, limit: int, offset: int) -> Call:
+def task_events(session_id: str | None, task_id: str, *, limit: int, offset: int) -> Call:
     """Globus's own event list of a task, relayed by the daemon (newest first)."""
     return Call(
         "GET",
-        f"{_session(sid)}/tasks/{_seg(task_id)}/events",
+        f"{_session(session_id)}/tasks/{_seg(task_id)}/events",
         params={"limit": limit, "offset": offset},
     )
 
 
-def cancel_task(sid: str | None, task_id: str) -> Call:
-    return Call("POST", f"{_session(sid)}/tasks/{_seg(task_id)}/cancel")
+def cancel_task(session_id: str | None, task_id: str) -> Call:
+    return Call("POST", f"{_session(session_id)}/tasks/{_seg(task_id)}/cancel")
 
 
-def list_tasks(sid: str | None, *, limit: int, offset: int, status: str | None) -> Call:
+def list_tasks(session_id: str | None, *, limit: int, offset: int, status: str | None) -> Call:
     params: Query = {"limit": limit, "offset": offset}
     if status:
         params["status"] = status
-    return Call("GET", f"{_session(sid)}/tasks", params=params)
+    return Call("GET", f"{_session(session_id)}/tasks", params=params)
 
 
-def ls(sid: str | None, *, collection: str, path: str | None) -> Call:
+def ls(session_id: str | None, *, collection: str, path: str | None) -> Call:
     params: Query = {"collection": collection}
     if path is not None:
         params["path"] = path
-    return Call("GET", f"{_session(sid)}/ls", params=params)
+    return Call("GET", f"{_session(session_id)}/ls", params=params)
 
 
-def mkdir(sid: str | None, *, collection: str, path: str) -> Call:
-    return Call("POST", f"{_session(sid)}/mkdir", body={"collection": collection, "path": path})
+def mkdir(session_id: str | None, *, collection: str, path: str) -> Call:
+    return Call(
+        "POST", f"{_session(session_id)}/mkdir", body={"collection": collection, "path": path}
+    )
 
 
-def rename(sid: str | None, *, collection: str, oldpath: str, newpath: str) -> Call:
+def rename(session_id: str | None, *, collection: str, oldpath: str, newpath: str) -> Call:
     body = {"collection": collection, "oldpath": oldpath, "newpath": newpath}
-    return Call("POST", f"{_session(sid)}/rename", body=body)
+    return Call("POST", f"{_session(session_id)}/rename", body=body)
 
 
-def endpoint_search(sid: str | None, *, filter_text: str | None, limit: int) -> Call:
+def endpoint_search(session_id: str | None, *, filter_text: str | None, limit: int) -> Call:
     params: Query = {"limit": limit}
     if filter_text:
         params["filter_text"] = filter_text
-    return Call("GET", f"{_session(sid)}/endpoint_search", params=params)
+    return Call("GET", f"{_session(session_id)}/endpoint_search", params=params)
 
 
-def get_endpoint(sid: str | None, collection: str) -> Call:
-    return Call("GET", f"{_session(sid)}/endpoints/{_seg(collection)}")
+def get_endpoint(session_id: str | None, collection: str) -> Call:
+    return Call("GET", f"{_session(session_id)}/endpoints/{_seg(collection)}")
 
 
 def history(
@@ -456,13 +458,13 @@ class Credential:
     def __repr__(self) -> str:
         return f"Credential({', '.join(sorted(self._fields))}: <hidden>)"
 
-    def register(self, sid: str | None) -> Call:
+    def register(self, session_id: str | None) -> Call:
         return register_session(
             access_token=self._fields.get("access_token"),
             refresh_token=self._fields.get("refresh_token"),
             client_id=self._fields.get("client_id"),
             local_collection=None,
-            sid=sid,
+            session_id=session_id,
         )
 
 

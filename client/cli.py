@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_session_list)
     p = ssub.add_parser("unregister", help="end a session")
-    p.add_argument("sid", nargs="?")
+    p.add_argument("session_id", nargs="?")
     p.set_defaults(func=cmd_session_unregister)
 
     p = sub.add_parser(

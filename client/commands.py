@@ -199,8 +199,8 @@ class Context:
             self.args.local_collection,
         )
         print(
-            f"registered session {answer['sid']}; reuse it with:"
-            f" export {ENV_SESSION}={answer['sid']}",
+            f"registered session {answer['session_id']}; reuse it with:"
+            f" export {ENV_SESSION}={answer['session_id']}",
             file=self.err,
         )
 
@@ -288,20 +288,21 @@ def cmd_session_register(ctx: Context) -> int:
         creds.get("refresh_token"),
         creds.get("client_id"),
         ctx.args.local_collection,
-        sid=ctx.args.session,
+        session_id=ctx.args.session,
         policy=_policy(ctx.args),
     )
     ctx.emit(
         answer,
         lambda: (
-            f"{record(answer, ['sid', 'local_collection'])}\n\nexport {ENV_SESSION}={answer['sid']}"
+            f"{record(answer, ['session_id', 'local_collection'])}\n\n"
+            f"export {ENV_SESSION}={answer['session_id']}"
         ),
     )
     return EXIT_OK
 
 
 SESSION_COLUMNS = [
-    ("sid", "Session ID"),
+    ("session_id", "Session ID"),
     ("credential", "Credential"),
     ("auth", "Auth"),
     ("local_collection", "Local Collection"),
@@ -324,12 +325,12 @@ def cmd_session_list(ctx: Context) -> int:
 
 def cmd_session_unregister(ctx: Context) -> int:
     client = ctx.globus(need_session=False)
-    if ctx.args.sid:
-        client.session_id = ctx.args.sid
+    if ctx.args.session_id:
+        client.session_id = ctx.args.session_id
     if client.session_id is None:
         raise UsageError(f"which session? pass SID, --session SID or set {ENV_SESSION}")
     answer = client.unregister_session()
-    ctx.emit(answer, lambda: f"session {answer.get('sid')} closed")
+    ctx.emit(answer, lambda: f"session {answer.get('session_id')} closed")
     return EXIT_OK
 
 
@@ -694,8 +695,8 @@ def _more_to_come(ctx: Context, client: GlobusClient, last_seq: int | None) -> b
     the newer tasks yet does not end ``--until-done`` early.
     """
     args = ctx.args
-    sid = None if args.all_sessions else client.session_id
-    page = client.history(task_id=args.task, limit=1000, after=last_seq or 0, session_id=sid)
+    session_id = None if args.all_sessions else client.session_id
+    page = client.history(task_id=args.task, limit=1000, after=last_seq or 0, session_id=session_id)
     if page.get("next_after") is not None:
         return True
     if any(e.get("topic") == "transfer_status" for e in page.get("events") or []):
@@ -709,8 +710,8 @@ def _more_to_come(ctx: Context, client: GlobusClient, last_seq: int | None) -> b
 def _after_time(client: GlobusClient, since: float | None, *, all_sessions: bool) -> int | None:
     """The seq to resume after so that the stream starts with the first event committed at
     or after ``since``; None (the live head) when there is none yet."""
-    sid = None if all_sessions else client.session_id
-    first = client.history(since=since, limit=1, session_id=sid).get("events") or []
+    session_id = None if all_sessions else client.session_id
+    first = client.history(since=since, limit=1, session_id=session_id).get("events") or []
     return int(first[0]["seq"]) - 1 if first else None
 
 
@@ -722,8 +723,8 @@ def _resync(ctx: Context, client: GlobusClient, board: ProgressBoard, pruned: in
         " showing the tasks they were about from their final rows",
         file=ctx.err,
     )
-    sid = None if ctx.args.all_sessions else client.session_id
-    rows = client.history(task_id=ctx.args.task, view="tasks", limit=1000, session_id=sid)
+    session_id = None if ctx.args.all_sessions else client.session_id
+    rows = client.history(task_id=ctx.args.task, view="tasks", limit=1000, session_id=session_id)
     for row in rows.get("tasks") or []:
         if row.get("last_seq", 0) > pruned:
             continue  # its events are still there: the stream delivers them

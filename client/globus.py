@@ -137,13 +137,13 @@ class GlobusClient(GlobusPluginBase):
         client_id: str | None = None,
         local_collection: str | None = None,
         *,
-        sid: str | None = None,
+        session_id: str | None = None,
         policy: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Hand a Globus credential to the daemon; returns ``{"sid", "local_collection"}``.
+        """Hand a Globus credential to the daemon; returns ``{"session_id", "local_collection"}``.
 
         Give ``access_token``, or ``refresh_token`` + ``client_id`` (a native app). When this
-        client already has a session (or ``sid`` is given), that session is registered again
+        client already has a session (or ``session_id`` is given), that session is registered again
         with the fresh credential and keeps all its tasks.
         """
         answer = self._transport.send(
@@ -152,7 +152,7 @@ class GlobusClient(GlobusPluginBase):
                 refresh_token=refresh_token,
                 client_id=client_id,
                 local_collection=local_collection,
-                sid=sid or self.session_id,
+                session_id=session_id or self.session_id,
                 policy=policy,
             )
         )
@@ -175,8 +175,8 @@ class GlobusClient(GlobusPluginBase):
         delays = calls.retry_delays()
         if submission_id is None:
             submission_id = self._with_retries(self.generate_submission_id, deadline, delays)
-        sid = submission_id
-        return self._with_retries(lambda: dict(self._send(build(sid))), deadline, delays, sid)
+        sub_id = submission_id
+        return self._with_retries(lambda: dict(self._send(build(sub_id))), deadline, delays, sub_id)
 
     def _with_retries(
         self,
@@ -199,7 +199,7 @@ class GlobusClient(GlobusPluginBase):
                 time.sleep(min(next(delays), remaining))
 
     def list_sessions(self) -> list[dict[str, Any]]:
-        """Every open session of this daemon token: ``sid, local_collection, auth,
+        """Every open session of this daemon token: ``session_id, local_collection, auth,
         credential`` (``ok``, ``missing`` after a daemon restart, ``expired``) and
         ``tasks`` (count per status)."""
         return calls.list_of(self._send(calls.list_sessions()), "sessions")

@@ -38,7 +38,7 @@ class GlobusPluginBase:
 
     def _registered(self, answer: Any, credential: calls.Credential) -> dict[str, Any]:
         """Bind to the session the daemon registered, keeping the credential if allowed."""
-        self.session_id = answer["sid"]
+        self.session_id = answer["session_id"]
         if self._remember:
             self._credential = credential
         return dict(answer)

@@ -135,13 +135,13 @@ class MissingCredential(DaemonError):
     status = 401
     code = ErrorCode.CREDENTIAL_MISSING
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"session {sid} has no Globus credential in this daemon process (it restarted): "
-            f"register it again (orbit-globus session register --session {sid}, or POST "
-            f'/globus/sessions with {{"sid": "{sid}", "access_token": ...}}); its tasks stay '
-            "tracked",
-            sid=sid,
+            f"session {session_id} has no Globus credential in this daemon process (it restarted): "
+            f"register it again (orbit-globus session register --session {session_id}, or POST "
+            f'/globus/sessions with {{"session_id": "{session_id}", "access_token": ...}}); '
+            "its tasks stay tracked",
+            session_id=session_id,
         )
 
 
@@ -149,13 +149,13 @@ class ExpiredCredential(DaemonError):
     status = 401
     code = ErrorCode.CREDENTIAL_EXPIRED
 
-    def __init__(self, sid: str) -> None:
+    def __init__(self, session_id: str) -> None:
         super().__init__(
-            f"the Globus credential of session {sid} expired or was revoked: register the "
+            f"the Globus credential of session {session_id} expired or was revoked: register the "
             f"session again with a fresh access_token (or refresh_token + client_id): "
-            f"orbit-globus session register --session {sid}, or POST /globus/sessions with "
-            f'{{"sid": "{sid}", ...}}; its tasks stay tracked',
-            sid=sid,
+            f"orbit-globus session register --session {session_id}, or POST /globus/sessions with "
+            f'{{"session_id": "{session_id}", ...}}; its tasks stay tracked',
+            session_id=session_id,
         )
 
 
@@ -215,12 +215,12 @@ class QueueFull(DaemonError):
     status = 429
     code = ErrorCode.QUEUE_FULL
 
-    def __init__(self, sid: str, limit: int) -> None:
+    def __init__(self, session_id: str, limit: int) -> None:
         super().__init__(
-            f"session {sid} already has {limit} submits waiting for Globus (the daemon's "
+            f"session {session_id} already has {limit} submits waiting for Globus (the daemon's "
             "admission_max_queued): wait for some to be sent (task_wait, or the "
             "submit_admitted notifications) and submit again, or raise admission_max_queued",
-            sid=sid,
+            session_id=session_id,
             limit=limit,
         )
 

@@ -94,7 +94,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         endpoint = bc.get_endpoint_client(bc.list_endpoints()[0])
         globus = endpoint.get_plugin("globus")
         session = globus.register_session(**credentials(env))
-        print(f"endpoint {endpoint.name}, session {session['sid']}")
+        print(f"endpoint {endpoint.name}, session {session['session_id']}")
 
         sub = globus.submit_transfer(
             source=cfg["source"],

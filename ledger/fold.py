@@ -468,12 +468,12 @@ def apply_submission(
 def apply_session(row: SessionRow | None, event: Event, *, seq: int) -> SessionRow | None:
     """The session row after ``event`` (None: nothing to record, e.g. closing an unknown
     session). Never refuses: re-registering an open session or closing twice is allowed."""
-    sid = event.session_id
-    if sid is None:
+    session_id = event.session_id
+    if session_id is None:
         return None
     if isinstance(event, SessionOpened):
         return SessionRow(
-            session_id=sid,
+            session_id=session_id,
             owner=event.owner,
             local_collection=event.local_collection,
             auth=event.auth,
@@ -495,12 +495,12 @@ def apply_cancel(row: CancelRow | None, event: Event, *, task: TaskRow, seq: int
     if not isinstance(event, _CANCEL_KINDS):
         raise TypeError(f"{event.kind} does not change a cancel")
     owner = event.owner if event.owner is not None else task.owner
-    sid = event.session_id if event.session_id is not None else task.session_id
+    session_id = event.session_id if event.session_id is not None else task.session_id
     if isinstance(event, CancelRequested):
         return CancelRow(
             task_id=event.task_id,
             owner=owner,
-            session_id=sid,
+            session_id=session_id,
             state="pending",
             code=None,
             requested_seq=seq,
@@ -511,7 +511,7 @@ def apply_cancel(row: CancelRow | None, event: Event, *, task: TaskRow, seq: int
         return CancelRow(
             task_id=event.task_id,
             owner=owner,
-            session_id=sid,
+            session_id=session_id,
             state="answered",
             code=event.code,
             requested_seq=seq,

@@ -745,13 +745,13 @@ def stored_events(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
     out: list[StoredEvent] = []
     # tuple.__new__ skips the named tuple's Python-level __new__: half the cost per row.
     new = tuple.__new__
-    for (seq, time, kind, owner_, sid, tid, text), decoded in zip(
+    for (seq, time, kind, owner_, session_id, tid, text), decoded in zip(
         rows, _decode_datas(rows), strict=True
     ):
         if decoded is _MALFORMED:
             _skip_malformed(seq, kind, text)
             continue
-        out.append(new(StoredEvent, (seq, time, kind, owner_, sid, tid, decoded)))
+        out.append(new(StoredEvent, (seq, time, kind, owner_, session_id, tid, decoded)))
     return out
 
 

@@ -295,19 +295,21 @@ class Writer:
             rows: list[tuple[Any, ...]] = []
             this = seq
             try:
-                for event, (kind, owner, sid, tid, _, data, text) in zip(
+                for event, (kind, owner, session_id, tid, _, data, text) in zip(
                     request.events, request.encoded, strict=True
                 ):
                     this += 1
                     step(layer, event, seq=this, time=now)
-                    if tid is not None and (owner is None or sid is None):
+                    if tid is not None and (owner is None or session_id is None):
                         # A task event (e.g. from the poller) inherits its task's owner and
                         # session, so that replay filtered by either finds it.
                         row = task_map[tid]
                         owner = row.owner if owner is None else owner
-                        sid = row.session_id if sid is None else sid
-                    mine.append(new_tuple(StoredEvent, (this, now, kind, owner, sid, tid, data)))
-                    rows.append((this, now, kind, owner, sid, tid, text))
+                        session_id = row.session_id if session_id is None else session_id
+                    mine.append(
+                        new_tuple(StoredEvent, (this, now, kind, owner, session_id, tid, data))
+                    )
+                    rows.append((this, now, kind, owner, session_id, tid, text))
             except RejectedEvent as exc:
                 out.outcomes.append((request.future, exc))
                 continue

@@ -98,9 +98,9 @@ class Engine:
 
     # -- submission ----------------------------------------------------------------------
     def new_submission_id(self) -> str:
-        sid = str(uuid.uuid4())
-        self._issued_submission_ids.add(sid)
-        return sid
+        sub_id = str(uuid.uuid4())
+        self._issued_submission_ids.add(sub_id)
+        return sub_id
 
     def submit(
         self, request: TaskRequest, *, owner: str, owner_id: str, now: float

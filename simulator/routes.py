@@ -103,12 +103,12 @@ def get_submission_id(core: SimCore, user: User | None, req: Request) -> Reply:
 
 
 def _submission_id(doc: dict[str, Any]) -> str:
-    sid = doc.get("submission_id")
-    if not isinstance(sid, str) or not sid:
+    sub_id = doc.get("submission_id")
+    if not isinstance(sub_id, str) or not sub_id:
         raise bad_request(
             "MissingSubmissionId", "submission_id is required; get one from GET /submission_id"
         )
-    return sid
+    return sub_id
 
 
 def _submit(
@@ -145,7 +145,7 @@ def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
     doc = req.json()
     if doc.get("DATA_TYPE", "transfer") != "transfer":
         raise bad_request("InvalidDataType", "DATA_TYPE must be 'transfer'")
-    sid = _submission_id(doc)
+    sub_id = _submission_id(doc)
     src = core.collection(str(doc.get("source_endpoint", "")))
     dst = core.collection(str(doc.get("destination_endpoint", "")))
     items = doc.get("DATA") or []
@@ -165,7 +165,7 @@ def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
     core.require_consent(u, dst)
     request = TaskRequest(
         type="TRANSFER",
-        submission_id=sid,
+        submission_id=sub_id,
         source_endpoint_id=src.id,
         source_display_name=src.display_name,
         destination_endpoint_id=dst.id,
@@ -191,7 +191,7 @@ def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
     doc = req.json()
     if doc.get("DATA_TYPE", "delete") != "delete":
         raise bad_request("InvalidDataType", "DATA_TYPE must be 'delete'")
-    sid = _submission_id(doc)
+    sub_id = _submission_id(doc)
     coll = core.collection(str(doc.get("endpoint", "")))
     items = doc.get("DATA") or []
     if not isinstance(items, list) or not items:
@@ -202,7 +202,7 @@ def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
     core.require_consent(u, coll)
     request = TaskRequest(
         type="DELETE",
-        submission_id=sid,
+        submission_id=sub_id,
         source_endpoint_id=coll.id,
         source_display_name=coll.display_name,
         label=_label(doc.get("label")),

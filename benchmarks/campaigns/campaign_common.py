@@ -227,9 +227,9 @@ class LedgerView:
                 "FROM submissions s LEFT JOIN events e ON e.seq = s.requested_seq"
             ).fetchall()
         out: dict[str, LedgerSubmission] = {}
-        for sub_id, sid, state, task_id, data in rows:
+        for sub_id, session_id, state, task_id, data in rows:
             label = json.loads(data or "{}").get("request", {}).get("label")
-            out[sub_id] = LedgerSubmission(sub_id, sid, state, task_id, label)
+            out[sub_id] = LedgerSubmission(sub_id, session_id, state, task_id, label)
         return out
 
 

@@ -126,7 +126,7 @@ class Producer(threading.Thread):
         self.token = token
         self.creds = creds
         self.stop = stop
-        self.sid: str | None = None
+        self.session_id: str | None = None
         self.registered = threading.Event()
         self.acks: list[Ack] = []
         self.attempts = 0
@@ -153,7 +153,7 @@ class Producer(threading.Thread):
                     break
                 except OrbitError:
                     self.stop.wait(0.1)
-            self.sid = globus.session_id
+            self.session_id = globus.session_id
             self.registered.set()
             n = 0
             while not self.stop.is_set():
@@ -391,7 +391,9 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
             settle_start = time.monotonic()
             for p in producers:
                 with GlobusClient(daemon.url, daemon.token, timeout=15) as globus:
-                    globus.register_session(access_token=p.creds.access_token, sid=p.sid)
+                    globus.register_session(
+                        access_token=p.creds.access_token, session_id=p.session_id
+                    )
             names = {u.username for u in users}
             wait_settled(sim, view, names, timeout=config.settle_timeout)
             result.settle_seconds = time.monotonic() - settle_start

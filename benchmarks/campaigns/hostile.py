@@ -182,12 +182,12 @@ class Sampler(threading.Thread):
         return peak
 
 
-def _other(url: str, token: str, sid: str, stop: Any, out: Any) -> None:
+def _other(url: str, token: str, session_id: str, stop: Any, out: Any) -> None:
     """The other client, in a process of its own so that the campaign's own work (the
     simulator, the attacker's threads) never delays it; sends its latencies and errors."""
     headers = {"Authorization": f"Bearer {token}"}
     calls = [
-        f"/globus/sessions/{sid}/tasks",
+        f"/globus/sessions/{session_id}/tasks",
         "/globus/history?limit=20",
         "/endpoints",
     ]
@@ -277,12 +277,12 @@ def run_hostile(config: HostileConfig, *, root: Path) -> HostileResult:
             attacker, victim = sim.add_user("attacker"), sim.add_user("victim")
             headers = daemon.headers
             with httpx.Client(base_url=daemon.url, headers=headers, timeout=120) as http:
-                sid = http.post(
+                session_id = http.post(
                     "/globus/sessions", json={"access_token": attacker.access_token}
-                ).json()["sid"]
+                ).json()["session_id"]
                 result.budget = int(
                     http.post(
-                        f"/globus/sessions/{sid}/transfers",
+                        f"/globus/sessions/{session_id}/transfers",
                         json=_body(config.reported_size, missing),
                     ).json()["limit"]
                 )
@@ -291,7 +291,7 @@ def run_hostile(config: HostileConfig, *, root: Path) -> HostileResult:
             ) as http:
                 other_sid = http.post(
                     "/globus/sessions", json={"access_token": victim.access_token}
-                ).json()["sid"]
+                ).json()["session_id"]
             ctx = multiprocessing.get_context("spawn")
             stop = ctx.Event()
             measured = ctx.Queue()
@@ -309,7 +309,7 @@ def run_hostile(config: HostileConfig, *, root: Path) -> HostileResult:
                 with httpx.Client(base_url=daemon.url, headers=headers, timeout=120) as http:
                     return str(
                         http.post(
-                            f"/globus/sessions/{sid}/transfers", json=_body(size, missing)
+                            f"/globus/sessions/{session_id}/transfers", json=_body(size, missing)
                         ).status_code
                     )
 

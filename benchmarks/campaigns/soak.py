@@ -121,7 +121,7 @@ class Producer(threading.Thread):
         self.config = config
         self.stop = stop
         self.rng = random.Random(config.seed * 1000 + index)
-        self.sid: str | None = None
+        self.session_id: str | None = None
         self.registered = threading.Event()
         self.acks: list[Ack] = []
         self.attempts = 0
@@ -136,7 +136,7 @@ class Producer(threading.Thread):
                 except OrbitError as exc:
                     self.errors[f"register {type(exc).__name__}"] += 1
                     self.stop.wait(0.5)
-            self.sid = globus.session_id
+            self.session_id = globus.session_id
             self.registered.set()
             pace = 1.0 / self.config.submit_rate
             next_at = time.monotonic()

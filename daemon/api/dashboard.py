@@ -90,7 +90,7 @@ def _session_json(session: Any) -> dict[str, Any]:
     else:
         credential = "valid"
     return {
-        "sid": session.session_id,
+        "session_id": session.session_id,
         "credential": credential,
         "local_collection": session.local_collection,
     }

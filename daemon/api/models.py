@@ -69,7 +69,7 @@ class RegisterBody(_Body):
     refresh_token: Annotated[SecretStr, Field(min_length=1, max_length=8192)] | None = None
     client_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     local_collection: Collection | None = None
-    sid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    session_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     policy: PolicyBody | None = None
 
 

@@ -61,8 +61,8 @@ Owner = Annotated[str, Depends(_owner)]
 Ep = Annotated[EndpointService, Depends(_endpoint)]
 
 
-def _session(sid: str, owner: Owner, endpoint: Ep) -> Session:
-    return endpoint.session(owner, sid)
+def _session(session_id: str, owner: Owner, endpoint: Ep) -> Session:
+    return endpoint.session(owner, session_id)
 
 
 Sess = Annotated[Session, Depends(_session)]
@@ -174,7 +174,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
             refresh_token=_reveal(body.refresh_token),
             client_id=body.client_id,
             local_collection=body.local_collection,
-            sid=body.sid,
+            session_id=body.session_id,
             policy=body.policy.model_dump() if body.policy is not None else None,
         )
 
@@ -182,29 +182,29 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     async def list_sessions(owner: Owner, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.list_sessions(owner)
 
-    @app.get("/globus/sessions/{sid}")
+    @app.get("/globus/sessions/{session_id}")
     async def get_session(session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.describe_session(session)
 
-    @app.delete("/globus/sessions/{sid}")
-    async def unregister(sid: str, owner: Owner, endpoint: Ep) -> dict[str, Any]:
-        return await endpoint.unregister(owner=owner, sid=sid)
+    @app.delete("/globus/sessions/{session_id}")
+    async def unregister(session_id: str, owner: Owner, endpoint: Ep) -> dict[str, Any]:
+        return await endpoint.unregister(owner=owner, session_id=session_id)
 
     # -- tasks -------------------------------------------------------------------------
 
-    @app.post("/globus/sessions/{sid}/transfers")
+    @app.post("/globus/sessions/{session_id}/transfers")
     async def submit_transfer(body: TransferBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.submit_transfer(session, body=body.model_dump())
 
-    @app.post("/globus/sessions/{sid}/deletes")
+    @app.post("/globus/sessions/{session_id}/deletes")
     async def delete(body: DeleteBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.submit_delete(session, body=body.model_dump())
 
-    @app.get("/globus/sessions/{sid}/submission_id")
+    @app.get("/globus/sessions/{session_id}/submission_id")
     async def submission_id(session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.submission_id(session)
 
-    @app.get("/globus/sessions/{sid}/tasks")
+    @app.get("/globus/sessions/{session_id}/tasks")
     async def list_tasks(
         session: Sess,
         endpoint: Ep,
@@ -214,11 +214,11 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     ) -> dict[str, Any]:
         return await endpoint.list_tasks(session, limit=limit, offset=offset, status=status)
 
-    @app.get("/globus/sessions/{sid}/tasks/{task_id}")
+    @app.get("/globus/sessions/{session_id}/tasks/{task_id}")
     async def get_task(task_id: str, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.get_task(session, task_id)
 
-    @app.post("/globus/sessions/{sid}/tasks/{task_id}/wait")
+    @app.post("/globus/sessions/{session_id}/tasks/{task_id}/wait")
     async def task_wait(
         task_id: str, session: Sess, endpoint: Ep, body: WaitBody | None = None
     ) -> dict[str, Any]:
@@ -226,7 +226,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         stop = body.stop_on_attention if body is not None else False
         return await endpoint.wait_task(session, task_id, timeout, stop_on_attention=stop)
 
-    @app.get("/globus/sessions/{sid}/tasks/{task_id}/events")
+    @app.get("/globus/sessions/{session_id}/tasks/{task_id}/events")
     async def task_events(
         task_id: str,
         session: Sess,
@@ -236,13 +236,13 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     ) -> dict[str, Any]:
         return await endpoint.task_events(session, task_id, limit=limit, offset=offset)
 
-    @app.post("/globus/sessions/{sid}/tasks/{task_id}/cancel")
+    @app.post("/globus/sessions/{session_id}/tasks/{task_id}/cancel")
     async def cancel_task(task_id: str, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.cancel(session, task_id)
 
     # -- file and collection operations ------------------------------------------------
 
-    @app.get("/globus/sessions/{sid}/ls")
+    @app.get("/globus/sessions/{session_id}/ls")
     async def ls(
         session: Sess,
         endpoint: Ep,
@@ -251,17 +251,17 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     ) -> Any:
         return await endpoint.ls(session, collection=collection, path=path)
 
-    @app.post("/globus/sessions/{sid}/mkdir")
+    @app.post("/globus/sessions/{session_id}/mkdir")
     async def mkdir(body: MkdirBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.mkdir(session, collection=body.collection, path=body.path)
 
-    @app.post("/globus/sessions/{sid}/rename")
+    @app.post("/globus/sessions/{session_id}/rename")
     async def rename(body: RenameBody, session: Sess, endpoint: Ep) -> dict[str, Any]:
         return await endpoint.rename(
             session, collection=body.collection, oldpath=body.oldpath, newpath=body.newpath
         )
 
-    @app.get("/globus/sessions/{sid}/endpoint_search")
+    @app.get("/globus/sessions/{session_id}/endpoint_search")
     async def endpoint_search(
         session: Sess,
         endpoint: Ep,
@@ -270,7 +270,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     ) -> dict[str, Any]:
         return await endpoint.endpoint_search(session, filter_text=filter_text, limit=limit)
 
-    @app.get("/globus/sessions/{sid}/endpoints/{collection}")
+    @app.get("/globus/sessions/{session_id}/endpoints/{collection}")
     async def get_endpoint(collection: str, session: Sess, endpoint: Ep) -> Any:
         return await endpoint.get_endpoint(session, collection=collection)
 

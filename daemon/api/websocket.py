@@ -226,15 +226,15 @@ async def serve_websocket(
             else:
                 # Stored JSON spliced into the envelope: a replay of large events never holds
                 # them decoded.
-                async for seq, at, kind, owner_, sid, tid, data in endpoint.store.raw_events_since(
+                async for seq, at, kind, owner_, sess, tid, data in endpoint.store.raw_events_since(
                     since, owner=owner, session_id=session_id, task_id=task_id
                 ):
                     if listener.lagged:
                         break
-                    if not listener.accepts(owner_, sid, tid, kind):
+                    if not listener.accepts(owner_, sess, tid, kind):
                         continue
                     text = envelope_text(
-                        seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+                        seq=seq, time=at, kind=kind, session_id=sess, task_id=tid, data_json=data
                     )
                     await _send(websocket, text, last)
                     last = seq

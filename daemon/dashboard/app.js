@@ -499,13 +499,13 @@
     body.replaceChildren(...(page.sessions || []).map((s) => {
       let open = 0; let shown = 0;
       for (const task of state.tasks.values()) {
-        if (task.session_id !== s.sid) continue;
+        if (task.session_id !== s.session_id) continue;
         shown += 1;
         if (!TERMINAL.has(task.status)) open += 1;
       }
       const credential = s.credential === 'valid' ? 'valid'
         : s.credential + ': register a Globus credential again (orbit-globus session register)';
-      return el('tr', { 'data-sid': s.sid }, el('td', { text: s.sid }),
+      return el('tr', { 'data-session-id': s.session_id }, el('td', { text: s.session_id }),
         el('td', { class: 'credential-' + s.credential, text: credential }),
         el('td', { text: s.local_collection || '' }), el('td', { class: 'num', text: String(open) }),
         el('td', { class: 'num', text: String(shown) }));

@@ -215,12 +215,12 @@ def _answer_to(status: int, code: str, message: str) -> tuple[int, str, str]:
     return 502, ErrorCode.GLOBUS, f"Globus failed ({status} {code}): {message}; retry later"
 
 
-def map_error(exc: BaseException, *, sid: str) -> DaemonError:
+def map_error(exc: BaseException, *, session_id: str) -> DaemonError:
     """Translate a globus-sdk exception into the daemon error the client is answered with."""
     if isinstance(exc, DaemonError):
         return exc
     if is_auth_failure(exc):
-        return ExpiredCredential(sid)
+        return ExpiredCredential(session_id)
     if isinstance(exc, globus_sdk.GlobusAPIError):
         code = str(exc.code or "Unknown")
         status = exc.http_status

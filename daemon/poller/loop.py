@@ -154,30 +154,30 @@ class Poller:
             self._run(session), name=f"poller-{session.session_id[:8]}"
         )
 
-    def running(self, sid: str) -> bool:
+    def running(self, session_id: str) -> bool:
         """Whether the session's loop is alive (for the daemon's readiness)."""
-        loop = self._loops.get(sid)
+        loop = self._loops.get(session_id)
         return loop is not None and not loop.done()
 
-    def wake(self, sid: str) -> None:
+    def wake(self, session_id: str) -> None:
         """Sweep soon instead of at the end of the interval (e.g. after a cancel)."""
-        event = self._wake.get(sid)
+        event = self._wake.get(session_id)
         if event is not None:
             event.set()
 
-    def stop(self, sid: str) -> None:
-        loop = self._loops.pop(sid, None)
-        self._forget(sid)
-        self._policy_cancels.pop(sid, None)
+    def stop(self, session_id: str) -> None:
+        loop = self._loops.pop(session_id, None)
+        self._forget(session_id)
+        self._policy_cancels.pop(session_id, None)
         # Every session closed would otherwise leave its Event behind for good.
-        self._wake.pop(sid, None)
+        self._wake.pop(session_id, None)
         if loop is not None:
             loop.cancel()
 
-    def _forget(self, sid: str) -> None:
-        self._observed.pop(sid, None)
-        self._sweep_started.pop(sid, None)
-        self._open.pop(sid, None)
+    def _forget(self, session_id: str) -> None:
+        self._observed.pop(session_id, None)
+        self._sweep_started.pop(session_id, None)
+        self._open.pop(session_id, None)
 
     async def close(self) -> None:
         loops = list(self._loops.values())
@@ -199,7 +199,7 @@ class Poller:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("sweep failed", sid=session.session_id)
+                log.exception("sweep failed", session_id=session.session_id)
                 result = SweepResult(outcome=Outcome.ERROR)
             SWEEP_SECONDS.labels(outcome=result.outcome.value).observe(time.monotonic() - started)
             pace = next_pace(
@@ -266,15 +266,15 @@ class Poller:
                         reason=type(exc).__name__,
                     )
 
-    def _plan(self, sid: str, rows: dict[str, TaskRow], started: float) -> SweepPlan:
-        observed = self._observed.setdefault(sid, {})
+    def _plan(self, session_id: str, rows: dict[str, TaskRow], started: float) -> SweepPlan:
+        observed = self._observed.setdefault(session_id, {})
         # A task first listed now was submitted after the previous sweep read the ledger:
         # unobserved since then at most (since ever, in a loop's first sweep).
-        previous = self._sweep_started.get(sid, float("-inf"))
-        self._sweep_started[sid] = started
+        previous = self._sweep_started.get(session_id, float("-inf"))
+        self._sweep_started[session_id] = started
         for task_id in observed.keys() - rows.keys():
             del observed[task_id]
-        self._open[sid] = len(rows)
+        self._open[session_id] = len(rows)
         plan = plan_sweep(
             rows,
             observed=observed,
@@ -292,12 +292,12 @@ class Poller:
 
     async def sweep(self, session: Session) -> SweepResult:
         """One pass over the session's open tasks, as :func:`.plan.plan_sweep` plans it."""
-        sid = session.session_id
+        session_id = session.session_id
         started = time.monotonic()
-        rows = {r.task_id: r for r in await self._store.open_tasks(sid)}
+        rows = {r.task_id: r for r in await self._store.open_tasks(session_id)}
         self.sweeps += 1
         self.last_sweep_requests = 0
-        plan = self._plan(sid, rows, started)
+        plan = self._plan(session_id, rows, started)
         if not rows:
             return SweepResult(outcome=Outcome.IDLE)
         clients = session.clients
@@ -346,7 +346,7 @@ class Poller:
                 plan,
                 rows,
                 list(page.get("DATA") or []),
-                observed=self._observed[sid],
+                observed=self._observed[session_id],
                 asked=asked,
                 spent=caught_up,
             )
@@ -368,7 +368,7 @@ class Poller:
             return await self._failed(session, failure, what="poll", progress=False)
         log.info(
             "poll partly failed, the rest next sweep",
-            sid=sid,
+            session_id=session_id,
             status=getattr(failure, "http_status", None),
             error=type(failure).__name__,
         )
@@ -470,12 +470,12 @@ class Poller:
             if await self._sessions.mark_expired(
                 session, "Globus refused the session's credential while polling"
             ):
-                log.warning("polling stopped: credential expired", sid=session.session_id)
+                log.warning("polling stopped: credential expired", session_id=session.session_id)
             return SweepResult(outcome=Outcome.EXPIRED)
         log.log(
             logging.INFO if is_transient(exc) else logging.WARNING,
             f"{what} failed, backing off",
-            sid=session.session_id,
+            session_id=session.session_id,
             status=getattr(exc, "http_status", None),
             error=type(exc).__name__,
         )

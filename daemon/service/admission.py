@@ -168,17 +168,17 @@ class Admission:
         """The ledger's commits (a CommitSink): keep the lanes' task counts current."""
         changed = False
         for stored in events:
-            sid = stored.session_id
-            if sid is None:
+            session_id = stored.session_id
+            if session_id is None:
                 continue
             if stored.kind in (EventKind.TASK_SUBMITTED, EventKind.DELETE_SUBMITTED):
                 if not is_terminal(stored.data.get("status")):
-                    self.core.task_opened(sid)
+                    self.core.task_opened(session_id)
                     changed = True
             elif stored.kind == EventKind.TASK_STATE_CHANGED and is_terminal(
                 stored.data.get("status")
             ):
-                self.core.task_finished(sid)
+                self.core.task_finished(session_id)
                 changed = True
         if changed:
             self._step()
@@ -212,9 +212,11 @@ class Admission:
         self.core.set_usable(session.session_id, True)
         self._step()
 
-    def forget_session(self, sid: str) -> None:
-        self.core.drop_lane(sid)
-        for submission_id in [k for k, e in self._entries.items() if e.session.session_id == sid]:
+    def forget_session(self, session_id: str) -> None:
+        self.core.drop_lane(session_id)
+        for submission_id in [
+            k for k, e in self._entries.items() if e.session.session_id == session_id
+        ]:
             entry = self._entries.pop(submission_id)
             if entry.waiter is not None and not entry.waiter.done():
                 entry.waiter.set_exception(SubmitPending(submission_id, "the session was closed"))
@@ -251,11 +253,11 @@ class Admission:
             return
         now = time.monotonic()
         plan = self.core.plan(now)
-        for sid, item, why in plan.queue:
+        for session_id, item, why in plan.queue:
             entry = self._entries.get(item.submission_id)
             if entry is None:
                 continue
-            entry.recording = self._spawn(self._record_queued(sid, item.submission_id, why))
+            entry.recording = self._spawn(self._record_queued(session_id, item.submission_id, why))
         for _sid, item in plan.send:
             entry = self._entries.get(item.submission_id)
             if entry is None:
@@ -277,7 +279,7 @@ class Admission:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _record_queued(self, sid: str, submission_id: str, why: str) -> None:
+    async def _record_queued(self, session_id: str, submission_id: str, why: str) -> None:
         entry = self._entries.get(submission_id)
         if entry is None:
             return
@@ -286,7 +288,7 @@ class Admission:
             try:
                 await self._store.submit_queued(
                     owner=entry.session.owner,
-                    session_id=sid,
+                    session_id=session_id,
                     submission_id=submission_id,
                     reason=why,
                 )
@@ -434,9 +436,11 @@ class Admission:
         if is_auth_failure(exc):
             await self._sessions.mark_expired(session, "Globus refused the credential")
             return await self._no_credential(
-                submission_id, entry, map_error(exc, sid=session.session_id)
+                submission_id, entry, map_error(exc, session_id=session.session_id)
             )
-        return await self._failed(submission_id, entry, exc, map_error(exc, sid=session.session_id))
+        return await self._failed(
+            submission_id, entry, exc, map_error(exc, session_id=session.session_id)
+        )
 
     async def _no_credential(
         self, submission_id: str, entry: _Entry, error: DaemonError

@@ -91,14 +91,14 @@ class Plan:
     """What the shell does now: record these as queued, send those (in this order), and
     ask again at ``wake_at`` (None: only when something happens)."""
 
-    queue: list[tuple[str, Item, str]]  # (sid, item, why): why it cannot go now
+    queue: list[tuple[str, Item, str]]  # (session_id, item, why): why it cannot go now
     send: list[tuple[str, Item]]
     wake_at: float | None
 
 
 @dataclass(eq=False)
 class _Lane:
-    sid: str
+    session_id: str
     items: collections.deque[Item] = field(default_factory=collections.deque)
     # Submits in ``items`` neither queued nor possibly sent: those plan() may record queued.
     fresh: dict[str, Item] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class AdmissionCore:
         self.limits = limits or AdmissionLimits()
         self._lanes: dict[str, _Lane] = {}
         self._order: collections.deque[str] = collections.deque()  # round-robin rotation
-        self._where: dict[str, str] = {}  # submission_id -> sid, items and inflight
+        self._where: dict[str, str] = {}  # submission_id -> session_id, items and inflight
         self._added = 0
         # Lanes blocked by a 409, in the order they take turns probing; one probe at a time.
         self._probe_order: collections.deque[str] = collections.deque()
@@ -131,53 +131,53 @@ class AdmissionCore:
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _lane(self, sid: str) -> _Lane:
-        lane = self._lanes.get(sid)
+    def _lane(self, session_id: str) -> _Lane:
+        lane = self._lanes.get(session_id)
         if lane is None:
-            lane = self._lanes[sid] = _Lane(sid)
-            self._order.append(sid)
+            lane = self._lanes[session_id] = _Lane(session_id)
+            self._order.append(session_id)
         return lane
 
     def __contains__(self, submission_id: object) -> bool:
         return submission_id in self._where
 
-    def size(self, sid: str) -> int:
-        lane = self._lanes.get(sid)
+    def size(self, session_id: str) -> int:
+        lane = self._lanes.get(session_id)
         return 0 if lane is None else len(lane.items) + len(lane.inflight)
 
-    def queued(self, sid: str) -> list[str]:
+    def queued(self, session_id: str) -> list[str]:
         """Submission ids of the lane's waiting submits, in the order they will be sent."""
-        lane = self._lanes.get(sid)
+        lane = self._lanes.get(session_id)
         return [] if lane is None else [item.submission_id for item in lane.items]
 
     def in_flight(self, submission_id: str) -> bool:
-        sid = self._where.get(submission_id)
-        return sid is not None and submission_id in self._lanes[sid].inflight
+        session_id = self._where.get(submission_id)
+        return session_id is not None and submission_id in self._lanes[session_id].inflight
 
-    def check_room(self, sid: str) -> None:
+    def check_room(self, session_id: str) -> None:
         """Raise QueueFull (429) when the session may not add another submit."""
-        if self.size(sid) >= self.limits.max_queued:
-            raise QueueFull(sid, self.limits.max_queued)
+        if self.size(session_id) >= self.limits.max_queued:
+            raise QueueFull(session_id, self.limits.max_queued)
 
-    def add(self, sid: str, item: Item) -> None:
+    def add(self, session_id: str, item: Item) -> None:
         """Append a submit to the session's lane (after its submit_requested is recorded)."""
         if item.submission_id in self._where:
             raise ValueError(f"submission {item.submission_id} is already in the queue")
         self._added += 1
         item.order = self._added
-        lane = self._lane(sid)
+        lane = self._lane(session_id)
         lane.items.append(item)
         if not item.queued and not item.maybe_sent:
             lane.fresh[item.submission_id] = item
-        self._where[item.submission_id] = sid
+        self._where[item.submission_id] = session_id
 
     def remove(self, submission_id: str) -> Item | None:
         """Take a queued submit out of its lane (a cancel); None when it is not queued (absent,
         being sent, or possibly sent already)."""
-        sid = self._where.get(submission_id)
-        if sid is None:
+        session_id = self._where.get(submission_id)
+        if session_id is None:
             return None
-        lane = self._lanes[sid]
+        lane = self._lanes[session_id]
         for item in lane.items:
             if item.submission_id == submission_id and item.queued and not item.maybe_sent:
                 lane.items.remove(item)
@@ -186,37 +186,37 @@ class AdmissionCore:
                 return item
         return None
 
-    def set_open_tasks(self, sid: str, count: int) -> None:
-        self._lane(sid).open_tasks = max(0, count)
+    def set_open_tasks(self, session_id: str, count: int) -> None:
+        self._lane(session_id).open_tasks = max(0, count)
 
-    def task_opened(self, sid: str) -> None:
-        self._lane(sid).open_tasks += 1
+    def task_opened(self, session_id: str) -> None:
+        self._lane(session_id).open_tasks += 1
 
-    def task_finished(self, sid: str) -> None:
-        """A task of ``sid`` ended: a place freed there, and every blocked lane may probe
+    def task_finished(self, session_id: str) -> None:
+        """A task of ``session_id`` ended: a place freed there, and every blocked lane may probe
         (sessions may share one Globus user and so one pending limit)."""
-        lane = self._lane(sid)
+        lane = self._lane(session_id)
         lane.open_tasks = max(0, lane.open_tasks - 1)
         self._probe_ready = True
 
-    def set_usable(self, sid: str, usable: bool) -> None:
-        lane = self._lane(sid)
+    def set_usable(self, session_id: str, usable: bool) -> None:
+        lane = self._lane(session_id)
         lane.usable = usable
         if usable:
             lane.not_before = 0.0
             lane.backoff = 0.0
 
-    def drop_lane(self, sid: str) -> None:
+    def drop_lane(self, session_id: str) -> None:
         """Forget a closed session (its submits stay recorded in the ledger)."""
-        lane = self._lanes.pop(sid, None)
+        lane = self._lanes.pop(session_id, None)
         if lane is None:
             return
-        self._order.remove(sid)
-        if sid in self._probe_order:
-            self._probe_order.remove(sid)
-        if self._round is not None and sid in self._round:
-            self._round.remove(sid)
-        if self._sit_out == sid:
+        self._order.remove(session_id)
+        if session_id in self._probe_order:
+            self._probe_order.remove(session_id)
+        if self._round is not None and session_id in self._round:
+            self._round.remove(session_id)
+        if self._sit_out == session_id:
             self._sit_out = None
         for item in (*lane.items, *lane.inflight.values()):
             self._where.pop(item.submission_id, None)
@@ -230,19 +230,19 @@ class AdmissionCore:
         if lane.blocked:
             # One probe at a time, from the lane whose turn it is, when a task finished
             # somewhere or the timer ran out.
-            turn = self._turn(now) == lane.sid
+            turn = self._turn(now) == lane.session_id
             return 1 if turn and self._probing is None and not lane.inflight else 0
         return max(0, self.limits.max_pending - lane.open_tasks - len(lane.inflight))
 
-    def _able(self, sid: str, now: float) -> bool:
-        lane = self._lanes[sid]
+    def _able(self, session_id: str, now: float) -> bool:
+        lane = self._lanes[session_id]
         return bool(lane.items) and lane.usable and now >= lane.not_before
 
     def _turn(self, now: float) -> str | None:
         """The blocked lane whose turn it is to probe in the current round."""
-        for sid in self._round or ():
-            if self._able(sid, now):
-                return sid
+        for session_id in self._round or ():
+            if self._able(session_id, now):
+                return session_id
         return None
 
     def _start_round(self, now: float) -> None:
@@ -250,19 +250,19 @@ class AdmissionCore:
             return
         if not (self._probe_ready or now >= self._probe_at):
             return
-        able = [sid for sid in self._probe_order if self._able(sid, now)]
+        able = [session_id for session_id in self._probe_order if self._able(session_id, now)]
         # The last winner sits this round out unless no other lane could probe in it.
-        able = [sid for sid in able if sid != self._sit_out] or able
+        able = [session_id for session_id in able if session_id != self._sit_out] or able
         self._sit_out = None
         if able:
             self._round = able
             self._round_refused = False
             self._probe_ready = False
 
-    def _next_in_round(self, sid: str, now: float) -> None:
+    def _next_in_round(self, session_id: str, now: float) -> None:
         """A probe was not accepted: the next lane of the round tries, or the round ends."""
-        if self._round is not None and sid in self._round:
-            self._round.remove(sid)
+        if self._round is not None and session_id in self._round:
+            self._round.remove(session_id)
         if self._round is None or self._turn(now) is None:
             self._end_round(now)
 
@@ -297,10 +297,10 @@ class AdmissionCore:
         self._start_round(now)
         to_queue: list[tuple[str, Item, str]] = []
         budgets: dict[str, int] = {}
-        for sid in self._order:
-            lane = self._lanes[sid]
+        for session_id in self._order:
+            lane = self._lanes[session_id]
             room = self._room(lane, now)
-            budgets[sid] = min(room, self._pace(lane, now), len(lane.items))
+            budgets[session_id] = min(room, self._pace(lane, now), len(lane.items))
             # What cannot go for capacity or a block is queued; what waits only for its
             # pace slot stays held. Records happen once per submit, so only the lane's
             # fresh submits (new, or back from a refused send) are looked at.
@@ -313,16 +313,16 @@ class AdmissionCore:
                     if index >= room:
                         item.queued = True
                         del lane.fresh[item.submission_id]
-                        to_queue.append((sid, item, self._why(lane, now)))
+                        to_queue.append((session_id, item, self._why(lane, now)))
                     if left == 0:
                         break
         sends: list[tuple[str, Item]] = []
         first_served: str | None = None
         while any(budgets.values()):
-            for sid in list(self._order):
-                if budgets.get(sid, 0) <= 0:
+            for session_id in list(self._order):
+                if budgets.get(session_id, 0) <= 0:
                     continue
-                lane = self._lanes[sid]
+                lane = self._lanes[session_id]
                 item = lane.items.popleft()
                 lane.fresh.pop(item.submission_id, None)
                 lane.inflight[item.submission_id] = item
@@ -330,10 +330,10 @@ class AdmissionCore:
                     self._probing = item.submission_id
                 if self.limits.rate > 0:
                     lane.sends.append(now)
-                budgets[sid] -= 1
-                sends.append((sid, item))
+                budgets[session_id] -= 1
+                sends.append((session_id, item))
                 if first_served is None:
-                    first_served = sid
+                    first_served = session_id
         if first_served is not None:
             # The next plan starts with the lane after the one served first now.
             while self._order[0] != first_served:
@@ -369,10 +369,10 @@ class AdmissionCore:
     ) -> None:
         """Globus answered a send (or did not): update the lane. A submit that Globus did
         not take goes back to the head of its lane, to keep the order."""
-        sid = self._where.get(submission_id)
-        if sid is None:
+        session_id = self._where.get(submission_id)
+        if session_id is None:
             return
-        lane = self._lanes[sid]
+        lane = self._lanes[session_id]
         item = lane.inflight.pop(submission_id, None)
         if item is None:
             return
@@ -386,18 +386,18 @@ class AdmissionCore:
                 # Globus had room. While other lanes wait too, the place was contended: the
                 # winner takes its one submit and goes to the back of the order. Alone, it
                 # goes on by its own count. Either way a new round may start at once.
-                if sid in self._probe_order:
-                    self._probe_order.remove(sid)
+                if session_id in self._probe_order:
+                    self._probe_order.remove(session_id)
                 if any(self._able(other, now) for other in self._probe_order):
-                    self._probe_order.append(sid)
+                    self._probe_order.append(session_id)
                     if probe and not self._round_refused:
-                        self._sit_out = sid
+                        self._sit_out = session_id
                 else:
                     lane.blocked = False
                 self._round = None
                 self._probe_ready = True
             elif probe:
-                self._next_in_round(sid, now)
+                self._next_in_round(session_id, now)
             return
         if outcome is Outcome.UNANSWERED:
             item.maybe_sent = True  # Globus may have it: never recorded queued again
@@ -416,8 +416,8 @@ class AdmissionCore:
                 self._round_refused = True
             lane.blocked = True
             lane.blocked_reason = code or "PendingTasksLimitExceeded"
-            if sid not in self._probe_order:
-                self._probe_order.append(sid)  # newly blocked: at the back
+            if session_id not in self._probe_order:
+                self._probe_order.append(session_id)  # newly blocked: at the back
                 if self._round is None:
                     self._probe_ready = False
                     self._probe_at = now + self.limits.probe_interval
@@ -431,4 +431,4 @@ class AdmissionCore:
         else:  # NO_CREDENTIAL: wait for the session to be registered again
             lane.usable = False
         if probe:
-            self._next_in_round(sid, now)
+            self._next_in_round(session_id, now)

@@ -207,7 +207,7 @@ class EndpointService:
         refresh_token: str | None,
         client_id: str | None,
         local_collection: str | None,
-        sid: str | None,
+        session_id: str | None,
         policy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         for name, value in (
@@ -229,18 +229,18 @@ class EndpointService:
             owner=owner,
             credential=credential,
             local_collection=local_collection,
-            sid=sid,
+            session_id=session_id,
             policy=trouble_policy(policy),
         )
         return {
-            "sid": session.session_id,
+            "session_id": session.session_id,
             "local_collection": session.local_collection or self.default_local,
         }
 
-    async def unregister(self, *, owner: str, sid: str) -> dict[str, Any]:
-        session = self.sessions.get(owner, sid)
+    async def unregister(self, *, owner: str, session_id: str) -> dict[str, Any]:
+        session = self.sessions.get(owner, session_id)
         # Pending (Globus may have them) or queued (waiting for Globus's room) alike.
-        pending = [p.submission_id for p in await self.store.open_submissions(sid)]
+        pending = [p.submission_id for p in await self.store.open_submissions(session_id)]
         if pending:
             # Closing now would drop them for good: a closed session is never registered
             # again, so nothing would ever send them. Keep the session (and its
@@ -248,12 +248,16 @@ class EndpointService:
             if not session.closing:
                 session.closing = True
                 self._spawn(self._close_when_resolved(session))
-            log.info("session closing after its pending submissions", sid=sid, pending=pending)
-            return {"sid": sid, "closed": False, "pending_submissions": pending}
-        self.poller.stop(sid)
-        self.submitter.admission.forget_session(sid)
-        await self.sessions.unregister(owner=owner, sid=sid)
-        return {"sid": sid, "closed": True}
+            log.info(
+                "session closing after its pending submissions",
+                session_id=session_id,
+                pending=pending,
+            )
+            return {"session_id": session_id, "closed": False, "pending_submissions": pending}
+        self.poller.stop(session_id)
+        self.submitter.admission.forget_session(session_id)
+        await self.sessions.unregister(owner=owner, session_id=session_id)
+        return {"session_id": session_id, "closed": True}
 
     async def _close_when_resolved(self, session: Session) -> None:
         listener = self.hub.attach(
@@ -267,9 +271,13 @@ class EndpointService:
                 listener.clear()
             while self.sessions.find(session.session_id) is session:
                 try:
-                    await self.sessions.unregister(owner=session.owner, sid=session.session_id)
+                    await self.sessions.unregister(
+                        owner=session.owner, session_id=session.session_id
+                    )
                 except DaemonError as exc:  # storage failing: try again later
-                    log.warning("closing session failed", sid=session.session_id, error=exc.code)
+                    log.warning(
+                        "closing session failed", session_id=session.session_id, error=exc.code
+                    )
                     await asyncio.sleep(_CLOSING_RECHECK)
                 else:
                     self.poller.stop(session.session_id)
@@ -285,7 +293,7 @@ class EndpointService:
     def session_json(self, session: Session, counts: TaskCounts) -> dict[str, Any]:
         tasks = {status: counts.get((session.session_id, status), 0) for status in STATUSES}
         return {
-            "sid": session.session_id,
+            "session_id": session.session_id,
             "local_collection": session.local_collection or self.default_local,
             "auth": session.credential.kind if session.credential is not None else None,
             "credential": session.credential_state,
@@ -301,8 +309,8 @@ class EndpointService:
         counts = await count_tasks(self.config.ledger_path, owner=session.owner)
         return self.session_json(session, counts)
 
-    def session(self, owner: str, sid: str) -> Session:
-        return self.sessions.get(owner, sid)
+    def session(self, owner: str, session_id: str) -> Session:
+        return self.sessions.get(owner, session_id)
 
     def collection(self, session: Session, collection: str) -> str:
         return resolve_collection(
@@ -455,7 +463,7 @@ class EndpointService:
         except Exception as exc:
             if is_auth_failure(exc):
                 await self.sessions.mark_expired(session, "Globus refused the credential")
-            raise map_error(exc, sid=session.session_id) from None
+            raise map_error(exc, session_id=session.session_id) from None
         data = response.data
         return dict(data) if isinstance(data, dict) else {"DATA": data}
 
@@ -571,7 +579,7 @@ class EndpointService:
             fields["submission_id"] = submission.submission_id
             task_id = None
         # Every other filter runs in SQL, so events the filters skip are never decoded here.
-        async for seq, at, kind, _, sid, tid, data in self.store.raw_events_since(
+        async for seq, at, kind, _, sess, tid, data in self.store.raw_events_since(
             after,
             owner=owner,
             session_id=session_id,
@@ -589,7 +597,7 @@ class EndpointService:
                 more = True
                 break
             text = envelope_text(
-                seq=seq, time=at, kind=kind, session_id=sid, task_id=tid, data_json=data
+                seq=seq, time=at, kind=kind, session_id=sess, task_id=tid, data_json=data
             )
             texts.append(text)
             size += len(text)
@@ -607,11 +615,11 @@ class EndpointService:
         row = await self.store.submission(ident)
         return row if row is not None and row.owner == owner else None
 
-    def sessions_known(self, owner: str, sid: str) -> None:
+    def sessions_known(self, owner: str, session_id: str) -> None:
         """History may name closed sessions; they must still belong to this token."""
-        session = self.sessions.find(sid)
+        session = self.sessions.find(session_id)
         if session is not None and session.owner != owner:
-            raise NotFound(f"no session {sid!r} for this token")
+            raise NotFound(f"no session {session_id!r} for this token")
 
     # -- operations ------------------------------------------------------------------------
 

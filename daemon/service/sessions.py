@@ -1,4 +1,4 @@
-"""Globus sessions: an unguessable sid, its owner (a daemon token name) and, in memory only,
+"""Globus sessions: an unguessable session_id, its owner (a daemon token name) and, in memory only,
 its credential and globus-sdk clients.
 
 A session survives daemon restarts in the ledger (``session_opened``), without its
@@ -35,7 +35,7 @@ log = get_logger(__name__)
 
 def new_sid() -> str:
     """128 random bits as lowercase hex: unguessable, and never starting with "-" (a CLI's
-    argument parser would take such a sid for an option)."""
+    argument parser would take such a session_id for an option)."""
     return secrets.token_hex(16)
 
 
@@ -86,7 +86,7 @@ class SessionRegistry:
         self._store = store
         self._ops = ops
         self._sessions: dict[str, Session] = {}
-        # Called (sid) after a session got a working credential: the poller and the
+        # Called (session_id) after a session got a working credential: the poller and the
         # submitter resume its work.
         self.on_registered: list[Callable[[Session], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
@@ -109,17 +109,17 @@ class SessionRegistry:
     def all(self) -> list[Session]:
         return list(self._sessions.values())
 
-    def get(self, owner: str, sid: str) -> Session:
-        session = self._sessions.get(sid)
+    def get(self, owner: str, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
         if session is None or session.owner != owner:
             raise NotFound(
-                f"no session {sid!r} for this token: register one (orbit-globus session"
+                f"no session {session_id!r} for this token: register one (orbit-globus session"
                 " register, or POST /globus/sessions); orbit-globus session list shows yours"
             )
         return session
 
-    def find(self, sid: str) -> Session | None:
-        return self._sessions.get(sid)
+    def find(self, session_id: str) -> Session | None:
+        return self._sessions.get(session_id)
 
     async def register(
         self,
@@ -127,20 +127,20 @@ class SessionRegistry:
         owner: str,
         credential: Credential,
         local_collection: str | None,
-        sid: str | None,
+        session_id: str | None,
         policy: ev.TroublePolicy | None = None,
     ) -> Session:
-        # Re-registering: the sid must exist and belong to this token.
-        existing = self.get(owner, sid) if sid is not None else None
+        # Re-registering: the session_id must exist and belong to this token.
+        existing = self.get(owner, session_id) if session_id is not None else None
         try:
             clients = await self._ops.clients(credential)
         except Exception as exc:
             credential.forget()
             if is_auth_failure(exc):
                 raise RejectedCredential() from None
-            raise map_error(exc, sid=sid or "(new)") from None
+            raise map_error(exc, session_id=session_id or "(new)") from None
         async with self._lock:
-            sid = new_sid() if existing is None else existing.session_id
+            session_id = new_sid() if existing is None else existing.session_id
             local = local_collection
             if existing is not None and local is None:
                 local = existing.local_collection
@@ -151,7 +151,7 @@ class SessionRegistry:
                 # memory (with a live credential) either.
                 await self._store.session_opened(
                     owner=owner,
-                    session_id=sid,
+                    session_id=session_id,
                     local_collection=local,
                     auth=credential.kind,
                     policy=policy,
@@ -163,11 +163,11 @@ class SessionRegistry:
                     f"the daemon could not record the session ({exc}); it was not opened and "
                     "the credential was not kept: register again once the daemon's storage "
                     "works (GET /ready)",
-                    **({"sid": sid} if existing is not None else {}),
+                    **({"session_id": session_id} if existing is not None else {}),
                 ) from None
             if existing is None:
-                session = Session(session_id=sid, owner=owner, local_collection=local)
-                self._sessions[sid] = session
+                session = Session(session_id=session_id, owner=owner, local_collection=local)
+                self._sessions[session_id] = session
             else:
                 session = existing
                 session.drop_credential()
@@ -178,7 +178,7 @@ class SessionRegistry:
             session.expired = False
         log.info(
             "session registered",
-            sid=session.session_id,
+            session_id=session.session_id,
             owner=owner,
             auth=credential.kind,
             again=existing is not None,
@@ -187,20 +187,20 @@ class SessionRegistry:
             await hook(session)
         return session
 
-    async def unregister(self, *, owner: str, sid: str) -> None:
-        session = self.get(owner, sid)
+    async def unregister(self, *, owner: str, session_id: str) -> None:
+        session = self.get(owner, session_id)
         async with self._lock:
             try:
-                await self._store.session_closed(owner=owner, session_id=sid)
+                await self._store.session_closed(owner=owner, session_id=session_id)
             except StorageError as exc:
                 raise StorageUnavailable(
-                    f"the daemon could not record the close of session {sid} ({exc}); the "
+                    f"the daemon could not record the close of session {session_id} ({exc}); the "
                     "session stays open: unregister again once the daemon's storage works",
-                    sid=sid,
+                    session_id=session_id,
                 ) from None
-            self._sessions.pop(sid, None)
+            self._sessions.pop(session_id, None)
             session.drop_credential()
-        log.info("session closed", sid=sid, owner=owner)
+        log.info("session closed", session_id=session_id, owner=owner)
 
     async def mark_expired(self, session: Session, message: str) -> bool:
         """Record that the credential stopped working; True when this is news."""
@@ -214,9 +214,11 @@ class SessionRegistry:
         except StorageError as exc:
             # In memory the session is expired all the same; the event is informational.
             log.error(
-                "cannot record the expired credential", sid=session.session_id, error=str(exc)
+                "cannot record the expired credential",
+                session_id=session.session_id,
+                error=str(exc),
             )
-        log.warning("session credential expired", sid=session.session_id)
+        log.warning("session credential expired", session_id=session.session_id)
         return True
 
     def close_all(self) -> None:

@@ -210,7 +210,7 @@ class Submitter:
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
         if is_auth_failure(exc):
             await self._sessions.mark_expired(session, "Globus refused the credential")
-        return map_error(exc, sid=session.session_id)
+        return map_error(exc, session_id=session.session_id)
 
     async def resume(self, session: Session) -> None:
         """After (re-)registration: the session's queue and pending cancels go on."""

@@ -31,7 +31,7 @@ def _count(path: Path, owner: str | None) -> TaskCounts:
             sql += " WHERE owner = ?"
             params = (owner,)
         rows = conn.execute(sql + " GROUP BY session_id, status", params).fetchall()
-    return {(sid, status): int(n) for sid, status, n in rows}
+    return {(session_id, status): int(n) for session_id, status, n in rows}
 
 
 async def count_tasks(path: Path, *, owner: str | None = None) -> TaskCounts:

@@ -145,7 +145,7 @@ def test_every_seed_method_through_the_bridge(
     site: Site, sim: Simulator, user: Credentials, endpoint: str
 ) -> None:
     globus = _globus(site, endpoint, "alice", user)
-    sid = globus.session_id
+    session_id = globus.session_id
     assert globus.mkdir("local", "/~/work/")["code"] == "DirectoryCreated"
     sub = globus.submit_transfer(SRC, "local", godata_items("/~/work/in/"), label=f"m-{endpoint}")
     assert set(sub) >= {"task_id", "submission_id", "status"}
@@ -164,7 +164,7 @@ def test_every_seed_method_through_the_bridge(
     gone = globus.delete("local", ["/~/work/in/"], recursive=True)
     assert globus.task_wait(gone["task_id"], timeout=30)["status"] == "SUCCEEDED"
     assert not sim.local_path(DST, "/~/work/in/", username=user.username).exists()
-    rows = globus.history(view="tasks", session_id=sid)["tasks"]
+    rows = globus.history(view="tasks", session_id=session_id)["tasks"]
     assert {r["task_id"] for r in rows} == {sub["task_id"], slow["task_id"], gone["task_id"]}
     # The stream replays the ledger from 0, in seq order, then ends when asked.
     kinds = []
@@ -206,11 +206,13 @@ def test_cli_takes_endpoint_through_the_bridge(
     assert [e["name"] for e in json.loads(out)["endpoints"]] == list(ENDPOINTS)
     code, out = run("--endpoint", "site-b", "session", "register", "--local-collection", DST)
     assert code == 0, out
-    sid = out.split("RADICAL_ORBIT_SESSION=")[1].strip()
-    code, out = run("--endpoint", "site-b", f"--session={sid}", "--format", "json", "task", "list")
+    session_id = out.split("RADICAL_ORBIT_SESSION=")[1].strip()
+    code, out = run(
+        "--endpoint", "site-b", f"--session={session_id}", "--format", "json", "task", "list"
+    )
     assert code == 0, out
     # The session lives on site-b only.
-    code, out = run("--endpoint", "site-a", f"--session={sid}", "task", "list")
+    code, out = run("--endpoint", "site-a", f"--session={session_id}", "task", "list")
     assert code != 0, out
 
 

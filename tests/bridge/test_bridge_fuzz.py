@@ -43,7 +43,7 @@ class Target:
     bridge: BridgeProcess
     headers: dict[str, str]
     schema: Any
-    sid: str
+    session_id: str
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
                 timeout=30,
             )
             assert registered.status_code == 200, registered.text
-            yield Target(bridge, headers, schema, registered.json()["sid"])
+            yield Target(bridge, headers, schema, registered.json()["session_id"])
         finally:
             daemon.stop()
             bridge.stop()
@@ -100,9 +100,9 @@ def test_bridge_route_survives_fuzzing(target: Target, method: str, path: str) -
     mode = GenerationMode.POSITIVE
     real_paths = [
         "globus/history",
-        f"globus/sessions/{target.sid}/tasks",
-        f"globus/sessions/{target.sid}/ls",
-        f"globus/sessions/{target.sid}/mkdir",
+        f"globus/sessions/{target.session_id}/tasks",
+        f"globus/sessions/{target.session_id}/ls",
+        f"globus/sessions/{target.session_id}/mkdir",
         "endpoints",
     ]
 
@@ -137,9 +137,9 @@ def test_bridge_route_survives_fuzzing(target: Target, method: str, path: str) -
 def test_junk_bodies_through_the_relay_are_refused_clearly(target: Target) -> None:
     routes = [
         "globus/sessions",
-        f"globus/sessions/{target.sid}/transfers",
-        f"globus/sessions/{target.sid}/mkdir",
-        f"globus/sessions/{target.sid}/tasks/x/wait",
+        f"globus/sessions/{target.session_id}/transfers",
+        f"globus/sessions/{target.session_id}/mkdir",
+        f"globus/sessions/{target.session_id}/tasks/x/wait",
     ]
 
     @settings(max_examples=EXAMPLES * 4, deadline=None, database=None)

@@ -17,7 +17,7 @@ async def test_every_async_method(daemon: DaemonProcess, user: Credentials) -> N
     async with AsyncGlobusClient(daemon.url, daemon.token) as globus:
         assert len(await globus.list_endpoints()) == 1
         opened = await globus.register_session(access_token=user.access_token, local_collection=DST)
-        assert opened["sid"] == globus.session_id
+        assert opened["session_id"] == globus.session_id
         assert (await globus.mkdir("local", "/~/aio/"))["code"] == "DirectoryCreated"
         sub = await globus.submit_transfer(SRC, "local", godata_items("/~/aio/in/"), label="aio")
         final = await globus.task_wait(sub["task_id"], timeout=30 * UNIT)

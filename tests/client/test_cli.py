@@ -127,11 +127,11 @@ def test_session_from_environment_and_unregister(
     # No --session: the command registers one from GLOBUS_ACCESS_TOKEN and says how to reuse it.
     code, out, err = runner.run("task", "list")
     assert code == 0, err
-    sid = err.split("RADICAL_ORBIT_SESSION=")[1].strip()
-    monkeypatch.setenv("RADICAL_ORBIT_SESSION", sid)
+    session_id = err.split("RADICAL_ORBIT_SESSION=")[1].strip()
+    monkeypatch.setenv("RADICAL_ORBIT_SESSION", session_id)
     assert runner.json("task", "list") == {"tasks": []}
     code, out, _ = runner.run("session", "unregister")
-    assert code == 0 and sid in out
+    assert code == 0 and session_id in out
     assert runner.run("task", "list")[0] == 3  # the session is gone
     monkeypatch.delenv("RADICAL_ORBIT_SESSION")
     monkeypatch.delenv("GLOBUS_ACCESS_TOKEN")

@@ -111,7 +111,7 @@ def test_jmespath_session_list_and_endpoint_help(cli: Cli) -> None:
     assert code == 0, err
     assert json.loads(out) == ["globus"]
     sessions = cli.json("session", "list")["sessions"]
-    mine = next(s for s in sessions if s["sid"] == cli.session)
+    mine = next(s for s in sessions if s["session_id"] == cli.session)
     assert mine["credential"] == "ok" and set(mine["tasks"]) >= {"ACTIVE", "SUCCEEDED"}
     code, out, _ = cli.run("session", "list")
     assert code == 0 and "Credential" in out and cli.session is not None and cli.session in out

@@ -15,8 +15,8 @@ from radical.orbit.client.render import ProgressBoard, human_bytes, table
 
 @given(task_id=st.text(min_size=1, max_size=40))
 def test_path_segments_cannot_escape_their_route(task_id: str) -> None:
-    call = calls.get_task("sid", task_id)
-    prefix = "/globus/sessions/sid/tasks/"
+    call = calls.get_task("session_id", task_id)
+    prefix = "/globus/sessions/session_id/tasks/"
     assert call.path.startswith(prefix)
     segment = call.path[len(prefix) :]
     assert "/" not in segment

@@ -77,11 +77,11 @@ def test_register_with_refresh_token_and_reregister_keeps_the_session(
         first = globus.register_session(
             refresh_token=user.refresh_token, client_id=user.client_id, local_collection=DST
         )
-        assert first["sid"] == globus.session_id
+        assert first["session_id"] == globus.session_id
         assert first["local_collection"] == DST
         sub = globus.submit_transfer(SRC, "local", godata_items(), label="before")
         again = globus.register_session(access_token=user.access_token)
-        assert again["sid"] == first["sid"]
+        assert again["session_id"] == first["session_id"]
         assert globus.get_task(sub["task_id"])["label"] == "before"
         closed = globus.unregister_session()
         assert closed["closed"] is True
@@ -179,23 +179,23 @@ def test_history_events_tasks_and_pages(globus: GlobusClient) -> None:
     ]
     for sub in subs:
         globus.task_wait(sub["task_id"], timeout=30 * UNIT)
-    sid = globus.session_id
-    page = globus.history(limit=2, session_id=sid)
+    session_id = globus.session_id
+    page = globus.history(limit=2, session_id=session_id)
     assert len(page["events"]) == 2
     assert page["next_after"] == page["events"][-1]["seq"]
-    everything = list(globus.iter_history(session_id=sid, page_size=2))
+    everything = list(globus.iter_history(session_id=session_id, page_size=2))
     seqs = [e["seq"] for e in everything]
     assert seqs == sorted(set(seqs))
     assert everything[0]["kind"] == "session_opened"
     one = subs[1]["task_id"]
-    mine = globus.history(task_id=one, session_id=sid)["events"]
+    mine = globus.history(task_id=one, session_id=session_id)["events"]
     assert mine and {e["task_id"] for e in mine} == {one}
     assert mine[-1]["data"]["status"] == "SUCCEEDED"
-    rows = globus.history(view="tasks", session_id=sid)["tasks"]
+    rows = globus.history(view="tasks", session_id=session_id)["tasks"]
     assert {r["task_id"] for r in rows} == {s["task_id"] for s in subs}
-    labelled = globus.history(view="tasks", label="hist-2", session_id=sid)["tasks"]
+    labelled = globus.history(view="tasks", label="hist-2", session_id=session_id)["tasks"]
     assert [r["task_id"] for r in labelled] == [subs[2]["task_id"]]
-    future = globus.history(since=time.time() + 3600, session_id=sid)
+    future = globus.history(since=time.time() + 3600, session_id=session_id)
     assert future["events"] == []
 
 

@@ -145,10 +145,12 @@ def test_cli_task_wait_across_a_daemon_restart(
     own_daemon: DaemonProcess, user: Credentials, credential: bool
 ) -> None:
     client = GlobusClient(own_daemon.url, own_daemon.token)
-    sid = client.register_session(access_token=user.access_token, local_collection=DST)["sid"]
+    session_id = client.register_session(access_token=user.access_token, local_collection=DST)[
+        "session_id"
+    ]
     task_id = client.submit_transfer(SRC, "local", BIG, label="cli-restart")["task_id"]
     client.close()
-    env = {"RADICAL_ORBIT_SESSION": sid}
+    env = {"RADICAL_ORBIT_SESSION": session_id}
     env.update({"GLOBUS_ACCESS_TOKEN": user.access_token} if credential else {})
     waiting = run_cli(own_daemon, env, "-F", "json", "task", "wait", task_id, "--timeout", "60")
     own_daemon.kill()
@@ -161,7 +163,7 @@ def test_cli_task_wait_across_a_daemon_restart(
         assert waiting.returncode == 6, err
         error = json.loads(err.strip().splitlines()[-1])
         assert error["error"] == "CredentialMissing"
-        assert f"orbit-globus session register --session {sid}" in error["message"]
+        assert f"orbit-globus session register --session {session_id}" in error["message"]
         assert user.access_token not in err
 
 

@@ -47,7 +47,7 @@ def register(http: httpx.Client, creds: Any, *, refreshable: bool = False, **ext
     )
     answer = http.post("/globus/sessions", json={**credential, **extra})
     assert answer.status_code == 200, answer.text
-    return str(answer.json()["sid"])
+    return str(answer.json()["session_id"])
 
 
 def history(http: httpx.Client, **params: Any) -> list[dict[str, Any]]:

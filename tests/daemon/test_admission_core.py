@@ -81,10 +81,10 @@ def _drain(core: AdmissionCore, globus: dict[str, int], now: float) -> list[str]
     free places. Returns the lanes whose sends were accepted, in order."""
     accepted = []
     while sends := core.plan(now).send:
-        for sid, item in sends:
+        for session_id, item in sends:
             if globus["free"] > 0:
                 globus["free"] -= 1
-                accepted.append(sid)
+                accepted.append(session_id)
                 core.done(item.submission_id, Outcome.ACCEPTED, now)
             else:
                 core.done(item.submission_id, Outcome.LIMITED, now)
@@ -97,10 +97,10 @@ def test_blocked_lanes_take_turns(finished_seen: bool) -> None:
     the lanes in turn, whether the daemon sees the task finish (a task of its own) or only
     its probe timer runs out (a task submitted elsewhere)."""
     core = _core(rate=0, probe_interval=1.0)
-    for sid in ("a", "b"):
-        core.set_usable(sid, True)
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
         for n in range(6):
-            core.add(sid, Item(f"{sid}{n}"))
+            core.add(session_id, Item(f"{session_id}{n}"))
     globus = {"free": 0}
     assert _drain(core, globus, 0.0) == []
     winners = []
@@ -119,10 +119,10 @@ def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> Non
     soon as it sees its task): the winner does not probe in that round, so the place goes to
     the refused lane, first in order, and the lanes still take turns."""
     core = _core(rate=0, probe_interval=1.0)
-    for sid in ("a", "b"):
-        core.set_usable(sid, True)
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
         for n in range(6):
-            core.add(sid, Item(f"{sid}{n}"))
+            core.add(session_id, Item(f"{session_id}{n}"))
     globus = {"free": 0}
     assert _drain(core, globus, 0.0) == []
     globus["free"], freed = 1, 1
@@ -136,10 +136,10 @@ def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> Non
             assert plan.wake_at is not None
             now = max(now + 0.01, plan.wake_at)
             continue
-        for sid, item in plan.send:
+        for session_id, item in plan.send:
             if globus["free"] > 0:
                 globus["free"] -= 1
-                winners.append(sid)
+                winners.append(session_id)
                 core.done(item.submission_id, Outcome.ACCEPTED, now)
             else:
                 core.done(item.submission_id, Outcome.LIMITED, now)
@@ -155,10 +155,10 @@ def test_independent_users_do_not_wait_for_each_other() -> None:
     lane whose user has room is not held back by one whose user has none (it goes on one
     submit per round, the next round starting at once)."""
     core = _core(rate=0, probe_interval=1.0)
-    for sid in ("a", "b"):
-        core.set_usable(sid, True)
-        core.add(sid, Item(f"{sid}0"))
-        core.add(sid, Item(f"{sid}1"))
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
+        core.add(session_id, Item(f"{session_id}0"))
+        core.add(session_id, Item(f"{session_id}1"))
     for _sid, item in core.plan(0.0).send:
         core.done(item.submission_id, Outcome.LIMITED, 0.0)
     # a's user stays full; b's user has room again. After one probe interval:
@@ -227,18 +227,18 @@ def test_unusable_lane_queues_and_resumes() -> None:
 
 def test_lanes_take_turns() -> None:
     core = _core(rate=0, max_pending=100)
-    for sid in ("a", "b"):
-        core.set_usable(sid, True)
-        core.set_open_tasks(sid, 99)
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
+        core.set_open_tasks(session_id, 99)
         for n in range(4):
-            core.add(sid, Item(f"{sid}{n}"))
+            core.add(session_id, Item(f"{session_id}{n}"))
     served = []
     for step in range(6):
         plan = core.plan(float(step))
-        for sid, item in plan.send:
-            served.append(sid)
+        for session_id, item in plan.send:
+            served.append(session_id)
             core.done(item.submission_id, Outcome.ACCEPTED, float(step))
-            core.task_opened(sid)
+            core.task_opened(session_id)
         core.task_finished("a" if step % 2 else "b")
     assert served.count("a") >= 2 and served.count("b") >= 2
 
@@ -266,16 +266,16 @@ def test_every_submit_is_in_exactly_one_place(steps: list[tuple[str, str]]) -> N
     order: dict[str, list[str]] = {"a": [], "b": []}
     added: dict[str, list[str]] = {"a": [], "b": []}
     sent: dict[str, list[str]] = {"a": [], "b": []}
-    for sid in ("a", "b"):
-        core.set_usable(sid, True)
-    for action, sid in steps:
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
+    for action, session_id in steps:
         now += 0.7
         if action == "add":
-            sub = f"{sid}{made}"
+            sub = f"{session_id}{made}"
             made += 1
-            core.add(sid, Item(sub))
-            order[sid].append(sub)
-            added[sid].append(sub)
+            core.add(session_id, Item(sub))
+            order[session_id].append(sub)
+            added[session_id].append(sub)
         elif action == "plan":
             plan = core.plan(now)
             # A submit Globus may have (an unanswered send) is never recorded as queued.
@@ -300,14 +300,14 @@ def test_every_submit_is_in_exactly_one_place(steps: list[tuple[str, str]]) -> N
                 gone.add(sub)
                 core.task_opened(sub[0])
         elif action == "finish":
-            core.task_finished(sid)
-        elif action == "cancel" and order[sid]:
-            sub = order[sid][-1]
+            core.task_finished(session_id)
+        elif action == "cancel" and order[session_id]:
+            sub = order[session_id][-1]
             item = core.remove(sub)
             if item is not None:
                 assert sub not in inflight
                 gone.add(sub)
-                order[sid].remove(sub)
+                order[session_id].remove(sub)
         for lane in ("a", "b"):
             waiting = core.queued(lane)
             assert not set(waiting) & set(inflight)

@@ -89,13 +89,16 @@ def test_daemon_log_is_json_only_with_an_alert_for_a_failed_task(
     daemon = start_daemon(tmp_path, slow_sim, env={"RADICAL_ORBIT_LOG_LEVEL": "info"})
     try:
         with client(daemon) as http:
-            sid = register(http, user)
+            session_id = register(http, user)
             body = transfer_body("doomed")
-            task_id = http.post(f"/globus/sessions/{sid}/transfers", json=body).json()["task_id"]
-            http.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+            task_id = http.post(f"/globus/sessions/{session_id}/transfers", json=body).json()[
+                "task_id"
+            ]
+            http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
             wait_for(
                 lambda: (
-                    http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "FAILED"
+                    http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
+                    == "FAILED"
                 ),
                 timeout=30 * UNIT,
             )
@@ -106,7 +109,7 @@ def test_daemon_log_is_json_only_with_an_alert_for_a_failed_task(
     parsed = [json.loads(line) for line in lines]  # every line, the start-up notice too
     failed = [p for p in parsed if p.get("alert") == "task_failed"]
     assert len(failed) == 1
-    assert failed[0]["task_id"] == task_id and failed[0]["session_id"] == sid
+    assert failed[0]["task_id"] == task_id and failed[0]["session_id"] == session_id
     assert failed[0]["label"] == "doomed" and failed[0]["code"]
     assert failed[0]["level"] == "warning"
     assert any("client token written" in p["event"] for p in parsed)

@@ -100,31 +100,33 @@ def test_token_add_and_another_token_cannot_see_a_session(
     assert "bob" in json.loads((daemon.state_dir / "tokens.json").read_text())
     creds = sim.add_user("alice")
     with client(daemon) as alice, client(daemon, bob_token) as bob:
-        sid = register(alice, creds)
-        task_id = alice.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
-            "task_id"
-        ]
+        session_id = register(alice, creds)
+        task_id = alice.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
+        ).json()["task_id"]
         assert bob.get("/endpoints").status_code == 200
         for method, path, body in [
-            ("GET", f"/globus/sessions/{sid}/tasks", None),
-            ("GET", f"/globus/sessions/{sid}/tasks/{task_id}", None),
-            ("POST", f"/globus/sessions/{sid}/tasks/{task_id}/wait", {"timeout": 0}),
-            ("POST", f"/globus/sessions/{sid}/tasks/{task_id}/cancel", None),
-            ("POST", f"/globus/sessions/{sid}/transfers", transfer_body()),
-            ("GET", f"/globus/sessions/{sid}/ls?collection=x", None),
-            ("DELETE", f"/globus/sessions/{sid}", None),
+            ("GET", f"/globus/sessions/{session_id}/tasks", None),
+            ("GET", f"/globus/sessions/{session_id}/tasks/{task_id}", None),
+            ("POST", f"/globus/sessions/{session_id}/tasks/{task_id}/wait", {"timeout": 0}),
+            ("POST", f"/globus/sessions/{session_id}/tasks/{task_id}/cancel", None),
+            ("POST", f"/globus/sessions/{session_id}/transfers", transfer_body()),
+            ("GET", f"/globus/sessions/{session_id}/ls?collection=x", None),
+            ("DELETE", f"/globus/sessions/{session_id}", None),
         ]:
             answer = bob.request(method, path, json=body)
             assert answer.status_code == 404, (path, answer.text)
             assert answer.json()["error"] == "NotFound"
-        # Re-registering someone else's sid is refused the same way.
-        stolen = bob.post("/globus/sessions", json={"access_token": creds.access_token, "sid": sid})
+        # Re-registering someone else's session_id is refused the same way.
+        stolen = bob.post(
+            "/globus/sessions", json={"access_token": creds.access_token, "session_id": session_id}
+        )
         assert stolen.status_code == 404
         assert history(bob) == []
         assert bob.get("/globus/history", params={"view": "tasks"}).json() == {"tasks": []}
         assert bob.get("/globus/history", params={"task_id": task_id}).json()["events"] == []
         assert history(alice, task_id=task_id)
-        assert alice.get(f"/globus/sessions/{sid}/tasks/{task_id}").status_code == 200
+        assert alice.get(f"/globus/sessions/{session_id}/tasks/{task_id}").status_code == 200
 
 
 async def test_another_token_gets_no_events_over_websocket(
@@ -133,8 +135,8 @@ async def test_another_token_gets_no_events_over_websocket(
     bob_token = daemon.add_token("bob")
     creds = sim.add_user("alice")
     with client(daemon) as alice:
-        sid = register(alice, creds)
-    ws = await ws_connect(daemon, bob_token, session_id=sid)
+        session_id = register(alice, creds)
+    ws = await ws_connect(daemon, bob_token, session_id=session_id)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await ws.recv()
     assert closed.value.rcvd is not None

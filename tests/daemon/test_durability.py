@@ -26,7 +26,7 @@ def test_kill_between_submit_requested_and_globus_answer(
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     http = client(process)
-    sid = register(http, creds)
+    session_id = register(http, creds)
     if fault == "answer_lost":
         # Globus gets the request and creates the task, but answers after we are dead.
         sim.schedule_fault(route="submit_transfer", delay=1.5)
@@ -37,7 +37,7 @@ def test_kill_between_submit_requested_and_globus_answer(
     def submit() -> None:
         try:
             with client(process) as h:
-                h.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("once"))
+                h.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("once"))
         except httpx.HTTPError:
             pass  # the daemon died under this request
 
@@ -57,11 +57,11 @@ def test_kill_between_submit_requested_and_globus_answer(
     try:
         with client(process) as http:
             # Restarted: the session is known but has no credential; the submit is pending.
-            assert http.get(f"/globus/sessions/{sid}/tasks").json() == {"tasks": []}
-            missing = http.get(f"/globus/sessions/{sid}/ls", params={"collection": "x"})
+            assert http.get(f"/globus/sessions/{session_id}/tasks").json() == {"tasks": []}
+            missing = http.get(f"/globus/sessions/{session_id}/ls", params={"collection": "x"})
             assert missing.status_code == 401
             assert missing.json()["error"] == "CredentialMissing"
-            assert register(http, creds, sid=sid) == sid
+            assert register(http, creds, session_id=session_id) == session_id
             submitted = wait_for(
                 lambda: [e for e in history(http) if e["kind"] == "task_submitted"],
                 what="task_submitted after re-registration",
@@ -71,13 +71,13 @@ def test_kill_between_submit_requested_and_globus_answer(
             task_id = submitted[0]["task_id"]
             wait_for(
                 lambda: (
-                    http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"]
+                    http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
                     == "SUCCEEDED"
                 ),
                 what="SUCCEEDED",
             )
             events = history(http)
-            row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()
+            row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
     finally:
         process.stop()
     globus_tasks = [t for t in sim.tasks() if t["label"] == "once"]
@@ -95,11 +95,11 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     with client(process) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         ids = [
-            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"c{i}")).json()[
-                "task_id"
-            ]
+            http.post(
+                f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"c{i}")
+            ).json()["task_id"]
             for i in range(4)
         ]
     process.stop()  # graceful this time
@@ -112,19 +112,19 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     process.start()
     try:
         with client(process) as http:
-            rows = {t: http.get(f"/globus/sessions/{sid}/tasks/{t}").json() for t in ids}
+            rows = {t: http.get(f"/globus/sessions/{session_id}/tasks/{t}").json() for t in ids}
             assert {r["status"] for r in rows.values()} == {"ACTIVE"}  # not yet polled
-            register(http, creds, sid=sid)
+            register(http, creds, session_id=session_id)
 
             def caught_up() -> bool:
                 return all(
-                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"]
+                    http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"]
                     == sim.task(t)["status"]
                     for t in ids
                 )
 
             wait_for(caught_up, what="ledger equal to the simulator")
-            rows = {t: http.get(f"/globus/sessions/{sid}/tasks/{t}").json() for t in ids}
+            rows = {t: http.get(f"/globus/sessions/{session_id}/tasks/{t}").json() for t in ids}
     finally:
         process.stop()
     assert rows[ids[0]]["status"] == "FAILED"
@@ -145,9 +145,9 @@ def _gap_histories(
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     with client(process) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         a, b = (
-            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(label)).json()[
+            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)).json()[
                 "task_id"
             ]
             for label in ("a", "b")
@@ -155,7 +155,7 @@ def _gap_histories(
         if seen == "INACTIVE":
             sim.expire_credential(a)
         wait_for(
-            lambda: http.get(f"/globus/sessions/{sid}/tasks/{a}").json()["status"] == seen,
+            lambda: http.get(f"/globus/sessions/{session_id}/tasks/{a}").json()["status"] == seen,
             what=f"a seen {seen}",
         )
     process.kill()
@@ -172,10 +172,11 @@ def _gap_histories(
     process.start()
     try:
         with client(process) as http:
-            register(http, creds, sid=sid)
+            register(http, creds, session_id=session_id)
             wait_for(
                 lambda: all(
-                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                    http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"]
+                    == "SUCCEEDED"
                     for t in (a, b)
                 ),
                 what="both SUCCEEDED in the ledger",
@@ -225,12 +226,12 @@ def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> N
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     http = client(process)
-    sid = register(http, creds)
+    session_id = register(http, creds)
     sim.schedule_fault(route="submit_transfer", delay=1.0)
     answers: list[httpx.Response] = []
     submitter = threading.Thread(
         target=lambda: answers.append(
-            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("term"))
+            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("term"))
         )
     )
     submitter.start()
@@ -247,7 +248,7 @@ def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> N
     try:
         with client(process) as http:
             kinds = [e["kind"] for e in history(http)]
-            row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}")
+            row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}")
     finally:
         process.stop()
     assert kinds[:3] == ["session_opened", "submit_requested", "task_submitted"]
@@ -262,8 +263,8 @@ def test_kill_between_cancel_requested_and_globus_answer(
     creds = sim.add_user("alice")
     process = start_daemon(tmp_path, sim)
     http = client(process)
-    sid = register(http, creds)
-    task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("c")).json()[
+    session_id = register(http, creds)
+    task_id = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("c")).json()[
         "task_id"
     ]
     sim.schedule_fault(route="cancel_task", delay=1.5)
@@ -271,7 +272,7 @@ def test_kill_between_cancel_requested_and_globus_answer(
     def cancel() -> None:
         try:
             with client(process) as h:
-                h.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+                h.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
         except httpx.HTTPError:
             pass
 
@@ -287,14 +288,15 @@ def test_kill_between_cancel_requested_and_globus_answer(
     process.start()
     try:
         with client(process) as http:
-            register(http, creds, sid=sid)
+            register(http, creds, session_id=session_id)
             results = wait_for(
                 lambda: [e for e in history(http) if e["kind"] == "cancel_result"],
                 what="the pending cancel resent after re-registration",
             )
             wait_for(
                 lambda: (
-                    http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "FAILED"
+                    http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
+                    == "FAILED"
                 ),
                 what="FAILED",
             )

@@ -25,10 +25,10 @@ def test_repeat_answers_the_first_task(daemon: DaemonProcess, sim: Simulator) ->
     creds = sim.add_user("alice")
     sub = str(uuid.uuid4())
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         body = transfer_body("once", submission_id=sub)
-        first = http.post(f"/globus/sessions/{sid}/transfers", json=body)
-        again = http.post(f"/globus/sessions/{sid}/transfers", json=body)
+        first = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
+        again = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
         delete_sub = str(uuid.uuid4())
         body = {
             "collection": C1,
@@ -36,10 +36,12 @@ def test_repeat_answers_the_first_task(daemon: DaemonProcess, sim: Simulator) ->
             "label": "delete-once",
             "submission_id": delete_sub,
         }
-        d1 = http.post(f"/globus/sessions/{sid}/deletes", json=body)
-        d2 = http.post(f"/globus/sessions/{sid}/deletes", json=body)
-        by_sub = http.get(f"/globus/sessions/{sid}/tasks/{sub}")
-        requested = [e for e in history(http, session_id=sid) if e["kind"] == "submit_requested"]
+        d1 = http.post(f"/globus/sessions/{session_id}/deletes", json=body)
+        d2 = http.post(f"/globus/sessions/{session_id}/deletes", json=body)
+        by_sub = http.get(f"/globus/sessions/{session_id}/tasks/{sub}")
+        requested = [
+            e for e in history(http, session_id=session_id) if e["kind"] == "submit_requested"
+        ]
     assert first.status_code == 200, first.text
     assert first.json()["submission_id"] == sub and first.json()["status"] == "ACTIVE"
     assert again.status_code == 200, again.text
@@ -60,14 +62,16 @@ def test_an_id_used_elsewhere_is_refused_alike(daemon: DaemonProcess, sim: Simul
     other_token = daemon.add_token("other")
     sub = str(uuid.uuid4())
     with client(daemon) as http, client(daemon, other_token) as other:
-        sid = register(http, alice)
+        session_id = register(http, alice)
         other_sid = register(other, bob)
         ok = http.post(
-            f"/globus/sessions/{sid}/transfers", json=transfer_body("mine", submission_id=sub)
+            f"/globus/sessions/{session_id}/transfers",
+            json=transfer_body("mine", submission_id=sub),
         )
         assert ok.status_code == 200, ok.text
         changed = http.post(
-            f"/globus/sessions/{sid}/transfers", json=transfer_body("other", submission_id=sub)
+            f"/globus/sessions/{session_id}/transfers",
+            json=transfer_body("other", submission_id=sub),
         )
         foreign = other.post(
             f"/globus/sessions/{other_sid}/transfers", json=transfer_body("mine", submission_id=sub)
@@ -85,11 +89,12 @@ def test_an_id_used_elsewhere_is_refused_alike(daemon: DaemonProcess, sim: Simul
 def test_bad_submission_id_is_refused(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         answer = http.post(
-            f"/globus/sessions/{sid}/transfers", json=transfer_body(submission_id="not-a-uuid")
+            f"/globus/sessions/{session_id}/transfers",
+            json=transfer_body(submission_id="not-a-uuid"),
         )
-        fresh = http.get(f"/globus/sessions/{sid}/submission_id")
+        fresh = http.get(f"/globus/sessions/{session_id}/submission_id")
     assert answer.status_code == 422
     assert "submission_id" in answer.json()["message"]
     assert fresh.status_code == 200

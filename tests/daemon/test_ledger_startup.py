@@ -31,9 +31,11 @@ def _serve(state: Path, sim: Simulator) -> subprocess.CompletedProcess[str]:
 
 def _events(process: DaemonProcess, sim: Simulator, n: int) -> None:
     with client(process) as http:
-        sid = register(http, new_user(sim))
+        session_id = register(http, new_user(sim))
         for i in range(n):
-            answer = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"e{i}"))
+            answer = http.post(
+                f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"e{i}")
+            )
             assert answer.status_code == 200, answer.text
 
 
@@ -148,7 +150,7 @@ def test_a_malformed_event_row_is_skipped_not_a_500(tmp_path: Path, sim: Simulat
     _events(process, sim, 2)
     process.stop()
     db = sqlite3.connect(process.state_dir / "ledger.db")
-    owner, sid = db.execute(
+    owner, session_id = db.execute(
         "SELECT owner, session_id FROM events WHERE owner IS NOT NULL"
     ).fetchone()
     # Text that is not JSON at all is refused by the history indexes on json_extract(data)
@@ -156,7 +158,7 @@ def test_a_malformed_event_row_is_skipped_not_a_500(tmp_path: Path, sim: Simulat
     db.execute(
         "INSERT INTO events (time, kind, owner, session_id, task_id, data) "
         "VALUES (0, 'task_progress', ?, ?, NULL, '[\"not an object\"]')",
-        (owner, sid),
+        (owner, session_id),
     )
     bad = db.execute("SELECT max(seq) FROM events").fetchone()[0]
     db.commit()

@@ -86,14 +86,16 @@ async def test_metrics_show_every_named_metric_without_user_data(
     user = new_user(sim)
     label = f"secret-label-{uuid.uuid4().hex[:6]}"
     with client(daemon) as http:
-        sid = register(http, user)
+        session_id = register(http, user)
         # A live WebSocket client sees the task's events: notification lag is measured.
-        ws = await ws_connect(daemon, session_id=sid)
-        answer = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(label))
+        ws = await ws_connect(daemon, session_id=session_id)
+        answer = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(label))
         assert answer.status_code == 200, answer.text
         task_id = answer.json()["task_id"]
         await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED", seconds=30 * UNIT)
-        missing = http.get(f"/globus/sessions/{sid}/ls", params={"collection": str(uuid.uuid4())})
+        missing = http.get(
+            f"/globus/sessions/{session_id}/ls", params={"collection": str(uuid.uuid4())}
+        )
         assert missing.status_code >= 400
         metrics = await asyncio.to_thread(scrape, daemon)
         await ws.close()
@@ -118,7 +120,7 @@ async def test_metrics_show_every_named_metric_without_user_data(
     assert metrics["orbit_ledger_append_failures_total"][()] == 0
     assert sum(metrics["orbit_sweep_duration_seconds_count"].values()) >= 1
     text = (await asyncio.to_thread(httpx.get, daemon.url + "/metrics", timeout=10 * UNIT)).text
-    for private in (task_id, sid, label, user.access_token, daemon.token):
+    for private in (task_id, session_id, label, user.access_token, daemon.token):
         assert private not in text
 
 
@@ -137,26 +139,34 @@ def test_sessions_list_their_credential_state_and_task_counts(
 ) -> None:
     user = new_user(sim)
     with client(daemon) as http:
-        sid = register(http, user)
+        session_id = register(http, user)
         other = register(http, new_user(sim))
-        task = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("x")).json()
+        task = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("x")).json()
         wait_for(
             lambda: (
-                http.get(f"/globus/sessions/{sid}/tasks/{task['task_id']}").json()["status"]
+                http.get(f"/globus/sessions/{session_id}/tasks/{task['task_id']}").json()["status"]
                 == "SUCCEEDED"
             ),
             timeout=30 * UNIT,
         )
-        listed = {s["sid"]: s for s in http.get("/globus/sessions").json()["sessions"]}
-        assert listed.keys() == {sid, other}
-        assert listed[sid]["credential"] == "ok" and listed[sid]["auth"] == "access_token"
-        assert listed[sid]["tasks"] == {"ACTIVE": 0, "INACTIVE": 0, "SUCCEEDED": 1, "FAILED": 0}
+        listed = {s["session_id"]: s for s in http.get("/globus/sessions").json()["sessions"]}
+        assert listed.keys() == {session_id, other}
+        assert (
+            listed[session_id]["credential"] == "ok"
+            and listed[session_id]["auth"] == "access_token"
+        )
+        assert listed[session_id]["tasks"] == {
+            "ACTIVE": 0,
+            "INACTIVE": 0,
+            "SUCCEEDED": 1,
+            "FAILED": 0,
+        }
         assert listed[other]["tasks"]["SUCCEEDED"] == 0
         # Another daemon token sees none of them.
         stranger = daemon.add_token("stranger")
     with client(daemon, stranger) as http:
         assert http.get("/globus/sessions").json() == {"sessions": []}
-        assert http.get(f"/globus/sessions/{sid}").status_code == 404
+        assert http.get(f"/globus/sessions/{session_id}").status_code == 404
 
 
 def test_commit_metrics_count_tasks_starting_to_need_attention() -> None:

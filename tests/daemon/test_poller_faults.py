@@ -34,26 +34,30 @@ async def test_token_expiry_notifies_then_reregister_resumes(
     sim = slow_sim
     creds = sim.add_user("alice")
     http = client(slow_daemon)
-    sid = register(http, creds)
-    ws = await ws_connect(slow_daemon, session_id=sid)
+    session_id = register(http, creds)
+    ws = await ws_connect(slow_daemon, session_id=session_id)
     try:
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("exp")).json()[
-            "task_id"
-        ]
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body("exp")
+        ).json()["task_id"]
         sim.expire_token(creds.access_token)
         expired = await next_events(ws, lambda m: m["kind"] == "credential_expired")
         assert expired[-1]["topic"] == "session"
         sim.finish_task(task_id)
         await asyncio.sleep(0.6)  # several intervals: nothing is polled meanwhile
-        row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()
+        row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
         assert row["status"] == "ACTIVE"  # kept, not failed
-        refused = http.get(f"/globus/sessions/{sid}/ls", params={"collection": "x"})
+        refused = http.get(f"/globus/sessions/{session_id}/ls", params={"collection": "x"})
         assert refused.status_code == 401
         assert refused.json()["error"] == "CredentialExpired"
 
         again = http.post(
             "/globus/sessions",
-            json={"sid": sid, "refresh_token": creds.refresh_token, "client_id": creds.client_id},
+            json={
+                "session_id": session_id,
+                "refresh_token": creds.refresh_token,
+                "client_id": creds.client_id,
+            },
         )
         assert again.status_code == 200, again.text
         done = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
@@ -83,11 +87,11 @@ def test_storms_never_fail_a_task(tmp_path: Path, slow_sim: Simulator, status: i
     process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_MAX_BACKOFF": "1.6"})
     try:
         with client(process) as http:
-            sid = register(http, creds)
+            session_id = register(http, creds)
             ids = [
-                http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"s{i}")).json()[
-                    "task_id"
-                ]
+                http.post(
+                    f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"s{i}")
+                ).json()["task_id"]
                 for i in range(5)
             ]
             sim.schedule_fault(route="task_list", status=status, count=None)
@@ -96,16 +100,17 @@ def test_storms_never_fail_a_task(tmp_path: Path, slow_sim: Simulator, status: i
             sim.finish_all()
             time.sleep(2.0)
             storm_polls = sim.request_counts()["task_list"]
-            during = history(http, session_id=sid)
+            during = history(http, session_id=session_id)
             sim.clear_faults()
             wait_for(
                 lambda: all(
-                    http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                    http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"]
+                    == "SUCCEEDED"
                     for t in ids
                 ),
                 what="all SUCCEEDED after the storm",
             )
-            events = history(http, session_id=sid)
+            events = history(http, session_id=session_id)
     finally:
         process.stop()
     # Backing off: far fewer polls than one per 0.2 s interval (10 in 2 s).
@@ -123,20 +128,21 @@ def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
     sim = slow_sim
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
-        sid = register(http, creds)
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
-            "task_id"
-        ]
+        session_id = register(http, creds)
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
+        ).json()["task_id"]
         sim.pause_task(task_id)  # so it cannot finish while the SDK retries with backoff
         sim.schedule_fault(route="cancel_task", status=503, count=4)  # 1 try + 3 SDK retries
-        answer = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+        answer = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
         results = wait_for(
             lambda: [e for e in history(http, task_id=task_id) if e["kind"] == "cancel_result"],
             what="cancel_result from the background retry",
         )
         wait_for(
             lambda: (
-                http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "FAILED"
+                http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
+                == "FAILED"
             ),
             what="the task cancelled",
         )
@@ -157,17 +163,17 @@ async def test_inactive_is_reported_and_not_terminal(
     sim = slow_sim
     creds = sim.add_user("alice")
     http = client(slow_daemon)
-    sid = register(http, creds)
-    task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("pause")).json()[
-        "task_id"
-    ]
+    session_id = register(http, creds)
+    task_id = http.post(
+        f"/globus/sessions/{session_id}/transfers", json=transfer_body("pause")
+    ).json()["task_id"]
     ws = await ws_connect(slow_daemon, task_id=task_id, since=0)
     try:
         # INACTIVE comes from a credential expiry only (a pause keeps a task ACTIVE).
         sim.expire_credential(task_id)
         paused = await next_events(ws, lambda m: m["data"].get("status") == "INACTIVE")
         waited = http.post(
-            f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 0.3}
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 0.3}
         ).json()
         assert waited["done"] is False
         sim.renew_credential(task_id)
@@ -191,8 +197,8 @@ def test_sweeps_never_overlap_when_globus_is_slow(tmp_path: Path, slow_sim: Simu
     process = start_daemon(tmp_path, sim, poll_interval=0.05)
     try:
         with client(process) as http:
-            sid = register(http, creds)
-            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
+            session_id = register(http, creds)
+            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body())
             sim.latency = 0.3
             wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="polling")
             sim.reset_counts()
@@ -212,17 +218,17 @@ def test_refresh_token_session_survives_access_token_expiry(
     sim = slow_sim
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
-        sid = register(http, creds, refreshable=True)
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
-            "task_id"
-        ]
+        session_id = register(http, creds, refreshable=True)
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
+        ).json()["task_id"]
         listings = []
         for _ in range(2):
             sim.expire_token("alice")  # every access token of the user, the daemon's included
             # Answered only after a refresh; the second needs the token the first answer left.
             listings.append(
                 http.get(
-                    f"/globus/sessions/{sid}/ls",
+                    f"/globus/sessions/{session_id}/ls",
                     params={"collection": transfer_body()["destination"]},
                 ).status_code
             )
@@ -230,13 +236,15 @@ def test_refresh_token_session_survives_access_token_expiry(
         sim.finish_task(task_id)
         wait_for(
             lambda: (
-                http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()["status"] == "SUCCEEDED"
+                http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
+                == "SUCCEEDED"
             ),
             what="SUCCEEDED",
         )
-        kinds = [e["kind"] for e in history(http, session_id=sid)]
+        kinds = [e["kind"] for e in history(http, session_id=session_id)]
         listing = http.get(
-            f"/globus/sessions/{sid}/ls", params={"collection": transfer_body()["destination"]}
+            f"/globus/sessions/{session_id}/ls",
+            params={"collection": transfer_body()["destination"]},
         )
     assert listings == [200, 200]
     assert "credential_expired" not in kinds
@@ -250,11 +258,11 @@ def test_expired_access_token_renewed_after_a_503_storm_used_up_the_sdk_retries(
     refresh (the refresh token works), not to a 'credential expired' answer."""
     creds = sim.add_user("carol")
     with client(daemon) as http:
-        sid = register(http, creds, refreshable=True)
+        session_id = register(http, creds, refreshable=True)
         sim.expire_token("carol")
         sim.schedule_fault(route="get_submission_id", status=503, count=3)
-        submitted = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body())
-        kinds = [e["kind"] for e in history(http, session_id=sid)]
+        submitted = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body())
+        kinds = [e["kind"] for e in history(http, session_id=session_id)]
     assert submitted.status_code == 200, submitted.text
     assert submitted.json()["status"] == "ACTIVE"
     assert "credential_expired" not in kinds
@@ -281,10 +289,10 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
         )
         try:
             with client(process) as http:
-                sid = register(http, creds)
+                session_id = register(http, creds)
                 for i in range(BATCH + 50):
                     answer = http.post(
-                        f"/globus/sessions/{sid}/transfers", json=transfer_body(f"b{i}")
+                        f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"b{i}")
                     )
                     assert answer.status_code == 200, answer.text
                 sim.reset_counts()
@@ -296,14 +304,16 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
 
                 def open_tasks() -> int:
                     page = http.get(
-                        f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE", "limit": 1000}
+                        f"/globus/sessions/{session_id}/tasks",
+                        params={"status": "ACTIVE", "limit": 1000},
                     )
                     return len(page.json()["tasks"])
 
                 wait_for(lambda: open_tasks() == 0, what="every task recorded SUCCEEDED")
                 counts = sim.request_counts()
                 done = http.get(
-                    f"/globus/sessions/{sid}/tasks", params={"status": "SUCCEEDED", "limit": 1000}
+                    f"/globus/sessions/{session_id}/tasks",
+                    params={"status": "SUCCEEDED", "limit": 1000},
                 ).json()["tasks"]
         finally:
             process.stop()

@@ -24,21 +24,23 @@ def test_endpoints_describes_this_endpoint(daemon: DaemonProcess) -> None:
 def test_register_then_unregister(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds, local_collection=C2)
-        assert sid[0].isalnum() and len(sid) >= 32  # 128 bits, never an option look-alike
-        assert http.get(f"/globus/sessions/{sid}/tasks").status_code == 200
-        closed = http.delete(f"/globus/sessions/{sid}")
-        assert closed.json() == {"sid": sid, "closed": True}
-        assert http.get(f"/globus/sessions/{sid}/tasks").status_code == 404
-        kinds = [e["kind"] for e in history(http, session_id=sid)]
+        session_id = register(http, creds, local_collection=C2)
+        assert (
+            session_id[0].isalnum() and len(session_id) >= 32
+        )  # 128 bits, never an option look-alike
+        assert http.get(f"/globus/sessions/{session_id}/tasks").status_code == 200
+        closed = http.delete(f"/globus/sessions/{session_id}")
+        assert closed.json() == {"session_id": session_id, "closed": True}
+        assert http.get(f"/globus/sessions/{session_id}/tasks").status_code == 404
+        kinds = [e["kind"] for e in history(http, session_id=session_id)]
     assert kinds == ["session_opened", "session_closed"]
 
 
 def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
-        sub = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("first"))
+        session_id = register(http, creds)
+        sub = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("first"))
         assert sub.status_code == 200, sub.text
         body = sub.json()
         assert body["status"] == "ACTIVE"
@@ -46,33 +48,39 @@ def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
         task_id = body["task_id"]
         assert sim.task(task_id)["label"] == "first"
 
-        done = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 15})
+        done = http.post(
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 15}
+        )
         assert done.status_code == 200
         assert done.json()["done"] is True
         assert done.json()["status"] == "SUCCEEDED"
 
-        row = http.get(f"/globus/sessions/{sid}/tasks/{task_id}").json()
+        row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
         assert row["status"] == "SUCCEEDED"
         assert row["files_transferred"] == sim.task(task_id)["files_transferred"] == 3
         assert row["source"] == C1
         assert row["destination"] == C2
 
-        listed = http.get(f"/globus/sessions/{sid}/tasks", params={"status": "SUCCEEDED"}).json()
+        listed = http.get(
+            f"/globus/sessions/{session_id}/tasks", params={"status": "SUCCEEDED"}
+        ).json()
         assert [t["task_id"] for t in listed["tasks"]] == [task_id]
-        assert http.get(f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE"}).json() == {
-            "tasks": []
-        }
+        assert http.get(
+            f"/globus/sessions/{session_id}/tasks", params={"status": "ACTIVE"}
+        ).json() == {"tasks": []}
     assert (sim.local_path(C2, "/~/out/file1.txt", username="alice")).exists()
 
 
 def test_wait_times_out_on_a_running_task(slow_daemon: DaemonProcess, slow_sim: Simulator) -> None:
     creds = slow_sim.add_user("alice")
     with client(slow_daemon) as http:
-        sid = register(http, creds)
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
-            "task_id"
-        ]
-        waited = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 0.3})
+        session_id = register(http, creds)
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
+        ).json()["task_id"]
+        waited = http.post(
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 0.3}
+        )
     assert waited.status_code == 200
     assert waited.json()["done"] is False
     assert waited.json()["status"] == "ACTIVE"
@@ -81,15 +89,17 @@ def test_wait_times_out_on_a_running_task(slow_daemon: DaemonProcess, slow_sim: 
 def test_cancel(slow_daemon: DaemonProcess, slow_sim: Simulator) -> None:
     creds = slow_sim.add_user("alice")
     with client(slow_daemon) as http:
-        sid = register(http, creds)
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()[
-            "task_id"
-        ]
-        cancelled = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/cancel")
+        session_id = register(http, creds)
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
+        ).json()["task_id"]
+        cancelled = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["task_id"] == task_id
         assert cancelled.json()["code"] == "Canceled"
-        final = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 10})
+        final = http.post(
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10}
+        )
         assert final.json()["status"] == "FAILED"
         kinds = [e["kind"] for e in history(http, task_id=task_id)]
     assert slow_sim.task(task_id)["status"] == "FAILED"
@@ -99,16 +109,20 @@ def test_cancel(slow_daemon: DaemonProcess, slow_sim: Simulator) -> None:
 def test_delete(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
-        first = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body()).json()
-        http.post(f"/globus/sessions/{sid}/tasks/{first['task_id']}/wait", json={"timeout": 10})
+        session_id = register(http, creds)
+        first = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body()).json()
+        http.post(
+            f"/globus/sessions/{session_id}/tasks/{first['task_id']}/wait", json={"timeout": 10}
+        )
         gone = http.post(
-            f"/globus/sessions/{sid}/deletes",
+            f"/globus/sessions/{session_id}/deletes",
             json={"collection": C2, "paths": ["/~/out/"], "recursive": True, "label": "rm"},
         )
         assert gone.status_code == 200, gone.text
         task_id = gone.json()["task_id"]
-        final = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 10})
+        final = http.post(
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10}
+        )
         assert final.json()["status"] == "SUCCEEDED"
         assert final.json()["type"] == "DELETE"
         assert final.json()["label"] == "rm"
@@ -118,9 +132,10 @@ def test_delete(daemon: DaemonProcess, sim: Simulator) -> None:
 def test_ls_mkdir_rename(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         listing = http.get(
-            f"/globus/sessions/{sid}/ls", params={"collection": C1, "path": "/home/share/godata/"}
+            f"/globus/sessions/{session_id}/ls",
+            params={"collection": C1, "path": "/home/share/godata/"},
         )
         assert listing.status_code == 200
         assert sorted(f["name"] for f in listing.json()["DATA"]) == [
@@ -128,23 +143,25 @@ def test_ls_mkdir_rename(daemon: DaemonProcess, sim: Simulator) -> None:
             "file2.txt",
             "file3.txt",
         ]
-        made = http.post(f"/globus/sessions/{sid}/mkdir", json={"collection": C2, "path": "/~/d1"})
+        made = http.post(
+            f"/globus/sessions/{session_id}/mkdir", json={"collection": C2, "path": "/~/d1"}
+        )
         assert made.json()["code"] == "DirectoryCreated"
         moved = http.post(
-            f"/globus/sessions/{sid}/rename",
+            f"/globus/sessions/{session_id}/rename",
             json={"collection": C2, "oldpath": "/~/d1", "newpath": "/~/d2"},
         )
         assert moved.json()["code"] == "FileRenamed"
         names = [
             f["name"]
-            for f in http.get(f"/globus/sessions/{sid}/ls", params={"collection": C2}).json()[
-                "DATA"
-            ]
+            for f in http.get(
+                f"/globus/sessions/{session_id}/ls", params={"collection": C2}
+            ).json()["DATA"]
         ]
         assert "d2" in names
         assert "d1" not in names
         missing = http.get(
-            f"/globus/sessions/{sid}/ls", params={"collection": C2, "path": "/~/nope/"}
+            f"/globus/sessions/{session_id}/ls", params={"collection": C2, "path": "/~/nope/"}
         )
     assert missing.status_code == 404
     assert missing.json()["error"] == "NotFound"
@@ -154,14 +171,14 @@ def test_ls_mkdir_rename(daemon: DaemonProcess, sim: Simulator) -> None:
 def test_endpoint_search_and_get_endpoint(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         found = http.get(
-            f"/globus/sessions/{sid}/endpoint_search", params={"filter_text": "Tutorial"}
+            f"/globus/sessions/{session_id}/endpoint_search", params={"filter_text": "Tutorial"}
         )
         assert found.status_code == 200
         ids = {e["id"] for e in found.json()["endpoints"]}
         assert {C1, C2} <= ids
-        doc = http.get(f"/globus/sessions/{sid}/endpoints/{C1}")
+        doc = http.get(f"/globus/sessions/{session_id}/endpoints/{C1}")
     assert doc.status_code == 200
     assert doc.json()["id"] == C1
     assert doc.json()["display_name"] == "Globus Tutorial Collection 1"
@@ -173,9 +190,9 @@ def test_local_collection_per_session_and_daemon(tmp_path: Path, sim: Simulator)
     try:
         with client(process) as http:
             assert http.get("/endpoints").json()["endpoints"][0]["local_collection"] == C2
-            sid = register(http, creds)
+            session_id = register(http, creds)
             names = http.get(
-                f"/globus/sessions/{sid}/ls", params={"collection": "local", "path": "/~/"}
+                f"/globus/sessions/{session_id}/ls", params={"collection": "local", "path": "/~/"}
             )
             assert names.status_code == 200
             assert names.json()["endpoint"] == C2
@@ -186,7 +203,7 @@ def test_local_collection_per_session_and_daemon(tmp_path: Path, sim: Simulator)
             )
             assert listing.json()["endpoint"] == C1
             sub = http.post(
-                f"/globus/sessions/{sid}/transfers",
+                f"/globus/sessions/{session_id}/transfers",
                 json={
                     "source": C1,
                     "destination": "local",
@@ -195,7 +212,7 @@ def test_local_collection_per_session_and_daemon(tmp_path: Path, sim: Simulator)
                     ],
                 },
             )
-            row = http.get(f"/globus/sessions/{sid}/tasks/{sub.json()['task_id']}").json()
+            row = http.get(f"/globus/sessions/{session_id}/tasks/{sub.json()['task_id']}").json()
     finally:
         process.stop()
     assert row["destination"] == C2
@@ -206,16 +223,16 @@ def test_local_collection_unconfigured_is_a_clear_400(
 ) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         answer = http.post(
-            f"/globus/sessions/{sid}/transfers",
+            f"/globus/sessions/{session_id}/transfers",
             json={
                 "source": C1,
                 "destination": "local",
                 "items": [{"source": "/a", "destination": "/b"}],
             },
         )
-        events = history(http, session_id=sid)
+        events = history(http, session_id=session_id)
     assert answer.status_code == 400
     assert answer.json()["error"] == "LocalCollectionNotConfigured"
     assert "RADICAL_ORBIT_GLOBUS_COLLECTION" in answer.json()["message"]
@@ -225,13 +242,13 @@ def test_local_collection_unconfigured_is_a_clear_400(
 def test_history_views(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         ids = []
         for label in ("a", "b"):
             task_id = http.post(
-                f"/globus/sessions/{sid}/transfers", json=transfer_body(label)
+                f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)
             ).json()["task_id"]
-            http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 10})
+            http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
             ids.append(task_id)
         tasks = http.get("/globus/history", params={"view": "tasks"}).json()["tasks"]
         assert {t["task_id"] for t in tasks} == set(ids)

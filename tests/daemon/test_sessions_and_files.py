@@ -19,34 +19,38 @@ def test_unregister_keeps_a_pending_submission_until_globus_answers(
 ) -> None:
     creds = new_user(sim)
     with client(daemon) as http:
-        sid = register(http, creds)
+        session_id = register(http, creds)
         sim.schedule_fault(route="submit_transfer", status=503, count=None)
-        pending = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("p"))
+        pending = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("p"))
         assert pending.status_code == 503, pending.text
         submission_id = pending.json()["submission_id"]
 
-        closing = http.delete(f"/globus/sessions/{sid}")
+        closing = http.delete(f"/globus/sessions/{session_id}")
         assert closing.status_code == 200, closing.text
         assert closing.json() == {
-            "sid": sid,
+            "session_id": session_id,
             "closed": False,
             "pending_submissions": [submission_id],
         }
-        refused = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("new"))
+        refused = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("new"))
         assert refused.status_code == 400 and "unregistered" in refused.json()["message"]
 
         sim.clear_faults()
 
         def submitted() -> list[dict[str, object]]:
-            return [e for e in history(http, session_id=sid) if e["kind"] == "task_submitted"]
+            return [
+                e for e in history(http, session_id=session_id) if e["kind"] == "task_submitted"
+            ]
 
         wait_for(submitted, timeout=30 * UNIT, what="the pending submission sent")
         wait_for(
-            lambda: any(e["kind"] == "session_closed" for e in history(http, session_id=sid)),
+            lambda: any(
+                e["kind"] == "session_closed" for e in history(http, session_id=session_id)
+            ),
             timeout=30 * UNIT,
             what="the session closed after its submission",
         )
-        assert http.get(f"/globus/sessions/{sid}/tasks").status_code == 404
+        assert http.get(f"/globus/sessions/{session_id}/tasks").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -88,22 +88,23 @@ def test_a_full_disk_between_the_two_submit_records_runs_nothing_twice(
 ) -> None:
     creds = new_user(sim)
     with client(daemon_on_disk) as http:
-        sid = register(http, creds)
-        earlier = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("ok"))
+        session_id = register(http, creds)
+        earlier = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("ok"))
         assert earlier.status_code == 200, earlier.text
         # Globus takes 2 s to answer: time to fill the disk after submit_requested.
         sim.schedule_fault(route="submit_transfer", delay=2.0 * UNIT, count=1)
         answers: list[httpx.Response] = []
         sender = threading.Thread(
             target=lambda: answers.append(
-                http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("full"))
+                http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("full"))
             )
         )
         sender.start()
         wait_for(
             # The second one: the earlier submit's is there already.
             lambda: (
-                [e["kind"] for e in history(http, session_id=sid)].count("submit_requested") >= 2
+                [e["kind"] for e in history(http, session_id=session_id)].count("submit_requested")
+                >= 2
             ),
             timeout=10 * UNIT,
             what="the second submit_requested recorded",
@@ -119,34 +120,36 @@ def test_a_full_disk_between_the_two_submit_records_runs_nothing_twice(
         # A repeat under the same submission id is answered from the ledger, never sent again:
         # pending while the task is not recorded, the first task once it is (below).
         same = {**transfer_body("full"), "submission_id": body["submission_id"]}
-        repeat = http.post(f"/globus/sessions/{sid}/transfers", json=same)
+        repeat = http.post(f"/globus/sessions/{session_id}/transfers", json=same)
         assert repeat.status_code == 503 and repeat.json()["error"] == "SubmitPending"
         assert http.get("/ready").status_code == 503
 
         # Everything else that records refuses cleanly, saying nothing was sent or kept.
-        refused = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("full2"))
+        refused = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("full2"))
         assert refused.status_code == 503 and refused.json()["sent"] is False
         assert refused.json()["submission_id"]
         other = http.post("/globus/sessions", json={"access_token": new_user(sim).access_token})
-        assert other.status_code == 503 and "sid" not in other.json()
-        cancel = http.post(f"/globus/sessions/{sid}/tasks/{earlier.json()['task_id']}/cancel")
+        assert other.status_code == 503 and "session_id" not in other.json()
+        cancel = http.post(
+            f"/globus/sessions/{session_id}/tasks/{earlier.json()['task_id']}/cancel"
+        )
         assert cancel.status_code == 503 and cancel.json()["sent"] is False
 
         disk.free()
         wait_for(
             lambda: any(
                 e["kind"] == "task_submitted" and e["task_id"] == body["task_id"]
-                for e in history(http, session_id=sid)
+                for e in history(http, session_id=session_id)
             ),
             timeout=30 * UNIT,
             what="the task recorded once the disk freed",
         )
         assert http.get("/ready").status_code == 204
-        again = http.post(f"/globus/sessions/{sid}/transfers", json=same)
+        again = http.post(f"/globus/sessions/{session_id}/transfers", json=same)
         assert again.status_code == 200, again.text
         assert again.json()["task_id"] == body["task_id"] and again.json()["code"] == "Duplicate"
         assert _labels(sim, "full") == 1
         assert _labels(sim, "full2") == 0
-        assert http.get(f"/globus/sessions/{sid}/tasks/{body['task_id']}").status_code == 200
+        assert http.get(f"/globus/sessions/{session_id}/tasks/{body['task_id']}").status_code == 200
     log = daemon_on_disk.log_path.read_text()
     assert "unhandled error" not in log

@@ -20,8 +20,8 @@ async def test_deleting_a_token_closes_its_websockets_and_orphans_nothing(
 ) -> None:
     old_bob = daemon.add_token("bob")
     with client(daemon, old_bob) as http:
-        sid = register(http, new_user(sim))
-        task = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("b"))
+        session_id = register(http, new_user(sim))
+        task = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("b"))
         assert task.status_code == 200, task.text
     ws = await ws_connect(daemon, old_bob, since=0)
     witness = await ws_connect(daemon, since=0)  # the default token's: stays open
@@ -40,7 +40,10 @@ async def test_deleting_a_token_closes_its_websockets_and_orphans_nothing(
         assert http.get("/endpoints").status_code == 401
     new_bob = daemon.add_token("bob")
     with client(daemon, new_bob) as http:
-        for path in (f"/globus/sessions/{sid}/tasks", f"/globus/history?session_id={sid}"):
+        for path in (
+            f"/globus/sessions/{session_id}/tasks",
+            f"/globus/history?session_id={session_id}",
+        ):
             answer = http.get(path)
             assert answer.status_code == 404, (path, answer.text)
         assert http.get("/globus/history").json()["events"] == []

@@ -305,8 +305,8 @@ def test_session_ids_are_unguessable_and_never_look_like_options() -> None:
     sids = [new_sid() for _ in range(20_000)]
     assert len(set(sids)) == len(sids)
     # 32 hex digits = 128 random bits; a leading "-" would trip a CLI's argument parser.
-    assert all(re.fullmatch(r"[0-9a-f]{32}", sid) for sid in sids)
-    assert {sid[0] for sid in sids} == set("0123456789abcdef")
+    assert all(re.fullmatch(r"[0-9a-f]{32}", session_id) for session_id in sids)
+    assert {session_id[0] for session_id in sids} == set("0123456789abcdef")
 
 
 def test_credential_hash_reads_the_systemd_credential(tmp_path: Path) -> None:

@@ -29,13 +29,13 @@ async def test_transfer_seen_from_submit_to_succeeded(
 ) -> None:
     creds = sim.add_user("alice")
     with client(daemon) as http:
-        sid = register(http, creds)
-    ws = await ws_connect(daemon, session_id=sid, topic="transfer_status")
+        session_id = register(http, creds)
+    ws = await ws_connect(daemon, session_id=session_id, topic="transfer_status")
     try:
         with client(daemon) as http:
             task_id = await asyncio.to_thread(
                 lambda: http.post(
-                    f"/globus/sessions/{sid}/transfers", json=transfer_body("ws")
+                    f"/globus/sessions/{session_id}/transfers", json=transfer_body("ws")
                 ).json()["task_id"]
             )
         events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED")
@@ -76,7 +76,7 @@ async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
 ) -> None:
     creds = sim.add_user("alice")
     http = client(daemon)
-    sid = register(http, creds)
+    session_id = register(http, creds)
     ws = await ws_connect(daemon, since=0)
     seen = await next_events(ws, lambda m: m["kind"] == "session_opened")
     cursor = seen[-1]["seq"]
@@ -84,10 +84,10 @@ async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
 
     # While nobody listens: two transfers run to the end.
     for label in ("m1", "m2"):
-        task_id = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(label)).json()[
-            "task_id"
-        ]
-        http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 10})
+        task_id = http.post(
+            f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)
+        ).json()["task_id"]
+        http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
     missed = [e for e in history(http) if e["seq"] > cursor]
     assert len(missed) >= 6
 
@@ -109,14 +109,14 @@ async def test_replay_and_live_have_no_gaps_or_duplicates(
     """Subscribe from 0 while events are being produced: the union is exactly the ledger."""
     creds = sim.add_user("alice")
     http = client(daemon)
-    sid = register(http, creds)
+    session_id = register(http, creds)
 
     def produce() -> list[str]:
         with client(daemon) as h:
             return [
-                h.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"p{i}")).json()[
-                    "task_id"
-                ]
+                h.post(
+                    f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"p{i}")
+                ).json()["task_id"]
                 for i in range(8)
             ]
 
@@ -128,7 +128,7 @@ async def test_replay_and_live_have_no_gaps_or_duplicates(
         await asyncio.to_thread(
             wait_for,
             lambda: all(
-                http.get(f"/globus/sessions/{sid}/tasks/{t}").json()["status"] == "SUCCEEDED"
+                http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"] == "SUCCEEDED"
                 for t in task_ids
             ),
             what="all tasks SUCCEEDED",
@@ -145,15 +145,15 @@ async def test_replay_and_live_have_no_gaps_or_duplicates(
 async def test_filters_by_topic_and_task(daemon: DaemonProcess, sim: Simulator) -> None:
     creds = sim.add_user("alice")
     http = client(daemon)
-    sid = register(http, creds)
-    first = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("f1")).json()[
+    session_id = register(http, creds)
+    first = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("f1")).json()[
         "task_id"
     ]
-    http.post(f"/globus/sessions/{sid}/tasks/{first}/wait", json={"timeout": 10})
-    second = http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("f2")).json()[
+    http.post(f"/globus/sessions/{session_id}/tasks/{first}/wait", json={"timeout": 10})
+    second = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("f2")).json()[
         "task_id"
     ]
-    http.post(f"/globus/sessions/{sid}/tasks/{second}/wait", json={"timeout": 10})
+    http.post(f"/globus/sessions/{session_id}/tasks/{second}/wait", json={"timeout": 10})
     http.close()
 
     ws = await ws_connect(daemon, since=0, task_id=second)
@@ -212,7 +212,7 @@ async def test_first_message_is_a_heartbeat_so_from_now_resumes_without_gap(
         first = json.loads(await ws.recv())
     await ws.close()
     with client(daemon) as http:
-        sid = register(http, creds)  # committed while nobody listens
+        session_id = register(http, creds)  # committed while nobody listens
         missed = [e for e in history(http) if e["seq"] > first["head"]]
     again = await ws_connect(daemon, since=first["head"])
     try:
@@ -222,7 +222,7 @@ async def test_first_message_is_a_heartbeat_so_from_now_resumes_without_gap(
     assert first["type"] == "heartbeat"
     assert first["head"] == head
     assert [e["kind"] for e in missed] == ["session_opened"]
-    assert missed[0]["session_id"] == sid
+    assert missed[0]["session_id"] == session_id
     assert got == missed
 
 
@@ -236,10 +236,10 @@ async def test_slow_client_is_closed_with_resume_cursor(
     try:
         creds = sim.add_user("alice")
         http = client(process)
-        sid = register(http, creds)
+        session_id = register(http, creds)
         slow = await ws_connect(process, since=0)
         for i in range(12):
-            http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body(f"s{i}"))
+            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"s{i}"))
         # All finish at once: the next sweep appends 12 changes in one batch.
         sim.finish_all()
         received: list[dict[str, object]] = []
@@ -257,9 +257,9 @@ async def test_slow_client_is_closed_with_resume_cursor(
         await asyncio.to_thread(
             wait_for,
             lambda: (
-                not http.get(f"/globus/sessions/{sid}/tasks", params={"status": "ACTIVE"}).json()[
-                    "tasks"
-                ]
+                not http.get(
+                    f"/globus/sessions/{session_id}/tasks", params={"status": "ACTIVE"}
+                ).json()["tasks"]
             ),
         )
         truth = history(http)
@@ -293,10 +293,10 @@ async def test_progress_events_while_bytes_move(tmp_path: Path) -> None:
         try:
             creds = sim.add_user("alice")
             with client(process) as http:
-                sid = register(http, creds)
-            ws = await ws_connect(process, session_id=sid, topic="transfer_status")
+                session_id = register(http, creds)
+            ws = await ws_connect(process, session_id=session_id, topic="transfer_status")
             with client(process) as http:
-                http.post(f"/globus/sessions/{sid}/transfers", json=transfer_body("slow"))
+                http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("slow"))
             events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED", seconds=30)
             await ws.close()
         finally:

@@ -181,7 +181,7 @@ def test_a_transfer_appears_and_succeeds_live_and_every_view_shows_it(
     page.screenshot(path=str(shots / "history.png"))
 
     page.locator("#tab-sessions").click()
-    session_row = page.locator(f'#sessions tr[data-sid="{globus.session_id}"]')
+    session_row = page.locator(f'#sessions tr[data-session-id="{globus.session_id}"]')
     expect(session_row.locator("td").nth(1)).to_have_text("valid")
     page.screenshot(path=str(shots / "sessions.png"))
 
@@ -286,7 +286,7 @@ def test_reload_and_daemon_restart_lose_nothing_and_duplicate_nothing(
     daemon.restart()
     expect(page.locator("#conn")).to_have_text("live")
     # The daemon keeps no Globus credential across a restart: hand it over again.
-    globus.register_session(access_token=user.access_token, sid=globus.session_id)
+    globus.register_session(access_token=user.access_token, session_id=globus.session_id)
     expect(_row(page, third)).to_have_attribute("data-status", "SUCCEEDED")
     expect(page.locator("#conn")).to_have_text("live")
     seqs = _activity_seqs(page)

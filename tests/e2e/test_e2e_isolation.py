@@ -35,18 +35,18 @@ GODATA = [{"source": "/home/share/godata/", "destination": "/~/iso/", "recursive
 KNOWN = {
     ("GET", "/endpoints"),
     ("POST", "/globus/sessions"),
-    ("DELETE", "/globus/sessions/{sid}"),
-    ("POST", "/globus/sessions/{sid}/transfers"),
-    ("POST", "/globus/sessions/{sid}/deletes"),
-    ("GET", "/globus/sessions/{sid}/tasks"),
-    ("GET", "/globus/sessions/{sid}/tasks/{task_id}"),
-    ("POST", "/globus/sessions/{sid}/tasks/{task_id}/wait"),
-    ("POST", "/globus/sessions/{sid}/tasks/{task_id}/cancel"),
-    ("GET", "/globus/sessions/{sid}/ls"),
-    ("POST", "/globus/sessions/{sid}/mkdir"),
-    ("POST", "/globus/sessions/{sid}/rename"),
-    ("GET", "/globus/sessions/{sid}/endpoint_search"),
-    ("GET", "/globus/sessions/{sid}/endpoints/{collection}"),
+    ("DELETE", "/globus/sessions/{session_id}"),
+    ("POST", "/globus/sessions/{session_id}/transfers"),
+    ("POST", "/globus/sessions/{session_id}/deletes"),
+    ("GET", "/globus/sessions/{session_id}/tasks"),
+    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}"),
+    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/wait"),
+    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/cancel"),
+    ("GET", "/globus/sessions/{session_id}/ls"),
+    ("POST", "/globus/sessions/{session_id}/mkdir"),
+    ("POST", "/globus/sessions/{session_id}/rename"),
+    ("GET", "/globus/sessions/{session_id}/endpoint_search"),
+    ("GET", "/globus/sessions/{session_id}/endpoints/{collection}"),
     ("GET", "/globus/history"),
 }
 
@@ -62,10 +62,10 @@ class Party:
         self.creds = sim.add_user(name)
         answer = self.http.post("/globus/sessions", json={"access_token": self.creds.access_token})
         assert answer.status_code == 200, answer.text
-        self.sid = str(answer.json()["sid"])
+        self.session_id = str(answer.json()["session_id"])
         self.label = f"secret-label-{name}"
         body = {"source": C1, "destination": C2, "items": GODATA, "label": self.label}
-        answer = self.http.post(f"/globus/sessions/{self.sid}/transfers", json=body)
+        answer = self.http.post(f"/globus/sessions/{self.session_id}/transfers", json=body)
         assert answer.status_code == 200, answer.text
         self.task_id = str(answer.json()["task_id"])
 
@@ -109,7 +109,7 @@ def routes(daemon: DaemonProcess) -> list[tuple[str, str]]:
 
 def fill(path: str, party: Party) -> str:
     return (
-        path.replace("{sid}", party.sid)
+        path.replace("{session_id}", party.session_id)
         .replace("{task_id}", party.task_id)
         .replace("{collection}", C1)
     )
@@ -162,7 +162,7 @@ def test_every_route_needs_a_valid_token(
     anonymous.close()
     assert checked >= len(KNOWN) * len(refusals)
     # The task was untouched by all of that.
-    row = alice.http.get(f"/globus/sessions/{alice.sid}/tasks/{alice.task_id}").json()
+    row = alice.http.get(f"/globus/sessions/{alice.session_id}/tasks/{alice.task_id}").json()
     assert row["status"] == "ACTIVE"
 
 
@@ -189,7 +189,7 @@ def test_another_token_gets_404_on_every_session_route(
     parties: tuple[Party, Party], routes: list[tuple[str, str]]
 ) -> None:
     alice, bob = parties
-    session_routes = [(m, p) for m, p in routes if "{sid}" in p]
+    session_routes = [(m, p) for m, p in routes if "{session_id}" in p]
     assert len(session_routes) >= 12
     for method, path in session_routes:
         query = {"collection": C1} if path.endswith("/ls") else None
@@ -201,17 +201,19 @@ def test_another_token_gets_404_on_every_session_route(
         assert alice.label not in answer.text
         assert alice.creds.username not in answer.text
     # Bob's own session works on the same routes (so the 404s above are about ownership).
-    assert bob.http.get(f"/globus/sessions/{bob.sid}/tasks/{bob.task_id}").status_code == 200
+    assert bob.http.get(f"/globus/sessions/{bob.session_id}/tasks/{bob.task_id}").status_code == 200
     # None of that touched Alice's session or task.
-    row = alice.http.get(f"/globus/sessions/{alice.sid}/tasks/{alice.task_id}")
+    row = alice.http.get(f"/globus/sessions/{alice.session_id}/tasks/{alice.task_id}")
     assert row.status_code == 200
     assert row.json()["status"] == "ACTIVE"
-    assert alice.http.get(f"/globus/sessions/{alice.sid}/tasks").json()["tasks"]
+    assert alice.http.get(f"/globus/sessions/{alice.session_id}/tasks").json()["tasks"]
 
 
 def test_history_shows_only_the_callers_own_data(parties: tuple[Party, Party]) -> None:
     alice, bob = parties
-    assert bob.http.get("/globus/history", params={"session_id": alice.sid}).status_code == 404
+    assert (
+        bob.http.get("/globus/history", params={"session_id": alice.session_id}).status_code == 404
+    )
     for params in (
         {"task_id": alice.task_id},
         {"task_id": alice.task_id, "view": "tasks"},
@@ -224,9 +226,11 @@ def test_history_shows_only_the_callers_own_data(parties: tuple[Party, Party]) -
         answer = bob.http.get("/globus/history", params=params)
         assert answer.status_code == 200, answer.text
         text = answer.text
-        assert alice.sid not in text and alice.task_id not in text and alice.label not in text
+        assert (
+            alice.session_id not in text and alice.task_id not in text and alice.label not in text
+        )
         rows = answer.json().get("events", answer.json().get("tasks"))
-        assert all(r["session_id"] == bob.sid for r in rows), rows
+        assert all(r["session_id"] == bob.session_id for r in rows), rows
     # Alice sees hers: the filters work, Bob just has no right to them.
     mine = alice.http.get("/globus/history", params={"task_id": alice.task_id}).json()
     assert mine["events"]
@@ -253,7 +257,7 @@ async def test_websocket_of_another_token_sees_nothing(
 ) -> None:
     alice, bob = parties
     base = daemon.ws_url
-    _, closed = await _collect(f"{base}?since=0&session_id={alice.sid}", bob.token, 2)
+    _, closed = await _collect(f"{base}?since=0&session_id={alice.session_id}", bob.token, 2)
     assert closed is not None and closed.code == 4404
     # Live and replayed: Alice's task changes while Bob listens with every filter he can try.
     listeners = [
@@ -271,7 +275,7 @@ async def test_websocket_of_another_token_sees_nothing(
         messages, closed = await listener
         assert closed is None
         events = [m for m in messages if m["type"] == "event"]
-        assert all(e["session_id"] == bob.sid for e in events), events
+        assert all(e["session_id"] == bob.session_id for e in events), events
         assert alice.task_id not in json.dumps(messages)
     await asyncio.to_thread(sim.renew_credential, alice.task_id)
 
@@ -282,14 +286,14 @@ def test_sids_are_unguessable_and_listed_only_to_their_token(
     # The one route that lists sessions lists the asking token's own, and no other's.
     assert ("GET", "/globus/sessions") in routes
     http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=30 * UNIT)
-    before = {s["sid"] for s in http.get("/globus/sessions").json()["sessions"]}
+    before = {s["session_id"] for s in http.get("/globus/sessions").json()["sessions"]}
     creds = sim.add_user("iso-many")
     sids = set()
     for _ in range(20):
         answer = http.post("/globus/sessions", json={"access_token": creds.access_token})
-        sids.add(answer.json()["sid"])
+        sids.add(answer.json()["session_id"])
     assert len(sids) == 20
-    listed = {s["sid"] for s in http.get("/globus/sessions").json()["sessions"]}
+    listed = {s["session_id"] for s in http.get("/globus/sessions").json()["sessions"]}
     assert listed - before == sids
     other = daemon.add_token("iso-lister")
     stranger = httpx.Client(
@@ -297,16 +301,16 @@ def test_sids_are_unguessable_and_listed_only_to_their_token(
     )
     assert stranger.get("/globus/sessions").json() == {"sessions": []}
     stranger.close()
-    for sid in sids:
+    for session_id in sids:
         # Random bytes as hex (4 bits per character) or URL-safe base64 (6 bits).
-        if re.fullmatch(r"[0-9a-f]+", sid):
-            bits = len(sid) * 4
+        if re.fullmatch(r"[0-9a-f]+", session_id):
+            bits = len(session_id) * 4
         else:
-            assert re.fullmatch(r"[A-Za-z0-9_-]+", sid), sid
-            bits = len(sid) * 6
-        assert bits >= 128, sid
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", session_id), session_id
+            bits = len(session_id) * 6
+        assert bits >= 128, session_id
     # Not sequential or sharing a prefix (cheap sanity: random ids differ early).
-    assert len({sid[:4] for sid in sids}) >= 15
+    assert len({session_id[:4] for session_id in sids}) >= 15
     http.close()
 
 
@@ -376,7 +380,9 @@ def test_finished_parties_keep_their_own_rows(parties: tuple[Party, Party], sim:
     def done() -> list[str]:
         out = []
         for party in parties:
-            row = party.http.get(f"/globus/sessions/{party.sid}/tasks/{party.task_id}").json()
+            row = party.http.get(
+                f"/globus/sessions/{party.session_id}/tasks/{party.task_id}"
+            ).json()
             if row["status"] != "SUCCEEDED":
                 out.append(f"{party.creds.username}: {row['status']}")
         return out

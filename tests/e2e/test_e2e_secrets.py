@@ -187,9 +187,11 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
         return http.post("/globus/sessions", json=body)
 
     # -- registration, valid and not ----------------------------------------------------
-    sid_alice = register(access_token=alice.access_token).json()["sid"]
-    sid_bob = register(refresh_token=bob.refresh_token, client_id=bob.client_id).json()["sid"]
-    sid_carol = register(access_token=carol.access_token).json()["sid"]
+    sid_alice = register(access_token=alice.access_token).json()["session_id"]
+    sid_bob = register(refresh_token=bob.refresh_token, client_id=bob.client_id).json()[
+        "session_id"
+    ]
+    sid_carol = register(access_token=carol.access_token).json()["session_id"]
     assert register(refresh_token=bogus_refresh, client_id=bob.client_id).status_code == 401
     assert register(refresh_token=bob.refresh_token, client_id=bogus_client).status_code == 401
     assert register(refresh_token=alice.refresh_token, client_id=bob.client_id).status_code == 401
@@ -197,14 +199,14 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
     assert register(acess_token=alice.access_token).status_code == 422  # typo'd field
     assert register(access_token=alice.access_token * 200).status_code == 422  # too long
     assert register(access_token=[alice.access_token]).status_code == 422  # wrong type
-    assert register(access_token=alice.access_token, sid=123).status_code == 422
+    assert register(access_token=alice.access_token, session_id=123).status_code == 422
     broken = http.post(
         "/globus/sessions",
         content=b'{"access_token": "' + alice.access_token.encode(),
         headers={"Content-Type": "application/json"},
     )
     assert broken.status_code in (400, 422)
-    sid_bogus = register(access_token=bogus_access).json()["sid"]
+    sid_bogus = register(access_token=bogus_access).json()["session_id"]
 
     # -- 401s with credentials where the daemon token belongs ----------------------------
     for wrong in (bogus_daemon, alice.access_token, bob.refresh_token):
@@ -217,9 +219,9 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
         )
         assert answer.status_code == 401
 
-    def submit(sid: str, **extra: Any) -> httpx.Response:
+    def submit(session_id: str, **extra: Any) -> httpx.Response:
         body = {"source": C1, "destination": C2, "items": GODATA, **extra}
-        return http.post(f"/globus/sessions/{sid}/transfers", json=body)
+        return http.post(f"/globus/sessions/{session_id}/transfers", json=body)
 
     # -- submits: accepted, refused, pending, consent, a made-up token -------------------
     assert submit(sid_alice, label="fine").status_code == 200
@@ -242,7 +244,7 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
     http.post(f"/globus/sessions/{sid_alice}/mkdir", json={"collection": C2, "path": "/~/m"})
 
     # -- token expiry: access token (session stops), refresh token (renewed, then revoked) --
-    sid_alice_2 = register(access_token=alice.access_token).json()["sid"]
+    sid_alice_2 = register(access_token=alice.access_token).json()["session_id"]
     assert submit(sid_alice_2).status_code == 200
     sim.expire_token(alice.username)
     sim.expire_token(bob.username)
@@ -255,7 +257,7 @@ def _exercise(ev: Evidence, sim: Simulator, daemon: DaemonProcess) -> None:
     wait_until(expired_recorded, timeout=15 * UNIT)
     assert submit(sid_alice_2).status_code == 401
     fresh = ev.secret("alice's second access token", fresh_access_token(sim, alice))
-    assert register(access_token=fresh, sid=sid_alice_2).status_code == 200
+    assert register(access_token=fresh, session_id=sid_alice_2).status_code == 200
     assert submit(sid_bob).status_code == 200  # the daemon refreshed bob's access token
     sim.revoke_refresh_token(bob.refresh_token)
     sim.expire_token(bob.username)

@@ -98,7 +98,7 @@ class SessionModel:
         self.creds = creds
         self.kind = kind  # "access_token" or "refresh_token"
         self.client = client
-        self.sid = ""
+        self.session_id = ""
         self.live = True  # the daemon holds a credential Globus accepts
         self.intents = 0  # submits asked for (an upper bound of its Globus tasks)
         self.pending: set[str] = set()  # submission ids answered SubmitPending
@@ -185,7 +185,7 @@ class E2EMachine(RuleBasedStateMachine):
         model = SessionModel(creds=creds, kind=kind, client=client)
         self._register(model, first=True)
         assert client.session_id is not None
-        model.sid = client.session_id
+        model.session_id = client.session_id
         self.all_sessions.append(model)
         return model
 
@@ -348,7 +348,7 @@ class E2EMachine(RuleBasedStateMachine):
     @rule(target=subscribers, session=st.none() | sessions)
     def subscribe(self, session: SessionModel | None) -> SubscriberModel:
         client = self._client(
-            session_id=session.sid if session else None, remember_credential=False
+            session_id=session.session_id if session else None, remember_credential=False
         )
         model = SubscriberModel(session=session, client=client)
         model.start()
@@ -422,11 +422,13 @@ class E2EMachine(RuleBasedStateMachine):
         rows = self.observer.history(view="tasks", limit=1000)["tasks"]
         return {r["task_id"]: r for r in rows}
 
-    def _session_of_sid(self, sid: str) -> SessionModel:
+    def _session_of_sid(self, session_id: str) -> SessionModel:
         for model in self.all_sessions:
-            if model.sid == sid:
+            if model.session_id == session_id:
                 return model
-        raise AssertionError(f"the ledger shows session {sid} that this example never opened")
+        raise AssertionError(
+            f"the ledger shows session {session_id} that this example never opened"
+        )
 
     def _lagging(self) -> list[str]:
         """What the daemon has not caught up with yet (eventually empty, or a bug)."""
@@ -469,8 +471,8 @@ class E2EMachine(RuleBasedStateMachine):
         return problems
 
     def _expected_events(self, subscriber: SubscriberModel) -> list[dict[str, Any]]:
-        sid = subscriber.session.sid if subscriber.session else None
-        return list(self.observer.iter_history(session_id=sid, page_size=1000))
+        session_id = subscriber.session.session_id if subscriber.session else None
+        return list(self.observer.iter_history(session_id=session_id, page_size=1000))
 
     def _check_exact(self) -> None:
         truth = self._our_truth()

@@ -46,21 +46,21 @@ ROUTES = (
     ("GET", "/endpoints"),
     ("POST", "/globus/sessions"),
     ("GET", "/globus/sessions"),
-    ("GET", "/globus/sessions/{sid}"),
-    ("DELETE", "/globus/sessions/{sid}"),
-    ("POST", "/globus/sessions/{sid}/transfers"),
-    ("POST", "/globus/sessions/{sid}/deletes"),
-    ("GET", "/globus/sessions/{sid}/submission_id"),
-    ("GET", "/globus/sessions/{sid}/tasks"),
-    ("GET", "/globus/sessions/{sid}/tasks/{task_id}"),
-    ("POST", "/globus/sessions/{sid}/tasks/{task_id}/wait"),
-    ("POST", "/globus/sessions/{sid}/tasks/{task_id}/cancel"),
-    ("GET", "/globus/sessions/{sid}/tasks/{task_id}/events"),
-    ("GET", "/globus/sessions/{sid}/ls"),
-    ("POST", "/globus/sessions/{sid}/mkdir"),
-    ("POST", "/globus/sessions/{sid}/rename"),
-    ("GET", "/globus/sessions/{sid}/endpoint_search"),
-    ("GET", "/globus/sessions/{sid}/endpoints/{collection}"),
+    ("GET", "/globus/sessions/{session_id}"),
+    ("DELETE", "/globus/sessions/{session_id}"),
+    ("POST", "/globus/sessions/{session_id}/transfers"),
+    ("POST", "/globus/sessions/{session_id}/deletes"),
+    ("GET", "/globus/sessions/{session_id}/submission_id"),
+    ("GET", "/globus/sessions/{session_id}/tasks"),
+    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}"),
+    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/wait"),
+    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/cancel"),
+    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}/events"),
+    ("GET", "/globus/sessions/{session_id}/ls"),
+    ("POST", "/globus/sessions/{session_id}/mkdir"),
+    ("POST", "/globus/sessions/{session_id}/rename"),
+    ("GET", "/globus/sessions/{session_id}/endpoint_search"),
+    ("GET", "/globus/sessions/{session_id}/endpoints/{collection}"),
     ("GET", "/globus/history"),
     ("POST", "/dashboard/api/link"),
 )
@@ -86,7 +86,7 @@ class Target:
     sim: Simulator
     schema: Any
     access_token: str
-    sid: str
+    session_id: str
     task_id: str
 
     def fresh_session(self) -> str:
@@ -97,7 +97,7 @@ class Target:
             timeout=30 * UNIT,
         )
         assert answer.status_code == 200, answer.text
-        return str(answer.json()["sid"])
+        return str(answer.json()["session_id"])
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,12 @@ def target(fuzz_daemon: DaemonProcess, fuzz_sim: Simulator) -> Iterator[Target]:
     with httpx.Client(
         base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=30 * UNIT
     ) as http:
-        sid = http.post("/globus/sessions", json={"access_token": creds.access_token}).json()["sid"]
+        session_id = http.post(
+            "/globus/sessions", json={"access_token": creds.access_token}
+        ).json()["session_id"]
         item = {"source": "/home/share/godata/file1.txt", "destination": "/~/fuzz.txt"}
         submitted = http.post(
-            f"/globus/sessions/{sid}/transfers",
+            f"/globus/sessions/{session_id}/transfers",
             json={
                 "source": TUTORIAL_COLLECTION_1,
                 "destination": TUTORIAL_COLLECTION_2,
@@ -124,9 +126,11 @@ def target(fuzz_daemon: DaemonProcess, fuzz_sim: Simulator) -> Iterator[Target]:
         assert submitted.status_code == 200, submitted.text
         task_id = submitted.json()["task_id"]
         # A finished task: a fuzzed wait on it answers at once instead of blocking.
-        done = http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={"timeout": 30})
+        done = http.post(
+            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 30}
+        )
         assert done.json()["done"], done.text
-    yield Target(fuzz_daemon, fuzz_sim, schema, creds.access_token, sid, task_id)
+    yield Target(fuzz_daemon, fuzz_sim, schema, creds.access_token, session_id, task_id)
 
 
 def clear_rejection(_ctx: Any, response: Response, case: Case) -> bool | None:
@@ -157,9 +161,11 @@ def _aim(case: Case, target: Target, pick: int) -> None:
     params = case.path_parameters
     if params is None:
         return
-    if "sid" in params:
+    if "session_id" in params:
         # Unregistering the shared session would turn every later case into a 404.
-        params["sid"] = target.fresh_session() if case.method == "DELETE" else target.sid
+        params["session_id"] = (
+            target.fresh_session() if case.method == "DELETE" else target.session_id
+        )
     if "task_id" in params and pick >= 2:
         params["task_id"] = target.task_id
 
@@ -218,7 +224,9 @@ def test_route_survives_fuzzing(
 def test_no_token_is_refused_on_every_route(target: Target) -> None:
     """The fuzzers above all carry the token; without it every route is a clear 401."""
     for method, path in ROUTES:
-        url = target.daemon.url + path.format(sid=target.sid, task_id="x", collection="local")
+        url = target.daemon.url + path.format(
+            session_id=target.session_id, task_id="x", collection="local"
+        )
         answer = httpx.request(method, url, json={}, timeout=30 * UNIT)
         assert answer.status_code == 401, (method, path, answer.text)
         assert answer.json()["error"] == "Unauthorized"

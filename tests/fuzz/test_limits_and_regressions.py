@@ -31,12 +31,14 @@ def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
 def task(http: httpx.Client, fuzz_sim: Simulator) -> tuple[str, str]:
     """A session and a finished task in it."""
     creds = fuzz_sim.add_user("limits")
-    sid = http.post("/globus/sessions", json={"access_token": creds.access_token}).json()["sid"]
+    session_id = http.post("/globus/sessions", json={"access_token": creds.access_token}).json()[
+        "session_id"
+    ]
     item = {"source": "/home/share/godata/file1.txt", "destination": "/~/l.txt"}
     body = {"source": TUTORIAL_COLLECTION_1, "destination": TUTORIAL_COLLECTION_2, "items": [item]}
-    task_id = http.post(f"/globus/sessions/{sid}/transfers", json=body).json()["task_id"]
-    assert http.post(f"/globus/sessions/{sid}/tasks/{task_id}/wait", json={}).json()["done"]
-    return sid, task_id
+    task_id = http.post(f"/globus/sessions/{session_id}/transfers", json=body).json()["task_id"]
+    assert http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={}).json()["done"]
+    return session_id, task_id
 
 
 def _padded(document: dict[str, Any], size: int) -> bytes:
@@ -64,10 +66,10 @@ def _assert_413(answer: httpx.Response) -> None:
 def test_body_limit_is_exact_whether_declared_or_streamed(
     fuzz_daemon: DaemonProcess, task: tuple[str, str], extra: int, chunked: bool
 ) -> None:
-    sid, task_id = task
+    session_id, task_id = task
     size = MAX_BODY + extra
     content = _padded({"timeout": 0}, size)
-    url = f"{fuzz_daemon.url}/globus/sessions/{sid}/tasks/{task_id}/wait"
+    url = f"{fuzz_daemon.url}/globus/sessions/{session_id}/tasks/{task_id}/wait"
     headers = {**fuzz_daemon.headers, "Content-Type": "application/json"}
     if chunked:
         step = 256 * 1024
@@ -122,9 +124,9 @@ def test_lying_content_length_is_answered_at_once(
 
 def test_huge_offsets_are_422_not_500(http: httpx.Client, task: tuple[str, str]) -> None:
     """Was: offset/after beyond SQLite's 64-bit integers -> OverflowError -> 500."""
-    sid, _ = task
+    session_id, _ = task
     for path, name in (
-        (f"/globus/sessions/{sid}/tasks", "offset"),
+        (f"/globus/sessions/{session_id}/tasks", "offset"),
         ("/globus/history", "offset"),
         ("/globus/history", "after"),
     ):
@@ -137,9 +139,9 @@ def test_huge_offsets_are_422_not_500(http: httpx.Client, task: tuple[str, str])
 
 def test_undecodable_body_is_a_clear_400(http: httpx.Client, task: tuple[str, str]) -> None:
     """Was: 400 {"error": "HTTPError", "message": "There was an error parsing the body"}."""
-    sid, _ = task
+    session_id, _ = task
     answer = http.post(
-        f"/globus/sessions/{sid}/mkdir",
+        f"/globus/sessions/{session_id}/mkdir",
         content=b"\xff\xfe{",
         headers={"Content-Type": "application/json"},
     )
@@ -163,9 +165,11 @@ def test_wrong_json_types_are_refused_not_converted(
     http: httpx.Client, task: tuple[str, str], route: str, body: dict[str, Any], field: str
 ) -> None:
     """Was: {"timeout": false} waited 0 s, {"recursive": 1} deleted recursively."""
-    sid, task_id = task
-    path = f"/globus/sessions/{sid}/tasks/{task_id}/wait" if route == "wait" else route
-    answer = http.post(path if route == "wait" else f"/globus/sessions/{sid}/{route}", json=body)
+    session_id, task_id = task
+    path = f"/globus/sessions/{session_id}/tasks/{task_id}/wait" if route == "wait" else route
+    answer = http.post(
+        path if route == "wait" else f"/globus/sessions/{session_id}/{route}", json=body
+    )
     assert answer.status_code == 422, answer.text
     assert field in answer.json()["message"]
 

@@ -80,14 +80,14 @@ def _register(http: httpx.Client, access_token: str) -> str:
     """One new session: a ``session_opened`` event for the token's subscribers."""
     answer = http.post("/globus/sessions", json={"access_token": access_token})
     assert answer.status_code == 200, answer.text
-    return str(answer.json()["sid"])
+    return str(answer.json()["session_id"])
 
 
 async def _aregister(process: DaemonProcess, access_token: str) -> str:
     async with httpx.AsyncClient(base_url=process.url, headers=process.headers) as c:
         answer = await c.post("/globus/sessions", json={"access_token": access_token})
     assert answer.status_code == 200, answer.text
-    return str(answer.json()["sid"])
+    return str(answer.json()["session_id"])
 
 
 # -- client frames: malformed, wrong types, binary, floods ------------------------------
@@ -122,9 +122,9 @@ def test_client_frames_are_ignored_and_the_stream_goes_on(
         try:
             for frame in frames:
                 await ws.send(frame)
-            sid = await _aregister(fuzz_daemon, access_token)
+            session_id = await _aregister(fuzz_daemon, access_token)
             event = await _next_event(ws)
-            assert event["session_id"] == sid
+            assert event["session_id"] == session_id
             return event
         finally:
             await ws.close()
@@ -151,11 +151,11 @@ def test_flood_of_frames_does_not_starve_others(
         floods = [asyncio.create_task(flood(ws)) for ws in flooders]
         await asyncio.sleep(0.2)
         started = time.monotonic()
-        sid = await _aregister(fuzz_daemon, access_token)
+        session_id = await _aregister(fuzz_daemon, access_token)
         event = await _next_event(quiet, seconds=10)
         delay = time.monotonic() - started
         await asyncio.gather(*floods)
-        assert event["session_id"] == sid
+        assert event["session_id"] == session_id
         for ws in [quiet, *flooders]:
             await ws.close()
         return delay
@@ -184,9 +184,9 @@ def test_frame_over_the_limit_is_closed_with_1009(
                 while True:
                     await over.recv()
         # The bystander and the client that stayed within the limit keep being served.
-        sid = await _aregister(fuzz_daemon, access_token)
+        session_id = await _aregister(fuzz_daemon, access_token)
         event = await _next_event(bystander)
-        assert event["session_id"] == sid
+        assert event["session_id"] == session_id
         pong = await at_limit.ping()
         async with asyncio.timeout(5):
             await pong
@@ -290,12 +290,12 @@ def test_any_query_is_served_or_refused_with_4400(
 def test_another_tokens_session_is_refused_with_4404(
     fuzz_daemon: DaemonProcess, http: httpx.Client, access_token: str
 ) -> None:
-    sid = _register(http, access_token)
+    session_id = _register(http, access_token)
     other = fuzz_daemon.add_token("ws-other")
 
     async def scenario() -> tuple[int | None, str]:
         ws = await websockets.connect(
-            _url(fuzz_daemon, session_id=sid, since=0),
+            _url(fuzz_daemon, session_id=session_id, since=0),
             additional_headers={"Authorization": f"Bearer {other}"},
             open_timeout=10,
         )
@@ -309,7 +309,7 @@ def test_another_tokens_session_is_refused_with_4404(
 
     code, reason = asyncio.run(scenario())
     assert code == 4404
-    assert sid in reason
+    assert session_id in reason
 
 
 # -- connection abuse ---------------------------------------------------------------------
@@ -357,10 +357,10 @@ def test_connect_disconnect_storm_leaks_nothing(
 
     async def still_streams() -> str:
         ws = await _connect(fuzz_daemon, topic="session")
-        sid = await _aregister(fuzz_daemon, access_token)
+        session_id = await _aregister(fuzz_daemon, access_token)
         event = await _next_event(ws)
         await ws.close()
-        assert event["session_id"] == sid
+        assert event["session_id"] == session_id
         return str(event["kind"])
 
     assert asyncio.run(still_streams()) == "session_opened"
@@ -411,7 +411,7 @@ def test_reader_that_stops_reading_is_closed_with_4008_and_resume_seq(
     bound nor stalls anyone else; once the client reads again it finds the events it was
     sent, then a 4008 close whose reason names the last of them; resuming from there gives
     the rest with no gap."""
-    sid = _register(http, access_token)
+    session_id = _register(http, access_token)
     head = asyncio.run(_head(fuzz_daemon))
     slow = RawSocket(_url(fuzz_daemon, since=head), rcvbuf=4096)
     assert slow.handshake(fuzz_daemon.token).startswith("HTTP/1.1 101")
@@ -422,7 +422,7 @@ def test_reader_that_stops_reading_is_closed_with_4008_and_resume_seq(
             base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
         ) as c:
             for n in range(2):
-                big = await c.post(f"/globus/sessions/{sid}/deletes", json=_big_delete(n))
+                big = await c.post(f"/globus/sessions/{session_id}/deletes", json=_big_delete(n))
                 assert big.status_code == 200, big.text
             # More events than the slow client's queue holds.
             sids = [await _aregister(fuzz_daemon, access_token) for _ in range(WS_QUEUE + 10)]

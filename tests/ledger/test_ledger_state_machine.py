@@ -124,10 +124,10 @@ class Model:
             if event.task_id not in self.tasks:
                 return UnknownTask
             if isinstance(event, CancelRequested):
-                sid = event.session_id
+                session_id = event.session_id
                 self.pending_cancels.pop(event.task_id, None)  # a new request goes last
                 self.pending_cancels[event.task_id] = (
-                    sid if sid is not None else self.task_sessions[event.task_id]
+                    session_id if session_id is not None else self.task_sessions[event.task_id]
                 )
             else:
                 self.pending_cancels.pop(event.task_id, None)
@@ -166,7 +166,7 @@ def events(model: Model) -> st.SearchStrategy[Event]:
     @st.composite
     def build(draw: st.DrawFn) -> Event:
         kind = draw(st.integers(0, 9))
-        sid = draw(sessions)
+        session_id = draw(sessions)
         if kind == 0:
             delete = draw(st.booleans())
             request: Any = (
@@ -175,7 +175,7 @@ def events(model: Model) -> st.SearchStrategy[Event]:
                 else transfer_request(draw(labels))
             )
             return SubmitRequested(
-                session_id=sid,
+                session_id=session_id,
                 owner="alice",
                 submission_id=draw(new_submissions),
                 type="DELETE" if delete else "TRANSFER",
@@ -184,7 +184,7 @@ def events(model: Model) -> st.SearchStrategy[Event]:
         if kind in (1, 2):
             cls = TaskSubmitted if kind == 1 else DeleteSubmitted
             return cls(
-                session_id=sid,
+                session_id=session_id,
                 owner="alice",
                 submission_id=draw(open_submissions),
                 task_id=draw(new_tasks),
@@ -192,7 +192,9 @@ def events(model: Model) -> st.SearchStrategy[Event]:
                 status=draw(st.sampled_from(STATUSES)),
             )
         if kind == 3:
-            return SubmitFailed(session_id=sid, submission_id=draw(open_submissions), code="C")
+            return SubmitFailed(
+                session_id=session_id, submission_id=draw(open_submissions), code="C"
+            )
         task_id = draw(tasks)
         if kind in (4, 5):
             return TaskProgress(
@@ -216,19 +218,19 @@ def events(model: Model) -> st.SearchStrategy[Event]:
                 fatal_error=fatal,
             )
         if kind == 7:
-            return CancelRequested(session_id=sid, task_id=task_id)
+            return CancelRequested(session_id=session_id, task_id=task_id)
         if kind == 8:
-            return CancelResult(session_id=sid, task_id=task_id, code="Canceled")
+            return CancelResult(session_id=session_id, task_id=task_id, code="Canceled")
         return draw(
             st.sampled_from(
                 [
                     SessionOpened(
-                        session_id=sid,
+                        session_id=session_id,
                         auth="refresh_token",
                         local_collection=draw(st.sampled_from(["lc", "other"])),
                     ),
-                    SessionClosed(session_id=sid),
-                    CredentialExpired(session_id=sid, message="token expired"),
+                    SessionClosed(session_id=session_id),
+                    CredentialExpired(session_id=session_id, message="token expired"),
                 ]
             )
         )
@@ -406,10 +408,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert [(c.task_id, c.session_id) for c in cancels] == list(
             self.model.pending_cancels.items()
         )
-        for sid in SESSIONS:
-            mine = self.run(self.ledger.pending_cancels(session_id=sid))
+        for session_id in SESSIONS:
+            mine = self.run(self.ledger.pending_cancels(session_id=session_id))
             assert [c.task_id for c in mine] == [
-                t for t, s in self.model.pending_cancels.items() if s == sid
+                t for t, s in self.model.pending_cancels.items() if s == session_id
             ]
 
     @invariant()

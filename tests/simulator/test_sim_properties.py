@@ -25,10 +25,10 @@ from radical.orbit.simulator.filters import (
 SIZES = st.lists(st.integers(min_value=0, max_value=5_000), min_size=0, max_size=6)
 
 
-def _request(sid: str, kind: str = "TRANSFER") -> TaskRequest:
+def _request(sub_id: str, kind: str = "TRANSFER") -> TaskRequest:
     return TaskRequest(
         type="DELETE" if kind == "DELETE" else "TRANSFER",
-        submission_id=sid,
+        submission_id=sub_id,
         source_endpoint_id="s",
         source_display_name="S",
         destination_endpoint_id="d",
@@ -70,24 +70,24 @@ class EngineMachine(RuleBasedStateMachine):
         reuse=st.booleans(),
     )
     def submit(self, owner: str, kind: str, sizes: list[int], reuse: bool) -> None:
-        sid = f"{owner}-{len(self.submissions)}"
+        sub_id = f"{owner}-{len(self.submissions)}"
         if reuse and self.submissions:
-            sid = sorted(self.submissions)[len(sizes) % len(self.submissions)]
+            sub_id = sorted(self.submissions)[len(sizes) % len(self.submissions)]
         try:
             task, dup = self.engine.submit(
-                _request(sid, kind), owner=sid.split("-")[0], owner_id="id", now=self.now
+                _request(sub_id, kind), owner=sub_id.split("-")[0], owner_id="id", now=self.now
             )
         except ApiError as err:
             assert err.status == 409
-            pending = [t for t in self.engine.tasks(sid.split("-")[0]) if not t.done]
+            pending = [t for t in self.engine.tasks(sub_id.split("-")[0]) if not t.done]
             assert len(pending) >= 8
             return
-        if sid in self.submissions:
+        if sub_id in self.submissions:
             assert dup
-            assert task.task_id == self.submissions[sid]
+            assert task.task_id == self.submissions[sub_id]
         else:
             assert not dup
-            self.submissions[sid] = task.task_id
+            self.submissions[sub_id] = task.task_id
             self.sizes[task.task_id] = sizes
 
     @rule(seconds=st.floats(min_value=0, max_value=5))

@@ -119,8 +119,8 @@ def test_progress_grows_while_active(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_duplicate_submission_returns_original_and_runs_once(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
-    sid = tc.get_submission_id()["value"]
-    td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2, submission_id=sid)
+    sub_id = tc.get_submission_id()["value"]
+    td = globus_sdk.TransferData(source_endpoint=C1, destination_endpoint=C2, submission_id=sub_id)
     td.add_item("/home/share/godata/file1.txt", "/~/one.txt")
     first = tc.submit_transfer(td)
     second = tc.submit_transfer(td)

@@ -45,15 +45,15 @@ def main() -> None:
     elif sys.argv[1] == "session":
         # A fresh simulator user: the control route hands out its credentials.
         user = call("POST", f"{SIM}/_sim/users", body={"name": "boot-check"})
-        sid = call(
+        session_id = call(
             "POST",
             f"{API}/globus/sessions",
             token=default,
             body={"access_token": user["access_token"]},
-        )["sid"]
+        )["session_id"]
         found = call(
             "GET",
-            f"{API}/globus/sessions/{sid}/endpoint_search?filter_text=tutorial&limit=5",
+            f"{API}/globus/sessions/{session_id}/endpoint_search?filter_text=tutorial&limit=5",
             token=default,
         )
         assert found["endpoints"], found
