@@ -77,7 +77,9 @@ def test_queue_order_cancel_wait_and_notifications(tmp_path: Path, long_sim: Sim
         assert globus.get_task(subs[1])["status"] == "QUEUED"
         with client(daemon) as http:
             queued = [e for e in history(http) if e["kind"] == "submit_queued"]
-        assert [e["data"]["submission_id"] for e in queued] == subs
+        # In submit order; a probe refused again (dequeued, sent, 409) queues its submit once
+        # more, so a slow machine may see a repeat after the first five.
+        assert list(dict.fromkeys(e["data"]["submission_id"] for e in queued)) == subs
         assert "PendingTasksLimitExceeded" in queued[0]["data"]["reason"]
         # Cancel one while it waits: it never reaches Globus.
         cancelled = globus.cancel_task(subs[1])
