@@ -172,9 +172,13 @@
       health = await api(ep('/dashboard/api/health'));
     } catch (e) {
       if (state.base !== base || !state.me) return;
-      $('endpoint').textContent = name + ': ' + e.message;
+      const why = e.status === 404 ? 'it serves no dashboard (dashboard = false there)' : e.message;
+      $('endpoint').textContent = name + ': ' + why;
       setConn('down', 'unavailable');
-      setTimeout(() => { if (state.base === base && state.me && !state.ws) pick(name); }, 5000);
+      // Offline (503) or unreachable: try again while it stays picked.
+      if (!e.status || e.status >= 500) {
+        setTimeout(() => { if (state.base === base && state.me && !state.ws) pick(name); }, 5000);
+      }
       return;
     }
     if (state.base !== base) return; // another endpoint was picked meanwhile

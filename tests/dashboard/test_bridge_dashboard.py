@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,22 +55,27 @@ def site(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     enrollments = {name: result.bridge.add_endpoint(name) for name in ENDPOINTS}
     result.token = result.bridge.add_client("alice")
     result.bridge.start()
+    for name in ENDPOINTS:
+        link = {
+            "RADICAL_ORBIT_BRIDGE_URL": result.bridge.url,
+            "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[name],
+        }
+        result.endpoints[name] = DaemonProcess(
+            state_dir=tmp_path_factory.mktemp(name) / "state",
+            env={**sim.environ(), **DAEMON_ENV, **link},
+            poll_interval=0.2,
+            name=name,
+        )
     try:
-        for name in ENDPOINTS:
-            link = {
-                "RADICAL_ORBIT_BRIDGE_URL": result.bridge.url,
-                "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[name],
-            }
-            result.endpoints[name] = DaemonProcess(
-                state_dir=tmp_path_factory.mktemp(name) / "state",
-                env={**sim.environ(), **DAEMON_ENV, **link},
-                poll_interval=0.2,
-                name=name,
-            ).start()
+        # Both at once: a daemon's start is mostly waiting for its interpreter to load.
+        with ThreadPoolExecutor(len(ENDPOINTS)) as pool:
+            for started in [pool.submit(d.start) for d in result.endpoints.values()]:
+                started.result()
         yield result
     finally:
         for daemon in result.endpoints.values():
-            daemon.stop()
+            if daemon.running:
+                daemon.stop()
         result.bridge.stop()
 
 
@@ -162,8 +168,12 @@ def test_on_the_bridge_cross_site_requests_are_refused_and_sign_out_ends_the_ses
     context: Any, site: Site, sim: Simulator, user: Credentials, bridge_client: BridgeClient
 ) -> None:
     page = _sign_in(context, site, bridge_client)
+    # A second tab on the same browser session, following its endpoint's stream.
+    other = context.new_page()
+    other.goto(site.bridge.url + "/dashboard/")
+    expect(other.locator("#conn")).to_have_text("live")
     globus = _globus(bridge_client, "site-a", user)
-    task_id = _transfer(globus, sim, user, size=50_000_000, label="target")
+    task_id = _transfer(globus, sim, user, size=20_000_000, label="target")
     session_id = globus.session_id
     own = site.bridge.url
     cancel = f"{own}/endpoints/site-a/globus/sessions/{session_id}/tasks/{task_id}/cancel"
@@ -217,3 +227,6 @@ def test_on_the_bridge_cross_site_requests_are_refused_and_sign_out_ends_the_ses
     expect(page.locator("#signin")).to_be_visible()
     stale = httpx.get(own + "/endpoints", cookies=jar, timeout=30 * UNIT)
     assert stale.status_code == 401, stale.text
+    # The bridge ends the other tab's relayed stream (1008): it shows the sign-in form.
+    expect(other.locator("#signin")).to_be_visible()
+    expect(other.locator("#signin-message")).to_contain_text("sign in again")
