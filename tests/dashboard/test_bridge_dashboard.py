@@ -6,6 +6,7 @@ relay (and only in its endpoint's view), cross-site requests refused, sign-out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -22,7 +23,10 @@ from websockets.sync.client import connect
 from websockets.typing import Origin
 
 from radical.orbit import BridgeClient, GlobusClient
+from radical.orbit.bridge.app import Bridge, create_app
+from radical.orbit.bridge.config import BridgeConfig, load_config
 from radical.orbit.bridge.launcher import BridgeProcess
+from radical.orbit.bridge.registry import Registry
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
@@ -230,3 +234,35 @@ def test_on_the_bridge_cross_site_requests_are_refused_and_sign_out_ends_the_ses
     # The bridge ends the other tab's relayed stream (1008): it shows the sign-in form.
     expect(other.locator("#signin")).to_be_visible()
     expect(other.locator("#signin-message")).to_contain_text("sign in again")
+
+
+def test_the_bridge_dashboard_turns_off_and_its_cookie_with_it(tmp_path: Path) -> None:
+    # Playwright's sync API keeps an event loop on this thread: the bridge app gets its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _turn_off(tmp_path)).result()
+
+
+async def _turn_off(tmp_path: Path) -> None:
+    env = {"RADICAL_ORBIT_BRIDGE_STATE_DIR": str(tmp_path)}
+    on = load_config(env=env)
+    off = load_config(env={**env, "RADICAL_ORBIT_BRIDGE_DASHBOARD": "false"})
+    assert on.dashboard and not off.dashboard
+    registry = Registry(tmp_path)
+    bearer = {"Authorization": f"Bearer {registry.add_client('alice', ['*'])}"}
+
+    def served(config: BridgeConfig, **options: Any) -> httpx.AsyncClient:
+        app = create_app(Bridge(config, registry))
+        transport = httpx.ASGITransport(app=app)
+        return httpx.AsyncClient(transport=transport, base_url="http://bridge.test", **options)
+
+    async with served(on) as client:
+        link = await client.post("/dashboard/api/link", headers=bearer)
+        assert link.status_code == 200, link.text
+        await client.get(link.json()["url"])  # signs in: the client keeps the cookie
+        assert (await client.get("/endpoints")).status_code == 200
+        cookies = dict(client.cookies)
+    assert cookies, "no session cookie"
+    async with served(off, cookies=cookies) as client:
+        assert (await client.get("/dashboard/")).status_code == 404
+        assert (await client.post("/dashboard/api/link", headers=bearer)).status_code == 404
+        assert (await client.get("/endpoints")).status_code == 401
