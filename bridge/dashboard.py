@@ -29,6 +29,7 @@ from fastapi import Body, FastAPI, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..daemon import errors as daemon_errors
 from ..daemon.api.auth import token_digest
@@ -143,6 +144,36 @@ async def _watch(websocket: WebSocket, stream: RelayedStream) -> None:
         return
 
 
+# Every answer without a policy of its own (the relayed ones, the bridge's JSON): nothing
+# in it may run, load or be framed, in whatever type an endpoint declared.
+_INERT = [
+    (b"content-security-policy", b"default-src 'none'; sandbox; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class _InertAnswers:
+    """Once the bridge's origin carries a session cookie, a page an endpoint sends through
+    the relay must not run there: it could use the cookie on the other endpoints."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_inert(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"content-security-policy" for name, _ in headers):
+                    message = {**message, "headers": headers + _INERT}
+            await send(message)
+
+        await self.app(scope, receive, send_inert)
+
+
 def add_dashboard(
     app: FastAPI, registry: Registry, *, state_dir: Path, bearer: Callable[[str | None], str]
 ) -> None:
@@ -151,6 +182,7 @@ def add_dashboard(
     through the relay (``/endpoints/...``)."""
     auth = BrowserAuth(state_dir, registry)
     app.state.browser = auth
+    app.add_middleware(_InertAnswers)
 
     def page(request: Request, name: str, media_type: str) -> Response:
         return FileResponse(ASSETS / name, media_type=media_type, headers=security_headers(request))

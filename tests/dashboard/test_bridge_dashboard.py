@@ -142,6 +142,14 @@ def test_a_transfer_reaches_succeeded_live_on_the_endpoint_picked_on_the_bridge(
     assert site.token not in stored and cookie["value"] not in stored
     page_csp = httpx.get(site.bridge.url + "/dashboard/", timeout=30 * UNIT).headers
     assert "script-src 'self'" in page_csp["content-security-policy"]
+    # What an endpoint sends through the relay never runs in the bridge's origin.
+    relayed = httpx.get(
+        site.bridge.url + "/endpoints/site-a/dashboard/",
+        headers={"Authorization": f"Bearer {site.token}"},
+        timeout=30 * UNIT,
+    )
+    assert relayed.status_code == 200, relayed.text
+    assert relayed.headers["content-security-policy"].startswith("default-src 'none'; sandbox")
 
     options = page.locator("#endpoint-pick option")
     expect(options).to_have_count(len(ENDPOINTS))
