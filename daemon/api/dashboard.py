@@ -106,7 +106,8 @@ def _session_json(session: Any) -> dict[str, Any]:
 
 def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
     """The dashboard's routes. Only ``POST /dashboard/api/link`` is for clients (and in the
-    API description); the others are the page's own, authenticated by its cookie."""
+    API description); the others are the page's own, authenticated by its cookie (sessions
+    and health by a bearer token as well: a bridge relays them for its copy of the page)."""
     sessions = BrowserSessions(endpoint.config.state_dir, endpoint.tokens)
     app.state.browser = sessions
 

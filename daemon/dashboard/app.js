@@ -129,13 +129,20 @@
   const PICKED = 'orbit.endpoint';
 
   async function listEndpoints() {
-    const page = await api('/endpoints');
+    const endpoints = (await api('/endpoints')).endpoints || [];
     const select = $('endpoint-pick');
-    const chosen = select.value;
-    select.replaceChildren(...(page.endpoints || []).map((e) => el('option',
-      { value: e.name, text: e.name + (e.online ? '' : ' (offline)') })));
-    if (chosen) select.value = chosen;
-    return page.endpoints || [];
+    const names = endpoints.map((e) => e.name);
+    // In place when the names are the same: an open list is not disturbed by a refresh.
+    if (names.join('\n') !== Array.from(select.options, (o) => o.value).join('\n')) {
+      const chosen = select.value;
+      select.replaceChildren(...names.map((name) => el('option', { value: name })));
+      if (chosen) select.value = chosen;
+    }
+    endpoints.forEach((e, i) => {
+      const text = e.name + (e.online ? '' : ' (offline)');
+      if (select.options[i].textContent !== text) select.options[i].textContent = text;
+    });
+    return endpoints;
   }
 
   async function pickFirst() {
@@ -191,7 +198,6 @@
   }
 
   $('endpoint-pick').addEventListener('change', () => pick($('endpoint-pick').value));
-  $('endpoint-pick').addEventListener('focus', () => { listEndpoints().catch(() => {}); });
 
   $('signin-form').addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -622,6 +628,7 @@
   setInterval(() => {
     if (!state.me) return;
     if (!$('view-health').hidden) loadHealth().catch(() => {});
+    if (state.me.bridge) listEndpoints().catch(() => {}); // which endpoints are online
   }, 5000);
 
   start();

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,12 +76,23 @@ def site(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         with ThreadPoolExecutor(len(ENDPOINTS)) as pool:
             for started in [pool.submit(d.start) for d in result.endpoints.values()]:
                 started.result()
+        _wait_online(result)
         yield result
     finally:
         for daemon in result.endpoints.values():
             if daemon.running:
                 daemon.stop()
         result.bridge.stop()
+
+
+def _wait_online(site: Site) -> None:
+    deadline = time.monotonic() + 30 * UNIT
+    while time.monotonic() < deadline:
+        with BridgeClient(site.bridge.url, site.token) as client:
+            if all(e["online"] for e in client.describe_endpoints()):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the endpoints did not link to the bridge")
 
 
 @pytest.fixture
