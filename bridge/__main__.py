@@ -1,6 +1,6 @@
 """``orbit-globus-bridge``: run the bridge, enroll endpoints, make client tokens.
 
-orbit-globus-bridge serve [--host H --port P --tls-cert C --tls-key K]
+orbit-globus-bridge serve [--host H --port P --tls-cert C --tls-key K --no-dashboard]
 orbit-globus-bridge endpoint add NAME        # prints the endpoint's enrollment token
 orbit-globus-bridge endpoint list | remove NAME
 orbit-globus-bridge token add NAME [--endpoints a,b]   # prints a client token
@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-key", help="PEM private key of the certificate")
     run.add_argument("--relay-timeout", type=float, help="seconds per relayed request (60)")
     run.add_argument("--log-level", help="debug, info, warning, error")
+    run.add_argument(
+        "--no-dashboard", dest="dashboard", action="store_false", help="do not serve /dashboard/"
+    )
 
     endpoint = sub.add_parser("endpoint", help="enroll or list endpoints")
     endpoint_sub = endpoint.add_subparsers(dest="action", required=True)
@@ -102,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tls_key",
             "relay_timeout",
             "log_level",
+            "dashboard",
         )
     }
     try:

@@ -4,6 +4,8 @@
     ANY  /endpoints/{name}/{path}        relayed to the endpoint's own ``/{path}``
     WS   /endpoints/{name}/ws            the endpoint's event stream, relayed
     WS   /link                           an endpoint's link (enrollment token)
+    GET  /dashboard/                     the web dashboard (dashboard.py; its cookie works
+                                         on the routes above as the client token does)
 
 Request bodies are held in memory only while in transit: they may carry a Globus credential
 (register), so they are never logged, stored or put in an error message.
@@ -21,11 +23,13 @@ from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
 from ..protocol import VERSION, CloseCode, resume_reason
 from . import frames
 from .config import BridgeConfig
+from .dashboard import add_dashboard, browser_client, watch_browser
 from .errors import BadRequest, BridgeError, EndpointNotFound, EndpointOffline, Unauthorized
 from .link import EndpointLink, Links, RelayedStream
 from .registry import Client, Registry
@@ -93,10 +97,15 @@ def _bridge(request: Request) -> Bridge:
     return bridge
 
 
-def _client(request: Request) -> Client:
-    return _bridge(request).registry.verify_client(
-        parse_bearer(request.headers.get("authorization"))
-    )
+def _client(conn: HTTPConnection) -> Client:
+    header = conn.headers.get("authorization")
+    if header is None:
+        # The dashboard's browser session (cookie); bearer tokens stay the clients' way in.
+        client = browser_client(conn)
+        if client is not None:
+            return client
+    bridge: Bridge = conn.app.state.bridge
+    return bridge.registry.verify_client(parse_bearer(header))
 
 
 Who = Annotated[Client, Depends(_client)]
@@ -229,6 +238,8 @@ def create_app(bridge: Bridge) -> FastAPI:
     async def link(websocket: WebSocket) -> None:
         await _serve_link(websocket, bridge)
 
+    if bridge.config.dashboard:
+        add_dashboard(app, bridge.registry, state_dir=bridge.config.state_dir, bearer=parse_bearer)
     return app
 
 
@@ -269,7 +280,7 @@ async def _deny_raw(
 
 async def _relay_stream(websocket: WebSocket, bridge: Bridge, name: str) -> None:
     try:
-        client = bridge.registry.verify_client(parse_bearer(websocket.headers.get("authorization")))
+        client = _client(websocket)
         link = bridge.link_for(client, name)
         stream = await link.open_stream(
             owner=client.name,
@@ -288,7 +299,8 @@ async def _relay_stream(websocket: WebSocket, bridge: Bridge, name: str) -> None
             await _deny(websocket, EndpointOffline(name, "its link dropped"))
             return
         await websocket.accept()
-        await _pump(websocket, stream)
+        async with watch_browser(websocket, stream):
+            await _pump(websocket, stream)
     finally:
         await link.close_stream(stream)
 

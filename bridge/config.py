@@ -55,6 +55,8 @@ class BridgeConfig:
     # Stream messages a slow bridge client may have queued before it is closed with 4008.
     stream_queue: int = 1000
     log_level: str = "info"
+    # The web dashboard at /dashboard/ (bridge/dashboard.py); false: 404, no cookie accepted.
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -80,7 +82,19 @@ _FIELDS: dict[str, Any] = {
     "stream_open_timeout": float,
     "stream_queue": int,
     "log_level": str,
+    "dashboard": lambda v: _boolean(v),
 }
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:

@@ -6,6 +6,7 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     ├── ConfigError (ValueError)        configuration that cannot be used (never answered)
     ├── BadRequest (ValueError)         400 BadRequest
     ├── Unauthorized                    401 Unauthorized (client or enrollment token wrong)
+    ├── Forbidden                       403 Forbidden (a dashboard request from another site)
     ├── EndpointNotFound (LookupError)  404 EndpointNotFound (unknown, or not for this token)
     ├── EndpointOffline                 503 EndpointOffline (enrolled, not connected now)
     ├── RelayTimeout (TimeoutError)     504 RelayTimeout (the endpoint did not answer in time)
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "EndpointNotFound",
     "EndpointOffline",
+    "Forbidden",
     "ProtocolViolation",
     "RelayTimeout",
     "Unauthorized",
@@ -61,6 +63,11 @@ class BadRequest(BridgeError, ValueError):
 class Unauthorized(BridgeError):
     status = 401
     code = "Unauthorized"
+
+
+class Forbidden(BridgeError):
+    status = 403
+    code = "Forbidden"
 
 
 class EndpointNotFound(BridgeError, LookupError):

@@ -99,7 +99,9 @@ class _Table:
         self._mtime = None
 
     def match(self, token: str) -> str | None:
-        digest = _hash(token)
+        return self.match_digest(_hash(token))
+
+    def match_digest(self, digest: str) -> str | None:
         found: str | None = None
         # Compare with every entry so timing does not depend on where a match is.
         for name, record in self.records().items():
@@ -179,7 +181,11 @@ class Registry:
         ]
 
     def verify_client(self, token: str) -> Client:
-        name = self._clients.match(token)
+        return self.verify_client_digest(_hash(token))
+
+    def verify_client_digest(self, digest: str) -> Client:
+        """The client whose token's sha256 is ``digest`` (a dashboard session keeps only that)."""
+        name = self._clients.match_digest(digest)
         if name is None:
             raise Unauthorized("the bearer token is not valid for this bridge")
         endpoints = self._clients.records()[name].get("endpoints", [])

@@ -24,9 +24,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import Forbidden, Unauthorized
-from .auth import TokenStore
 
 __all__ = [
     "CSRF_HEADER",
@@ -34,6 +34,7 @@ __all__ = [
     "SESSION_TTL",
     "BrowserSession",
     "BrowserSessions",
+    "TokenCheck",
     "check_same_origin",
     "cookie_name",
 ]
@@ -55,6 +56,15 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+class TokenCheck(Protocol):
+    """Who a client token (or its sha256) is; raises Unauthorized for an unknown one. The
+    daemon's TokenStore, or the bridge's client tokens (bridge/dashboard.py)."""
+
+    def verify(self, token: str) -> str: ...
+
+    def verify_digest(self, digest: str) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BrowserSession:
     owner: str
@@ -74,7 +84,7 @@ def check_same_origin(headers: Mapping[str, str], *, own_origin: str) -> None:
 
 
 class BrowserSessions:
-    def __init__(self, state_dir: Path, tokens: TokenStore) -> None:
+    def __init__(self, state_dir: Path, tokens: TokenCheck) -> None:
         self.path = state_dir / "browser_sessions.json"
         self.tokens = tokens
         self._sessions: dict[str, BrowserSession] = {}

@@ -26,10 +26,18 @@ from .browser import CSRF_HEADER, SESSION_TTL, BrowserSessions, check_same_origi
 if TYPE_CHECKING:
     from ..service.endpoint import EndpointService
 
-__all__ = ["ASSETS", "add_dashboard", "browser_owner", "own_origin"]
+__all__ = [
+    "ASSETS",
+    "STATIC_FILES",
+    "add_dashboard",
+    "browser_owner",
+    "own_origin",
+    "security_headers",
+    "set_session_cookie",
+]
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
-_FILES = {
+STATIC_FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
@@ -42,7 +50,7 @@ def own_origin(conn: HTTPConnection) -> str:
     return f"{scheme}://{conn.headers.get('host', '')}"
 
 
-def _security_headers(conn: HTTPConnection) -> dict[str, str]:
+def security_headers(conn: HTTPConnection) -> dict[str, str]:
     ws = own_origin(conn).replace("http", "ws", 1)
     return {
         "Content-Security-Policy": (
@@ -70,7 +78,7 @@ def browser_owner(conn: HTTPConnection) -> str | None:
     )
 
 
-def _set_cookie(response: Response, request: Request, value: str) -> None:
+def set_session_cookie(response: Response, request: Request, value: str) -> None:
     response.set_cookie(
         cookie_name(request.url.port),
         value,
@@ -98,20 +106,27 @@ def _session_json(session: Any) -> dict[str, Any]:
 
 def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
     """The dashboard's routes. Only ``POST /dashboard/api/link`` is for clients (and in the
-    API description); the others are the page's own, authenticated by its cookie."""
+    API description); the others are the page's own, authenticated by its cookie (sessions
+    and health by a bearer token as well: a bridge relays them for its copy of the page)."""
     sessions = BrowserSessions(endpoint.config.state_dir, endpoint.tokens)
     app.state.browser = sessions
 
     def page(request: Request, name: str, media_type: str) -> Response:
-        return FileResponse(
-            ASSETS / name, media_type=media_type, headers=_security_headers(request)
-        )
+        return FileResponse(ASSETS / name, media_type=media_type, headers=security_headers(request))
 
     def cookie_owner(request: Request) -> str:
         owner = browser_owner(request)
         if owner is None:
             raise Unauthorized("sign in to the dashboard first")
         return owner
+
+    def reader(request: Request) -> str:
+        # The page served by a bridge reads these through its relay, which presents the
+        # bridge client's own token (bridge/dashboard.py): a bearer token reads them too.
+        header = request.headers.get("authorization")
+        if header is not None:
+            return endpoint.tokens.verify(parse_bearer(header))
+        return cookie_owner(request)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_root() -> Response:
@@ -123,9 +138,9 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
 
     @app.get("/dashboard/static/{name}", include_in_schema=False)
     async def dashboard_static(name: str, request: Request) -> Response:
-        if name not in _FILES:
+        if name not in STATIC_FILES:
             raise NotFound(f"no dashboard file {name!r}")
-        return page(request, name, _FILES[name])
+        return page(request, name, STATIC_FILES[name])
 
     @app.post("/dashboard/api/link")
     async def dashboard_link(request: Request) -> dict[str, Any]:
@@ -143,7 +158,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
         except Unauthorized:
             return RedirectResponse("/dashboard/?signin=expired", status_code=303)
         response = RedirectResponse("/dashboard/", status_code=303)
-        _set_cookie(response, request, cookie)
+        set_session_cookie(response, request, cookie)
         return response
 
     @app.post("/dashboard/api/signin", include_in_schema=False)
@@ -155,7 +170,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
             raise BadRequest("paste the client token (the daemon's state folder, file 'token')")
         cookie, session = sessions.sign_in(token.strip())
         response = JSONResponse({"owner": session.owner})
-        _set_cookie(response, request, cookie)
+        set_session_cookie(response, request, cookie)
         return response
 
     @app.post("/dashboard/api/logout", include_in_schema=False)
@@ -184,13 +199,13 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
 
     @app.get("/dashboard/api/sessions", include_in_schema=False)
     async def dashboard_sessions(request: Request) -> dict[str, Any]:
-        owner = cookie_owner(request)
+        owner = reader(request)
         mine = [s for s in endpoint.sessions.all() if s.owner == owner]
         return {"sessions": [_session_json(s) for s in mine]}
 
     @app.get("/dashboard/api/health", include_in_schema=False)
     async def dashboard_health(request: Request) -> dict[str, Any]:
-        cookie_owner(request)
+        reader(request)
         sessions_open, open_tasks, head = await endpoint.status_counts()
         connections = getattr(app.state, "connections", None)
         return {

@@ -2,6 +2,9 @@
 // Every piece of data goes into the page with textContent (never innerHTML).
 // The browser holds no token: the daemon's HttpOnly session cookie authenticates every
 // request; state changes also send the session's CSRF token (from /dashboard/api/me).
+// Served by a bridge (/dashboard/api/me says bridge: true), the page picks one of the
+// bridge's endpoints and reads it through the relay: every endpoint path is prefixed with
+// /endpoints/NAME (state.base; empty on a daemon, where nothing else changes).
 'use strict';
 
 (function () {
@@ -17,8 +20,10 @@
     received: 0,
     lastLag: null,
     history: { offset: 0, after: 0, stack: [], next: null },
+    base: '', // where the endpoint's routes are: '' on a daemon, /endpoints/NAME on a bridge
   };
   const $ = (id) => document.getElementById(id);
+  const ep = (path) => state.base + path;
 
   // -- helpers ----------------------------------------------------------------------
 
@@ -82,6 +87,8 @@
     $('app').hidden = true;
     $('logout').hidden = true;
     $('who').textContent = '';
+    $('picker').hidden = true;
+    state.base = '';
     setConn('offline', '');
     $('signin').hidden = false;
     $('signin-message').textContent = message || '';
@@ -112,9 +119,85 @@
     $('app').hidden = false;
     $('logout').hidden = false;
     $('who').textContent = 'signed in as ' + (state.me.name || state.me.owner);
+    if (state.me.bridge) { pickFirst(); return; }
     $('endpoint').textContent = state.me.endpoint + ' · v' + state.me.version;
     loadLive();
   }
+
+  // -- the endpoint (on a bridge) ---------------------------------------------------
+
+  const PICKED = 'orbit.endpoint';
+
+  async function listEndpoints() {
+    const endpoints = (await api('/endpoints')).endpoints || [];
+    const select = $('endpoint-pick');
+    const names = endpoints.map((e) => e.name);
+    // In place when the names are the same: an open list is not disturbed by a refresh.
+    if (names.join('\n') !== Array.from(select.options, (o) => o.value).join('\n')) {
+      const chosen = select.value;
+      select.replaceChildren(...names.map((name) => el('option', { value: name })));
+      if (chosen) select.value = chosen;
+    }
+    endpoints.forEach((e, i) => {
+      const text = e.name + (e.online ? '' : ' (offline)');
+      if (select.options[i].textContent !== text) select.options[i].textContent = text;
+    });
+    return endpoints;
+  }
+
+  async function pickFirst() {
+    $('picker').hidden = false;
+    let endpoints;
+    try { endpoints = await listEndpoints(); } catch (e) { return; }
+    if (!endpoints.length) {
+      $('endpoint').textContent = 'this token may use no endpoint of the bridge';
+      return;
+    }
+    const stored = sessionStorage.getItem(PICKED);
+    const chosen = endpoints.find((e) => e.name === stored) || endpoints.find((e) => e.online) || endpoints[0];
+    pick(chosen.name);
+  }
+
+  async function pick(name) {
+    if (state.ws) { const ws = state.ws; state.ws = null; ws.onclose = null; ws.close(); }
+    const base = '/endpoints/' + encodeURIComponent(name);
+    state.base = base;
+    $('endpoint-pick').value = name;
+    sessionStorage.setItem(PICKED, name);
+    // What the page shows belongs to one endpoint: start over.
+    state.tasks.clear();
+    state.rows.clear();
+    $('tasks').tBodies[0].replaceChildren();
+    $('activity').replaceChildren();
+    $('history').tHead.replaceChildren();
+    $('history').tBodies[0].replaceChildren();
+    closeTimeline();
+    renderCounts();
+    let health;
+    try {
+      // The endpoint's ledger head before its snapshot, as /dashboard/api/me on a daemon.
+      health = await api(ep('/dashboard/api/health'));
+    } catch (e) {
+      if (state.base !== base || !state.me) return;
+      const why = e.status === 404 ? 'it serves no dashboard (dashboard = false there)' : e.message;
+      $('endpoint').textContent = name + ': ' + why;
+      setConn('down', 'unavailable');
+      // Offline (503) or unreachable: try again while it stays picked.
+      if (!e.status || e.status >= 500) {
+        setTimeout(() => { if (state.base === base && state.me && !state.ws) pick(name); }, 5000);
+      }
+      return;
+    }
+    if (state.base !== base) return; // another endpoint was picked meanwhile
+    state.me.head = health.ledger_head;
+    $('endpoint').textContent = name + ' · v' + health.version;
+    if (!$('view-sessions').hidden) loadSessions().catch(() => {});
+    if (!$('view-health').hidden) loadHealth().catch(() => {});
+    if (!$('view-history').hidden) searchHistory(true);
+    loadLive();
+  }
+
+  $('endpoint-pick').addEventListener('change', () => pick($('endpoint-pick').value));
 
   $('signin-form').addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -138,9 +221,10 @@
 
   // -- live tasks -------------------------------------------------------------------
 
-  function cursorKey() { return 'orbit.cursor.' + state.me.owner; }
+  function cursorKey() { return 'orbit.cursor.' + state.me.owner + state.base; }
 
   async function loadLive() {
+    const base = state.base;
     state.tasks.clear();
     state.rows.clear();
     $('tasks').tBodies[0].replaceChildren();
@@ -148,7 +232,8 @@
     // in the stream; an event the snapshot already holds is skipped by its task's seq.
     const stored = Number(sessionStorage.getItem(cursorKey()));
     state.cursor = stored > 0 && stored <= state.me.head ? stored : state.me.head;
-    const page = await api('/globus/history?view=tasks&limit=1000');
+    const page = await api(ep('/globus/history?view=tasks&limit=1000'));
+    if (state.base !== base) return; // another endpoint was picked meanwhile
     for (const row of (page.tasks || []).reverse()) upsert(row.task_id, row, row.last_seq || 0, null);
     renderCounts();
     connect();
@@ -157,7 +242,8 @@
   function connect() {
     if (!state.me) return;
     const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    const ws = new WebSocket(scheme + location.host + '/ws?since=' + state.cursor);
+    const base = state.base;
+    const ws = new WebSocket(scheme + location.host + ep('/ws?since=' + state.cursor));
     state.ws = ws;
     setConn('connecting', 'connecting');
     ws.onopen = () => { state.retry = 250; setConn('live', 'live'); };
@@ -174,17 +260,19 @@
         signedOut(close.reason || 'Signed out.');
         return;
       }
-      setTimeout(() => { if (state.me && !state.ws) reconnect(); }, state.retry);
+      // Not once another endpoint was picked: its cursor is not this one's.
+      setTimeout(() => { if (state.me && !state.ws && state.base === base) reconnect(); }, state.retry);
       state.retry = Math.min(state.retry * 2, 5000);
     };
   }
 
   async function reconnect() {
     // A refused handshake looks like any dropped connection: ask whether we are signed in.
+    const base = state.base;
     try { await api('/dashboard/api/me'); } catch (e) {
       if (e.status === 401) return;
     }
-    connect();
+    if (state.base === base && !state.ws) connect();
   }
 
   function setConn(cls, text) {
@@ -368,8 +456,8 @@
     if (!task || !task.session_id) return;
     if (!confirm('Cancel ' + (task.label || taskId) + '?')) return;
     try {
-      await api('/globus/sessions/' + encodeURIComponent(task.session_id) + '/tasks/' +
-        encodeURIComponent(taskId) + '/cancel', { method: 'POST', body: '{}' });
+      await api(ep('/globus/sessions/' + encodeURIComponent(task.session_id) + '/tasks/' +
+        encodeURIComponent(taskId) + '/cancel'), { method: 'POST', body: '{}' });
       task.cancel_requested = true;
       render(task);
     } catch (e) {
@@ -390,15 +478,15 @@
     panel.hidden = false;
     $('timeline-close').focus();
     try {
-      const page = await api('/globus/history?limit=500&task_id=' + encodeURIComponent(taskId));
+      const page = await api(ep('/globus/history?limit=500&task_id=' + encodeURIComponent(taskId)));
       ours.replaceChildren(...(page.events || []).map((e) => el('li', { 'data-seq': e.seq },
         el('time', { text: localTime(e.time) }), ' ' + e.kind + ' ',
         el('span', { text: [e.data.status, e.data.nice_status, e.data.reason, e.data.attention_message].filter(Boolean).join(' · ') }))));
     } catch (e) { ours.replaceChildren(el('li', { text: 'not available: ' + e.message })); }
     if (!task.session_id) { theirs.replaceChildren(el('li', { text: 'no session known' })); return; }
     try {
-      const page = await api('/globus/sessions/' + encodeURIComponent(task.session_id) + '/tasks/' +
-        encodeURIComponent(taskId) + '/events?limit=100');
+      const page = await api(ep('/globus/sessions/' + encodeURIComponent(task.session_id) + '/tasks/' +
+        encodeURIComponent(taskId) + '/events?limit=100'));
       const events = (page.DATA || page.events || []).slice().reverse();
       theirs.replaceChildren(...events.map((e) => el('li', {},
         el('time', { text: e.time ? new Date(e.time).toLocaleString() : '' }), ' ' + (e.code || '') + ' ',
@@ -455,7 +543,7 @@
     else params.set('after', String(h.after));
     const table = $('history');
     let page;
-    try { page = await api('/globus/history?' + params.toString()); } catch (e) {
+    try { page = await api(ep('/globus/history?' + params.toString())); } catch (e) {
       table.tBodies[0].replaceChildren(el('tr', {}, el('td', { text: 'search refused: ' + e.message })));
       return;
     }
@@ -494,7 +582,7 @@
   // -- sessions and health ----------------------------------------------------------
 
   async function loadSessions() {
-    const page = await api('/dashboard/api/sessions');
+    const page = await api(ep('/dashboard/api/sessions'));
     const body = $('sessions').tBodies[0];
     body.replaceChildren(...(page.sessions || []).map((s) => {
       let open = 0; let shown = 0;
@@ -522,8 +610,8 @@
   }
 
   async function loadHealth() {
-    const health = await api('/dashboard/api/health');
-    const ready = await probe('/ready');
+    const health = await api(ep('/dashboard/api/health'));
+    const ready = await probe(ep('/ready'));
     const items = [
       ['Ready', ready],
       ['Endpoint', health.endpoint], ['Version', health.version],
@@ -540,6 +628,7 @@
   setInterval(() => {
     if (!state.me) return;
     if (!$('view-health').hidden) loadHealth().catch(() => {});
+    if (state.me.bridge) listEndpoints().catch(() => {}); // which endpoints are online
   }, 5000);
 
   start();

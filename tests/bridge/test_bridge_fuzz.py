@@ -34,6 +34,7 @@ EXAMPLES = int(os.environ.get("ORBIT_FUZZ_EXAMPLES", "15"))
 ROUTES = (
     ("GET", "/endpoints"),
     *((method, "/endpoints/{name}/{path}") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")),
+    ("POST", "/dashboard/api/link"),  # the dashboard's one route for clients (`orbit-globus ui`)
 )
 GENERIC_CODES = frozenset({"HTTPError", "InternalError", ""})
 
