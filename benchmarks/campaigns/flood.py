@@ -25,22 +25,19 @@ import contextlib
 import dataclasses
 import errno
 import http.client
-import logging
 import multiprocessing
 import os
 import resource
 import selectors
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
-from campaign_common import machine, markdown_table, report
+from campaign_common import markdown_table, run_campaign
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -358,11 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         header_timeout=args.header_timeout,
         nofile=args.nofile,
     )
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"machine: {machine()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="campaign-flood-") as tmp:
-        result = run_flood(config, root=Path(tmp))
-    return report(result, success="authenticated clients unaffected by the flood")
+    return run_campaign(
+        lambda root: run_flood(config, root=root),
+        success="authenticated clients unaffected by the flood",
+    )
 
 
 if __name__ == "__main__":
