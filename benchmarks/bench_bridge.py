@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import RawSubscriber, print_table, quantile, quiet_logs, rss_mb
+from harness import RawSubscriber, cpu_seconds, print_table, quantile, quiet_logs, rss_mb
 
 from radical.orbit import GlobusClient
 from radical.orbit.bridge.launcher import BridgeProcess
@@ -31,12 +31,6 @@ from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 ITEM = [{"source": "/home/share/godata/file1.txt", "destination": "/~/f1.txt"}]
 ENDPOINTS = ("site-a", "site-b", "site-c")
 TARGET_P99_MS = 150.0
-
-
-def _cpu_ms(pid: int) -> float:
-    """CPU time (user + system) the process used so far, in ms."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def bench_relay(
@@ -88,7 +82,7 @@ async def _fanout(
     rss = rss_mb(bridge.proc.pid if bridge.proc else 0)
     creds = sim.add_user("fanout-direct" if direct else "fanout")
     pids = [bridge.proc.pid if bridge.proc else 0, *(d.pid or 0 for d in daemons)]
-    cpu_before = [_cpu_ms(pid) for pid in pids]
+    cpu_before = [cpu_seconds(pid) for pid in pids]
     async with httpx.AsyncClient(timeout=60) as http:
         # One session_opened event on each endpoint, all three at once.
         await asyncio.gather(
@@ -105,7 +99,7 @@ async def _fanout(
         )
     results = await asyncio.wait_for(asyncio.gather(*(s.next_event() for s in subscribers)), 60)
     delays = sorted((stamp - float(message["time"])) * 1000 for stamp, message in results)
-    cpu = [_cpu_ms(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
+    cpu = [(cpu_seconds(pid) - before) * 1000 for pid, before in zip(pids, cpu_before, strict=True)]
     for s in subscribers:
         s.close()
     return {

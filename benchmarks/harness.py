@@ -32,6 +32,7 @@ from radical.orbit.simulator import Simulator
 
 __all__ = [
     "RawSubscriber",
+    "cpu_seconds",
     "print_table",
     "quantile",
     "quiet_logs",
@@ -106,6 +107,13 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in seconds (``/proc/<pid>/stat``,
+    in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_fd_limit(want: int = 8192) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import sqlite3
 import sys
@@ -33,7 +34,7 @@ from radical.orbit.simulator.auth import Credentials
 # The machine line is benchmarks/run.py's, so every published figure names it the same way;
 # the simulator + daemon set-up and the process measures are the benchmarks' too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import quiet_logs, rss_mb, simulated_daemon
+from harness import cpu_seconds, quiet_logs, rss_mb, simulated_daemon
 from run import machine
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "Producer",
     "RequestRecorder",
     "SubmitTally",
+    "cpu_seconds",
     "machine",
     "markdown_table",
     "memory_mb",
@@ -451,7 +453,12 @@ def recording_simulator_requests() -> Iterator[RequestRecorder]:
         raise structlog.DropEvent
 
     saved = structlog.get_config()
-    structlog.configure(processors=[capture], cache_logger_on_first_use=False)
+    # Every level reaches the capture, however quiet this process's logs were made before.
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+        cache_logger_on_first_use=False,
+    )
     try:
         yield recorder
     finally:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from campaign_common import markdown_table, run_campaign
+from campaign_common import cpu_seconds, markdown_table, run_campaign
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -151,11 +151,6 @@ def _fd_count(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _nofile_of(pid: int) -> int:
@@ -313,12 +308,12 @@ def run_flood(config: FloodConfig, *, root: Path) -> FloodResult:
             flooder.start()
             for thread in clients:
                 thread.start()
-            cpu = _cpu_seconds(pid)
+            cpu = cpu_seconds(pid)
             end = time.monotonic() + config.seconds
             while time.monotonic() < end:
                 result.fds_peak = max(result.fds_peak, _fd_count(pid))
                 time.sleep(0.2)
-            result.daemon_cpu = _cpu_seconds(pid) - cpu
+            result.daemon_cpu = cpu_seconds(pid) - cpu
             stop.set()
             for thread in clients:
                 thread.join(30)
