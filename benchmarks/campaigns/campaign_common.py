@@ -28,6 +28,7 @@ import structlog
 
 from radical.orbit import GlobusClient
 from radical.orbit.client.errors import OrbitError
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator.auth import Credentials
 
@@ -168,16 +169,14 @@ class Producer(threading.Thread):
         *,
         campaign: str,
         index: int,
-        url: str,
-        token: str,
+        daemon: DaemonProcess,
         creds: Credentials,
         stop: threading.Event,
     ) -> None:
         super().__init__(name=f"{campaign}-producer-{index}", daemon=True)
         self.campaign = campaign
         self.index = index
-        self.url = url
-        self.token = token
+        self.endpoint = daemon  # (``self.daemon`` is the thread's daemon flag)
         self.creds = creds
         self.stop = stop
         self.session_id: str | None = None
@@ -187,7 +186,7 @@ class Producer(threading.Thread):
         self.errors: Counter[str] = Counter()
 
     def connect(self) -> GlobusClient:
-        """The producer's client (its timeouts are the campaign's choice)."""
+        """The producer's client of ``endpoint`` (its timeouts are the campaign's choice)."""
         raise NotImplementedError
 
     def produce(self, globus: GlobusClient) -> None:

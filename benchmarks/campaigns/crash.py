@@ -122,7 +122,9 @@ class CrashProducer(Producer):
         self.submit_timeout = submit_timeout if retries else 0.0
 
     def connect(self) -> GlobusClient:
-        return GlobusClient(self.url, self.token, timeout=15, submit_timeout=self.submit_timeout)
+        return GlobusClient(
+            self.endpoint.url, self.endpoint.token, timeout=15, submit_timeout=self.submit_timeout
+        )
 
     def produce(self, globus: GlobusClient) -> None:
         while not self.stop.is_set():
@@ -279,8 +281,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
         producers = [
             CrashProducer(
                 index=i,
-                url=daemon.url,
-                token=daemon.token,
+                daemon=daemon,
                 creds=creds,
                 stop=stop,
                 retries=config.library_retries,

@@ -112,7 +112,7 @@ class SoakProducer(Producer):
         self.rng = random.Random(config.seed * 1000 + self.index)
 
     def connect(self) -> GlobusClient:
-        return GlobusClient(self.url, self.token, timeout=120)
+        return GlobusClient(self.endpoint.url, self.endpoint.token, timeout=120)
 
     def produce(self, globus: GlobusClient) -> None:
         pace = 1.0 / self.config.submit_rate
@@ -325,9 +325,7 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
         names = {u.username for u in users}
         stop = threading.Event()
         producers = [
-            SoakProducer(
-                index=i, url=daemon.url, token=daemon.token, creds=c, config=config, stop=stop
-            )
+            SoakProducer(index=i, daemon=daemon, creds=c, config=config, stop=stop)
             for i, c in enumerate(users)
         ]
         paused: dict[str, float] = {}
