@@ -22,7 +22,6 @@ Run: ``python3 dev.py bench dashboard`` or ``python benchmarks/bench_dashboard.p
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import tempfile
@@ -32,15 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
+from harness import quiet_logs, simulated_daemon
 
 from radical.orbit import GlobusClient
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 CHROMIUM = os.environ.get("ORBIT_CHROMIUM", "/usr/bin/chromium")
 TARGET_P99_MS = 500.0
-QUIET_ENV = {"RADICAL_ORBIT_LOG_LEVEL": "warning"}
 # Records (seq, browser time in ms) of every row update; the benchmark drains it.
 OBSERVER = """() => {
   window.benchSamples = [];
@@ -98,17 +96,14 @@ def run(
     from playwright.sync_api import sync_playwright
 
     rate = 10_000.0  # bytes/s per running task: every running task progresses every sweep
-    sim = Simulator(
-        root=tmp / "sim",
+    with simulated_daemon(
+        tmp,
+        poll_interval=interval,
         bytes_per_second=rate,
         rate_limit=None,
         max_active=max(1, active // sessions),  # per user
         max_pending=tasks + 100,
-    ).start()
-    process = DaemonProcess(
-        state_dir=tmp / "state", env={**sim.environ(), **QUIET_ENV}, poll_interval=interval
-    ).start()
-    try:
+    ) as (sim, process):
         # One user (one credential, one session) per ``tasks / sessions`` tasks: Globus limits
         # requests per user, and so does the daemon's request budget (18/s per credential), so
         # filling 1,000 tasks and sweeping them through one credential would measure the budget.
@@ -182,9 +177,6 @@ def run(
             "heap_start": heap_start,
             "heap_end": heap_end,
         }
-    finally:
-        process.stop()
-        sim.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).exists():
         print(f"no chromium at {CHROMIUM}: apt-get install -y chromium")
         return 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     with tempfile.TemporaryDirectory() as folder:
         r = run(
             Path(folder),

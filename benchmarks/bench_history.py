@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import rss_mb, scratch_folder
 from history_fill import FAIL_EVERY, RUN, fill, label_of
 
 from radical.orbit import GlobusClient
@@ -50,13 +49,6 @@ REPLAY = 100_000
 CANCELS = 5
 CATCH_UP = 8
 ITEMS = [{"source": "/home/share/godata/file1.txt", "destination": "/~/f1.txt"}]
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _cpu_s(pid: int) -> float:
@@ -126,7 +118,7 @@ def _measure(size: int, *, sim: Simulator, root: Path, repeats: int) -> dict[str
     out["daemon start-up (s)"] = time.perf_counter() - started
     time.sleep(3)
     assert daemon.proc is not None
-    out["daemon RSS idle (MB)"] = _rss_mb(daemon.proc.pid)
+    out["daemon RSS idle (MB)"] = rss_mb(daemon.proc.pid)
     user = sim.add_user(f"bench{size}")
     try:
         with GlobusClient(daemon.url, daemon.token) as client:
@@ -204,7 +196,7 @@ def _measure(size: int, *, sim: Simulator, root: Path, repeats: int) -> dict[str
             )
             out["restart + catch-up of 8 tasks (s)"] = time.perf_counter() - started
             assert daemon.proc is not None
-            out["daemon RSS after all of it (MB)"] = _rss_mb(daemon.proc.pid)
+            out["daemon RSS after all of it (MB)"] = rss_mb(daemon.proc.pid)
     finally:
         daemon.stop()
     return out
@@ -219,23 +211,20 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(s % RUN for s in sizes):
         parser.error(f"sizes must be multiples of {RUN}")
-    base = args.dir or Path(__file__).resolve().parent.parent / "build"
-    base.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="bench-history-", dir=base))
     results: dict[int, dict[str, float]] = {}
-    try:
-        with Simulator(
+    with (
+        scratch_folder("history", under=args.dir) as root,
+        Simulator(
             root=root / "sim",
             bytes_per_second=1e9,
             min_task_seconds=1e6,  # tasks run until finish_all() or a cancel
             max_active=100,
             max_pending=1000,
             rate_limit=None,
-        ) as sim:
-            for size in sizes:
-                results[size] = _measure(size, sim=sim, root=root, repeats=args.repeats)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        ) as sim,
+    ):
+        for size in sizes:
+            results[size] = _measure(size, sim=sim, root=root, repeats=args.repeats)
     header = "".join(f"{f'{s:,} tasks':>15}" for s in sizes)
     print(f"{'measure':<42}{header}")
     for name in results[sizes[0]]:

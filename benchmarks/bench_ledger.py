@@ -22,11 +22,11 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
+
+from harness import scratch_folder
 
 from radical.orbit.ledger import Ledger, SubmitRequested, TaskProgress, TaskSubmitted
 from radical.orbit.ledger.events import TransferItem, TransferRequest
@@ -205,13 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each figure")
     parser.add_argument("--dir", type=Path, default=None, help="folder for the database files")
     args = parser.parse_args(argv)
-    base = args.dir or Path(__file__).resolve().parent.parent / "build"
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="bench-ledger-", dir=base))
-    try:
+    with scratch_folder("ledger", under=args.dir) as folder:
         samples = asyncio.run(_run(folder, events=args.events, rounds=args.rounds))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     print(
         f"median of {args.rounds} rounds; CPU = process CPU time (all threads) per event\n"
         f"{'ledger benchmark':<38} {'events':>9} {'events/s':>10} {'CPU us':>7}  note"

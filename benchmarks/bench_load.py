@@ -20,16 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
-import logging
-import math
 import multiprocessing as mp
-import os
-import resource
 import statistics
-import struct
-import sys
 import tempfile
 import threading
 import time
@@ -39,14 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
+from harness import (
+    RawSubscriber,
+    print_table,
+    quantile,
+    quiet_logs,
+    raise_fd_limit,
+    simulated_daemon,
+)
+from run import machine
 
 from radical.orbit import GlobusClient
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import machine
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 ITEM = [{"source": "/home/share/godata/file1.txt", "destination": "/~/load.txt"}]
 POLL_INTERVAL = 1.0
@@ -59,38 +56,20 @@ def _status_kb(pid: int, field: str) -> float:
     return float("nan")
 
 
-def _raise_fd_limit(want: int = 8192) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-
-
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(len(ordered) * q) - 1)] if ordered else float("nan")
-
-
 # -- subscribers (a separate process) ------------------------------------------------------
 
 
-class _Subscriber(asyncio.Protocol):
-    """A lean WebSocket subscriber: stamps each read, parses the frames in it, records
-    (seq, receive time - event time). A full client library per connection would cost
+class _Subscriber(RawSubscriber):
+    """Records every event: (seq, receive time - event time), and whether the daemon closed
+    the stream before the benchmark did. A full client library per connection would cost
     more CPU than the daemon's sending and measure the client instead."""
 
     def __init__(self) -> None:
-        self.buffer = bytearray()
-        loop = asyncio.get_running_loop()
-        self.handshake: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.Transport | None = None
+        super().__init__()
         self.seqs: list[int] = []
         self.delays: list[float] = []
         self.closed_early = False
         self.stopping = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.stopping:
@@ -98,62 +77,14 @@ class _Subscriber(asyncio.Protocol):
         if not self.handshake.done():
             self.handshake.set_exception(ConnectionError("closed during the handshake"))
 
-    def data_received(self, data: bytes) -> None:
-        stamp = time.time()
-        self.buffer += data
-        if not self.handshake.done():
-            if b"\r\n\r\n" not in self.buffer:
-                return
-            head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
-            if b" 101 " not in head.split(b"\r\n", 1)[0]:
-                self.handshake.set_exception(ConnectionError(f"refused: {head[:60]!r}"))
-                return
-            self.handshake.set_result(None)
-            self.buffer = bytearray(rest)
-        self._frames(stamp)
-
-    def _frames(self, stamp: float) -> None:
-        buf = self.buffer
-        pos = 0
-        while len(buf) - pos >= 2:
-            opcode, size, start = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, pos + 2
-            if size == 126:
-                if len(buf) - pos < 4:
-                    break
-                size, start = struct.unpack_from("!H", buf, pos + 2)[0], pos + 4
-            elif size == 127:
-                if len(buf) - pos < 10:
-                    break
-                size, start = struct.unpack_from("!Q", buf, pos + 2)[0], pos + 10
-            if len(buf) - start < size:
-                break
-            if opcode == 0x1:
-                message = json.loads(bytes(buf[start : start + size]))
-                if message.get("type") == "event":
-                    self.seqs.append(int(message["seq"]))
-                    self.delays.append(stamp - float(message["time"]))
-            elif opcode == 0x8 and not self.stopping:
-                self.closed_early = True
-            pos = start + size
-        del buf[:pos]
-
-    @classmethod
-    async def connect(cls, url: str, token: str) -> _Subscriber:
-        parts = urllib.parse.urlsplit(url)
-        loop = asyncio.get_running_loop()
-        _, sub = await loop.create_connection(cls, parts.hostname or "", parts.port or 80)
-        key = base64.b64encode(os.urandom(16)).decode()
-        assert sub.transport is not None
-        sub.transport.write(
-            (
-                f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                f"Authorization: Bearer {token}\r\n\r\n"
-            ).encode()
-        )
-        await sub.handshake
-        return sub
+    def on_frame(self, stamp: float, opcode: int, payload: bytes) -> None:
+        if opcode == self.TEXT:
+            message = json.loads(payload)
+            if message.get("type") == "event":
+                self.seqs.append(int(message["seq"]))
+                self.delays.append(stamp - float(message["time"]))
+        elif opcode == self.CLOSE and not self.stopping:
+            self.closed_early = True
 
 
 async def _subscribe(
@@ -184,7 +115,7 @@ async def _subscribe(
 def _subscriber_process(
     ws_url: str, token: str, sids: list[str], per_session: int, since: int, pipe: Connection
 ) -> None:
-    _raise_fd_limit()
+    raise_fd_limit()
     asyncio.run(_subscribe(ws_url, token, sids, per_session, since, pipe))
 
 
@@ -194,12 +125,13 @@ def _subscriber_process(
 def _submitter(
     client: GlobusClient, stop: threading.Event, latencies: list[float], errors: list[str]
 ) -> None:
-    body = {"source": TUTORIAL_COLLECTION_1, "destination": TUTORIAL_COLLECTION_2}
     n = 0
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            client.submit_transfer(items=ITEM, label=f"load{n}", **body)
+            client.submit_transfer(
+                TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, ITEM, label=f"load{n}"
+            )
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
         else:
@@ -247,70 +179,59 @@ def _session_seqs(http: httpx.Client, session_id: str, after: int) -> list[int]:
 
 def run_load(*, clients: int, subscribers: int, duration: float, root: Path) -> dict[str, Any]:
     per_session = max(1, subscribers // clients)
-    with Simulator(
-        root=root / "sim",
+    with simulated_daemon(
+        root,
+        raised_pending=1_000_000,
+        poll_interval=POLL_INTERVAL,
         bytes_per_second=1e9,
         rate_limit=None,
         max_active=100_000,
-        max_pending=1_000_000,
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=root / "state",
-            # The simulator's limits are raised: the daemon's admission queue must know.
-            env={
-                **sim.environ(),
-                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "1000000",
-                "RADICAL_ORBIT_ADMISSION_RATE": "0",
-            },
-            poll_interval=POLL_INTERVAL,
-            extra_args=["--log-level", "warning"],
+    ) as (sim, daemon):
+        pid = daemon.pid or 0
+        sids = []
+        for i in range(clients):
+            with GlobusClient(daemon.url, daemon.token, timeout=60) as gc:
+                gc.register_session(access_token=sim.add_user(f"load{i}").access_token)
+                sids.append(str(gc.session_id))
+        http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
+        # The ledger head before any submit: subscribers replay from it, so none can
+        # miss an event however long connecting 500 of them takes.
+        since = int(_last_events(http)[-1]["seq"])
+        rss_idle = _status_kb(pid, "VmRSS") / 1024
+
+        spawn = mp.get_context("spawn")
+        sub_pipe, sub_child = spawn.Pipe()
+        subscribers_proc = spawn.Process(
+            target=_subscriber_process,
+            args=(daemon.ws_url, daemon.token, sids, per_session, since, sub_child),
         )
-        with daemon:
-            pid = daemon.pid or 0
-            sids = []
-            for i in range(clients):
-                with GlobusClient(daemon.url, daemon.token, timeout=60) as gc:
-                    gc.register_session(access_token=sim.add_user(f"load{i}").access_token)
-                    sids.append(str(gc.session_id))
-            http = httpx.Client(base_url=daemon.url, headers=daemon.headers, timeout=60)
-            # The ledger head before any submit: subscribers replay from it, so none can
-            # miss an event however long connecting 500 of them takes.
-            since = int(_last_events(http)[-1]["seq"])
-            rss_idle = _status_kb(pid, "VmRSS") / 1024
+        subscribers_proc.start()
+        if not sub_pipe.poll(120) or sub_pipe.recv() != "ready":
+            raise RuntimeError("subscribers did not connect")
+        rss_subscribed = _status_kb(pid, "VmRSS") / 1024
 
-            spawn = mp.get_context("spawn")
-            sub_pipe, sub_child = spawn.Pipe()
-            subscribers_proc = spawn.Process(
-                target=_subscriber_process,
-                args=(daemon.ws_url, daemon.token, sids, per_session, since, sub_child),
-            )
-            subscribers_proc.start()
-            if not sub_pipe.poll(120) or sub_pipe.recv() != "ready":
-                raise RuntimeError("subscribers did not connect")
-            rss_subscribed = _status_kb(pid, "VmRSS") / 1024
-
-            load_pipe, load_child = spawn.Pipe()
-            submitters_proc = spawn.Process(
-                target=_submitter_process,
-                args=(daemon.url, daemon.token, sids, duration, load_child),
-            )
-            submitters_proc.start()
-            load_pipe.send("go")
-            if not load_pipe.poll(duration + 120):
-                raise RuntimeError("submitters did not finish")
-            load = load_pipe.recv()
-            submitters_proc.join(30)
-            latencies, errors, elapsed = load["latencies"], load["errors"], load["elapsed"]
-            # Let the last submits' tasks finish and their notifications arrive.
-            _wait_settled(http, sids, timeout=POLL_INTERVAL * 10 + 30)
-            time.sleep(POLL_INTERVAL + 1)
-            sub_pipe.send("stop")
-            result = sub_pipe.recv()
-            subscribers_proc.join(30)
-            rss_end = _status_kb(pid, "VmRSS") / 1024
-            rss_peak = _status_kb(pid, "VmHWM") / 1024
-            truth = {session_id: _session_seqs(http, session_id, since) for session_id in sids}
-            http.close()
+        load_pipe, load_child = spawn.Pipe()
+        submitters_proc = spawn.Process(
+            target=_submitter_process,
+            args=(daemon.url, daemon.token, sids, duration, load_child),
+        )
+        submitters_proc.start()
+        load_pipe.send("go")
+        if not load_pipe.poll(duration + 120):
+            raise RuntimeError("submitters did not finish")
+        load = load_pipe.recv()
+        submitters_proc.join(30)
+        latencies, errors, elapsed = load["latencies"], load["errors"], load["elapsed"]
+        # Let the last submits' tasks finish and their notifications arrive.
+        _wait_settled(http, sids, timeout=POLL_INTERVAL * 10 + 30)
+        time.sleep(POLL_INTERVAL + 1)
+        sub_pipe.send("stop")
+        result = sub_pipe.recv()
+        subscribers_proc.join(30)
+        rss_end = _status_kb(pid, "VmRSS") / 1024
+        rss_peak = _status_kb(pid, "VmHWM") / 1024
+        truth = {session_id: _session_seqs(http, session_id, since) for session_id in sids}
+        http.close()
 
     missed = duplicated = 0
     for session_id, seqs in result["seqs"]:
@@ -324,12 +245,12 @@ def run_load(*, clients: int, subscribers: int, duration: float, root: Path) -> 
         "duration_s": elapsed,
         "submits": len(latencies),
         "submits_per_s": len(latencies) / elapsed,
-        "lat_p50_ms": _quantile(latencies, 0.5) * 1000,
-        "lat_p99_ms": _quantile(latencies, 0.99) * 1000,
+        "lat_p50_ms": quantile(latencies, 0.5) * 1000,
+        "lat_p99_ms": quantile(latencies, 0.99) * 1000,
         "events": events,
         "deliveries": len(delays_ms),
         "delay_p50_ms": statistics.median(delays_ms) if delays_ms else float("nan"),
-        "delay_p99_ms": _quantile(delays_ms, 0.99),
+        "delay_p99_ms": quantile(delays_ms, 0.99),
         "delay_max_ms": max(delays_ms) if delays_ms else float("nan"),
         "submit_errors": len(errors),
         "error_samples": errors[:3],
@@ -367,67 +288,39 @@ def _wait_settled(http: httpx.Client, sids: list[str], *, timeout: float) -> Non
             time.sleep(0.2)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
-        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
-
-
 def _print(r: dict[str, Any]) -> None:
     print(
         f"\nLoad: {r['clients']} submitting clients (GlobusClient, one session each), "
         f"{r['subscribers']} WebSocket subscribers ({r['subscribers'] // r['clients']} per "
         f"session), {r['duration_s']:.0f} s; simulator rate limit off, task limits raised"
     )
-    _table(
-        ["submits", "submits/s", "p50 latency", "p99 latency", "errors"],
-        [
-            [
-                str(r["submits"]),
-                f"{r['submits_per_s']:.1f}",
-                f"{r['lat_p50_ms']:.1f} ms",
-                f"{r['lat_p99_ms']:.1f} ms",
-                str(r["submit_errors"]),
-            ]
-        ],
-    )
-    print()
-    _table(
-        [
-            "events",
-            "deliveries",
-            "p50 delay",
-            "p99 delay",
-            "max delay",
-            "missed",
-            "dupes",
-            "closed",
-        ],
-        [
-            [
-                str(r["events"]),
-                str(r["deliveries"]),
-                f"{r['delay_p50_ms']:.1f} ms",
-                f"{r['delay_p99_ms']:.1f} ms",
-                f"{r['delay_max_ms']:.1f} ms",
-                str(r["missed"]),
-                str(r["duplicated"]),
-                str(r["closed_early"]),
-            ]
-        ],
-    )
-    print()
-    _table(
-        ["daemon RSS idle", f"with {r['subscribers']} subscribers", "peak (VmHWM)", "end"],
-        [
-            [
-                f"{r['rss_idle_mb']:.1f} MB",
-                f"{r['rss_subscribed_mb']:.1f} MB",
-                f"{r['rss_peak_mb']:.1f} MB",
-                f"{r['rss_end_mb']:.1f} MB",
-            ]
-        ],
-    )
+    submits = [
+        ("submits", "{submits}"),
+        ("submits/s", "{submits_per_s:.1f}"),
+        ("p50 latency", "{lat_p50_ms:.1f} ms"),
+        ("p99 latency", "{lat_p99_ms:.1f} ms"),
+        ("errors", "{submit_errors}"),
+    ]
+    notifications = [
+        ("events", "{events}"),
+        ("deliveries", "{deliveries}"),
+        ("p50 delay", "{delay_p50_ms:.1f} ms"),
+        ("p99 delay", "{delay_p99_ms:.1f} ms"),
+        ("max delay", "{delay_max_ms:.1f} ms"),
+        ("missed", "{missed}"),
+        ("dupes", "{duplicated}"),
+        ("closed", "{closed_early}"),
+    ]
+    memory = [
+        ("daemon RSS idle", "{rss_idle_mb:.1f} MB"),
+        (f"with {r['subscribers']} subscribers", "{rss_subscribed_mb:.1f} MB"),
+        ("peak (VmHWM)", "{rss_peak_mb:.1f} MB"),
+        ("end", "{rss_end_mb:.1f} MB"),
+    ]
+    for n, columns in enumerate((submits, notifications, memory)):
+        if n:
+            print()
+        print_table(columns, [r])
     for sample in r["error_samples"]:
         print(f"error: {sample}")
 
@@ -438,9 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscribers", type=int, default=500)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of submitting")
     args = parser.parse_args(argv)
-    # The in-process simulator logs every request; keep the table readable.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    _raise_fd_limit()
+    quiet_logs()
+    raise_fd_limit()
     print(f"machine: {machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         result = run_load(

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
+
+from harness import scratch_folder
 
 from radical.orbit.ledger import (
     Ledger,
@@ -114,15 +114,16 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--dir", type=Path)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-prune-", dir=args.dir or Path.cwd()))
-    try:
+    with scratch_folder("prune", under=args.dir or Path.cwd()) as folder:
         path = folder / "ledger.db"
         cutoff = asyncio.run(
             _fill(path, tasks=args.tasks, progress=args.progress, items=args.items)
         )
         with sqlite3.connect(path) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        rows = [("before", _count(path, "events"), _count(path, "tasks"), _size(path), None)]
+        rows: list[tuple[str, int, int, int, float | None]] = [
+            ("before", _count(path, "events"), _count(path, "tasks"), _size(path), None)
+        ]
         started = time.perf_counter()
         result = prune_file(path, before=cutoff)
         pruned_s = time.perf_counter() - started
@@ -148,8 +149,6 @@ def main() -> None:
         for name, events, tasks, size, seconds in rows:
             took = f"{seconds:.2f}" if seconds is not None else "-"
             print(f"| {name} | {events:,} | {tasks:,} | {size / 2**20:.1f} MiB | {took} |")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sqlite3
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness import scratch_folder
 from history_fill import OWNER, RUN, fill, label_of
 
 from radical.orbit.ledger import Ledger, StoredEvent, TaskRow
@@ -217,13 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="runs of each query per round")
     parser.add_argument("--dir", type=Path, default=None, help="folder for the database file")
     args = parser.parse_args(argv)
-    base = args.dir or Path(__file__).resolve().parent.parent / "build"
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="bench-readers-", dir=base))
-    try:
+    with scratch_folder("readers", under=args.dir) as folder:
         out = asyncio.run(_run(folder, tasks=args.tasks, rounds=args.rounds, repeats=args.repeats))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     print(
         f"{args.tasks:,} finished tasks, {out['head']:,} events; median of {args.rounds} rounds; "
         "CPU = process CPU time (all threads)\n"

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import logging
 import tempfile
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import structlog
+from harness import quiet_logs, simulated_daemon
 
 from radical.orbit import GlobusClient
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -37,7 +37,6 @@ from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 # Requests per second per user: 20/s over 10 s windows (Globus FAQ as quoted by third
 # parties; not in Globus's own docs). Measured here over the stricter 1 s window.
 BUDGET = 20.0
-QUIET_ENV = {"RADICAL_ORBIT_LOG_LEVEL": "warning"}
 
 
 def _items(name: str) -> list[dict[str, Any]]:
@@ -54,24 +53,22 @@ def _when(check: Any, *, timeout: float, step: float = 0.005) -> float:
     return time.monotonic()
 
 
-def _setup(tmp: Path, *, interval: float, retry: float, name: str) -> tuple[Simulator, Any]:
-    sim = Simulator(
-        root=tmp / name / "sim",
+def _setup(
+    root: Path, *, interval: float, retry: float
+) -> AbstractContextManager[tuple[Simulator, DaemonProcess]]:
+    return simulated_daemon(
+        root,
+        poll_interval=interval,
         bytes_per_second=1e9,
         rate_limit=None,
         retry_interval=retry,
         max_active=200,
         max_pending=1000,
-    ).start()
-    process = DaemonProcess(
-        state_dir=tmp / name / "state", env={**sim.environ(), **QUIET_ENV}, poll_interval=interval
-    ).start()
-    return sim, process
+    )
 
 
 def news(tmp: Path, *, interval: float) -> dict[str, Any]:
-    sim, process = _setup(tmp, interval=interval, retry=600.0, name="news")
-    try:
+    with _setup(tmp / "news", interval=interval, retry=600.0) as (sim, process):
         user = sim.add_user("alice")
         with GlobusClient(process.url, process.token) as client:
             client.register_session(access_token=user.access_token)
@@ -90,17 +87,13 @@ def news(tmp: Path, *, interval: float) -> dict[str, Any]:
                         received = time.monotonic()
                         break
         return {"delay": received - first_fault, "target": interval + 2.0, "code": code}
-    finally:
-        process.stop()
-        sim.stop()
 
 
 def policy(tmp: Path, *, interval: float) -> dict[str, Any]:
     # Globus retries minutes apart and the daemon polls every few seconds; here the retry
     # comes every 2.5 intervals, so the daemon sees each fault before the next.
     retry = 2.5 * interval
-    sim, process = _setup(tmp, interval=interval, retry=retry, name="policy")
-    try:
+    with _setup(tmp / "policy", interval=interval, retry=retry) as (sim, process):
         user = sim.add_user("alice")
         with GlobusClient(process.url, process.token) as client:
             client.register_session(access_token=user.access_token)
@@ -124,15 +117,11 @@ def policy(tmp: Path, *, interval: float) -> dict[str, Any]:
             "reason": reasons[0] if reasons else None,
             "target": interval + 2.0,
         }
-    finally:
-        process.stop()
-        sim.stop()
 
 
 def budget(tmp: Path, *, interval: float, tasks: int, seconds: float) -> dict[str, Any]:
     retry = 3.0
-    sim, process = _setup(tmp, interval=interval, retry=retry, name="budget")
-    try:
+    with _setup(tmp / "budget", interval=interval, retry=retry) as (sim, process):
         user = sim.add_user("alice")
         with GlobusClient(process.url, process.token) as client:
             client.register_session(access_token=user.access_token)
@@ -178,9 +167,6 @@ def budget(tmp: Path, *, interval: float, tasks: int, seconds: float) -> dict[st
             "flagged": trouble,
             "seconds": elapsed,
         }
-    finally:
-        process.stop()
-        sim.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
-    # The simulator logs every fault; only the table matters here.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    quiet_logs()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         a = news(tmp, interval=args.interval)

@@ -18,6 +18,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,12 +27,26 @@ import structlog
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.auth import Credentials
 
 EXAMPLES = Path(__file__).resolve().parent
 # The godata folder holds 141 bytes: at 20 B/s the copy takes about 7 s, long enough for
 # several progress notifications, short enough for a demo.
 BYTES_PER_SECOND = 20.0
 POLL_INTERVAL = 0.5
+
+
+@contextmanager
+def offline_globus(bytes_per_second: float) -> Iterator[tuple[Path, Simulator, Credentials]]:
+    """A temporary folder with the bundled Globus simulator running in it (``globus/``) and
+    its user "demo"; everything is removed afterwards."""
+    # The in-process simulator logs every request; the demo shows the example's output only.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    with tempfile.TemporaryDirectory(prefix="orbit-demo-") as tmp:
+        root = Path(tmp)
+        with Simulator(root=root / "globus", bytes_per_second=bytes_per_second) as sim:
+            print(f"simulator: Globus Transfer + Auth at {sim.url}")
+            yield root, sim, sim.add_user("demo")
 
 
 def run_example() -> int:
@@ -56,30 +72,24 @@ def show_metrics(url: str) -> None:
 
 
 def main() -> int:
-    # The in-process simulator logs every request; the demo shows the example's output only.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="orbit-demo-") as tmp:
-        root = Path(tmp)
-        with Simulator(root=root / "globus", bytes_per_second=BYTES_PER_SECOND) as sim:
-            user = sim.add_user("demo")
-            print(f"simulator: Globus Transfer + Auth at {sim.url}")
-            daemon = DaemonProcess(
-                state_dir=root / "endpoint", env=sim.environ(), poll_interval=POLL_INTERVAL
+    with offline_globus(BYTES_PER_SECOND) as (root, sim, user):
+        daemon = DaemonProcess(
+            state_dir=root / "endpoint", env=sim.environ(), poll_interval=POLL_INTERVAL
+        )
+        with daemon:
+            print(f"daemon:    {daemon.url} (state in {daemon.state_dir})\n")
+            # Exactly what a user sets for real Globus, with the simulator's values.
+            os.environ.update(
+                {
+                    "RADICAL_ORBIT_URL": daemon.url,
+                    "RADICAL_ORBIT_TOKEN": daemon.token,
+                    "GLOBUS_REFRESH_TOKEN": user.refresh_token,
+                    "GLOBUS_CLIENT_ID": user.client_id,
+                }
             )
-            with daemon:
-                print(f"daemon:    {daemon.url} (state in {daemon.state_dir})\n")
-                # Exactly what a user sets for real Globus, with the simulator's values.
-                os.environ.update(
-                    {
-                        "RADICAL_ORBIT_URL": daemon.url,
-                        "RADICAL_ORBIT_TOKEN": daemon.token,
-                        "GLOBUS_REFRESH_TOKEN": user.refresh_token,
-                        "GLOBUS_CLIENT_ID": user.client_id,
-                    }
-                )
-                code = run_example()
-                show_metrics(daemon.url)
+            code = run_example()
+            show_metrics(daemon.url)
     verdict = "transfer SUCCEEDED" if code == 0 else "transfer did not succeed"
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s: {verdict}")
     return code

@@ -12,21 +12,18 @@ for every task. Everything lives in a temporary folder; nothing leaves 127.0.0.1
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import structlog
+from demo import offline_globus
 
 from radical.orbit import BridgeClient
 from radical.orbit.bridge.launcher import BridgeProcess
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 SITES = ("site-a", "site-b", "site-c")
 BYTES_PER_SECOND = 50.0
@@ -93,41 +90,34 @@ def run_client(access_token: str) -> int:
 
 
 def main() -> int:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="orbit-demo-bridge-") as tmp:
-        root = Path(tmp)
-        with Simulator(root=root / "globus", bytes_per_second=BYTES_PER_SECOND) as sim:
-            user = sim.add_user("demo")
-            print(f"simulator: Globus Transfer + Auth at {sim.url}")
-            bridge = BridgeProcess(state_dir=root / "bridge")
-            enrollments = {site: bridge.add_endpoint(site) for site in SITES}
-            token = bridge.add_client("demo")
-            daemons = []
-            with bridge:
-                print(f"bridge:    {bridge.url}")
-                try:
-                    for site in SITES:
-                        env = {
-                            **sim.environ(),
-                            "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
-                            "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[site],
-                            "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                        }
-                        daemons.append(
-                            DaemonProcess(
-                                state_dir=root / site, env=env, name=site, poll_interval=0.5
-                            ).start()
-                        )
-                        print(f"endpoint:  {site} (links out to the bridge)")
-                    print()
-                    os.environ.update(
-                        {"RADICAL_ORBIT_URL": bridge.url, "RADICAL_ORBIT_TOKEN": token}
+    with offline_globus(BYTES_PER_SECOND) as (root, sim, user):
+        bridge = BridgeProcess(state_dir=root / "bridge")
+        enrollments = {site: bridge.add_endpoint(site) for site in SITES}
+        token = bridge.add_client("demo")
+        daemons = []
+        with bridge:
+            print(f"bridge:    {bridge.url}")
+            try:
+                for site in SITES:
+                    env = {
+                        **sim.environ(),
+                        "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
+                        "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[site],
+                        "RADICAL_ORBIT_LOG_LEVEL": "warning",
+                    }
+                    daemons.append(
+                        DaemonProcess(
+                            state_dir=root / site, env=env, name=site, poll_interval=0.5
+                        ).start()
                     )
-                    code = run_client(user.access_token)
-                finally:
-                    for daemon in daemons:
-                        daemon.stop()
+                    print(f"endpoint:  {site} (links out to the bridge)")
+                print()
+                os.environ.update({"RADICAL_ORBIT_URL": bridge.url, "RADICAL_ORBIT_TOKEN": token})
+                code = run_client(user.access_token)
+            finally:
+                for daemon in daemons:
+                    daemon.stop()
     verdict = "all transfers SUCCEEDED" if code == 0 else "a transfer did not succeed"
     print(f"\nbridge demo finished in {time.monotonic() - started:.1f} s: {verdict}")
     return code

@@ -10,38 +10,53 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import random
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from radical.orbit import GlobusClient
+from radical.orbit.client.errors import OrbitError
+from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.protocol import TERMINAL_STATUSES
+from radical.orbit.simulator.auth import Credentials
 
-# The machine line is benchmarks/run.py's, so every published figure names it the same way.
+# The machine line is benchmarks/run.py's, so every published figure names it the same way;
+# the simulator + daemon set-up and the process measures are the benchmarks' too.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import cpu_seconds, quiet_logs, rss_mb, simulated_daemon
 from run import machine
 
 __all__ = [
     "Ack",
     "LedgerView",
     "Memory",
+    "Outcome",
+    "Producer",
     "RequestRecorder",
-    "lost_acks",
+    "SubmitTally",
+    "cpu_seconds",
     "machine",
     "markdown_table",
     "memory_mb",
-    "off_truth",
+    "pick_seed",
     "recording_simulator_requests",
     "report",
     "rss_mb",
+    "run_campaign",
+    "simulated_daemon",
+    "start_registered",
     "unsettled",
     "wait_settled",
     "wait_until",
@@ -60,17 +75,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (VmRSS from /proc), NaN when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 @dataclass(frozen=True)
@@ -145,45 +149,178 @@ class Ack:
     submission_id: str
     task_id: str | None
 
-
-def lost_acks(
-    acks: Sequence[Ack],
-    submissions: dict[str, LedgerSubmission],
-    tasks: dict[str, LedgerTask],
-    sim_tasks: dict[str, Any],
-) -> list[str]:
-    """Acknowledged submits without their submitted submission and task, in the ledger and
-    in the simulator; one line per loss saying what is missing."""
-    lost = []
-    for ack in acks:
-        sub = submissions.get(ack.submission_id)
-        if sub is None or sub.state != "submitted" or sub.task_id is None:
-            state = sub.state if sub else "absent"
-            lost.append(f"{ack.label}: submission {state} in the ledger")
-        elif ack.task_id is not None and sub.task_id != ack.task_id:
-            lost.append(f"{ack.label}: answered {ack.task_id}, ledger {sub.task_id}")
-        elif sub.task_id not in tasks:
-            lost.append(f"{ack.label}: task {sub.task_id} not in the ledger")
-        elif sub.task_id not in sim_tasks:
-            lost.append(f"{ack.label}: task {sub.task_id} not in the simulator")
-    return lost
+    @classmethod
+    def of(cls, label: str, answer: dict[str, Any]) -> Ack:
+        """The acknowledgement in a submit's answer (no task_id yet when it is QUEUED)."""
+        task_id = answer.get("task_id")
+        return cls(label, str(answer["submission_id"]), str(task_id) if task_id else None)
 
 
-def off_truth(tasks: dict[str, LedgerTask], sim_tasks: dict[str, Any]) -> list[str]:
-    """Simulator tasks missing from the ledger or with another status there; one line each."""
-    out = []
-    for task_id, doc in sim_tasks.items():
-        row = tasks.get(task_id)
-        if row is None:
-            out.append(f"{task_id} ({doc['label']}): not in the ledger")
-        elif row.status != doc["status"]:
-            out.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
-    return out
+class Producer(threading.Thread):
+    """One client of a campaign, in a thread: its own GlobusClient, simulator user and
+    session. It registers (again every ``register_every`` s until the daemon takes it), then
+    submits in :meth:`produce` until ``stop`` is set, recording what it was told."""
+
+    register_every = 0.5
+    local_collection: str | None = None
+
+    def __init__(
+        self,
+        *,
+        campaign: str,
+        index: int,
+        daemon: DaemonProcess,
+        creds: Credentials,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"{campaign}-producer-{index}", daemon=True)
+        self.campaign = campaign
+        self.index = index
+        self.endpoint = daemon  # (``self.daemon`` is the thread's daemon flag)
+        self.creds = creds
+        self.stop = stop
+        self.session_id: str | None = None
+        self.registered = threading.Event()
+        self.acks: list[Ack] = []
+        self.attempts = 0
+        self.errors: Counter[str] = Counter()
+
+    def connect(self) -> GlobusClient:
+        """The producer's client of ``endpoint`` (its timeouts are the campaign's choice)."""
+        raise NotImplementedError
+
+    def produce(self, globus: GlobusClient) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        with self.connect() as globus:
+            while not self.stop.is_set():
+                try:
+                    globus.register_session(
+                        access_token=self.creds.access_token, local_collection=self.local_collection
+                    )
+                    break
+                except OrbitError as exc:
+                    self.errors[f"register {type(exc).__name__}"] += 1
+                    self.stop.wait(self.register_every)
+            self.session_id = globus.session_id
+            self.registered.set()
+            self.produce(globus)
+
+    def next_label(self) -> str:
+        """A label of its own for the next submit (one label with two Globus tasks is a
+        submission executed twice); counts the attempt."""
+        label = f"{self.campaign}-{self.index}-{self.attempts}"
+        self.attempts += 1
+        return label
+
+
+def start_registered(producers: Sequence[Producer], *, timeout: float) -> None:
+    """Start every producer and wait until each has a session."""
+    for p in producers:
+        p.start()
+    for p in producers:
+        if not p.registered.wait(timeout):
+            raise TimeoutError(f"{p.name} could not register a session")
+
+
+@dataclass(kw_only=True)
+class SubmitTally:
+    """What the producers' submits came to: attempts, acknowledgements, error answers by
+    kind, and the acknowledged submits the ledger or the simulator lost."""
+
+    attempts: int = 0
+    acked_with_task: int = 0
+    acked_pending: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+
+    @property
+    def acknowledged(self) -> int:
+        return self.acked_with_task + self.acked_pending
+
+    def count(self, producers: Sequence[Producer], outcome: Outcome) -> None:
+        for p in producers:
+            self.attempts += p.attempts
+            self.errors.update(p.errors)
+            self.acked_pending += sum(a.task_id is None for a in p.acks)
+            self.acked_with_task += sum(a.task_id is not None for a in p.acks)
+            self.lost += outcome.lost(p.acks)
+
+    def error_kinds(self) -> str:
+        """The error answers by kind, for a table cell."""
+        return ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+
+    def problems(self) -> list[str]:
+        if self.lost:
+            return [f"{len(self.lost)} acknowledged submits lost: {self.lost[:5]}"]
+        return []
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a campaign left behind, read once it is over: the simulator's tasks of the
+    campaign's users (Globus's truth, by task_id), the ledger's tasks and submissions."""
+
+    sim_tasks: dict[str, Any]
+    tasks: dict[str, LedgerTask]
+    submissions: dict[str, LedgerSubmission]
+
+    @classmethod
+    def read(cls, sim: Any, view: LedgerView, users: set[str]) -> Outcome:
+        docs = {d["task_id"]: d for d in sim.tasks() if d["username"] in users}
+        return cls(docs, view.tasks(), view.submissions())
+
+    def lost(self, acks: Sequence[Ack]) -> list[str]:
+        """Acknowledged submits without their submitted submission and task, in the ledger
+        and in the simulator; one line per loss saying what is missing."""
+        lost = []
+        for ack in acks:
+            sub = self.submissions.get(ack.submission_id)
+            if sub is None or sub.state != "submitted" or sub.task_id is None:
+                state = sub.state if sub else "absent"
+                lost.append(f"{ack.label}: submission {state} in the ledger")
+            elif ack.task_id is not None and sub.task_id != ack.task_id:
+                lost.append(f"{ack.label}: answered {ack.task_id}, ledger {sub.task_id}")
+            elif sub.task_id not in self.tasks:
+                lost.append(f"{ack.label}: task {sub.task_id} not in the ledger")
+            elif sub.task_id not in self.sim_tasks:
+                lost.append(f"{ack.label}: task {sub.task_id} not in the simulator")
+        return lost
+
+    def off_truth(self) -> list[str]:
+        """Simulator tasks missing from the ledger or with another status there; one line
+        each."""
+        out = []
+        for task_id, doc in self.sim_tasks.items():
+            row = self.tasks.get(task_id)
+            if row is None:
+                out.append(f"{task_id} ({doc['label']}): not in the ledger")
+            elif row.status != doc["status"]:
+                out.append(f"{task_id}: ledger {row.status}, simulator {doc['status']}")
+        return out
 
 
 class Verdict(Protocol):
     def table(self) -> str: ...
     def problems(self) -> list[str]: ...
+
+
+def pick_seed(seed: int | None) -> int:
+    """The seed asked for, or a random one (printed, so that a run can be repeated)."""
+    return seed if seed is not None else random.SystemRandom().randrange(2**32)
+
+
+def run_campaign(run: Callable[[Path], Verdict], *, success: str, seed: int | None = None) -> int:
+    """A campaign's main: the machine line (and the seed to rerun with), ``run`` in a
+    temporary folder with this process's logs quiet, then its report; the exit status."""
+    quiet_logs()
+    print(f"machine: {machine()}", flush=True)
+    if seed is not None:
+        print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="campaign-") as tmp:
+        result = run(Path(tmp))
+    return report(result, success=success)
 
 
 def report(result: Verdict, *, success: str) -> int:
@@ -315,7 +452,12 @@ def recording_simulator_requests() -> Iterator[RequestRecorder]:
         raise structlog.DropEvent
 
     saved = structlog.get_config()
-    structlog.configure(processors=[capture], cache_logger_on_first_use=False)
+    # Every level reaches the capture, however quiet this process's logs were made before.
+    structlog.configure(
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+        cache_logger_on_first_use=False,
+    )
     try:
         yield recorder
     finally:

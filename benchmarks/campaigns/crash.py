@@ -39,25 +39,26 @@ acknowledged as SubmitPending, and their background retries are then cut by the 
 from __future__ import annotations
 
 import argparse
-import logging
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import structlog
 from campaign_common import (
     Ack,
     LedgerView,
-    lost_acks,
-    machine,
+    Outcome,
+    Producer,
+    SubmitTally,
     markdown_table,
-    off_truth,
-    report,
+    pick_seed,
+    run_campaign,
+    simulated_daemon,
+    start_registered,
     wait_settled,
 )
 
@@ -69,15 +70,11 @@ from radical.orbit.client.errors import (
     SubmitPendingError,
     SubmitUnresolved,
 )
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.protocol import TERMINAL_STATUSES
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
-from radical.orbit.simulator.auth import Credentials
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 __all__ = ["CrashConfig", "CrashResult", "run_crash"]
 
 SOURCE_FILE = "/home/share/godata/file1.txt"
-TERMINAL = TERMINAL_STATUSES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,32 +103,15 @@ class CrashConfig:
     submit_timeout: float = 90.0
 
 
-class Producer(threading.Thread):
-    """One client: its own GlobusClient, user and session; submits until told to stop."""
+class CrashProducer(Producer):
+    """Submits as fast as the daemon answers."""
 
-    def __init__(
-        self,
-        *,
-        index: int,
-        url: str,
-        token: str,
-        creds: Credentials,
-        stop: threading.Event,
-        retries: bool,
-        submit_timeout: float,
-    ) -> None:
-        super().__init__(name=f"producer-{index}", daemon=True)
-        self.index = index
-        self.url = url
-        self.token = token
-        self.creds = creds
-        self.stop = stop
-        self.session_id: str | None = None
-        self.registered = threading.Event()
-        self.acks: list[Ack] = []
-        self.attempts = 0
+    register_every = 0.1
+    local_collection = TUTORIAL_COLLECTION_2
+
+    def __init__(self, *, retries: bool, submit_timeout: float, **common: Any) -> None:
+        super().__init__(campaign="crash", **common)
         self.unavailable = 0
-        self.errors: Counter[str] = Counter()
         # With the library's retries: calls that ended in an error, by (label, submission_id
         # or None), judged after the campaign; and (start, end) of every call.
         self.failed: list[tuple[str, str | None, str]] = []
@@ -141,48 +121,34 @@ class Producer(threading.Thread):
         # campaign); with them it keeps the same submission_id until an answer.
         self.submit_timeout = submit_timeout if retries else 0.0
 
-    def run(self) -> None:
-        with GlobusClient(
-            self.url, self.token, timeout=15, submit_timeout=self.submit_timeout
-        ) as globus:
-            while not self.stop.is_set():
-                try:
-                    globus.register_session(
-                        access_token=self.creds.access_token, local_collection=TUTORIAL_COLLECTION_2
-                    )
-                    break
-                except OrbitError:
-                    self.stop.wait(0.1)
-            self.session_id = globus.session_id
-            self.registered.set()
-            n = 0
-            while not self.stop.is_set():
-                label = f"crash-{self.index}-{n}"
-                n += 1
-                self.attempts += 1
-                item = {"source": SOURCE_FILE, "destination": f"/~/crash/{label}.txt"}
-                began = time.monotonic()
-                try:
-                    answer = globus.submit_transfer(
-                        TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [item], label=label
-                    )
-                except SubmitUnresolved as exc:
-                    if self.retries:
-                        self.failed.append((label, exc.submission_id, "SubmitUnresolved"))
-                        self.errors["SubmitUnresolved"] += 1
-                    else:
-                        self._count(exc.last_error, label)
-                except OrbitError as exc:
-                    if self.retries:
-                        self.failed.append((label, None, type(exc).__name__))
-                    self._count(exc, label)
+    def connect(self) -> GlobusClient:
+        return GlobusClient(
+            self.endpoint.url, self.endpoint.token, timeout=15, submit_timeout=self.submit_timeout
+        )
+
+    def produce(self, globus: GlobusClient) -> None:
+        while not self.stop.is_set():
+            label = self.next_label()
+            item = {"source": SOURCE_FILE, "destination": f"/~/crash/{label}.txt"}
+            began = time.monotonic()
+            try:
+                answer = globus.submit_transfer(
+                    TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [item], label=label
+                )
+            except SubmitUnresolved as exc:
+                if self.retries:
+                    self.failed.append((label, exc.submission_id, "SubmitUnresolved"))
+                    self.errors["SubmitUnresolved"] += 1
                 else:
-                    task_id = answer.get("task_id")
-                    self.acks.append(
-                        Ack(label, str(answer["submission_id"]), str(task_id) if task_id else None)
-                    )
-                finally:
-                    self.calls.append((began, time.monotonic()))
+                    self._count(exc.last_error, label)
+            except OrbitError as exc:
+                if self.retries:
+                    self.failed.append((label, None, type(exc).__name__))
+                self._count(exc, label)
+            else:
+                self.acks.append(Ack.of(label, answer))
+            finally:
+                self.calls.append((began, time.monotonic()))
 
     def _count(self, exc: BaseException, label: str) -> None:
         """A call that gave up: an acknowledgement (SubmitPending) or an error by kind."""
@@ -201,18 +167,13 @@ class Producer(threading.Thread):
         self.stop.wait(0.05)
 
 
-@dataclass
-class CrashResult:
+@dataclass(kw_only=True)
+class CrashResult(SubmitTally):
     config: CrashConfig
     seconds: float = 0.0
-    attempts: int = 0
-    acked_with_task: int = 0
-    acked_pending: int = 0
     unavailable: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
     integrity_checks: int = 0
     integrity_failures: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)
     sim_tasks: int = 0
@@ -228,14 +189,8 @@ class CrashResult:
     rode_through_kill: int = 0
     kills: list[float] = field(default_factory=list)
 
-    @property
-    def acknowledged(self) -> int:
-        return self.acked_with_task + self.acked_pending
-
     def problems(self) -> list[str]:
-        out = []
-        if self.lost:
-            out.append(f"{len(self.lost)} acknowledged submits lost: {self.lost[:5]}")
+        out = super().problems()
         if self.duplicates:
             out.append(f"{len(self.duplicates)} submissions with two tasks: {self.duplicates[:5]}")
         if self.integrity_failures:
@@ -250,7 +205,6 @@ class CrashResult:
 
     def table(self) -> str:
         cfg = self.config
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         rows: list[tuple[str, object, str]] = [
             ("seed", cfg.seed, ""),
             ("rounds (SIGKILL + restart)", cfg.rounds, ""),
@@ -265,7 +219,7 @@ class CrashResult:
             ("acknowledged: task_id", self.acked_with_task, ""),
             ("acknowledged: 503 SubmitPending", self.acked_pending, ""),
             ("not acknowledged: daemon unreachable (down or killed)", self.unavailable, ""),
-            ("other error answers", errors, ""),
+            ("other error answers", self.error_kinds(), ""),
             ("submissions found pending after a kill (sum)", self.pending_after_kills, ""),
             ("submissions pending at the final restart", self.pending_at_final_restart, ""),
             ("settle time after final restart", f"{self.settle_seconds:.1f} s", ""),
@@ -309,36 +263,25 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
     result = CrashResult(config=config)
     started = time.monotonic()
     say = print if log else (lambda *_a, **_k: None)
-    with Simulator(
-        root=root / "sim",
+    with simulated_daemon(
+        root,
+        raised_pending=100_000,
+        poll_interval=config.poll_interval,
         bytes_per_second=1e9,
         min_task_seconds=config.task_seconds,
         max_active=100_000,
-        max_pending=100_000,
         rate_limit=None,
         latency=config.latency,
         seed=config.seed,
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=root / "state",
-            # The daemon's admission limits describe the simulator's raised ones.
-            env={
-                **sim.environ(),
-                "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
-                "RADICAL_ORBIT_ADMISSION_RATE": "0",
-            },
-            poll_interval=config.poll_interval,
-        ).start()
+    ) as (sim, daemon):
         view = LedgerView(daemon.state_dir / "ledger.db")
         users = [sim.add_user(f"crash{i}") for i in range(config.clients)]
         stop = threading.Event()
         outage = threading.Timer(0, lambda: None)
         producers = [
-            Producer(
+            CrashProducer(
                 index=i,
-                url=daemon.url,
-                token=daemon.token,
+                daemon=daemon,
                 creds=creds,
                 stop=stop,
                 retries=config.library_retries,
@@ -347,11 +290,7 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
             for i, creds in enumerate(users)
         ]
         try:
-            for p in producers:
-                p.start()
-            for p in producers:
-                if not p.registered.wait(30):
-                    raise TimeoutError(f"{p.name} could not register a session")
+            start_registered(producers, timeout=30)
             for n in range(1, config.rounds + 1):
                 if rng.random() < config.outage_rounds:
                     result.outage_rounds += 1
@@ -402,35 +341,19 @@ def run_crash(config: CrashConfig, *, root: Path, log: bool = False) -> CrashRes
             outage.cancel()
             daemon.stop()
         _check_integrity(view, result, "after the final stop")
-        _verdict(result, producers, sim, view, {u.username for u in users})
+        _verdict(result, producers, Outcome.read(sim, view, {u.username for u in users}))
     result.seconds = time.monotonic() - started
     return result
 
 
-def _verdict(
-    result: CrashResult,
-    producers: list[Producer],
-    sim: Simulator,
-    view: LedgerView,
-    users: set[str],
-) -> None:
-    docs = {d["task_id"]: d for d in sim.tasks() if d["username"] in users}
-    tasks = view.tasks()
-    subs = view.submissions()
-    result.sim_tasks, result.ledger_tasks = len(docs), len(tasks)
-    for p in producers:
-        result.attempts += p.attempts
-        result.unavailable += p.unavailable
-        result.errors.update(p.errors)
-        result.lost += lost_acks(p.acks, subs, tasks, docs)
-        for ack in p.acks:
-            if ack.task_id is None:
-                result.acked_pending += 1
-            else:
-                result.acked_with_task += 1
-    labels = Counter(str(d["label"]) for d in docs.values())
+def _verdict(result: CrashResult, producers: list[CrashProducer], outcome: Outcome) -> None:
+    result.sim_tasks, result.ledger_tasks = len(outcome.sim_tasks), len(outcome.tasks)
+    result.count(producers, outcome)
+    result.unavailable += sum(p.unavailable for p in producers)
+    labels = Counter(str(d["label"]) for d in outcome.sim_tasks.values())
     result.duplicates = sorted(label for label, n in labels.items() if n > 1)
-    result.untracked = off_truth(tasks, docs)
+    result.untracked = outcome.off_truth()
+    subs = outcome.submissions
     by_label = {s.label: s for s in subs.values() if s.label is not None}
     for p in producers:
         result.rode_through_kill += sum(
@@ -465,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="one line per round")
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    seed = pick_seed(args.seed)
     config = CrashConfig(
         rounds=args.rounds,
         clients=args.clients,
@@ -473,13 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=seed,
         library_retries=not args.no_library_retries,
     )
-    # The in-process simulator logs every request; keep the table readable.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"machine: {machine()}")
-    print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
-    with tempfile.TemporaryDirectory(prefix="campaign-crash-") as tmp:
-        result = run_crash(config, root=Path(tmp), log=args.verbose)
-    return report(result, success="nothing lost, nothing doubled")
+    return run_campaign(
+        lambda root: run_crash(config, root=root, log=args.verbose),
+        success="nothing lost, nothing doubled",
+        seed=seed,
+    )
 
 
 if __name__ == "__main__":

@@ -25,22 +25,19 @@ import contextlib
 import dataclasses
 import errno
 import http.client
-import logging
 import multiprocessing
 import os
 import resource
 import selectors
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
-from campaign_common import machine, markdown_table, report
+from campaign_common import cpu_seconds, markdown_table, run_campaign
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -154,11 +151,6 @@ def _fd_count(pid: int) -> int:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _nofile_of(pid: int) -> int:
@@ -316,12 +308,12 @@ def run_flood(config: FloodConfig, *, root: Path) -> FloodResult:
             flooder.start()
             for thread in clients:
                 thread.start()
-            cpu = _cpu_seconds(pid)
+            cpu = cpu_seconds(pid)
             end = time.monotonic() + config.seconds
             while time.monotonic() < end:
                 result.fds_peak = max(result.fds_peak, _fd_count(pid))
                 time.sleep(0.2)
-            result.daemon_cpu = _cpu_seconds(pid) - cpu
+            result.daemon_cpu = cpu_seconds(pid) - cpu
             stop.set()
             for thread in clients:
                 thread.join(30)
@@ -358,11 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         header_timeout=args.header_timeout,
         nofile=args.nofile,
     )
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"machine: {machine()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="campaign-flood-") as tmp:
-        result = run_flood(config, root=Path(tmp))
-    return report(result, success="authenticated clients unaffected by the flood")
+    return run_campaign(
+        lambda root: run_flood(config, root=root),
+        success="authenticated clients unaffected by the flood",
+    )
 
 
 if __name__ == "__main__":

@@ -22,12 +22,10 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import logging
 import multiprocessing
 import os
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -37,12 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import structlog
 import websockets
-from campaign_common import machine, markdown_table, memory_mb, report
+from campaign_common import markdown_table, memory_mb, run_campaign, simulated_daemon
 
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, Simulator
+from radical.orbit.simulator import TUTORIAL_COLLECTION_1
 
 __all__ = ["HostileConfig", "HostileResult", "run_hostile"]
 
@@ -265,113 +261,91 @@ def _stored(ledger: Path) -> tuple[int, int]:
 def run_hostile(config: HostileConfig, *, root: Path) -> HostileResult:
     result = HostileResult(config=config)
     missing = str(uuid.uuid4())
-    with Simulator(root=root / "sim", rate_limit=None) as sim:
-        daemon = DaemonProcess(
-            state_dir=root / "state", env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
-        ).start()
-        try:
-            assert daemon.proc is not None
-            pid = daemon.proc.pid
-            # The other client has a token of its own.
-            other_token = subprocess_token(daemon, "other")
-            attacker, victim = sim.add_user("attacker"), sim.add_user("victim")
-            headers = daemon.headers
+    with simulated_daemon(root, rate_limit=None) as (sim, daemon):
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        # The other client has a token of its own, made as an operator would (token add).
+        other_token = daemon.add_token("other")
+        attacker, victim = sim.add_user("attacker"), sim.add_user("victim")
+        headers = daemon.headers
+        with httpx.Client(base_url=daemon.url, headers=headers, timeout=120) as http:
+            session_id = http.post(
+                "/globus/sessions", json={"access_token": attacker.access_token}
+            ).json()["session_id"]
+            result.budget = int(
+                http.post(
+                    f"/globus/sessions/{session_id}/transfers",
+                    json=_body(config.reported_size, missing),
+                ).json()["limit"]
+            )
+        with httpx.Client(
+            base_url=daemon.url, headers={"Authorization": f"Bearer {other_token}"}
+        ) as http:
+            other_sid = http.post(
+                "/globus/sessions", json={"access_token": victim.access_token}
+            ).json()["session_id"]
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        measured = ctx.Queue()
+        other = ctx.Process(
+            target=_other,
+            args=(daemon.url, other_token, other_sid, stop, measured),
+            daemon=True,
+        )
+        sampler = Sampler(pid)
+        result.rss_start = memory_mb(pid).vm_rss
+        sampler.start()
+        other.start()
+
+        def submit(size: int) -> str:
             with httpx.Client(base_url=daemon.url, headers=headers, timeout=120) as http:
-                session_id = http.post(
-                    "/globus/sessions", json={"access_token": attacker.access_token}
-                ).json()["session_id"]
-                result.budget = int(
+                return str(
                     http.post(
-                        f"/globus/sessions/{session_id}/transfers",
-                        json=_body(config.reported_size, missing),
-                    ).json()["limit"]
+                        f"/globus/sessions/{session_id}/transfers", json=_body(size, missing)
+                    ).status_code
                 )
-            with httpx.Client(
-                base_url=daemon.url, headers={"Authorization": f"Bearer {other_token}"}
-            ) as http:
-                other_sid = http.post(
-                    "/globus/sessions", json={"access_token": victim.access_token}
-                ).json()["session_id"]
-            ctx = multiprocessing.get_context("spawn")
-            stop = ctx.Event()
-            measured = ctx.Queue()
-            other = ctx.Process(
-                target=_other,
-                args=(daemon.url, other_token, other_sid, stop, measured),
-                daemon=True,
-            )
-            sampler = Sampler(pid)
-            result.rss_start = memory_mb(pid).vm_rss
-            sampler.start()
-            other.start()
 
-            def submit(size: int) -> str:
-                with httpx.Client(base_url=daemon.url, headers=headers, timeout=120) as http:
-                    return str(
-                        http.post(
-                            f"/globus/sessions/{session_id}/transfers", json=_body(size, missing)
-                        ).status_code
-                    )
-
-            with ThreadPoolExecutor(config.parallel) as pool:
-                for size in (config.reported_size, result.budget):
-                    result.answers.update(pool.map(submit, [size] * config.submits))
-            result.phases["submits"] = sampler.take()
-            lock = threading.Lock()
-            with ThreadPoolExecutor(config.history_readers) as pool:
-                for future in [
-                    pool.submit(_history, daemon.url, headers, result, lock)
-                    for _ in range(config.history_readers)
-                ]:
-                    future.result()
-            result.phases["history"] = sampler.take()
-            # The replay reads until the attacker's newest event (the last page's last seq).
-            with httpx.Client(base_url=daemon.url, headers=headers) as http:
-                last = 0
-                after = 0
-                while True:
-                    page = http.get(
-                        "/globus/history", params={"limit": 1000, "after": after, "view": "events"}
-                    ).json()
-                    if page["events"]:
-                        last = page["events"][-1]["seq"]
-                    if page["next_after"] is None:
-                        break
-                    after = page["next_after"]
-            result.ws_events = asyncio.run(_replay(daemon.url, headers, last))
-            result.phases["replay"] = sampler.take()
-            stop.set()
-            result.other, result.other_errors = measured.get(timeout=60)
-            other.join(30)
-            sampler.stop.set()
-            sampler.join(5)
-            result.rss_peak = max(result.phases.values())
-            result.rss_end = memory_mb(pid).vm_rss
-            result.anon_peak = sampler.peak_anon
-            result.anon_end = memory_mb(pid).anon
-            result.stored_requests, result.request_bytes_stored = _stored(
-                daemon.state_dir / "ledger.db"
-            )
-            result.ledger_mb = (
-                sum(p.stat().st_size for p in daemon.state_dir.glob("ledger.db*")) / MB
-            )
-        finally:
-            daemon.stop()
+        with ThreadPoolExecutor(config.parallel) as pool:
+            for size in (config.reported_size, result.budget):
+                result.answers.update(pool.map(submit, [size] * config.submits))
+        result.phases["submits"] = sampler.take()
+        lock = threading.Lock()
+        with ThreadPoolExecutor(config.history_readers) as pool:
+            for future in [
+                pool.submit(_history, daemon.url, headers, result, lock)
+                for _ in range(config.history_readers)
+            ]:
+                future.result()
+        result.phases["history"] = sampler.take()
+        # The replay reads until the attacker's newest event (the last page's last seq).
+        with httpx.Client(base_url=daemon.url, headers=headers) as http:
+            last = 0
+            after = 0
+            while True:
+                page = http.get(
+                    "/globus/history", params={"limit": 1000, "after": after, "view": "events"}
+                ).json()
+                if page["events"]:
+                    last = page["events"][-1]["seq"]
+                if page["next_after"] is None:
+                    break
+                after = page["next_after"]
+        result.ws_events = asyncio.run(_replay(daemon.url, headers, last))
+        result.phases["replay"] = sampler.take()
+        stop.set()
+        result.other, result.other_errors = measured.get(timeout=60)
+        other.join(30)
+        sampler.stop.set()
+        sampler.join(5)
+        result.rss_peak = max(result.phases.values())
+        result.rss_end = memory_mb(pid).vm_rss
+        result.anon_peak = sampler.peak_anon
+        result.anon_end = memory_mb(pid).anon
+        result.stored_requests, result.request_bytes_stored = _stored(
+            daemon.state_dir / "ledger.db"
+        )
+        result.ledger_mb = sum(p.stat().st_size for p in daemon.state_dir.glob("ledger.db*")) / MB
     return result
-
-
-def subprocess_token(daemon: DaemonProcess, name: str) -> str:
-    """A named client token, made as an operator would (``token add``)."""
-    import subprocess
-
-    out = subprocess.run(
-        [daemon.python, "-m", "radical.orbit.daemon", "token", "add", name, "--quiet",
-         "--state-dir", str(daemon.state_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -380,11 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=4)
     args = parser.parse_args(argv)
     config = HostileConfig(submits=args.submits, parallel=args.parallel)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    print(f"machine: {machine()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="campaign-hostile-") as tmp:
-        result = run_hostile(config, root=Path(tmp))
-    return report(result, success="memory bounded, other clients served")
+    return run_campaign(
+        lambda root: run_hostile(config, root=root),
+        success="memory bounded, other clients served",
+    )
 
 
 if __name__ == "__main__":

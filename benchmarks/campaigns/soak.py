@@ -35,35 +35,36 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from campaign_common import (
     Ack,
     LedgerView,
     Memory,
+    Outcome,
+    Producer,
     RequestRecorder,
-    lost_acks,
-    machine,
+    SubmitTally,
     markdown_table,
     memory_mb,
-    off_truth,
+    pick_seed,
     recording_simulator_requests,
-    report,
+    run_campaign,
+    simulated_daemon,
+    start_registered,
     wait_settled,
 )
 
 from radical.orbit import GlobusClient
 from radical.orbit.client.errors import OrbitError, RequestError, SubmitPendingError
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
-from radical.orbit.simulator.auth import Credentials
 
 __all__ = ["SoakConfig", "SoakResult", "run_soak"]
 
@@ -102,85 +103,52 @@ class SoakConfig:
     seed: int = 0
 
 
-class Producer(threading.Thread):
-    def __init__(
-        self,
-        *,
-        index: int,
-        url: str,
-        token: str,
-        creds: Credentials,
-        config: SoakConfig,
-        stop: threading.Event,
-    ) -> None:
-        super().__init__(name=f"soak-producer-{index}", daemon=True)
-        self.index = index
-        self.url = url
-        self.token = token
-        self.creds = creds
+class SoakProducer(Producer):
+    """Submits at a steady pace; a share of the submits name a missing source."""
+
+    def __init__(self, *, config: SoakConfig, **common: Any) -> None:
+        super().__init__(campaign="soak", **common)
         self.config = config
-        self.stop = stop
-        self.rng = random.Random(config.seed * 1000 + index)
-        self.session_id: str | None = None
-        self.registered = threading.Event()
-        self.acks: list[Ack] = []
-        self.attempts = 0
-        self.errors: Counter[str] = Counter()
+        self.rng = random.Random(config.seed * 1000 + self.index)
 
-    def run(self) -> None:
-        with GlobusClient(self.url, self.token, timeout=120) as globus:
-            while not self.stop.is_set():
-                try:
-                    globus.register_session(access_token=self.creds.access_token)
-                    break
-                except OrbitError as exc:
-                    self.errors[f"register {type(exc).__name__}"] += 1
-                    self.stop.wait(0.5)
-            self.session_id = globus.session_id
-            self.registered.set()
-            pace = 1.0 / self.config.submit_rate
-            next_at = time.monotonic()
-            n = 0
-            while not self.stop.wait(max(0.0, next_at - time.monotonic())):
-                next_at = max(next_at + pace, time.monotonic())
-                label = f"soak-{self.index}-{n}"
-                n += 1
-                self.attempts += 1
-                bad = self.rng.random() < self.config.bad_source_fraction
-                source = f"/home/share/godata/missing-{label}.txt" if bad else GOOD_SOURCE
-                item = {"source": source, "destination": f"/~/soak/{label}.txt"}
-                deadline = (
-                    datetime.now(UTC) + timedelta(seconds=self.config.bad_source_deadline)
-                    if bad
-                    else None
+    def connect(self) -> GlobusClient:
+        return GlobusClient(self.endpoint.url, self.endpoint.token, timeout=120)
+
+    def produce(self, globus: GlobusClient) -> None:
+        pace = 1.0 / self.config.submit_rate
+        next_at = time.monotonic()
+        while not self.stop.wait(max(0.0, next_at - time.monotonic())):
+            next_at = max(next_at + pace, time.monotonic())
+            label = self.next_label()
+            bad = self.rng.random() < self.config.bad_source_fraction
+            source = f"/home/share/godata/missing-{label}.txt" if bad else GOOD_SOURCE
+            item = {"source": source, "destination": f"/~/soak/{label}.txt"}
+            deadline = (
+                datetime.now(UTC) + timedelta(seconds=self.config.bad_source_deadline)
+                if bad
+                else None
+            )
+            try:
+                answer = globus.submit_transfer(
+                    TUTORIAL_COLLECTION_1,
+                    TUTORIAL_COLLECTION_2,
+                    [item],
+                    label=label,
+                    deadline=deadline,
                 )
-                try:
-                    answer = globus.submit_transfer(
-                        TUTORIAL_COLLECTION_1,
-                        TUTORIAL_COLLECTION_2,
-                        [item],
-                        label=label,
-                        deadline=deadline,
-                    )
-                except SubmitPendingError as exc:
-                    self.acks.append(Ack(label, exc.submission_id or "?", None))
-                except RequestError as exc:
-                    self.errors[exc.code] += 1
-                except OrbitError as exc:
-                    self.errors[type(exc).__name__] += 1
-                else:
-                    self.acks.append(
-                        Ack(label, str(answer["submission_id"]), str(answer["task_id"]))
-                    )
+            except SubmitPendingError as exc:
+                self.acks.append(Ack(label, exc.submission_id or "?", None))
+            except RequestError as exc:
+                self.errors[exc.code] += 1
+            except OrbitError as exc:
+                self.errors[type(exc).__name__] += 1
+            else:
+                self.acks.append(Ack.of(label, answer))
 
 
-@dataclass
-class SoakResult:
+@dataclass(kw_only=True)
+class SoakResult(SubmitTally):
     config: SoakConfig
-    attempts: int = 0
-    acked_with_task: int = 0
-    acked_pending: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
     peak_in_flight: int = 0
     sim_tasks: int = 0
     sim_failed: int = 0
@@ -190,7 +158,6 @@ class SoakResult:
     not_settled: str = ""
     false_failed: list[str] = field(default_factory=list)
     wrong_final: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
     memory: list[tuple[float, Memory]] = field(default_factory=list)
     requests_total: int = 0
     peak_per_user: dict[str, float] = field(default_factory=dict)
@@ -221,15 +188,13 @@ class SoakResult:
         return cov / var * 60.0
 
     def problems(self) -> list[str]:
-        out = []
+        out = super().problems()
         if self.not_settled:
             out.append(self.not_settled)
         if self.false_failed:
             out.append(f"{len(self.false_failed)} false FAILED: {self.false_failed[:5]}")
         if self.wrong_final:
             out.append(f"{len(self.wrong_final)} not in their final state: {self.wrong_final[:5]}")
-        if self.lost:
-            out.append(f"{len(self.lost)} acknowledged submits lost: {self.lost[:5]}")
         if self.rate_limited:
             out.append(f"{self.rate_limited} requests refused by the simulator's rate limiter")
         if self.peak_per_user and max(self.peak_per_user.values()) > BUDGET:
@@ -240,7 +205,7 @@ class SoakResult:
                 f"daemon heap (RssAnon) grows {slope:+.2f} MB/min over the second half"
                 f" (limit {self.config.max_heap_slope:g})"
             )
-        if self.acked_with_task + self.acked_pending == 0 or self.requests_total == 0:
+        if self.acknowledged == 0 or self.requests_total == 0:
             out.append("nothing was submitted or no request was seen: the soak tested nothing")
         return out
 
@@ -250,7 +215,6 @@ class SoakResult:
         rss = [m.vm_rss for _, m in self.memory]
         peaks = ", ".join(f"{v:.1f}" for _, v in sorted(self.peak_per_user.items()))
         injected = ", ".join(f"{k}: {v}" for k, v in sorted(self.injected.items())) or "none"
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         rows: list[tuple[str, object, str]] = [
             ("seed", cfg.seed, ""),
             ("soak duration", f"{cfg.seconds:.0f} s", ""),
@@ -263,9 +227,9 @@ class SoakResult:
                 "",
             ),
             ("injected fault answers by status", injected, ""),
-            ("submit attempts / acknowledged", f"{self.attempts} / {self.acked}", ""),
+            ("submit attempts / acknowledged", f"{self.attempts} / {self.acknowledged}", ""),
             ("of which 503 SubmitPending", self.acked_pending, ""),
-            ("submit error answers (not acknowledged)", errors, ""),
+            ("submit error answers (not acknowledged)", self.error_kinds(), ""),
             ("peak tasks in flight (simulator)", self.peak_in_flight, ""),
             (
                 "simulator tasks / FAILED (missing source expired, fail_task)",
@@ -295,10 +259,6 @@ class SoakResult:
             ("**429s from the simulator's rate limiter**", self.rate_limited, "0"),
         ]
         return markdown_table(["fault soak", "measured", "target"], rows)
-
-    @property
-    def acked(self) -> int:
-        return self.acked_with_task + self.acked_pending
 
 
 def _start_end_max(values: list[float]) -> str:
@@ -344,8 +304,14 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
     rng = random.Random(config.seed)
     result = SoakResult(config=config)
     say = print if log else (lambda *_a, **_k: None)
-    with Simulator(
-        root=root / "sim",
+    with simulated_daemon(
+        root,
+        # The simulator's pending limit is raised: the admission queue must know.
+        env={
+            "RADICAL_ORBIT_MAX_BACKOFF": str(config.max_backoff),
+            "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
+        },
+        poll_interval=config.poll_interval,
         bytes_per_second=1e9,
         min_task_seconds=config.task_seconds,
         max_active=100_000,
@@ -354,33 +320,18 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
         rate_window=10.0,
         latency=config.latency,
         seed=config.seed,
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=root / "state",
-            env={
-                **sim.environ(),
-                "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                "RADICAL_ORBIT_MAX_BACKOFF": str(config.max_backoff),
-                # The simulator's pending limit is raised: the admission queue must know.
-                "RADICAL_ORBIT_GLOBUS_MAX_PENDING": "100000",
-            },
-            poll_interval=config.poll_interval,
-        ).start()
+    ) as (sim, daemon):
         users = [sim.add_user(f"soak{i}") for i in range(config.sessions)]
         names = {u.username for u in users}
         stop = threading.Event()
         producers = [
-            Producer(index=i, url=daemon.url, token=daemon.token, creds=c, config=config, stop=stop)
+            SoakProducer(index=i, daemon=daemon, creds=c, config=config, stop=stop)
             for i, c in enumerate(users)
         ]
         paused: dict[str, float] = {}
         view = LedgerView(daemon.state_dir / "ledger.db")
         try:
-            for p in producers:
-                p.start()
-            for p in producers:
-                if not p.registered.wait(60):
-                    raise TimeoutError(f"{p.name} could not register a session")
+            start_registered(producers, timeout=60)
             _schedule_faults(sim, config)
             pid = daemon.pid
             assert pid is not None
@@ -430,33 +381,20 @@ def _run(config: SoakConfig, *, root: Path, recorder: RequestRecorder, log: bool
         finally:
             stop.set()
             daemon.stop()
-        _verdict(result, producers, sim, view, names)
+        _verdict(result, producers, Outcome.read(sim, view, names))
     return result
 
 
-def _verdict(
-    result: SoakResult,
-    producers: list[Producer],
-    sim: Simulator,
-    view: LedgerView,
-    users: set[str],
-) -> None:
-    docs = {d["task_id"]: d for d in sim.tasks() if d["username"] in users}
-    tasks = view.tasks()
-    subs = view.submissions()
+def _verdict(result: SoakResult, producers: list[SoakProducer], outcome: Outcome) -> None:
+    docs = outcome.sim_tasks
     result.sim_tasks = len(docs)
     result.sim_failed = sum(d["status"] == "FAILED" for d in docs.values())
-    for p in producers:
-        result.attempts += p.attempts
-        result.errors.update(p.errors)
-        result.acked_with_task += sum(a.task_id is not None for a in p.acks)
-        result.acked_pending += sum(a.task_id is None for a in p.acks)
-        result.lost += lost_acks(p.acks, subs, tasks, docs)
-    for task_id, row in tasks.items():
+    result.count(producers, outcome)
+    for task_id, row in outcome.tasks.items():
         doc = docs.get(task_id)
         if row.status == "FAILED" and (doc is None or doc["status"] != "FAILED"):
             result.false_failed.append(f"{task_id}: simulator {doc['status'] if doc else '-'}")
-    result.wrong_final = off_truth(tasks, docs)
+    result.wrong_final = outcome.off_truth()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: a random one")
     parser.add_argument("--verbose", action="store_true", help="a line per sample")
     args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    seed = pick_seed(args.seed)
     config = SoakConfig(
         seconds=args.minutes * 60,
         sessions=args.sessions,
@@ -480,11 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         max_backoff=args.max_backoff,
         seed=seed,
     )
-    print(f"machine: {machine()}")
-    print(f"seed: {seed} (rerun with --seed {seed})", flush=True)
-    with tempfile.TemporaryDirectory(prefix="campaign-soak-") as tmp:
-        result = run_soak(config, root=Path(tmp), log=args.verbose)
-    return report(result, success="all targets met")
+    return run_campaign(
+        lambda root: run_soak(config, root=root, log=args.verbose),
+        success="all targets met",
+        seed=seed,
+    )
 
 
 if __name__ == "__main__":

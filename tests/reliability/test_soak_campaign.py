@@ -71,7 +71,7 @@ def test_soak_no_false_failed_true_final_states_flat_memory_in_budget(tmp_path: 
     result = run_soak(config, root=tmp_path)
 
     print(result.table())
-    assert result.acked > 100
+    assert result.acknowledged > 100
     assert sum(result.injected.values()) > 20, "the faults did not happen"
     assert result.controller_failed > 0 and result.controller_paused > 0
     assert result.sim_failed > result.controller_failed  # missing sources failed too
