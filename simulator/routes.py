@@ -11,8 +11,8 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from .auth import User
@@ -29,6 +29,7 @@ from .filters import (
 )
 from .fsroutes import operation_ls, operation_mkdir, operation_rename, operation_stat
 from .protocol import Reply, Request, result_reply
+from .world import Collection
 
 __all__ = ["AUTH_ROUTES", "TRANSFER_ROUTES", "Route"]
 
@@ -132,6 +133,25 @@ def _submit_items(doc: dict[str, Any], kind: str) -> list[Any]:
     return items
 
 
+def _request(
+    doc: dict[str, Any],
+    kind: Literal["TRANSFER", "DELETE"],
+    sub_id: str,
+    source: Collection,
+    items: list[Any],
+) -> TaskRequest:
+    """The fields every submit has; a submit adds its own with ``replace``."""
+    return TaskRequest(
+        type=kind,
+        submission_id=sub_id,
+        source_endpoint_id=source.id,
+        source_display_name=source.display_name,
+        label=_label(doc.get("label")),
+        deadline=_deadline(doc.get("deadline")),
+        items=tuple(dict(i) for i in items),
+    )
+
+
 def _submit(
     core: SimCore, user: User, req: Request, request: TaskRequest, result_type: str
 ) -> Reply:
@@ -176,16 +196,10 @@ def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
         raise bad_request("InvalidField", f"sync_level must be 0, 1, 2 or 3, not {sync!r}")
     core.require_consent(u, src)
     core.require_consent(u, dst)
-    request = TaskRequest(
-        type="TRANSFER",
-        submission_id=sub_id,
-        source_endpoint_id=src.id,
-        source_display_name=src.display_name,
+    request = replace(
+        _request(doc, "TRANSFER", sub_id, src, items),
         destination_endpoint_id=dst.id,
         destination_display_name=dst.display_name,
-        label=_label(doc.get("label")),
-        deadline=_deadline(doc.get("deadline")),
-        items=tuple(dict(i) for i in items),
         sync_level=sync,
         verify_checksum=_flag(doc, "verify_checksum"),
         preserve_timestamp=_flag(doc, "preserve_timestamp"),
@@ -206,14 +220,8 @@ def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
         if not isinstance(item, dict) or not item.get("path"):
             raise bad_request("InvalidItem", "Every delete_item needs a path")
     core.require_consent(u, coll)
-    request = TaskRequest(
-        type="DELETE",
-        submission_id=sub_id,
-        source_endpoint_id=coll.id,
-        source_display_name=coll.display_name,
-        label=_label(doc.get("label")),
-        deadline=_deadline(doc.get("deadline")),
-        items=tuple(dict(i) for i in items),
+    request = replace(
+        _request(doc, "DELETE", sub_id, coll, items),
         recursive=_flag(doc, "recursive"),
         ignore_missing=_flag(doc, "ignore_missing"),
     )
