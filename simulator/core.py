@@ -29,21 +29,21 @@ log = structlog.get_logger("radical.orbit.simulator")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimConfig:
-    """Knobs of one simulator; see ``Simulator`` for their meaning."""
+class SimConfig(EngineLimits):
+    """Knobs of one simulator (the engine's limits and the rest); see ``Simulator`` for
+    their meaning."""
 
-    bytes_per_second: float = 10_000_000.0
-    min_task_seconds: float = 0.0
     token_lifetime: float = 48 * 3600.0
-    max_active: int = 3
-    max_pending: int = 100
     rate_limit: float | None = 20.0
     rate_window: float = 10.0
     tick: float = 0.02
     seed: int = 0
-    retry_interval: float = 60.0
     max_filter_task_ids: int | None = 100
     time_scale: float = 1.0
+
+
+def _log_task(event: str, task: Task, **fields: Any) -> None:
+    log.info(event, task_id=task.task_id, user=task.owner, **fields)
 
 
 class SimCore:
@@ -61,15 +61,7 @@ class SimCore:
         self.sim_clock = SimClock(scale=config.time_scale, source=clock or time.time)
         self.clock: Callable[[], float] = self.sim_clock.now
         self.lock = threading.RLock()
-        self.engine = Engine(
-            EngineLimits(
-                max_active=config.max_active,
-                max_pending=config.max_pending,
-                bytes_per_second=config.bytes_per_second,
-                min_task_seconds=config.min_task_seconds,
-                retry_interval=config.retry_interval,
-            )
-        )
+        self.engine = Engine(config)
         self.users = Users(token_lifetime=config.token_lifetime)
         self.faults = FaultSchedule()
         self.faults.rng.seed(config.seed)
@@ -150,10 +142,9 @@ class SimCore:
             if failure is not None:
                 self._failure(task, now, failure, step=step)
         for task in self.engine.settle(now):
-            log.info(
+            _log_task(
                 "task finished",
-                task_id=task.task_id,
-                user=task.owner,
+                task,
                 status=task.status,
                 files=task.files_transferred,
                 bytes=task.bytes_transferred,
@@ -171,10 +162,10 @@ class SimCore:
                 step=step,
                 rule=failure.rule,
             )
-            log.info("task fault", task_id=task.task_id, user=task.owner, code=failure.code)
+            _log_task("task fault", task, code=failure.code)
             return
         self.engine.fail(task.task_id, now=now, code=failure.code, details=failure.description)
-        log.info("task failed", task_id=task.task_id, user=task.owner, code=failure.code)
+        _log_task("task failed", task, code=failure.code)
 
     # -- control -----------------------------------------------------------------------
     def finish(self, task_ids: Iterable[str]) -> list[str]:

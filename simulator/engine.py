@@ -421,17 +421,24 @@ class Engine:
             started = task.started_time if task.started_time is not None else now
             if not task.forced and now - started < self.limits.min_task_seconds:
                 continue
-            task.status = "SUCCEEDED"
-            task.nice_status = None
-            task.running = False
-            task.error = None
-            task.completion_time = now
+            self._end(task, now, "SUCCEEDED")
             task.add_event(now, "SUCCEEDED")
-            self._open.pop(task.task_id, None)
             finished.append(task)
         if finished:
             self.schedule(now)
         return finished
+
+    def _end(self, task: Task, now: float, status: str) -> None:
+        """The task reaches ``status`` (SUCCEEDED or FAILED) and never changes again."""
+        self._open.pop(task.task_id, None)
+        task.status = status
+        task.nice_status = None
+        task.running = False
+        task.paused = False
+        task.credential_expired = False
+        task.retry_at = None
+        task.error = None
+        task.completion_time = now
 
     # -- control -------------------------------------------------------------------------
     def _fail(
@@ -443,15 +450,7 @@ class Engine:
         description: str | None = None,
         details: str = "",
     ) -> None:
-        self._open.pop(task.task_id, None)
-        task.status = "FAILED"
-        task.nice_status = None
-        task.running = False
-        task.paused = False
-        task.credential_expired = False
-        task.retry_at = None
-        task.error = None
-        task.completion_time = now
+        self._end(task, now, "FAILED")
         # fatal_error {code, description} with the short description (CLI fixture
         # submit_delete_failed.yaml: {"code": "FILE_NOT_FOUND", "description": "file not found"}).
         task.fatal_error = {"code": code, "description": description or describe(code)}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError, bad_request
-from .protocol import Reply, Request
+from .protocol import Reply, Request, result_reply
 
 if TYPE_CHECKING:
     from .auth import User
@@ -73,6 +73,23 @@ def _not_found(coll: Collection, vpath: str) -> ApiError:
     return ApiError(
         404, "ClientError.NotFound", f"Path not found on {coll.display_name} ({coll.id}): {vpath}"
     )
+
+
+def _require_free(coll: Collection, vpath: str, local: Path, *, failure: str, what: str) -> None:
+    """502 ``ExternalError.<failure>.Exists`` when ``local`` exists, ``.NotFound`` when its
+    parent folder does not: a new name ``mkdir`` or ``rename`` may create."""
+    if local.exists():
+        raise ApiError(
+            502,
+            f"ExternalError.{failure}.Exists",
+            f"{what} already exists on {coll.display_name}: {vpath}",
+        )
+    if not local.parent.is_dir():
+        raise ApiError(
+            502,
+            f"ExternalError.{failure}.NotFound",
+            f"Parent folder of {vpath} does not exist on {coll.display_name}",
+        )
 
 
 def _name_predicate(spec: str) -> Any:
@@ -186,28 +203,14 @@ def operation_mkdir(core: SimCore, user: User | None, req: Request) -> Reply:
     if not doc.get("path"):
         raise bad_request("MissingPath", "mkdir needs a 'path'")
     coll, vpath, local = _target(core, user, req.args["endpoint_id"], str(doc["path"]))
-    if local.exists():
-        raise ApiError(
-            502,
-            "ExternalError.MkdirFailed.Exists",
-            f"Path already exists on {coll.display_name}: {vpath}",
-        )
-    if not local.parent.is_dir():
-        raise ApiError(
-            502,
-            "ExternalError.MkdirFailed.NotFound",
-            f"Parent folder of {vpath} does not exist on {coll.display_name}",
-        )
+    _require_free(coll, vpath, local, failure="MkdirFailed", what="Path")
     local.mkdir()
-    return Reply(
+    return result_reply(
+        req,
+        code="DirectoryCreated",
+        message="The directory was created successfully",
+        data_type="mkdir_result",
         status=202,
-        body={
-            "DATA_TYPE": "mkdir_result",
-            "code": "DirectoryCreated",
-            "message": "The directory was created successfully",
-            "request_id": req.request_id,
-            "resource": req.path,
-        },
     )
 
 
@@ -219,26 +222,6 @@ def operation_rename(core: SimCore, user: User | None, req: Request) -> Reply:
     _, new_v, new = _target(core, user, req.args["endpoint_id"], str(doc["new_path"]))
     if not old.exists() and not old.is_symlink():
         raise _not_found(coll, old_v)
-    if new.exists():
-        raise ApiError(
-            502,
-            "ExternalError.RenameFailed.Exists",
-            f"Destination already exists on {coll.display_name}: {new_v}",
-        )
-    if not new.parent.is_dir():
-        raise ApiError(
-            502,
-            "ExternalError.RenameFailed.NotFound",
-            f"Parent folder of {new_v} does not exist on {coll.display_name}",
-        )
+    _require_free(coll, new_v, new, failure="RenameFailed", what="Destination")
     old.rename(new)
-    return Reply(
-        status=200,
-        body={
-            "DATA_TYPE": "result",
-            "code": "FileRenamed",
-            "message": "File or directory renamed successfully",
-            "request_id": req.request_id,
-            "resource": req.path,
-        },
-    )
+    return result_reply(req, code="FileRenamed", message="File or directory renamed successfully")

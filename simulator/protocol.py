@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ApiError, bad_request
 
-__all__ = ["Reply", "Request", "error_reply", "new_request_id"]
+__all__ = ["Reply", "Request", "error_reply", "new_request_id", "result_reply"]
 
 
 def new_request_id() -> str:
@@ -69,3 +69,25 @@ def error_reply(err: ApiError, req: Request) -> Reply:
     }
     body.update(err.extra)
     return Reply(status=err.status, body=body, headers=dict(err.headers))
+
+
+def result_reply(
+    req: Request,
+    *,
+    code: str,
+    message: str,
+    data_type: str = "result",
+    status: int = 200,
+    **fields: Any,
+) -> Reply:
+    """The Transfer result shape of a write: DATA_TYPE, code, message, request_id, resource
+    (+ ``fields``)."""
+    body: dict[str, Any] = {
+        "DATA_TYPE": data_type,
+        "code": code,
+        "message": message,
+        "request_id": req.request_id,
+        "resource": req.path,
+    }
+    body.update(fields)
+    return Reply(status=status, body=body)

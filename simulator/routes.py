@@ -11,13 +11,13 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from .auth import User
 from .core import SimCore
-from .engine import TaskRequest
+from .engine import Task, TaskRequest
 from .errors import ApiError, bad_request
 from .filters import (
     order_tasks,
@@ -28,7 +28,8 @@ from .filters import (
     task_id_candidates,
 )
 from .fsroutes import operation_ls, operation_mkdir, operation_rename, operation_stat
-from .protocol import Reply, Request
+from .protocol import Reply, Request, result_reply
+from .world import Collection
 
 __all__ = ["AUTH_ROUTES", "TRANSFER_ROUTES", "Route"]
 
@@ -53,7 +54,14 @@ def _user(user: User | None) -> User:
     return user
 
 
-def _bool(value: Any, name: str) -> bool:
+def _task(core: SimCore, user: User | None, req: Request) -> Task:
+    """The task the path names, if ``user`` owns it (404 otherwise)."""
+    return core.owned_task(req.args["task_id"], _user(user))
+
+
+def _flag(doc: dict[str, Any], name: str) -> bool:
+    """The boolean option ``name`` of a submit (absent: false)."""
+    value = doc.get(name)
     if isinstance(value, bool) or value is None:
         return bool(value)
     raise bad_request("InvalidField", f"{name} must be true or false, not {value!r}")
@@ -102,13 +110,46 @@ def get_submission_id(core: SimCore, user: User | None, req: Request) -> Reply:
     return _ok({"DATA_TYPE": "submission_id", "value": core.engine.new_submission_id()})
 
 
-def _submission_id(doc: dict[str, Any]) -> str:
+def _submit_body(req: Request, kind: str) -> tuple[dict[str, Any], str]:
+    """The body of a ``kind`` ("transfer" or "delete") submit and its submission_id."""
+    doc = req.json()
+    if doc.get("DATA_TYPE", kind) != kind:
+        raise bad_request("InvalidDataType", f"DATA_TYPE must be '{kind}'")
     sub_id = doc.get("submission_id")
     if not isinstance(sub_id, str) or not sub_id:
         raise bad_request(
             "MissingSubmissionId", "submission_id is required; get one from GET /submission_id"
         )
-    return sub_id
+    return doc, sub_id
+
+
+def _submit_items(doc: dict[str, Any], kind: str) -> list[Any]:
+    """The DATA items of a ``kind`` submit (not yet checked one by one)."""
+    items = doc.get("DATA") or []
+    if not isinstance(items, list) or not items:
+        raise bad_request(
+            f"No{kind.capitalize()}Items", f"A {kind} needs at least one item in DATA"
+        )
+    return items
+
+
+def _request(
+    doc: dict[str, Any],
+    kind: Literal["TRANSFER", "DELETE"],
+    sub_id: str,
+    source: Collection,
+    items: list[Any],
+) -> TaskRequest:
+    """The fields every submit has; a submit adds its own with ``replace``."""
+    return TaskRequest(
+        type=kind,
+        submission_id=sub_id,
+        source_endpoint_id=source.id,
+        source_display_name=source.display_name,
+        label=_label(doc.get("label")),
+        deadline=_deadline(doc.get("deadline")),
+        items=tuple(dict(i) for i in items),
+    )
 
 
 def _submit(
@@ -125,32 +166,24 @@ def _submit(
         else f"The {request.type.lower()} has been accepted and a task has been created and "
         "queued for execution"
     )
-    return _ok(
-        {
-            "DATA_TYPE": result_type,
-            "code": code,
-            "message": message,
-            "request_id": req.request_id,
-            "resource": req.path,
-            "submission_id": request.submission_id,
-            "task_id": task.task_id,
-            "task_link": _task_link(task.task_id),
-        },
-        200 if duplicate else 202,
+    return result_reply(
+        req,
+        code=code,
+        message=message,
+        data_type=result_type,
+        status=200 if duplicate else 202,
+        submission_id=request.submission_id,
+        task_id=task.task_id,
+        task_link=_task_link(task.task_id),
     )
 
 
 def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
     u = _user(user)
-    doc = req.json()
-    if doc.get("DATA_TYPE", "transfer") != "transfer":
-        raise bad_request("InvalidDataType", "DATA_TYPE must be 'transfer'")
-    sub_id = _submission_id(doc)
+    doc, sub_id = _submit_body(req, "transfer")
     src = core.collection(str(doc.get("source_endpoint", "")))
     dst = core.collection(str(doc.get("destination_endpoint", "")))
-    items = doc.get("DATA") or []
-    if not isinstance(items, list) or not items:
-        raise bad_request("NoTransferItems", "A transfer needs at least one item in DATA")
+    items = _submit_items(doc, "transfer")
     for item in items:
         if not isinstance(item, dict) or item.get("DATA_TYPE", "transfer_item") != "transfer_item":
             raise bad_request("InvalidItem", "Every DATA entry must be a transfer_item object")
@@ -163,65 +196,46 @@ def submit_transfer(core: SimCore, user: User | None, req: Request) -> Reply:
         raise bad_request("InvalidField", f"sync_level must be 0, 1, 2 or 3, not {sync!r}")
     core.require_consent(u, src)
     core.require_consent(u, dst)
-    request = TaskRequest(
-        type="TRANSFER",
-        submission_id=sub_id,
-        source_endpoint_id=src.id,
-        source_display_name=src.display_name,
+    request = replace(
+        _request(doc, "TRANSFER", sub_id, src, items),
         destination_endpoint_id=dst.id,
         destination_display_name=dst.display_name,
-        label=_label(doc.get("label")),
-        deadline=_deadline(doc.get("deadline")),
-        items=tuple(dict(i) for i in items),
         sync_level=sync,
-        verify_checksum=_bool(doc.get("verify_checksum"), "verify_checksum"),
-        preserve_timestamp=_bool(doc.get("preserve_timestamp"), "preserve_timestamp"),
-        encrypt_data=_bool(doc.get("encrypt_data"), "encrypt_data"),
-        skip_source_errors=_bool(doc.get("skip_source_errors"), "skip_source_errors"),
-        fail_on_quota_errors=_bool(doc.get("fail_on_quota_errors"), "fail_on_quota_errors"),
-        delete_destination_extra=_bool(
-            doc.get("delete_destination_extra"), "delete_destination_extra"
-        ),
+        verify_checksum=_flag(doc, "verify_checksum"),
+        preserve_timestamp=_flag(doc, "preserve_timestamp"),
+        encrypt_data=_flag(doc, "encrypt_data"),
+        skip_source_errors=_flag(doc, "skip_source_errors"),
+        fail_on_quota_errors=_flag(doc, "fail_on_quota_errors"),
+        delete_destination_extra=_flag(doc, "delete_destination_extra"),
     )
     return _submit(core, u, req, request, "transfer_result")
 
 
 def submit_delete(core: SimCore, user: User | None, req: Request) -> Reply:
     u = _user(user)
-    doc = req.json()
-    if doc.get("DATA_TYPE", "delete") != "delete":
-        raise bad_request("InvalidDataType", "DATA_TYPE must be 'delete'")
-    sub_id = _submission_id(doc)
+    doc, sub_id = _submit_body(req, "delete")
     coll = core.collection(str(doc.get("endpoint", "")))
-    items = doc.get("DATA") or []
-    if not isinstance(items, list) or not items:
-        raise bad_request("NoDeleteItems", "A delete needs at least one item in DATA")
+    items = _submit_items(doc, "delete")
     for item in items:
         if not isinstance(item, dict) or not item.get("path"):
             raise bad_request("InvalidItem", "Every delete_item needs a path")
     core.require_consent(u, coll)
-    request = TaskRequest(
-        type="DELETE",
-        submission_id=sub_id,
-        source_endpoint_id=coll.id,
-        source_display_name=coll.display_name,
-        label=_label(doc.get("label")),
-        deadline=_deadline(doc.get("deadline")),
-        items=tuple(dict(i) for i in items),
-        recursive=_bool(doc.get("recursive"), "recursive"),
-        ignore_missing=_bool(doc.get("ignore_missing"), "ignore_missing"),
+    request = replace(
+        _request(doc, "DELETE", sub_id, coll, items),
+        recursive=_flag(doc, "recursive"),
+        ignore_missing=_flag(doc, "ignore_missing"),
     )
     return _submit(core, u, req, request, "delete_result")
 
 
 # -- tasks -----------------------------------------------------------------------------
 def get_task(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     return _ok(core.engine.document(task, core.clock()))
 
 
 def update_task(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     doc = req.json()
     if task.done:
         raise ApiError(
@@ -231,29 +245,13 @@ def update_task(core: SimCore, user: User | None, req: Request) -> Reply:
         )
     label = _label(doc.get("label"))
     core.engine.update(task.task_id, label=label, deadline=_deadline(doc.get("deadline")))
-    return _ok(
-        {
-            "DATA_TYPE": "result",
-            "code": "Updated",
-            "message": "Updated task successfully",
-            "request_id": req.request_id,
-            "resource": req.path,
-        }
-    )
+    return result_reply(req, code="Updated", message="Updated task successfully")
 
 
 def cancel_task(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     code, message = core.engine.cancel(task.task_id, now=core.clock())
-    return _ok(
-        {
-            "DATA_TYPE": "result",
-            "code": code,
-            "message": message,
-            "request_id": req.request_id,
-            "resource": req.path,
-        }
-    )
+    return result_reply(req, code=code, message=message)
 
 
 def task_list(core: SimCore, user: User | None, req: Request) -> Reply:
@@ -281,22 +279,11 @@ def task_list(core: SimCore, user: User | None, req: Request) -> Reply:
         tasks.reverse()
     docs = [core.engine.document(t, now) for t in tasks]
     docs = [d for d in docs if all(p(d) for p in preds)]
-    docs = order_tasks(docs, orderby)
-    page = docs[offset : offset + limit]
-    return _ok(
-        {
-            "DATA_TYPE": "task_list",
-            "DATA": page,
-            "length": len(page),
-            "limit": limit,
-            "offset": offset,
-            "total": len(docs),
-        }
-    )
+    return _offset_page(order_tasks(docs, orderby), "task_list", limit=limit, offset=offset)
 
 
 def task_event_list(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     limit, offset = page_window(req.param("limit"), req.param("offset"), default_limit=10)
     events = [e.document() for e in reversed(task.events)]
     filters = req.params.get("filter", [])
@@ -304,15 +291,19 @@ def task_event_list(core: SimCore, user: User | None, req: Request) -> Reply:
         events = [e for e in events if e["is_error"]]
     elif any(f.strip() == "is_error:0" for f in filters):
         events = [e for e in events if not e["is_error"]]
-    page = events[offset : offset + limit]
+    return _offset_page(events, "event_list", limit=limit, offset=offset)
+
+
+def _offset_page(rows: list[dict[str, Any]], data_type: str, *, limit: int, offset: int) -> Reply:
+    page = rows[offset : offset + limit]
     return _ok(
         {
-            "DATA_TYPE": "event_list",
+            "DATA_TYPE": data_type,
             "DATA": page,
             "length": len(page),
             "limit": limit,
             "offset": offset,
-            "total": len(events),
+            "total": len(rows),
         }
     )
 
@@ -337,7 +328,7 @@ def _marker_page(req: Request, rows: list[dict[str, Any]], data_type: str) -> Re
 
 
 def task_successful_transfers(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     if task.request.type != "TRANSFER":
         raise bad_request("", "successful_transfers is only available for transfer tasks")
     if not task.done:
@@ -356,7 +347,7 @@ def task_successful_transfers(core: SimCore, user: User | None, req: Request) ->
 
 
 def task_skipped_errors(core: SimCore, user: User | None, req: Request) -> Reply:
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     if task.request.type != "TRANSFER":
         raise bad_request("", "skipped_errors is only available for transfer tasks")
     return _marker_page(req, [dict(e) for e in task.skipped_errors], "skipped_errors")
@@ -366,7 +357,7 @@ def task_pause_info(core: SimCore, user: User | None, req: Request) -> Reply:
     """The pause rules that hold a task (docs: task page, "Limited pause rule document";
     CLI test test_task_pause_info.py: top-level ``message`` and ``endpoint_display_name``,
     rules with the administrator's ``message``)."""
-    task = core.owned_task(req.args["task_id"], _user(user))
+    task = _task(core, user, req)
     rules = []
     if task.paused:
         rules.append(

@@ -4,7 +4,7 @@ the task with its document (what GET /task/{id} answers). No I/O; ``engine.py`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -87,14 +87,8 @@ class Event:
     time: float
 
     def document(self) -> dict[str, Any]:
-        return {
-            "DATA_TYPE": "event",
-            "code": self.code,
-            "description": self.description,
-            "details": self.details,
-            "is_error": self.is_error,
-            "time": iso_time(self.time),
-        }
+        # The event document is the record, its time in ISO form (the key order stays).
+        return {"DATA_TYPE": "event", **asdict(self), "time": iso_time(self.time)}
 
 
 @dataclass(frozen=True, kw_only=True)

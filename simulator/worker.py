@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import SKIPPABLE_CODES, Engine, ErrorRule, Step, Task, iso_time
+from .task import StepKind
 from .world import Collection, World
 
 __all__ = ["Plan", "PlanFailure", "expand", "perform"]
@@ -29,6 +30,14 @@ class Plan:
     directories: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     skipped_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: StepKind, spath: str, dpath: str, dlocal: Path) -> None:
+        """A step without throughput cost (``copy`` steps carry their size: _add_file)."""
+        self.steps.append(
+            Step(
+                kind=kind, source_path=spath, destination_path=dpath, destination_local=str(dlocal)
+            )
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,14 +159,7 @@ def _expand_transfer(ctx: _Context, src: Collection, dst: Collection) -> Plan | 
             _add_file(plan, req.sync_level, spath, dpath, slocal, dlocal)
             continue
         plan.directories += 1
-        plan.steps.append(
-            Step(
-                kind="mkdir",
-                source_path=spath,
-                destination_path=dpath,
-                destination_local=str(dlocal),
-            )
-        )
+        plan.add("mkdir", spath, dpath, dlocal)
         for dirpath, dirnames, filenames in os.walk(slocal):
             dirnames.sort()
             rel_dir = Path(dirpath).relative_to(slocal).as_posix()
@@ -165,14 +167,7 @@ def _expand_transfer(ctx: _Context, src: Collection, dst: Collection) -> Plan | 
             for name in dirnames:
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 plan.directories += 1
-                plan.steps.append(
-                    Step(
-                        kind="mkdir",
-                        source_path=_join(spath, rel),
-                        destination_path=_join(dpath, rel),
-                        destination_local=str(dlocal / rel),
-                    )
-                )
+                plan.add("mkdir", _join(spath, rel), _join(dpath, rel), dlocal / rel)
             for name in sorted(filenames):
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 sv, dv = _join(spath, rel), _join(dpath, rel)
@@ -234,14 +229,7 @@ def _expand_delete(ctx: _Context, coll: Collection) -> Plan | PlanFailure:
             plan.directories += 1
         else:
             plan.files += 1
-        plan.steps.append(
-            Step(
-                kind="delete",
-                source_path=shown,
-                destination_path=shown,
-                destination_local=str(local),
-            )
-        )
+        plan.add("delete", shown, shown, local)
     return plan
 
 

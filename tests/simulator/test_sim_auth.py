@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import globus_sdk
@@ -12,7 +11,6 @@ import pytest
 from radical.orbit.simulator import MAPPED_COLLECTION_ID as MAPPED
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import Credentials, Simulator, data_access_scope
-from radical.orbit.simulator.testing import running_simulator
 
 
 def test_refresh_token_authorizer_refreshes_after_expiry(
@@ -77,23 +75,15 @@ def test_refresh_with_wrong_client_or_token_fails(sim: Simulator, alice: Credent
     assert info.value.http_status == 400
 
 
-def test_tokens_expire_after_their_lifetime(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with running_simulator(tmp_path, token_lifetime=0.5) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        creds = sim.add_user("dora")
-        tc = globus_sdk.TransferClient(
-            authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token)
-        )
-        assert tc.get_endpoint(C1)["id"] == C1
-        time.sleep(0.6)
-        with pytest.raises(globus_sdk.TransferAPIError) as info:
-            tc.get_endpoint(C1)
-        assert info.value.http_status == 401
-        assert info.value.code == "ClientError.AuthenticationFailed"
-        assert "expired" in str(info.value.message)
+@pytest.mark.parametrize("sim_options", [{"token_lifetime": 0.5}])
+def test_tokens_expire_after_their_lifetime(tc: globus_sdk.TransferClient) -> None:
+    assert tc.get_endpoint(C1)["id"] == C1
+    time.sleep(0.6)
+    with pytest.raises(globus_sdk.TransferAPIError) as info:
+        tc.get_endpoint(C1)
+    assert info.value.http_status == 401
+    assert info.value.code == "ClientError.AuthenticationFailed"
+    assert "expired" in str(info.value.message)
 
 
 def test_client_credentials_grant(sim: Simulator, alice: Credentials) -> None:

@@ -130,12 +130,17 @@ def test_missing_source_expires_at_the_deadline(
     assert newest["is_error"] is True
 
 
+def _folder_of_two(sim: Simulator, folder: str) -> None:
+    """``folder`` of alice's on C1 with a.txt and b.txt (each holding its name)."""
+    sim.local_path(C1, folder, username="alice").mkdir()
+    for name in ("a.txt", "b.txt"):
+        sim.local_path(C1, f"{folder}/{name}", username="alice").write_text(name)
+
+
 def test_permission_denied_on_a_path_is_retried(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
-    sim.local_path(C1, "/~/locked", username="alice").mkdir()
-    for name in ("a.txt", "b.txt"):
-        sim.local_path(C1, f"/~/locked/{name}", username="alice").write_text(name)
+    _folder_of_two(sim, "/~/locked")
     rule = sim.inject_error(
         "PERMISSION_DENIED", path="/~/locked/b.txt", details="Permission denied: b.txt"
     )
@@ -155,9 +160,7 @@ def test_permission_denied_on_a_path_is_retried(
 def test_skip_source_errors_skips_a_denied_source(
     sim: Simulator, alice: Credentials, tc: globus_sdk.TransferClient
 ) -> None:
-    sim.local_path(C1, "/~/some", username="alice").mkdir()
-    for name in ("a.txt", "b.txt"):
-        sim.local_path(C1, f"/~/some/{name}", username="alice").write_text(name)
+    _folder_of_two(sim, "/~/some")
     sim.inject_error("PERMISSION_DENIED", path="/~/some/b.txt")
     task_id = _submit(tc, "/~/some", "/~/out", recursive=True, skip_source_errors=True)
     done = _until(tc, task_id, lambda d: d["status"] == "SUCCEEDED")
@@ -344,24 +347,21 @@ def test_credential_expiry_makes_the_task_inactive_until_renewed(slow: Simulator
 
 
 # -- task documents -------------------------------------------------------------------------
-def test_a_queued_task_before_planning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_simulator(tmp_path, bytes_per_second=100, max_active=1) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        tc = _client(sim)
-        sim.local_path(C1, "/~/big.bin", username="alice").write_bytes(b"q" * 50_000)
-        first = _submit(tc, "/~/big.bin", "/~/one.bin")
-        second = _submit(tc, "/~/big.bin", "/~/two.bin")
-        running = _until(tc, first, lambda d: d["nice_status"] == "OK")
-        assert running["nice_status_expires_in"] == -1
-        assert running["is_ok"] is True
-        queued = tc.get_task(second)
-        assert queued["status"] == "ACTIVE"
-        assert queued["nice_status"] == "Queued"
-        assert queued["nice_status_short_description"] == "Queued"
-        assert queued["nice_status_expires_in"] == -1
-        assert queued["is_ok"] is True
-        assert (queued["subtasks_total"], queued["subtasks_pending"]) == (1, 1)
+@pytest.mark.parametrize("sim_options", [{"bytes_per_second": 100, "max_active": 1}])
+def test_a_queued_task_before_planning(sim: Simulator, tc: globus_sdk.TransferClient) -> None:
+    sim.local_path(C1, "/~/big.bin", username="alice").write_bytes(b"q" * 50_000)
+    first = _submit(tc, "/~/big.bin", "/~/one.bin")
+    second = _submit(tc, "/~/big.bin", "/~/two.bin")
+    running = _until(tc, first, lambda d: d["nice_status"] == "OK")
+    assert running["nice_status_expires_in"] == -1
+    assert running["is_ok"] is True
+    queued = tc.get_task(second)
+    assert queued["status"] == "ACTIVE"
+    assert queued["nice_status"] == "Queued"
+    assert queued["nice_status_short_description"] == "Queued"
+    assert queued["nice_status_expires_in"] == -1
+    assert queued["is_ok"] is True
+    assert (queued["subtasks_total"], queued["subtasks_pending"]) == (1, 1)
 
 
 def test_successful_transfers_of_an_active_task_is_refused(slow: Simulator) -> None:
@@ -397,29 +397,26 @@ def test_labels_globus_refuses(
     assert info.value.code == "ClientError.BadRequest"
 
 
-def test_task_id_filter_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_simulator(tmp_path, max_filter_task_ids=3) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        tc = _client(sim)
-        ids = [_submit(tc, "/home/share/godata/file1.txt", f"/~/{i}.txt") for i in range(4)]
-        assert len(list(tc.task_list(filter={"task_id": ids[:3]}))) == 3
-        with pytest.raises(globus_sdk.TransferAPIError) as info:
-            tc.task_list(filter={"task_id": ids})
-        assert info.value.http_status == 400
-        assert info.value.code == "ClientError.BadRequest.InvalidFilter"
-        assert "at most 3" in str(info.value.message)
+@pytest.mark.parametrize("sim_options", [{"max_filter_task_ids": 3}])
+def test_task_id_filter_cap(tc: globus_sdk.TransferClient) -> None:
+    ids = [_submit(tc, "/home/share/godata/file1.txt", f"/~/{i}.txt") for i in range(4)]
+    assert len(list(tc.task_list(filter={"task_id": ids[:3]}))) == 3
+    with pytest.raises(globus_sdk.TransferAPIError) as info:
+        tc.task_list(filter={"task_id": ids})
+    assert info.value.http_status == 400
+    assert info.value.code == "ClientError.BadRequest.InvalidFilter"
+    assert "at most 3" in str(info.value.message)
 
 
-def test_time_scale_runs_the_clock_faster(tmp_path: Path) -> None:
-    with running_simulator(tmp_path, time_scale=1000.0) as sim:
-        start = sim.now()
-        time.sleep(0.2)
-        assert sim.now() - start >= 150
-        sim.time_scale = 1.0
-        start = sim.now()
-        time.sleep(0.1)
-        assert sim.now() - start < 5
+@pytest.mark.parametrize("sim_options", [{"time_scale": 1000.0}])
+def test_time_scale_runs_the_clock_faster(sim: Simulator) -> None:
+    start = sim.now()
+    time.sleep(0.2)
+    assert sim.now() - start >= 150
+    sim.time_scale = 1.0
+    start = sim.now()
+    time.sleep(0.1)
+    assert sim.now() - start < 5
 
 
 def test_finish_task_overrides_an_injected_error(

@@ -65,20 +65,18 @@ def test_three_active_others_queued(slow: Simulator) -> None:
     assert tc.get_task(ids[4])["nice_status"] == "Queued"
 
 
-def test_pending_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_simulator(tmp_path, bytes_per_second=1) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        tc = _client(sim, "alice")
-        sim.local_path(C1, "/~/big", username="alice").write_bytes(b"p" * 1000)
-        for _ in range(100):
-            _submit(tc)
-        with pytest.raises(globus_sdk.TransferAPIError) as info:
-            _submit(tc)
-        assert info.value.http_status == 409
-        assert "pending" in str(info.value.message)
-        sim.finish_task(sim.tasks()[0]["task_id"])
-        _submit(tc)  # room again
+@pytest.mark.parametrize("sim_options", [{"bytes_per_second": 1}])
+def test_pending_limit(sim: Simulator) -> None:
+    tc = _client(sim, "alice")
+    sim.local_path(C1, "/~/big", username="alice").write_bytes(b"p" * 1000)
+    for _ in range(100):
+        _submit(tc)
+    with pytest.raises(globus_sdk.TransferAPIError) as info:
+        _submit(tc)
+    assert info.value.http_status == 409
+    assert "pending" in str(info.value.message)
+    sim.finish_task(sim.tasks()[0]["task_id"])
+    _submit(tc)  # room again
 
 
 def test_deadline_fails_the_task(slow: Simulator) -> None:
@@ -94,23 +92,19 @@ def test_deadline_fails_the_task(slow: Simulator) -> None:
     assert next(e["code"] for e in tc.task_event_list(task_id)) == "EXPIRED"
 
 
-def test_rate_limit_answers_429_with_retry_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with running_simulator(tmp_path, rate_limit=3, rate_window=1.0) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        tc = _client(sim, "alice")
-        tc_bob = _client(sim, "bob")
-        with tc.retry_config.tune(max_retries=0):
-            for _ in range(3):
-                tc.get_endpoint(C1)
-            with pytest.raises(globus_sdk.TransferAPIError) as info:
-                tc.get_endpoint(C1)
-        assert info.value.http_status == 429
-        assert info.value.headers["Retry-After"] == "1"
-        assert tc_bob.get_endpoint(C1)["id"] == C1  # per user
-        # with its retries, the SDK waits Retry-After and gets through
-        started = time.monotonic()
-        assert tc.get_endpoint(C1)["id"] == C1
-        assert time.monotonic() - started >= 0.5
+@pytest.mark.parametrize("sim_options", [{"rate_limit": 3, "rate_window": 1.0}])
+def test_rate_limit_answers_429_with_retry_after(sim: Simulator) -> None:
+    tc = _client(sim, "alice")
+    tc_bob = _client(sim, "bob")
+    with tc.retry_config.tune(max_retries=0):
+        for _ in range(3):
+            tc.get_endpoint(C1)
+        with pytest.raises(globus_sdk.TransferAPIError) as info:
+            tc.get_endpoint(C1)
+    assert info.value.http_status == 429
+    assert info.value.headers["Retry-After"] == "1"
+    assert tc_bob.get_endpoint(C1)["id"] == C1  # per user
+    # with its retries, the SDK waits Retry-After and gets through
+    started = time.monotonic()
+    assert tc.get_endpoint(C1)["id"] == C1
+    assert time.monotonic() - started >= 0.5

@@ -168,13 +168,15 @@ def test_control_routes(proc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -
         assert res["task"]["status"] == "ACTIVE"
         assert res["task"]["is_paused"] is True
         assert tc.task_pause_info(task_id)["pause_rules"][0]["message"] == "maintenance"
-        assert _call(url + f"/_sim/tasks/{task_id}/unpause", "POST")[1]["changed"] is True
+        # The credential expires and is renewed while the pause holds the task, which at
+        # 1 GB/s would otherwise finish before the next control arrives.
         status, res = _call(url + f"/_sim/tasks/{task_id}/expire_credential", "POST", {})
         assert res["task"]["status"] == "INACTIVE"
         assert res["task"]["nice_status"] == "CREDENTIAL_EXPIRED"
         status, res = _call(url + f"/_sim/tasks/{task_id}/renew_credential", "POST")
         assert res["changed"] is True
         assert res["task"]["status"] == "ACTIVE"
+        assert _call(url + f"/_sim/tasks/{task_id}/unpause", "POST")[1]["changed"] is True
     assert _call(url + "/_sim/finish_all", "POST")[0] == 200
     assert _call(url + f"/_sim/tasks/{task_id}")[1]["status"] == "SUCCEEDED"
     assert _call(url + f"/_sim/tasks/{task_id}/fail", "POST")[1]["changed"] is False

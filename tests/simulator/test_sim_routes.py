@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import globus_sdk
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Credentials, Simulator
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
-from radical.orbit.simulator.testing import running_simulator
 
 
 def _transfer(
@@ -136,15 +134,9 @@ def test_endpoint_search_and_get_endpoint(
 
 
 # -- task details -----------------------------------------------------------------------
-def test_update_task_label_and_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_simulator(tmp_path, bytes_per_second=100) as sim:
-        for key, value in sim.environ().items():
-            monkeypatch.setenv(key, value)
-        creds = sim.add_user("alice")
-        tc = globus_sdk.TransferClient(
-            authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token)
-        )
-        _update_task_checks(sim, tc)
+@pytest.mark.parametrize("sim_options", [{"bytes_per_second": 100}])
+def test_update_task_label_and_deadline(sim: Simulator, tc: globus_sdk.TransferClient) -> None:
+    _update_task_checks(sim, tc)
 
 
 def _update_task_checks(sim: Simulator, tc: globus_sdk.TransferClient) -> None:

@@ -88,32 +88,24 @@ def test_recursive_copy_is_byte_for_byte_with_counts(
     assert len(pairs) == 4
 
 
-def test_progress_grows_while_active(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from radical.orbit.simulator.testing import running_simulator
-
-    with running_simulator(tmp_path, bytes_per_second=40_000) as sim:
-        for k, v in sim.environ().items():
-            monkeypatch.setenv(k, v)
-        creds = sim.add_user("bob")
-        tc = globus_sdk.TransferClient(
-            authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token)
-        )
-        big = sim.local_path(C1, "/~/big.bin", username="bob")
-        big.write_bytes(os.urandom(40_000))
-        task_id = _submit(tc, "/~/big.bin", "/~/big.bin", recursive=False)
-        seen = []
-        for _ in range(40):
-            doc = tc.get_task(task_id)
-            seen.append((doc["status"], doc["bytes_transferred"]))
-            if doc["status"] != "ACTIVE":
-                break
-            time.sleep(0.1)
-        active = [b for s, b in seen if s == "ACTIVE"]
-        assert len(active) >= 3
-        assert any(0 < b < 40_000 for b in active), seen
-        assert active == sorted(active)
-        assert seen[-1] == ("SUCCEEDED", 40_000)
-        assert sim.local_path(C2, "/~/big.bin", username="bob").read_bytes() == big.read_bytes()
+@pytest.mark.parametrize("sim_options", [{"bytes_per_second": 40_000}])
+def test_progress_grows_while_active(sim: Simulator, tc: globus_sdk.TransferClient) -> None:
+    big = sim.local_path(C1, "/~/big.bin", username="alice")
+    big.write_bytes(os.urandom(40_000))
+    task_id = _submit(tc, "/~/big.bin", "/~/big.bin", recursive=False)
+    seen = []
+    for _ in range(40):
+        doc = tc.get_task(task_id)
+        seen.append((doc["status"], doc["bytes_transferred"]))
+        if doc["status"] != "ACTIVE":
+            break
+        time.sleep(0.1)
+    active = [b for s, b in seen if s == "ACTIVE"]
+    assert len(active) >= 3
+    assert any(0 < b < 40_000 for b in active), seen
+    assert active == sorted(active)
+    assert seen[-1] == ("SUCCEEDED", 40_000)
+    assert sim.local_path(C2, "/~/big.bin", username="alice").read_bytes() == big.read_bytes()
 
 
 def test_duplicate_submission_returns_original_and_runs_once(
@@ -131,26 +123,18 @@ def test_duplicate_submission_returns_original_and_runs_once(
     assert len(sim.tasks()) == 1
 
 
-def test_cancel_stops_a_running_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from radical.orbit.simulator.testing import running_simulator
-
-    with running_simulator(tmp_path, bytes_per_second=1_000) as sim:
-        for k, v in sim.environ().items():
-            monkeypatch.setenv(k, v)
-        creds = sim.add_user("carol")
-        tc = globus_sdk.TransferClient(
-            authorizer=globus_sdk.AccessTokenAuthorizer(creds.access_token)
-        )
-        sim.local_path(C1, "/~/slow.bin", username="carol").write_bytes(b"x" * 100_000)
-        task_id = _submit(tc, "/~/slow.bin", "/~/slow.bin", recursive=False)
-        result = tc.cancel_task(task_id)
-        assert result["code"] == "Canceled"
-        doc = tc.get_task(task_id)
-        assert doc["status"] == "FAILED"
-        assert doc["fatal_error"]["code"] == "CANCELED"
-        assert tc.cancel_task(task_id)["code"] == "TaskComplete"
-        time.sleep(0.1)
-        assert not sim.local_path(C2, "/~/slow.bin", username="carol").exists()
+@pytest.mark.parametrize("sim_options", [{"bytes_per_second": 1_000}])
+def test_cancel_stops_a_running_task(sim: Simulator, tc: globus_sdk.TransferClient) -> None:
+    sim.local_path(C1, "/~/slow.bin", username="alice").write_bytes(b"x" * 100_000)
+    task_id = _submit(tc, "/~/slow.bin", "/~/slow.bin", recursive=False)
+    result = tc.cancel_task(task_id)
+    assert result["code"] == "Canceled"
+    doc = tc.get_task(task_id)
+    assert doc["status"] == "FAILED"
+    assert doc["fatal_error"]["code"] == "CANCELED"
+    assert tc.cancel_task(task_id)["code"] == "TaskComplete"
+    time.sleep(0.1)
+    assert not sim.local_path(C2, "/~/slow.bin", username="alice").exists()
 
 
 @pytest.mark.parametrize(
