@@ -222,18 +222,25 @@ class SubmitRequested(Event):
             )
 
 
-@_kind("task_submitted")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskSubmitted(Event):
+class _Submitted(Event):
+    """The fields of a task Globus accepted (not a kind of its own: Event refuses it)."""
+
     submission_id: str
     task_id: str
-    type: TaskType = "TRANSFER"
+    type: TaskType
     label: str | None = None
     source: str | None = None
     destination: str | None = None
     status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
     policy: TroublePolicy | None = None
+
+
+@_kind("task_submitted")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskSubmitted(_Submitted):
+    type: TaskType = "TRANSFER"
 
 
 @_kind("submit_failed")
@@ -244,55 +251,45 @@ class SubmitFailed(Event):
     message: str = ""
 
 
-@_kind("task_state_changed")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskStateChanged(Event):
+class _TaskState(Event):
+    """The task's state as last read from Globus, carried by every event that updates a
+    task so that each notification is complete on its own (not a kind: Event refuses it)."""
+
     task_id: str
-    status: TaskStatus
+    status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
     label: str | None = None
     bytes_transferred: int = 0
     files_transferred: int = 0
-    fatal_error: FatalError | None = None
-    # The trouble fields of the task document; ``error`` only when ``faults`` grew.
+    # The trouble fields of the task document.
     is_ok: bool | None = None
     is_paused: bool = False
     faults: int = 0
+
+
+@_kind("task_state_changed")
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TaskStateChanged(_TaskState):
+    status: TaskStatus  # no default: a change names the status it changed to
+    fatal_error: FatalError | None = None
+    # Only when ``faults`` grew.
     error: TaskError | None = None
     needs_attention: AttentionReason | None = None
 
 
 @_kind("task_progress")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskProgress(Event):
-    task_id: str
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
+class TaskProgress(_TaskState):
     needs_attention: AttentionReason | None = None
 
 
 @_kind("task_needs_attention")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskNeedsAttention(Event):
-    """A task started needing attention (once per episode); the task's state rides along so
-    the notification is complete on its own."""
+class TaskNeedsAttention(_TaskState):
+    """A task started needing attention (once per episode)."""
 
-    task_id: str
     needs_attention: AttentionReason
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
     error: TaskError | None = None
     # What the owner should know: a pause's message, the error, what INACTIVE waits for.
     attention_message: str | None = None
@@ -300,20 +297,11 @@ class TaskNeedsAttention(Event):
 
 @_kind("task_recovered")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskRecovered(Event):
+class TaskRecovered(_TaskState):
     """A task that needed attention got going again; ``after`` says what it had."""
 
-    task_id: str
     after: AttentionReason
     seconds: float = 0.0
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
 
 
 @_kind("cancel_requested")
@@ -334,18 +322,10 @@ class CancelResult(Event):
 
 @_kind("delete_submitted")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class DeleteSubmitted(Event):
+class DeleteSubmitted(_Submitted):
     """A DELETE task accepted by Globus; ``source`` is the collection, no destination."""
 
-    submission_id: str
-    task_id: str
     type: TaskType = "DELETE"
-    label: str | None = None
-    source: str | None = None
-    destination: str | None = None
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    policy: TroublePolicy | None = None
 
 
 @_kind("submit_queued")
