@@ -11,9 +11,9 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .codec import spec_of
 from .envelopes import ENVELOPE_SQL
@@ -307,53 +307,68 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
         yield keys[start : start + _IN_CHUNK]
 
 
-def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
-    keys = list(set(task_ids))
-    out: dict[str, TaskRow] = {}
-    for chunk in _chunks(keys):
+R = TypeVar("R")
+
+
+def _load_keyed(
+    conn: sqlite3.Connection,
+    keys: Iterable[str],
+    *,
+    table: str,
+    columns: str,
+    key: str,
+    row: Callable[[Sequence[Any]], R],
+) -> dict[str, R]:
+    """The rows of ``table`` whose ``key`` (its first column) is one of ``keys``, by key."""
+    wanted = list(set(keys))
+    out: dict[str, R] = {}
+    for chunk in _chunks(wanted):
         marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id IN ({marks})"  # noqa: S608
+        sql = f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})"  # noqa: S608
         for values in conn.execute(sql, chunk):
-            out[values[0]] = _task_row(values)
+            out[values[0]] = row(values)
     return out
+
+
+def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+    return _load_keyed(
+        conn, task_ids, table="tasks", columns=TASK_COLUMNS, key="task_id", row=_task_row
+    )
 
 
 def load_submissions(
     conn: sqlite3.Connection, submission_ids: Iterable[str]
 ) -> dict[str, SubmissionRow]:
-    keys = list(set(submission_ids))
-    out: dict[str, SubmissionRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            f"SELECT {SUBMISSION_COLUMNS} FROM submissions "  # noqa: S608
-            f"WHERE submission_id IN ({marks})"
-        )
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = _submission_row(values)
-    return out
+    return _load_keyed(
+        conn,
+        submission_ids,
+        table="submissions",
+        columns=SUBMISSION_COLUMNS,
+        key="submission_id",
+        row=_submission_row,
+    )
 
 
 def load_sessions(conn: sqlite3.Connection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
-    keys = list(set(session_ids))
-    out: dict[str, SessionRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id IN ({marks})"  # noqa: S608
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = _session_row(values)
-    return out
+    return _load_keyed(
+        conn,
+        session_ids,
+        table="sessions",
+        columns=SESSION_COLUMNS,
+        key="session_id",
+        row=_session_row,
+    )
 
 
 def load_cancels(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, CancelRow]:
-    keys = list(set(task_ids))
-    out: dict[str, CancelRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {CANCEL_COLUMNS} FROM cancels WHERE task_id IN ({marks})"  # noqa: S608
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = CancelRow(*values)
-    return out
+    return _load_keyed(
+        conn,
+        task_ids,
+        table="cancels",
+        columns=CANCEL_COLUMNS,
+        key="task_id",
+        row=lambda values: CancelRow(*values),
+    )
 
 
 def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
