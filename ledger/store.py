@@ -313,13 +313,12 @@ R = TypeVar("R")
 def _load_keyed(
     conn: sqlite3.Connection,
     keys: Iterable[str],
-    *,
     table: str,
     columns: str,
-    key: str,
     row: Callable[[Sequence[Any]], R],
 ) -> dict[str, R]:
-    """The rows of ``table`` whose ``key`` (its first column) is one of ``keys``, by key."""
+    """The rows of ``table`` whose key (the first of ``columns``) is one of ``keys``, by key."""
+    key = columns.split(",", 1)[0]
     wanted = list(set(keys))
     out: dict[str, R] = {}
     for chunk in _chunks(wanted):
@@ -331,44 +330,21 @@ def _load_keyed(
 
 
 def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
-    return _load_keyed(
-        conn, task_ids, table="tasks", columns=TASK_COLUMNS, key="task_id", row=_task_row
-    )
+    return _load_keyed(conn, task_ids, "tasks", TASK_COLUMNS, _task_row)
 
 
 def load_submissions(
     conn: sqlite3.Connection, submission_ids: Iterable[str]
 ) -> dict[str, SubmissionRow]:
-    return _load_keyed(
-        conn,
-        submission_ids,
-        table="submissions",
-        columns=SUBMISSION_COLUMNS,
-        key="submission_id",
-        row=_submission_row,
-    )
+    return _load_keyed(conn, submission_ids, "submissions", SUBMISSION_COLUMNS, _submission_row)
 
 
 def load_sessions(conn: sqlite3.Connection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
-    return _load_keyed(
-        conn,
-        session_ids,
-        table="sessions",
-        columns=SESSION_COLUMNS,
-        key="session_id",
-        row=_session_row,
-    )
+    return _load_keyed(conn, session_ids, "sessions", SESSION_COLUMNS, _session_row)
 
 
 def load_cancels(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, CancelRow]:
-    return _load_keyed(
-        conn,
-        task_ids,
-        table="cancels",
-        columns=CANCEL_COLUMNS,
-        key="task_id",
-        row=lambda values: CancelRow(*values),
-    )
+    return _load_keyed(conn, task_ids, "cancels", CANCEL_COLUMNS, lambda v: CancelRow(*v))
 
 
 def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
