@@ -399,26 +399,25 @@ def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, keys: boo
     )
 
 
+def _replace_rows(
+    conn: sqlite3.Connection, table: str, columns: str, values: Iterable[tuple[Any, ...]]
+) -> None:
+    """Write each tuple of ``values`` as the row of ``table`` with its key, new or not."""
+    marks = ",".join("?" * (columns.count(",") + 1))
+    sql = f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608
+    conn.executemany(sql, values)
+
+
 def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO submissions ({SUBMISSION_COLUMNS}) "  # noqa: S608
-        f"VALUES ({','.join('?' * 11)})",
-        [_submission_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "submissions", SUBMISSION_COLUMNS, map(_submission_tuple, rows))
 
 
 def upsert_sessions(conn: sqlite3.Connection, rows: Iterable[SessionRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608
-        [_session_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "sessions", SESSION_COLUMNS, map(_session_tuple, rows))
 
 
 def upsert_cancels(conn: sqlite3.Connection, rows: Iterable[CancelRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO cancels ({CANCEL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
-        [_cancel_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "cancels", CANCEL_COLUMNS, map(_cancel_tuple, rows))
 
 
 _PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")
