@@ -19,7 +19,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union, dataclass_transform
 
 from ..protocol import SecretValue
 from .errors import CredentialRefused, EventTypeError
@@ -319,7 +319,10 @@ def compile_spec(cls: type, *, name: str, skip: frozenset[str] = frozenset()) ->
     return spec
 
 
+@dataclass_transform(frozen_default=True, kw_only_default=True)
 def record(cls: type[T]) -> type[T]:
-    """Declare a frozen dataclass as a record that events may contain."""
-    compile_spec(cls, name=cls.__name__)
-    return cls
+    """Declare a record that events may contain: the class becomes a frozen, keyword-only,
+    slotted dataclass and its fields are checked against the whitelist."""
+    made = dataclass(frozen=True, kw_only=True, slots=True)(cls)
+    compile_spec(made, name=made.__name__)
+    return made

@@ -13,8 +13,9 @@ back: its ``seq``, commit ``time`` (Unix seconds) and the envelope columns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar, dataclass_transform
 
 from ..protocol import TERMINAL_STATUSES, TaskStatus
 from .codec import Spec, compile_spec, record, spec_of
@@ -77,7 +78,6 @@ class Record:
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class TransferItem(Record):
     source: str
     destination: str
@@ -85,7 +85,6 @@ class TransferItem(Record):
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class TroublePolicy(Record):
     """When the daemon cancels a task in trouble on its own (any condition that is set):
     after ``max_faults`` retried errors, after ``max_trouble_minutes`` needing attention, or
@@ -97,7 +96,6 @@ class TroublePolicy(Record):
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class TaskError(Record):
     """A Globus error event of a task (``is_error`` true in its event list): a code such as
     FILE_NOT_FOUND, a short lowercase ``description`` and the long text in ``details``
@@ -110,7 +108,6 @@ class TaskError(Record):
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class TransferRequest(Record):
     """What a transfer submit asked for (the Globus document is built from it)."""
 
@@ -128,7 +125,6 @@ class TransferRequest(Record):
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class DeleteRequest(Record):
     """What a delete submit asked for."""
 
@@ -140,7 +136,6 @@ class DeleteRequest(Record):
 
 
 @record
-@dataclass(frozen=True, kw_only=True, slots=True)
 class FatalError(Record):
     """Globus's ``fatal_error`` of a task: a code and a description."""
 
@@ -168,20 +163,24 @@ class Event:
         spec.validate(self)
 
 
-def _kind(name: str) -> Any:
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def _kind(name: str) -> Callable[[type[E]], type[E]]:
+    """Declare an event kind: the class becomes a frozen, keyword-only, slotted dataclass,
+    its fields are checked against the whitelist and it is registered as ``name``."""
+
     def register(cls: type[E]) -> type[E]:
         if name in EVENT_KINDS:
             raise TypeError(f"event kind {name!r} declared twice")
-        cls.kind = name
-        _EVENT_SPECS[cls] = (compile_spec(cls, name=name), "task_id" in cls.__dataclass_fields__)
-        EVENT_KINDS[name] = cls
-        return cls
+        made = dataclass(frozen=True, kw_only=True, slots=True)(cls)
+        made.kind = name
+        _EVENT_SPECS[made] = (compile_spec(made, name=name), "task_id" in made.__dataclass_fields__)
+        EVENT_KINDS[name] = made
+        return made
 
     return register
 
 
 @_kind("session_opened")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SessionOpened(Event):
     local_collection: str | None = None
     auth: Literal["access_token", "refresh_token"]
@@ -190,19 +189,16 @@ class SessionOpened(Event):
 
 
 @_kind("session_closed")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SessionClosed(Event):
     pass
 
 
 @_kind("credential_expired")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class CredentialExpired(Event):
     message: str = ""
 
 
 @_kind("submit_requested")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitRequested(Event):
     """Recorded before the Globus call, so a crash in between leaves a pending submission."""
 
@@ -222,12 +218,13 @@ class SubmitRequested(Event):
             )
 
 
-@_kind("task_submitted")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskSubmitted(Event):
+class _Submitted(Event):
+    """The fields of a task Globus accepted (not a kind of its own: Event refuses it)."""
+
     submission_id: str
     task_id: str
-    type: TaskType = "TRANSFER"
+    type: TaskType
     label: str | None = None
     source: str | None = None
     destination: str | None = None
@@ -236,88 +233,68 @@ class TaskSubmitted(Event):
     policy: TroublePolicy | None = None
 
 
+@_kind("task_submitted")
+class TaskSubmitted(_Submitted):
+    type: TaskType = "TRANSFER"
+
+
 @_kind("submit_failed")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitFailed(Event):
     submission_id: str
     code: str
     message: str = ""
 
 
-@_kind("task_state_changed")
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TaskStateChanged(Event):
+class _TaskState(Event):
+    """The task's state as last read from Globus, carried by every event that updates a
+    task so that each notification is complete on its own (not a kind: Event refuses it)."""
+
     task_id: str
-    status: TaskStatus
+    status: TaskStatus = "ACTIVE"
     nice_status: str | None = None
     label: str | None = None
     bytes_transferred: int = 0
     files_transferred: int = 0
-    fatal_error: FatalError | None = None
-    # The trouble fields of the task document; ``error`` only when ``faults`` grew.
+    # The trouble fields of the task document.
     is_ok: bool | None = None
     is_paused: bool = False
     faults: int = 0
+
+
+@_kind("task_state_changed")
+class TaskStateChanged(_TaskState):
+    status: TaskStatus  # no default: a change names the status it changed to
+    fatal_error: FatalError | None = None
+    # Only when ``faults`` grew.
     error: TaskError | None = None
     needs_attention: AttentionReason | None = None
 
 
 @_kind("task_progress")
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskProgress(Event):
-    task_id: str
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
+class TaskProgress(_TaskState):
     needs_attention: AttentionReason | None = None
 
 
 @_kind("task_needs_attention")
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskNeedsAttention(Event):
-    """A task started needing attention (once per episode); the task's state rides along so
-    the notification is complete on its own."""
+class TaskNeedsAttention(_TaskState):
+    """A task started needing attention (once per episode)."""
 
-    task_id: str
     needs_attention: AttentionReason
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
     error: TaskError | None = None
     # What the owner should know: a pause's message, the error, what INACTIVE waits for.
     attention_message: str | None = None
 
 
 @_kind("task_recovered")
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TaskRecovered(Event):
+class TaskRecovered(_TaskState):
     """A task that needed attention got going again; ``after`` says what it had."""
 
-    task_id: str
     after: AttentionReason
     seconds: float = 0.0
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    label: str | None = None
-    bytes_transferred: int = 0
-    files_transferred: int = 0
-    is_ok: bool | None = None
-    is_paused: bool = False
-    faults: int = 0
 
 
 @_kind("cancel_requested")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class CancelRequested(Event):
     task_id: str
     # Set when the daemon cancels on its own (a trouble policy): why.
@@ -325,7 +302,6 @@ class CancelRequested(Event):
 
 
 @_kind("cancel_result")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class CancelResult(Event):
     task_id: str
     code: str
@@ -333,23 +309,13 @@ class CancelResult(Event):
 
 
 @_kind("delete_submitted")
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DeleteSubmitted(Event):
+class DeleteSubmitted(_Submitted):
     """A DELETE task accepted by Globus; ``source`` is the collection, no destination."""
 
-    submission_id: str
-    task_id: str
     type: TaskType = "DELETE"
-    label: str | None = None
-    source: str | None = None
-    destination: str | None = None
-    status: TaskStatus = "ACTIVE"
-    nice_status: str | None = None
-    policy: TroublePolicy | None = None
 
 
 @_kind("submit_queued")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitQueued(Event):
     """Globus refused the submit for a limit (``reason`` is its code); nothing was created,
     and the daemon sends it when capacity frees."""
@@ -360,7 +326,6 @@ class SubmitQueued(Event):
 
 
 @_kind("submit_dequeued")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitDequeued(Event):
     """Recorded before a queued submit is sent: from here on Globus may have it, so it is
     pending again (resent with the same submission_id until answered)."""
@@ -369,7 +334,6 @@ class SubmitDequeued(Event):
 
 
 @_kind("submit_cancelled")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitCancelled(Event):
     """The user cancelled a queued submit; it was never sent to Globus."""
 
@@ -377,7 +341,6 @@ class SubmitCancelled(Event):
 
 
 @_kind("submit_admitted")
-@dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitAdmitted(Event):
     """A submit that waited in the queue became a task: the notification that names both
     ids (appended with its task_submitted/delete_submitted)."""

@@ -496,28 +496,24 @@ def apply_cancel(row: CancelRow | None, event: Event, *, task: TaskRow, seq: int
         raise TypeError(f"{event.kind} does not change a cancel")
     owner = event.owner if event.owner is not None else task.owner
     session_id = event.session_id if event.session_id is not None else task.session_id
+    state: CancelState
+    code: str | None
     if isinstance(event, CancelRequested):
-        return CancelRow(
-            task_id=event.task_id,
-            owner=owner,
-            session_id=session_id,
-            state="pending",
-            code=None,
-            requested_seq=seq,
-            last_seq=seq,
-        )
-    if row is None:
+        state, code = "pending", None
+    elif row is None:
         # An answer without a recorded request (e.g. a ledger older than the cancel events).
-        return CancelRow(
-            task_id=event.task_id,
-            owner=owner,
-            session_id=session_id,
-            state="answered",
-            code=event.code,
-            requested_seq=seq,
-            last_seq=seq,
-        )
-    return dataclasses.replace(row, state="answered", code=event.code, last_seq=seq)
+        state, code = "answered", event.code
+    else:
+        return dataclasses.replace(row, state="answered", code=event.code, last_seq=seq)
+    return CancelRow(
+        task_id=event.task_id,
+        owner=owner,
+        session_id=session_id,
+        state=state,
+        code=code,
+        requested_seq=seq,
+        last_seq=seq,
+    )
 
 
 @dataclass(slots=True)

@@ -412,26 +412,23 @@ class Ledger:
         self._check_open()
         kind_list = None if kinds is None else list(kinds)
         data = None if data is None else dict(data)
-        cursor = seq
-        page = self._page_size if page_size is None else max(1, page_size)
-        while True:
-            query = events_query(
-                after=cursor,
+
+        def query(after: int, limit: int) -> Query:
+            return events_query(
+                after=after,
                 until=until,
                 owner=owner,
                 session_id=session_id,
                 task_id=task_id,
                 kinds=kind_list,
-                limit=page,
+                limit=limit,
                 times=times,
                 data=data,
             )
-            found, cut = await self._readers.page(query, max_bytes=self._page_bytes, size_column=6)
+
+        async for found in self._event_pages(seq, page_size, query):
             for event in stored_events(found):
                 yield event
-            if not found or not (cut or len(found) >= page):
-                return
-            cursor = found[-1][0]
 
     async def raw_events_since(
         self,
@@ -449,25 +446,41 @@ class Ledger:
         as they are, without decoding them (large ones cost their size several times).
         ``page_size`` replaces the ledger's rows per query."""
         self._check_open()
-        cursor = seq
-        page = self._page_size if page_size is None else max(1, page_size)
-        while True:
-            query = events_query(
-                after=cursor,
+
+        def query(after: int, limit: int) -> Query:
+            return events_query(
+                after=after,
                 until=None,
                 owner=owner,
                 session_id=session_id,
                 task_id=task_id,
                 kinds=None,
-                limit=page,
+                limit=limit,
                 times=times,
                 data=None if data is None else dict(data),
                 columns=RAW_EVENT_COLUMNS,
             )
-            found, cut = await self._readers.page(query, max_bytes=self._page_bytes, size_column=6)
+
+        async for found in self._event_pages(seq, page_size, query):
             for row in raw_events(found):
                 yield row
-            if not found or not (cut or len(found) >= page):
+
+    async def _event_pages(
+        self, seq: int, page_size: int | None, query: Callable[[int, int], Query]
+    ) -> AsyncIterator[list[Any]]:
+        """The non-empty pages of event rows after ``seq``: ``query(after, limit)`` reads
+        one (bounded in rows, and in bytes by the data column); each next page starts after
+        the last row of the one before."""
+        cursor = seq
+        page = self._page_size if page_size is None else max(1, page_size)
+        while True:
+            found, cut = await self._readers.page(
+                query(cursor, page), max_bytes=self._page_bytes, size_column=6
+            )
+            if not found:
+                return
+            yield found
+            if not (cut or len(found) >= page):
                 return
             cursor = found[-1][0]
 

@@ -11,9 +11,9 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .codec import spec_of
 from .envelopes import ENVELOPE_SQL
@@ -307,53 +307,44 @@ def _chunks(keys: Sequence[str]) -> Iterable[Sequence[str]]:
         yield keys[start : start + _IN_CHUNK]
 
 
-def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
-    keys = list(set(task_ids))
-    out: dict[str, TaskRow] = {}
-    for chunk in _chunks(keys):
+R = TypeVar("R")
+
+
+def _load_keyed(
+    conn: sqlite3.Connection,
+    keys: Iterable[str],
+    table: str,
+    columns: str,
+    row: Callable[[Sequence[Any]], R],
+) -> dict[str, R]:
+    """The rows of ``table`` whose key (the first of ``columns``) is one of ``keys``, by key."""
+    key = columns.split(",", 1)[0]
+    wanted = list(set(keys))
+    out: dict[str, R] = {}
+    for chunk in _chunks(wanted):
         marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id IN ({marks})"  # noqa: S608
+        sql = f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})"  # noqa: S608
         for values in conn.execute(sql, chunk):
-            out[values[0]] = _task_row(values)
+            out[values[0]] = row(values)
     return out
+
+
+def load_tasks(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, TaskRow]:
+    return _load_keyed(conn, task_ids, "tasks", TASK_COLUMNS, _task_row)
 
 
 def load_submissions(
     conn: sqlite3.Connection, submission_ids: Iterable[str]
 ) -> dict[str, SubmissionRow]:
-    keys = list(set(submission_ids))
-    out: dict[str, SubmissionRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            f"SELECT {SUBMISSION_COLUMNS} FROM submissions "  # noqa: S608
-            f"WHERE submission_id IN ({marks})"
-        )
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = _submission_row(values)
-    return out
+    return _load_keyed(conn, submission_ids, "submissions", SUBMISSION_COLUMNS, _submission_row)
 
 
 def load_sessions(conn: sqlite3.Connection, session_ids: Iterable[str]) -> dict[str, SessionRow]:
-    keys = list(set(session_ids))
-    out: dict[str, SessionRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id IN ({marks})"  # noqa: S608
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = _session_row(values)
-    return out
+    return _load_keyed(conn, session_ids, "sessions", SESSION_COLUMNS, _session_row)
 
 
 def load_cancels(conn: sqlite3.Connection, task_ids: Iterable[str]) -> dict[str, CancelRow]:
-    keys = list(set(task_ids))
-    out: dict[str, CancelRow] = {}
-    for chunk in _chunks(keys):
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT {CANCEL_COLUMNS} FROM cancels WHERE task_id IN ({marks})"  # noqa: S608
-        for values in conn.execute(sql, chunk):
-            out[values[0]] = CancelRow(*values)
-    return out
+    return _load_keyed(conn, task_ids, "cancels", CANCEL_COLUMNS, lambda v: CancelRow(*v))
 
 
 def insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -408,26 +399,25 @@ def update_tasks(conn: sqlite3.Connection, rows: Sequence[TaskRow], *, keys: boo
     )
 
 
+def _replace_rows(
+    conn: sqlite3.Connection, table: str, columns: str, values: Iterable[tuple[Any, ...]]
+) -> None:
+    """Write each tuple of ``values`` as the row of ``table`` with its key, new or not."""
+    marks = ",".join("?" * (columns.count(",") + 1))
+    sql = f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608
+    conn.executemany(sql, values)
+
+
 def upsert_submissions(conn: sqlite3.Connection, rows: Iterable[SubmissionRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO submissions ({SUBMISSION_COLUMNS}) "  # noqa: S608
-        f"VALUES ({','.join('?' * 11)})",
-        [_submission_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "submissions", SUBMISSION_COLUMNS, map(_submission_tuple, rows))
 
 
 def upsert_sessions(conn: sqlite3.Connection, rows: Iterable[SessionRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608
-        [_session_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "sessions", SESSION_COLUMNS, map(_session_tuple, rows))
 
 
 def upsert_cancels(conn: sqlite3.Connection, rows: Iterable[CancelRow]) -> None:
-    conn.executemany(
-        f"INSERT OR REPLACE INTO cancels ({CANCEL_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608
-        [_cancel_tuple(r) for r in rows],
-    )
+    _replace_rows(conn, "cancels", CANCEL_COLUMNS, map(_cancel_tuple, rows))
 
 
 _PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")

@@ -40,6 +40,20 @@ def _tables(path: Path) -> set[str]:
         conn.close()
 
 
+def _old_ledger(path: Path, *, version: int) -> None:
+    """A ledger file as schema ``version`` left it: the shipped migrations up to it (never
+    changed once released, so they are that version's schema) and the frozen rows that
+    version's code wrote (``fixtures/ledger_v<version>.sql``)."""
+    conn = sqlite3.connect(path)
+    try:
+        for migration in load_migrations()[:version]:
+            conn.executescript(migration.sql)
+        conn.executescript((FIXTURES / f"ledger_v{version}.sql").read_text())
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        conn.close()
+
+
 def test_shipped_migrations_are_numbered_from_one() -> None:
     found = load_migrations()
     assert [m.version for m in found] == list(range(1, LATEST + 1))
@@ -62,9 +76,7 @@ async def test_upgrade_from_version_1_keeps_history_and_fills_submissions(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v1.db"
-    conn = sqlite3.connect(path)
-    conn.executescript((FIXTURES / "ledger_v1.sql").read_text())
-    conn.close()
+    _old_ledger(path, version=1)
     assert _version(path) == 1 and "submissions" not in _tables(path)
 
     async with await Ledger.open(path) as ledger:
@@ -102,8 +114,8 @@ async def test_upgrade_from_version_2_fills_sessions_cancels_and_observations(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v2.db"
+    _old_ledger(path, version=2)
     conn = sqlite3.connect(path)
-    conn.executescript((FIXTURES / "ledger_v2.sql").read_text())
     times = dict(conn.execute("SELECT seq, time FROM events").fetchall())
     conn.close()
     assert _version(path) == 2 and "sessions" not in _tables(path)
