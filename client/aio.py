@@ -14,12 +14,12 @@ from collections.abc import (
     Sequence,
 )
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
+from .closing import AsyncClosing
 from .config import DaemonAddress, resolve_address
 from .errors import (
     AuthenticationError,
@@ -41,7 +41,7 @@ T = TypeVar("T")
 _RECHECK = 1.0
 
 
-class AsyncGlobusClient(GlobusPluginBase):
+class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
     """asyncio client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Every method of :class:`~.globus.GlobusClient` exists here as a coroutine with the same
@@ -69,22 +69,14 @@ class AsyncGlobusClient(GlobusPluginBase):
         )
         self._transport = AsyncTransport(self.address, timeout=timeout)
 
-    async def __aenter__(self) -> AsyncGlobusClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
         await self._transport.aclose()
 
     async def close(self) -> None:
+        await self.aclose()
+
+    async def _on_exit(self, *, failed: bool) -> None:
         await self.aclose()
 
     async def _send(self, call: calls.Call) -> Any:

@@ -12,12 +12,12 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from .closing import AsyncClosing
 from .errors import DaemonUnavailable, OrbitError
 from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
 from .tls import stream_ssl
@@ -27,7 +27,7 @@ __all__ = ["AsyncEventCallback", "AsyncEventStream", "AsyncSubscription"]
 AsyncEventCallback = Callable[[dict[str, Any]], Awaitable[object] | object]
 
 
-class AsyncEventStream(AsyncIterator[dict[str, Any]]):
+class AsyncEventStream(AsyncIterator[dict[str, Any]], AsyncClosing):
     """Async iterator of daemon events that reconnects by itself (see :class:`EventStream`)."""
 
     def __init__(
@@ -99,16 +99,8 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         assert event is not None  # get() without a timeout only returns events
         return event
 
-    async def __aenter__(self) -> AsyncEventStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose(save=exc is None)
+    async def _on_exit(self, *, failed: bool) -> None:
+        await self.aclose(save=not failed)
 
     async def aclose(self, *, save: bool = True) -> None:
         self._closed.set()
@@ -206,7 +198,7 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         raise StreamClosed("the event stream is closed")
 
 
-class AsyncSubscription:
+class AsyncSubscription(AsyncClosing):
     """An asyncio task feeding stream events to ``callback`` (plain or async), in order."""
 
     def __init__(self, stream: AsyncEventStream, callback: AsyncEventCallback) -> None:
@@ -256,13 +248,5 @@ class AsyncSubscription:
     async def wait(self) -> None:
         await asyncio.shield(self._task)
 
-    async def __aenter__(self) -> AsyncSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _on_exit(self, *, failed: bool) -> None:
         await self.stop()

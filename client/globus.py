@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ..protocol import is_terminal
 from . import calls
+from .closing import Closing
 from .config import DaemonAddress, resolve_address
 from .errors import (
     AuthenticationError,
@@ -47,7 +47,7 @@ def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
         delay = min(delay * 2, _RECHECK * 2)
 
 
-class GlobusClient(GlobusPluginBase):
+class GlobusClient(GlobusPluginBase, Closing):
     """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Get one from ``BridgeClient().get_endpoint_client(name).get_plugin('globus')`` or build it
@@ -83,20 +83,12 @@ class GlobusClient(GlobusPluginBase):
         )
         self._transport = SyncTransport(self.address, timeout=timeout)
 
-    def __enter__(self) -> GlobusClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
         self._transport.close()
+
+    def _on_exit(self, *, failed: bool) -> None:
+        self.close()
 
     def _send(self, call: calls.Call) -> Any:
         """Send; if the daemon restarted and lost the credential, hand it over and retry once."""

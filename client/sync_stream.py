@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+from .closing import Closing
 from .errors import DaemonUnavailable, OrbitError
 from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
 from .tls import stream_ssl
@@ -34,7 +34,7 @@ _DIRECT: dict[str, Any] = (
 )
 
 
-class EventStream(Iterator[dict[str, Any]]):
+class EventStream(Iterator[dict[str, Any]], Closing):
     """Iterator of daemon events that survives dropped connections.
 
     Reconnects with jittered exponential backoff and ``since`` = the last delivered seq. With
@@ -117,16 +117,8 @@ class EventStream(Iterator[dict[str, Any]]):
         assert event is not None  # get() without a timeout only returns events
         return event
 
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(save=exc is None)
+    def _on_exit(self, *, failed: bool) -> None:
+        self.close(save=not failed)
 
     def close(self, *, save: bool = True) -> None:
         """Close the connection; with ``save`` the cursor file records the last event delivered."""
@@ -226,7 +218,7 @@ class EventStream(Iterator[dict[str, Any]]):
         raise StreamClosed("the event stream is closed")
 
 
-class Subscription:
+class Subscription(Closing):
     """A background thread feeding stream events to ``callback``, one at a time, in order.
 
     Stop it with :meth:`stop` (or use it as a context manager). If the callback raises, the
@@ -282,13 +274,5 @@ class Subscription:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self, *, failed: bool) -> None:
         self.stop()
