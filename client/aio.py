@@ -20,18 +20,15 @@ from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
 from .closing import AsyncClosing
-from .config import DaemonAddress, resolve_address
 from .errors import (
     AuthenticationError,
-    DaemonUnavailable,
     OrbitError,
     ProtocolError,
     RequestError,
-    SubmitUnresolved,
 )
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
-from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport
+from .transport import AsyncTransport
 
 __all__ = ["AsyncGlobusClient"]
 
@@ -48,26 +45,8 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
     arguments and answers. Use ``async with`` or ``await client.aclose()``.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        session_id: str | None = None,
-        endpoint: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        address: DaemonAddress | None = None,
-        remember_credential: bool = True,
-        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            address=address or resolve_address(url=url, token=token),
-            session_id=session_id,
-            endpoint=endpoint,
-            remember_credential=remember_credential,
-            submit_timeout=submit_timeout,
-        )
-        self._transport = AsyncTransport(self.address, timeout=timeout)
+    _transport: AsyncTransport
+    _transport_type = AsyncTransport
 
     async def aclose(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
@@ -94,17 +73,11 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
         if (revival := self._revival()) is not None:
             await self._transport.send(revival)
 
-    def _current_address(self) -> DaemonAddress:
-        return self._transport.address
-
     async def ensure_followed(self) -> None:
         """As :meth:`GlobusClient.ensure_followed`."""
         session = await self._transport.send(calls.get_session(self.session_id))
-        if not self._needs_credential(session):
-            return
-        if self._revival() is None:
-            raise self._credential_lost(session)
-        await self._revive()
+        if (revival := self._revival_for(session)) is not None:
+            await self._transport.send(revival)
 
     async def list_endpoints(self) -> list[str]:
         answer = await self._send(calls.list_endpoints())
@@ -164,14 +137,7 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
             try:
                 return await fn()
             except OrbitError as exc:
-                if not calls.retry_submit(exc):
-                    raise
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if submission_id is None:
-                        raise
-                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
-                await asyncio.sleep(min(next(delays), remaining))
+                await asyncio.sleep(self._retry_wait(exc, next(delays), deadline, submission_id))
 
     async def generate_submission_id(self) -> str:
         answer = await self._send(calls.generate_submission_id(self.session_id))
@@ -295,16 +261,13 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
 
     @staticmethod
     async def _patiently(deadline: float, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-        """As :meth:`GlobusClient._patiently`, awaited."""
-        delay = 0.2
+        """As :func:`.globus.patiently`, awaited."""
+        delays = calls.retry_delays(cap=_RECHECK * 2)
         while True:
             try:
                 return await fn(*args)
-            except DaemonUnavailable:
-                if time.monotonic() + delay >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RECHECK * 2)
+            except OrbitError as exc:
+                await asyncio.sleep(calls.patience_wait(exc, next(delays), deadline))
 
     async def _wait_streaming(
         self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
@@ -339,17 +302,12 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
         *,
         until_task: bool = False,
     ) -> dict[str, Any]:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return await self._patiently(deadline, self.get_task, task_id)
-            wait = max(0.0, min(polling_interval, remaining))
-            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
+        while (call := self._poll_call(task_id, deadline, polling_interval, stop)) is not None:
             answer = await self._patiently(deadline, self._send, call)
-            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
-                return calls.task_row(answer)
-            if until_task and calls.task_of(answer) is not None:
-                return calls.task_row(answer)
+            row = calls.polled_row(answer, stop_on_attention=stop, until_task=until_task)
+            if row is not None:
+                return row
+        return await self._patiently(deadline, self.get_task, task_id)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:
         call = calls.ls(self.session_id, collection=collection, path=path)

@@ -10,19 +10,16 @@ from typing import Any, TypeVar
 from ..protocol import is_terminal
 from . import calls
 from .closing import Closing
-from .config import DaemonAddress, resolve_address
 from .errors import (
     AuthenticationError,
-    DaemonUnavailable,
     OrbitError,
     ProtocolError,
     RequestError,
-    SubmitUnresolved,
 )
 from .plugin_base import GlobusPluginBase
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
-from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, SyncTransport
+from .transport import SyncTransport
 
 __all__ = ["GlobusClient", "patiently"]
 
@@ -36,15 +33,12 @@ def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
     """``fn(*args)``, tried again while the daemon is unreachable (restarting) until the
     ``time.monotonic()`` ``deadline``: a wait's stream reconnects by itself, its requests
     (and a waiting command's first ones) do this."""
-    delay = 0.2
+    delays = calls.retry_delays(cap=_RECHECK * 2)
     while True:
         try:
             return fn(*args)
-        except DaemonUnavailable:
-            if time.monotonic() + delay >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, _RECHECK * 2)
+        except OrbitError as exc:
+            time.sleep(calls.patience_wait(exc, next(delays), deadline))
 
 
 class GlobusClient(GlobusPluginBase, Closing):
@@ -62,26 +56,8 @@ class GlobusClient(GlobusPluginBase, Closing):
     event stream of this client reconnects.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        session_id: str | None = None,
-        endpoint: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        address: DaemonAddress | None = None,
-        remember_credential: bool = True,
-        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            address=address or resolve_address(url=url, token=token),
-            session_id=session_id,
-            endpoint=endpoint,
-            remember_credential=remember_credential,
-            submit_timeout=submit_timeout,
-        )
-        self._transport = SyncTransport(self.address, timeout=timeout)
+    _transport: SyncTransport
+    _transport_type = SyncTransport
 
     def close(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
@@ -105,20 +81,14 @@ class GlobusClient(GlobusPluginBase, Closing):
         if (revival := self._revival()) is not None:
             self._transport.send(revival)
 
-    def _current_address(self) -> DaemonAddress:
-        return self._transport.address
-
     def ensure_followed(self) -> None:
         """Make sure the daemon follows this session's tasks: hand it the remembered
         credential if it lost it (a restart), else raise :class:`AuthenticationError`
         (``CredentialMissing``/``CredentialExpired``) saying how to register it again.
         ``task_wait`` calls it; call it before any other long wait on the session."""
         session = self._transport.send(calls.get_session(self.session_id))
-        if not self._needs_credential(session):
-            return
-        if self._revival() is None:
-            raise self._credential_lost(session)
-        self._revive()
+        if (revival := self._revival_for(session)) is not None:
+            self._transport.send(revival)
 
     # Sessions
 
@@ -181,14 +151,7 @@ class GlobusClient(GlobusPluginBase, Closing):
             try:
                 return fn()
             except OrbitError as exc:
-                if not calls.retry_submit(exc):
-                    raise
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if submission_id is None:
-                        raise
-                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
-                time.sleep(min(next(delays), remaining))
+                time.sleep(self._retry_wait(exc, next(delays), deadline, submission_id))
 
     def list_sessions(self) -> list[dict[str, Any]]:
         """Every open session of this daemon token: ``session_id, local_collection, auth,
@@ -382,17 +345,12 @@ class GlobusClient(GlobusPluginBase, Closing):
         *,
         until_task: bool = False,
     ) -> dict[str, Any]:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return patiently(deadline, self.get_task, task_id)
-            wait = max(0.0, min(polling_interval, remaining))
-            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
+        while (call := self._poll_call(task_id, deadline, polling_interval, stop)) is not None:
             answer = patiently(deadline, self._send, call)
-            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
-                return calls.task_row(answer)
-            if until_task and calls.task_of(answer) is not None:
-                return calls.task_row(answer)
+            row = calls.polled_row(answer, stop_on_attention=stop, until_task=until_task)
+            if row is not None:
+                return row
+        return patiently(deadline, self.get_task, task_id)
 
     # Files and collections
 

@@ -10,28 +10,39 @@ from __future__ import annotations
 from typing import Any
 
 from . import calls
-from .config import DaemonAddress
-from .errors import AuthenticationError, RequestError
+from .config import DaemonAddress, resolve_address
+from .errors import OrbitError, RequestError
+from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport, SyncTransport
 
 __all__ = ["GlobusPluginBase"]
 
 
 class GlobusPluginBase:
+    """The constructor of both clients (see :class:`~.globus.GlobusClient`); a subclass
+    names its transport, blocking or asyncio."""
+
+    _transport: SyncTransport | AsyncTransport
+    _transport_type: type[SyncTransport] | type[AsyncTransport]
+
     def __init__(
         self,
+        url: str | None = None,
+        token: str | None = None,
         *,
-        address: DaemonAddress,
-        session_id: str | None,
-        endpoint: str | None,
-        remember_credential: bool,
-        submit_timeout: float,
+        session_id: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        address: DaemonAddress | None = None,
+        remember_credential: bool = True,
+        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
     ) -> None:
-        self.address = address
+        self.address = address or resolve_address(url=url, token=token)
         self.submit_timeout = submit_timeout
         self.session_id = session_id
         self.endpoint = endpoint
         self._remember = remember_credential
         self._credential: calls.Credential | None = None
+        self._transport = self._transport_type(self.address, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.address.url!r}, session_id={self.session_id!r})"
@@ -58,19 +69,38 @@ class GlobusPluginBase:
             access_token=access_token, refresh_token=refresh_token, client_id=client_id
         )
 
-    @staticmethod
-    def _needs_credential(session: Any) -> bool:
-        """Whether the daemon holds no working credential for this session document's
-        session, so that it does not follow the session's tasks."""
-        return isinstance(session, dict) and session.get("credential") not in (None, "ok")
-
-    def _credential_lost(self, session: Any) -> AuthenticationError:
-        return calls.credential_error(str(self.session_id), str(session.get("credential")))
+    def _revival_for(self, session: Any) -> calls.Call | None:
+        """What ensure_followed sends for this session document: None when the daemon holds
+        a working credential (it follows the session's tasks), else the remembered one;
+        raises :class:`AuthenticationError` saying how to register again when none is."""
+        if not isinstance(session, dict) or session.get("credential") in (None, "ok"):
+            return None
+        revival = self._revival()
+        if revival is None:
+            raise calls.credential_error(str(self.session_id), str(session.get("credential")))
+        return revival
 
     def _unregistered(self, answer: Any) -> dict[str, Any]:
         self.session_id = None
         self._credential = None
         return dict(answer)
+
+    def _retry_wait(
+        self, exc: OrbitError, delay: float, deadline: float, submission_id: str | None
+    ) -> float:
+        """Seconds to sleep before repeating a submit (or the request of its submission id);
+        raises when a repeat cannot help or ``submit_timeout`` is over."""
+        return calls.submit_retry_wait(
+            exc, delay, deadline, submission_id=submission_id, timeout=self.submit_timeout
+        )
+
+    def _poll_call(
+        self, task_id: str, deadline: float, polling_interval: float, stop: bool
+    ) -> calls.Call | None:
+        """The next wait-route request of a polling task_wait (None: time is up)."""
+        return calls.poll_call(
+            self.session_id, task_id, deadline, polling_interval, stop_on_attention=stop
+        )
 
     def _can_revive(self, exc: RequestError, call: calls.Call) -> bool:
         """Whether ``call`` failed only because the daemon lost a credential we still have."""
@@ -84,7 +114,7 @@ class GlobusPluginBase:
 
     def _current_address(self) -> DaemonAddress:
         """Where the daemon is now (the transport follows it when it moves)."""
-        return self.address
+        return self._transport.address
 
     def _stream_options(
         self,
