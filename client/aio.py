@@ -26,7 +26,7 @@ from .errors import (
     ProtocolError,
     RequestError,
 )
-from .plugin_base import GlobusPluginBase
+from .plugin_base import GlobusPluginBase, patience_wait
 from .stream import StreamClosed
 from .transport import AsyncTransport
 
@@ -38,7 +38,7 @@ T = TypeVar("T")
 _RECHECK = 1.0
 
 
-class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
+class AsyncGlobusClient(GlobusPluginBase[AsyncEventStream], AsyncClosing):
     """asyncio client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Every method of :class:`~.globus.GlobusClient` exists here as a coroutine with the same
@@ -46,6 +46,7 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
     """
 
     _transport: AsyncTransport
+    _stream_type = AsyncEventStream
     _transport_type = AsyncTransport
 
     async def aclose(self) -> None:
@@ -267,7 +268,7 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
             try:
                 return await fn(*args)
             except OrbitError as exc:
-                await asyncio.sleep(calls.patience_wait(exc, next(delays), deadline))
+                await asyncio.sleep(patience_wait(exc, next(delays), deadline))
 
     async def _wait_streaming(
         self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
@@ -381,27 +382,6 @@ class AsyncGlobusClient(GlobusPluginBase, AsyncClosing):
                 yield event
             if after is None:
                 return
-
-    def events(
-        self,
-        since: int | None = None,
-        *,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        all_sessions: bool = False,
-        give_up_after: float | None = None,
-    ) -> AsyncEventStream:
-        """Async iterator of notifications after seq ``since``; ``async with`` closes it."""
-        options = self._stream_options(
-            since,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            all_sessions=all_sessions,
-            give_up_after=give_up_after,
-        )
-        return AsyncEventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

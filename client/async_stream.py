@@ -70,14 +70,12 @@ class AsyncEventStream(
             except TimeoutError:
                 if self._core.is_idle():
                     await self._drop()
-                continue
             except ConnectionClosed as exc:
                 await self._drop()
                 self._lost(exc)
-                continue
-            event = self._core.received(raw)
-            if event is not None:
-                return event
+            else:
+                if (event := self._core.received(raw)) is not None:
+                    return event
         return event
 
     async def _drop(self) -> None:

@@ -22,11 +22,9 @@ from .errors import (
     AuthenticationError,
     DaemonUnavailable,
     NoSessionError,
-    OrbitError,
     ProtocolError,
     RequestError,
     SubmitPendingError,
-    SubmitUnresolved,
     TaskFailed,
     TaskNeedsAttention,
     TaskWaitTimeout,
@@ -55,7 +53,6 @@ __all__ = [
     "ls",
     "mkdir",
     "needs_credential_again",
-    "patience_wait",
     "poll_call",
     "polled_row",
     "register_session",
@@ -63,7 +60,6 @@ __all__ = [
     "retry_delays",
     "retry_submit",
     "stops_wait",
-    "submit_retry_wait",
     "submit_transfer",
     "task_events",
     "task_of",
@@ -299,31 +295,6 @@ def retry_delays(*, first: float = 0.2, factor: float = 2.0, cap: float = 5.0) -
     while True:
         yield delay
         delay = min(cap, delay * factor)
-
-
-def submit_retry_wait(
-    exc: OrbitError, delay: float, deadline: float, *, submission_id: str | None, timeout: float
-) -> float:
-    """Seconds to sleep (at most ``delay``) before repeating a submit that failed with
-    ``exc``. Raises ``exc`` when a repeat cannot help, and :class:`SubmitUnresolved` when the
-    ``time.monotonic()`` ``deadline`` (``timeout`` after the first try) has passed."""
-    if not retry_submit(exc):
-        raise exc
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        if submission_id is None:
-            raise exc
-        raise SubmitUnresolved(submission_id, timeout, exc) from exc
-    return min(delay, remaining)
-
-
-def patience_wait(exc: OrbitError, delay: float, deadline: float) -> float:
-    """``delay``, the seconds to sleep before asking a daemon that is restarting (or whose
-    ledger cannot write for now) again; raises ``exc`` for any other failure, or when the
-    ``time.monotonic()`` ``deadline`` would pass during the sleep."""
-    if not retry_submit(exc) or time.monotonic() + delay >= deadline:
-        raise exc
-    return delay
 
 
 def poll_call(

@@ -16,7 +16,7 @@ from .errors import (
     ProtocolError,
     RequestError,
 )
-from .plugin_base import GlobusPluginBase
+from .plugin_base import GlobusPluginBase, patience_wait
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
 from .transport import SyncTransport
@@ -38,10 +38,10 @@ def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
         try:
             return fn(*args)
         except OrbitError as exc:
-            time.sleep(calls.patience_wait(exc, next(delays), deadline))
+            time.sleep(patience_wait(exc, next(delays), deadline))
 
 
-class GlobusClient(GlobusPluginBase, Closing):
+class GlobusClient(GlobusPluginBase[EventStream], Closing):
     """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Get one from ``BridgeClient().get_endpoint_client(name).get_plugin('globus')`` or build it
@@ -57,6 +57,7 @@ class GlobusClient(GlobusPluginBase, Closing):
     """
 
     _transport: SyncTransport
+    _stream_type = EventStream
     _transport_type = SyncTransport
 
     def close(self) -> None:
@@ -435,31 +436,6 @@ class GlobusClient(GlobusPluginBase, Closing):
             yield from events
             if after is None:
                 return
-
-    def events(
-        self,
-        since: int | None = None,
-        *,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        all_sessions: bool = False,
-        give_up_after: float | None = None,
-    ) -> EventStream:
-        """Iterator of notifications after seq ``since`` (None: from now), reconnecting itself.
-
-        Limited to this client's session unless ``all_sessions``. Use it as a context manager
-        or call ``close()`` when done.
-        """
-        options = self._stream_options(
-            since,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            all_sessions=all_sessions,
-            give_up_after=give_up_after,
-        )
-        return EventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

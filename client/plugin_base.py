@@ -7,22 +7,28 @@ the sending, awaited or not (:mod:`.globus`, :mod:`.aio`).
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Generic, TypeVar
 
 from . import calls
 from .config import DaemonAddress, resolve_address
-from .errors import OrbitError, RequestError
+from .errors import OrbitError, RequestError, SubmitUnresolved
+from .stream_base import EventStreamBase
 from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport, SyncTransport
 
-__all__ = ["GlobusPluginBase"]
+__all__ = ["GlobusPluginBase", "patience_wait", "submit_retry_wait"]
 
 
-class GlobusPluginBase:
+Stream = TypeVar("Stream", bound=EventStreamBase[Any])
+
+
+class GlobusPluginBase(Generic[Stream]):
     """The constructor of both clients (see :class:`~.globus.GlobusClient`); a subclass
     names its transport, blocking or asyncio."""
 
     _transport: SyncTransport | AsyncTransport
     _transport_type: type[SyncTransport] | type[AsyncTransport]
+    _stream_type: type[Stream]
 
     def __init__(
         self,
@@ -90,7 +96,7 @@ class GlobusPluginBase:
     ) -> float:
         """Seconds to sleep before repeating a submit (or the request of its submission id);
         raises when a repeat cannot help or ``submit_timeout`` is over."""
-        return calls.submit_retry_wait(
+        return submit_retry_wait(
             exc, delay, deadline, submission_id=submission_id, timeout=self.submit_timeout
         )
 
@@ -112,31 +118,65 @@ class GlobusPluginBase:
             return None
         return self._credential.register(self.session_id)
 
-    def _current_address(self) -> DaemonAddress:
-        """Where the daemon is now (the transport follows it when it moves)."""
-        return self._transport.address
+    def _revive(self) -> object:
+        """Register the session again with the remembered credential (a no-op without one);
+        blocking or awaited, as the subclass sends."""
+        raise NotImplementedError
 
-    def _stream_options(
+    def events(
         self,
-        since: int | None,
+        since: int | None = None,
         *,
-        task_id: str | None,
-        topic: str | None,
-        cursor_file: str | None,
-        all_sessions: bool,
-        give_up_after: float | None,
-    ) -> dict[str, Any]:
-        """The arguments of an event stream for this client's session (or all of them)."""
-        address = self._current_address()
-        return {
-            "url": address.url,
-            "token": address.token,
-            "ca_bundle": address.ca_bundle,
-            "endpoint_file": address.endpoint_file,
-            "since": since,
-            "session_id": None if all_sessions else self.session_id,
-            "task_id": task_id,
-            "topic": topic,
-            "cursor_file": cursor_file,
-            "give_up_after": give_up_after,
-        }
+        task_id: str | None = None,
+        topic: str | None = None,
+        cursor_file: str | None = None,
+        all_sessions: bool = False,
+        give_up_after: float | None = None,
+    ) -> Stream:
+        """Notifications after seq ``since`` (None: from now), reconnecting by itself: an
+        iterator (:class:`~.sync_stream.EventStream`) of the blocking client, an async one
+        (:class:`~.async_stream.AsyncEventStream`) of the asyncio client.
+
+        Limited to this client's session unless ``all_sessions``. Use it as a context manager
+        (``with`` / ``async with``) or close it when done.
+        """
+        # The transport follows a daemon that moved: stream from where it is now.
+        address = self._transport.address
+        return self._stream_type(
+            url=address.url,
+            token=address.token,
+            ca_bundle=address.ca_bundle,
+            endpoint_file=address.endpoint_file,
+            since=since,
+            session_id=None if all_sessions else self.session_id,
+            task_id=task_id,
+            topic=topic,
+            cursor_file=cursor_file,
+            give_up_after=give_up_after,
+            on_reconnect=self._revive,
+        )
+
+
+def submit_retry_wait(
+    exc: OrbitError, delay: float, deadline: float, *, submission_id: str | None, timeout: float
+) -> float:
+    """Seconds to sleep (at most ``delay``) before repeating a submit that failed with
+    ``exc``. Raises ``exc`` when a repeat cannot help, and :class:`SubmitUnresolved` when the
+    ``time.monotonic()`` ``deadline`` (``timeout`` after the first try) has passed."""
+    if not calls.retry_submit(exc):
+        raise exc
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        if submission_id is None:
+            raise exc
+        raise SubmitUnresolved(submission_id, timeout, exc) from exc
+    return min(delay, remaining)
+
+
+def patience_wait(exc: OrbitError, delay: float, deadline: float) -> float:
+    """``delay``, the seconds to sleep before asking a daemon that is restarting (or whose
+    ledger cannot write for now) again; raises ``exc`` for any other failure, or when the
+    ``time.monotonic()`` ``deadline`` would pass during the sleep."""
+    if not calls.retry_submit(exc) or time.monotonic() + delay >= deadline:
+        raise exc
+    return delay

@@ -83,14 +83,12 @@ class EventStream(EventStreamBase[Callable[[], object]], Iterator[dict[str, Any]
             except TimeoutError:
                 if self._core.is_idle():
                     self._drop()
-                continue
             except ConnectionClosed as exc:
                 self._drop()
                 self._lost(exc)
-                continue
-            event = self._core.received(raw)
-            if event is not None:
-                return event
+            else:
+                if (event := self._core.received(raw)) is not None:
+                    return event
         return event
 
     def _drop(self) -> None:

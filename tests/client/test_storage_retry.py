@@ -25,41 +25,37 @@ from timing import UNIT
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "disk"
-    root.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(root)]
+def small_disk_daemon(tmp_path: Path, sim: Simulator) -> Iterator[tuple[DaemonProcess, Path]]:
+    """A daemon whose ledger lives on a 16 MB tmpfs (also returned, to fill it)."""
+    disk, state = tmp_path / "disk", tmp_path / "state"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)]
     mounted = subprocess.run(mount, capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
     try:
-        yield root
+        state.mkdir(mode=0o700)
+        # SQLite puts the -wal and -shm next to the real file: all on the small disk.
+        (state / "ledger.db").symlink_to(disk / "ledger.db")
+        daemon = start_daemon(sim, state)
+        try:
+            yield daemon, disk
+        finally:
+            daemon.stop()
     finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
-
-
-@pytest.fixture
-def daemon_on_disk(tmp_path: Path, sim: Simulator, disk: Path) -> Iterator[DaemonProcess]:
-    state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    # SQLite puts the -wal and -shm next to the real file: all on the small disk.
-    (state / "ledger.db").symlink_to(disk / "ledger.db")
-    process = start_daemon(sim, state)
-    try:
-        yield process
-    finally:
-        process.stop()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_a_submit_waits_out_a_full_disk_and_lands_once(
-    daemon_on_disk: DaemonProcess, sim: Simulator, disk: Path, user: Credentials
+    small_disk_daemon: tuple[DaemonProcess, Path], sim: Simulator, user: Credentials
 ) -> None:
+    daemon, disk = small_disk_daemon
     filler = disk / "filler"
     label = "through-a-full-disk"
     results: list[dict[str, Any] | BaseException] = []
     with (
-        GlobusClient(daemon_on_disk.url, daemon_on_disk.token, submit_timeout=60 * UNIT) as globus,
-        httpx.Client(base_url=daemon_on_disk.url, timeout=10 * UNIT) as http,
+        GlobusClient(daemon.url, daemon.token, submit_timeout=60 * UNIT) as globus,
+        httpx.Client(base_url=daemon.url, timeout=10 * UNIT) as http,
     ):
         globus.register_session(access_token=user.access_token, local_collection=DST)
         submission_id = globus.generate_submission_id()
