@@ -30,9 +30,10 @@ _RECHECK = 1.0
 
 
 def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
-    """``fn(*args)``, tried again while the daemon is unreachable (restarting) until the
-    ``time.monotonic()`` ``deadline``: a wait's stream reconnects by itself, its requests
-    (and a waiting command's first ones) do this."""
+    """``fn(*args)``, tried again while the daemon is unreachable (restarting) or cannot
+    record for now (503 StorageUnavailable) until the ``time.monotonic()`` ``deadline``: a
+    wait's stream reconnects by itself, its requests (and a waiting command's first ones) do
+    this."""
     delays = calls.retry_delays(cap=_RECHECK * 2)
     while True:
         try:

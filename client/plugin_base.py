@@ -1,8 +1,11 @@
 """What the blocking and the asyncio ``globus`` clients share, without I/O.
 
-The daemon address, the session a client is bound to, the credential it remembers for a
-daemon that restarted, and the options of its event streams. The two subclasses add only
-the sending, awaited or not (:mod:`.globus`, :mod:`.aio`).
+The constructor (daemon address, transport, the session a client is bound to), the credential
+it remembers for a daemon that restarted, :meth:`~GlobusPluginBase.events`, and every decision
+of the retry loops: whether and how long to wait before repeating a submit
+(:func:`submit_retry_wait`) or a request of a waiting call (:func:`patience_wait`), what a
+polling wait asks next. The two subclasses add only the sending and the sleeping, awaited or
+not (:mod:`.globus`, :mod:`.aio`).
 """
 
 from __future__ import annotations
