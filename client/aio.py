@@ -14,24 +14,21 @@ from collections.abc import (
     Sequence,
 )
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ..protocol import is_terminal
 from . import calls
 from .async_stream import AsyncEventCallback, AsyncEventStream, AsyncSubscription
-from .config import DaemonAddress, resolve_address
+from .closing import AsyncClosing
 from .errors import (
     AuthenticationError,
-    DaemonUnavailable,
     OrbitError,
     ProtocolError,
     RequestError,
-    SubmitUnresolved,
 )
-from .plugin_base import GlobusPluginBase
+from .plugin_base import GlobusPluginBase, patience_wait
 from .stream import StreamClosed
-from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, AsyncTransport
+from .transport import AsyncTransport
 
 __all__ = ["AsyncGlobusClient"]
 
@@ -41,50 +38,25 @@ T = TypeVar("T")
 _RECHECK = 1.0
 
 
-class AsyncGlobusClient(GlobusPluginBase):
+class AsyncGlobusClient(GlobusPluginBase[AsyncEventStream], AsyncClosing):
     """asyncio client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Every method of :class:`~.globus.GlobusClient` exists here as a coroutine with the same
     arguments and answers. Use ``async with`` or ``await client.aclose()``.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        session_id: str | None = None,
-        endpoint: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        address: DaemonAddress | None = None,
-        remember_credential: bool = True,
-        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            address=address or resolve_address(url=url, token=token),
-            session_id=session_id,
-            endpoint=endpoint,
-            remember_credential=remember_credential,
-            submit_timeout=submit_timeout,
-        )
-        self._transport = AsyncTransport(self.address, timeout=timeout)
-
-    async def __aenter__(self) -> AsyncGlobusClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    _transport: AsyncTransport
+    _stream_type = AsyncEventStream
+    _transport_type = AsyncTransport
 
     async def aclose(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
         await self._transport.aclose()
 
     async def close(self) -> None:
+        await self.aclose()
+
+    async def _on_exit(self, *, failed: bool) -> None:
         await self.aclose()
 
     async def _send(self, call: calls.Call) -> Any:
@@ -102,17 +74,11 @@ class AsyncGlobusClient(GlobusPluginBase):
         if (revival := self._revival()) is not None:
             await self._transport.send(revival)
 
-    def _current_address(self) -> DaemonAddress:
-        return self._transport.address
-
     async def ensure_followed(self) -> None:
         """As :meth:`GlobusClient.ensure_followed`."""
         session = await self._transport.send(calls.get_session(self.session_id))
-        if not self._needs_credential(session):
-            return
-        if self._revival() is None:
-            raise self._credential_lost(session)
-        await self._revive()
+        if (revival := self._revival_for(session)) is not None:
+            await self._transport.send(revival)
 
     async def list_endpoints(self) -> list[str]:
         answer = await self._send(calls.list_endpoints())
@@ -172,14 +138,7 @@ class AsyncGlobusClient(GlobusPluginBase):
             try:
                 return await fn()
             except OrbitError as exc:
-                if not calls.retry_submit(exc):
-                    raise
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if submission_id is None:
-                        raise
-                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
-                await asyncio.sleep(min(next(delays), remaining))
+                await asyncio.sleep(self._retry_wait(exc, next(delays), deadline, submission_id))
 
     async def generate_submission_id(self) -> str:
         answer = await self._send(calls.generate_submission_id(self.session_id))
@@ -303,16 +262,13 @@ class AsyncGlobusClient(GlobusPluginBase):
 
     @staticmethod
     async def _patiently(deadline: float, fn: Callable[..., Awaitable[T]], /, *args: Any) -> T:
-        """As :meth:`GlobusClient._patiently`, awaited."""
-        delay = 0.2
+        """As :func:`.globus.patiently`, awaited."""
+        delays = calls.retry_delays(cap=_RECHECK * 2)
         while True:
             try:
                 return await fn(*args)
-            except DaemonUnavailable:
-                if time.monotonic() + delay >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RECHECK * 2)
+            except OrbitError as exc:
+                await asyncio.sleep(patience_wait(exc, next(delays), deadline))
 
     async def _wait_streaming(
         self, task_id: str, row: Mapping[str, Any], deadline: float, stop: bool = False
@@ -347,17 +303,12 @@ class AsyncGlobusClient(GlobusPluginBase):
         *,
         until_task: bool = False,
     ) -> dict[str, Any]:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return await self._patiently(deadline, self.get_task, task_id)
-            wait = max(0.0, min(polling_interval, remaining))
-            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
+        while (call := self._poll_call(task_id, deadline, polling_interval, stop)) is not None:
             answer = await self._patiently(deadline, self._send, call)
-            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
-                return calls.task_row(answer)
-            if until_task and calls.task_of(answer) is not None:
-                return calls.task_row(answer)
+            row = calls.polled_row(answer, stop_on_attention=stop, until_task=until_task)
+            if row is not None:
+                return row
+        return await self._patiently(deadline, self.get_task, task_id)
 
     async def ls(self, collection: str, path: str | None = None) -> dict[str, Any]:
         call = calls.ls(self.session_id, collection=collection, path=path)
@@ -431,27 +382,6 @@ class AsyncGlobusClient(GlobusPluginBase):
                 yield event
             if after is None:
                 return
-
-    def events(
-        self,
-        since: int | None = None,
-        *,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        all_sessions: bool = False,
-        give_up_after: float | None = None,
-    ) -> AsyncEventStream:
-        """Async iterator of notifications after seq ``since``; ``async with`` closes it."""
-        options = self._stream_options(
-            since,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            all_sessions=all_sessions,
-            give_up_after=give_up_after,
-        )
-        return AsyncEventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

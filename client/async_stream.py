@@ -11,82 +11,29 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .errors import DaemonUnavailable, OrbitError
-from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
-from .tls import stream_ssl
+from .closing import AsyncClosing
+from .errors import OrbitError
+from .stream import StreamClosed
+from .stream_base import EventStreamBase, SubscriptionBase
 
 __all__ = ["AsyncEventCallback", "AsyncEventStream", "AsyncSubscription"]
 
 AsyncEventCallback = Callable[[dict[str, Any]], Awaitable[object] | object]
 
 
-class AsyncEventStream(AsyncIterator[dict[str, Any]]):
+class AsyncEventStream(
+    EventStreamBase[Callable[[], Awaitable[object]]], AsyncIterator[dict[str, Any]], AsyncClosing
+):
     """Async iterator of daemon events that reconnects by itself (see :class:`EventStream`)."""
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        token: str,
-        since: int | None = None,
-        session_id: str | None = None,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        # Timeouts
-        open_timeout: float = 10.0,
-        idle_timeout: float = 30.0,
-        give_up_after: float | None = None,
-        backoff: Backoff | None = None,
-        ca_bundle: str | None = None,
-        on_reconnect: Callable[[], Awaitable[object]] | None = None,
-        endpoint_file: Path | None = None,
-    ) -> None:
-        self._core = StreamCore(
-            url=url,
-            token=token,
-            since=since,
-            session_id=session_id,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            idle_timeout=idle_timeout,
-            give_up_after=give_up_after,
-            backoff=backoff,
-            endpoint_file=endpoint_file,
-        )
-        self._open_timeout = open_timeout
-        # TLS for a wss:// bridge: verify it against this bundle.
-        self._ssl = stream_ssl(url, ca_bundle)
-        self._on_reconnect = on_reconnect
-        self._ws: ClientConnection | None = None
-        self._closed = asyncio.Event()
-
-    @property
-    def connects(self) -> int:
-        return self._core.connects
-
-    @property
-    def pruned_through(self) -> int | None:
-        """Set when the stream started behind events that retention deleted: events up to
-        this seq of finished tasks are gone, and the task rows (``list_tasks``,
-        ``history(view="tasks")``) hold their final state. None: nothing was missed."""
-        return self._core.cursor.pruned_through
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._core.cursor.last_seq
-
-    @property
-    def head(self) -> int | None:
-        return self._core.cursor.head
+    _closed: asyncio.Event
+    _flag = asyncio.Event
+    _ws: ClientConnection | None = None
 
     def __aiter__(self) -> AsyncEventStream:
         return self
@@ -99,16 +46,8 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         assert event is not None  # get() without a timeout only returns events
         return event
 
-    async def __aenter__(self) -> AsyncEventStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose(save=exc is None)
+    async def _on_exit(self, *, failed: bool) -> None:
+        await self.aclose(save=not failed)
 
     async def aclose(self, *, save: bool = True) -> None:
         self._closed.set()
@@ -116,45 +55,28 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         if save:
             self._core.save()
 
-    def commit(self) -> None:
-        """Record the last delivered event in the cursor file now (get() also does this)."""
-        self._core.save()
-
     # A timeout parameter (not asyncio.timeout) so a timeout returns None, like the sync stream.
     async def get(self, timeout: float | None = None) -> dict[str, Any] | None:  # noqa: ASYNC109
         """The next event; None when ``timeout`` seconds pass first."""
         self._core.save()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._closed.is_set():
-                raise StreamClosed("the event stream is closed")
-            event = self._core.pending()
-            if event is not None:
-                return event
-            ws = self._ws
-            if ws is None:
-                ws = await self._connect(deadline)
-                if ws is None:
-                    return None
+        while (event := self._pending()) is None:
+            ws = self._ws if self._ws is not None else await self._connect(deadline)
             wait = self._core.receive_timeout(deadline)
-            if wait is None:
+            if ws is None or wait is None:
                 return None
             try:
                 raw = await asyncio.wait_for(ws.recv(), wait)
             except TimeoutError:
                 if self._core.is_idle():
                     await self._drop()
-                continue
             except ConnectionClosed as exc:
                 await self._drop()
-                fatal = StreamCore.closed_for_good(exc.rcvd)
-                if fatal is not None and not self._closed.is_set():
-                    self._closed.set()
-                    raise fatal from None
-                continue
-            event = self._core.received(raw)
-            if event is not None:
-                return event
+                self._lost(exc)
+            else:
+                if (event := self._core.received(raw)) is not None:
+                    return event
+        return event
 
     async def _drop(self) -> None:
         ws, self._ws = self._ws, None
@@ -168,28 +90,10 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
     async def _connect(self, deadline: float | None) -> ClientConnection | None:
         failing_since = time.monotonic()
         while not self._closed.is_set():
-            reason = ""
             try:
-                ws = await connect(
-                    self._core.target(),
-                    additional_headers=self._core.headers,
-                    open_timeout=self._open_timeout,
-                    proxy=None,
-                    max_size=MAX_MESSAGE,
-                    **self._ssl,
-                )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                refused = StreamCore.refused(status, bytes(exc.response.body or b""))
-                if refused is not None:
-                    self._closed.set()
-                    raise refused from None
-                reason = f"handshake answered HTTP {status}"
-            except InvalidURI as exc:
-                self._closed.set()
-                raise DaemonUnavailable(self._core.url, f"bad WebSocket URL: {exc}") from None
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
-                reason = str(exc) or type(exc).__name__
+                ws = await connect(self._core.target(), **self._options)
+            except (InvalidURI, OSError, InvalidHandshake, TimeoutError) as exc:
+                reason = self._handshake_failed(exc)
             else:
                 if self._closed.is_set():
                     await ws.close()
@@ -206,24 +110,12 @@ class AsyncEventStream(AsyncIterator[dict[str, Any]]):
         raise StreamClosed("the event stream is closed")
 
 
-class AsyncSubscription:
+class AsyncSubscription(SubscriptionBase[AsyncEventStream, AsyncEventCallback], AsyncClosing):
     """An asyncio task feeding stream events to ``callback`` (plain or async), in order."""
 
     def __init__(self, stream: AsyncEventStream, callback: AsyncEventCallback) -> None:
-        self._stream = stream
-        self._callback = callback
-        self.error: BaseException | None = None
-        self.delivered = 0
+        super().__init__(stream, callback)
         self._task = asyncio.get_running_loop().create_task(self._run())
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._stream.last_seq
-
-    @property
-    def connects(self) -> int:
-        """How many connections the stream opened (1 + reconnects)."""
-        return self._stream.connects
 
     @property
     def running(self) -> bool:
@@ -238,14 +130,10 @@ class AsyncSubscription:
                 result = self._callback(event)
                 if inspect.isawaitable(result):
                     await result
-                self.delivered += 1
-                self._stream.commit()
-        except StreamClosed as exc:
-            if exc.fatal:
-                self.error = exc
+                self._done()
         except Exception as exc:
-            self.error = exc
-            await self._stream.aclose(save=False)
+            if self._ended(exc):
+                await self._stream.aclose(save=False)
 
     async def stop(self) -> None:
         await self._stream.aclose(save=False)
@@ -256,13 +144,5 @@ class AsyncSubscription:
     async def wait(self) -> None:
         await asyncio.shield(self._task)
 
-    async def __aenter__(self) -> AsyncSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _on_exit(self, *, failed: bool) -> None:
         await self.stop()

@@ -9,11 +9,11 @@ plugin clients then talk to ``<bridge url><path>`` and behave exactly as against
 from __future__ import annotations
 
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 from . import calls
 from .aio import AsyncGlobusClient
+from .closing import Closing
 from .config import DaemonAddress, resolve_address
 from .errors import ArgumentError, NotFoundError, ProtocolError
 from .globus import GlobusClient
@@ -79,7 +79,7 @@ class EndpointClient:
         )
 
 
-class BridgeClient:
+class BridgeClient(Closing):
     """Connection to an orbit bridge, or to the local endpoint daemon.
 
     The URL and token come from the arguments, else ``RADICAL_ORBIT_URL`` and
@@ -146,13 +146,5 @@ class BridgeClient:
         self._plugins.clear()
         self._transport.close()
 
-    def __enter__(self) -> BridgeClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self, *, failed: bool) -> None:
         self.close()

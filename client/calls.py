@@ -9,13 +9,14 @@ translation, and differ only in how bytes move.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..protocol import BATCH_PARAM, is_terminal
+from ..protocol import BATCH_PARAM, ErrorCode, is_terminal
 from .errors import (
     ArgumentError,
     AuthenticationError,
@@ -52,6 +53,8 @@ __all__ = [
     "ls",
     "mkdir",
     "needs_credential_again",
+    "poll_call",
+    "polled_row",
     "register_session",
     "rename",
     "retry_delays",
@@ -277,8 +280,12 @@ def generate_submission_id(session_id: str | None) -> Call:
 def retry_submit(exc: BaseException) -> bool:
     """Whether a submit that failed with ``exc`` may be sent again with the same
     submission_id: the daemon was unreachable (down, restarting, the connection broke or
-    timed out) or answered SubmitPending (recorded, Globus has not answered yet). The
-    daemon answers a known submission_id from its ledger, so a repeat never submits twice."""
+    timed out), answered SubmitPending (recorded, Globus has not answered yet) or 503
+    StorageUnavailable (its ledger cannot write now, e.g. a full disk; docs/operations.md).
+    The daemon answers a known submission_id from its ledger, so a repeat never submits
+    twice."""
+    if isinstance(exc, RequestError) and exc.code == ErrorCode.STORAGE_UNAVAILABLE:
+        return True
     return isinstance(exc, DaemonUnavailable | SubmitPendingError)
 
 
@@ -288,6 +295,35 @@ def retry_delays(*, first: float = 0.2, factor: float = 2.0, cap: float = 5.0) -
     while True:
         yield delay
         delay = min(cap, delay * factor)
+
+
+def poll_call(
+    session_id: str | None,
+    task_id: str,
+    deadline: float,
+    polling_interval: float,
+    *,
+    stop_on_attention: bool,
+) -> Call | None:
+    """The next request of a polling task_wait: the wait route for what is left of
+    ``polling_interval`` before ``deadline`` (None: the deadline passed)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    wait = max(0.0, min(polling_interval, remaining))
+    return task_wait(session_id, task_id, timeout=wait, stop_on_attention=stop_on_attention)
+
+
+def polled_row(
+    answer: Mapping[str, Any], *, stop_on_attention: bool, until_task: bool
+) -> dict[str, Any] | None:
+    """The row that ends a polling wait, from one wait-route answer (None: ask again).
+    ``until_task``: a submission id's wait ends once Globus gave it a task id."""
+    if answer.get("done") or stops_wait(answer, stop_on_attention=stop_on_attention):
+        return task_row(answer)
+    if until_task and task_of(answer) is not None:
+        return task_row(answer)
+    return None
 
 
 def task_of(row: Mapping[str, Any]) -> str | None:

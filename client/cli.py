@@ -18,6 +18,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from types import UnionType
 from typing import Any, TextIO
 
 from ..protocol import STATUSES
@@ -365,24 +366,24 @@ def main(
     return code
 
 
+# The first matching class decides. RequestError comes before the usage errors: a 400 answer
+# is a BadRequestError, also a ValueError.
+_EXIT_CODE_OF: tuple[tuple[type[Exception] | UnionType, int], ...] = (
+    (DaemonUnavailable, EXIT_UNREACHABLE),
+    (AuthenticationError, EXIT_AUTH),
+    (RequestError, EXIT_REQUEST_FAILED),
+    (TaskFailed, EXIT_TASK_FAILED),
+    (TaskWaitTimeout, EXIT_TIMEOUT),
+    (TaskNeedsAttention, EXIT_NEEDS_ATTENTION),
+    (UsageError | ConfigurationError | ArgumentError, EXIT_USAGE),
+)
+
+
 def exit_code(exc: OrbitError) -> int:
     """The exit code for an error that ended a command (see EXIT_CODES)."""
-    if isinstance(exc, DaemonUnavailable):
-        return EXIT_UNREACHABLE
-    if isinstance(exc, AuthenticationError):
-        return EXIT_AUTH
-    if isinstance(exc, RequestError):
-        # Before the usage errors: a 400 answer is a BadRequestError, also a ValueError.
-        return EXIT_REQUEST_FAILED
-    if isinstance(exc, TaskFailed):
-        return EXIT_TASK_FAILED
-    if isinstance(exc, TaskWaitTimeout):
-        return EXIT_TIMEOUT
-    if isinstance(exc, TaskNeedsAttention):
-        return EXIT_NEEDS_ATTENTION
-    if isinstance(exc, UsageError | ConfigurationError | ArgumentError):
-        return EXIT_USAGE
-    return EXIT_REQUEST_FAILED
+    return next(
+        (code for kind, code in _EXIT_CODE_OF if isinstance(exc, kind)), EXIT_REQUEST_FAILED
+    )
 
 
 # Errors that carry the task's row.

@@ -5,24 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ..protocol import is_terminal
 from . import calls
-from .config import DaemonAddress, resolve_address
+from .closing import Closing
 from .errors import (
     AuthenticationError,
-    DaemonUnavailable,
     OrbitError,
     ProtocolError,
     RequestError,
-    SubmitUnresolved,
 )
-from .plugin_base import GlobusPluginBase
+from .plugin_base import GlobusPluginBase, patience_wait
 from .stream import StreamClosed
 from .sync_stream import EventCallback, EventStream, Subscription
-from .transport import DEFAULT_SUBMIT_TIMEOUT, DEFAULT_TIMEOUT, SyncTransport
+from .transport import SyncTransport
 
 __all__ = ["GlobusClient", "patiently"]
 
@@ -33,21 +30,19 @@ _RECHECK = 1.0
 
 
 def patiently(deadline: float, fn: Callable[..., T], /, *args: Any) -> T:
-    """``fn(*args)``, tried again while the daemon is unreachable (restarting) until the
-    ``time.monotonic()`` ``deadline``: a wait's stream reconnects by itself, its requests
-    (and a waiting command's first ones) do this."""
-    delay = 0.2
+    """``fn(*args)``, tried again while the daemon is unreachable (restarting) or cannot
+    record for now (503 StorageUnavailable) until the ``time.monotonic()`` ``deadline``: a
+    wait's stream reconnects by itself, its requests (and a waiting command's first ones) do
+    this."""
+    delays = calls.retry_delays(cap=_RECHECK * 2)
     while True:
         try:
             return fn(*args)
-        except DaemonUnavailable:
-            if time.monotonic() + delay >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, _RECHECK * 2)
+        except OrbitError as exc:
+            time.sleep(patience_wait(exc, next(delays), deadline))
 
 
-class GlobusClient(GlobusPluginBase):
+class GlobusClient(GlobusPluginBase[EventStream], Closing):
     """Blocking client of one daemon's ``globus`` plugin, bound to one Globus session.
 
     Get one from ``BridgeClient().get_endpoint_client(name).get_plugin('globus')`` or build it
@@ -62,41 +57,16 @@ class GlobusClient(GlobusPluginBase):
     event stream of this client reconnects.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        session_id: str | None = None,
-        endpoint: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        address: DaemonAddress | None = None,
-        remember_credential: bool = True,
-        submit_timeout: float = DEFAULT_SUBMIT_TIMEOUT,
-    ) -> None:
-        super().__init__(
-            address=address or resolve_address(url=url, token=token),
-            session_id=session_id,
-            endpoint=endpoint,
-            remember_credential=remember_credential,
-            submit_timeout=submit_timeout,
-        )
-        self._transport = SyncTransport(self.address, timeout=timeout)
-
-    def __enter__(self) -> GlobusClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    _transport: SyncTransport
+    _stream_type = EventStream
+    _transport_type = SyncTransport
 
     def close(self) -> None:
         """Release the HTTP connection. The daemon keeps the session and its tasks."""
         self._transport.close()
+
+    def _on_exit(self, *, failed: bool) -> None:
+        self.close()
 
     def _send(self, call: calls.Call) -> Any:
         """Send; if the daemon restarted and lost the credential, hand it over and retry once."""
@@ -113,20 +83,14 @@ class GlobusClient(GlobusPluginBase):
         if (revival := self._revival()) is not None:
             self._transport.send(revival)
 
-    def _current_address(self) -> DaemonAddress:
-        return self._transport.address
-
     def ensure_followed(self) -> None:
         """Make sure the daemon follows this session's tasks: hand it the remembered
         credential if it lost it (a restart), else raise :class:`AuthenticationError`
         (``CredentialMissing``/``CredentialExpired``) saying how to register it again.
         ``task_wait`` calls it; call it before any other long wait on the session."""
         session = self._transport.send(calls.get_session(self.session_id))
-        if not self._needs_credential(session):
-            return
-        if self._revival() is None:
-            raise self._credential_lost(session)
-        self._revive()
+        if (revival := self._revival_for(session)) is not None:
+            self._transport.send(revival)
 
     # Sessions
 
@@ -189,14 +153,7 @@ class GlobusClient(GlobusPluginBase):
             try:
                 return fn()
             except OrbitError as exc:
-                if not calls.retry_submit(exc):
-                    raise
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    if submission_id is None:
-                        raise
-                    raise SubmitUnresolved(submission_id, self.submit_timeout, exc) from exc
-                time.sleep(min(next(delays), remaining))
+                time.sleep(self._retry_wait(exc, next(delays), deadline, submission_id))
 
     def list_sessions(self) -> list[dict[str, Any]]:
         """Every open session of this daemon token: ``session_id, local_collection, auth,
@@ -390,17 +347,12 @@ class GlobusClient(GlobusPluginBase):
         *,
         until_task: bool = False,
     ) -> dict[str, Any]:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return patiently(deadline, self.get_task, task_id)
-            wait = max(0.0, min(polling_interval, remaining))
-            call = calls.task_wait(self.session_id, task_id, timeout=wait, stop_on_attention=stop)
+        while (call := self._poll_call(task_id, deadline, polling_interval, stop)) is not None:
             answer = patiently(deadline, self._send, call)
-            if answer.get("done") or calls.stops_wait(answer, stop_on_attention=stop):
-                return calls.task_row(answer)
-            if until_task and calls.task_of(answer) is not None:
-                return calls.task_row(answer)
+            row = calls.polled_row(answer, stop_on_attention=stop, until_task=until_task)
+            if row is not None:
+                return row
+        return patiently(deadline, self.get_task, task_id)
 
     # Files and collections
 
@@ -485,31 +437,6 @@ class GlobusClient(GlobusPluginBase):
             yield from events
             if after is None:
                 return
-
-    def events(
-        self,
-        since: int | None = None,
-        *,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        all_sessions: bool = False,
-        give_up_after: float | None = None,
-    ) -> EventStream:
-        """Iterator of notifications after seq ``since`` (None: from now), reconnecting itself.
-
-        Limited to this client's session unless ``all_sessions``. Use it as a context manager
-        or call ``close()`` when done.
-        """
-        options = self._stream_options(
-            since,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            all_sessions=all_sessions,
-            give_up_after=give_up_after,
-        )
-        return EventStream(**options, on_reconnect=self._revive)
 
     def subscribe(
         self,

@@ -12,16 +12,15 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from .errors import DaemonUnavailable, OrbitError
-from .stream import MAX_MESSAGE, Backoff, StreamClosed, StreamCore
-from .tls import stream_ssl
+from .closing import Closing
+from .errors import OrbitError
+from .stream import StreamClosed
+from .stream_base import EventStreamBase, SubscriptionBase
 
 __all__ = ["EventCallback", "EventStream", "Subscription"]
 
@@ -34,7 +33,7 @@ _DIRECT: dict[str, Any] = (
 )
 
 
-class EventStream(Iterator[dict[str, Any]]):
+class EventStream(EventStreamBase[Callable[[], object]], Iterator[dict[str, Any]], Closing):
     """Iterator of daemon events that survives dropped connections.
 
     Reconnects with jittered exponential backoff and ``since`` = the last delivered seq. With
@@ -45,66 +44,9 @@ class EventStream(Iterator[dict[str, Any]]):
     reconnection, before the replay is read.
     """
 
-    def __init__(
-        self,
-        *,
-        url: str,
-        token: str,
-        since: int | None = None,
-        session_id: str | None = None,
-        task_id: str | None = None,
-        topic: str | None = None,
-        cursor_file: str | None = None,
-        # Timeouts
-        open_timeout: float = 10.0,
-        idle_timeout: float = 30.0,
-        give_up_after: float | None = None,
-        backoff: Backoff | None = None,
-        ca_bundle: str | None = None,
-        on_reconnect: Callable[[], object] | None = None,
-        endpoint_file: Path | None = None,
-    ) -> None:
-        self._core = StreamCore(
-            url=url,
-            token=token,
-            since=since,
-            session_id=session_id,
-            task_id=task_id,
-            topic=topic,
-            cursor_file=cursor_file,
-            idle_timeout=idle_timeout,
-            give_up_after=give_up_after,
-            backoff=backoff,
-            endpoint_file=endpoint_file,
-        )
-        self._open_timeout = open_timeout
-        # TLS for a wss:// bridge: verify it against this bundle.
-        self._ssl = stream_ssl(url, ca_bundle)
-        self._on_reconnect = on_reconnect
-        self._ws: ClientConnection | None = None
-        self._closed = threading.Event()
-
-    @property
-    def connects(self) -> int:
-        """How many connections the stream opened (1 + reconnects)."""
-        return self._core.connects
-
-    @property
-    def pruned_through(self) -> int | None:
-        """Set when the stream started behind events that retention deleted: events up to
-        this seq of finished tasks are gone, and the task rows (``list_tasks``,
-        ``history(view="tasks")``) hold their final state. None: nothing was missed."""
-        return self._core.cursor.pruned_through
-
-    @property
-    def last_seq(self) -> int | None:
-        """Seq of the last event delivered (None before the first event or heartbeat)."""
-        return self._core.cursor.last_seq
-
-    @property
-    def head(self) -> int | None:
-        """The daemon's last committed seq, as told by its latest heartbeat."""
-        return self._core.cursor.head
+    _closed: threading.Event
+    _flag = threading.Event
+    _ws: ClientConnection | None = None
 
     def __iter__(self) -> EventStream:
         return self
@@ -117,16 +59,8 @@ class EventStream(Iterator[dict[str, Any]]):
         assert event is not None  # get() without a timeout only returns events
         return event
 
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close(save=exc is None)
+    def _on_exit(self, *, failed: bool) -> None:
+        self.close(save=not failed)
 
     def close(self, *, save: bool = True) -> None:
         """Close the connection; with ``save`` the cursor file records the last event delivered."""
@@ -139,40 +73,23 @@ class EventStream(Iterator[dict[str, Any]]):
         """The next event, or None when ``timeout`` seconds pass first; StreamClosed once closed."""
         self._core.save()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._closed.is_set():
-                raise StreamClosed("the event stream is closed")
-            event = self._core.pending()
-            if event is not None:
-                return event
-            ws = self._ws
-            if ws is None:
-                ws = self._connect(deadline)
-                if ws is None:
-                    return None
+        while (event := self._pending()) is None:
+            ws = self._ws if self._ws is not None else self._connect(deadline)
             wait = self._core.receive_timeout(deadline)
-            if wait is None:
+            if ws is None or wait is None:
                 return None
             try:
                 raw = ws.recv(timeout=wait)
             except TimeoutError:
                 if self._core.is_idle():
                     self._drop()
-                continue
             except ConnectionClosed as exc:
                 self._drop()
-                fatal = StreamCore.closed_for_good(exc.rcvd)
-                if fatal is not None and not self._closed.is_set():
-                    self._closed.set()
-                    raise fatal from None
-                continue
-            event = self._core.received(raw)
-            if event is not None:
-                return event
-
-    def commit(self) -> None:
-        """Record the last delivered event in the cursor file now (get() also does this)."""
-        self._core.save()
+                self._lost(exc)
+            else:
+                if (event := self._core.received(raw)) is not None:
+                    return event
+        return event
 
     def _drop(self) -> None:
         ws, self._ws = self._ws, None
@@ -182,32 +99,12 @@ class EventStream(Iterator[dict[str, Any]]):
     def _connect(self, deadline: float | None) -> ClientConnection | None:
         failing_since = time.monotonic()
         while not self._closed.is_set():
-            reason = ""
             try:
-                ws: ClientConnection = connect(
-                    self._core.target(),
-                    additional_headers=self._core.headers,
-                    open_timeout=self._open_timeout,
-                    # The daemon is local; a proxy would only see the bearer token.
-                    proxy=None,
-                    max_size=MAX_MESSAGE,
-                    **self._ssl,
-                    **_DIRECT,
-                )
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                refused = StreamCore.refused(status, bytes(exc.response.body or b""))
-                if refused is not None:
-                    self._closed.set()
-                    raise refused from None
-                reason = f"handshake answered HTTP {status}"
-            except InvalidURI as exc:
-                self._closed.set()
-                raise DaemonUnavailable(self._core.url, f"bad WebSocket URL: {exc}") from None
-            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
+                ws: ClientConnection = connect(self._core.target(), **self._options, **_DIRECT)
+            except (InvalidURI, OSError, InvalidHandshake, TimeoutError, ConnectionClosed) as exc:
                 # ConnectionClosed: the daemon went away in the middle of the handshake
                 # (killed or restarting); websockets raises it while sending the request.
-                reason = str(exc) or type(exc).__name__
+                reason = self._handshake_failed(exc)
             else:
                 if self._closed.is_set():
                     ws.close()
@@ -226,7 +123,7 @@ class EventStream(Iterator[dict[str, Any]]):
         raise StreamClosed("the event stream is closed")
 
 
-class Subscription:
+class Subscription(SubscriptionBase[EventStream, EventCallback], Closing):
     """A background thread feeding stream events to ``callback``, one at a time, in order.
 
     Stop it with :meth:`stop` (or use it as a context manager). If the callback raises, the
@@ -235,21 +132,9 @@ class Subscription:
     """
 
     def __init__(self, stream: EventStream, callback: EventCallback, *, name: str) -> None:
-        self._stream = stream
-        self._callback = callback
-        self.error: BaseException | None = None
-        self.delivered = 0
+        super().__init__(stream, callback)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    @property
-    def last_seq(self) -> int | None:
-        return self._stream.last_seq
-
-    @property
-    def connects(self) -> int:
-        """How many connections the stream opened (1 + reconnects)."""
-        return self._stream.connects
 
     @property
     def running(self) -> bool:
@@ -262,15 +147,10 @@ class Subscription:
                 if event is None:
                     continue
                 self._callback(event)
-                self.delivered += 1
-                self._stream.commit()
-        except StreamClosed as exc:
-            if exc.fatal:
-                self.error = exc
+                self._done()
         except Exception as exc:
-            # Kept for the application to inspect: a thread has nobody to raise to.
-            self.error = exc
-            self._stream.close(save=False)
+            if self._ended(exc):
+                self._stream.close(save=False)
 
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop delivering, close the connection and wait up to ``timeout`` for the thread."""
@@ -282,13 +162,5 @@ class Subscription:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self, *, failed: bool) -> None:
         self.stop()

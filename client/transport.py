@@ -61,18 +61,37 @@ def _unavailable(address: DaemonAddress, exc: httpx.TransportError) -> DaemonUna
     return DaemonUnavailable(address.url, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
-class SyncTransport:
+class _Transport:
+    """What both shells hold: the daemon's address, the httpx client and the timeout."""
+
+    _http: httpx.Client | httpx.AsyncClient
+    _http_type: type[httpx.Client] | type[httpx.AsyncClient]
+
     def __init__(self, address: DaemonAddress, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.address = address
         self._timeout = timeout
         # trust_env=False: the daemon is local and a proxy would only see the bearer token.
-        self._http = httpx.Client(
+        self._http = self._http_type(
             base_url=address.url,
             headers=_headers(address),
             timeout=timeout,
             trust_env=False,
             verify=_verify(address),
         )
+
+    def _relocate(self) -> bool:
+        """Follow a daemon that came back on another address; True if it moved."""
+        moved = relocated(self.address)
+        if moved is None:
+            return False
+        self.address = moved
+        self._http.base_url = httpx.URL(moved.url)
+        return True
+
+
+class SyncTransport(_Transport):
+    _http: httpx.Client
+    _http_type = httpx.Client
 
     def send(self, call: calls.Call) -> Any:
         try:
@@ -86,30 +105,13 @@ class SyncTransport:
                 raise _unavailable(self.address, again) from again
         return _answer(call, response)
 
-    def _relocate(self) -> bool:
-        """Follow a daemon that came back on another address; True if it moved."""
-        moved = relocated(self.address)
-        if moved is None:
-            return False
-        self.address = moved
-        self._http.base_url = httpx.URL(moved.url)
-        return True
-
     def close(self) -> None:
         self._http.close()
 
 
-class AsyncTransport:
-    def __init__(self, address: DaemonAddress, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.address = address
-        self._timeout = timeout
-        self._http = httpx.AsyncClient(
-            base_url=address.url,
-            headers=_headers(address),
-            timeout=timeout,
-            trust_env=False,
-            verify=_verify(address),
-        )
+class AsyncTransport(_Transport):
+    _http: httpx.AsyncClient
+    _http_type = httpx.AsyncClient
 
     async def send(self, call: calls.Call) -> Any:
         try:
@@ -122,14 +124,6 @@ class AsyncTransport:
             except httpx.TransportError as again:
                 raise _unavailable(self.address, again) from again
         return _answer(call, response)
-
-    def _relocate(self) -> bool:
-        moved = relocated(self.address)
-        if moved is None:
-            return False
-        self.address = moved
-        self._http.base_url = httpx.URL(moved.url)
-        return True
 
     async def aclose(self) -> None:
         await self._http.aclose()
