@@ -15,7 +15,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "BridgeConfig", "default_state_dir", "is_loopback", "load_config"]
+__all__ = [
+    "ENV_PREFIX",
+    "OPTION_NAMES",
+    "BridgeConfig",
+    "default_state_dir",
+    "is_loopback",
+    "load_config",
+]
 
 ENV_PREFIX = "RADICAL_ORBIT_BRIDGE_"
 CREDENTIAL_CERT = "tls-cert"
@@ -81,6 +88,9 @@ _FIELDS: dict[str, Any] = {
     "stream_queue": int,
     "log_level": str,
 }
+
+
+OPTION_NAMES = frozenset(_FIELDS)
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:
