@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .config import load_config
+from .config import OPTION_NAMES, load_config
 from .errors import BridgeError
 from .registry import Registry
 
@@ -95,22 +95,10 @@ def _manage(args: argparse.Namespace, registry: Registry) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = getattr(args, "command", None) or "serve"
-    flags = {
-        key: getattr(args, key, None)
-        for key in (
-            "state_dir",
-            "host",
-            "port",
-            "tls_cert",
-            "tls_key",
-            "relay_timeout",
-            "log_level",
-            "dashboard",
-        )
-    }
+    flags = {key: value for key, value in vars(args).items() if key in OPTION_NAMES}
     try:
         config = load_config(
-            flags=flags if command == "serve" else {"state_dir": flags["state_dir"]}
+            flags=flags if command == "serve" else {"state_dir": flags.get("state_dir")}
         )
         if command != "serve":
             args.command = command

@@ -26,6 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from ..daemon.api import auth
+from ..daemon.api.validation import describe_validation
 from ..protocol import VERSION, CloseCode, resume_reason
 from . import frames
 from .config import BridgeConfig
@@ -48,15 +50,9 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def parse_bearer(header: str | None) -> str:
-    if not header:
-        raise Unauthorized(
-            "missing Authorization header: send 'Authorization: Bearer <token>' with a "
-            "token from `orbit-globus-bridge token add`"
-        )
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
-    return value.strip()
+    return auth.parse_bearer(
+        header, source="a token from `orbit-globus-bridge token add`", refuse=Unauthorized
+    )
 
 
 class Bridge:
@@ -165,19 +161,9 @@ def create_app(bridge: Bridge) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        # Never echo "input": it may be a credential sent in the wrong field.
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
-            for e in exc.errors()
-        ]
-        message = "; ".join(f"{'.'.join(str(p) for p in d['loc'])}: {d['msg']}" for d in details)
+        message, details = describe_validation(exc)
         return JSONResponse(
-            {
-                "error": "ValidationError",
-                "message": message or "invalid request",
-                "details": details,
-            },
-            status_code=422,
+            {"error": "ValidationError", "message": message, "details": details}, status_code=422
         )
 
     @app.exception_handler(StarletteHTTPException)

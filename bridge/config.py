@@ -15,7 +15,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "BridgeConfig", "default_state_dir", "is_loopback", "load_config"]
+__all__ = [
+    "ENV_PREFIX",
+    "OPTION_NAMES",
+    "BridgeConfig",
+    "default_state_dir",
+    "is_loopback",
+    "load_config",
+]
 
 ENV_PREFIX = "RADICAL_ORBIT_BRIDGE_"
 CREDENTIAL_CERT = "tls-cert"
@@ -95,6 +102,9 @@ def _boolean(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+OPTION_NAMES = frozenset(_FIELDS)
 
 
 def _convert(key: str, value: Any, origin: str) -> Any:

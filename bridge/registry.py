@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..daemon.runtime.private_files import write_private
 from .errors import BadRequest, ConfigError, Unauthorized
 
 __all__ = ["ALL_ENDPOINTS", "Client", "Registry", "check_name"]
@@ -43,17 +43,6 @@ def check_name(name: str, *, what: str) -> str:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _write_private(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(document, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -95,7 +84,7 @@ class _Table:
 
     def write(self, records: dict[str, dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self.path, records)
+        write_private(self.path, json.dumps(records, indent=1, sort_keys=True))
         self._mtime = None
 
     def match(self, token: str) -> str | None:

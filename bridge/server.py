@@ -14,14 +14,16 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-# The endpoint daemon's sd_notify client: the same protocol, one implementation.
+# The endpoint daemon's socket, state file, uvicorn server and sd_notify client: one
+# implementation of each.
+from ..daemon.runtime.address import bind_tcp
+from ..daemon.runtime.private_files import write_private
 from ..daemon.runtime.sdnotify import SystemdNotifier, watchdog_loop
+from ..daemon.runtime.uvicorn_server import Server, server_config
 from .app import Bridge, create_app
 from .config import BridgeConfig
 from .errors import ConfigError
@@ -32,39 +34,20 @@ __all__ = ["serve", "status_text"]
 log = logging.getLogger(__name__)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: :func:`serve` owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted sockets (see the daemon's).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        return bind_tcp(host, port)
     except OSError as exc:
-        sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.set_inheritable(False)
-    return sock
 
 
 def _uvicorn_config(app: Any, config: BridgeConfig) -> uvicorn.Config:
-    return uvicorn.Config(
+    return server_config(
         app,
         ws="websockets-sansio",
-        lifespan="off",
-        log_config=None,
-        access_log=False,
         timeout_graceful_shutdown=5,
         # Endpoint link frames carry whole relayed bodies (4 MiB, base64) and events.
         ws_max_size=16 << 20,
-        ws_per_message_deflate=False,
         ws_ping_interval=10.0,
         ws_ping_timeout=20.0,
         ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
@@ -78,14 +61,6 @@ def status_text(bridge: Bridge) -> str:
     return f"{len(links)} endpoints online, {streams} requests and streams in flight"
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
 async def _status_loop(notifier: SystemdNotifier, bridge: Bridge) -> None:
     while True:
         notifier.status(status_text(bridge))
@@ -97,7 +72,7 @@ async def serve(config: BridgeConfig) -> int:
     notifier = SystemdNotifier()
     bridge = Bridge(config, Registry(config.state_dir))
     sock = _bind(config.host, config.port)
-    server = _Server(_uvicorn_config(create_app(bridge), config))
+    server = Server(_uvicorn_config(create_app(bridge), config))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +87,7 @@ async def serve(config: BridgeConfig) -> int:
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"{'https' if config.tls else 'http'}://{host}:{port}"
     info_file = config.state_dir / "bridge.json"
-    _write_json(info_file, {"url": url, "pid": os.getpid()})
+    write_private(info_file, json.dumps({"url": url, "pid": os.getpid()}))
     notifier.ready(status=status_text(bridge))
     log.info("listening on %s (state %s)", url, config.state_dir)
     helpers = [

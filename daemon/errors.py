@@ -28,7 +28,7 @@ built from our own words and from Globus error codes/messages, which never echo 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..protocol import ErrorCode
 
@@ -73,6 +73,19 @@ class DaemonError(Exception):
         return {"error": self.code, "message": self.message, **self.extra}
 
 
+class _Explained(DaemonError):
+    """An error raised with keyword values only: its message is ``template`` filled in with
+    them, and those named in ``answered`` also go into the answer body."""
+
+    template: ClassVar[str]
+    answered: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(
+            self.template.format(**values), **{name: values[name] for name in self.answered}
+        )
+
+
 class ConfigError(DaemonError, ValueError):
     code = ErrorCode.CONFIG
 
@@ -89,18 +102,16 @@ class BadRequest(DaemonError, ValueError):
     code = ErrorCode.BAD_REQUEST
 
 
-class LocalCollectionUnknown(BadRequest):
+class LocalCollectionUnknown(BadRequest, _Explained):
     code = ErrorCode.LOCAL_COLLECTION_UNKNOWN
-
-    def __init__(self) -> None:
-        super().__init__(
-            'collection "local" was requested but no local collection is configured: pass '
-            "local_collection when registering the session (orbit-globus session register "
-            "--local-collection UUID), start the daemon with "
-            "--local-collection UUID (or RADICAL_ORBIT_GLOBUS_COLLECTION=UUID), run Globus "
-            'Connect Personal, or write {"local_collection": "UUID"} to '
-            "~/.radical/orbit/globus.json"
-        )
+    template = (
+        'collection "local" was requested but no local collection is configured: pass '
+        "local_collection when registering the session (orbit-globus session register "
+        "--local-collection UUID), start the daemon with "
+        "--local-collection UUID (or RADICAL_ORBIT_GLOBUS_COLLECTION=UUID), run Globus "
+        'Connect Personal, or write {{"local_collection": "UUID"}} to '
+        "~/.radical/orbit/globus.json"
+    )
 
 
 class PayloadTooLarge(BadRequest):
@@ -131,111 +142,93 @@ class NotFound(DaemonError, LookupError):
     code = ErrorCode.NOT_FOUND
 
 
-class MissingCredential(DaemonError):
+class MissingCredential(_Explained):
     status = 401
     code = ErrorCode.CREDENTIAL_MISSING
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            f"session {session_id} has no Globus credential in this daemon process (it restarted): "
-            f"register it again (orbit-globus session register --session {session_id}, or POST "
-            f'/globus/sessions with {{"session_id": "{session_id}", "access_token": ...}}); '
-            "its tasks stay tracked",
-            session_id=session_id,
-        )
+    answered = ("session_id",)
+    template = (
+        "session {session_id} has no Globus credential in this daemon process (it restarted): "
+        "register it again (orbit-globus session register --session {session_id}, or POST "
+        '/globus/sessions with {{"session_id": "{session_id}", "access_token": ...}}); '
+        "its tasks stay tracked"
+    )
 
 
-class ExpiredCredential(DaemonError):
+class ExpiredCredential(_Explained):
     status = 401
     code = ErrorCode.CREDENTIAL_EXPIRED
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(
-            f"the Globus credential of session {session_id} expired or was revoked: register the "
-            f"session again with a fresh access_token (or refresh_token + client_id): "
-            f"orbit-globus session register --session {session_id}, or POST /globus/sessions with "
-            f'{{"session_id": "{session_id}", ...}}; its tasks stay tracked',
-            session_id=session_id,
-        )
+    answered = ("session_id",)
+    template = (
+        "the Globus credential of session {session_id} expired or was revoked: register the "
+        "session again with a fresh access_token (or refresh_token + client_id): "
+        "orbit-globus session register --session {session_id}, or POST /globus/sessions with "
+        '{{"session_id": "{session_id}", ...}}; its tasks stay tracked'
+    )
 
 
-class RejectedCredential(DaemonError):
+class RejectedCredential(_Explained):
     status = 401
     code = ErrorCode.CREDENTIAL_REJECTED
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Globus refused the refresh token (expired, revoked or issued to another "
-            "client_id): log in again and register the session with the new token"
-        )
+    template = (
+        "Globus refused the refresh token (expired, revoked or issued to another "
+        "client_id): log in again and register the session with the new token"
+    )
 
 
-class SubmitPending(DaemonError):
+class SubmitPending(_Explained):
     status = 503
     code = ErrorCode.SUBMIT_PENDING
-
-    def __init__(self, submission_id: str, reason: str) -> None:
-        super().__init__(
-            f"the submission {submission_id} is recorded but Globus did not answer ({reason}); "
-            "the daemon resubmits it with the same submission_id (Globus runs it at most "
-            "once) and announces the task with a task_submitted event: do not resubmit",
-            submission_id=submission_id,
-        )
+    answered = ("submission_id",)
+    template = (
+        "the submission {submission_id} is recorded but Globus did not answer ({reason}); "
+        "the daemon resubmits it with the same submission_id (Globus runs it at most "
+        "once) and announces the task with a task_submitted event: do not resubmit"
+    )
 
 
-class SubmitFailed(DaemonError):
+class SubmitFailed(_Explained):
     status = 409
     code = ErrorCode.SUBMIT_FAILED
-
-    def __init__(self, submission_id: str, *, globus_code: str | None, reason: str) -> None:
-        super().__init__(
-            f"the submission {submission_id} was refused by Globus earlier ({reason}); it will "
-            "not be sent again: fix the request and submit it with a new submission_id",
-            submission_id=submission_id,
-            globus_code=globus_code,
-        )
+    answered = ("submission_id", "globus_code")
+    template = (
+        "the submission {submission_id} was refused by Globus earlier ({reason}); it will "
+        "not be sent again: fix the request and submit it with a new submission_id"
+    )
 
 
-class SubmissionIdConflict(DaemonError):
+class SubmissionIdConflict(_Explained):
     """The same answer whoever used the id before (this token with another request, or
     another token): it tells nothing about the other request or its owner."""
 
     status = 409
     code = ErrorCode.SUBMISSION_ID_CONFLICT
-
-    def __init__(self, submission_id: str) -> None:
-        super().__init__(
-            f"submission_id {submission_id} was already used for a different request: a "
-            "submission_id names one request; send a new one (or none: the daemon makes one)",
-            submission_id=submission_id,
-        )
+    answered = ("submission_id",)
+    template = (
+        "submission_id {submission_id} was already used for a different request: a "
+        "submission_id names one request; send a new one (or none: the daemon makes one)"
+    )
 
 
-class QueueFull(DaemonError):
+class QueueFull(_Explained):
     status = 429
     code = ErrorCode.QUEUE_FULL
-
-    def __init__(self, session_id: str, limit: int) -> None:
-        super().__init__(
-            f"session {session_id} already has {limit} submits waiting for Globus (the daemon's "
-            "admission_max_queued): wait for some to be sent (task_wait, or the "
-            "submit_admitted notifications) and submit again, or raise admission_max_queued",
-            session_id=session_id,
-            limit=limit,
-        )
+    answered = ("session_id", "limit")
+    template = (
+        "session {session_id} already has {limit} submits waiting for Globus (the daemon's "
+        "admission_max_queued): wait for some to be sent (task_wait, or the "
+        "submit_admitted notifications) and submit again, or raise admission_max_queued"
+    )
 
 
-class CancelPending(DaemonError):
+class CancelPending(_Explained):
     status = 503
     code = ErrorCode.CANCEL_PENDING
-
-    def __init__(self, task_id: str, reason: str) -> None:
-        super().__init__(
-            f"the cancel of task {task_id} is recorded but Globus did not answer ({reason}); "
-            "the daemon keeps sending it and records the answer as a cancel_result event: "
-            "no need to cancel again",
-            task_id=task_id,
-        )
+    answered = ("task_id",)
+    template = (
+        "the cancel of task {task_id} is recorded but Globus did not answer ({reason}); "
+        "the daemon keeps sending it and records the answer as a cancel_result event: "
+        "no need to cancel again"
+    )
 
 
 class GlobusError(DaemonError):

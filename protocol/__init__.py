@@ -8,6 +8,7 @@ is written here once; every package imports it from here.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -183,16 +184,8 @@ class Envelope:
     data: Mapping[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "type": "event",
-            "seq": self.seq,
-            "time": self.time,
-            "topic": self.topic,
-            "kind": self.kind,
-            "session_id": self.session_id,
-            "task_id": self.task_id,
-            "data": dict(self.data),
-        }
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {"type": "event", **fields, "data": dict(self.data)}
 
 
 def build_envelope(
@@ -265,28 +258,19 @@ def envelope_text(
     """The envelope of :func:`build_envelope` as compact JSON text, from the event's data
     as JSON text (as the ledger stores it): spliced in unparsed where the envelope carries
     the data whole, so a large event is never decoded and encoded again."""
-    if topic_of(kind) is Topic.TRANSFER_STATUS:
-        envelope = build_envelope(
-            seq=seq,
-            time=time,
-            kind=kind,
-            session_id=session_id,
-            task_id=task_id,
-            data=json.loads(data_json),
-        )
-        return json.dumps(envelope, separators=(",", ":"))
-    head = json.dumps(
-        {
-            "type": "event",
-            "seq": seq,
-            "time": time,
-            "topic": topic_of(kind),
-            "kind": kind,
-            "session_id": session_id,
-            "task_id": task_id,
-        },
-        separators=(",", ":"),
+    transfer = topic_of(kind) is Topic.TRANSFER_STATUS
+    envelope = build_envelope(
+        seq=seq,
+        time=time,
+        kind=kind,
+        session_id=session_id,
+        task_id=task_id,
+        data=json.loads(data_json) if transfer else {},
     )
+    if transfer:
+        return json.dumps(envelope, separators=(",", ":"))
+    del envelope["data"]
+    head = json.dumps(envelope, separators=(",", ":"))
     return head[:-1] + ',"data":' + data_json + "}"
 
 

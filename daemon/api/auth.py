@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..errors import BadRequest, ConfigError, Unauthorized
+from ..runtime.private_files import write_private
 
 __all__ = [
     "CREDENTIAL_NAME",
@@ -53,18 +53,6 @@ def token_digest(token: str) -> str:
 _hash = token_digest
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically with mode 0600 from the first byte."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def credential_hash(environ: Mapping[str, str]) -> str | None:
     """The sha256 of the client token systemd handed over as credential ``client-token``,
     or None without one. The token itself is not kept."""
@@ -86,15 +74,22 @@ def credential_hash(environ: Mapping[str, str]) -> str | None:
     return _hash(text.strip())
 
 
-def parse_bearer(header: str | None) -> str:
+def parse_bearer(
+    header: str | None,
+    *,
+    source: str = "the token from the daemon's state folder (file 'token')",
+    refuse: Callable[[str], Exception] = Unauthorized,
+) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header. A missing or malformed one
+    raises ``refuse(message)``, the message naming ``source``, where a token comes from
+    (the bridge has its own tokens and errors)."""
     if not header:
-        raise Unauthorized(
-            "missing Authorization header: send 'Authorization: Bearer <token>' with the "
-            "token from the daemon's state folder (file 'token')"
+        raise refuse(
+            f"missing Authorization header: send 'Authorization: Bearer <token>' with {source}"
         )
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        raise refuse("the Authorization header must be 'Bearer <token>'")
     return value.strip()
 
 
@@ -125,12 +120,12 @@ class TokenStore:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         created = False
         if not self.hashes_path.exists() and self._default_hash is not None:
-            _write_private(self.hashes_path, "{}")  # named tokens only; no token file
+            write_private(self.hashes_path, "{}")  # named tokens only; no token file
         elif not self.hashes_path.exists():
             token = secrets.token_urlsafe(32)
-            _write_private(self.token_path, token + "\n")
+            write_private(self.token_path, token + "\n")
             entry = {"id": DEFAULT_TOKEN_NAME, "sha256": _hash(token)}
-            _write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: entry}))
+            write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: entry}))
             created = True
         self._load()
         return created
@@ -160,7 +155,7 @@ class TokenStore:
 
     def _write(self, entries: dict[str, tuple[str, str]]) -> None:
         data = {name: {"id": tid, "sha256": digest} for name, (tid, digest) in entries.items()}
-        _write_private(self.hashes_path, json.dumps(data, indent=1))
+        write_private(self.hashes_path, json.dumps(data, indent=1))
 
     def _load(self) -> None:
         try:

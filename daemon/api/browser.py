@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import Forbidden, Unauthorized
+from ..runtime.private_files import write_private
 
 __all__ = [
     "CSRF_HEADER",
@@ -111,11 +111,7 @@ class BrowserSessions:
                     self._sessions[key] = session
 
     def _save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({k: asdict(v) for k, v in self._sessions.items()}, fh)
-        os.replace(tmp, self.path)
+        write_private(self.path, json.dumps({k: asdict(v) for k, v in self._sessions.items()}))
 
     # -- sign-in ---------------------------------------------------------------------
 

@@ -6,8 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from ...protocol import TaskStatus
+
 __all__ = [
+    "MAX_INT",
     "DeleteBody",
+    "HistoryQuery",
     "MkdirBody",
     "PolicyBody",
     "RegisterBody",
@@ -16,6 +20,9 @@ __all__ = [
     "TransferItemBody",
     "WaitBody",
 ]
+
+# SQLite integers are 64-bit: a larger offset or seq would fail in the ledger, not here.
+MAX_INT = 2**63 - 1
 
 Path_ = Annotated[str, Field(min_length=1, max_length=4096)]
 Collection = Annotated[
@@ -43,6 +50,23 @@ class _Body(BaseModel):
     # strict: JSON types are taken as sent ({"recursive": 1}, {"timeout": false} and
     # {"label": 5} are refused with a message naming the field, not silently converted).
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+
+class HistoryQuery(BaseModel):
+    """The query of GET /globus/history: which of the token's events or tasks (of one
+    session, one task or submission id, one status, a label -- a glob when it has glob
+    characters --, requested or recorded within since..until) and which page of them."""
+
+    session_id: str | None = None
+    task_id: str | None = None
+    status: TaskStatus | None = None
+    label: Annotated[str | None, Field(max_length=128)] = None
+    since: float | None = None
+    until: float | None = None
+    after: Annotated[int, Field(ge=0, le=MAX_INT)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=MAX_INT)] = 0
+    view: Literal["events", "tasks"] = "events"
 
 
 class PolicyBody(_Body):

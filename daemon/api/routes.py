@@ -6,7 +6,7 @@ mapping from exceptions to statuses lives here, in the handlers at the bottom.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
@@ -24,15 +24,22 @@ from .auth import parse_bearer
 from .dashboard import add_dashboard, browser_owner
 from .health import add_operator_routes
 from .limits import BodyLimit
-from .models import DeleteBody, MkdirBody, RegisterBody, RenameBody, TransferBody, WaitBody
+from .models import (
+    MAX_INT,
+    DeleteBody,
+    HistoryQuery,
+    MkdirBody,
+    RegisterBody,
+    RenameBody,
+    TransferBody,
+    WaitBody,
+)
+from .validation import describe_validation
 from .websocket import Connections, serve_websocket
 
 __all__ = ["create_app"]
 
 log = get_logger(__name__)
-
-# SQLite integers are 64-bit: a larger offset or seq would fail in the ledger, not here.
-MAX_INT = 2**63 - 1
 
 
 _HTTP_CODES = {
@@ -68,19 +75,6 @@ def _session(session_id: str, owner: Owner, endpoint: Ep) -> Session:
 Sess = Annotated[Session, Depends(_session)]
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    details = []
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        # Never echo "input": it may be a credential sent in the wrong field.
-        details.append(
-            {"loc": list(error.get("loc", ())), "msg": error.get("msg"), "type": error.get("type")}
-        )
-        parts.append(f"{where}: {error.get('msg')}")
-    return "; ".join(parts) or "invalid request", details
-
-
 def _reveal(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
@@ -109,7 +103,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, details = _describe_validation(exc)
+        message, details = describe_validation(exc)
         return JSONResponse(
             {"error": ErrorCode.VALIDATION, "message": message, "details": details}, status_code=422
         )
@@ -277,45 +271,12 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
     # -- history and notifications ---------------------------------------------------------
 
     @app.get("/globus/history")
-    async def history(
-        owner: Owner,
-        endpoint: Ep,
-        session_id: str | None = None,
-        task_id: str | None = None,
-        status: TaskStatus | None = None,
-        label: Annotated[str | None, Query(max_length=128)] = None,
-        since: float | None = None,
-        until: float | None = None,
-        after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
-        view: Literal["events", "tasks"] = "events",
-    ) -> Any:
-        if view == "tasks":
-            return await endpoint.history_tasks(
-                owner=owner,
-                session_id=session_id,
-                task_id=task_id,
-                status=status,
-                label=label,
-                since=since,
-                until=until,
-                limit=limit,
-                offset=offset,
-            )
+    async def history(owner: Owner, endpoint: Ep, query: Annotated[HistoryQuery, Query()]) -> Any:
+        if query.view == "tasks":
+            return await endpoint.history_tasks(owner, query)
         # Already JSON text: encoding event data twice (and holding it as Python objects
         # in between) cost GBs of memory for pages of large events.
-        text = await endpoint.history_events(
-            owner=owner,
-            session_id=session_id,
-            task_id=task_id,
-            status=status,
-            label=label,
-            since=since,
-            until=until,
-            after=after,
-            limit=limit,
-        )
+        text = await endpoint.history_events(owner, query)
         return Response(content=text, media_type="application/json")
 
     if endpoint.config.dashboard:

@@ -45,6 +45,7 @@ __all__ = [
     "is_server_error",
     "is_transient",
     "map_error",
+    "refusal_code",
     "retry_after",
 ]
 
@@ -147,6 +148,11 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def refusal_code(exc: BaseException | None, error: DaemonError) -> str:
+    """The code a refusal is recorded with: Globus's own, else that of the daemon error."""
+    return str(getattr(exc, "code", None) or error.code)
+
+
 def is_server_error(exc: BaseException) -> bool:
     """Globus answered this one request with a 5xx: other requests may still go through
     (unlike a 429, a refused credential, or no answer at all)."""
@@ -220,7 +226,7 @@ def map_error(exc: BaseException, *, session_id: str) -> DaemonError:
     if isinstance(exc, DaemonError):
         return exc
     if is_auth_failure(exc):
-        return ExpiredCredential(session_id)
+        return ExpiredCredential(session_id=session_id)
     if isinstance(exc, globus_sdk.GlobusAPIError):
         code = str(exc.code or "Unknown")
         status = exc.http_status

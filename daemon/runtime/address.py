@@ -15,14 +15,22 @@ which clients re-read when the old address stops answering.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DaemonError
+from .private_files import write_private
 
-__all__ = ["PORT_FILE", "Listening", "listen", "plan_port", "remember_port", "remembered_port"]
+__all__ = [
+    "PORT_FILE",
+    "Listening",
+    "bind_tcp",
+    "listen",
+    "plan_port",
+    "remember_port",
+    "remembered_port",
+]
 
 PORT_FILE = "port"
 
@@ -37,12 +45,7 @@ def remembered_port(state_dir: Path) -> int | None:
 
 
 def remember_port(state_dir: Path, port: int) -> None:
-    path = state_dir / PORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{port}\n")
-    os.replace(tmp, path)
+    write_private(state_dir / PORT_FILE, f"{port}\n")
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class Listening:
     moved_from: int | None = None
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, for a server to listen on; OSError when the
+    address cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
     # proto says TCP, and without it Nagle + delayed ACKs added ~40 ms to every answer.
@@ -93,7 +98,7 @@ def listen(*, host: str, configured: int | None, state_dir: Path, fallback: bool
     """
     plan = plan_port(configured=configured, remembered=remembered_port(state_dir))
     try:
-        sock = _bind(host, plan.port)
+        sock = bind_tcp(host, plan.port)
         moved_from = None
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or plan.port == 0:
@@ -111,7 +116,7 @@ def listen(*, host: str, configured: int | None, state_dir: Path, fallback: bool
                 "then find the new one in endpoint.json"
             ) from None
         try:
-            sock = _bind(host, 0)
+            sock = bind_tcp(host, 0)
         except OSError as again:
             raise DaemonError(f"cannot listen on {host}: {again.strerror}") from None
         moved_from = plan.port

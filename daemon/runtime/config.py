@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Config", "default_state_dir", "load_config"]
+__all__ = ["ENV_PREFIX", "OPTION_NAMES", "Config", "default_state_dir", "load_config"]
 
 ENV_PREFIX = "RADICAL_ORBIT_"
 
@@ -137,6 +137,7 @@ _FIELDS: dict[str, Any] = {
     "retention_days": float,
     "dashboard": lambda v: _boolean(v),
 }
+OPTION_NAMES = frozenset(_FIELDS)
 # Secrets: accepted from the environment and the file, refused as command-line flags.
 _NOT_FLAGS = frozenset({"bridge_token"})
 

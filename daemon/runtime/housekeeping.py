@@ -4,6 +4,7 @@ every hour (the same prune as ``orbit-globus-endpoint prune --before``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -29,12 +30,5 @@ async def retention_loop(endpoint: EndpointService, *, days: float) -> None:
             log.warning("prune failed", error=f"{type(exc).__name__}: {exc}")
         else:
             if result.events:
-                log.info(
-                    "pruned",
-                    tasks=result.tasks,
-                    failed_submits=result.failed_submits,
-                    events=result.events,
-                    pruned_through=result.pruned_through,
-                    before=before,
-                )
+                log.info("pruned", **dataclasses.asdict(result), before=before)
         await asyncio.sleep(RETENTION_EVERY)

@@ -21,36 +21,116 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, ClassVar, Self, TypedDict, Unpack
 
 from ..errors import DaemonError
 
-__all__ = ["DaemonProcess", "LaunchError", "ManagedProcess"]
+__all__ = ["DaemonProcess", "LaunchError", "ManagedProcess", "ProcessOptions"]
 
 
 class LaunchError(DaemonError, RuntimeError):
     code = "LaunchError"
 
 
-class ManagedProcess:
-    """What every test-launched service process shares: a child with its log file, stopped
-    by a signal and waited for. Subclasses set ``proc`` and ``_log`` in ``start`` and say
-    where the log goes."""
+class ProcessOptions(TypedDict, total=False):
+    """What every launched process takes besides its state folder and port: environment
+    variables over this process's own, the address to bind, more command-line arguments,
+    how long it may take to listen, and the Python to run it with."""
 
-    proc: subprocess.Popen[bytes] | None
-    _log: IO[bytes] | None
+    env: Mapping[str, str] | None
+    host: str
+    extra_args: Sequence[str]
+    start_timeout: float
+    python: str
+
+
+class ManagedProcess:
+    """What every test-launched service process shares: a child running ``command()`` with
+    its output appended to ``log_path``, started once it wrote ``info_file`` naming its pid
+    and url, stopped by a signal and waited for. Subclasses name the files and the command."""
+
+    # The process as the messages call it ("the daemon") and the error they raise.
+    what: ClassVar[str]
+    error: ClassVar[type[Exception]]
+    log_name: ClassVar[str]
+    info_name: ClassVar[str]
+
+    def __init__(
+        self, *, state_dir: Path | str, port: int | None, **options: Unpack[ProcessOptions]
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.port = port
+        self.env = dict(options.get("env") or {})
+        self.host = options.get("host", "127.0.0.1")
+        self.extra_args = list(options.get("extra_args", ()))
+        self.start_timeout = options.get("start_timeout", 20.0)
+        self.python = options.get("python", sys.executable)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url: str = ""
+        self._log: IO[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
-        raise NotImplementedError
+        return self.state_dir / self.log_name
 
-    def start(self) -> Self:
+    @property
+    def info_file(self) -> Path:
+        return self.state_dir / self.info_name
+
+    def command(self) -> list[str]:
         raise NotImplementedError
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def _environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start(self) -> Self:
+        if self.running:
+            raise self.error(f"{self.what} is running already; stop() or kill() it first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
+        self.proc = subprocess.Popen(
+            self.command(),
+            env=self._environ(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self._reap()
+                raise self.error(
+                    f"{self.what} exited with code {code} while starting; "
+                    f"see {self.log_path}:\n{self.log_tail()}"
+                )
+            info = self._read_info()
+            if info is not None and info.get("pid") == self.proc.pid:
+                self.url = str(info["url"])
+                # Restart on the same port, so clients holding the URL can reconnect.
+                if self.port is not None:
+                    self.port = int(self.url.rsplit(":", 1)[1])
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise self.error(
+            f"{self.what} did not listen within {self.start_timeout} s; "
+            f"see {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def _read_info(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.info_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait: the graceful shutdown path (SIGKILL after ``timeout``); the exit
@@ -89,53 +169,36 @@ class ManagedProcess:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
 class DaemonProcess(ManagedProcess):
+    what = "the daemon"
+    error = LaunchError
+    log_name = "daemon.log"
+    info_name = "endpoint.json"
+
     def __init__(
         self,
         *,
         state_dir: Path | str,
-        env: Mapping[str, str] | None = None,
-        poll_interval: float | None = None,
-        host: str = "127.0.0.1",
         port: int | None = 0,
+        poll_interval: float | None = None,
         name: str | None = None,
         local_collection: str | None = None,
-        extra_args: Sequence[str] = (),
-        start_timeout: float = 20.0,
-        python: str = sys.executable,
+        **options: Unpack[ProcessOptions],
     ) -> None:
-        self.state_dir = Path(state_dir)
-        self.env = dict(env or {})
+        super().__init__(state_dir=state_dir, port=port, **options)
         self.poll_interval = poll_interval
-        self.host = host
-        self.port = port
         self.name = name
         self.local_collection = local_collection
-        self.extra_args = list(extra_args)
-        self.start_timeout = start_timeout
-        self.python = python
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url: str = ""
-        self._log: IO[bytes] | None = None
 
     # -- paths -----------------------------------------------------------------------------
 
     @property
-    def log_path(self) -> Path:
-        return self.state_dir / "daemon.log"
-
-    @property
     def endpoint_file(self) -> Path:
-        return self.state_dir / "endpoint.json"
+        return self.info_file
 
     @property
     def token(self) -> str:
@@ -155,17 +218,22 @@ class DaemonProcess(ManagedProcess):
 
     def add_token(self, name: str) -> str:
         """Run ``orbit-globus-endpoint token add NAME`` and return the new token."""
+        return self._token("add", name, "--quiet")
+
+    def delete_token(self, name: str) -> None:
+        """Run ``orbit-globus-endpoint token delete NAME``."""
+        self._token("delete", name)
+
+    def _token(self, *args: str) -> str:
         out = subprocess.run(
             [
                 self.python,
                 "-m",
                 "radical.orbit.daemon",
                 "token",
-                "add",
-                name,
+                *args,
                 "--state-dir",
                 str(self.state_dir),
-                "--quiet",
             ],
             env=self._environ(),
             capture_output=True,
@@ -174,32 +242,7 @@ class DaemonProcess(ManagedProcess):
         )
         return out.stdout.decode().strip()
 
-    def delete_token(self, name: str) -> None:
-        """Run ``orbit-globus-endpoint token delete NAME``."""
-        subprocess.run(
-            [
-                self.python,
-                "-m",
-                "radical.orbit.daemon",
-                "token",
-                "delete",
-                name,
-                "--state-dir",
-                str(self.state_dir),
-            ],
-            env=self._environ(),
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-
     # -- lifecycle -------------------------------------------------------------------------
-
-    def _environ(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.env)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        return env
 
     def command(self) -> list[str]:
         cmd = [
@@ -222,48 +265,6 @@ class DaemonProcess(ManagedProcess):
         if self.local_collection is not None:
             cmd += ["--local-collection", self.local_collection]
         return cmd + self.extra_args
-
-    def start(self) -> DaemonProcess:
-        if self.running:
-            raise LaunchError("the daemon is running already; stop() or kill() it first")
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
-        self.proc = subprocess.Popen(
-            self.command(),
-            env=self._environ(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                self._reap()
-                raise LaunchError(
-                    f"the daemon exited with code {code} while starting; "
-                    f"see {self.log_path}:\n{self.log_tail()}"
-                )
-            info = self._read_endpoint()
-            if info is not None and info.get("pid") == self.proc.pid:
-                self.url = str(info["url"])
-                # Restart on the same port, so clients holding the URL can reconnect.
-                if self.port is not None:
-                    self.port = int(self.url.rsplit(":", 1)[1])
-                return self
-            time.sleep(0.02)
-        self.kill()
-        raise LaunchError(
-            f"the daemon did not listen within {self.start_timeout} s; "
-            f"see {self.log_path}:\n{self.log_tail()}"
-        )
-
-    def _read_endpoint(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.endpoint_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
 
     def restart(self) -> DaemonProcess:
         self.stop()

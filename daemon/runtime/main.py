@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ import signal
 import socket
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,33 +37,19 @@ from ..errors import ConfigError, DaemonError, LedgerUnusable
 from ..service.endpoint import EndpointService
 from ..service.store import Store
 from .address import listen
-from .config import Config, load_config
+from .config import OPTION_NAMES, Config, load_config
 from .housekeeping import retention_loop
 from .ledger_check import SeqMark, check_ledger
 from .logs import announce, configure_logging, get_logger
 from .memory import collect_cycles, freeze_startup_objects, limit_malloc_arenas
+from .private_files import write_private
 from .resources import ResourceErrorLog, connection_budget, raise_nofile_limit
 from .sdnotify import SystemdNotifier, status_line, watchdog_loop
+from .uvicorn_server import Server, server_config
 
 __all__ = ["main", "serve"]
 
 log = get_logger(__name__)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: our main owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
 
 
 async def _status_loop(notifier: SystemdNotifier, endpoint: EndpointService) -> None:
@@ -146,7 +133,7 @@ def _uvicorn_config(app: Any, *, config: Config, tokens: TokenStore, nofile: int
         wanted=config.max_connections, nofile=nofile - 2 * _ACCEPT_BATCH
     )
     guard = ConnectionGuard(max_connections=connections, max_untrusted=config.max_untrusted)
-    return uvicorn.Config(
+    return server_config(
         app,
         http=guarded_protocol(
             guard=guard,
@@ -158,14 +145,8 @@ def _uvicorn_config(app: Any, *, config: Config, tokens: TokenStore, nofile: int
         limit_concurrency=connections + 64,
         backlog=_ACCEPT_BATCH,
         ws=DenyingWebSocketProtocol,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
         timeout_graceful_shutdown=10,
         ws_max_size=1 << 20,
-        # Messages are small JSON; compressing each one for each of a thousand clients
-        # costs CPU and a zlib context (~100 kB) per connection for little gain.
-        ws_per_message_deflate=False,
         h11_max_incomplete_event_size=64 * 1024,
     )
 
@@ -257,7 +238,7 @@ async def _run(
 ) -> int:
     connections = Connections()
     app = create_app(endpoint, connections)
-    server = _Server(_uvicorn_config(app, config=config, tokens=endpoint.tokens, nofile=nofile))
+    server = Server(_uvicorn_config(app, config=config, tokens=endpoint.tokens, nofile=nofile))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -275,7 +256,7 @@ async def _run(
     port = sock.getsockname()[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"http://{host}:{port}"
-    _write_json(endpoint_file, {"url": url, "name": config.name, "pid": os.getpid()})
+    write_private(endpoint_file, json.dumps({"url": url, "name": config.name, "pid": os.getpid()}))
     # Before READY: a bridge_url without an enrollment token is a configuration error.
     link = start_link(config, endpoint, app, os.environ)
     sessions, active, head = await endpoint.status_counts()
@@ -417,33 +398,13 @@ def _prune(config: Config, *, before: str, vacuum: bool) -> int:
     if not config.ledger_path.exists():
         raise ConfigError(f"no ledger at {config.ledger_path}; give --state-dir")
     result = prune_file(config.ledger_path, before=_when(before), vacuum=vacuum)
-    print(
-        json.dumps(
-            {
-                "tasks": result.tasks,
-                "failed_submits": result.failed_submits,
-                "events": result.events,
-                "pruned_through": result.pruned_through,
-            }
-        )
-    )
+    print(json.dumps(dataclasses.asdict(result)))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    flags = {
-        key: getattr(args, key, None)
-        for key in (
-            "state_dir",
-            "host",
-            "port",
-            "name",
-            "poll_interval",
-            "local_collection",
-            "log_level",
-        )
-    }
+    flags = {key: value for key, value in vars(args).items() if key in OPTION_NAMES}
     try:
         config = load_config(
             flags=flags,

@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import globus_sdk
@@ -28,7 +28,7 @@ from ...ledger import events as ev
 from ...ledger.errors import RejectedEvent, StorageError
 from ...protocol import QUEUED, EventKind, is_terminal
 from ..errors import DaemonError, StorageUnavailable, SubmitPending
-from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error
+from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error, refusal_code
 from ..runtime.logs import get_logger
 from .admission_core import AdmissionCore, Item, Outcome
 from .recording import Recorder
@@ -127,37 +127,31 @@ class _Entry:
     was_queued: bool = False
 
 
+@dataclass(eq=False, kw_only=True)
 class Admission:
-    def __init__(
-        self,
-        *,
-        core: AdmissionCore,
-        store: Store,
-        sessions: SessionRegistry,
-        ops: GlobusOps,
-        recorder: Recorder,
-    ) -> None:
-        self.core = core
-        self._store = store
-        self._sessions = sessions
-        self._ops = ops
-        self._recorder = recorder
-        self._entries: dict[str, _Entry] = {}
-        # Sends under way: done when Globus answered and the answer is recorded.
-        self._sending: dict[str, asyncio.Future[None]] = {}
-        self._gates: dict[str, Gate] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task[Any]] = set()
-        self._closed = False
+    """Performs the core's plans: records, sends and answers the submits of every lane."""
+
+    core: AdmissionCore
+    store: Store
+    sessions: SessionRegistry
+    ops: GlobusOps
+    recorder: Recorder
+    _entries: dict[str, _Entry] = field(default_factory=dict, init=False)
+    # Sends under way: done when Globus answered and the answer is recorded.
+    _sending: dict[str, asyncio.Future[None]] = field(default_factory=dict, init=False)
+    _gates: dict[str, Gate] = field(default_factory=dict, init=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set, init=False)
+    _closed: bool = field(default=False, init=False)
 
     # -- life ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._store.attach(self)
+        self.store.attach(self)
 
     async def close(self) -> None:
         self._closed = True
-        self._store.detach(self)
+        self.store.detach(self)
         if self._timer is not None:
             self._timer.cancel()
         for task in list(self._background):
@@ -187,7 +181,7 @@ class Admission:
         """After (re-)registration: the session's lane may send again; submits the ledger
         holds as unanswered (from before a restart) join it in their order."""
         self.core.set_open_tasks(session.session_id, open_tasks)
-        for row in await self._store.open_submissions(session.session_id):
+        for row in await self.store.open_submissions(session.session_id):
             entry = self._entries.get(row.submission_id)
             if entry is not None:
                 entry.session = session
@@ -219,7 +213,9 @@ class Admission:
         ]:
             entry = self._entries.pop(submission_id)
             if entry.waiter is not None and not entry.waiter.done():
-                entry.waiter.set_exception(SubmitPending(submission_id, "the session was closed"))
+                entry.waiter.set_exception(
+                    SubmitPending(submission_id=submission_id, reason="the session was closed")
+                )
 
     # -- submits -------------------------------------------------------------------------
 
@@ -253,11 +249,11 @@ class Admission:
             return
         now = time.monotonic()
         plan = self.core.plan(now)
-        for session_id, item, why in plan.queue:
+        for _sid, item, why in plan.queue:
             entry = self._entries.get(item.submission_id)
             if entry is None:
                 continue
-            entry.recording = self._spawn(self._record_queued(session_id, item.submission_id, why))
+            entry.recording = self._spawn(self._record_queued(item.submission_id, why))
         for _sid, item in plan.send:
             entry = self._entries.get(item.submission_id)
             if entry is None:
@@ -279,18 +275,15 @@ class Admission:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def _record_queued(self, session_id: str, submission_id: str, why: str) -> None:
+    async def _record_queued(self, submission_id: str, why: str) -> None:
         entry = self._entries.get(submission_id)
         if entry is None:
             return
         delay = 1.0
         while True:
             try:
-                await self._store.submit_queued(
-                    owner=entry.session.owner,
-                    session_id=session_id,
-                    submission_id=submission_id,
-                    reason=why,
+                await self.store.submit_queued(
+                    entry.session, submission_id=submission_id, reason=why
                 )
             except RejectedEvent:
                 log.info("submission not queued (already resolved)", submission_id=submission_id)
@@ -331,9 +324,7 @@ class Admission:
             if item.queued:
                 if entry.recording is not None:
                     await entry.recording
-                await self._store.submit_dequeued(
-                    owner=session.owner, session_id=session.session_id, submission_id=submission_id
-                )
+                await self.store.submit_dequeued(session, submission_id=submission_id)
                 item.queued = False
             outcome, retry_after, code = await self._call_globus(submission_id, entry)
         except Exception as exc:  # a ledger failure: the submit stays pending, resent later
@@ -351,7 +342,9 @@ class Admission:
                     ),
                 )
             else:
-                self._resolve(entry, SubmitPending(submission_id, type(exc).__name__))
+                self._resolve(
+                    entry, SubmitPending(submission_id=submission_id, reason=type(exc).__name__)
+                )
         finally:
             self._sending.pop(submission_id, None)
             if outcome in (Outcome.ACCEPTED, Outcome.FAILED):
@@ -373,17 +366,16 @@ class Admission:
         send = "submit_transfer" if isinstance(request, ev.TransferRequest) else "submit_delete"
         gate = self._gates.setdefault(session.session_id, Gate(self.core.limits.rate))
         try:
-            result = await self._ops.submit(clients, send, body, pace=gate.call)
+            result = await self.ops.submit(clients, send, body, pace=gate.call)
         except Exception as exc:
             return await self._refused(submission_id, entry, exc)
         task_id = str(result["task_id"])
         admitted = entry.was_queued
-        recorded = await self._recorder.record(
+        recorded = await self.recorder.record(
             "task_submitted",
             submission_id,
-            lambda: self._store.task_submitted(
-                owner=session.owner,
-                session_id=session.session_id,
+            lambda: self.store.task_submitted(
+                session,
                 submission_id=submission_id,
                 task_id=task_id,
                 request=request,
@@ -431,10 +423,10 @@ class Admission:
         if is_transient(exc):
             reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()
             log.warning("submit pending", submission_id=submission_id, reason=reason)
-            self._resolve(entry, SubmitPending(submission_id, reason))
+            self._resolve(entry, SubmitPending(submission_id=submission_id, reason=reason))
             return Outcome.UNANSWERED, 0.0, type(exc).__name__
         if is_auth_failure(exc):
-            await self._sessions.mark_expired(session, "Globus refused the credential")
+            await self.sessions.mark_expired(session, "Globus refused the credential")
             return await self._no_credential(
                 submission_id, entry, map_error(exc, session_id=session.session_id)
             )
@@ -457,14 +449,13 @@ class Admission:
         self, submission_id: str, entry: _Entry, exc: Exception | None, error: DaemonError
     ) -> tuple[Outcome, float, str]:
         session = entry.session
-        code = str(getattr(exc, "code", None) or error.code)
+        code = refusal_code(exc, error)
         # Globus's refusal is answered either way; the ledger gets it once it can.
-        await self._recorder.record(
+        await self.recorder.record(
             "submit_failed",
             submission_id,
-            lambda: self._store.submit_failed(
-                owner=session.owner,
-                session_id=session.session_id,
+            lambda: self.store.submit_failed(
+                session,
                 submission_id=submission_id,
                 code=code,
                 message=error.message,

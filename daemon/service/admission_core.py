@@ -157,7 +157,7 @@ class AdmissionCore:
     def check_room(self, session_id: str) -> None:
         """Raise QueueFull (429) when the session may not add another submit."""
         if self.size(session_id) >= self.limits.max_queued:
-            raise QueueFull(session_id, self.limits.max_queued)
+            raise QueueFull(session_id=session_id, limit=self.limits.max_queued)
 
     def add(self, session_id: str, item: Item) -> None:
         """Append a submit to the session's lane (after its submit_requested is recorded)."""

@@ -40,43 +40,32 @@ def alert_for(stored: StoredEvent) -> dict[str, Any] | None:
             return None
         fatal = data.get("fatal_error")
         code = fatal.get("code") if isinstance(fatal, dict) else None
-        return {
-            "alert": alert,
-            "task_id": stored.task_id,
-            "session_id": stored.session_id,
-            "label": data.get("label"),
-            "code": code or data.get("nice_status"),
-        }
+        return _alert(alert, stored, code or data.get("nice_status"))
     if stored.kind == "task_needs_attention" and data.get("needs_attention") != "inactive":
         # Globus retries an error, the task is paused or it stalled: still ACTIVE, so no
         # status alert above; INACTIVE already has its own (task_inactive).
         error = data.get("error")
         code = error.get("code") if isinstance(error, dict) else None
-        return {
-            "alert": "task_needs_attention",
-            "task_id": stored.task_id,
-            "session_id": stored.session_id,
-            "label": data.get("label"),
-            "code": code or data.get("needs_attention"),
-        }
+        return _alert("task_needs_attention", stored, code or data.get("needs_attention"))
     if stored.kind == "submit_failed":
-        return {
-            "alert": "submit_failed",
-            "task_id": None,
-            "session_id": stored.session_id,
-            "label": None,
-            "code": data.get("code"),
-            "submission_id": data.get("submission_id"),
-        }
+        return _alert(
+            "submit_failed", stored, data.get("code"), submission_id=data.get("submission_id")
+        )
     if stored.kind == "credential_expired":
-        return {
-            "alert": "credential_expired",
-            "task_id": None,
-            "session_id": stored.session_id,
-            "label": None,
-            "code": "CredentialExpired",
-        }
+        return _alert("credential_expired", stored, "CredentialExpired")
     return None
+
+
+def _alert(alert: str, stored: StoredEvent, code: Any, **more: Any) -> dict[str, Any]:
+    """The fields every alert line has (a session's events have no task_id and no label)."""
+    return {
+        "alert": alert,
+        "task_id": stored.task_id,
+        "session_id": stored.session_id,
+        "label": stored.data.get("label"),
+        "code": code,
+        **more,
+    }
 
 
 class AlertLog:

@@ -19,6 +19,7 @@ from ...ledger import events as ev
 from ...ledger.retention import PruneResult, prune_file
 from ...protocol import STATUSES, VERSION, envelope_text, is_terminal
 from ..api.auth import TokenStore
+from ..api.models import HistoryQuery
 from ..errors import BadRequest, DaemonError, NotFound, PayloadTooLarge
 from ..globus.credentials import Credential, Secret
 from ..globus.local_collection import resolve_collection, resolve_default_local_collection
@@ -503,97 +504,64 @@ class EndpointService:
 
     # -- history -------------------------------------------------------------------------
 
-    async def history_tasks(
-        self,
-        *,
-        owner: str,
-        session_id: str | None,
-        task_id: str | None,
-        status: str | None,
-        label: str | None,
-        since: float | None,
-        until: float | None,
-        limit: int,
-        offset: int,
-    ) -> dict[str, Any]:
+    async def history_tasks(self, owner: str, where: HistoryQuery) -> dict[str, Any]:
         """The tasks view of the history: task rows, newest first."""
-        if session_id is not None:
-            self.sessions_known(owner, session_id)
-        submission = await self._submission_of(owner, task_id)
+        task_id, submission = await self._history_target(owner, where)
         if submission is not None:
-            if submission.task_id is None:
-                return {"tasks": [submission_view(submission)]}
-            task_id = submission.task_id  # a submission id stands for its task
+            return {"tasks": [submission_view(submission)]}
         if task_id is not None:
             row = await self.store.task(task_id)
             rows = [row] if row is not None and row.owner == owner else []
         else:
             rows = await self.store.tasks(
                 owner=owner,
-                session_id=session_id,
-                status=status,
-                label=label,
-                since=since,
-                until=until,
-                limit=limit,
-                offset=offset,
+                session_id=where.session_id,
+                status=where.status,
+                label=where.label,
+                since=where.since,
+                until=where.until,
+                limit=where.limit,
+                offset=where.offset,
             )
         return {"tasks": [task_json(r) for r in rows]}
 
-    async def history_events(
-        self,
-        *,
-        owner: str,
-        session_id: str | None,
-        task_id: str | None,
-        status: str | None,
-        label: str | None,
-        since: float | None,
-        until: float | None,
-        after: int,
-        limit: int,
-    ) -> str:
+    async def history_events(self, owner: str, where: HistoryQuery) -> str:
         """A page of the events view as JSON text ``{"events": [...], "next_after": N}``.
 
         Bounded by ``limit`` events and by HISTORY_PAGE_BYTES of text (one event at least):
         a page of large events (submits of 4 MB requests) is cut short and ``next_after``
         says where the next one starts. The envelopes are encoded once, as the WebSocket
         sends them, and joined: no second copy as Python objects."""
-        if session_id is not None:
-            self.sessions_known(owner, session_id)
-        submission = await self._submission_of(owner, task_id)
-        if submission is not None and submission.task_id is not None:
-            task_id = submission.task_id  # a submission id stands for its task
-            submission = None
+        task_id, submission = await self._history_target(owner, where)
+        label = where.label
         texts: list[str] = []
         size = 0
-        last = after
+        last = where.after
         # A label with glob characters matches as in the tasks view; it is checked here, on
         # the events the other filters (all in SQL) let through. A plain label runs in SQL.
         pattern = label if label is not None and _GLOB.search(label) else None
         exact = None if pattern is not None else label
-        fields = {k: v for k, v in (("status", status), ("label", exact)) if v is not None}
+        fields = {k: v for k, v in (("status", where.status), ("label", exact)) if v is not None}
         more = False
         if submission is not None:
             # Not a task yet: its events are the submission's own (requested, queued, ...).
             fields["submission_id"] = submission.submission_id
-            task_id = None
         # Every other filter runs in SQL, so events the filters skip are never decoded here.
         async for seq, at, kind, _, sess, tid, data in self.store.raw_events_since(
-            after,
+            where.after,
             owner=owner,
-            session_id=session_id,
+            session_id=where.session_id,
             task_id=task_id,
-            times=(since, until),
+            times=(where.since, where.until),
             data=fields,
             # One more than the page: it says whether another page follows.
-            page_size=limit + 1,
+            page_size=where.limit + 1,
         ):
             if pattern is not None and not fnmatch.fnmatchcase(
                 str(json.loads(data).get("label") or ""), pattern
             ):
                 continue
-            if len(texts) >= limit or (texts and size >= HISTORY_PAGE_BYTES):
+            if len(texts) >= where.limit or (texts and size >= HISTORY_PAGE_BYTES):
                 more = True
                 break
             text = envelope_text(
@@ -604,6 +572,20 @@ class EndpointService:
             last = seq
         next_after = str(last) if more else "null"
         return '{"events":[' + ",".join(texts) + '],"next_after":' + next_after + "}"
+
+    async def _history_target(
+        self, owner: str, where: HistoryQuery
+    ) -> tuple[str | None, SubmissionRow | None]:
+        """(task id, submission without a task) the filter's ``task_id`` names: a task id, or
+        a submission id standing for its task (or for itself while it has none)."""
+        if where.session_id is not None:
+            self.sessions_known(owner, where.session_id)
+        submission = await self._submission_of(owner, where.task_id)
+        if submission is None:
+            return where.task_id, None
+        if submission.task_id is not None:
+            return submission.task_id, None
+        return None, submission
 
     async def _submission_of(self, owner: str, ident: str | None) -> SubmissionRow | None:
         """The owner's submission with this id when ``ident`` is not one of its task ids."""

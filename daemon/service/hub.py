@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 from typing import Any
 
 from ...protocol import build_envelope, encode_message, topic_of
@@ -62,27 +63,21 @@ def text_cache_size() -> tuple[int, int]:
     return len(_texts), _text_bytes
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class Listener:
     """A bounded buffer of matching events with a single waiter (cheaper than a Queue when
     a thousand of them are fed the same event)."""
 
-    def __init__(
-        self,
-        *,
-        owner: str,
-        session_id: str | None = None,
-        task_id: str | None = None,
-        topics: frozenset[str] | None = None,
-        maxsize: int = 1000,
-    ) -> None:
-        self.owner = owner
-        self.session_id = session_id
-        self.task_id = task_id
-        self.topics = topics
-        self.maxsize = maxsize
-        self.lagged = False
-        self._items: collections.deque[StoredEvent] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+    owner: str
+    session_id: str | None = None
+    task_id: str | None = None
+    topics: frozenset[str] | None = None
+    maxsize: int = 1000
+    lagged: bool = dataclasses.field(default=False, init=False)
+    _items: collections.deque[StoredEvent] = dataclasses.field(
+        default_factory=collections.deque, init=False, repr=False
+    )
+    _waiter: asyncio.Future[None] | None = dataclasses.field(default=None, init=False, repr=False)
 
     def matches(self, stored: StoredEvent) -> bool:
         return self.accepts(stored.owner, stored.session_id, stored.task_id, stored.kind)

@@ -67,9 +67,9 @@ class Session:
 
     def require_clients(self) -> SessionClients:
         if self.clients is None:
-            raise MissingCredential(self.session_id)
+            raise MissingCredential(session_id=self.session_id)
         if self.expired:
-            raise ExpiredCredential(self.session_id)
+            raise ExpiredCredential(session_id=self.session_id)
         return self.clients
 
     def drop_credential(self) -> None:
@@ -208,9 +208,7 @@ class SessionRegistry:
             return False
         session.expired = True
         try:
-            await self._store.credential_expired(
-                owner=session.owner, session_id=session.session_id, message=message
-            )
+            await self._store.credential_expired(session, message=message)
         except StorageError as exc:
             # In memory the session is expired all the same; the event is informational.
             log.error(

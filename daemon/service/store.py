@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 from ...ledger import Ledger, SessionRow, SubmissionRow, TaskRow
 from ...ledger import events as ev
@@ -20,9 +20,26 @@ from ...ledger.store import RawEvent
 from ...protocol import OPEN_STATUSES
 from ..runtime.metrics import LEDGER_APPEND_FAILURES, LEDGER_APPEND_SECONDS
 
-__all__ = ["RawEvent", "Store", "StoredEvent", "row_dict"]
+__all__ = ["Owned", "RawEvent", "Store", "StoredEvent", "row_dict"]
 
 _OPEN = OPEN_STATUSES
+
+
+class Owned(Protocol):
+    """Whose an event is: a session's owner (a daemon token id) and its session id."""
+
+    owner: str
+    session_id: str
+
+
+class _Whose(TypedDict):
+    owner: str
+    session_id: str
+
+
+def _whose(session: Owned) -> _Whose:
+    """The fields every session event starts with."""
+    return {"owner": session.owner, "session_id": session.session_id}
 
 
 def row_dict(row: TaskRow) -> dict[str, Any]:
@@ -84,10 +101,8 @@ class Store:
     async def session_closed(self, *, owner: str, session_id: str) -> StoredEvent:
         return await self._append(ev.SessionClosed(owner=owner, session_id=session_id))
 
-    async def credential_expired(self, *, owner: str, session_id: str, message: str) -> StoredEvent:
-        return await self._append(
-            ev.CredentialExpired(owner=owner, session_id=session_id, message=message)
-        )
+    async def credential_expired(self, session: Owned, *, message: str) -> StoredEvent:
+        return await self._append(ev.CredentialExpired(**_whose(session), message=message))
 
     async def open_sessions(self) -> list[SessionRow]:
         """Every session opened and not closed, oldest first."""
@@ -96,29 +111,19 @@ class Store:
     # -- submits -------------------------------------------------------------------------
 
     async def submit_requested(
-        self,
-        *,
-        owner: str,
-        session_id: str,
-        submission_id: str,
-        request: ev.TransferRequest | ev.DeleteRequest,
+        self, session: Owned, *, submission_id: str, request: ev.TransferRequest | ev.DeleteRequest
     ) -> StoredEvent:
         kind: ev.TaskType = "TRANSFER" if isinstance(request, ev.TransferRequest) else "DELETE"
         return await self._append(
             ev.SubmitRequested(
-                owner=owner,
-                session_id=session_id,
-                submission_id=submission_id,
-                type=kind,
-                request=request,
+                **_whose(session), submission_id=submission_id, type=kind, request=request
             )
         )
 
     async def task_submitted(
         self,
+        session: Owned,
         *,
-        owner: str,
-        session_id: str,
         submission_id: str,
         task_id: str,
         request: ev.TransferRequest | ev.DeleteRequest,
@@ -134,8 +139,7 @@ class Store:
         else:
             kind, source, destination = ev.DeleteSubmitted, request.collection, None
         event = kind(
-            owner=owner,
-            session_id=session_id,
+            **_whose(session),
             submission_id=submission_id,
             task_id=task_id,
             type="TRANSFER" if kind is ev.TaskSubmitted else "DELETE",
@@ -147,21 +151,15 @@ class Store:
         )
         if not admitted:
             return await self._append(event)
-        note = ev.SubmitAdmitted(
-            owner=owner, session_id=session_id, submission_id=submission_id, task_id=task_id
-        )
+        note = ev.SubmitAdmitted(**_whose(session), submission_id=submission_id, task_id=task_id)
         return (await self._append_many([event, note]))[0]
 
     async def submit_failed(
-        self, *, owner: str, session_id: str, submission_id: str, code: str, message: str
+        self, session: Owned, *, submission_id: str, code: str, message: str
     ) -> StoredEvent:
         return await self._append(
             ev.SubmitFailed(
-                owner=owner,
-                session_id=session_id,
-                submission_id=submission_id,
-                code=code,
-                message=message,
+                **_whose(session), submission_id=submission_id, code=code, message=message
             )
         )
 
@@ -176,44 +174,36 @@ class Store:
         return await self.ledger.submission(submission_id)
 
     async def submit_queued(
-        self, *, owner: str, session_id: str, submission_id: str, reason: str
+        self, session: Owned, *, submission_id: str, reason: str
     ) -> StoredEvent:
         return await self.ledger.append(
-            ev.SubmitQueued(
-                owner=owner, session_id=session_id, submission_id=submission_id, reason=reason
-            )
+            ev.SubmitQueued(**_whose(session), submission_id=submission_id, reason=reason)
         )
 
-    async def submit_dequeued(
-        self, *, owner: str, session_id: str, submission_id: str
-    ) -> StoredEvent:
+    async def submit_dequeued(self, session: Owned, *, submission_id: str) -> StoredEvent:
         return await self.ledger.append(
-            ev.SubmitDequeued(owner=owner, session_id=session_id, submission_id=submission_id)
+            ev.SubmitDequeued(**_whose(session), submission_id=submission_id)
         )
 
-    async def submit_cancelled(
-        self, *, owner: str, session_id: str, submission_id: str
-    ) -> StoredEvent:
+    async def submit_cancelled(self, session: Owned, *, submission_id: str) -> StoredEvent:
         return await self.ledger.append(
-            ev.SubmitCancelled(owner=owner, session_id=session_id, submission_id=submission_id)
+            ev.SubmitCancelled(**_whose(session), submission_id=submission_id)
         )
 
     # -- cancels -------------------------------------------------------------------------
 
     async def cancel_requested(
-        self, *, owner: str, session_id: str, task_id: str, reason: str | None = None
+        self, session: Owned, *, task_id: str, reason: str | None = None
     ) -> StoredEvent:
         return await self._append(
-            ev.CancelRequested(owner=owner, session_id=session_id, task_id=task_id, reason=reason)
+            ev.CancelRequested(**_whose(session), task_id=task_id, reason=reason)
         )
 
     async def cancel_result(
-        self, *, owner: str, session_id: str, task_id: str, code: str, message: str
+        self, session: Owned, *, task_id: str, code: str, message: str
     ) -> StoredEvent:
         return await self._append(
-            ev.CancelResult(
-                owner=owner, session_id=session_id, task_id=task_id, code=code, message=message
-            )
+            ev.CancelResult(**_whose(session), task_id=task_id, code=code, message=message)
         )
 
     async def pending_cancels(self, session_id: str) -> list[str]:

@@ -24,7 +24,10 @@ queued submit is cancelled by taking it out of the queue (``submit_cancelled``),
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from ...ledger import SubmissionRow, TaskRow
@@ -40,7 +43,7 @@ from ..errors import (
     SubmitFailed,
     SubmitPending,
 )
-from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error
+from ..globus.ops import GlobusOps, is_auth_failure, is_transient, map_error, refusal_code
 from ..runtime.logs import get_logger
 from . import admission_core
 from .admission import Admission, globus_document
@@ -55,6 +58,21 @@ log = get_logger(__name__)
 Request = ev.TransferRequest | ev.DeleteRequest
 # How long a cancel waits for a send of the same submit under way before answering 503.
 _SETTLE_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def _nothing_sent(action: str, **ids: str) -> Iterator[None]:
+    """Recording a request failed on storage: nothing was sent to Globus, so the client may
+    simply send it again."""
+    try:
+        yield
+    except StorageError as exc:
+        raise StorageUnavailable(
+            f"the daemon could not record the {action} ({exc}); nothing was sent to Globus: "
+            f"{action} again once the daemon's storage works (GET /ready)",
+            **ids,
+            sent=False,
+        ) from None
 
 
 def submission_view(row: SubmissionRow) -> dict[str, Any]:
@@ -93,34 +111,30 @@ def submission_view(row: SubmissionRow) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class Submitter:
-    def __init__(
-        self,
-        *,
-        store: Store,
-        sessions: SessionRegistry,
-        ops: GlobusOps,
-        max_backoff: float = 60.0,
-        limits: admission_core.AdmissionLimits | None = None,
-        submission_ids: str = "local",
-    ) -> None:
-        self._store = store
-        self._sessions = sessions
-        self._ops = ops
-        self._max_backoff = max_backoff
-        self._submission_ids = submission_ids
-        # Globus's answers the ledger could not take yet, recorded once the disk frees.
-        self._recorder = Recorder(max_backoff=max_backoff)
+    store: Store
+    sessions: SessionRegistry
+    ops: GlobusOps
+    max_backoff: float = 60.0
+    limits: admission_core.AdmissionLimits | None = None
+    submission_ids: str = "local"
+    # Globus's answers the ledger could not take yet, recorded once the disk frees.
+    _recorder: Recorder = dataclasses.field(init=False)
+    admission: Admission = dataclasses.field(init=False)
+    # Task ids whose cancel is being retried in the background (one loop per task).
+    _cancel_retries: set[str] = dataclasses.field(default_factory=set, init=False)
+    _background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        self._recorder = Recorder(max_backoff=self.max_backoff)
         self.admission = Admission(
-            core=admission_core.AdmissionCore(limits),
-            store=store,
-            sessions=sessions,
-            ops=ops,
+            core=admission_core.AdmissionCore(self.limits),
+            store=self.store,
+            sessions=self.sessions,
+            ops=self.ops,
             recorder=self._recorder,
         )
-        # Task ids whose cancel is being retried in the background (one loop per task).
-        self._cancel_retries: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.admission.start()
@@ -130,11 +144,11 @@ class Submitter:
     async def new_submission_id(self, session: Session) -> str:
         """A fresh submission id: a random UUID, or Globus's own (``submission_ids =
         "globus"``; GET /submission_id, what globus-sdk's get_submission_id asks)."""
-        if self._submission_ids == "local":
+        if self.submission_ids == "local":
             return str(uuid.uuid4())
         clients = session.require_clients()
         try:
-            doc = await self._ops.run(clients.call, "get_submission_id")
+            doc = await self.ops.run(clients.call, "get_submission_id")
         except Exception as exc:
             raise await self._failure(session, exc) from None
         return str(doc["value"])
@@ -146,30 +160,20 @@ class Submitter:
     ) -> dict[str, Any]:
         session.require_clients()
         if submission_id is not None:
-            row = await self._store.submission(submission_id)
+            row = await self.store.submission(submission_id)
             if row is not None:
                 return await self._repeat(session, row, request)
         else:
             submission_id = await self.new_submission_id(session)
         self.admission.core.check_room(session.session_id)
         try:
-            await self._store.submit_requested(
-                owner=session.owner,
-                session_id=session.session_id,
-                submission_id=submission_id,
-                request=request,
-            )
-        except StorageError as exc:
-            # Not recorded, so not sent: Globus knows nothing of it. Safe to submit again.
-            raise StorageUnavailable(
-                f"the daemon could not record the submit ({exc}); nothing was sent to Globus: "
-                "submit again once the daemon's storage works (GET /ready)",
-                submission_id=submission_id,
-                sent=False,
-            ) from None
+            with _nothing_sent("submit", submission_id=submission_id):
+                await self.store.submit_requested(
+                    session, submission_id=submission_id, request=request
+                )
         except DuplicateSubmission:
             # The same id in two concurrent requests: the other one recorded it first.
-            row = await self._store.submission(submission_id)
+            row = await self.store.submission(submission_id)
             assert row is not None
             return await self._repeat(session, row, request)
         return await self.admission.submit(session, submission_id, request)
@@ -183,9 +187,9 @@ class Submitter:
             or row.session_id != session.session_id
             or row.request != request
         ):
-            raise SubmissionIdConflict(row.submission_id)
+            raise SubmissionIdConflict(submission_id=row.submission_id)
         if row.state == "submitted" and row.task_id is not None:
-            task = await self._store.task(row.task_id)
+            task = await self.store.task(row.task_id)
             return {
                 "task_id": row.task_id,
                 "submission_id": row.submission_id,
@@ -193,7 +197,9 @@ class Submitter:
                 "code": "Duplicate",
             }
         if row.state == "failed":
-            raise SubmitFailed(row.submission_id, globus_code=row.code, reason=row.message or "")
+            raise SubmitFailed(
+                submission_id=row.submission_id, globus_code=row.code, reason=row.message or ""
+            )
         if row.state in ("queued", "cancelled"):
             view = submission_view(row)
             return {
@@ -203,23 +209,23 @@ class Submitter:
                 "code": "Duplicate",
             }
         raise SubmitPending(
-            row.submission_id,
-            "it is being sent to Globus (or Globus's answer is being recorded)",
+            submission_id=row.submission_id,
+            reason="it is being sent to Globus (or Globus's answer is being recorded)",
         )
 
     async def _failure(self, session: Session, exc: BaseException) -> DaemonError:
         if is_auth_failure(exc):
-            await self._sessions.mark_expired(session, "Globus refused the credential")
+            await self.sessions.mark_expired(session, "Globus refused the credential")
         return map_error(exc, session_id=session.session_id)
 
     async def resume(self, session: Session) -> None:
         """After (re-)registration: the session's queue and pending cancels go on."""
-        open_tasks = len(await self._store.open_tasks(session.session_id))
+        open_tasks = len(await self.store.open_tasks(session.session_id))
         await self.admission.resume(session, open_tasks)
         self._spawn(self._resume_cancels(session))
 
     async def _resume_cancels(self, session: Session) -> None:
-        for task_id in await self._store.pending_cancels(session.session_id):
+        for task_id in await self.store.pending_cancels(session.session_id):
             try:
                 await self.cancel(session, task_id, record_request=False)
             except DaemonError as exc:
@@ -235,13 +241,13 @@ class Submitter:
     async def lookup(self, session: Session, ident: str) -> TaskRow | SubmissionRow:
         """The session's task with this task id, or else the submission with this id (its
         task's row once Globus accepted it)."""
-        row = await self._store.task(ident)
+        row = await self.store.task(ident)
         if row is not None and row.session_id == session.session_id:
             return row
-        sub = await self._store.submission(ident)
+        sub = await self.store.submission(ident)
         if sub is not None and sub.session_id == session.session_id:
             if sub.task_id is not None:
-                task = await self._store.task(sub.task_id)
+                task = await self.store.task(sub.task_id)
                 if task is not None:
                     return task
             return sub
@@ -266,22 +272,11 @@ class Submitter:
         task_id = found.task_id
         clients = session.require_clients()
         if record_request:
-            try:
-                await self._store.cancel_requested(
-                    owner=session.owner,
-                    session_id=session.session_id,
-                    task_id=task_id,
-                    reason=reason,
-                )
-            except StorageError as exc:
-                raise StorageUnavailable(
-                    f"the daemon could not record the cancel ({exc}); nothing was sent to "
-                    "Globus: cancel again once the daemon's storage works (GET /ready)",
-                    task_id=task_id,
-                    sent=False,
-                ) from None
+            with _nothing_sent("cancel", task_id=task_id):
+                await self.store.cancel_requested(session, task_id=task_id, reason=reason)
+        error: DaemonError | None = None
         try:
-            result = await self._ops.run(clients.call, "cancel_task", task_id)
+            result = await self.ops.run(clients.call, "cancel_task", task_id)
         except Exception as exc:
             if is_transient(exc):
                 reason = f"{type(exc).__name__} {getattr(exc, 'http_status', '')}".strip()
@@ -289,34 +284,20 @@ class Submitter:
                 if background_retry and task_id not in self._cancel_retries:
                     self._cancel_retries.add(task_id)
                     self._spawn(self._retry_cancel(session, task_id))
-                raise CancelPending(task_id, reason) from None
+                raise CancelPending(task_id=task_id, reason=reason) from None
             error = await self._failure(session, exc)
-            refused = str(getattr(exc, "code", None) or error.code)
-            await self._recorder.record(
-                "cancel_result",
-                task_id,
-                lambda: self._store.cancel_result(
-                    owner=session.owner,
-                    session_id=session.session_id,
-                    task_id=task_id,
-                    code=refused,
-                    message=error.message,
-                ),
-            )
-            raise error from None
-        code = str(result.get("code") or "Canceled")
-        message = str(result.get("message") or "")
+            code, message = refusal_code(exc, error), error.message
+        else:
+            code = str(result.get("code") or "Canceled")
+            message = str(result.get("message") or "")
+        # A refusal is recorded as well as Globus's acceptance: either one answers the cancel.
         recorded = await self._recorder.record(
             "cancel_result",
             task_id,
-            lambda: self._store.cancel_result(
-                owner=session.owner,
-                session_id=session.session_id,
-                task_id=task_id,
-                code=code,
-                message=message,
-            ),
+            lambda: self.store.cancel_result(session, task_id=task_id, code=code, message=message),
         )
+        if error is not None:
+            raise error
         # Globus's answer is what the client needs; "recorded" says whether the ledger
         # has it yet (the daemon keeps trying).
         return {"task_id": task_id, "code": code, "message": message, "recorded": recorded}
@@ -329,9 +310,7 @@ class Submitter:
             recorded = await self._recorder.record(
                 "submit_cancelled",
                 submission_id,
-                lambda: self._store.submit_cancelled(
-                    owner=session.owner, session_id=session.session_id, submission_id=submission_id
-                ),
+                lambda: self.store.submit_cancelled(session, submission_id=submission_id),
             )
             if not recorded:
                 # Out of the queue already, so it is never sent by this process; the ledger
@@ -365,8 +344,10 @@ class Submitter:
             else:
                 return await self.cancel(session, submission_id)
         raise SubmitPending(
-            submission_id,
-            "it has no task id yet, so it cannot be cancelled now; cancel again once it has one",
+            submission_id=submission_id,
+            reason=(
+                "it has no task id yet, so it cannot be cancelled now; cancel again once it has one"
+            ),
         )
 
     async def _retry_cancel(self, session: Session, task_id: str) -> None:
@@ -376,7 +357,7 @@ class Submitter:
                 await asyncio.sleep(delay)
                 if not session.usable:
                     return  # resent by resume() when the session is registered again
-                if task_id not in await self._store.pending_cancels(session.session_id):
+                if task_id not in await self.store.pending_cancels(session.session_id):
                     return  # answered meanwhile (e.g. the client cancelled again)
                 try:
                     await self.cancel(
@@ -384,7 +365,7 @@ class Submitter:
                     )
                     return
                 except CancelPending:
-                    delay = min(self._max_backoff, delay * 2)
+                    delay = min(self.max_backoff, delay * 2)
                 except DaemonError:
                     return  # answered (and recorded), or the credential is gone
         finally:
