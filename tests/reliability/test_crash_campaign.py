@@ -18,14 +18,14 @@ from crash import CrashConfig, run_crash
 
 from timing import UNIT, size
 
-# Seed 174's rounds: 2 s up, 4.5 s up with submits refused for 4 s, 1.7 s up.
+# Seed 776's rounds: 2.6 s up, 4 s up with submits refused all along, 2.9 s up.
 ROUNDS = size("CRASH_ROUNDS", default=3, long=15)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout((120 + 10 * ROUNDS) * UNIT)]
 
 
 def test_nothing_acknowledged_is_lost_or_doubled_across_kills(tmp_path: Path) -> None:
-    config = CrashConfig(rounds=ROUNDS, clients=4, seed=174)
+    config = CrashConfig(rounds=ROUNDS, clients=4, seed=776)
     result = run_crash(config, root=tmp_path)
 
     print(result.table())
@@ -33,7 +33,7 @@ def test_nothing_acknowledged_is_lost_or_doubled_across_kills(tmp_path: Path) ->
     # The clients use the library's retries (issue 14): calls ride through the kills and
     # the outage instead of failing, and none ends in an error whose fate is unknown.
     assert result.rode_through_kill > 0, "no call was under way at a kill: nothing retried"
-    assert result.outage_rounds >= 1  # seed 174: the second round
+    assert result.outage_rounds >= 1  # seed 776: the second round
     assert result.unresolved == []
     assert result.lost == []
     assert result.duplicates == []

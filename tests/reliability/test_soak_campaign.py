@@ -1,7 +1,7 @@
 """Fault soak, bounded for CI; the full one is
 ``python benchmarks/campaigns/soak.py`` (``python3 dev.py campaigns soak``, 3 minutes).
 
-20 s (30 s in the "long" profile) of 429/5xx answers, one-second holds and latency, with
+25 s (30 s in the "long" profile) of 429/5xx answers, one-second holds and latency, with
 the simulator's 20 req/s per user rate limit on, three sessions submitting and
 failing/pausing tasks; the 31 s holds past the daemon's HTTP timeout are left to the full
 soak (they alone would outlast this test's budget). Also checks that the request recorder
@@ -24,9 +24,9 @@ from timing import UNIT, size
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150 * UNIT)]
 
-# Seconds of faults: the default run's 20 s already see some 240 submits, 60 injected faults
-# and six disturbances; the "long" profile runs 30.
-SECONDS = float(size("SOAK_SECONDS", default=20, long=30))
+# Seconds of faults: 20 s saw 184 submits and 25 injected faults (seed 11, 2 shared cores),
+# too close to the 20 the test wants to see; 25 s leave room. The "long" profile runs 30.
+SECONDS = float(size("SOAK_SECONDS", default=25, long=30))
 
 
 def test_recorder_tells_rate_limiter_429s_from_injected_ones(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_soak_no_false_failed_true_final_states_flat_memory_in_budget(tmp_path: 
         settle_timeout=60.0,
         # A sample a second: the second half holds more than ten of them.
         sample_every=1.0,
-        # 10-15 s of samples, still in the start-up growth (+4 MB/min measured): this catches
+        # 12-15 s of samples, still in the start-up growth (+4 MB/min measured): this catches
         # a gross leak (some 15 kB per task at 12 tasks/s); the campaign holds the fine limit.
         max_heap_slope=10.0,
     )
