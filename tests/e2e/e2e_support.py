@@ -1,4 +1,5 @@
-"""Helpers for the cross-layer tests: the real simulator, the real daemon process, waits."""
+"""Helpers for the cross-layer tests: the two collections, fresh access tokens, waits, and the
+runner of the state machines (the live stack itself: tests/live_stack.py)."""
 
 from __future__ import annotations
 
