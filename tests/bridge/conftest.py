@@ -1,4 +1,5 @@
-"""Fixtures: one simulator, one bridge and three endpoint daemons linked to it per module.
+"""Fixtures: one simulator (tests/conftest.py), one bridge and three endpoint daemons linked to
+it per module.
 
 Every process is real: the bridge and the daemons run as subprocesses, the daemons connect
 out to the bridge over WebSocket, and clients cross the bridge over real HTTP/WebSocket.
@@ -6,12 +7,11 @@ out to the bridge over WebSocket, and clients cross the bridge over real HTTP/We
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from bridge_helpers import ENDPOINTS, ISSUED, SRC, Site, start_endpoint, wait_until
+from bridge_helpers import ENDPOINTS, ISSUED, Site, start_endpoint, wait_until
 
 from radical.orbit.bridge.launcher import BridgeProcess
 from radical.orbit.simulator import Simulator
@@ -19,15 +19,9 @@ from radical.orbit.simulator.auth import Credentials
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    with Simulator(
-        root=tmp_path_factory.mktemp("sim"), bytes_per_second=200_000.0, rate_limit=None
-    ) as simulator:
-        big = simulator.local_path(SRC, "/home/share/big/")
-        big.mkdir(parents=True, exist_ok=True)
-        # 5 s at the simulator's 200 kB/s: long enough to cancel or to kill something.
-        (big / "one_megabyte.bin").write_bytes(os.urandom(1_000_000))
-        yield simulator
+def link_speed() -> float:
+    # 5 s for the 1 MB file: long enough to cancel or to kill something.
+    return 200_000.0
 
 
 @pytest.fixture(scope="module")

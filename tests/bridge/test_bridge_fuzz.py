@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.transport import Response
 
+from http_api import GENERIC_CODES, clear_rejection
 from radical.orbit.bridge.launcher import BridgeProcess
 from radical.orbit.simulator import Simulator
 
@@ -36,7 +36,6 @@ ROUTES = (
     *((method, "/endpoints/{name}/{path}") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")),
     ("POST", "/dashboard/api/link"),  # the dashboard's one route for clients (`orbit-globus ui`)
 )
-GENERIC_CODES = frozenset({"HTTPError", "InternalError", ""})
 
 
 @dataclass
@@ -73,19 +72,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         finally:
             daemon.stop()
             bridge.stop()
-
-
-def clear_rejection(_ctx: Any, response: Response, case: Case) -> bool | None:
-    status = response.status_code
-    if status < 400:
-        return None
-    where = f"{case.method} {case.formatted_path} -> {status}: {response.text[:300]!r}"
-    assert status < 500, f"server error: {where}"
-    body = response.json()
-    assert isinstance(body, dict), where
-    assert body.get("error") not in GENERIC_CODES, f"a generic error code: {where}"
-    assert isinstance(body.get("message"), str) and len(body["message"]) >= 10, where
-    return None
 
 
 def test_every_route_is_fuzzed(target: Target) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -66,19 +67,16 @@ def test_non_json_success_is_a_protocol_error() -> None:
     assert calls.decode_answer(calls.list_endpoints(), 204, b"") == {}
 
 
+def _history(**given: Any) -> calls.Call:
+    """``calls.history`` with every filter unset but those given, as events."""
+    unset = ("session_id", "task_id", "status", "label", "since", "until", "after", "limit")
+    options: dict[str, Any] = {**dict.fromkeys(unset), "view": "events", **given}
+    return calls.history(**options)
+
+
 def test_history_times_and_websocket_urls() -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    call = calls.history(
-        session_id=None,
-        task_id="t",
-        status=None,
-        label=None,
-        since=moment,
-        until="2026-01-02T03:04:06",
-        after=None,
-        limit=5,
-        view="events",
-    )
+    call = _history(task_id="t", since=moment, until="2026-01-02T03:04:06", limit=5)
     assert call.params == {
         "task_id": "t",
         "since": moment.timestamp(),
@@ -87,17 +85,7 @@ def test_history_times_and_websocket_urls() -> None:
         "view": "events",
     }
     with pytest.raises(errors.ArgumentError):
-        calls.history(
-            session_id=None,
-            task_id=None,
-            status=None,
-            label=None,
-            since="yesterday",
-            until=None,
-            after=None,
-            limit=None,
-            view="events",
-        )
+        _history(since="yesterday")
     url = calls.websocket_url("https://h:1/", since=5, session_id="s", task_id=None, topic=None)
     assert url == "wss://h:1/ws?since=5&session_id=s"
     assert (

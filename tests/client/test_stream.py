@@ -103,17 +103,28 @@ def test_cursor_file_round_trip_is_atomic(tmp_path: Path) -> None:
         cursor.load()
 
 
-def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None:
+def _core(tmp_path: Path, **options: Any) -> tuple[CursorFile, StreamCore]:
+    """A stream core of an unreachable daemon that saves its cursor under ``tmp_path``."""
     saved = CursorFile(tmp_path / "cursor.json")
+    unset = dict.fromkeys(("session_id", "task_id", "topic", "give_up_after", "backoff"))
     core = StreamCore(
-        url="http://127.0.0.1:9",
-        token="t",
+        **{
+            "url": "http://127.0.0.1:9",
+            "token": "t",
+            "cursor_file": str(saved.path),
+            "idle_timeout": 30.0,
+            **unset,
+            **options,
+        }
+    )
+    return saved, core
+
+
+def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None:
+    saved, core = _core(
+        tmp_path,
         since=5,
         session_id="s1",
-        task_id=None,
-        topic=None,
-        cursor_file=str(saved.path),
-        idle_timeout=30.0,
         give_up_after=60.0,
         backoff=Backoff(base=0.01, cap=0.02, floor=0.0),
     )
@@ -144,19 +155,7 @@ def test_stream_core_decides_delivery_saving_and_retries(tmp_path: Path) -> None
 
 
 def test_stream_core_hands_out_a_batch_one_event_at_a_time(tmp_path: Path) -> None:
-    saved = CursorFile(tmp_path / "cursor.json")
-    core = StreamCore(
-        url="http://127.0.0.1:9",
-        token="t",
-        since=3,
-        session_id=None,
-        task_id=None,
-        topic=None,
-        cursor_file=str(saved.path),
-        idle_timeout=30.0,
-        give_up_after=None,
-        backoff=None,
-    )
+    saved, core = _core(tmp_path, since=3)
     # A replay page overlapping what was delivered (2, 3) and repeating an event (5).
     batch = {"type": "events", "events": [event(2), event(3), event(4), event(5), event(5)]}
     assert core.received(json.dumps(batch)) == event(4)

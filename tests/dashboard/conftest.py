@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: one simulator, one daemon and one headless chromium per module.
+"""Fixtures of the browser tests: one headless chromium per module, beside the simulator and the
+daemon of tests/conftest.py.
 
 Playwright drives Debian's ``chromium`` (its own browser download cannot work here); CI installs
 it with apt (``.ci/run``). Without it the tests are skipped, saying why (no daemon is started
@@ -9,52 +10,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import Simulator
-from radical.orbit.simulator.auth import Credentials
-
 CHROMIUM = os.environ.get("ORBIT_CHROMIUM", "/usr/bin/chromium")
-# The simulator retries a faulted task this often (simulated = real seconds here).
-RETRY = 0.3
-DAEMON_ENV = {
-    # The browser's stream re-checks its session at each heartbeat: a revoked token's page
-    # ends within one.
-    "RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.5",
-    "RADICAL_ORBIT_MAX_BACKOFF": "1.5",
-}
 
 
 def _chromium() -> str | None:
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    root = tmp_path_factory.mktemp("sim")
-    with Simulator(
-        root=root, bytes_per_second=1_000_000, rate_limit=None, retry_interval=RETRY
-    ) as simulator:
-        yield simulator
-
-
-@pytest.fixture(scope="module")
-def daemon(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(
-        state_dir=tmp_path_factory.mktemp("daemon") / "state",
-        env={**sim.environ(), **DAEMON_ENV},
-        poll_interval=0.2,
-    ).start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +47,6 @@ def context(browser: Any) -> Iterator[Any]:
         yield ctx
     finally:
         ctx.close()
-
-
-@pytest.fixture
-def user(sim: Simulator) -> Credentials:
-    return sim.add_user(f"u{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")

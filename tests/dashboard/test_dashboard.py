@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,26 +35,24 @@ def _expect_timeout() -> None:
     expect.set_options(timeout=WAIT)
 
 
-@pytest.fixture
-def globus(daemon: DaemonProcess, user: Credentials) -> Iterator[GlobusClient]:
-    with GlobusClient(daemon.url, daemon.token) as client:
-        client.register_session(access_token=user.access_token)
-        yield client
-
-
 def _file(sim: Simulator, user: Credentials, path: str, size: int) -> None:
     target = sim.local_path(C1, path, username=user.username)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(os.urandom(size))
 
 
-def _transfer(
-    globus: GlobusClient, sim: Simulator, user: Credentials, *, size: int, label: str
-) -> str:
-    name = f"/~/{uuid.uuid4().hex[:8]}.bin"
-    _file(sim, user, name, size)
-    items = [{"source": name, "destination": name, "recursive": False}]
-    return str(globus.submit_transfer(C1, C2, items, label=label)["task_id"])
+@pytest.fixture
+def transfer(globus: GlobusClient, sim: Simulator, user: Credentials) -> Callable[..., str]:
+    """``transfer(size=..., label=...)``: the user sends a new file of ``size`` bytes; the
+    task id."""
+
+    def submit(*, size: int, label: str) -> str:
+        name = f"/~/{uuid.uuid4().hex[:8]}.bin"
+        _file(sim, user, name, size)
+        items = [{"source": name, "destination": name, "recursive": False}]
+        return str(globus.submit_transfer(C1, C2, items, label=label)["task_id"])
+
+    return submit
 
 
 def _link(daemon: DaemonProcess, token: str | None = None) -> str:
@@ -72,6 +70,12 @@ def _sign_in(context: Any, daemon: DaemonProcess, token: str | None = None) -> A
     page.goto(_link(daemon, token))
     expect(page.locator("#app")).to_be_visible()
     return page
+
+
+@pytest.fixture
+def page(context: Any, daemon: DaemonProcess) -> Any:
+    """A dashboard page signed in with the daemon's token."""
+    return _sign_in(context, daemon)
 
 
 def _row(page: Any, task_id: str) -> Any:
@@ -155,16 +159,13 @@ def test_pasting_a_token_signs_in_and_forgets_it(context: Any, daemon: DaemonPro
 
 
 def test_a_transfer_appears_and_succeeds_live_and_every_view_shows_it(
-    context: Any,
-    daemon: DaemonProcess,
-    sim: Simulator,
-    user: Credentials,
+    page: Any,
+    transfer: Callable[..., str],
     globus: GlobusClient,
     shots: Path,
 ) -> None:
-    page = _sign_in(context, daemon)
     label = f"live-{uuid.uuid4().hex[:6]}"
-    task_id = _transfer(globus, sim, user, size=2_000_000, label=label)
+    task_id = transfer(size=2_000_000, label=label)
     row = _row(page, task_id)
     expect(row).to_be_visible()
     expect(row.locator("td.label")).to_have_text(label)
@@ -193,21 +194,20 @@ def test_a_transfer_appears_and_succeeds_live_and_every_view_shows_it(
 
 
 def test_a_task_in_trouble_shows_its_badge_reason_and_timeline_and_cancels_from_the_ui(
-    context: Any,
+    page: Any,
+    transfer: Callable[..., str],
     daemon: DaemonProcess,
     sim: Simulator,
-    user: Credentials,
     globus: GlobusClient,
     shots: Path,
 ) -> None:
-    page = _sign_in(context, daemon)
     items = [{"source": "/~/missing.txt", "destination": "/~/missing.txt", "recursive": False}]
     missing = str(globus.submit_transfer(C1, C2, items, label="doomed")["task_id"])
     row = _row(page, missing)
     expect(row.locator(".badge.attention")).to_contain_text("needs attention: erroring")
     expect(row.locator(".hint")).to_contain_text("FILE_NOT_FOUND")
 
-    paused = _transfer(globus, sim, user, size=50_000_000, label="paused")
+    paused = transfer(size=50_000_000, label="paused")
     expect(_row(page, paused)).to_have_attribute("data-status", "ACTIVE")
     assert sim.pause_task(paused, message="storage maintenance until 17:00")
     expect(_row(page, paused).locator(".hint")).to_have_text(
@@ -236,15 +236,11 @@ def test_a_task_in_trouble_shows_its_badge_reason_and_timeline_and_cancels_from_
 
 
 def test_a_label_carrying_html_is_shown_as_text(
-    context: Any,
-    daemon: DaemonProcess,
-    sim: Simulator,
-    user: Credentials,
-    globus: GlobusClient,
+    page: Any,
+    transfer: Callable[..., str],
 ) -> None:
-    page = _sign_in(context, daemon)
     label = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script><b>b</b>'
-    task_id = _transfer(globus, sim, user, size=1000, label=label)
+    task_id = transfer(size=1000, label=label)
     row = _row(page, task_id)
     expect(row.locator("td.label")).to_have_text(label)
     expect(row).to_have_attribute("data-status", "SUCCEEDED")
@@ -258,20 +254,19 @@ def test_a_label_carrying_html_is_shown_as_text(
 
 
 def test_reload_and_daemon_restart_lose_nothing_and_duplicate_nothing(
-    context: Any,
+    page: Any,
+    transfer: Callable[..., str],
     daemon: DaemonProcess,
-    sim: Simulator,
     user: Credentials,
     globus: GlobusClient,
 ) -> None:
-    page = _sign_in(context, daemon)
-    first = _transfer(globus, sim, user, size=1000, label="before-reload")
+    first = transfer(size=1000, label="before-reload")
     expect(_row(page, first)).to_have_attribute("data-status", "SUCCEEDED")
 
     cursor = _activity_seqs(page)[-1]  # the page's cursor: the last event it applied
     page.reload()
     expect(page.locator("#app")).to_be_visible()
-    second = _transfer(globus, sim, user, size=1000, label="after-reload")
+    second = transfer(size=1000, label="after-reload")
     expect(_row(page, second)).to_have_attribute("data-status", "SUCCEEDED")
     # The snapshot holds the first task once, its final state.
     expect(_row(page, first)).to_have_attribute("data-status", "SUCCEEDED")
@@ -281,7 +276,7 @@ def test_reload_and_daemon_restart_lose_nothing_and_duplicate_nothing(
     # A transfer that finishes while the daemon is down: the restarted daemon's catch-up
     # records it and the page resumes from its cursor.
     before = seqs[-1]
-    third = _transfer(globus, sim, user, size=3_000_000, label="across-restart")
+    third = transfer(size=3_000_000, label="across-restart")
     expect(_row(page, third)).to_be_visible()
     daemon.restart()
     expect(page.locator("#conn")).to_have_text("live")
@@ -296,13 +291,12 @@ def test_reload_and_daemon_restart_lose_nothing_and_duplicate_nothing(
 
 def test_a_cross_site_post_is_refused(
     context: Any,
+    page: Any,
+    transfer: Callable[..., str],
     daemon: DaemonProcess,
-    sim: Simulator,
-    user: Credentials,
     globus: GlobusClient,
 ) -> None:
-    page = _sign_in(context, daemon)
-    task_id = _transfer(globus, sim, user, size=50_000_000, label="target")
+    task_id = transfer(size=50_000_000, label="target")
     expect(_row(page, task_id)).to_have_attribute("data-status", "ACTIVE")
     cancel = f"{daemon.url}/globus/sessions/{globus.session_id}/tasks/{task_id}/cancel"
     attack = (

@@ -1,44 +1,49 @@
-"""Helpers for the cross-layer tests: the real simulator, the real daemon process, waits."""
+"""Helpers for the cross-layer tests: the two collections, fresh access tokens, waits, and the
+runner of the state machines (the live stack itself: tests/live_stack.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from radical.orbit.simulator.auth import Credentials
-from timing import UNIT
+from timing import LONG, UNIT
 
 __all__ = [
     "C1",
     "C2",
-    "DAEMON_ENV",
-    "POLL",
     "fresh_access_token",
-    "start_daemon",
+    "run_machine",
     "wait_until",
 ]
 
 C1 = TUTORIAL_COLLECTION_1
 C2 = TUTORIAL_COLLECTION_2
-# Short intervals so "the daemon has caught up" is a matter of a second, not of minutes.
-POLL = 0.2
-DAEMON_ENV = {
-    "RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.5",
-    "RADICAL_ORBIT_MAX_BACKOFF": "1.5",
-    "RADICAL_ORBIT_LOG_LEVEL": "info",
-}
 
 
-def start_daemon(state_dir: Path, sim: Simulator, **env: str) -> DaemonProcess:
-    return DaemonProcess(
-        state_dir=state_dir, env={**sim.environ(), **DAEMON_ENV, **env}, poll_interval=POLL
-    ).start()
+def run_machine(machine: type[RuleBasedStateMachine], *, max_examples: int, steps: int) -> float:
+    """Run a state machine over the real processes; the seconds it took."""
+    started = time.monotonic()
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=max_examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            # Each step costs real time: report a failing run as found instead of shrinking
+            # it for many minutes (the "long" profile shrinks).
+            phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if LONG else []),
+            print_blob=True,
+        ),
+    )
+    return time.monotonic() - started
 
 
 def fresh_access_token(sim: Simulator, creds: Credentials) -> str:

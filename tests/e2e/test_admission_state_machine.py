@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,14 +22,13 @@ from typing import Any, ClassVar
 
 import globus_sdk
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from e2e_support import run_machine
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from radical.orbit.client import GlobusClient
@@ -40,13 +38,12 @@ from radical.orbit.simulator import TUTORIAL_COLLECTION_1 as C1
 from radical.orbit.simulator import TUTORIAL_COLLECTION_2 as C2
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator, transfer_client
-from timing import UNIT
+from timing import LONG, UNIT, size
 
-LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 # Bounded for the default run (about a minute): a restart costs seconds, so at most two per
 # example; the "long" profile explores more.
-MAX_EXAMPLES = int(os.environ.get("ADMISSION_SM_EXAMPLES", "40" if LONG else "4"))
-STEPS = int(os.environ.get("ADMISSION_SM_STEPS", "30" if LONG else "12"))
+MAX_EXAMPLES = size("ADMISSION_SM_EXAMPLES", default=4, long=40)
+STEPS = size("ADMISSION_SM_STEPS", default=12, long=30)
 RESTARTS = 6 if LONG else 2
 ITEM = [{"source": "/home/share/godata/file1.txt", "destination": "/~/f1"}]
 OUTSIDE = 97  # places taken outside the daemon: the 4th submit through it queues
@@ -114,10 +111,9 @@ class AdmissionMachine(RuleBasedStateMachine):
         sub.answers.append(answer)
         self.submits.append(sub)
 
+    @precondition(lambda self: self.submits)
     @rule(pick=st.integers(min_value=0))
     def retry(self, pick: int) -> None:
-        if not self.submits:
-            return
         sub = self.submits[pick % len(self.submits)]
         answer = self.globus.submit_transfer(
             C1, C2, ITEM, label=sub.label, submission_id=sub.submission_id
@@ -129,10 +125,9 @@ class AdmissionMachine(RuleBasedStateMachine):
             assert answer["task_id"] is None and answer["status"] == "FAILED", answer
         sub.answers.append(answer)
 
+    @precondition(lambda self: self.submits)
     @rule(pick=st.integers(min_value=0))
     def cancel(self, pick: int) -> None:
-        if not self.submits:
-            return
         sub = self.submits[pick % len(self.submits)]
         try:
             answer = self.globus.cancel_task(sub.submission_id)
@@ -220,20 +215,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_admission_state_machine(world: World) -> None:
     AdmissionMachine.world = world
-    started = time.monotonic()
-    run_state_machine_as_test(
-        AdmissionMachine,
-        settings=settings(
-            max_examples=MAX_EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if LONG else []),
-            print_blob=True,
-        ),
-    )
+    elapsed = run_machine(AdmissionMachine, max_examples=MAX_EXAMPLES, steps=STEPS)
     print(
         f"\nadmission state machine: {world.examples} examples, {world.restarts} restarts, "
-        f"{world.queued} QUEUED answers, {time.monotonic() - started:.1f} s"
+        f"{world.queued} QUEUED answers, {elapsed:.1f} s"
     )
     assert world.examples >= 1

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from e2e_support import C1, C2, start_daemon, wait_until
+from e2e_support import C1, C2, wait_until
 
+from http_api import ROUTES
 from radical.orbit.daemon.runtime.config import load_config
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -30,25 +31,9 @@ from radical.orbit.simulator.testing import running_simulator
 from timing import UNIT
 
 GODATA = [{"source": "/home/share/godata/", "destination": "/~/iso/", "recursive": True}]
-# Known routes: if the OpenAPI document stopped listing these, the enumeration below would
-# silently test less.
-KNOWN = {
-    ("GET", "/endpoints"),
-    ("POST", "/globus/sessions"),
-    ("DELETE", "/globus/sessions/{session_id}"),
-    ("POST", "/globus/sessions/{session_id}/transfers"),
-    ("POST", "/globus/sessions/{session_id}/deletes"),
-    ("GET", "/globus/sessions/{session_id}/tasks"),
-    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}"),
-    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/wait"),
-    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/cancel"),
-    ("GET", "/globus/sessions/{session_id}/ls"),
-    ("POST", "/globus/sessions/{session_id}/mkdir"),
-    ("POST", "/globus/sessions/{session_id}/rename"),
-    ("GET", "/globus/sessions/{session_id}/endpoint_search"),
-    ("GET", "/globus/sessions/{session_id}/endpoints/{collection}"),
-    ("GET", "/globus/history"),
-}
+# Every route the API documents (tests/http_api.py): if the OpenAPI document stopped listing
+# one, the enumeration below would silently test less.
+KNOWN = frozenset(ROUTES)
 
 
 class Party:
@@ -75,15 +60,6 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     # Tasks stay ACTIVE until finished here, so "wait" and "cancel" have a live target.
     with running_simulator(tmp_path_factory.mktemp("iso"), min_task_seconds=3600.0) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, sim: Simulator) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("iso-daemon"), sim)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

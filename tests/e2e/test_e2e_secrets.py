@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 import websockets
-from e2e_support import C1, C2, fresh_access_token, start_daemon, wait_until
+from e2e_support import C1, C2, fresh_access_token, wait_until
 
+from live_stack import start_daemon
 from radical.orbit import GlobusClient, OrbitError
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator

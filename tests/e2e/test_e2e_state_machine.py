@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -31,8 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
-from e2e_support import C1, C2, fresh_access_token, start_daemon, wait_until
-from hypothesis import HealthCheck, Phase, settings
+from e2e_support import C1, C2, fresh_access_token, run_machine, wait_until
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -41,9 +39,9 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
+from live_stack import start_daemon
 from radical.orbit import (
     AuthenticationError,
     DaemonUnavailable,
@@ -58,11 +56,12 @@ from radical.orbit.protocol import TERMINAL_STATUSES
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 from radical.orbit.simulator.testing import running_simulator
+from timing import size
 
-LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
-# CI: 10 examples of up to 15 steps (30-110 s on 2 shared cores). "long": 150 x 40.
-MAX_EXAMPLES = int(os.environ.get("E2E_MAX_EXAMPLES", "150" if LONG else "10"))
-STEPS = int(os.environ.get("E2E_STEPS", "40" if LONG else "15"))
+# The default run: 6 examples of up to 15 steps (20-70 s on 2 shared cores; a new random
+# draw each run, failures found before are replayed first). "long": 150 x 40.
+MAX_EXAMPLES = size("E2E_MAX_EXAMPLES", default=6, long=150)
+STEPS = size("E2E_STEPS", default=15, long=40)
 SETTLE_TIMEOUT = 20.0
 CRASH_SUBMIT_TIMEOUT = 10.0
 TERMINAL = TERMINAL_STATUSES
@@ -580,21 +579,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_end_to_end_state_machine(world: World) -> None:
     E2EMachine.world = world
-    started = time.monotonic()
-    run_state_machine_as_test(
-        E2EMachine,
-        settings=settings(
-            max_examples=MAX_EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            # Each step costs real time: report a failing run as found instead of shrinking
-            # it for many minutes (the "long" profile shrinks).
-            phases=[Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if LONG else []),
-            print_blob=True,
-        ),
-    )
-    elapsed = time.monotonic() - started
+    elapsed = run_machine(E2EMachine, max_examples=MAX_EXAMPLES, steps=STEPS)
     print(
         f"\ne2e state machine: {world.examples} examples, {world.steps} checked steps, "
         f"{world.restarts} daemon restarts, {elapsed:.1f} s"

@@ -14,6 +14,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -57,18 +58,19 @@ def server() -> Iterator[ClosingServer]:
         s.close()
 
 
-def fast_backoff() -> Backoff:
-    return Backoff(base=0.005, cap=0.01, floor=0.005)
+def stream_options(server: ClosingServer) -> dict[str, Any]:
+    """A stream of the closing server that retries fast and gives up after a second."""
+    return {
+        "url": f"http://127.0.0.1:{server.port}",
+        "token": "t",
+        "since": 0,
+        "give_up_after": 1.0,
+        "backoff": Backoff(base=0.005, cap=0.01, floor=0.005),
+    }
 
 
 def test_blocking_stream_survives_handshakes_cut_short(server: ClosingServer) -> None:
-    stream = EventStream(
-        url=f"http://127.0.0.1:{server.port}",
-        token="t",
-        since=0,
-        give_up_after=1.0,
-        backoff=fast_backoff(),
-    )
+    stream = EventStream(**stream_options(server))
     with pytest.raises(DaemonUnavailable):
         stream.get(timeout=10 * UNIT)
     stream.close(save=False)
@@ -77,13 +79,7 @@ def test_blocking_stream_survives_handshakes_cut_short(server: ClosingServer) ->
 
 
 async def test_async_stream_survives_handshakes_cut_short(server: ClosingServer) -> None:
-    stream = AsyncEventStream(
-        url=f"http://127.0.0.1:{server.port}",
-        token="t",
-        since=0,
-        give_up_after=1.0,
-        backoff=fast_backoff(),
-    )
+    stream = AsyncEventStream(**stream_options(server))
     with pytest.raises(DaemonUnavailable):
         await asyncio.wait_for(stream.get(timeout=10 * UNIT), 15)
     await stream.aclose(save=False)

@@ -16,13 +16,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import C1, C2, start_daemon
+from e2e_support import C1, C2
 
+from live_stack import start_daemon
 from radical.orbit import GlobusClient, TaskNeedsAttention, TaskWaitTimeout
 from radical.orbit.client import cli
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -30,39 +31,7 @@ from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.auth import Credentials
 from timing import UNIT
 
-# The simulator retries a faulted task this often (simulated = real seconds here).
-RETRY = 0.3
 DAY = 24 * 3600.0
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    root = tmp_path_factory.mktemp("sim")
-    with Simulator(
-        root=root, bytes_per_second=1_000_000, rate_limit=None, retry_interval=RETRY
-    ) as simulator:
-        yield simulator
-
-
-@pytest.fixture(scope="module")
-def daemon(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("daemon"), sim)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
-def user(sim: Simulator) -> Credentials:
-    return sim.add_user(f"u{uuid.uuid4().hex[:10]}")
-
-
-@pytest.fixture
-def globus(daemon: DaemonProcess, user: Credentials) -> Iterator[GlobusClient]:
-    with GlobusClient(daemon.url, daemon.token) as client:
-        client.register_session(access_token=user.access_token)
-        yield client
 
 
 def _file(sim: Simulator, user: Credentials, path: str, size: int) -> None:
@@ -74,6 +43,14 @@ def _file(sim: Simulator, user: Credentials, path: str, size: int) -> None:
 def _submit(globus: GlobusClient, src: str, dst: str, **options: Any) -> str:
     items = [{"source": src, "destination": dst, "recursive": options.pop("recursive", False)}]
     return str(globus.submit_transfer(C1, C2, items, label="trouble", **options)["task_id"])
+
+
+def _under_way(globus: GlobusClient, sim: Simulator, user: Credentials, path: str) -> str:
+    """A transfer of a new 50 MB file at ``path``, once it has moved some bytes."""
+    _file(sim, user, path, 50_000_000)
+    task_id = _submit(globus, path, path)
+    _row(globus, task_id, lambda r: r["bytes_transferred"] > 0)
+    return task_id
 
 
 def _notifications(
@@ -277,9 +254,7 @@ def test_endpoint_error_that_heals_recovers(
 def test_pause_and_unpause(
     globus: GlobusClient, daemon: DaemonProcess, sim: Simulator, user: Credentials
 ) -> None:
-    _file(sim, user, "/~/slow.bin", 50_000_000)
-    task_id = _submit(globus, "/~/slow.bin", "/~/slow.bin")
-    _row(globus, task_id, lambda r: r["bytes_transferred"] > 0)
+    task_id = _under_way(globus, sim, user, "/~/slow.bin")
     assert sim.pause_task(task_id, message="storage maintenance until 17:00")
     seen = _notifications(globus, task_id, lambda e: e["kind"] == "task_needs_attention")
     paused = seen[-1]["data"]
@@ -298,9 +273,7 @@ def test_pause_and_unpause(
 def test_credential_expiry_and_renewal(
     globus: GlobusClient, daemon: DaemonProcess, sim: Simulator, user: Credentials
 ) -> None:
-    _file(sim, user, "/~/slow2.bin", 50_000_000)
-    task_id = _submit(globus, "/~/slow2.bin", "/~/slow2.bin")
-    _row(globus, task_id, lambda r: r["bytes_transferred"] > 0)
+    task_id = _under_way(globus, sim, user, "/~/slow2.bin")
     assert sim.expire_credential(task_id)
     row = _row(globus, task_id, lambda r: r["needs_attention"] == "inactive")
     assert row["status"] == "INACTIVE"

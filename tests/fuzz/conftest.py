@@ -1,16 +1,18 @@
-"""Fixtures of the hostile-input suite: one simulator and one real daemon process per module
-(settings in ``fuzz_support``)."""
+"""Fixtures of the hostile-input suite: one simulator, one real daemon process and an HTTP
+client of it per module (settings in ``fuzz_support``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fuzz_support import HEARTBEAT, WS_QUEUE
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 from radical.orbit.simulator.testing import running_simulator
+from timing import UNIT
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,11 @@ def fuzz_daemon(
         # Whatever the fuzzers sent, the daemon must never have logged an unhandled error.
         log = process.log_path.read_text(errors="replace")
         assert "Traceback" not in log, log[-4000:]
+
+
+@pytest.fixture(scope="module")
+def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
+    ) as c:
+        yield c

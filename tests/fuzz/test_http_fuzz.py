@@ -29,41 +29,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_schema_conformance,
 )
 
+from http_api import ROUTES, clear_rejection
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from timing import UNIT
 
-# Every route of the HTTP API (DESIGN.md). The schema must list exactly these: a new route
-# without a fuzzer fails test_every_route_is_fuzzed.
-ROUTES = (
-    ("GET", "/endpoints"),
-    ("POST", "/globus/sessions"),
-    ("GET", "/globus/sessions"),
-    ("GET", "/globus/sessions/{session_id}"),
-    ("DELETE", "/globus/sessions/{session_id}"),
-    ("POST", "/globus/sessions/{session_id}/transfers"),
-    ("POST", "/globus/sessions/{session_id}/deletes"),
-    ("GET", "/globus/sessions/{session_id}/submission_id"),
-    ("GET", "/globus/sessions/{session_id}/tasks"),
-    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}"),
-    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/wait"),
-    ("POST", "/globus/sessions/{session_id}/tasks/{task_id}/cancel"),
-    ("GET", "/globus/sessions/{session_id}/tasks/{task_id}/events"),
-    ("GET", "/globus/sessions/{session_id}/ls"),
-    ("POST", "/globus/sessions/{session_id}/mkdir"),
-    ("POST", "/globus/sessions/{session_id}/rename"),
-    ("GET", "/globus/sessions/{session_id}/endpoint_search"),
-    ("GET", "/globus/sessions/{session_id}/endpoints/{collection}"),
-    ("GET", "/globus/history"),
-    ("POST", "/dashboard/api/link"),
-)
 CHECKS = [
     not_a_server_error,
     content_type_conformance,
@@ -74,8 +50,6 @@ CHECKS = [
 CONFIG = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": [400, 401, 404, 413, 422]}}}
 )
-# Codes that name no fix: the framework's fallbacks. A rejection must use one of ours.
-GENERIC_CODES = frozenset({"HTTPError", "InternalError", ""})
 
 
 @dataclass
@@ -131,26 +105,6 @@ def target(fuzz_daemon: DaemonProcess, fuzz_sim: Simulator) -> Iterator[Target]:
         )
         assert done.json()["done"], done.text
     yield Target(fuzz_daemon, fuzz_sim, schema, creds.access_token, session_id, task_id)
-
-
-def clear_rejection(_ctx: Any, response: Response, case: Case) -> bool | None:
-    """A refusal is a 4xx with ``{"error": <our code>, "message": <what to fix>}``."""
-    status = response.status_code
-    if status < 400:
-        return None
-    where = f"{case.method} {case.formatted_path} -> {status}: {response.text[:300]!r}"
-    assert status < 500, f"server error: {where}"
-    try:
-        body = response.json()
-    except ValueError:
-        raise AssertionError(f"a rejection without a JSON body: {where}") from None
-    assert isinstance(body, dict), where
-    code, message = body.get("error"), body.get("message")
-    assert isinstance(code, str), f"no error code: {where}"
-    assert code not in GENERIC_CODES, f"a generic error code: {where}"
-    assert isinstance(message, str), f"no message: {where}"
-    assert len(message) >= 10, f"a message that says nothing: {where}"
-    return None
 
 
 def _aim(case: Case, target: Target, pick: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,14 +16,6 @@ from radical.orbit.daemon.api.limits import MAX_BODY
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from timing import UNIT
-
-
-@pytest.fixture(scope="module")
-def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
-    ) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import json
 import os
 import time
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -37,14 +36,6 @@ SETTINGS = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-
-
-@pytest.fixture(scope="module")
-def http(fuzz_daemon: DaemonProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=fuzz_daemon.url, headers=fuzz_daemon.headers, timeout=60 * UNIT
-    ) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

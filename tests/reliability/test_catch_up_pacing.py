@@ -14,54 +14,29 @@ import time
 from pathlib import Path
 
 import pytest
-from campaign_common import recording_simulator_requests, wait_until
+from campaign_common import recording_simulator_requests
+from reliability_support import live_session, wait_all_succeeded
 
-from radical.orbit import GlobusClient
 from radical.orbit.daemon.poller.loop import CATCH_UP_RATE
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
-from radical.orbit.simulator.testing import running_simulator
 from timing import UNIT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 * UNIT)]
 
 TASKS = 60
-ITEM = {"source": "/home/share/godata/file1.txt", "destination": "/~/pacing/f.txt"}
 
 
 def test_catch_up_event_lists_are_paced(tmp_path: Path) -> None:
-    with running_simulator(
-        tmp_path, min_task_seconds=3600, max_active=1000, max_pending=1000
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=tmp_path / "state",
-            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
-            poll_interval=0.5,
-        ).start()
-        try:
-            user = sim.add_user("pacing")
-            with GlobusClient(daemon.url, daemon.token) as globus:
-                globus.register_session(access_token=user.access_token)
-                for i in range(TASKS):
-                    globus.submit_transfer(
-                        TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [ITEM], label=f"p{i}"
-                    )
-                daemon.kill()
-                assert len(sim.finish_all()) == TASKS
-                with recording_simulator_requests() as recorder:
-                    daemon.start()
-                    globus.register_session(access_token=user.access_token)
-                    started = time.monotonic()
-                    wait_until(
-                        lambda: all(
-                            t["status"] == "SUCCEEDED" for t in globus.list_tasks(limit=TASKS)
-                        ),
-                        timeout=60 * UNIT,
-                        what="every task recorded SUCCEEDED",
-                    )
-                    took = time.monotonic() - started
-        finally:
-            daemon.stop()
+    with live_session(tmp_path, user="pacing", poll_interval=0.5, min_task_seconds=3600) as session:
+        for i in range(TASKS):
+            session.submit(label=f"p{i}", destination="/~/pacing/f.txt")
+        session.daemon.kill()
+        assert len(session.sim.finish_all()) == TASKS
+        with recording_simulator_requests() as recorder:
+            session.daemon.start()
+            session.globus.register_session(access_token=session.user.access_token)
+            started = time.monotonic()
+            wait_all_succeeded(session.globus, limit=TASKS, timeout=60 * UNIT)
+            took = time.monotonic() - started
 
     event_lists = recorder.per_route["task_event_list"]
     assert sum(event_lists.values()) == TASKS  # each finished task's history, once

@@ -1,9 +1,10 @@
 """One request budget per credential, end to end against the simulator.
 
-1. A throttling storm: Globus answers 40 ``task_list`` requests with 429 and Retry-After 1 s
-   while every task finishes. Before the budget the poller doubled its backoff blindly
-   (32 s, then 61 s between sweeps) and the finished tasks were still ACTIVE in the ledger
-   150 s later; now it waits what Globus asks and records them as soon as the storm ends.
+1. A throttling storm: Globus answers ``task_list`` requests with 429 and Retry-After 1 s
+   (10 in a row; 40 in the "long" profile) while every task finishes. Before the budget the
+   poller doubled its backoff blindly (a storm of 40: 32 s, then 61 s between sweeps) and
+   the finished tasks were still ACTIVE in the ledger 150 s later; now it waits what Globus
+   asks and records them as soon as the storm ends.
 2. A burst of submits through one credential against Globus's real limit (20 requests/s
    over 10 s): Globus never refuses a request, and the poller keeps sweeping all along.
 """
@@ -16,18 +17,19 @@ import time
 from pathlib import Path
 
 import pytest
-from campaign_common import recording_simulator_requests, wait_until
+from campaign_common import recording_simulator_requests
+from reliability_support import live_session, wait_all_succeeded
 
-from radical.orbit import GlobusClient
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
-from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
-from radical.orbit.simulator.testing import running_simulator
-from timing import UNIT
+from timing import UNIT, size
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180 * UNIT)]
 
-ITEM = {"source": "/home/share/godata/file1.txt", "destination": "/~/budget/f.txt"}
-STORM = 40
+DESTINATION = "/~/budget/f.txt"
+# 429 answers in a row, one Retry-After second apart. A poller that backs off blindly instead
+# of waiting what Globus asks doubles its pause from the 2 s poll interval at each refused
+# sweep: a few refusals already leave gaps past the 3 s allowed below. The "long" profile
+# runs the 40 of the storm that found it.
+STORM = size("BUDGET_STORM", default=10, long=40)
 
 
 def _gaps(seconds: list[int]) -> list[int]:
@@ -36,45 +38,26 @@ def _gaps(seconds: list[int]) -> list[int]:
 
 
 def test_a_throttling_storm_is_waited_out_as_globus_asks(tmp_path: Path) -> None:
-    with running_simulator(
-        tmp_path, min_task_seconds=3600, max_active=1000, max_pending=1000
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=tmp_path / "state",
-            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
-            poll_interval=2.0,
-        ).start()
-        try:
-            user = sim.add_user("storm")
-            with GlobusClient(daemon.url, daemon.token) as globus:
-                globus.register_session(access_token=user.access_token)
-                ids = [
-                    globus.submit_transfer(
-                        TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [ITEM], label=f"s{i}"
-                    )["task_id"]
-                    for i in range(5)
-                ]
-                with recording_simulator_requests() as recorder:
-                    sim.schedule_fault(route="task_list", status=429, count=STORM, retry_after=1)
-                    started = time.monotonic()
-                    sim.finish_all()
-                    wait_until(
-                        lambda: all(
-                            t["status"] == "SUCCEEDED" for t in globus.list_tasks(limit=10)
-                        ),
-                        timeout=120 * UNIT,
-                        what="every task recorded SUCCEEDED after the storm",
-                    )
-                    took = time.monotonic() - started
-        finally:
-            daemon.stop()
+    with live_session(tmp_path, user="storm", poll_interval=2.0, min_task_seconds=3600) as session:
+        ids = [session.submit(label=f"s{i}", destination=DESTINATION) for i in range(5)]
+        with recording_simulator_requests() as recorder:
+            session.sim.schedule_fault(route="task_list", status=429, count=STORM, retry_after=1)
+            started = time.monotonic()
+            session.sim.finish_all()
+            wait_all_succeeded(
+                session.globus,
+                limit=10,
+                timeout=120 * UNIT,
+                what="every task recorded SUCCEEDED after the storm",
+            )
+            took = time.monotonic() - started
     polls = recorder.per_route["task_list"]
     assert recorder.injected[429] == STORM  # the whole storm was answered, then it ended
     assert len(ids) == 5
     # Every Retry-After is 1 s (and the poll client waits it once inside its retry): the
     # poller keeps asking every second or two, never 32 s later.
     assert max(_gaps(list(polls))) <= 3 * UNIT, sorted(polls.items())
-    # 40 answers 1 s apart, then one interval at most.
+    # STORM answers 1 s apart, then one interval at most.
     assert took <= STORM + 2.0 + 8 * UNIT, took
 
 
@@ -82,51 +65,26 @@ SUBMITS = 200
 
 
 def test_a_burst_of_submits_neither_exceeds_the_limit_nor_starves_polling(tmp_path: Path) -> None:
-    with running_simulator(
+    with live_session(
         tmp_path,
+        user="burst",
+        poll_interval=0.5,
         rate_limit=20,
         rate_window=10.0,
         min_task_seconds=0.5,
-        max_active=1000,
-        max_pending=1000,
-    ) as sim:
-        daemon = DaemonProcess(
-            state_dir=tmp_path / "state",
-            env={**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"},
-            poll_interval=0.5,
-        ).start()
-        try:
-            user = sim.add_user("burst")
-            with GlobusClient(daemon.url, daemon.token) as globus:
-                globus.register_session(access_token=user.access_token)
-                first = globus.submit_transfer(
-                    TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, [ITEM], label="first"
-                )["task_id"]
-                with recording_simulator_requests() as recorder:
-                    began = int(time.time())
-
-                    def submit(i: int) -> str:
-                        return str(
-                            globus.submit_transfer(
-                                TUTORIAL_COLLECTION_1,
-                                TUTORIAL_COLLECTION_2,
-                                [ITEM],
-                                label=f"b{i}",
-                            )["task_id"]
-                        )
-
-                    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                        ids = list(pool.map(submit, range(SUBMITS)))
-                    ended = int(time.time())
-                    wait_until(
-                        lambda: all(
-                            t["status"] == "SUCCEEDED" for t in globus.list_tasks(limit=200)
-                        ),
-                        timeout=60 * UNIT,
-                        what="every task recorded SUCCEEDED",
+    ) as session:
+        first = session.submit(label="first", destination=DESTINATION)
+        with recording_simulator_requests() as recorder:
+            began = int(time.time())
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                ids = list(
+                    pool.map(
+                        lambda i: session.submit(label=f"b{i}", destination=DESTINATION),
+                        range(SUBMITS),
                     )
-        finally:
-            daemon.stop()
+                )
+            ended = int(time.time())
+            wait_all_succeeded(session.globus, limit=200, timeout=60 * UNIT)
     assert len(set(ids)) == SUBMITS and first not in ids
     # Globus (the simulator's limiter, 20/s over 10 s) never had to refuse a request.
     assert recorder.rate_limited["burst"] == 0, recorder.rate_limited
