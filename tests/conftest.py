@@ -20,9 +20,10 @@ from hypothesis import HealthCheck, settings
 
 from live_stack import RETRY, start_daemon
 from radical.orbit import GlobusClient
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.daemon.runtime.launcher import DaemonProcess, ManagedProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, Simulator
 from radical.orbit.simulator.auth import Credentials
+from timing import UNIT
 
 settings.register_profile(
     "ci",
@@ -38,6 +39,8 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+# Daemons and bridges started by tests may take longer to listen on a busy machine too.
+ManagedProcess.default_start_timeout = 20 * UNIT
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,9 @@ class ManagedProcess:
     error: ClassVar[type[Exception]]
     log_name: ClassVar[str]
     info_name: ClassVar[str]
+    # How long a start may take unless ``start_timeout`` says: a test suite on a slow or busy
+    # machine raises it for every launcher at once.
+    default_start_timeout: ClassVar[float] = 20.0
 
     def __init__(
         self, *, state_dir: Path | str, port: int | None, **options: Unpack[ProcessOptions]
@@ -63,7 +66,7 @@ class ManagedProcess:
         self.env = dict(options.get("env") or {})
         self.host = options.get("host", "127.0.0.1")
         self.extra_args = list(options.get("extra_args", ()))
-        self.start_timeout = options.get("start_timeout", 20.0)
+        self.start_timeout = options.get("start_timeout", self.default_start_timeout)
         self.python = options.get("python", sys.executable)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url: str = ""
