@@ -24,7 +24,7 @@ import httpx
 from harness import RawSubscriber, cpu_seconds, print_table, quantile, quiet_logs, rss_mb
 
 from radical.orbit import GlobusClient
-from radical.orbit.bridge.launcher import BridgeProcess
+from radical.orbit.bridge.launcher import BridgeProcess, start_endpoint
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
@@ -130,17 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             token = bridge.add_client("bench")
             daemons = []
             with bridge:
+                env = {**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
                 for name in ENDPOINTS:
-                    env = {
-                        **sim.environ(),
-                        "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
-                        "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[name],
-                        "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                    }
                     daemons.append(
-                        DaemonProcess(
-                            state_dir=root / name, env=env, name=name, poll_interval=10
-                        ).start()
+                        start_endpoint(
+                            bridge,
+                            name=name,
+                            enrollment=enrollments[name],
+                            state_dir=root / name,
+                            env=env,
+                            poll_interval=10,
+                        )
                     )
                 try:
                     headers = {"Authorization": f"Bearer {token}"}

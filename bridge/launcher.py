@@ -6,20 +6,21 @@
         bridge.kill(); bridge.start()                  # same state folder, same port
 
 Like the daemon's launcher: ``start()`` waits for ``bridge.json`` with this child's pid, and
-output goes to ``bridge.log`` in the state folder.
+output goes to ``bridge.log`` in the state folder. ``start_endpoint`` starts a daemon that links
+out to a running bridge with its enrollment token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Unpack
 
-from ..daemon.runtime.launcher import ManagedProcess, ProcessOptions
+from ..daemon.runtime.launcher import DaemonProcess, ManagedProcess, ProcessOptions
 from .errors import BridgeError
 from .registry import Registry
 
-__all__ = ["BridgeProcess", "LaunchError"]
+__all__ = ["BridgeProcess", "LaunchError", "start_endpoint"]
 
 
 class LaunchError(BridgeError, RuntimeError):
@@ -60,3 +61,26 @@ class BridgeProcess(ManagedProcess):
         if self.tls_cert is not None and self.tls_key is not None:
             cmd += ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
         return cmd + self.extra_args
+
+
+def start_endpoint(
+    bridge: BridgeProcess,
+    *,
+    name: str,
+    enrollment: str,
+    state_dir: Path | str,
+    env: Mapping[str, str],
+    poll_interval: float | None = None,
+    ca_bundle: str | None = None,
+) -> DaemonProcess:
+    """Start endpoint ``name``'s daemon, linked out to ``bridge`` with ``enrollment``.
+
+    ``env`` is the rest of the daemon's environment (the simulator's URLs, log level...);
+    ``ca_bundle`` lets the daemon trust a bridge with a self-signed certificate.
+    """
+    link = {"RADICAL_ORBIT_BRIDGE_URL": bridge.url, "RADICAL_ORBIT_BRIDGE_TOKEN": enrollment}
+    if ca_bundle is not None:
+        link["RADICAL_ORBIT_BRIDGE_CA_BUNDLE"] = ca_bundle
+    return DaemonProcess(
+        state_dir=state_dir, env={**env, **link}, poll_interval=poll_interval, name=name
+    ).start()

@@ -21,8 +21,7 @@ from typing import Any
 from demo import offline_globus
 
 from radical.orbit import BridgeClient
-from radical.orbit.bridge.launcher import BridgeProcess
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.bridge.launcher import BridgeProcess, start_endpoint
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 SITES = ("site-a", "site-b", "site-c")
@@ -99,17 +98,17 @@ def main() -> int:
         with bridge:
             print(f"bridge:    {bridge.url}")
             try:
+                env = {**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
                 for site in SITES:
-                    env = {
-                        **sim.environ(),
-                        "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
-                        "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[site],
-                        "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                    }
                     daemons.append(
-                        DaemonProcess(
-                            state_dir=root / site, env=env, name=site, poll_interval=0.5
-                        ).start()
+                        start_endpoint(
+                            bridge,
+                            name=site,
+                            enrollment=enrollments[site],
+                            state_dir=root / site,
+                            env=env,
+                            poll_interval=0.5,
+                        )
                     )
                     print(f"endpoint:  {site} (links out to the bridge)")
                 print()
