@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import structlog
 
 from .auth import Credentials, User, Users
 from .clock import SimClock
-from .engine import Engine, EngineLimits, ErrorRule, Step, Task
+from .engine import Engine, EngineLimits, Step, Task
 from .errors import ApiError, UnknownTask
 from .faults import Fault, FaultSchedule, RateLimiter
 from .worker import PlanFailure, expand, perform
@@ -180,46 +181,12 @@ class SimCore:
         with self.lock:
             return self.finish([t.task_id for t in self.engine if not t.done])
 
-    def pause(self, task_id: str, *, nice_status: str, message: str) -> bool:
+    @contextmanager
+    def locked(self) -> Iterator[tuple[Engine, float]]:
+        """The engine with the lock held, and the simulator's time: for a control action
+        (pause, expire a credential, inject an error...) that needs nothing more."""
         with self.lock:
-            return self.engine.pause(
-                task_id, now=self.clock(), nice_status=nice_status, message=message
-            )
-
-    def unpause(self, task_id: str) -> bool:
-        with self.lock:
-            return self.engine.unpause(task_id, now=self.clock())
-
-    def expire_credential(self, task_id: str, *, nice_status: str, message: str) -> bool:
-        with self.lock:
-            return self.engine.expire_credential(
-                task_id, now=self.clock(), nice_status=nice_status, message=message
-            )
-
-    def renew_credential(self, task_id: str) -> bool:
-        with self.lock:
-            return self.engine.renew_credential(task_id, now=self.clock())
-
-    def inject_error(
-        self,
-        *,
-        code: str,
-        task_id: str | None,
-        path: str | None,
-        details: str,
-        heal_after: float | None,
-        heal_count: int | None,
-    ) -> ErrorRule:
-        with self.lock:
-            return self.engine.inject_error(
-                code=code,
-                now=self.clock(),
-                task_id=task_id,
-                path=path,
-                details=details,
-                heal_after=heal_after,
-                heal_count=heal_count,
-            )
+            yield self.engine, self.clock()
 
     def heal_errors(self, rule_id: str | None = None) -> int:
         with self.lock:

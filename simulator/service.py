@@ -268,13 +268,13 @@ class Simulator:
         """Pause a task as an endpoint administrator would: it stays ACTIVE with
         ``is_paused`` true (event PAUSED, ``pause_info`` shows ``message``); False when it
         had ended or was paused already."""
-        self._core.check_task(task_id)
-        return self._core.pause(task_id, nice_status=nice_status, message=message)
+        with self._core.locked() as (engine, now):
+            return engine.pause(task_id, now=now, nice_status=nice_status, message=message)
 
     def unpause_task(self, task_id: str) -> bool:
         """End a pause (event UNPAUSED); False when the task was not paused."""
-        self._core.check_task(task_id)
-        return self._core.unpause(task_id)
+        with self._core.locked() as (engine, now):
+            return engine.unpause(task_id, now=now)
 
     resume_task = unpause_task
 
@@ -286,13 +286,15 @@ class Simulator:
         message: str = "The credential of an endpoint of this task has expired",
     ) -> bool:
         """The task's endpoint credential expires: INACTIVE until :meth:`renew_credential`."""
-        self._core.check_task(task_id)
-        return self._core.expire_credential(task_id, nice_status=nice_status, message=message)
+        with self._core.locked() as (engine, now):
+            return engine.expire_credential(
+                task_id, now=now, nice_status=nice_status, message=message
+            )
 
     def renew_credential(self, task_id: str) -> bool:
         """The credential is renewed: the task is ACTIVE again."""
-        self._core.check_task(task_id)
-        return self._core.renew_credential(task_id)
+        with self._core.locked() as (engine, now):
+            return engine.renew_credential(task_id, now=now)
 
     def inject_error(
         self,
@@ -309,16 +311,16 @@ class Simulator:
         or below it, as the request names it); it heals ``heal_after`` simulated seconds
         from now or after ``heal_count`` faults. Returns the rule id for
         :meth:`heal_errors`."""
-        if task_id is not None:
-            self._core.check_task(task_id)
-        rule = self._core.inject_error(
-            code=code,
-            task_id=task_id,
-            path=path,
-            details=details,
-            heal_after=heal_after,
-            heal_count=heal_count,
-        )
+        with self._core.locked() as (engine, now):
+            rule = engine.inject_error(
+                code=code,
+                now=now,
+                task_id=task_id,
+                path=path,
+                details=details,
+                heal_after=heal_after,
+                heal_count=heal_count,
+            )
         return rule.rule_id
 
     def heal_errors(self, rule_id: str | None = None) -> int:
