@@ -6,13 +6,14 @@
         bridge.kill(); bridge.start()                  # same state folder, same port
 
 Like the daemon's launcher: ``start()`` waits for ``bridge.json`` with this child's pid, and
-output goes to ``bridge.log`` in the state folder. ``start_endpoint`` starts a daemon that links
-out to a running bridge with its enrollment token.
+output goes to ``bridge.log`` in the state folder. ``linked_endpoints`` starts endpoint daemons
+that link out to a running bridge.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Unpack
 
@@ -20,7 +21,7 @@ from ..daemon.runtime.launcher import DaemonProcess, ManagedProcess, ProcessOpti
 from .errors import BridgeError
 from .registry import Registry
 
-__all__ = ["BridgeProcess", "LaunchError", "start_endpoint"]
+__all__ = ["BridgeProcess", "LaunchError", "linked_endpoints"]
 
 
 class LaunchError(BridgeError, RuntimeError):
@@ -63,24 +64,39 @@ class BridgeProcess(ManagedProcess):
         return cmd + self.extra_args
 
 
-def start_endpoint(
+@contextmanager
+def linked_endpoints(
     bridge: BridgeProcess,
+    names: Sequence[str],
     *,
-    name: str,
-    enrollment: str,
-    state_dir: Path | str,
+    root: Path | str,
     env: Mapping[str, str],
     poll_interval: float | None = None,
     ca_bundle: str | None = None,
-) -> DaemonProcess:
-    """Start endpoint ``name``'s daemon, linked out to ``bridge`` with ``enrollment``.
+) -> Iterator[list[DaemonProcess]]:
+    """Enroll ``names`` on the running ``bridge`` and start a daemon for each (state folder
+    ``root``/name) that links out to it with its enrollment token; all stopped on the way out.
 
-    ``env`` is the rest of the daemon's environment (the simulator's URLs, log level...);
-    ``ca_bundle`` lets the daemon trust a bridge with a self-signed certificate.
+    ``env`` is the rest of the daemons' environment (the simulator's URLs, log level...);
+    ``ca_bundle`` lets them trust a bridge with a self-signed certificate. Each daemon's
+    ``env`` holds its enrollment token as ``RADICAL_ORBIT_BRIDGE_TOKEN``.
     """
-    link = {"RADICAL_ORBIT_BRIDGE_URL": bridge.url, "RADICAL_ORBIT_BRIDGE_TOKEN": enrollment}
+    link = {"RADICAL_ORBIT_BRIDGE_URL": bridge.url}
     if ca_bundle is not None:
         link["RADICAL_ORBIT_BRIDGE_CA_BUNDLE"] = ca_bundle
-    return DaemonProcess(
-        state_dir=state_dir, env={**env, **link}, poll_interval=poll_interval, name=name
-    ).start()
+    daemons: list[DaemonProcess] = []
+    try:
+        for name in names:
+            link["RADICAL_ORBIT_BRIDGE_TOKEN"] = bridge.add_endpoint(name)
+            daemon = DaemonProcess(
+                state_dir=Path(root) / name,
+                env={**env, **link},
+                poll_interval=poll_interval,
+                name=name,
+            )
+            daemons.append(daemon)
+            daemon.start()
+        yield daemons
+    finally:
+        for daemon in daemons:
+            daemon.stop()
