@@ -312,7 +312,7 @@ class Simulator:
         from now or after ``heal_count`` faults. Returns the rule id for
         :meth:`heal_errors`."""
         with self._core.locked() as (engine, now):
-            rule = engine.inject_error(
+            return engine.inject_error(
                 code=code,
                 now=now,
                 task_id=task_id,
@@ -320,8 +320,7 @@ class Simulator:
                 details=details,
                 heal_after=heal_after,
                 heal_count=heal_count,
-            )
-        return rule.rule_id
+            ).rule_id
 
     def heal_errors(self, rule_id: str | None = None) -> int:
         """Remove one injected error rule, or all; returns how many were removed."""
