@@ -11,18 +11,18 @@ and serves until SIGINT/SIGTERM. Logs go to stderr.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import signal
 import sys
 import tempfile
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
+from .core import SimConfig
 from .errors import SimulatorError
 from .service import Simulator
 from .world import MAPPED_COLLECTION_ID
@@ -30,8 +30,8 @@ from .world import MAPPED_COLLECTION_ID
 __all__ = ["main"]
 
 
-# Simulator's keyword options, offered as --flags of the same names and with its defaults
-# (see Simulator for their meaning).
+# Simulator's keyword options, offered as --flags of the same names and with SimConfig's
+# defaults (see Simulator for their meaning).
 _KNOBS = {
     "bytes_per_second": "",
     "min_task_seconds": "",
@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the default user the mapped collection's data_access consent",
     )
-    defaults = inspect.signature(Simulator).parameters
+    defaults = {f.name: f.default for f in fields(SimConfig)}
     for name, help in _KNOBS.items():
-        default = defaults[name].default
+        default = defaults[name]
         p.add_argument(
             "--" + name.replace("_", "-"),
             type=type(default),

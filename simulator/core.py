@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 
@@ -24,7 +24,7 @@ from .faults import Fault, FaultSchedule, RateLimiter
 from .worker import PlanFailure, expand, perform
 from .world import Collection, World, data_access_scope
 
-__all__ = ["SimConfig", "SimCore"]
+__all__ = ["SimConfig", "SimCore", "SimOptions"]
 
 log = structlog.get_logger("radical.orbit.simulator")
 
@@ -41,6 +41,25 @@ class SimConfig(EngineLimits):
     seed: int = 0
     max_filter_task_ids: int | None = 100
     time_scale: float = 1.0
+    latency: float = 0.0  # seconds every request is held (changeable while it runs)
+
+
+class SimOptions(TypedDict, total=False):
+    """The knobs ``Simulator`` takes as keyword options: SimConfig's defaults apply."""
+
+    bytes_per_second: float
+    min_task_seconds: float
+    tick: float
+    max_active: int
+    max_pending: int
+    rate_limit: float | None
+    rate_window: float
+    max_filter_task_ids: int | None
+    retry_interval: float
+    time_scale: float
+    token_lifetime: float
+    latency: float
+    seed: int
 
 
 def _log_task(event: str, task: Task, **fields: Any) -> None:
@@ -68,7 +87,7 @@ class SimCore:
         self.faults.rng.seed(config.seed)
         self.limiter = RateLimiter(rate=config.rate_limit, window=config.rate_window)
         self.counts: Counter[str] = Counter()
-        self.latency = 0.0
+        self.latency = config.latency
         # Set while the simulator stops, so requests held by latency or a delay fault let go.
         self.stopping = threading.Event()
         self._last_step: float | None = None
