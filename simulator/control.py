@@ -114,28 +114,23 @@ def _task(core: SimCore, req: Request) -> dict[str, Any]:
     return core.document(req.args["task_id"])
 
 
+def _given(doc: dict[str, Any], *keys: str) -> dict[str, str]:
+    """The texts among ``keys`` that the request gave: the engine's defaults stand for the rest."""
+    return {key: str(doc[key]) for key in keys if key in doc}
+
+
 def _task_action(core: SimCore, req: Request) -> dict[str, Any]:
     task_id, action = req.args["task_id"], req.args["action"]
     doc = req.json()
     core.check_task(task_id)
     with core.locked() as (engine, now):
         if action == "pause":
-            changed = engine.pause(
-                task_id,
-                now=now,
-                nice_status=str(doc.get("nice_status", "PAUSED_BY_ADMIN")),
-                message=str(doc.get("message", "The task was paused by the simulator")),
-            )
+            changed = engine.pause(task_id, now=now, **_given(doc, "nice_status", "message"))
         elif action in ("unpause", "resume"):
             changed = engine.unpause(task_id, now=now)
         elif action == "expire_credential":
             changed = engine.expire_credential(
-                task_id,
-                now=now,
-                nice_status=str(doc.get("nice_status", "CREDENTIAL_EXPIRED")),
-                message=str(
-                    doc.get("message", "The credential of an endpoint of this task has expired")
-                ),
+                task_id, now=now, **_given(doc, "nice_status", "message")
             )
         elif action == "renew_credential":
             changed = engine.renew_credential(task_id, now=now)
