@@ -87,10 +87,10 @@ def linked_endpoints(
     daemons: list[DaemonProcess] = []
     try:
         for name in names:
-            link["RADICAL_ORBIT_BRIDGE_TOKEN"] = bridge.add_endpoint(name)
+            enrollment = {"RADICAL_ORBIT_BRIDGE_TOKEN": bridge.add_endpoint(name)}
             daemon = DaemonProcess(
                 state_dir=Path(root) / name,
-                env={**env, **link},
+                env={**env, **link, **enrollment},
                 poll_interval=poll_interval,
                 name=name,
             )

@@ -96,6 +96,8 @@ def main() -> int:
         with bridge:
             print(f"bridge:    {bridge.url}")
             env = {**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
+            # Enrolls each site and starts its daemon with RADICAL_ORBIT_BRIDGE_URL and its
+            # enrollment token as RADICAL_ORBIT_BRIDGE_TOKEN, as docs/bridge.md sets one up.
             with linked_endpoints(bridge, SITES, root=root, env=env, poll_interval=0.5):
                 for site in SITES:
                     print(f"endpoint:  {site} (links out to the bridge)")
