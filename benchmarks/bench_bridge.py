@@ -24,7 +24,7 @@ import httpx
 from harness import RawSubscriber, cpu_seconds, print_table, quantile, quiet_logs, rss_mb
 
 from radical.orbit import GlobusClient
-from radical.orbit.bridge.launcher import BridgeProcess
+from radical.orbit.bridge.launcher import BridgeProcess, linked_endpoints
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 
@@ -126,40 +126,28 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         with Simulator(root=root / "sim", rate_limit=None) as sim:
             bridge = BridgeProcess(state_dir=root / "bridge", extra_args=["--log-level", "warning"])
-            enrollments = {name: bridge.add_endpoint(name) for name in ENDPOINTS}
             token = bridge.add_client("bench")
-            daemons = []
-            with bridge:
-                for name in ENDPOINTS:
-                    env = {
-                        **sim.environ(),
-                        "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
-                        "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[name],
-                        "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                    }
-                    daemons.append(
-                        DaemonProcess(
-                            state_dir=root / name, env=env, name=name, poll_interval=10
-                        ).start()
-                    )
-                try:
-                    headers = {"Authorization": f"Bearer {token}"}
-                    deadline = time.monotonic() + 30
-                    while time.monotonic() < deadline:
-                        listed = httpx.get(bridge.url + "/endpoints", headers=headers).json()
-                        if all(e["online"] for e in listed["endpoints"]):
-                            break
-                        time.sleep(0.1)
-                    relay = bench_relay(bridge, daemons[0], token, sim, args.calls)
-                    base = asyncio.run(
-                        _fanout(bridge, daemons, token, sim, args.subscribers, direct=True)
-                    )
-                    fan = asyncio.run(
-                        _fanout(bridge, daemons, token, sim, args.subscribers, direct=False)
-                    )
-                finally:
-                    for daemon in daemons:
-                        daemon.stop()
+            env = {**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
+            with (
+                bridge,
+                linked_endpoints(
+                    bridge, ENDPOINTS, root=root, env=env, poll_interval=10
+                ) as daemons,
+            ):
+                headers = {"Authorization": f"Bearer {token}"}
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    listed = httpx.get(bridge.url + "/endpoints", headers=headers).json()
+                    if all(e["online"] for e in listed["endpoints"]):
+                        break
+                    time.sleep(0.1)
+                relay = bench_relay(bridge, daemons[0], token, sim, args.calls)
+                base = asyncio.run(
+                    _fanout(bridge, daemons, token, sim, args.subscribers, direct=True)
+                )
+                fan = asyncio.run(
+                    _fanout(bridge, daemons, token, sim, args.subscribers, direct=False)
+                )
     print(f"\nRelay overhead: get_task, {args.calls} sequential calls per path")
     print_table([("path", "{path}"), ("p50", "{p50:.2f}{unit}"), ("p99", "{p99:.2f}{unit}")], relay)
     print(

@@ -21,8 +21,7 @@ from typing import Any
 from demo import offline_globus
 
 from radical.orbit import BridgeClient
-from radical.orbit.bridge.launcher import BridgeProcess
-from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.bridge.launcher import BridgeProcess, linked_endpoints
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2
 
 SITES = ("site-a", "site-b", "site-c")
@@ -93,31 +92,18 @@ def main() -> int:
     started = time.monotonic()
     with offline_globus(BYTES_PER_SECOND) as (root, sim, user):
         bridge = BridgeProcess(state_dir=root / "bridge")
-        enrollments = {site: bridge.add_endpoint(site) for site in SITES}
         token = bridge.add_client("demo")
-        daemons = []
         with bridge:
             print(f"bridge:    {bridge.url}")
-            try:
+            env = {**sim.environ(), "RADICAL_ORBIT_LOG_LEVEL": "warning"}
+            # Enrolls each site and starts its daemon with RADICAL_ORBIT_BRIDGE_URL and its
+            # enrollment token as RADICAL_ORBIT_BRIDGE_TOKEN, as docs/bridge.md sets one up.
+            with linked_endpoints(bridge, SITES, root=root, env=env, poll_interval=0.5):
                 for site in SITES:
-                    env = {
-                        **sim.environ(),
-                        "RADICAL_ORBIT_BRIDGE_URL": bridge.url,
-                        "RADICAL_ORBIT_BRIDGE_TOKEN": enrollments[site],
-                        "RADICAL_ORBIT_LOG_LEVEL": "warning",
-                    }
-                    daemons.append(
-                        DaemonProcess(
-                            state_dir=root / site, env=env, name=site, poll_interval=0.5
-                        ).start()
-                    )
                     print(f"endpoint:  {site} (links out to the bridge)")
                 print()
                 os.environ.update({"RADICAL_ORBIT_URL": bridge.url, "RADICAL_ORBIT_TOKEN": token})
                 code = run_client(user.access_token)
-            finally:
-                for daemon in daemons:
-                    daemon.stop()
     verdict = "all transfers SUCCEEDED" if code == 0 else "a transfer did not succeed"
     print(f"\nbridge demo finished in {time.monotonic() - started:.1f} s: {verdict}")
     return code

@@ -16,17 +16,37 @@ import signal
 import sys
 import tempfile
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
+from .core import SimConfig
 from .errors import SimulatorError
 from .service import Simulator
 from .world import MAPPED_COLLECTION_ID
 
 __all__ = ["main"]
+
+
+# Simulator's keyword options, offered as --flags of the same names and with SimConfig's
+# defaults (see Simulator for their meaning).
+_KNOBS = {
+    "bytes_per_second": "",
+    "min_task_seconds": "",
+    "token_lifetime": "",
+    "max_active": "",
+    "max_pending": "",
+    "rate_limit": "requests per second per user; 0 switches the limit off",
+    "rate_window": "",
+    "latency": "",
+    "retry_interval": "seconds a faulted task backs off",
+    "max_filter_task_ids": "task ids allowed in one task_list filter; 0 switches the limit off",
+    "time_scale": "simulated seconds per real second",
+}
+# The limits that 0 switches off (Simulator takes None for that).
+_OFF_AT_ZERO = ("rate_limit", "max_filter_task_ids")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,31 +61,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the default user the mapped collection's data_access consent",
     )
-    p.add_argument("--bytes-per-second", type=float, default=10_000_000.0)
-    p.add_argument("--min-task-seconds", type=float, default=0.0)
-    p.add_argument("--token-lifetime", type=float, default=48 * 3600.0)
-    p.add_argument("--max-active", type=int, default=3)
-    p.add_argument("--max-pending", type=int, default=100)
-    p.add_argument(
-        "--rate-limit",
-        type=float,
-        default=20.0,
-        help="requests per second per user; 0 switches the limit off",
-    )
-    p.add_argument("--rate-window", type=float, default=10.0)
-    p.add_argument("--latency", type=float, default=0.0)
-    p.add_argument(
-        "--retry-interval", type=float, default=60.0, help="seconds a faulted task backs off"
-    )
-    p.add_argument(
-        "--max-filter-task-ids",
-        type=int,
-        default=100,
-        help="task ids allowed in one task_list filter; 0 switches the limit off",
-    )
-    p.add_argument(
-        "--time-scale", type=float, default=1.0, help="simulated seconds per real second"
-    )
+    defaults = {f.name: f.default for f in fields(SimConfig)}
+    for name, help in _KNOBS.items():
+        default = defaults[name]
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=default,
+            help=f"{help} (default {default:g})".lstrip(),
+        )
     return p
 
 
@@ -78,23 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="orbit-globus-sim-")
         root = Path(tmp.name)
     try:
-        sim = Simulator(
-            root=root,
-            host=args.host,
-            port=args.port,
-            world=args.world,
-            bytes_per_second=args.bytes_per_second,
-            min_task_seconds=args.min_task_seconds,
-            token_lifetime=args.token_lifetime,
-            max_active=args.max_active,
-            max_pending=args.max_pending,
-            rate_limit=args.rate_limit or None,
-            rate_window=args.rate_window,
-            latency=args.latency,
-            retry_interval=args.retry_interval,
-            max_filter_task_ids=args.max_filter_task_ids or None,
-            time_scale=args.time_scale,
-        )
+        knobs = {name: getattr(args, name) for name in _KNOBS}
+        knobs.update({name: knobs[name] or None for name in _OFF_AT_ZERO})
+        sim = Simulator(root=root, host=args.host, port=args.port, world=args.world, **knobs)
         sim.start()
     except (SimulatorError, OSError) as exc:
         print(f"orbit-globus-sim: {exc}", file=sys.stderr)

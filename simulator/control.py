@@ -114,43 +114,41 @@ def _task(core: SimCore, req: Request) -> dict[str, Any]:
     return core.document(req.args["task_id"])
 
 
+def _given(doc: dict[str, Any], *keys: str) -> dict[str, str]:
+    """The texts among ``keys`` that the request gave: the engine's defaults stand for the rest."""
+    return {key: str(doc[key]) for key in keys if key in doc}
+
+
 def _task_action(core: SimCore, req: Request) -> dict[str, Any]:
     task_id, action = req.args["task_id"], req.args["action"]
     doc = req.json()
     core.check_task(task_id)
-    if action == "pause":
-        changed = core.pause(
-            task_id,
-            nice_status=str(doc.get("nice_status", "PAUSED_BY_ADMIN")),
-            message=str(doc.get("message", "The task was paused by the simulator")),
-        )
-    elif action in ("unpause", "resume"):
-        changed = core.unpause(task_id)
-    elif action == "expire_credential":
-        changed = core.expire_credential(
-            task_id,
-            nice_status=str(doc.get("nice_status", "CREDENTIAL_EXPIRED")),
-            message=str(
-                doc.get("message", "The credential of an endpoint of this task has expired")
-            ),
-        )
-    elif action == "renew_credential":
-        changed = core.renew_credential(task_id)
-    elif action == "fail":
-        changed = core.fail(
-            task_id,
-            code=str(doc.get("code", "FAILED")),
-            description=str(doc.get("description", "The task failed")),
-        )
-    elif action == "finish":
-        changed = bool(core.finish([task_id]))
-    else:
-        raise ApiError(
-            404,
-            "ClientError.NotFound",
-            f"unknown task action {action!r}; use pause, unpause, expire_credential, "
-            "renew_credential, fail or finish",
-        )
+    with core.locked() as (engine, now):
+        if action == "pause":
+            changed = engine.pause(task_id, now=now, **_given(doc, "nice_status", "message"))
+        elif action in ("unpause", "resume"):
+            changed = engine.unpause(task_id, now=now)
+        elif action == "expire_credential":
+            changed = engine.expire_credential(
+                task_id, now=now, **_given(doc, "nice_status", "message")
+            )
+        elif action == "renew_credential":
+            changed = engine.renew_credential(task_id, now=now)
+        elif action == "fail":
+            changed = core.fail(
+                task_id,
+                code=str(doc.get("code", "FAILED")),
+                description=str(doc.get("description", "The task failed")),
+            )
+        elif action == "finish":
+            changed = bool(core.finish([task_id]))
+        else:
+            raise ApiError(
+                404,
+                "ClientError.NotFound",
+                f"unknown task action {action!r}; use pause, unpause, expire_credential, "
+                "renew_credential, fail or finish",
+            )
     return {"task_id": task_id, "changed": changed, "task": core.document(task_id)}
 
 
@@ -175,14 +173,16 @@ def _inject_error(core: SimCore, req: Request) -> dict[str, Any]:
     if heal_count is not None and (isinstance(heal_count, bool) or not isinstance(heal_count, int)):
         raise bad_request("InvalidField", "heal_count must be an integer")
     try:
-        rule = core.inject_error(
-            code=code,
-            task_id=task_id,
-            path=_str_or_none(doc, "path"),
-            details=str(doc.get("details") or ""),
-            heal_after=_num(doc, "heal_after", None),
-            heal_count=heal_count,
-        )
+        with core.locked() as (engine, now):
+            rule = engine.inject_error(
+                code=code,
+                now=now,
+                task_id=task_id,
+                path=_str_or_none(doc, "path"),
+                details=str(doc.get("details") or ""),
+                heal_after=_num(doc, "heal_after", None),
+                heal_count=heal_count,
+            )
     except ValueError as exc:
         raise bad_request("InvalidField", str(exc)) from None
     return rule.document()

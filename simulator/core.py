@@ -9,21 +9,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import structlog
 
 from .auth import Credentials, User, Users
 from .clock import SimClock
-from .engine import Engine, EngineLimits, ErrorRule, Step, Task
+from .engine import Engine, EngineLimits, Step, Task
 from .errors import ApiError, UnknownTask
 from .faults import Fault, FaultSchedule, RateLimiter
 from .worker import PlanFailure, expand, perform
 from .world import Collection, World, data_access_scope
 
-__all__ = ["SimConfig", "SimCore"]
+__all__ = ["SimConfig", "SimCore", "SimOptions"]
 
 log = structlog.get_logger("radical.orbit.simulator")
 
@@ -40,6 +41,25 @@ class SimConfig(EngineLimits):
     seed: int = 0
     max_filter_task_ids: int | None = 100
     time_scale: float = 1.0
+    latency: float = 0.0  # seconds every request is held (changeable while it runs)
+
+
+class SimOptions(TypedDict, total=False):
+    """The knobs ``Simulator`` takes as keyword options: SimConfig's defaults apply."""
+
+    bytes_per_second: float
+    min_task_seconds: float
+    tick: float
+    max_active: int
+    max_pending: int
+    rate_limit: float | None
+    rate_window: float
+    max_filter_task_ids: int | None
+    retry_interval: float
+    time_scale: float
+    token_lifetime: float
+    latency: float
+    seed: int
 
 
 def _log_task(event: str, task: Task, **fields: Any) -> None:
@@ -67,7 +87,7 @@ class SimCore:
         self.faults.rng.seed(config.seed)
         self.limiter = RateLimiter(rate=config.rate_limit, window=config.rate_window)
         self.counts: Counter[str] = Counter()
-        self.latency = 0.0
+        self.latency = config.latency
         # Set while the simulator stops, so requests held by latency or a delay fault let go.
         self.stopping = threading.Event()
         self._last_step: float | None = None
@@ -180,46 +200,12 @@ class SimCore:
         with self.lock:
             return self.finish([t.task_id for t in self.engine if not t.done])
 
-    def pause(self, task_id: str, *, nice_status: str, message: str) -> bool:
+    @contextmanager
+    def locked(self) -> Iterator[tuple[Engine, float]]:
+        """The engine with the lock held, and the simulator's time: for a control action
+        (pause, expire a credential, inject an error...) that needs nothing more."""
         with self.lock:
-            return self.engine.pause(
-                task_id, now=self.clock(), nice_status=nice_status, message=message
-            )
-
-    def unpause(self, task_id: str) -> bool:
-        with self.lock:
-            return self.engine.unpause(task_id, now=self.clock())
-
-    def expire_credential(self, task_id: str, *, nice_status: str, message: str) -> bool:
-        with self.lock:
-            return self.engine.expire_credential(
-                task_id, now=self.clock(), nice_status=nice_status, message=message
-            )
-
-    def renew_credential(self, task_id: str) -> bool:
-        with self.lock:
-            return self.engine.renew_credential(task_id, now=self.clock())
-
-    def inject_error(
-        self,
-        *,
-        code: str,
-        task_id: str | None,
-        path: str | None,
-        details: str,
-        heal_after: float | None,
-        heal_count: int | None,
-    ) -> ErrorRule:
-        with self.lock:
-            return self.engine.inject_error(
-                code=code,
-                now=self.clock(),
-                task_id=task_id,
-                path=path,
-                details=details,
-                heal_after=heal_after,
-                heal_count=heal_count,
-            )
+            yield self.engine, self.clock()
 
     def heal_errors(self, rule_id: str | None = None) -> int:
         with self.lock:

@@ -10,13 +10,13 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import structlog
 
 from ..protocol import is_terminal
 from .auth import Credentials
-from .core import SimConfig, SimCore
+from .core import SimConfig, SimCore, SimOptions
 from .errors import SimulatorError
 from .faults import Fault
 from .httpserver import SimHTTPServer
@@ -40,7 +40,10 @@ class Simulator:
     ``rate_window`` seconds (None: no limit), ``max_filter_task_ids`` task ids in one
     task_list ``filter=task_id:...`` (None: no limit). Access tokens live
     ``token_lifetime`` seconds. A faulted task tries again after ``retry_interval``
-    seconds. Simulated time runs ``time_scale`` times faster than real time.
+    seconds. Simulated time runs ``time_scale`` times faster than real time. Every request
+    is held ``latency`` seconds; ``seed`` seeds the random faults, and the worker moves tasks
+    on every ``tick`` seconds. These options (:class:`SimOptions`) default to
+    :class:`SimConfig`'s values.
     """
 
     def __init__(
@@ -50,32 +53,16 @@ class Simulator:
         port: int = 0,
         host: str = "127.0.0.1",
         world: World | Path | str | None = None,
-        # throughput and time
-        bytes_per_second: float = 10_000_000.0,
-        min_task_seconds: float = 0.0,
-        tick: float = 0.02,
-        # limits
-        max_active: int = 3,
-        max_pending: int = 100,
-        rate_limit: float | None = 20.0,
-        rate_window: float = 10.0,
-        max_filter_task_ids: int | None = 100,
-        # faults and time
-        retry_interval: float = 60.0,
-        time_scale: float = 1.0,
-        # auth
-        token_lifetime: float = 48 * 3600.0,
-        # faults
-        latency: float = 0.0,
-        seed: int = 0,
+        **options: Unpack[SimOptions],
     ) -> None:
-        if bytes_per_second <= 0:
+        config = SimConfig(**options)
+        if config.bytes_per_second <= 0:
             raise ValueError("bytes_per_second must be positive")
-        if tick <= 0:
+        if config.tick <= 0:
             raise ValueError("tick must be positive")
-        if retry_interval <= 0 or time_scale <= 0:
+        if config.retry_interval <= 0 or config.time_scale <= 0:
             raise ValueError("retry_interval and time_scale must be positive")
-        if max_filter_task_ids is not None and max_filter_task_ids < 1:
+        if config.max_filter_task_ids is not None and config.max_filter_task_ids < 1:
             raise ValueError("max_filter_task_ids must be at least 1 (or None)")
         self.root = Path(root)
         self._address = (host, port)
@@ -85,22 +72,7 @@ class Simulator:
             the_world = world
         else:
             the_world = load_world(Path(world), root=self.root)
-        config = SimConfig(
-            bytes_per_second=bytes_per_second,
-            min_task_seconds=min_task_seconds,
-            token_lifetime=token_lifetime,
-            max_active=max_active,
-            max_pending=max_pending,
-            rate_limit=rate_limit,
-            rate_window=rate_window,
-            tick=tick,
-            seed=seed,
-            retry_interval=retry_interval,
-            max_filter_task_ids=max_filter_task_ids,
-            time_scale=time_scale,
-        )
         self._core = SimCore(world=the_world, config=config)
-        self._core.latency = latency
         self._server: SimHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -268,13 +240,13 @@ class Simulator:
         """Pause a task as an endpoint administrator would: it stays ACTIVE with
         ``is_paused`` true (event PAUSED, ``pause_info`` shows ``message``); False when it
         had ended or was paused already."""
-        self._core.check_task(task_id)
-        return self._core.pause(task_id, nice_status=nice_status, message=message)
+        with self._core.locked() as (engine, now):
+            return engine.pause(task_id, now=now, nice_status=nice_status, message=message)
 
     def unpause_task(self, task_id: str) -> bool:
         """End a pause (event UNPAUSED); False when the task was not paused."""
-        self._core.check_task(task_id)
-        return self._core.unpause(task_id)
+        with self._core.locked() as (engine, now):
+            return engine.unpause(task_id, now=now)
 
     resume_task = unpause_task
 
@@ -286,13 +258,15 @@ class Simulator:
         message: str = "The credential of an endpoint of this task has expired",
     ) -> bool:
         """The task's endpoint credential expires: INACTIVE until :meth:`renew_credential`."""
-        self._core.check_task(task_id)
-        return self._core.expire_credential(task_id, nice_status=nice_status, message=message)
+        with self._core.locked() as (engine, now):
+            return engine.expire_credential(
+                task_id, now=now, nice_status=nice_status, message=message
+            )
 
     def renew_credential(self, task_id: str) -> bool:
         """The credential is renewed: the task is ACTIVE again."""
-        self._core.check_task(task_id)
-        return self._core.renew_credential(task_id)
+        with self._core.locked() as (engine, now):
+            return engine.renew_credential(task_id, now=now)
 
     def inject_error(
         self,
@@ -309,17 +283,16 @@ class Simulator:
         or below it, as the request names it); it heals ``heal_after`` simulated seconds
         from now or after ``heal_count`` faults. Returns the rule id for
         :meth:`heal_errors`."""
-        if task_id is not None:
-            self._core.check_task(task_id)
-        rule = self._core.inject_error(
-            code=code,
-            task_id=task_id,
-            path=path,
-            details=details,
-            heal_after=heal_after,
-            heal_count=heal_count,
-        )
-        return rule.rule_id
+        with self._core.locked() as (engine, now):
+            return engine.inject_error(
+                code=code,
+                now=now,
+                task_id=task_id,
+                path=path,
+                details=details,
+                heal_after=heal_after,
+                heal_count=heal_count,
+            ).rule_id
 
     def heal_errors(self, rule_id: str | None = None) -> int:
         """Remove one injected error rule, or all; returns how many were removed."""
