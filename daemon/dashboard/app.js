@@ -69,7 +69,12 @@
     let body = null;
     try { body = await response.json(); } catch (e) { body = null; }
     if (response.status === 401 && path !== '/dashboard/api/signin') {
-      signedOut((body && body.message) || 'signed out');
+      // Signed out in another tab, the cookie is gone and the server can only ask for a
+      // bearer token: a browser has none, so say what happened instead.
+      const message = (body && body.message) || '';
+      signedOut(state.me && !/sign in again/.test(message)
+        ? 'The dashboard session ended (signed out in another tab?): sign in again.'
+        : message || 'signed out');
     }
     if (!response.ok) {
       const error = new Error((body && body.message) || response.statusText);
