@@ -65,23 +65,24 @@ class LagBuffer:
             waiter.set_result(None)
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class LiveFeed(LagBuffer):
     """Async iterator of live events committed after ``start_seq``.
 
     ``start_seq`` is the ledger head when the subscription was made: replaying
     ``events_since(cursor, until=start_seq)`` first and then iterating gives every event
     after ``cursor`` exactly once. Iteration ends (StopAsyncIteration) when the subscription
-    or the ledger is closed.
+    or the ledger is closed (``on_close`` is then told).
     """
 
-    def __init__(
-        self, *, maxsize: int, start_seq: int, on_close: Callable[[LiveFeed], None]
-    ) -> None:
-        super().__init__(maxsize=maxsize)
-        self.start_seq = start_seq
-        self._last = start_seq
-        self._closed = False
-        self._on_close = on_close
+    start_seq: int
+    on_close: Callable[[LiveFeed], None] = dataclasses.field(repr=False)
+    _last: int = dataclasses.field(init=False, repr=False)
+    _closed: bool = dataclasses.field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._last = self.start_seq
 
     @property
     def last_seq(self) -> int:
@@ -96,7 +97,7 @@ class LiveFeed(LagBuffer):
     def close(self) -> None:
         """Stop receiving; events already buffered are still yielded."""
         self._closed = True
-        self._on_close(self)
+        self.on_close(self)
         self.wake()
 
     def __aiter__(self) -> LiveFeed:
