@@ -20,14 +20,13 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
 from ..daemon.api import auth
-from ..daemon.api.validation import describe_validation
+from ..daemon.api.validation import answer_refusals
+from ..daemon.errors import DaemonError
 from ..protocol import VERSION, CloseCode, resume_reason
 from . import frames
 from .config import BridgeConfig
@@ -94,14 +93,12 @@ def _bridge(request: Request) -> Bridge:
 
 
 def _client(conn: HTTPConnection) -> Client:
-    header = conn.headers.get("authorization")
-    if header is None:
-        # The dashboard's browser session (cookie); bearer tokens stay the clients' way in.
-        client = browser_client(conn)
-        if client is not None:
-            return client
     bridge: Bridge = conn.app.state.bridge
-    return bridge.registry.verify_client(parse_bearer(header))
+    return auth.bearer_or_cookie(
+        conn.headers.get("authorization"),
+        cookie=lambda: browser_client(conn),
+        bearer=lambda header: bridge.registry.verify_client(parse_bearer(header)),
+    )
 
 
 Who = Annotated[Client, Depends(_client)]
@@ -152,6 +149,7 @@ def create_app(bridge: Bridge) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    answer_refusals(app)
     app.state.bridge = bridge
 
     @app.exception_handler(BridgeError)
@@ -159,24 +157,12 @@ def create_app(bridge: Bridge) -> FastAPI:
         headers = _error_headers(exc)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, details = describe_validation(exc)
-        return JSONResponse(
-            {"error": "ValidationError", "message": message, "details": details}, status_code=422
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        status = exc.status_code
-        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(status, "HTTPError")
-        message = {
-            404: f"no route {request.method} {request.url.path}; GET /openapi.json lists them",
-            405: f"{request.method} {request.url.path}: method not allowed on this route",
-        }.get(status, str(exc.detail))
-        return JSONResponse(
-            {"error": code, "message": message}, status_code=status, headers=exc.headers
-        )
+    @app.exception_handler(DaemonError)
+    async def _daemon_error(_request: Request, exc: DaemonError) -> JSONResponse:
+        # The dashboard's pages and sign-in are the daemon's routes, raising its errors
+        # (same body, same codes as the bridge's).
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

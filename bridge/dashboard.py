@@ -23,24 +23,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Query, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..daemon import errors as daemon_errors
 from ..daemon.api.auth import token_digest
 from ..daemon.api.browser import CSRF_HEADER, BrowserSessions, check_same_origin, cookie_name
-from ..daemon.api.dashboard import (
-    ASSETS,
-    STATIC_FILES,
-    own_origin,
-    security_headers,
-    set_session_cookie,
-)
+from ..daemon.api.dashboard import add_pages_and_signin, own_origin
 from ..protocol import VERSION, CloseCode
 from . import frames
 from .errors import BadRequest, BridgeError, Forbidden, Unauthorized
@@ -184,74 +176,19 @@ def add_dashboard(
     app.state.browser = auth
     app.add_middleware(_InertAnswers)
 
-    def page(request: Request, name: str, media_type: str) -> Response:
-        return FileResponse(ASSETS / name, media_type=media_type, headers=security_headers(request))
-
     def signed_in(request: Request) -> tuple[Client, str]:
         client = browser_client(request)
         if client is None:
             raise Unauthorized("sign in to the dashboard first")
         return client, request.cookies[cookie_name(request.url.port)]
 
-    @app.get("/dashboard", include_in_schema=False)
-    async def dashboard_root() -> Response:
-        return RedirectResponse("/dashboard/", status_code=308)
-
-    @app.get("/dashboard/", include_in_schema=False)
-    async def dashboard_index(request: Request) -> Response:
-        return page(request, "index.html", "text/html; charset=utf-8")
-
-    @app.get("/dashboard/static/{name}", include_in_schema=False)
-    async def dashboard_static(name: str, request: Request) -> Response:
-        if name not in STATIC_FILES:
-            raise StarletteHTTPException(404)
-        return page(request, name, STATIC_FILES[name])
-
-    @app.post("/dashboard/api/link")
-    async def dashboard_link(request: Request) -> dict[str, Any]:
-        """A one-time sign-in link for the client token of this request (`orbit-globus ui`)."""
-        token = bearer(request.headers.get("authorization"))
-        try:
-            nonce = auth.sessions.make_link(token)
-        except daemon_errors.DaemonError as exc:
-            raise _as_bridge_error(exc) from None
-        return {"url": f"{own_origin(request)}/dashboard/signin?link={nonce}", "expires_in": 60}
-
-    @app.get("/dashboard/signin", include_in_schema=False)
-    async def dashboard_signin_link(
-        request: Request, link: Annotated[str, Query(max_length=128)] = ""
-    ) -> Response:
-        # The nonce must not stay in the address bar or the history: always redirect.
-        try:
-            cookie, _ = auth.sessions.redeem_link(link)
-        except daemon_errors.DaemonError:
-            return RedirectResponse("/dashboard/?signin=expired", status_code=303)
-        response = RedirectResponse("/dashboard/", status_code=303)
-        set_session_cookie(response, request, cookie)
-        return response
-
-    @app.post("/dashboard/api/signin", include_in_schema=False)
-    async def dashboard_signin_token(
-        request: Request, token: Annotated[str, Body(embed=True, max_length=512)]
-    ) -> Response:
-        try:
-            check_same_origin(request.headers, own_origin=own_origin(request))
-            if not token.strip():
-                raise BadRequest("paste a client token (`orbit-globus-bridge token add`)")
-            cookie, session = auth.sessions.sign_in(token.strip())
-        except daemon_errors.DaemonError as exc:
-            raise _as_bridge_error(exc) from None
-        response = JSONResponse({"owner": session.owner})
-        set_session_cookie(response, request, cookie)
-        return response
-
-    @app.post("/dashboard/api/logout", include_in_schema=False)
-    async def dashboard_logout(request: Request) -> Response:
-        _, cookie = signed_in(request)  # same origin and CSRF token, like every state change
-        auth.sessions.sign_out(cookie)
-        response = JSONResponse({"signed_out": True})
-        response.delete_cookie(cookie_name(request.url.port), path="/")
-        return response
+    add_pages_and_signin(
+        app,
+        auth.sessions,
+        bearer=bearer,
+        signed_in=signed_in,
+        empty_paste="paste a client token (`orbit-globus-bridge token add`)",
+    )
 
     @app.get("/dashboard/api/me", include_in_schema=False)
     async def dashboard_me(request: Request) -> Response:

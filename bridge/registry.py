@@ -15,7 +15,6 @@ The files are re-read when they change, so names added while the bridge runs wor
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..daemon.api.auth import token_digest
 from ..daemon.runtime.private_files import write_private
 from .errors import BadRequest, ConfigError, Unauthorized
 
@@ -39,10 +39,6 @@ def check_name(name: str, *, what: str) -> str:
             f"{what} name {name!r} is invalid: use 1-64 letters, digits, '_', '.', '-'"
         )
     return name
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ class _Table:
         self._mtime = None
 
     def match(self, token: str) -> str | None:
-        return self.match_digest(_hash(token))
+        return self.match_digest(token_digest(token))
 
     def match_digest(self, digest: str) -> str | None:
         found: str | None = None
@@ -116,7 +112,7 @@ class Registry:
         if name in records:
             raise BadRequest(f"an endpoint named {name!r} is enrolled already; remove it first")
         token = secrets.token_urlsafe(32)
-        records[name] = {"hash": _hash(token), "info": {}}
+        records[name] = {"hash": token_digest(token), "info": {}}
         self._endpoints.write(records)
         return token
 
@@ -159,7 +155,7 @@ class Registry:
         if name in records:
             raise BadRequest(f"a token named {name!r} exists already; pick another name")
         token = secrets.token_urlsafe(32)
-        records[name] = {"hash": _hash(token), "endpoints": allowed}
+        records[name] = {"hash": token_digest(token), "endpoints": allowed}
         self._clients.write(records)
         return token
 
@@ -170,7 +166,7 @@ class Registry:
         ]
 
     def verify_client(self, token: str) -> Client:
-        return self.verify_client_digest(_hash(token))
+        return self.verify_client_digest(token_digest(token))
 
     def verify_client_digest(self, digest: str) -> Client:
         """The client whose token's sha256 is ``digest`` (a dashboard session keeps only that)."""

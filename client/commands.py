@@ -15,11 +15,10 @@ import sys
 import time
 import webbrowser
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..protocol import OPEN_STATUSES
+from ..protocol import OPEN_STATUSES, TROUBLE_FIELDS, parse_time_text
 from .bridge import BridgeClient
 from .calls import history_page
 from .errors import NoSessionError, OrbitError, TaskNeedsAttention, TaskWaitTimeout
@@ -109,12 +108,7 @@ TASK_FIELDS = [
     "bytes_transferred",
     "files_transferred",
     "fatal_error",
-    "is_ok",
-    "is_paused",
-    "faults",
-    "error",
-    "needs_attention",
-    "attention_message",
+    *TROUBLE_FIELDS,
     "policy",
     "request_time",
     "completion_time",
@@ -571,17 +565,12 @@ def parse_time(text: str | None, option: str) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
+        return parse_time_text(text)
     except ValueError:
         raise UsageError(
             f"{option} {text!r} is not a time: give ISO 8601 such as 2026-11-29T14:30 (local"
             " time unless it carries an offset such as +00:00) or Unix seconds"
         ) from None
-    return (value.astimezone() if value.tzinfo is None else value).timestamp()
 
 
 EXPORT_EVENT_COLUMNS = [

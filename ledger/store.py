@@ -12,9 +12,9 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, TypeVar
 
+from ..protocol import compact_json
 from .codec import spec_of
 from .envelopes import ENVELOPE_SQL
 from .errors import LedgerError, ProjectionRebuildError
@@ -79,31 +79,18 @@ SUBMISSION_COLUMNS = (
 )
 SESSION_COLUMNS = "session_id, owner, local_collection, auth, state, opened_seq, last_seq, policy"
 CANCEL_COLUMNS = "task_id, owner, session_id, state, code, requested_seq, last_seq"
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _LOADS = json.loads
 # Host parameters per statement stay under SQLite's default limit (32766 since 3.32).
 _IN_CHUNK = 500
 
 
-def _refuse(value: object) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-# JSONEncoder.encode builds a new C encoder at every call; one built here once encodes in
-# about half the time. No circular-reference markers: every value is a fresh tree of
-# validated fields (see codec.py), so it cannot contain itself.
-_C_ENCODE = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, False)
-)
+# Strict JSON in the ledger file: NaN and Infinity are not JSON (RFC 8259).
+_ENCODE = compact_json(allow_nan=False)
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON (no NaN/Infinity), as ``_ENCODER.encode`` would write it."""
-    if _C_ENCODE is None:
-        return _ENCODER.encode(value)
-    return "".join(_C_ENCODE(value, 0))
+    """Compact JSON (no NaN/Infinity), as every JSON column of the ledger is written."""
+    return _ENCODE(value)
 
 
 def _fatal_json(fatal: FatalError | None) -> str | None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final, Literal, get_args
 
@@ -30,6 +31,7 @@ __all__ = [
     "TRANSFER_STATUS_COUNTERS",
     "TRANSFER_STATUS_FIELDS",
     "TRANSFER_STATUS_FLAGS",
+    "TROUBLE_FIELDS",
     "VERSION",
     "CloseCode",
     "Envelope",
@@ -41,6 +43,7 @@ __all__ = [
     "Topic",
     "batch_text",
     "build_envelope",
+    "compact_json",
     "encode_message",
     "envelope_seq",
     "envelope_text",
@@ -49,6 +52,7 @@ __all__ = [
     "parse_batch",
     "parse_envelope",
     "parse_resume_reason",
+    "parse_time_text",
     "resume_reason",
     "topic_of",
 ]
@@ -143,14 +147,24 @@ def kinds_of(topics: Iterable[str] | None) -> list[str] | None:
     return [kind for kind in EventKind if topic_of(kind) in wanted]
 
 
+# Whether a task is healthy, in its row and on its transfer_status notification: the trouble
+# fields of Globus's task document (``is_ok`` is null for a finished task, ``faults`` counts
+# retried errors: docs.globus.org/api/transfer/task/#task_fields), ``error``: the newest Globus
+# error event ({"code", "description", "details", "time"}), set on a notification only for a
+# new fault, and ``needs_attention``: why the task needs attention now ("erroring", "paused",
+# "inactive", "stalled") or null, with ``attention_message`` (on a notification only on
+# task_needs_attention): the administrator's pause message, the newest error's description,
+# or what an INACTIVE task waits for.
+TROUBLE_FIELDS: Final = (
+    "is_ok",
+    "is_paused",
+    "faults",
+    "error",
+    "needs_attention",
+    "attention_message",
+)
 # The transfer_status notification: exactly these fields, counters never null. The seed's six
-# first; then the trouble fields of Globus's task document (``is_ok`` is null for a finished
-# task, ``faults`` counts retried errors: docs.globus.org/api/transfer/task/#task_fields),
-# ``error``: the newest Globus error event ({"code", "description", "details", "time"}), set
-# only on the notification of a new fault, and ``needs_attention``: why the task needs
-# attention now ("erroring", "paused", "inactive", "stalled") or null, and on the
-# task_needs_attention notification ``attention_message``: the administrator's pause message,
-# the newest error's description, or what an INACTIVE task waits for.
+# first, then the trouble fields.
 TRANSFER_STATUS_FIELDS: Final = (
     "task_id",
     "status",
@@ -158,12 +172,7 @@ TRANSFER_STATUS_FIELDS: Final = (
     "bytes_transferred",
     "files_transferred",
     "nice_status",
-    "is_ok",
-    "is_paused",
-    "faults",
-    "error",
-    "needs_attention",
-    "attention_message",
+    *TROUBLE_FIELDS,
 )
 # Counters of a transfer_status notification: 0, never null, when the event has none.
 TRANSFER_STATUS_COUNTERS: Final = ("bytes_transferred", "files_transferred", "faults")
@@ -313,21 +322,30 @@ def _refuse(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-# json.dumps builds a new encoder at every call; one C encoder made once encodes a small
-# message in about half the time (compact separators, non-ASCII kept: frames are UTF-8).
-_C_ENCODE = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", False, False, True)
-)
+def compact_json(*, allow_nan: bool) -> Callable[[Any], str]:
+    """An encoder of compact JSON (no spaces, non-ASCII kept: frames and the ledger's columns
+    are UTF-8), NaN/Infinity written or refused as ``allow_nan`` says.
+
+    json.dumps builds a new encoder at every call; one C encoder made once encodes a small
+    value in about half the time. No circular-reference markers: every value encoded is a
+    fresh tree of validated fields, so it cannot contain itself."""
+    if c_make_encoder is None:
+        return json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
+        ).encode
+    encode = c_make_encoder(
+        None, _refuse, encode_basestring, None, ":", ",", False, False, allow_nan
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+_ENCODE_MESSAGE = compact_json(allow_nan=True)
 
 
 def encode_message(message: Mapping[str, Any]) -> str:
     """The compact JSON text of a message (envelope, batch, heartbeat) as the daemon sends
     it."""
-    if _C_ENCODE is None:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-    return "".join(_C_ENCODE(message, 0))
+    return _ENCODE_MESSAGE(message)
 
 
 def parse_batch(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -406,3 +424,15 @@ class SecretValue:
 
     def reveal(self) -> str:
         raise NotImplementedError
+
+
+def parse_time_text(text: str) -> float:
+    """Seconds since the epoch of a time given as text on a command line (the client's
+    ``--since``/``--until``, the daemon's ``prune --before``): Unix seconds, or ISO 8601,
+    local time unless it carries an offset. ValueError when it is neither."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    value = datetime.fromisoformat(text)
+    return (value.astimezone() if value.tzinfo is None else value).timestamp()

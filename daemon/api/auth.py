@@ -25,6 +25,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import BadRequest, ConfigError, Unauthorized
 from ..runtime.private_files import write_private
@@ -33,6 +34,7 @@ __all__ = [
     "CREDENTIAL_NAME",
     "DEFAULT_TOKEN_NAME",
     "TokenStore",
+    "bearer_or_cookie",
     "credential_hash",
     "parse_bearer",
     "token_digest",
@@ -44,13 +46,12 @@ CREDENTIAL_NAME = "client-token"
 _MIN_CREDENTIAL_LENGTH = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
+T = TypeVar("T")
+
 
 def token_digest(token: str) -> str:
     """The sha256 hex digest a token is stored and compared as."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-_hash = token_digest
 
 
 def credential_hash(environ: Mapping[str, str]) -> str | None:
@@ -71,7 +72,7 @@ def credential_hash(environ: Mapping[str, str]) -> str | None:
             f"the credential {path} must hold one client token of at least "
             f"{_MIN_CREDENTIAL_LENGTH} characters (e.g. from `openssl rand -hex 32`)"
         )
-    return _hash(text.strip())
+    return token_digest(text.strip())
 
 
 def parse_bearer(
@@ -91,6 +92,20 @@ def parse_bearer(
     if scheme.lower() != "bearer" or not value.strip():
         raise refuse("the Authorization header must be 'Bearer <token>'")
     return value.strip()
+
+
+def bearer_or_cookie(
+    header: str | None,
+    *,
+    cookie: Callable[[], T | None],
+    bearer: Callable[[str | None], T],
+) -> T:
+    """Who makes a request: without an ``Authorization`` header the dashboard's browser
+    session (``cookie()``, None without its cookie), else (and then) ``bearer(header)``:
+    bearer tokens stay the clients' way in, a missing one is refused there."""
+    if header is None and (who := cookie()) is not None:
+        return who
+    return bearer(header)
 
 
 def _new_id() -> str:
@@ -124,7 +139,7 @@ class TokenStore:
         elif not self.hashes_path.exists():
             token = secrets.token_urlsafe(32)
             write_private(self.token_path, token + "\n")
-            entry = {"id": DEFAULT_TOKEN_NAME, "sha256": _hash(token)}
+            entry = {"id": DEFAULT_TOKEN_NAME, "sha256": token_digest(token)}
             write_private(self.hashes_path, json.dumps({DEFAULT_TOKEN_NAME: entry}))
             created = True
         self._load()
@@ -195,7 +210,7 @@ class TokenStore:
         if name in entries:
             raise BadRequest(f"a token named {name!r} exists already; pick another name")
         token = secrets.token_urlsafe(32)
-        entries[name] = (_new_id(), _hash(token))
+        entries[name] = (_new_id(), token_digest(token))
         self._write(entries)
         self._load()
         return token
@@ -206,7 +221,7 @@ class TokenStore:
         if token is None:
             token = secrets.token_urlsafe(32)
             self._ephemeral_tokens[name] = token
-            self._ephemeral[name] = _hash(token)
+            self._ephemeral[name] = token_digest(token)
         return token
 
     def delete(self, name: str) -> None:

@@ -11,6 +11,7 @@ styles from this origin only: no inline script, no eval, nothing from another si
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "ASSETS",
     "STATIC_FILES",
     "add_dashboard",
+    "add_pages_and_signin",
     "browser_owner",
     "own_origin",
     "security_headers",
@@ -104,29 +106,22 @@ def _session_json(session: Any) -> dict[str, Any]:
     }
 
 
-def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
-    """The dashboard's routes. Only ``POST /dashboard/api/link`` is for clients (and in the
-    API description); the others are the page's own, authenticated by its cookie (sessions
-    and health by a bearer token as well: a bridge relays them for its copy of the page)."""
-    sessions = BrowserSessions(endpoint.config.state_dir, endpoint.tokens)
-    app.state.browser = sessions
+def add_pages_and_signin(
+    app: FastAPI,
+    sessions: BrowserSessions,
+    *,
+    bearer: Callable[[str | None], str],
+    signed_in: Callable[[Request], object],
+    empty_paste: str,
+) -> None:
+    """The dashboard's pages, its sign-in (a one-time link for a client's bearer token, or
+    the token pasted once) and sign-out: the same on a daemon and on a bridge (only the link
+    route is for clients). ``bearer`` reads a client's Authorization header, ``signed_in``
+    refuses a request without a live session cookie, ``empty_paste`` answers an empty paste
+    saying where the token is. The routes raise the daemon's errors."""
 
     def page(request: Request, name: str, media_type: str) -> Response:
         return FileResponse(ASSETS / name, media_type=media_type, headers=security_headers(request))
-
-    def cookie_owner(request: Request) -> str:
-        owner = browser_owner(request)
-        if owner is None:
-            raise Unauthorized("sign in to the dashboard first")
-        return owner
-
-    def reader(request: Request) -> str:
-        # The page served by a bridge reads these through its relay, which presents the
-        # bridge client's own token (bridge/dashboard.py): a bearer token reads them too.
-        header = request.headers.get("authorization")
-        if header is not None:
-            return endpoint.tokens.verify(parse_bearer(header))
-        return cookie_owner(request)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_root() -> Response:
@@ -145,7 +140,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
     @app.post("/dashboard/api/link")
     async def dashboard_link(request: Request) -> dict[str, Any]:
         """A one-time sign-in link for the bearer token of this request (`orbit-globus ui`)."""
-        nonce = sessions.make_link(parse_bearer(request.headers.get("authorization")))
+        nonce = sessions.make_link(bearer(request.headers.get("authorization")))
         return {"url": f"{own_origin(request)}/dashboard/signin?link={nonce}", "expires_in": 60}
 
     @app.get("/dashboard/signin", include_in_schema=False)
@@ -167,7 +162,7 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
     ) -> Response:
         check_same_origin(request.headers, own_origin=own_origin(request))
         if not token.strip():
-            raise BadRequest("paste the client token (the daemon's state folder, file 'token')")
+            raise BadRequest(empty_paste)
         cookie, session = sessions.sign_in(token.strip())
         response = JSONResponse({"owner": session.owner})
         set_session_cookie(response, request, cookie)
@@ -175,11 +170,41 @@ def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
 
     @app.post("/dashboard/api/logout", include_in_schema=False)
     async def dashboard_logout(request: Request) -> Response:
-        cookie_owner(request)  # same origin and CSRF token, like every state change
+        signed_in(request)  # same origin and CSRF token, like every state change
         sessions.sign_out(request.cookies.get(cookie_name(request.url.port), ""))
         response = JSONResponse({"signed_out": True})
         response.delete_cookie(cookie_name(request.url.port), path="/")
         return response
+
+
+def add_dashboard(app: FastAPI, endpoint: EndpointService) -> None:
+    """The dashboard's routes. Only ``POST /dashboard/api/link`` is for clients (and in the
+    API description); the others are the page's own, authenticated by its cookie (sessions
+    and health by a bearer token as well: a bridge relays them for its copy of the page)."""
+    sessions = BrowserSessions(endpoint.config.state_dir, endpoint.tokens)
+    app.state.browser = sessions
+
+    def cookie_owner(request: Request) -> str:
+        owner = browser_owner(request)
+        if owner is None:
+            raise Unauthorized("sign in to the dashboard first")
+        return owner
+
+    def reader(request: Request) -> str:
+        # The page served by a bridge reads these through its relay, which presents the
+        # bridge client's own token (bridge/dashboard.py): a bearer token reads them too.
+        header = request.headers.get("authorization")
+        if header is not None:
+            return endpoint.tokens.verify(parse_bearer(header))
+        return cookie_owner(request)
+
+    add_pages_and_signin(
+        app,
+        sessions,
+        bearer=parse_bearer,
+        signed_in=cookie_owner,
+        empty_paste="paste the client token (the daemon's state folder, file 'token')",
+    )
 
     @app.get("/dashboard/api/me", include_in_schema=False)
     async def dashboard_me(request: Request) -> Response:

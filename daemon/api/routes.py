@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...ledger.errors import StorageError
 from ...protocol import VERSION, ErrorCode, TaskStatus
@@ -20,7 +18,7 @@ from ..errors import DaemonError
 from ..runtime.logs import get_logger
 from ..service.endpoint import EndpointService
 from ..service.sessions import Session
-from .auth import parse_bearer
+from .auth import bearer_or_cookie, parse_bearer
 from .dashboard import add_dashboard, browser_owner
 from .health import add_operator_routes
 from .limits import BodyLimit
@@ -34,19 +32,12 @@ from .models import (
     TransferBody,
     WaitBody,
 )
-from .validation import describe_validation
+from .validation import answer_refusals
 from .websocket import Connections, serve_websocket
 
 __all__ = ["create_app"]
 
 log = get_logger(__name__)
-
-
-_HTTP_CODES = {
-    400: ErrorCode.BAD_REQUEST,
-    404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.METHOD_NOT_ALLOWED,
-}
 
 
 def _endpoint(request: Request) -> EndpointService:
@@ -55,13 +46,11 @@ def _endpoint(request: Request) -> EndpointService:
 
 
 def _owner(request: Request) -> str:
-    header = request.headers.get("authorization")
-    if header is None:
-        # The dashboard's browser session (cookie); bearer tokens stay the clients' way in.
-        owner = browser_owner(request)
-        if owner is not None:
-            return owner
-    return _endpoint(request).tokens.verify(parse_bearer(header))
+    return bearer_or_cookie(
+        request.headers.get("authorization"),
+        cookie=lambda: browser_owner(request),
+        bearer=lambda header: _endpoint(request).tokens.verify(parse_bearer(header)),
+    )
 
 
 Owner = Annotated[str, Depends(_owner)]
@@ -90,6 +79,7 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    answer_refusals(app)
     app.add_middleware(BodyLimit)
     app.state.endpoint = endpoint
     app.state.connections = connections
@@ -100,35 +90,6 @@ def create_app(endpoint: EndpointService, connections: Connections) -> FastAPI:
         if exc.status >= 500 and exc.code == ErrorCode.INTERNAL:
             log.error("internal error", error=exc.message)
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, details = describe_validation(exc)
-        return JSONResponse(
-            {"error": ErrorCode.VALIDATION, "message": message, "details": details}, status_code=422
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # The framework's own refusals: give them our codes and a message that says what
-        # to fix (its bare "Not Found" / "There was an error parsing the body" do not).
-        status = exc.status_code
-        code = {
-            400: ErrorCode.BAD_REQUEST,
-            404: ErrorCode.NOT_FOUND,
-            405: ErrorCode.METHOD_NOT_ALLOWED,
-        }.get(status, ErrorCode.HTTP)
-        where = f"{request.method} {request.url.path}"
-        message = {
-            400: "the request body could not be read: send a JSON object encoded as UTF-8 "
-            "with Content-Type: application/json",
-            404: f"no route {where}; GET /openapi.json lists the routes",
-            405: f"{where}: method not allowed on this route; GET /openapi.json lists the "
-            "routes and their methods",
-        }.get(status, str(exc.detail))
-        return JSONResponse(
-            {"error": code, "message": message}, status_code=status, headers=exc.headers
-        )
 
     @app.exception_handler(StorageError)
     async def _storage(_request: Request, exc: StorageError) -> JSONResponse:

@@ -8,6 +8,8 @@
 'use strict';
 
 (function () {
+  // Globus's task statuses (protocol's STATUSES): both status filters offer them.
+  const STATUSES = ['ACTIVE', 'INACTIVE', 'SUCCEEDED', 'FAILED'];
   const TERMINAL = new Set(['SUCCEEDED', 'FAILED']);
   const ACTIVITY_MAX = 200;
   const state = {
@@ -451,6 +453,9 @@
     $('counts').textContent = state.tasks.size + ' tasks · ' + active + ' unfinished · ' + trouble + ' need attention';
   }
 
+  for (const id of ['f-status', 'h-status']) {
+    for (const status of STATUSES) $(id).add(new Option(status));
+  }
   for (const id of ['f-text', 'f-status', 'f-attention', 'f-active']) {
     $(id).addEventListener('input', refilter);
   }

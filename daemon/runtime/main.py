@@ -20,7 +20,6 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import uvicorn
 
 from ...ledger.errors import LedgerError
 from ...ledger.retention import prune_file
+from ...protocol import parse_time_text
 from ..api.auth import TokenStore, credential_hash, parse_bearer
 from ..api.bridge_link import start_link
 from ..api.connections import ConnectionGuard, DenyingWebSocketProtocol, guarded_protocol
@@ -381,17 +381,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _when(text: str) -> float:
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text)
+        return parse_time_text(text)
     except ValueError:
         raise ConfigError(
             f"--before {text!r}: give an ISO 8601 date or time (2026-01-31, 2026-01-31T12:00,"
             " local unless it carries an offset) or Unix seconds"
         ) from None
-    return (value.astimezone() if value.tzinfo is None else value).timestamp()
 
 
 def _prune(config: Config, *, before: str, vacuum: bool) -> int:

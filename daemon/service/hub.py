@@ -15,6 +15,7 @@ import collections
 import dataclasses
 from typing import Any
 
+from ...ledger.feed import LagBuffer
 from ...protocol import build_envelope, encode_message, topic_of
 from .store import Store, StoredEvent
 
@@ -64,20 +65,15 @@ def text_cache_size() -> tuple[int, int]:
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class Listener:
-    """A bounded buffer of matching events with a single waiter (cheaper than a Queue when
-    a thousand of them are fed the same event)."""
+class Listener(LagBuffer):
+    """The bounded buffer of one WebSocket client or waiter: the events of its owner that
+    match its filter (a session, a task, topics)."""
 
     owner: str
     session_id: str | None = None
     task_id: str | None = None
     topics: frozenset[str] | None = None
     maxsize: int = 1000
-    lagged: bool = dataclasses.field(default=False, init=False)
-    _items: collections.deque[StoredEvent] = dataclasses.field(
-        default_factory=collections.deque, init=False, repr=False
-    )
-    _waiter: asyncio.Future[None] | None = dataclasses.field(default=None, init=False, repr=False)
 
     def matches(self, stored: StoredEvent) -> bool:
         return self.accepts(stored.owner, stored.session_id, stored.task_id, stored.kind)
@@ -94,29 +90,17 @@ class Listener:
         return self.topics is None or topic_of(kind) in self.topics
 
     def offer(self, stored: StoredEvent) -> None:
-        if self.lagged:
-            return
-        if len(self._items) >= self.maxsize:
-            # Too slow: drop the buffer; the reader closes with "resume from <last sent>".
-            self.lagged = True
-            self._items.clear()
-        else:
-            self._items.append(stored)
-        self.wake()
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        # Too slow: the buffer is dropped; the reader closes with "resume from <last sent>".
+        self.put((stored,))
 
     def clear(self) -> None:
-        self._items.clear()
+        self._buffer.clear()
         self.lagged = False
 
     async def next(self, seconds: float) -> StoredEvent | None:
         """The next buffered event; None after ``seconds``, on lag, or when woken."""
-        if self._items:
-            return self._items.popleft()
+        if self._buffer:
+            return self._buffer.popleft()
         if self.lagged or seconds <= 0:
             return None
         waiter = asyncio.get_running_loop().create_future()
@@ -128,7 +112,7 @@ class Listener:
             return None
         finally:
             self._waiter = None
-        return self._items.popleft() if self._items else None
+        return self._buffer.popleft() if self._buffer else None
 
 
 class EventHub:
