@@ -1,4 +1,5 @@
-"""Helpers shared by the daemon tests (real HTTP, real WebSockets)."""
+"""Helpers shared by the daemon tests: real HTTP and WebSockets, and the rows and Globus task
+documents the pure poller cores are fed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
+from radical.orbit.ledger import events as ev
+from radical.orbit.ledger.fold import TaskRow, apply_task
 from radical.orbit.simulator import TUTORIAL_COLLECTION_1, TUTORIAL_COLLECTION_2, Simulator
 from timing import UNIT
 
@@ -25,6 +28,36 @@ GODATA = [{"source": "/home/share/godata/", "destination": "/~/out/", "recursive
 
 def transfer_body(label: str = "t", **extra: Any) -> dict[str, Any]:
     return {"source": C1, "destination": C2, "items": GODATA, "label": label, **extra}
+
+
+def task_row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -> TaskRow:
+    """A ledger row as the fold makes it at a submit at time 0, then seen by a poll with these
+    status and counts (``is_ok`` unknown: the documents fed to the cores carry none)."""
+    submitted = ev.TaskSubmitted(
+        owner="default", session_id="s1", submission_id="sub", task_id=task_id, label="l"
+    )
+    return apply_task(None, submitted, seq=1, time=0.0)._replace(
+        status=status,
+        nice_status=nice,
+        bytes_transferred=nbytes,
+        files_transferred=files,
+        is_ok=None,
+    )
+
+
+def task_doc(
+    task_id: str, status: str, nice: str | None, nbytes: int, files: int
+) -> dict[str, Any]:
+    """A Globus task document (task_list fields the poller reads); FAILED ones carry an error."""
+    return {
+        "task_id": task_id,
+        "status": status,
+        "nice_status": nice,
+        "label": "l",
+        "bytes_transferred": nbytes,
+        "files_transferred": files,
+        "fatal_error": {"code": "X", "description": "d"} if status == "FAILED" else None,
+    }
 
 
 def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonProcess:
