@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from daemon_helpers import start_daemon
+from daemon_helpers import daemon_process
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -30,20 +30,14 @@ def slow_sim(tmp_path: Path) -> Iterator[Simulator]:
 
 @pytest.fixture
 def daemon(tmp_path: Path, sim: Simulator) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path, sim)
-    try:
+    with daemon_process(tmp_path, sim) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
 def slow_daemon(tmp_path: Path, slow_sim: Simulator) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path, slow_sim)
-    try:
+    with daemon_process(tmp_path, slow_sim) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
@@ -65,8 +59,5 @@ def shared_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 def shared_daemon(
     tmp_path_factory: pytest.TempPathFactory, shared_sim: Simulator
 ) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("shared-daemon"), shared_sim)
-    try:
+    with daemon_process(tmp_path_factory.mktemp("shared-daemon"), shared_sim) as process:
         yield process
-    finally:
-        process.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,16 @@ def task_doc(
     }
 
 
-def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonProcess:
+def daemon_process(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonProcess:
+    """A daemon talking to ``simulator``, not started yet: ``with daemon_process(...) as d:``
+    runs it for the block."""
     opts.setdefault("poll_interval", POLL)
     env = {**simulator.environ(), **opts.pop("env", {})}
-    return DaemonProcess(state_dir=tmp_path / "state", env=env, **opts).start()
+    return DaemonProcess(state_dir=tmp_path / "state", env=env, **opts)
+
+
+def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonProcess:
+    return daemon_process(tmp_path, simulator, **opts).start()
 
 
 def client(process: DaemonProcess, token: str | None = None) -> httpx.Client:
@@ -89,7 +95,38 @@ def history(http: httpx.Client, **params: Any) -> list[dict[str, Any]]:
     return list(answer.json()["events"])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "") -> Any:
+def submit(http: httpx.Client, session_id: str, label: str = "t", **extra: Any) -> str:
+    """Submit a transfer of the tutorial files; its Globus task id."""
+    answer = http.post(
+        f"/globus/sessions/{session_id}/transfers", json=transfer_body(label, **extra)
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["task_id"])
+
+
+def task_status(http: httpx.Client, session_id: str, task_id: str) -> str:
+    """The status the ledger holds for the task."""
+    return str(http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"])
+
+
+def wait_status(
+    http: httpx.Client, session_id: str, task_ids: Iterable[str], status: str, **opts: Any
+) -> None:
+    """Wait until the ledger holds ``status`` for every one of the tasks."""
+    ids = list(task_ids)
+    wait_for(
+        lambda: all(task_status(http, session_id, t) == status for t in ids),
+        what=opts.pop("what", f"{status} for {ids}"),
+        **opts,
+    )
+
+
+def events_of(http: httpx.Client, kind: str, **params: Any) -> list[dict[str, Any]]:
+    """The ledger's events of one kind (the history filters of ``params`` applied)."""
+    return [e for e in history(http, **params) if e["kind"] == kind]
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 15.0 * UNIT, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
