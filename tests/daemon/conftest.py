@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from daemon_helpers import daemon_process
+from daemon_helpers import Session, client, daemon_process, new_user, register
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -61,3 +61,17 @@ def shared_daemon(
 ) -> Iterator[DaemonProcess]:
     with daemon_process(tmp_path_factory.mktemp("shared-daemon"), shared_sim) as process:
         yield process
+
+
+@pytest.fixture
+def fresh_session(shared_daemon: DaemonProcess, shared_sim: Simulator) -> Iterator[Session]:
+    """A new user's session on the module's shared daemon, and a client to reach it."""
+    with client(shared_daemon) as http:
+        yield http, register(http, new_user(shared_sim))
+
+
+@pytest.fixture
+def slow_session(slow_daemon: DaemonProcess, slow_sim: Simulator) -> Iterator[Session]:
+    """A new user's session on a daemon whose tasks run for 2 s, and a client to reach it."""
+    with client(slow_daemon) as http:
+        yield http, register(http, new_user(slow_sim))

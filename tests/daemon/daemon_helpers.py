@@ -72,6 +72,10 @@ def start_daemon(tmp_path: Path, simulator: Simulator, **opts: Any) -> DaemonPro
     return daemon_process(tmp_path, simulator, **opts).start()
 
 
+# A client of a daemon and a session open on it.
+Session = tuple[httpx.Client, str]
+
+
 def client(process: DaemonProcess, token: str | None = None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token or process.token}"}
     return httpx.Client(base_url=process.url, headers=headers, timeout=30 * UNIT)
