@@ -63,15 +63,24 @@ def shared_daemon(
         yield process
 
 
+def _session_on(process: DaemonProcess, simulator: Simulator) -> Iterator[Session]:
+    with client(process) as http:
+        yield http, register(http, new_user(simulator))
+
+
 @pytest.fixture
-def fresh_session(shared_daemon: DaemonProcess, shared_sim: Simulator) -> Iterator[Session]:
-    """A new user's session on the module's shared daemon, and a client to reach it."""
-    with client(shared_daemon) as http:
-        yield http, register(http, new_user(shared_sim))
+def session(daemon: DaemonProcess, sim: Simulator) -> Iterator[Session]:
+    """A new user's session on the test's own daemon, and a client to reach it."""
+    yield from _session_on(daemon, sim)
 
 
 @pytest.fixture
 def slow_session(slow_daemon: DaemonProcess, slow_sim: Simulator) -> Iterator[Session]:
     """A new user's session on a daemon whose tasks run for 2 s, and a client to reach it."""
-    with client(slow_daemon) as http:
-        yield http, register(http, new_user(slow_sim))
+    yield from _session_on(slow_daemon, slow_sim)
+
+
+@pytest.fixture
+def shared_session(shared_daemon: DaemonProcess, shared_sim: Simulator) -> Iterator[Session]:
+    """A new user's session on the module's shared daemon, and a client to reach it."""
+    yield from _session_on(shared_daemon, shared_sim)

@@ -33,9 +33,9 @@ ITEM = [{"source": "/a", "destination": "/b"}]
     ],
 )
 def test_bad_transfer_bodies_are_422(
-    fresh_session: Session, body: dict[str, Any], where: str
+    shared_session: Session, body: dict[str, Any], where: str
 ) -> None:
-    http, session_id = fresh_session
+    http, session_id = shared_session
     answer = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
     recorded = [e["kind"] for e in history(http, session_id=session_id)]
     assert answer.status_code == 422
@@ -65,8 +65,8 @@ def test_bad_registration(shared_daemon: DaemonProcess, shared_sim: Simulator) -
     assert secret not in shared_daemon.log_path.read_text()
 
 
-def test_bad_ids_queries_and_json(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_bad_ids_queries_and_json(shared_session: Session) -> None:
+    http, session_id = shared_session
     assert http.get("/globus/sessions/nosuch/tasks").status_code == 404
     missing = http.get(f"/globus/sessions/{session_id}/tasks/0000")
     assert missing.status_code == 404
@@ -129,8 +129,8 @@ def test_globus_refusals_are_mapped(shared_daemon: DaemonProcess, shared_sim: Si
     assert kinds[-1] == "submit_failed"  # recorded as failed, never left pending
 
 
-def test_consent_required_names_the_scope(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_consent_required_names_the_scope(shared_session: Session) -> None:
+    http, session_id = shared_session
     answer = http.get(
         f"/globus/sessions/{session_id}/ls", params={"collection": MAPPED_COLLECTION_ID}
     )
@@ -142,8 +142,8 @@ def test_consent_required_names_the_scope(fresh_session: Session) -> None:
     assert "register the session again" in body["message"]
 
 
-def test_body_size_limit(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_body_size_limit(shared_session: Session) -> None:
+    http, session_id = shared_session
     items = [{"source": "/" + "a" * 4000, "destination": "/b"}] * 1100  # ~4.5 MB
     big = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(items=items))
     assert big.status_code == 413

@@ -262,6 +262,7 @@ def test_kill_between_cancel_requested_and_globus_answer(
     http = client(process)
     session_id = register(http, creds)
     task_id = submit(http, session_id, "c")
+    sim.pause_task(task_id)  # so it cannot finish before the delayed cancel on a busy machine
     sim.schedule_fault(route="cancel_task", delay=1.5)
     _kill_during(
         process,

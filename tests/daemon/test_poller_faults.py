@@ -10,6 +10,7 @@ from typing import Any
 import globus_sdk
 import pytest
 from daemon_helpers import (
+    Session,
     client,
     daemon_process,
     history,
@@ -135,12 +136,10 @@ def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
 
 
 async def test_inactive_is_reported_and_not_terminal(
-    slow_daemon: DaemonProcess, slow_sim: Simulator
+    slow_daemon: DaemonProcess, slow_sim: Simulator, slow_session: Session
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    http = client(slow_daemon)
-    session_id = register(http, creds)
+    http, session_id = slow_session
     task_id = submit(http, session_id, "pause")
     ws = await ws_connect(slow_daemon, task_id=task_id, since=0)
     try:
@@ -157,7 +156,6 @@ async def test_inactive_is_reported_and_not_terminal(
         finished = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
     finally:
         await ws.close()
-        http.close()
     assert paused[-1]["kind"] == "task_state_changed"
     assert paused[-1]["data"]["nice_status"] == "CREDENTIAL_EXPIRED"
     assert resumed[-1]["kind"] == "task_state_changed"

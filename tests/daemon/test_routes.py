@@ -128,8 +128,8 @@ def test_delete(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
     assert not shared_sim.local_path(C2, "/~/out/", username=creds.username).exists()
 
 
-def test_ls_mkdir_rename(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_ls_mkdir_rename(shared_session: Session) -> None:
+    http, session_id = shared_session
     listing = http.get(
         f"/globus/sessions/{session_id}/ls",
         params={"collection": C1, "path": "/home/share/godata/"},
@@ -165,8 +165,8 @@ def test_ls_mkdir_rename(fresh_session: Session) -> None:
     assert missing.json()["globus_code"].startswith("ClientError.NotFound")
 
 
-def test_endpoint_search_and_get_endpoint(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_endpoint_search_and_get_endpoint(shared_session: Session) -> None:
+    http, session_id = shared_session
     found = http.get(
         f"/globus/sessions/{session_id}/endpoint_search", params={"filter_text": "Tutorial"}
     )
@@ -213,8 +213,8 @@ def test_local_collection_per_session_and_daemon(tmp_path: Path, sim: Simulator)
     assert row["destination"] == C2
 
 
-def test_local_collection_unconfigured_is_a_clear_400(fresh_session: Session) -> None:
-    http, session_id = fresh_session
+def test_local_collection_unconfigured_is_a_clear_400(shared_session: Session) -> None:
+    http, session_id = shared_session
     answer = http.post(
         f"/globus/sessions/{session_id}/transfers",
         json={

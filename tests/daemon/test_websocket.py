@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import websockets
 from daemon_helpers import (
+    Session,
     client,
     daemon_process,
     history,
@@ -71,11 +72,9 @@ async def test_transfer_seen_from_submit_to_succeeded(
 
 
 async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
-    daemon: DaemonProcess, sim: Simulator
+    daemon: DaemonProcess, session: Session
 ) -> None:
-    creds = sim.add_user("alice")
-    http = client(daemon)
-    session_id = register(http, creds)
+    http, session_id = session
     ws = await ws_connect(daemon, since=0)
     seen = await next_events(ws, lambda m: m["kind"] == "session_opened")
     cursor = seen[-1]["seq"]
@@ -96,17 +95,14 @@ async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
             await next_events(ws, lambda m: True, seconds=0.5)
     finally:
         await ws.close()
-        http.close()
     assert got == missed
 
 
 async def test_replay_and_live_have_no_gaps_or_duplicates(
-    daemon: DaemonProcess, sim: Simulator
+    daemon: DaemonProcess, session: Session
 ) -> None:
     """Subscribe from 0 while events are being produced: the union is exactly the ledger."""
-    creds = sim.add_user("alice")
-    http = client(daemon)
-    session_id = register(http, creds)
+    http, session_id = session
 
     def produce() -> list[str]:
         with client(daemon) as h:
@@ -122,7 +118,6 @@ async def test_replay_and_live_have_no_gaps_or_duplicates(
         got = await next_events(ws, lambda m: m["seq"] == truth[-1]["seq"])
     finally:
         await ws.close()
-        http.close()
     assert [e["seq"] for e in got] == [e["seq"] for e in truth]
     assert got == truth
 
