@@ -100,13 +100,20 @@ def _drain(core: AdmissionCore, globus: dict[str, int], now: float) -> list[str]
     accepted = []
     while sends := core.plan(now).send:
         for session_id, item in sends:
-            if globus["free"] > 0:
-                globus["free"] -= 1
+            if _answer(core, globus, item, now):
                 accepted.append(session_id)
-                core.done(item.submission_id, Outcome.ACCEPTED, now)
-            else:
-                core.done(item.submission_id, Outcome.LIMITED, now)
     return accepted
+
+
+def _answer(core: AdmissionCore, globus: dict[str, int], item: Item, now: float) -> bool:
+    """Globus's answer to one send, told to the core: accepted while the user has a free
+    place, else refused for the pending limit."""
+    if globus["free"] > 0:
+        globus["free"] -= 1
+        core.done(item.submission_id, Outcome.ACCEPTED, now)
+        return True
+    core.done(item.submission_id, Outcome.LIMITED, now)
+    return False
 
 
 @pytest.mark.parametrize("finished_seen", [True, False])
@@ -143,15 +150,11 @@ def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> Non
             now = max(now + 0.01, plan.wake_at)
             continue
         for session_id, item in plan.send:
-            if globus["free"] > 0:
-                globus["free"] -= 1
+            if _answer(core, globus, item, now):
                 winners.append(session_id)
-                core.done(item.submission_id, Outcome.ACCEPTED, now)
-            else:
-                core.done(item.submission_id, Outcome.LIMITED, now)
-                if freed == len(winners) < 8:
-                    globus["free"] += 1  # an outside task ends right after the refusal
-                    freed += 1
+            elif freed == len(winners) < 8:
+                globus["free"] += 1  # an outside task ends right after the refusal
+                freed += 1
         now += 0.01
     assert winners == ["a", "b"] * 4, winners
 

@@ -24,10 +24,22 @@ from daemon_helpers import (
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess, LaunchError
 from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.auth import Credentials
 
 
 def _kinds(events: list[dict[str, object]]) -> list[object]:
     return [e["kind"] for e in events]
+
+
+def _alice_on(
+    tmp_path: Path, sim: Simulator
+) -> tuple[DaemonProcess, httpx.Client, Credentials, str]:
+    """A started daemon, a client of it, and alice (to register again after a restart) with
+    a session open on it."""
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    http = client(process)
+    return process, http, creds, register(http, creds)
 
 
 def _kill_during(
@@ -56,10 +68,7 @@ def test_kill_between_submit_requested_and_globus_answer(
     tmp_path: Path, slow_sim: Simulator, fault: str
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
+    process, http, creds, session_id = _alice_on(tmp_path, sim)
     if fault == "answer_lost":
         # Globus gets the request and creates the task, but answers after we are dead.
         sim.schedule_fault(route="submit_transfer", delay=1.5)
@@ -223,10 +232,7 @@ def test_a_pause_inside_the_gap_is_not_recorded_as_inactive(
 def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> None:
     """SIGTERM while a submit waits for Globus: the request is answered and both its
     events are committed before the daemon exits."""
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
+    process, http, _, session_id = _alice_on(tmp_path, sim)
     sim.schedule_fault(route="submit_transfer", delay=1.0)
     answers: list[httpx.Response] = []
     submitter = threading.Thread(
@@ -257,10 +263,7 @@ def test_kill_between_cancel_requested_and_globus_answer(
     tmp_path: Path, slow_sim: Simulator
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
+    process, http, creds, session_id = _alice_on(tmp_path, sim)
     task_id = submit(http, session_id, "c")
     sim.pause_task(task_id)  # so it cannot finish before the delayed cancel on a busy machine
     sim.schedule_fault(route="cancel_task", delay=1.5)

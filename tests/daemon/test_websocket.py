@@ -29,15 +29,12 @@ from radical.orbit.simulator.testing import running_simulator
 
 
 async def test_transfer_seen_from_submit_to_succeeded(
-    daemon: DaemonProcess, sim: Simulator
+    shared_daemon: DaemonProcess, shared_sim: Simulator, shared_session: Session
 ) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-    ws = await ws_connect(daemon, session_id=session_id, topic="transfer_status")
+    http, session_id = shared_session
+    ws = await ws_connect(shared_daemon, session_id=session_id, topic="transfer_status")
     try:
-        with client(daemon) as http:
-            task_id = await asyncio.to_thread(submit, http, session_id, "ws")
+        task_id = await asyncio.to_thread(submit, http, session_id, "ws")
         events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED")
     finally:
         await ws.close()
@@ -65,7 +62,7 @@ async def test_transfer_seen_from_submit_to_succeeded(
     assert last["data"]["faults"] == 0 and last["data"]["is_paused"] is False
     assert last["data"]["label"] == "ws"
     assert last["data"]["files_transferred"] == 3
-    assert last["data"]["bytes_transferred"] == sim.task(task_id)["bytes_transferred"]
+    assert last["data"]["bytes_transferred"] == shared_sim.task(task_id)["bytes_transferred"]
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs))
     assert all(isinstance(e["time"], float) for e in events)
