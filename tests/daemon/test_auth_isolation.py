@@ -152,17 +152,11 @@ async def test_another_token_gets_no_events_over_websocket(
 
 
 def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, options_first: bool = False) -> subprocess.CompletedProcess[str]:
+        state_dir = ("--state-dir", str(tmp_path))
+        argv = [*state_dir, "token", *args] if options_first else ["token", *args, *state_dir]
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "radical.orbit.daemon",
-                "token",
-                *args,
-                "--state-dir",
-                str(tmp_path),
-            ],
+            [sys.executable, "-m", "radical.orbit.daemon", *argv],
             capture_output=True,
             text=True,
             timeout=30 * UNIT,
@@ -180,18 +174,5 @@ def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
     names = run("list")
     assert names.stdout.split() == ["carol", "default"]
     # Options may also come before the subcommand.
-    before = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "radical.orbit.daemon",
-            "--state-dir",
-            str(tmp_path),
-            "token",
-            "list",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30 * UNIT,
-    )
+    before = run("list", options_first=True)
     assert before.stdout.split() == ["carol", "default"]
