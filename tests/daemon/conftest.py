@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from daemon_helpers import start_daemon
+from daemon_helpers import Session, client, daemon_process, new_user, register
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -30,20 +30,14 @@ def slow_sim(tmp_path: Path) -> Iterator[Simulator]:
 
 @pytest.fixture
 def daemon(tmp_path: Path, sim: Simulator) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path, sim)
-    try:
+    with daemon_process(tmp_path, sim) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
 def slow_daemon(tmp_path: Path, slow_sim: Simulator) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path, slow_sim)
-    try:
+    with daemon_process(tmp_path, slow_sim) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
@@ -65,8 +59,28 @@ def shared_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 def shared_daemon(
     tmp_path_factory: pytest.TempPathFactory, shared_sim: Simulator
 ) -> Iterator[DaemonProcess]:
-    process = start_daemon(tmp_path_factory.mktemp("shared-daemon"), shared_sim)
-    try:
+    with daemon_process(tmp_path_factory.mktemp("shared-daemon"), shared_sim) as process:
         yield process
-    finally:
-        process.stop()
+
+
+def _session_on(process: DaemonProcess, simulator: Simulator) -> Iterator[Session]:
+    with client(process) as http:
+        yield http, register(http, new_user(simulator))
+
+
+@pytest.fixture
+def session(daemon: DaemonProcess, sim: Simulator) -> Iterator[Session]:
+    """A new user's session on the test's own daemon, and a client to reach it."""
+    yield from _session_on(daemon, sim)
+
+
+@pytest.fixture
+def slow_session(slow_daemon: DaemonProcess, slow_sim: Simulator) -> Iterator[Session]:
+    """A new user's session on a daemon whose tasks run for 2 s, and a client to reach it."""
+    yield from _session_on(slow_daemon, slow_sim)
+
+
+@pytest.fixture
+def shared_session(shared_daemon: DaemonProcess, shared_sim: Simulator) -> Iterator[Session]:
+    """A new user's session on the module's shared daemon, and a client to reach it."""
+    yield from _session_on(shared_daemon, shared_sim)

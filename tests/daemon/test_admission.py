@@ -14,7 +14,7 @@ from typing import Any
 
 import globus_sdk
 import pytest
-from daemon_helpers import C1, C2, client, history, start_daemon, wait_for
+from daemon_helpers import C1, C2, client, daemon_process, history, wait_for
 
 from radical.orbit.client import GlobusClient, RateLimitedError
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -53,6 +53,13 @@ def _fill_directly(sim: Simulator, creds: Credentials, count: int) -> list[str]:
     return ids
 
 
+@pytest.fixture
+def full_user(long_sim: Simulator) -> tuple[Credentials, list[str]]:
+    """alice, all her pending places taken by tasks submitted outside the daemon; those."""
+    creds = long_sim.add_user("alice")
+    return creds, _fill_directly(long_sim, creds, REAL_LIMITS["max_pending"])
+
+
 def _labelled(sim: Simulator, label: str) -> list[dict[str, Any]]:
     return [t for t in sim.tasks() if t.get("label") == label]
 
@@ -63,12 +70,12 @@ def _library(daemon: DaemonProcess, creds: Credentials) -> GlobusClient:
     return globus
 
 
-def test_queue_order_cancel_wait_and_notifications(tmp_path: Path, long_sim: Simulator) -> None:
+def test_queue_order_cancel_wait_and_notifications(
+    tmp_path: Path, long_sim: Simulator, full_user: tuple[Credentials, list[str]]
+) -> None:
     sim = long_sim
-    creds = sim.add_user("alice")
-    daemon = start_daemon(tmp_path, sim, env=QUICK)
-    try:
-        outside = _fill_directly(sim, creds, 100)
+    creds, outside = full_user
+    with daemon_process(tmp_path, sim, env=QUICK) as daemon:
         globus = _library(daemon, creds)
         answers = [globus.submit_transfer(C1, C2, ITEM, label=f"q{n}") for n in range(5)]
         assert [a["status"] for a in answers] == ["QUEUED"] * 5
@@ -120,16 +127,16 @@ def test_queue_order_cancel_wait_and_notifications(tmp_path: Path, long_sim: Sim
         again = globus.submit_transfer(C1, C2, ITEM, label="q1", submission_id=subs[1])
         assert again["task_id"] is None and not _labelled(sim, "q1")
         globus.close()
-    finally:
-        daemon.stop()
 
 
-def test_queue_survives_kill_9_and_has_a_cap(tmp_path: Path, long_sim: Simulator) -> None:
+def test_queue_survives_kill_9_and_has_a_cap(
+    tmp_path: Path, long_sim: Simulator, full_user: tuple[Credentials, list[str]]
+) -> None:
     sim = long_sim
-    creds = sim.add_user("alice")
-    daemon = start_daemon(tmp_path, sim, env={**QUICK, "RADICAL_ORBIT_ADMISSION_MAX_QUEUED": "3"})
-    try:
-        outside = _fill_directly(sim, creds, 100)
+    creds, outside = full_user
+    with daemon_process(
+        tmp_path, sim, env={**QUICK, "RADICAL_ORBIT_ADMISSION_MAX_QUEUED": "3"}
+    ) as daemon:
         globus = _library(daemon, creds)
         answers = [globus.submit_transfer(C1, C2, ITEM, label=f"k{n}") for n in range(3)]
         assert [a["status"] for a in answers] == ["QUEUED"] * 3
@@ -163,17 +170,15 @@ def test_queue_survives_kill_9_and_has_a_cap(tmp_path: Path, long_sim: Simulator
         assert all(len(_labelled(sim, f"k{n}")) == 1 for n in range(3))
         assert not _labelled(sim, "over")
         globus.close()
-    finally:
-        daemon.stop()
 
 
-def test_sessions_take_turns(tmp_path: Path, long_sim: Simulator) -> None:
+def test_sessions_take_turns(
+    tmp_path: Path, long_sim: Simulator, full_user: tuple[Credentials, list[str]]
+) -> None:
     """Two sessions of one Globus user share its 100 places: as tasks finish, both get some."""
     sim = long_sim
-    creds = sim.add_user("alice")
-    daemon = start_daemon(tmp_path, sim, env=QUICK)
-    try:
-        outside = _fill_directly(sim, creds, 100)
+    creds, outside = full_user
+    with daemon_process(tmp_path, sim, env=QUICK) as daemon:
         a, b = _library(daemon, creds), _library(daemon, creds)
         for n in range(6):
             assert a.submit_transfer(C1, C2, ITEM, label=f"a{n}")["status"] == "QUEUED"
@@ -195,8 +200,6 @@ def test_sessions_take_turns(tmp_path: Path, long_sim: Simulator) -> None:
         assert len(labels) == len(set(labels))  # none twice
         a.close()
         b.close()
-    finally:
-        daemon.stop()
 
 
 def test_kill_9_during_a_burst_with_the_library_retries(tmp_path: Path) -> None:
@@ -205,8 +208,7 @@ def test_kill_9_during_a_burst_with_the_library_retries(tmp_path: Path) -> None:
     runs in Globus exactly once."""
     with running_simulator(tmp_path, min_task_seconds=0.3, **REAL_LIMITS) as sim:
         creds = sim.add_user("alice")
-        daemon = start_daemon(tmp_path, sim, env=QUICK)
-        try:
+        with daemon_process(tmp_path, sim, env=QUICK) as daemon:
             setup = _library(daemon, creds)
             answers: list[dict[str, Any]] = []
             errors: list[BaseException] = []
@@ -243,5 +245,3 @@ def test_kill_9_during_a_burst_with_the_library_retries(tmp_path: Path) -> None:
             )
             assert all(len(_labelled(sim, label)) == 1 for label in labels)
             setup.close()
-        finally:
-            daemon.stop()

@@ -24,22 +24,33 @@ def _ids(pairs: list[tuple[str, Item]]) -> list[str]:
     return [item.submission_id for _sid, item in pairs]
 
 
-def test_below_the_limits_everything_goes_at_once() -> None:
-    core = _core(rate=0)
+def _lane(count: int, **limits: float) -> AdmissionCore:
+    """A core whose lane a is usable and has ``count`` submits waiting: s0, s1, ..."""
+    core = _core(**limits)
     core.set_usable("a", True)
-    for n in range(5):
+    for n in range(count):
         core.add("a", Item(f"s{n}"))
+    return core
+
+
+def _usable_lanes(core: AdmissionCore, count: int) -> None:
+    """Lanes a and b, usable, each with ``count`` submits waiting: a0, a1, ..., b0, b1, ..."""
+    for session_id in ("a", "b"):
+        core.set_usable(session_id, True)
+        for n in range(count):
+            core.add(session_id, Item(f"{session_id}{n}"))
+
+
+def test_below_the_limits_everything_goes_at_once() -> None:
+    core = _lane(5, rate=0)
     plan = core.plan(0.0)
     assert _ids(plan.send) == ["s0", "s1", "s2", "s3", "s4"]
     assert plan.queue == []
 
 
 def test_capacity_queues_the_rest_in_order_and_a_finished_task_frees_a_place() -> None:
-    core = _core(rate=0, max_pending=3)
-    core.set_usable("a", True)
+    core = _lane(3, rate=0, max_pending=3)
     core.set_open_tasks("a", 2)
-    for n in range(3):
-        core.add("a", Item(f"s{n}"))
     plan = core.plan(0.0)
     assert _ids(plan.send) == ["s0"]
     assert [(i.submission_id, why) for _s, i, why in plan.queue] == [
@@ -56,10 +67,7 @@ def test_capacity_queues_the_rest_in_order_and_a_finished_task_frees_a_place() -
 
 
 def test_a_409_blocks_until_a_task_finishes_or_the_probe_timer() -> None:
-    core = _core(rate=0, probe_interval=5.0)
-    core.set_usable("a", True)
-    for n in range(3):
-        core.add("a", Item(f"s{n}"))
+    core = _lane(3, rate=0, probe_interval=5.0)
     first = core.plan(0.0)
     assert _ids(first.send) == ["s0", "s1", "s2"]
     for sub in ("s0", "s1", "s2"):
@@ -76,19 +84,36 @@ def test_a_409_blocks_until_a_task_finishes_or_the_probe_timer() -> None:
     assert _ids(core.plan(0.6).send) == ["s1", "s2"]
 
 
+def _full_user_lanes() -> tuple[AdmissionCore, dict[str, int]]:
+    """Two sessions of one Globus user with six submits each and its places all taken: the
+    first sends are refused. The core and the user's free places."""
+    core = _core(rate=0, probe_interval=1.0)
+    _usable_lanes(core, 6)
+    globus = {"free": 0}
+    assert _drain(core, globus, 0.0) == []
+    return core, globus
+
+
 def _drain(core: AdmissionCore, globus: dict[str, int], now: float) -> list[str]:
     """Run plans at ``now`` until nothing more goes out; Globus accepts while it has
     free places. Returns the lanes whose sends were accepted, in order."""
     accepted = []
     while sends := core.plan(now).send:
         for session_id, item in sends:
-            if globus["free"] > 0:
-                globus["free"] -= 1
+            if _answer(core, globus, item, now):
                 accepted.append(session_id)
-                core.done(item.submission_id, Outcome.ACCEPTED, now)
-            else:
-                core.done(item.submission_id, Outcome.LIMITED, now)
     return accepted
+
+
+def _answer(core: AdmissionCore, globus: dict[str, int], item: Item, now: float) -> bool:
+    """Globus's answer to one send, told to the core: accepted while the user has a free
+    place, else refused for the pending limit."""
+    if globus["free"] > 0:
+        globus["free"] -= 1
+        core.done(item.submission_id, Outcome.ACCEPTED, now)
+        return True
+    core.done(item.submission_id, Outcome.LIMITED, now)
+    return False
 
 
 @pytest.mark.parametrize("finished_seen", [True, False])
@@ -96,13 +121,7 @@ def test_blocked_lanes_take_turns(finished_seen: bool) -> None:
     """Two sessions of one Globus user, its places all taken: each place that frees goes to
     the lanes in turn, whether the daemon sees the task finish (a task of its own) or only
     its probe timer runs out (a task submitted elsewhere)."""
-    core = _core(rate=0, probe_interval=1.0)
-    for session_id in ("a", "b"):
-        core.set_usable(session_id, True)
-        for n in range(6):
-            core.add(session_id, Item(f"{session_id}{n}"))
-    globus = {"free": 0}
-    assert _drain(core, globus, 0.0) == []
+    core, globus = _full_user_lanes()
     winners = []
     for step in range(8):
         now = 2.0 * (step + 1)
@@ -118,13 +137,7 @@ def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> Non
     winner's next round had the other lane's probe refused (a client that submits again as
     soon as it sees its task): the winner does not probe in that round, so the place goes to
     the refused lane, first in order, and the lanes still take turns."""
-    core = _core(rate=0, probe_interval=1.0)
-    for session_id in ("a", "b"):
-        core.set_usable(session_id, True)
-        for n in range(6):
-            core.add(session_id, Item(f"{session_id}{n}"))
-    globus = {"free": 0}
-    assert _drain(core, globus, 0.0) == []
+    core, globus = _full_user_lanes()
     globus["free"], freed = 1, 1
     winners: list[str] = []
     now = 0.0
@@ -137,15 +150,11 @@ def test_a_place_freeing_after_a_refused_probe_goes_to_the_refused_lane() -> Non
             now = max(now + 0.01, plan.wake_at)
             continue
         for session_id, item in plan.send:
-            if globus["free"] > 0:
-                globus["free"] -= 1
+            if _answer(core, globus, item, now):
                 winners.append(session_id)
-                core.done(item.submission_id, Outcome.ACCEPTED, now)
-            else:
-                core.done(item.submission_id, Outcome.LIMITED, now)
-                if freed == len(winners) < 8:
-                    globus["free"] += 1  # an outside task ends right after the refusal
-                    freed += 1
+            elif freed == len(winners) < 8:
+                globus["free"] += 1  # an outside task ends right after the refusal
+                freed += 1
         now += 0.01
     assert winners == ["a", "b"] * 4, winners
 
@@ -155,10 +164,7 @@ def test_independent_users_do_not_wait_for_each_other() -> None:
     lane whose user has room is not held back by one whose user has none (it goes on one
     submit per round, the next round starting at once)."""
     core = _core(rate=0, probe_interval=1.0)
-    for session_id in ("a", "b"):
-        core.set_usable(session_id, True)
-        core.add(session_id, Item(f"{session_id}0"))
-        core.add(session_id, Item(f"{session_id}1"))
+    _usable_lanes(core, 2)
     for _sid, item in core.plan(0.0).send:
         core.done(item.submission_id, Outcome.LIMITED, 0.0)
     # a's user stays full; b's user has room again. After one probe interval:
@@ -189,10 +195,7 @@ def test_429_waits_retry_after_and_unanswered_backs_off_and_is_never_cancellable
 
 
 def test_pace_holds_without_queueing() -> None:
-    core = _core(rate=2, rate_window=1.0)
-    core.set_usable("a", True)
-    for n in range(5):
-        core.add("a", Item(f"s{n}"))
+    core = _lane(5, rate=2, rate_window=1.0)
     plan = core.plan(0.0)
     assert _ids(plan.send) == ["s0", "s1"]
     assert plan.queue == []  # held for the pace, not queued
@@ -227,11 +230,9 @@ def test_unusable_lane_queues_and_resumes() -> None:
 
 def test_lanes_take_turns() -> None:
     core = _core(rate=0, max_pending=100)
+    _usable_lanes(core, 4)
     for session_id in ("a", "b"):
-        core.set_usable(session_id, True)
         core.set_open_tasks(session_id, 99)
-        for n in range(4):
-            core.add(session_id, Item(f"{session_id}{n}"))
     served = []
     for step in range(6):
         plan = core.plan(float(step))

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from daemon_helpers import client, history, register, transfer_body, ws_connect
+from daemon_helpers import client, history, new_user, register, transfer_body, ws_connect
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -84,22 +84,22 @@ def test_http_without_valid_token_is_401(
         assert answer.headers["www-authenticate"] == "Bearer"
 
 
-async def test_websocket_without_valid_token_is_refused(daemon: DaemonProcess) -> None:
+async def test_websocket_without_valid_token_is_refused(shared_daemon: DaemonProcess) -> None:
     for token in ("wrong", ""):
         with pytest.raises(websockets.InvalidStatus) as refused:
             await websockets.connect(
-                daemon.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+                shared_daemon.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
             )
         assert refused.value.response.status_code == 401
 
 
 def test_token_add_and_another_token_cannot_see_a_session(
-    daemon: DaemonProcess, sim: Simulator
+    shared_daemon: DaemonProcess, shared_sim: Simulator
 ) -> None:
-    bob_token = daemon.add_token("bob")
-    assert "bob" in json.loads((daemon.state_dir / "tokens.json").read_text())
-    creds = sim.add_user("alice")
-    with client(daemon) as alice, client(daemon, bob_token) as bob:
+    bob_token = shared_daemon.add_token("bob")
+    assert "bob" in json.loads((shared_daemon.state_dir / "tokens.json").read_text())
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as alice, client(shared_daemon, bob_token) as bob:
         session_id = register(alice, creds)
         task_id = alice.post(
             f"/globus/sessions/{session_id}/transfers", json=transfer_body()
@@ -130,39 +130,33 @@ def test_token_add_and_another_token_cannot_see_a_session(
 
 
 async def test_another_token_gets_no_events_over_websocket(
-    daemon: DaemonProcess, sim: Simulator
+    shared_daemon: DaemonProcess, shared_sim: Simulator
 ) -> None:
-    bob_token = daemon.add_token("bob")
-    creds = sim.add_user("alice")
-    with client(daemon) as alice:
+    carol_token = shared_daemon.add_token("carol")
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as alice:
         session_id = register(alice, creds)
-    ws = await ws_connect(daemon, bob_token, session_id=session_id)
+    ws = await ws_connect(shared_daemon, carol_token, session_id=session_id)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4404
-    bob_all = await ws_connect(daemon, bob_token, since=0)
+    carol_all = await ws_connect(shared_daemon, carol_token, since=0)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.5):
             while True:
-                message = json.loads(await bob_all.recv())
+                message = json.loads(await carol_all.recv())
                 if message["type"] == "event":
                     break
-    await bob_all.close()
+    await carol_all.close()
 
 
 def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, options_first: bool = False) -> subprocess.CompletedProcess[str]:
+        state_dir = ("--state-dir", str(tmp_path))
+        argv = [*state_dir, "token", *args] if options_first else ["token", *args, *state_dir]
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "radical.orbit.daemon",
-                "token",
-                *args,
-                "--state-dir",
-                str(tmp_path),
-            ],
+            [sys.executable, "-m", "radical.orbit.daemon", *argv],
             capture_output=True,
             text=True,
             timeout=30 * UNIT,
@@ -180,18 +174,5 @@ def test_token_cli_refuses_bad_and_duplicate_names(tmp_path: Path) -> None:
     names = run("list")
     assert names.stdout.split() == ["carol", "default"]
     # Options may also come before the subcommand.
-    before = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "radical.orbit.daemon",
-            "--state-dir",
-            str(tmp_path),
-            "token",
-            "list",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30 * UNIT,
-    )
+    before = run("list", options_first=True)
     assert before.stdout.split() == ["carol", "default"]

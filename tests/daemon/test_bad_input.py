@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from daemon_helpers import C1, C2, client, history, new_user, register, transfer_body
+from daemon_helpers import C1, C2, Session, client, history, new_user, register, transfer_body
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import MAPPED_COLLECTION_ID, Simulator
@@ -33,13 +33,11 @@ ITEM = [{"source": "/a", "destination": "/b"}]
     ],
 )
 def test_bad_transfer_bodies_are_422(
-    shared_daemon: DaemonProcess, shared_sim: Simulator, body: dict[str, Any], where: str
+    shared_session: Session, body: dict[str, Any], where: str
 ) -> None:
-    creds = new_user(shared_sim)
-    with client(shared_daemon) as http:
-        session_id = register(http, creds)
-        answer = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
-        recorded = [e["kind"] for e in history(http, session_id=session_id)]
+    http, session_id = shared_session
+    answer = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
+    recorded = [e["kind"] for e in history(http, session_id=session_id)]
     assert answer.status_code == 422
     assert answer.json()["error"] == "ValidationError"
     assert where in answer.json()["message"]
@@ -67,34 +65,32 @@ def test_bad_registration(shared_daemon: DaemonProcess, shared_sim: Simulator) -
     assert secret not in shared_daemon.log_path.read_text()
 
 
-def test_bad_ids_queries_and_json(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
-    creds = new_user(shared_sim)
-    with client(shared_daemon) as http:
-        session_id = register(http, creds)
-        assert http.get("/globus/sessions/nosuch/tasks").status_code == 404
-        missing = http.get(f"/globus/sessions/{session_id}/tasks/0000")
-        assert missing.status_code == 404
-        assert "0000" in missing.json()["message"]
-        assert http.post(f"/globus/sessions/{session_id}/tasks/0000/cancel").status_code == 404
-        limit = http.get(f"/globus/sessions/{session_id}/tasks", params={"limit": 0})
-        assert limit.status_code == 422
-        assert "limit" in limit.json()["message"]
-        status = http.get(f"/globus/sessions/{session_id}/tasks", params={"status": "DONE"})
-        assert status.status_code == 422
-        wait = http.post(f"/globus/sessions/{session_id}/tasks/x/wait", json={"timeout": -1})
-        assert wait.status_code == 422
-        no_collection = http.get(f"/globus/sessions/{session_id}/ls")
-        assert no_collection.status_code == 422
-        assert "collection" in no_collection.json()["message"]
-        broken = http.post(
-            f"/globus/sessions/{session_id}/transfers",
-            content=b"{not json",
-            headers={"Content-Type": "application/json"},
-        )
-        assert broken.status_code == 422
-        assert http.get("/no/such/route").json()["error"] == "NotFound"
-        view = http.get("/globus/history", params={"view": "everything"})
-        assert view.status_code == 422
+def test_bad_ids_queries_and_json(shared_session: Session) -> None:
+    http, session_id = shared_session
+    assert http.get("/globus/sessions/nosuch/tasks").status_code == 404
+    missing = http.get(f"/globus/sessions/{session_id}/tasks/0000")
+    assert missing.status_code == 404
+    assert "0000" in missing.json()["message"]
+    assert http.post(f"/globus/sessions/{session_id}/tasks/0000/cancel").status_code == 404
+    limit = http.get(f"/globus/sessions/{session_id}/tasks", params={"limit": 0})
+    assert limit.status_code == 422
+    assert "limit" in limit.json()["message"]
+    status = http.get(f"/globus/sessions/{session_id}/tasks", params={"status": "DONE"})
+    assert status.status_code == 422
+    wait = http.post(f"/globus/sessions/{session_id}/tasks/x/wait", json={"timeout": -1})
+    assert wait.status_code == 422
+    no_collection = http.get(f"/globus/sessions/{session_id}/ls")
+    assert no_collection.status_code == 422
+    assert "collection" in no_collection.json()["message"]
+    broken = http.post(
+        f"/globus/sessions/{session_id}/transfers",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert broken.status_code == 422
+    assert http.get("/no/such/route").json()["error"] == "NotFound"
+    view = http.get("/globus/history", params={"view": "everything"})
+    assert view.status_code == 422
 
 
 def test_globus_refusals_are_mapped(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
@@ -133,15 +129,11 @@ def test_globus_refusals_are_mapped(shared_daemon: DaemonProcess, shared_sim: Si
     assert kinds[-1] == "submit_failed"  # recorded as failed, never left pending
 
 
-def test_consent_required_names_the_scope(
-    shared_daemon: DaemonProcess, shared_sim: Simulator
-) -> None:
-    creds = new_user(shared_sim)
-    with client(shared_daemon) as http:
-        session_id = register(http, creds)
-        answer = http.get(
-            f"/globus/sessions/{session_id}/ls", params={"collection": MAPPED_COLLECTION_ID}
-        )
+def test_consent_required_names_the_scope(shared_session: Session) -> None:
+    http, session_id = shared_session
+    answer = http.get(
+        f"/globus/sessions/{session_id}/ls", params={"collection": MAPPED_COLLECTION_ID}
+    )
     assert answer.status_code == 401
     body = answer.json()
     assert body["error"] == "ConsentRequired"
@@ -150,28 +142,26 @@ def test_consent_required_names_the_scope(
     assert "register the session again" in body["message"]
 
 
-def test_body_size_limit(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
-    creds = new_user(shared_sim)
-    with client(shared_daemon) as http:
-        session_id = register(http, creds)
-        items = [{"source": "/" + "a" * 4000, "destination": "/b"}] * 1100  # ~4.5 MB
-        big = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(items=items))
-        assert big.status_code == 413
-        assert big.json()["error"] == "PayloadTooLarge"
+def test_body_size_limit(shared_session: Session) -> None:
+    http, session_id = shared_session
+    items = [{"source": "/" + "a" * 4000, "destination": "/b"}] * 1100  # ~4.5 MB
+    big = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(items=items))
+    assert big.status_code == 413
+    assert big.json()["error"] == "PayloadTooLarge"
 
-        def chunks() -> Iterator[bytes]:
-            yield b'{"source": "x", "destination": "y", "items": ["'
-            for _ in range(600):
-                yield b"z" * 8192
-            yield b'"]}'
+    def chunks() -> Iterator[bytes]:
+        yield b'{"source": "x", "destination": "y", "items": ["'
+        for _ in range(600):
+            yield b"z" * 8192
+        yield b'"]}'
 
-        streamed = http.post(
-            f"/globus/sessions/{session_id}/transfers",
-            content=chunks(),
-            headers={"Content-Type": "application/json"},
-        )
-        assert streamed.status_code == 413
-        recorded = [e["kind"] for e in history(http, session_id=session_id)]
+    streamed = http.post(
+        f"/globus/sessions/{session_id}/transfers",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    recorded = [e["kind"] for e in history(http, session_id=session_id)]
     assert recorded == ["session_opened"]
 
 

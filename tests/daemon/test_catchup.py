@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from daemon_helpers import task_doc, task_row
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,47 +34,11 @@ def _event(code: str, seconds: int, *, error: bool = False) -> dict[str, Any]:
 
 
 def _row(status: str, nice: str | None = "OK", nbytes: int = 10, files: int = 1) -> TaskRow:
-    return TaskRow(
-        task_id="t1",
-        submission_id="sub",
-        owner="default",
-        session_id="s1",
-        type="TRANSFER",
-        status=status,
-        nice_status=nice,
-        label="l",
-        source=None,
-        destination=None,
-        bytes_transferred=nbytes,
-        files_transferred=files,
-        fatal_error=None,
-        request_time=0.0,
-        completion_time=None,
-        created_seq=1,
-        last_seq=1,
-        is_ok=None,
-        is_paused=False,
-        faults=0,
-        error=None,
-        needs_attention=None,
-        attention_since=None,
-        progress_time=0.0,
-        policy=None,
-        attention_message=None,
-        observed_time=0.0,
-    )
+    return task_row("t1", status, nice, nbytes, files)
 
 
 def _doc(status: str, nice: str | None, nbytes: int = 30, files: int = 3) -> dict[str, Any]:
-    return {
-        "task_id": "t1",
-        "status": status,
-        "nice_status": nice,
-        "label": "l",
-        "bytes_transferred": nbytes,
-        "files_transferred": files,
-        "fatal_error": {"code": "X", "description": "d"} if status == "FAILED" else None,
-    }
+    return task_doc("t1", status, nice, nbytes, files)
 
 
 def _statuses(events: list[ev.Event]) -> list[str]:

@@ -4,18 +4,63 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from daemon_helpers import client, history, register, start_daemon, transfer_body, wait_for
+from daemon_helpers import (
+    client,
+    events_of,
+    history,
+    register,
+    start_daemon,
+    submit,
+    transfer_body,
+    wait_for,
+    wait_status,
+)
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess, LaunchError
 from radical.orbit.simulator import Simulator
+from radical.orbit.simulator.auth import Credentials
 
 
 def _kinds(events: list[dict[str, object]]) -> list[object]:
     return [e["kind"] for e in events]
+
+
+def _alice_on(
+    tmp_path: Path, sim: Simulator
+) -> tuple[DaemonProcess, httpx.Client, Credentials, str]:
+    """A started daemon, a client of it, and alice (to register again after a restart) with
+    a session open on it."""
+    creds = sim.add_user("alice")
+    process = start_daemon(tmp_path, sim)
+    http = client(process)
+    return process, http, creds, register(http, creds)
+
+
+def _kill_during(
+    process: DaemonProcess, http: httpx.Client, send: Callable[[httpx.Client], object], kind: str
+) -> list[dict[str, Any]]:
+    """Send a request from another thread and kill -9 the daemon once its ``kind`` event is
+    committed (the request still waits for Globus); those events."""
+
+    def request() -> None:
+        try:
+            with client(process) as h:
+                send(h)
+        except httpx.HTTPError:
+            pass  # the daemon died under this request
+
+    sender = threading.Thread(target=request)
+    sender.start()
+    recorded = wait_for(lambda: events_of(http, kind), what=f"{kind} in the ledger")
+    process.kill()
+    sender.join(30)
+    return recorded
 
 
 @pytest.mark.parametrize("fault", ["answer_lost", "never_arrived"])
@@ -23,33 +68,20 @@ def test_kill_between_submit_requested_and_globus_answer(
     tmp_path: Path, slow_sim: Simulator, fault: str
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
+    process, http, creds, session_id = _alice_on(tmp_path, sim)
     if fault == "answer_lost":
         # Globus gets the request and creates the task, but answers after we are dead.
         sim.schedule_fault(route="submit_transfer", delay=1.5)
     else:
         # Globus never executes it: every attempt fails until the daemon is dead.
         sim.schedule_fault(route="submit_transfer", status=503, count=None)
-
-    def submit() -> None:
-        try:
-            with client(process) as h:
-                h.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("once"))
-        except httpx.HTTPError:
-            pass  # the daemon died under this request
-
-    submitter = threading.Thread(target=submit)
-    submitter.start()
-    requested = wait_for(
-        lambda: [e for e in history(http) if e["kind"] == "submit_requested"],
-        what="submit_requested in the ledger",
+    requested = _kill_during(
+        process,
+        http,
+        lambda h: h.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("once")),
+        "submit_requested",
     )
     submission_id = requested[0]["data"]["submission_id"]
-    process.kill()
-    submitter.join(30)
     http.close()
     sim.clear_faults()
 
@@ -63,19 +95,13 @@ def test_kill_between_submit_requested_and_globus_answer(
             assert missing.json()["error"] == "CredentialMissing"
             assert register(http, creds, session_id=session_id) == session_id
             submitted = wait_for(
-                lambda: [e for e in history(http) if e["kind"] == "task_submitted"],
+                lambda: events_of(http, "task_submitted"),
                 what="task_submitted after re-registration",
             )
             # Let any stray duplicate resubmission show up before counting.
             sim.finish_all()
             task_id = submitted[0]["task_id"]
-            wait_for(
-                lambda: (
-                    http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
-                    == "SUCCEEDED"
-                ),
-                what="SUCCEEDED",
-            )
+            wait_status(http, session_id, [task_id], "SUCCEEDED")
             events = history(http)
             row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
     finally:
@@ -96,12 +122,7 @@ def test_restart_catches_up_every_task(tmp_path: Path, slow_sim: Simulator) -> N
     process = start_daemon(tmp_path, sim)
     with client(process) as http:
         session_id = register(http, creds)
-        ids = [
-            http.post(
-                f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"c{i}")
-            ).json()["task_id"]
-            for i in range(4)
-        ]
+        ids = [submit(http, session_id, f"c{i}") for i in range(4)]
     process.stop()  # graceful this time
     # While the daemon is down: one fails, one goes INACTIVE (its credential expired; a pause
     # would keep it ACTIVE, as with Globus), the rest finish.
@@ -146,12 +167,7 @@ def _gap_histories(
     process = start_daemon(tmp_path, sim)
     with client(process) as http:
         session_id = register(http, creds)
-        a, b = (
-            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)).json()[
-                "task_id"
-            ]
-            for label in ("a", "b")
-        )
+        a, b = (submit(http, session_id, label) for label in ("a", "b"))
         if seen == "INACTIVE":
             sim.expire_credential(a)
         wait_for(
@@ -173,14 +189,7 @@ def _gap_histories(
     try:
         with client(process) as http:
             register(http, creds, session_id=session_id)
-            wait_for(
-                lambda: all(
-                    http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"]
-                    == "SUCCEEDED"
-                    for t in (a, b)
-                ),
-                what="both SUCCEEDED in the ledger",
-            )
+            wait_status(http, session_id, (a, b), "SUCCEEDED", what="both SUCCEEDED in the ledger")
             changes = {
                 name: [
                     e["data"]["status"]
@@ -223,10 +232,7 @@ def test_a_pause_inside_the_gap_is_not_recorded_as_inactive(
 def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> None:
     """SIGTERM while a submit waits for Globus: the request is answered and both its
     events are committed before the daemon exits."""
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
+    process, http, _, session_id = _alice_on(tmp_path, sim)
     sim.schedule_fault(route="submit_transfer", delay=1.0)
     answers: list[httpx.Response] = []
     submitter = threading.Thread(
@@ -235,10 +241,7 @@ def test_sigterm_finishes_in_flight_submits(tmp_path: Path, sim: Simulator) -> N
         )
     )
     submitter.start()
-    wait_for(
-        lambda: [e for e in history(http) if e["kind"] == "submit_requested"],
-        what="submit_requested",
-    )
+    wait_for(lambda: events_of(http, "submit_requested"), what="submit_requested")
     assert process.stop() == 0
     submitter.join(10)
     http.close()
@@ -260,46 +263,26 @@ def test_kill_between_cancel_requested_and_globus_answer(
     tmp_path: Path, slow_sim: Simulator
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim)
-    http = client(process)
-    session_id = register(http, creds)
-    task_id = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("c")).json()[
-        "task_id"
-    ]
+    process, http, creds, session_id = _alice_on(tmp_path, sim)
+    task_id = submit(http, session_id, "c")
+    sim.pause_task(task_id)  # so it cannot finish before the delayed cancel on a busy machine
     sim.schedule_fault(route="cancel_task", delay=1.5)
-
-    def cancel() -> None:
-        try:
-            with client(process) as h:
-                h.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
-        except httpx.HTTPError:
-            pass
-
-    canceller = threading.Thread(target=cancel)
-    canceller.start()
-    wait_for(
-        lambda: [e for e in history(http) if e["kind"] == "cancel_requested"],
-        what="cancel_requested in the ledger",
+    _kill_during(
+        process,
+        http,
+        lambda h: h.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel"),
+        "cancel_requested",
     )
-    process.kill()
-    canceller.join(30)
     http.close()
     process.start()
     try:
         with client(process) as http:
             register(http, creds, session_id=session_id)
             results = wait_for(
-                lambda: [e for e in history(http) if e["kind"] == "cancel_result"],
+                lambda: events_of(http, "cancel_result"),
                 what="the pending cancel resent after re-registration",
             )
-            wait_for(
-                lambda: (
-                    http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
-                    == "FAILED"
-                ),
-                what="FAILED",
-            )
+            wait_status(http, session_id, [task_id], "FAILED")
             kinds = _kinds(history(http))
     finally:
         process.stop()

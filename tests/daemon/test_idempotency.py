@@ -8,7 +8,16 @@ import time
 import uuid
 from pathlib import Path
 
-from daemon_helpers import C1, client, history, register, start_daemon, transfer_body
+from daemon_helpers import (
+    C1,
+    Session,
+    client,
+    history,
+    new_user,
+    register,
+    start_daemon,
+    transfer_body,
+)
 
 from radical.orbit.client import GlobusClient, SubmitUnresolved
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
@@ -21,10 +30,10 @@ def _tasks_with(sim: Simulator, label: str) -> list[dict[str, object]]:
     return [t for t in sim.tasks() if t.get("label") == label]
 
 
-def test_repeat_answers_the_first_task(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
+def test_repeat_answers_the_first_task(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
     sub = str(uuid.uuid4())
-    with client(daemon) as http:
+    with client(shared_daemon) as http:
         session_id = register(http, creds)
         body = transfer_body("once", submission_id=sub)
         first = http.post(f"/globus/sessions/{session_id}/transfers", json=body)
@@ -49,19 +58,21 @@ def test_repeat_answers_the_first_task(daemon: DaemonProcess, sim: Simulator) ->
     assert again.json()["code"] == "Duplicate"
     assert d2.json()["task_id"] == d1.json()["task_id"]
     # Each id reached Globus once, and the ledger recorded each request once.
-    assert len(_tasks_with(sim, "once")) == 1
-    assert len(_tasks_with(sim, "delete-once")) == 1
+    assert len(_tasks_with(shared_sim, "once")) == 1
+    assert len(_tasks_with(shared_sim, "delete-once")) == 1
     assert len(requested) == 2
     # The submission id stands for its task.
     assert by_sub.status_code == 200 and by_sub.json()["task_id"] == first.json()["task_id"]
 
 
-def test_an_id_used_elsewhere_is_refused_alike(daemon: DaemonProcess, sim: Simulator) -> None:
+def test_an_id_used_elsewhere_is_refused_alike(
+    shared_daemon: DaemonProcess, shared_sim: Simulator
+) -> None:
     """Another token's id and this token's id with another body get the same answer."""
-    alice, bob = sim.add_user("alice"), sim.add_user("bob")
-    other_token = daemon.add_token("other")
+    alice, bob = new_user(shared_sim), new_user(shared_sim)
+    other_token = shared_daemon.add_token("other")
     sub = str(uuid.uuid4())
-    with client(daemon) as http, client(daemon, other_token) as other:
+    with client(shared_daemon) as http, client(shared_daemon, other_token) as other:
         session_id = register(http, alice)
         other_sid = register(other, bob)
         ok = http.post(
@@ -82,19 +93,17 @@ def test_an_id_used_elsewhere_is_refused_alike(daemon: DaemonProcess, sim: Simul
     assert foreign.json()["error"] == "SubmissionIdConflict"
     assert ok.json()["task_id"] not in foreign.text
     assert peek.status_code == 404
-    assert len(_tasks_with(sim, "mine")) == 1
-    assert not _tasks_with(sim, "other")
+    assert len(_tasks_with(shared_sim, "mine")) == 1
+    assert not _tasks_with(shared_sim, "other")
 
 
-def test_bad_submission_id_is_refused(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-        answer = http.post(
-            f"/globus/sessions/{session_id}/transfers",
-            json=transfer_body(submission_id="not-a-uuid"),
-        )
-        fresh = http.get(f"/globus/sessions/{session_id}/submission_id")
+def test_bad_submission_id_is_refused(shared_session: Session) -> None:
+    http, session_id = shared_session
+    answer = http.post(
+        f"/globus/sessions/{session_id}/transfers",
+        json=transfer_body(submission_id="not-a-uuid"),
+    )
+    fresh = http.get(f"/globus/sessions/{session_id}/submission_id")
     assert answer.status_code == 422
     assert "submission_id" in answer.json()["message"]
     assert fresh.status_code == 200

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import httpx
 from daemon_helpers import (
+    Session,
     client,
     new_user,
     next_events,
     register,
     start_daemon,
+    submit,
     transfer_body,
-    wait_for,
+    wait_status,
     ws_connect,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -135,35 +137,24 @@ def test_metrics_may_require_the_daemon_token(tmp_path: Path, sim: Simulator) ->
 
 
 def test_sessions_list_their_credential_state_and_task_counts(
-    daemon: DaemonProcess, sim: Simulator
+    daemon: DaemonProcess, sim: Simulator, session: Session
 ) -> None:
-    user = new_user(sim)
-    with client(daemon) as http:
-        session_id = register(http, user)
-        other = register(http, new_user(sim))
-        task = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("x")).json()
-        wait_for(
-            lambda: (
-                http.get(f"/globus/sessions/{session_id}/tasks/{task['task_id']}").json()["status"]
-                == "SUCCEEDED"
-            ),
-            timeout=30 * UNIT,
-        )
-        listed = {s["session_id"]: s for s in http.get("/globus/sessions").json()["sessions"]}
-        assert listed.keys() == {session_id, other}
-        assert (
-            listed[session_id]["credential"] == "ok"
-            and listed[session_id]["auth"] == "access_token"
-        )
-        assert listed[session_id]["tasks"] == {
-            "ACTIVE": 0,
-            "INACTIVE": 0,
-            "SUCCEEDED": 1,
-            "FAILED": 0,
-        }
-        assert listed[other]["tasks"]["SUCCEEDED"] == 0
-        # Another daemon token sees none of them.
-        stranger = daemon.add_token("stranger")
+    http, session_id = session
+    other = register(http, new_user(sim))
+    task_id = submit(http, session_id, "x")
+    wait_status(http, session_id, [task_id], "SUCCEEDED", timeout=30 * UNIT)
+    listed = {s["session_id"]: s for s in http.get("/globus/sessions").json()["sessions"]}
+    assert listed.keys() == {session_id, other}
+    assert listed[session_id]["credential"] == "ok" and listed[session_id]["auth"] == "access_token"
+    assert listed[session_id]["tasks"] == {
+        "ACTIVE": 0,
+        "INACTIVE": 0,
+        "SUCCEEDED": 1,
+        "FAILED": 0,
+    }
+    assert listed[other]["tasks"]["SUCCEEDED"] == 0
+    # Another daemon token sees none of them.
+    stranger = daemon.add_token("stranger")
     with client(daemon, stranger) as http:
         assert http.get("/globus/sessions").json() == {"sessions": []}
         assert http.get(f"/globus/sessions/{session_id}").status_code == 404

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,6 +16,8 @@ from radical.orbit.daemon.poller.plan import (
     MIN_SWEEP_REQUESTS,
     THROTTLE_WINDOW,
     Outcome,
+    Pace,
+    SweepPlan,
     SweepResult,
     catch_up_allowance,
     next_pace,
@@ -29,6 +33,30 @@ def _ids(n: int, start: int = 0) -> list[str]:
     return [f"t{i:05d}" for i in range(start, start + n)]
 
 
+def _plan(tasks: Iterable[str], **options: Any) -> SweepPlan:
+    """plan_sweep with what a test does not vary: nothing observed, unobserved since 0 and
+    planned at 1, one request a sweep and four catch-ups."""
+    defaults: dict[str, Any] = {
+        "observed": {},
+        "unobserved_since": 0.0,
+        "now": 1.0,
+        "interval": INTERVAL,
+        "allowance": 1,
+        "catch_ups": 4,
+    }
+    return plan_sweep(tasks, **(defaults | options))
+
+
+def _paces(outcomes: Iterable[SweepResult], **options: Any) -> Iterator[Pace]:
+    """next_pace sweep after sweep, as the shell calls it: each gets the failures the one
+    before counted."""
+    failures = 0
+    for result in outcomes:
+        pace = next_pace(result, failures=failures, **options)
+        yield pace
+        failures = pace.failures
+
+
 @given(
     n=st.integers(min_value=0, max_value=2500),
     allowance=st.integers(min_value=1, max_value=30),
@@ -42,15 +70,7 @@ def test_a_plan_never_exceeds_its_allowance(
     observed = {
         t: data.draw(st.floats(min_value=0, max_value=1000)) for t in tasks[: int(n * known)]
     }
-    plan = plan_sweep(
-        tasks,
-        observed=observed,
-        unobserved_since=500.0,
-        now=1000.0,
-        interval=INTERVAL,
-        allowance=allowance,
-        catch_ups=4,
-    )
+    plan = _plan(tasks, observed=observed, unobserved_since=500.0, now=1000.0, allowance=allowance)
     asked = [t for batch in plan.batches for t in batch]
     assert plan.requests <= allowance
     assert all(0 < len(batch) <= BATCH for batch in plan.batches)
@@ -74,13 +94,11 @@ def test_catch_ups_stay_within_the_sweep_allowance(
 ) -> None:
     tasks = _ids(changed)
     allowance = catch_up_allowance(interval=interval)
-    plan = plan_sweep(
+    plan = _plan(
         tasks,
         observed={t: float(i) for i, t in enumerate(reversed(tasks))},
-        unobserved_since=0.0,
         now=1000.0,
         interval=interval,
-        allowance=1,
         catch_ups=allowance,
     )
     now, later = plan.take_catch_ups(tasks, spent=spent)
@@ -94,14 +112,11 @@ def test_catch_ups_stay_within_the_sweep_allowance(
 def test_only_tasks_unobserved_for_the_gap_want_a_catch_up() -> None:
     now = 1000.0
     edge = now - CATCH_UP_GAP * INTERVAL
-    plan = plan_sweep(
+    plan = _plan(
         ["old", "fresh", "edge", "new"],
         observed={"old": edge - 0.1, "fresh": now - INTERVAL, "edge": edge},
         unobserved_since=float("-inf"),
         now=now,
-        interval=INTERVAL,
-        allowance=1,
-        catch_ups=4,
     )
     assert [t for t in ("old", "fresh", "edge", "new") if plan.wants_catch_up(t)] == ["old", "new"]
 
@@ -135,14 +150,8 @@ def test_no_open_task_is_starved(script: list[tuple[int, int, float]], allowance
             observed.pop(task_id, None)
         most = max(most, len(open_since))
         clock += gap + 0.001
-        plan = plan_sweep(
-            open_since,
-            observed=observed,
-            unobserved_since=previous,
-            now=clock,
-            interval=INTERVAL,
-            allowance=allowance,
-            catch_ups=4,
+        plan = _plan(
+            open_since, observed=observed, unobserved_since=previous, now=clock, allowance=allowance
         )
         previous = clock
         for task_id, at in plan.observed.items():
@@ -203,36 +212,28 @@ def test_backoff_is_bounded(
 
 
 def test_failures_double_from_the_interval_and_a_success_resets() -> None:
-    delays = []
-    failures = 0
-    for outcome in [Outcome.UNKNOWN] * 5 + [Outcome.OK, Outcome.ERROR]:
-        pace = next_pace(
-            SweepResult(outcome=outcome),
-            failures=failures,
-            elapsed=1.0,
-            interval=2.0,
-            max_backoff=30.0,
-            open_tasks=1,
-        )
-        delays.append(pace.delay)
-        failures = pace.failures
+    outcomes = [Outcome.UNKNOWN] * 5 + [Outcome.OK, Outcome.ERROR]
+    paces = _paces(
+        [SweepResult(outcome=o) for o in outcomes],
+        elapsed=1.0,
+        interval=2.0,
+        max_backoff=30.0,
+        open_tasks=1,
+    )
+    delays = [pace.delay for pace in paces]
     assert delays == [4.0, 8.0, 16.0, 30.0, 30.0, 1.0, 4.0]
 
 
 def test_a_throttled_sweep_waits_what_globus_asked_not_a_doubling() -> None:
     """40 answers 429 with Retry-After 1 s: every pause is 1 s (before: 32 s, then 61 s)."""
-    failures, delays = 0, []
-    for _ in range(40):
-        pace = next_pace(
-            SweepResult(outcome=Outcome.THROTTLED, retry_after=1.0),
-            failures=failures,
-            elapsed=1.0,
-            interval=10.0,
-            max_backoff=60.0,
-            open_tasks=100,
-        )
-        delays.append(pace.delay)
-        failures = pace.failures
+    paces = _paces(
+        [SweepResult(outcome=Outcome.THROTTLED, retry_after=1.0)] * 40,
+        elapsed=1.0,
+        interval=10.0,
+        max_backoff=60.0,
+        open_tasks=100,
+    )
+    delays = [pace.delay for pace in paces]
     assert set(delays) == {1.0}
 
 
@@ -256,15 +257,7 @@ def test_a_refused_filter_rebatches_the_rest_within_the_allowance(
     """Globus refuses batch ``at`` as too long: the same tasks from it on, in the order
     planned, in smaller batches, and the sweep never sends more than its allowance."""
     tasks = _ids(n)
-    plan = plan_sweep(
-        tasks,
-        observed={},
-        unobserved_since=0.0,
-        now=1.0,
-        interval=INTERVAL,
-        allowance=allowance,
-        catch_ups=4,
-    )
+    plan = _plan(tasks, allowance=allowance)
     index = min(at, plan.requests - 1)
     message = f"a filter may name at most {cap} task ids" if cap is not None else "bad filter"
     smaller = plan.after_refusal(
@@ -290,9 +283,7 @@ def test_a_refused_filter_rebatches_the_rest_within_the_allowance(
 
 
 def test_other_refusals_do_not_rebatch() -> None:
-    plan = plan_sweep(
-        _ids(250), observed={}, unobserved_since=0.0, now=1.0, interval=1, allowance=5, catch_ups=4
-    )
+    plan = _plan(_ids(250), interval=1, allowance=5)
     for status, code, message in [
         (500, "ServerError", "filter"),
         (400, "BadRequest", "limit must be at most 1000"),
@@ -303,30 +294,13 @@ def test_other_refusals_do_not_rebatch() -> None:
         )
     assert plan.after_refusal(0, spent=1, http_status=414, code=None, message=None) is not None
     # A later sweep plans with the smaller batch, and its cost counts it.
-    small = plan_sweep(
-        _ids(250),
-        observed={},
-        unobserved_since=0.0,
-        now=1.0,
-        interval=1,
-        allowance=100,
-        catch_ups=4,
-        batch=50,
-    )
+    small = _plan(_ids(250), interval=1, allowance=100, batch=50)
     assert [len(b) for b in small.batches] == [50] * 5
     assert sweep_cost(250, allowance=100, batch=50) == 5
 
 
 def test_trouble_details_share_the_sweeps_event_list_allowance() -> None:
-    plan = plan_sweep(
-        ["a", "b", "c"],
-        observed={},
-        unobserved_since=0.0,
-        now=1.0,
-        interval=1,
-        allowance=1,
-        catch_ups=4,
-    )
+    plan = _plan(["a", "b", "c"], interval=1)
     rows = {t: {"task_id": t, "faults": 0, "needs_attention": None} for t in ("a", "b", "c")}
     docs = [{"task_id": t, "status": "ACTIVE", "faults": 2} for t in ("a", "b", "c")]
     assert plan.take_details(rows, docs, spent=0) == (["a", "b", "c"], [])

@@ -10,13 +10,17 @@ from typing import Any
 import globus_sdk
 import pytest
 from daemon_helpers import (
+    Session,
     client,
+    daemon_process,
     history,
     next_events,
     register,
-    start_daemon,
+    submit,
+    task_status,
     transfer_body,
     wait_for,
+    wait_status,
     ws_connect,
 )
 
@@ -37,16 +41,13 @@ async def test_token_expiry_notifies_then_reregister_resumes(
     session_id = register(http, creds)
     ws = await ws_connect(slow_daemon, session_id=session_id)
     try:
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body("exp")
-        ).json()["task_id"]
+        task_id = submit(http, session_id, "exp")
         sim.expire_token(creds.access_token)
         expired = await next_events(ws, lambda m: m["kind"] == "credential_expired")
         assert expired[-1]["topic"] == "session"
         sim.finish_task(task_id)
         await asyncio.sleep(0.6)  # several intervals: nothing is polled meanwhile
-        row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
-        assert row["status"] == "ACTIVE"  # kept, not failed
+        assert task_status(http, session_id, task_id) == "ACTIVE"  # kept, not failed
         refused = http.get(f"/globus/sessions/{session_id}/ls", params={"collection": "x"})
         assert refused.status_code == 401
         assert refused.json()["error"] == "CredentialExpired"
@@ -84,35 +85,20 @@ def test_storms_never_fail_a_task(tmp_path: Path, slow_sim: Simulator, status: i
     records nothing false, and catches up once Globus answers again."""
     sim = slow_sim
     creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_MAX_BACKOFF": "1.6"})
-    try:
-        with client(process) as http:
-            session_id = register(http, creds)
-            ids = [
-                http.post(
-                    f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"s{i}")
-                ).json()["task_id"]
-                for i in range(5)
-            ]
-            sim.schedule_fault(route="task_list", status=status, count=None)
-            wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="a poll in the storm")
-            sim.reset_counts()
-            sim.finish_all()
-            time.sleep(2.0)
-            storm_polls = sim.request_counts()["task_list"]
-            during = history(http, session_id=session_id)
-            sim.clear_faults()
-            wait_for(
-                lambda: all(
-                    http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"]
-                    == "SUCCEEDED"
-                    for t in ids
-                ),
-                what="all SUCCEEDED after the storm",
-            )
-            events = history(http, session_id=session_id)
-    finally:
-        process.stop()
+    env = {"RADICAL_ORBIT_MAX_BACKOFF": "1.6"}
+    with daemon_process(tmp_path, sim, env=env) as process, client(process) as http:
+        session_id = register(http, creds)
+        ids = [submit(http, session_id, f"s{i}") for i in range(5)]
+        sim.schedule_fault(route="task_list", status=status, count=None)
+        wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="a poll in the storm")
+        sim.reset_counts()
+        sim.finish_all()
+        time.sleep(2.0)
+        storm_polls = sim.request_counts()["task_list"]
+        during = history(http, session_id=session_id)
+        sim.clear_faults()
+        wait_status(http, session_id, ids, "SUCCEEDED", what="all SUCCEEDED after the storm")
+        events = history(http, session_id=session_id)
     # Backing off: far fewer polls than one per 0.2 s interval (10 in 2 s).
     assert storm_polls <= 5, storm_polls
     assert _statuses(during) == {"ACTIVE"}
@@ -129,9 +115,7 @@ def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
         session_id = register(http, creds)
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
-        ).json()["task_id"]
+        task_id = submit(http, session_id)
         sim.pause_task(task_id)  # so it cannot finish while the SDK retries with backoff
         sim.schedule_fault(route="cancel_task", status=503, count=4)  # 1 try + 3 SDK retries
         answer = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
@@ -139,13 +123,7 @@ def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
             lambda: [e for e in history(http, task_id=task_id) if e["kind"] == "cancel_result"],
             what="cancel_result from the background retry",
         )
-        wait_for(
-            lambda: (
-                http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
-                == "FAILED"
-            ),
-            what="the task cancelled",
-        )
+        wait_status(http, session_id, [task_id], "FAILED", what="the task cancelled")
         kinds = [e["kind"] for e in history(http, task_id=task_id)]
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"] == "CancelPending"
@@ -158,15 +136,11 @@ def test_cancel_hit_by_a_globus_outage_is_retried_in_the_background(
 
 
 async def test_inactive_is_reported_and_not_terminal(
-    slow_daemon: DaemonProcess, slow_sim: Simulator
+    slow_daemon: DaemonProcess, slow_sim: Simulator, slow_session: Session
 ) -> None:
     sim = slow_sim
-    creds = sim.add_user("alice")
-    http = client(slow_daemon)
-    session_id = register(http, creds)
-    task_id = http.post(
-        f"/globus/sessions/{session_id}/transfers", json=transfer_body("pause")
-    ).json()["task_id"]
+    http, session_id = slow_session
+    task_id = submit(http, session_id, "pause")
     ws = await ws_connect(slow_daemon, task_id=task_id, since=0)
     try:
         # INACTIVE comes from a credential expiry only (a pause keeps a task ACTIVE).
@@ -182,7 +156,6 @@ async def test_inactive_is_reported_and_not_terminal(
         finished = await next_events(ws, lambda m: m["data"].get("status") == "SUCCEEDED")
     finally:
         await ws.close()
-        http.close()
     assert paused[-1]["kind"] == "task_state_changed"
     assert paused[-1]["data"]["nice_status"] == "CREDENTIAL_EXPIRED"
     assert resumed[-1]["kind"] == "task_state_changed"
@@ -194,19 +167,15 @@ def test_sweeps_never_overlap_when_globus_is_slow(tmp_path: Path, slow_sim: Simu
     most one request is in flight, i.e. at most ~1 request per 0.3 s."""
     sim = slow_sim
     creds = sim.add_user("alice")
-    process = start_daemon(tmp_path, sim, poll_interval=0.05)
-    try:
-        with client(process) as http:
-            session_id = register(http, creds)
-            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body())
-            sim.latency = 0.3
-            wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="polling")
-            sim.reset_counts()
-            time.sleep(2.4)
-            polls = sim.request_counts()["task_list"]
-            sim.latency = 0.0
-    finally:
-        process.stop()
+    with daemon_process(tmp_path, sim, poll_interval=0.05) as process, client(process) as http:
+        session_id = register(http, creds)
+        submit(http, session_id)
+        sim.latency = 0.3
+        wait_for(lambda: sim.request_counts()["task_list"] >= 1, what="polling")
+        sim.reset_counts()
+        time.sleep(2.4)
+        polls = sim.request_counts()["task_list"]
+        sim.latency = 0.0
     assert 4 <= polls <= 9, polls  # 2.4 s / 0.3 s = 8 back-to-back requests at most
 
 
@@ -219,9 +188,7 @@ def test_refresh_token_session_survives_access_token_expiry(
     creds = sim.add_user("alice")
     with client(slow_daemon) as http:
         session_id = register(http, creds, refreshable=True)
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
-        ).json()["task_id"]
+        task_id = submit(http, session_id)
         listings = []
         for _ in range(2):
             sim.expire_token("alice")  # every access token of the user, the daemon's included
@@ -234,13 +201,7 @@ def test_refresh_token_session_survives_access_token_expiry(
             )
             time.sleep(0.3)
         sim.finish_task(task_id)
-        wait_for(
-            lambda: (
-                http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()["status"]
-                == "SUCCEEDED"
-            ),
-            what="SUCCEEDED",
-        )
+        wait_status(http, session_id, [task_id], "SUCCEEDED")
         kinds = [e["kind"] for e in history(http, session_id=session_id)]
         listing = http.get(
             f"/globus/sessions/{session_id}/ls",
@@ -280,43 +241,37 @@ def test_a_server_error_costs_only_its_batch(tmp_path: Path) -> None:
         creds = sim.add_user("alice")
         # Catch-up begins at 4 intervals unobserved; the 500 and its retry (up to 2 s) must
         # stay well inside that even on a loaded machine.
-        process = start_daemon(
+        process = daemon_process(
             tmp_path,
             sim,
             poll_interval=2.0,
             # The simulator's limits are raised: the daemon's admission queue must know.
             env={"RADICAL_ORBIT_GLOBUS_MAX_PENDING": "1000", "RADICAL_ORBIT_ADMISSION_RATE": "0"},
         )
-        try:
-            with client(process) as http:
-                session_id = register(http, creds)
-                for i in range(BATCH + 50):
-                    answer = http.post(
-                        f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"b{i}")
-                    )
-                    assert answer.status_code == 200, answer.text
-                sim.reset_counts()
-                # Two whole sweeps, so every task has been observed ACTIVE.
-                wait_for(lambda: sim.request_counts()["task_list"] >= 4, what="two sweeps")
-                sim.schedule_fault(route="task_list", status=500, count=2)  # with its retry
-                sim.reset_counts()
-                sim.finish_all()
+        with process, client(process) as http:
+            session_id = register(http, creds)
+            for i in range(BATCH + 50):
+                submit(http, session_id, f"b{i}")
+            sim.reset_counts()
+            # Two whole sweeps, so every task has been observed ACTIVE.
+            wait_for(lambda: sim.request_counts()["task_list"] >= 4, what="two sweeps")
+            sim.schedule_fault(route="task_list", status=500, count=2)  # with its retry
+            sim.reset_counts()
+            sim.finish_all()
 
-                def open_tasks() -> int:
-                    page = http.get(
-                        f"/globus/sessions/{session_id}/tasks",
-                        params={"status": "ACTIVE", "limit": 1000},
-                    )
-                    return len(page.json()["tasks"])
-
-                wait_for(lambda: open_tasks() == 0, what="every task recorded SUCCEEDED")
-                counts = sim.request_counts()
-                done = http.get(
+            def open_tasks() -> int:
+                page = http.get(
                     f"/globus/sessions/{session_id}/tasks",
-                    params={"status": "SUCCEEDED", "limit": 1000},
-                ).json()["tasks"]
-        finally:
-            process.stop()
+                    params={"status": "ACTIVE", "limit": 1000},
+                )
+                return len(page.json()["tasks"])
+
+            wait_for(lambda: open_tasks() == 0, what="every task recorded SUCCEEDED")
+            counts = sim.request_counts()
+            done = http.get(
+                f"/globus/sessions/{session_id}/tasks",
+                params={"status": "SUCCEEDED", "limit": 1000},
+            ).json()["tasks"]
     assert len(done) == BATCH + 50
     assert counts["task_event_list"] == 0, counts
 

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon_helpers import C1, C2, client, history, register, start_daemon, transfer_body
+from daemon_helpers import (
+    C1,
+    C2,
+    Session,
+    client,
+    history,
+    new_user,
+    register,
+    start_daemon,
+    submit,
+    transfer_body,
+)
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
 
 
-def test_endpoints_describes_this_endpoint(daemon: DaemonProcess) -> None:
-    with client(daemon) as http:
+def test_endpoints_describes_this_endpoint(shared_daemon: DaemonProcess) -> None:
+    with client(shared_daemon) as http:
         answer = http.get("/endpoints")
     assert answer.status_code == 200
     (endpoint,) = answer.json()["endpoints"]
@@ -21,9 +32,9 @@ def test_endpoints_describes_this_endpoint(daemon: DaemonProcess) -> None:
     assert "local_collection" in endpoint
 
 
-def test_register_then_unregister(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
+def test_register_then_unregister(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
         session_id = register(http, creds, local_collection=C2)
         assert (
             session_id[0].isalnum() and len(session_id) >= 32
@@ -36,9 +47,9 @@ def test_register_then_unregister(daemon: DaemonProcess, sim: Simulator) -> None
     assert kinds == ["session_opened", "session_closed"]
 
 
-def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
+def test_submit_get_wait_list(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
         session_id = register(http, creds)
         sub = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("first"))
         assert sub.status_code == 200, sub.text
@@ -46,7 +57,7 @@ def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
         assert body["status"] == "ACTIVE"
         assert body["submission_id"]
         task_id = body["task_id"]
-        assert sim.task(task_id)["label"] == "first"
+        assert shared_sim.task(task_id)["label"] == "first"
 
         done = http.post(
             f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 15}
@@ -57,7 +68,7 @@ def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
 
         row = http.get(f"/globus/sessions/{session_id}/tasks/{task_id}").json()
         assert row["status"] == "SUCCEEDED"
-        assert row["files_transferred"] == sim.task(task_id)["files_transferred"] == 3
+        assert row["files_transferred"] == shared_sim.task(task_id)["files_transferred"] == 3
         assert row["source"] == C1
         assert row["destination"] == C2
 
@@ -68,47 +79,35 @@ def test_submit_get_wait_list(daemon: DaemonProcess, sim: Simulator) -> None:
         assert http.get(
             f"/globus/sessions/{session_id}/tasks", params={"status": "ACTIVE"}
         ).json() == {"tasks": []}
-    assert (sim.local_path(C2, "/~/out/file1.txt", username="alice")).exists()
+    assert (shared_sim.local_path(C2, "/~/out/file1.txt", username=creds.username)).exists()
 
 
-def test_wait_times_out_on_a_running_task(slow_daemon: DaemonProcess, slow_sim: Simulator) -> None:
-    creds = slow_sim.add_user("alice")
-    with client(slow_daemon) as http:
-        session_id = register(http, creds)
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
-        ).json()["task_id"]
-        waited = http.post(
-            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 0.3}
-        )
+def test_wait_times_out_on_a_running_task(slow_session: Session) -> None:
+    http, session_id = slow_session
+    task_id = submit(http, session_id)
+    waited = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 0.3})
     assert waited.status_code == 200
     assert waited.json()["done"] is False
     assert waited.json()["status"] == "ACTIVE"
 
 
-def test_cancel(slow_daemon: DaemonProcess, slow_sim: Simulator) -> None:
-    creds = slow_sim.add_user("alice")
-    with client(slow_daemon) as http:
-        session_id = register(http, creds)
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body()
-        ).json()["task_id"]
-        cancelled = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
-        assert cancelled.status_code == 200, cancelled.text
-        assert cancelled.json()["task_id"] == task_id
-        assert cancelled.json()["code"] == "Canceled"
-        final = http.post(
-            f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10}
-        )
-        assert final.json()["status"] == "FAILED"
-        kinds = [e["kind"] for e in history(http, task_id=task_id)]
+def test_cancel(slow_session: Session, slow_sim: Simulator) -> None:
+    http, session_id = slow_session
+    task_id = submit(http, session_id)
+    cancelled = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["task_id"] == task_id
+    assert cancelled.json()["code"] == "Canceled"
+    final = http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
+    assert final.json()["status"] == "FAILED"
+    kinds = [e["kind"] for e in history(http, task_id=task_id)]
     assert slow_sim.task(task_id)["status"] == "FAILED"
     assert "cancel_result" in kinds
 
 
-def test_delete(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
+def test_delete(shared_daemon: DaemonProcess, shared_sim: Simulator) -> None:
+    creds = new_user(shared_sim)
+    with client(shared_daemon) as http:
         session_id = register(http, creds)
         first = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body()).json()
         http.post(
@@ -126,59 +125,55 @@ def test_delete(daemon: DaemonProcess, sim: Simulator) -> None:
         assert final.json()["status"] == "SUCCEEDED"
         assert final.json()["type"] == "DELETE"
         assert final.json()["label"] == "rm"
-    assert not sim.local_path(C2, "/~/out/", username="alice").exists()
+    assert not shared_sim.local_path(C2, "/~/out/", username=creds.username).exists()
 
 
-def test_ls_mkdir_rename(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-        listing = http.get(
-            f"/globus/sessions/{session_id}/ls",
-            params={"collection": C1, "path": "/home/share/godata/"},
-        )
-        assert listing.status_code == 200
-        assert sorted(f["name"] for f in listing.json()["DATA"]) == [
-            "file1.txt",
-            "file2.txt",
-            "file3.txt",
+def test_ls_mkdir_rename(shared_session: Session) -> None:
+    http, session_id = shared_session
+    listing = http.get(
+        f"/globus/sessions/{session_id}/ls",
+        params={"collection": C1, "path": "/home/share/godata/"},
+    )
+    assert listing.status_code == 200
+    assert sorted(f["name"] for f in listing.json()["DATA"]) == [
+        "file1.txt",
+        "file2.txt",
+        "file3.txt",
+    ]
+    made = http.post(
+        f"/globus/sessions/{session_id}/mkdir", json={"collection": C2, "path": "/~/d1"}
+    )
+    assert made.json()["code"] == "DirectoryCreated"
+    moved = http.post(
+        f"/globus/sessions/{session_id}/rename",
+        json={"collection": C2, "oldpath": "/~/d1", "newpath": "/~/d2"},
+    )
+    assert moved.json()["code"] == "FileRenamed"
+    names = [
+        f["name"]
+        for f in http.get(f"/globus/sessions/{session_id}/ls", params={"collection": C2}).json()[
+            "DATA"
         ]
-        made = http.post(
-            f"/globus/sessions/{session_id}/mkdir", json={"collection": C2, "path": "/~/d1"}
-        )
-        assert made.json()["code"] == "DirectoryCreated"
-        moved = http.post(
-            f"/globus/sessions/{session_id}/rename",
-            json={"collection": C2, "oldpath": "/~/d1", "newpath": "/~/d2"},
-        )
-        assert moved.json()["code"] == "FileRenamed"
-        names = [
-            f["name"]
-            for f in http.get(
-                f"/globus/sessions/{session_id}/ls", params={"collection": C2}
-            ).json()["DATA"]
-        ]
-        assert "d2" in names
-        assert "d1" not in names
-        missing = http.get(
-            f"/globus/sessions/{session_id}/ls", params={"collection": C2, "path": "/~/nope/"}
-        )
+    ]
+    assert "d2" in names
+    assert "d1" not in names
+    missing = http.get(
+        f"/globus/sessions/{session_id}/ls", params={"collection": C2, "path": "/~/nope/"}
+    )
     assert missing.status_code == 404
     assert missing.json()["error"] == "NotFound"
     assert missing.json()["globus_code"].startswith("ClientError.NotFound")
 
 
-def test_endpoint_search_and_get_endpoint(daemon: DaemonProcess, sim: Simulator) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-        found = http.get(
-            f"/globus/sessions/{session_id}/endpoint_search", params={"filter_text": "Tutorial"}
-        )
-        assert found.status_code == 200
-        ids = {e["id"] for e in found.json()["endpoints"]}
-        assert {C1, C2} <= ids
-        doc = http.get(f"/globus/sessions/{session_id}/endpoints/{C1}")
+def test_endpoint_search_and_get_endpoint(shared_session: Session) -> None:
+    http, session_id = shared_session
+    found = http.get(
+        f"/globus/sessions/{session_id}/endpoint_search", params={"filter_text": "Tutorial"}
+    )
+    assert found.status_code == 200
+    ids = {e["id"] for e in found.json()["endpoints"]}
+    assert {C1, C2} <= ids
+    doc = http.get(f"/globus/sessions/{session_id}/endpoints/{C1}")
     assert doc.status_code == 200
     assert doc.json()["id"] == C1
     assert doc.json()["display_name"] == "Globus Tutorial Collection 1"
@@ -218,21 +213,17 @@ def test_local_collection_per_session_and_daemon(tmp_path: Path, sim: Simulator)
     assert row["destination"] == C2
 
 
-def test_local_collection_unconfigured_is_a_clear_400(
-    daemon: DaemonProcess, sim: Simulator
-) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-        answer = http.post(
-            f"/globus/sessions/{session_id}/transfers",
-            json={
-                "source": C1,
-                "destination": "local",
-                "items": [{"source": "/a", "destination": "/b"}],
-            },
-        )
-        events = history(http, session_id=session_id)
+def test_local_collection_unconfigured_is_a_clear_400(shared_session: Session) -> None:
+    http, session_id = shared_session
+    answer = http.post(
+        f"/globus/sessions/{session_id}/transfers",
+        json={
+            "source": C1,
+            "destination": "local",
+            "items": [{"source": "/a", "destination": "/b"}],
+        },
+    )
+    events = history(http, session_id=session_id)
     assert answer.status_code == 400
     assert answer.json()["error"] == "LocalCollectionNotConfigured"
     assert "RADICAL_ORBIT_GLOBUS_COLLECTION" in answer.json()["message"]
@@ -245,9 +236,7 @@ def test_history_views(daemon: DaemonProcess, sim: Simulator) -> None:
         session_id = register(http, creds)
         ids = []
         for label in ("a", "b"):
-            task_id = http.post(
-                f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)
-            ).json()["task_id"]
+            task_id = submit(http, session_id, label)
             http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
             ids.append(task_id)
         tasks = http.get("/globus/history", params={"view": "tasks"}).json()["tasks"]

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from daemon_helpers import client, history, new_user, register, transfer_body, wait_for
+from daemon_helpers import Session, client, events_of, transfer_body, wait_for
 
 from radical.orbit.daemon.runtime.launcher import DaemonProcess
 from radical.orbit.simulator import Simulator
@@ -15,42 +15,37 @@ from timing import UNIT
 
 
 def test_unregister_keeps_a_pending_submission_until_globus_answers(
-    daemon: DaemonProcess, sim: Simulator
+    sim: Simulator, session: Session
 ) -> None:
-    creds = new_user(sim)
-    with client(daemon) as http:
-        session_id = register(http, creds)
-        sim.schedule_fault(route="submit_transfer", status=503, count=None)
-        pending = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("p"))
-        assert pending.status_code == 503, pending.text
-        submission_id = pending.json()["submission_id"]
+    http, session_id = session
+    sim.schedule_fault(route="submit_transfer", status=503, count=None)
+    pending = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("p"))
+    assert pending.status_code == 503, pending.text
+    submission_id = pending.json()["submission_id"]
 
-        closing = http.delete(f"/globus/sessions/{session_id}")
-        assert closing.status_code == 200, closing.text
-        assert closing.json() == {
-            "session_id": session_id,
-            "closed": False,
-            "pending_submissions": [submission_id],
-        }
-        refused = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("new"))
-        assert refused.status_code == 400 and "unregistered" in refused.json()["message"]
+    closing = http.delete(f"/globus/sessions/{session_id}")
+    assert closing.status_code == 200, closing.text
+    assert closing.json() == {
+        "session_id": session_id,
+        "closed": False,
+        "pending_submissions": [submission_id],
+    }
+    refused = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("new"))
+    assert refused.status_code == 400 and "unregistered" in refused.json()["message"]
 
-        sim.clear_faults()
+    sim.clear_faults()
 
-        def submitted() -> list[dict[str, object]]:
-            return [
-                e for e in history(http, session_id=session_id) if e["kind"] == "task_submitted"
-            ]
-
-        wait_for(submitted, timeout=30 * UNIT, what="the pending submission sent")
-        wait_for(
-            lambda: any(
-                e["kind"] == "session_closed" for e in history(http, session_id=session_id)
-            ),
-            timeout=30 * UNIT,
-            what="the session closed after its submission",
-        )
-        assert http.get(f"/globus/sessions/{session_id}/tasks").status_code == 404
+    wait_for(
+        lambda: events_of(http, "task_submitted", session_id=session_id),
+        timeout=30 * UNIT,
+        what="the pending submission sent",
+    )
+    wait_for(
+        lambda: events_of(http, "session_closed", session_id=session_id),
+        timeout=30 * UNIT,
+        what="the session closed after its submission",
+    )
+    assert http.get(f"/globus/sessions/{session_id}/tasks").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import structlog
+from daemon_helpers import task_doc, task_row
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -39,58 +40,11 @@ COUNT = st.integers(min_value=0, max_value=10**12)
 IDS = st.sampled_from([f"task-{i}" for i in range(6)])
 
 
-def _row(task_id: str, status: str, nice: str | None, nbytes: int, files: int) -> TaskRow:
-    return TaskRow(
-        task_id=task_id,
-        submission_id="sub",
-        owner="default",
-        session_id="s1",
-        type="TRANSFER",
-        status=status,
-        nice_status=nice,
-        label="l",
-        source=None,
-        destination=None,
-        bytes_transferred=nbytes,
-        files_transferred=files,
-        fatal_error=None,
-        request_time=0.0,
-        completion_time=None,
-        created_seq=1,
-        last_seq=1,
-        is_ok=None,
-        is_paused=False,
-        faults=0,
-        error=None,
-        needs_attention=None,
-        attention_since=None,
-        progress_time=0.0,
-        policy=None,
-        attention_message=None,
-        observed_time=0.0,
-    )
-
-
 ROWS = st.dictionaries(IDS, st.tuples(STATUS, NICE, COUNT, COUNT), max_size=6).map(
-    lambda d: {k: _row(k, *v) for k, v in d.items()}
+    lambda d: {k: task_row(k, *v) for k, v in d.items()}
 )
 DOCS = st.lists(
-    st.builds(
-        lambda t, s, n, b, f: {
-            "task_id": t,
-            "status": s,
-            "nice_status": n,
-            "label": "l",
-            "bytes_transferred": b,
-            "files_transferred": f,
-            "fatal_error": {"code": "X", "description": "d"} if s == "FAILED" else None,
-        },
-        IDS,
-        STATUS,
-        NICE,
-        COUNT,
-        COUNT,
-    ),
+    st.builds(task_doc, IDS, STATUS, NICE, COUNT, COUNT),
     max_size=8,
     unique_by=lambda d: d["task_id"],
 )
@@ -130,7 +84,7 @@ def test_diff_properties(rows: dict[str, TaskRow], docs: list[dict[str, Any]]) -
 
 
 def test_diff_ignores_malformed_documents() -> None:
-    rows = {"t": _row("t", "ACTIVE", "OK", 0, 0)}
+    rows = {"t": task_row("t", "ACTIVE", "OK", 0, 0)}
     docs: list[dict[str, Any]] = [
         {"task_id": "t", "status": "EXPLODED"},
         {"status": "SUCCEEDED"},

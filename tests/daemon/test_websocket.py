@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets
 from daemon_helpers import (
+    Session,
     client,
+    daemon_process,
     history,
     next_events,
     register,
     start_daemon,
-    transfer_body,
+    submit,
     wait_for,
+    wait_status,
     ws_connect,
 )
 
@@ -25,19 +29,12 @@ from radical.orbit.simulator.testing import running_simulator
 
 
 async def test_transfer_seen_from_submit_to_succeeded(
-    daemon: DaemonProcess, sim: Simulator
+    shared_daemon: DaemonProcess, shared_sim: Simulator, shared_session: Session
 ) -> None:
-    creds = sim.add_user("alice")
-    with client(daemon) as http:
-        session_id = register(http, creds)
-    ws = await ws_connect(daemon, session_id=session_id, topic="transfer_status")
+    http, session_id = shared_session
+    ws = await ws_connect(shared_daemon, session_id=session_id, topic="transfer_status")
     try:
-        with client(daemon) as http:
-            task_id = await asyncio.to_thread(
-                lambda: http.post(
-                    f"/globus/sessions/{session_id}/transfers", json=transfer_body("ws")
-                ).json()["task_id"]
-            )
+        task_id = await asyncio.to_thread(submit, http, session_id, "ws")
         events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED")
     finally:
         await ws.close()
@@ -65,18 +62,16 @@ async def test_transfer_seen_from_submit_to_succeeded(
     assert last["data"]["faults"] == 0 and last["data"]["is_paused"] is False
     assert last["data"]["label"] == "ws"
     assert last["data"]["files_transferred"] == 3
-    assert last["data"]["bytes_transferred"] == sim.task(task_id)["bytes_transferred"]
+    assert last["data"]["bytes_transferred"] == shared_sim.task(task_id)["bytes_transferred"]
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs))
     assert all(isinstance(e["time"], float) for e in events)
 
 
 async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
-    daemon: DaemonProcess, sim: Simulator
+    daemon: DaemonProcess, session: Session
 ) -> None:
-    creds = sim.add_user("alice")
-    http = client(daemon)
-    session_id = register(http, creds)
+    http, session_id = session
     ws = await ws_connect(daemon, since=0)
     seen = await next_events(ws, lambda m: m["kind"] == "session_opened")
     cursor = seen[-1]["seq"]
@@ -84,9 +79,7 @@ async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
 
     # While nobody listens: two transfers run to the end.
     for label in ("m1", "m2"):
-        task_id = http.post(
-            f"/globus/sessions/{session_id}/transfers", json=transfer_body(label)
-        ).json()["task_id"]
+        task_id = submit(http, session_id, label)
         http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
     missed = [e for e in history(http) if e["seq"] > cursor]
     assert len(missed) >= 6
@@ -99,45 +92,29 @@ async def test_reconnect_with_cursor_gets_exactly_what_it_missed(
             await next_events(ws, lambda m: True, seconds=0.5)
     finally:
         await ws.close()
-        http.close()
     assert got == missed
 
 
 async def test_replay_and_live_have_no_gaps_or_duplicates(
-    daemon: DaemonProcess, sim: Simulator
+    daemon: DaemonProcess, session: Session
 ) -> None:
     """Subscribe from 0 while events are being produced: the union is exactly the ledger."""
-    creds = sim.add_user("alice")
-    http = client(daemon)
-    session_id = register(http, creds)
+    http, session_id = session
 
     def produce() -> list[str]:
         with client(daemon) as h:
-            return [
-                h.post(
-                    f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"p{i}")
-                ).json()["task_id"]
-                for i in range(8)
-            ]
+            return [submit(h, session_id, f"p{i}") for i in range(8)]
 
     producer = asyncio.create_task(asyncio.to_thread(produce))
     await asyncio.sleep(0.15)
     ws = await ws_connect(daemon, since=0)
     try:
         task_ids = await producer
-        await asyncio.to_thread(
-            wait_for,
-            lambda: all(
-                http.get(f"/globus/sessions/{session_id}/tasks/{t}").json()["status"] == "SUCCEEDED"
-                for t in task_ids
-            ),
-            what="all tasks SUCCEEDED",
-        )
+        await asyncio.to_thread(wait_status, http, session_id, task_ids, "SUCCEEDED")
         truth = history(http)
         got = await next_events(ws, lambda m: m["seq"] == truth[-1]["seq"])
     finally:
         await ws.close()
-        http.close()
     assert [e["seq"] for e in got] == [e["seq"] for e in truth]
     assert got == truth
 
@@ -146,14 +123,10 @@ async def test_filters_by_topic_and_task(daemon: DaemonProcess, sim: Simulator) 
     creds = sim.add_user("alice")
     http = client(daemon)
     session_id = register(http, creds)
-    first = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("f1")).json()[
-        "task_id"
-    ]
-    http.post(f"/globus/sessions/{session_id}/tasks/{first}/wait", json={"timeout": 10})
-    second = http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("f2")).json()[
-        "task_id"
-    ]
-    http.post(f"/globus/sessions/{session_id}/tasks/{second}/wait", json={"timeout": 10})
+    for label in ("f1", "f2"):
+        task_id = submit(http, session_id, label)
+        http.post(f"/globus/sessions/{session_id}/tasks/{task_id}/wait", json={"timeout": 10})
+    second = task_id
     http.close()
 
     ws = await ws_connect(daemon, since=0, task_id=second)
@@ -180,19 +153,25 @@ async def test_filters_by_topic_and_task(daemon: DaemonProcess, sim: Simulator) 
     assert "unknown topic" in closed.value.rcvd.reason
 
 
+async def _head_and_first_message(
+    process: DaemonProcess, creds: Any, *, seconds: float
+) -> tuple[int, dict[str, Any]]:
+    """Open a session, then subscribe "from now": the ledger's head before the subscription
+    and the first message it gets."""
+    with client(process) as http:
+        register(http, creds)
+        head = history(http)[-1]["seq"]
+    ws = await ws_connect(process)
+    async with asyncio.timeout(seconds):
+        message = json.loads(await ws.recv())
+    await ws.close()
+    return head, message
+
+
 async def test_heartbeat_carries_head(tmp_path: Path, sim: Simulator) -> None:
-    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.3"})
-    try:
-        creds = sim.add_user("alice")
-        with client(process) as http:
-            register(http, creds)
-            head = history(http)[-1]["seq"]
-        ws = await ws_connect(process)
-        async with asyncio.timeout(5):
-            message = json.loads(await ws.recv())
-        await ws.close()
-    finally:
-        process.stop()
+    env = {"RADICAL_ORBIT_HEARTBEAT_INTERVAL": "0.3"}
+    with daemon_process(tmp_path, sim, env=env) as process:
+        head, message = await _head_and_first_message(process, sim.add_user("alice"), seconds=5)
     assert message["type"] == "heartbeat"
     assert message["head"] == head
     assert isinstance(message["time"], float)
@@ -204,13 +183,7 @@ async def test_first_message_is_a_heartbeat_so_from_now_resumes_without_gap(
     """A client subscribing "from now" gets the head at once (the periodic heartbeat is 5 s
     away), disconnects before any event, and resuming from that head loses nothing."""
     creds = sim.add_user("alice")
-    with client(daemon) as http:
-        register(http, creds)
-        head = history(http)[-1]["seq"]
-    ws = await ws_connect(daemon)
-    async with asyncio.timeout(2):
-        first = json.loads(await ws.recv())
-    await ws.close()
+    head, first = await _head_and_first_message(daemon, creds, seconds=2)
     with client(daemon) as http:
         session_id = register(http, creds)  # committed while nobody listens
         missed = [e for e in history(http) if e["seq"] > first["head"]]
@@ -232,14 +205,13 @@ async def test_slow_client_is_closed_with_resume_cursor(
     """A burst larger than a client's queue closes it with 4008 "resume from <seq>"; resuming
     from that seq yields the rest without a gap; another client is unaffected."""
     sim = slow_sim
-    process = start_daemon(tmp_path, sim, env={"RADICAL_ORBIT_WS_QUEUE_SIZE": "3"})
-    try:
+    with daemon_process(tmp_path, sim, env={"RADICAL_ORBIT_WS_QUEUE_SIZE": "3"}) as process:
         creds = sim.add_user("alice")
         http = client(process)
         session_id = register(http, creds)
         slow = await ws_connect(process, since=0)
         for i in range(12):
-            http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body(f"s{i}"))
+            submit(http, session_id, f"s{i}")
         # All finish at once: the next sweep appends 12 changes in one batch.
         sim.finish_all()
         received: list[dict[str, object]] = []
@@ -267,8 +239,6 @@ async def test_slow_client_is_closed_with_resume_cursor(
         rest = await next_events(again, lambda m: m["seq"] == truth[-1]["seq"])
         await again.close()
         http.close()
-    finally:
-        process.stop()
     assert received + rest == truth
 
 
@@ -288,19 +258,18 @@ async def test_shutdown_closes_websockets_with_going_away(tmp_path: Path, sim: S
 
 async def test_progress_events_while_bytes_move(tmp_path: Path) -> None:
     """A slow transfer (50 bytes/s) shows task_progress events with growing byte counts."""
-    with running_simulator(tmp_path, bytes_per_second=50) as sim:
-        process = start_daemon(tmp_path, sim)
-        try:
-            creds = sim.add_user("alice")
-            with client(process) as http:
-                session_id = register(http, creds)
-            ws = await ws_connect(process, session_id=session_id, topic="transfer_status")
-            with client(process) as http:
-                http.post(f"/globus/sessions/{session_id}/transfers", json=transfer_body("slow"))
-            events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED", seconds=30)
-            await ws.close()
-        finally:
-            process.stop()
+    with (
+        running_simulator(tmp_path, bytes_per_second=50) as sim,
+        daemon_process(tmp_path, sim) as process,
+    ):
+        creds = sim.add_user("alice")
+        with client(process) as http:
+            session_id = register(http, creds)
+        ws = await ws_connect(process, session_id=session_id, topic="transfer_status")
+        with client(process) as http:
+            submit(http, session_id, "slow")
+        events = await next_events(ws, lambda m: m["data"]["status"] == "SUCCEEDED", seconds=30)
+        await ws.close()
     progress = [e for e in events if e["kind"] == "task_progress"]
     assert progress, [e["kind"] for e in events]
     moved = [e["data"]["bytes_transferred"] for e in progress]
