@@ -12,7 +12,7 @@ client whose cursor lies below it can be told that it may have missed events and
 read the task rows instead (the daemon says so in its WebSocket heartbeats).
 
 A projection rebuild keeps the rows whose creating event was pruned
-(:func:`retained_rows`), so pruned tasks survive a migration too.
+(:func:`.store.retained_rows`), so pruned tasks survive a migration too.
 
 Runs on a connection of its own (the daemon's writer notices another connection's commits
 and reloads its caches), in transactions of ``chunk`` tasks so that appends wait at most
@@ -29,11 +29,10 @@ from pathlib import Path
 
 from ..migrations import load_migrations
 from ..protocol import TERMINAL_STATUSES
-from .fold import SubmissionRow, TaskRow
 from .schema import connect, migrate
-from .store import load_submissions, load_tasks, rebuild
+from .store import rebuild
 
-__all__ = ["PruneResult", "prune", "prune_file", "pruned_through", "retained_rows"]
+__all__ = ["PruneResult", "prune", "prune_file", "pruned_through"]
 
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
 
@@ -153,25 +152,3 @@ def prune_file(path: Path, *, before: float, vacuum: bool = False) -> PruneResul
         return result
     finally:
         conn.close()
-
-
-def retained_rows(
-    conn: sqlite3.Connection,
-) -> tuple[dict[str, TaskRow], dict[str, SubmissionRow]]:
-    """The rows a projection rebuild must keep as they are: those whose creating event
-    (``task_submitted``/``delete_submitted``, ``submit_requested``) a prune deleted."""
-    task_ids = [
-        r[0]
-        for r in conn.execute(
-            "SELECT task_id FROM tasks WHERE NOT EXISTS "
-            "(SELECT 1 FROM events e WHERE e.seq = tasks.created_seq)"
-        )
-    ]
-    submission_ids = [
-        r[0]
-        for r in conn.execute(
-            "SELECT submission_id FROM submissions WHERE NOT EXISTS "
-            "(SELECT 1 FROM events e WHERE e.seq = submissions.requested_seq)"
-        )
-    ]
-    return load_tasks(conn, task_ids), load_submissions(conn, submission_ids)

@@ -51,6 +51,7 @@ __all__ = [
     "raise_sequence",
     "raw_events",
     "rebuild",
+    "retained_rows",
     "sequence_high_water",
     "session_rows",
     "snapshot_queries",
@@ -410,11 +411,31 @@ def upsert_cancels(conn: sqlite3.Connection, rows: Iterable[CancelRow]) -> None:
 _PROJECTION_TABLES = ("tasks", "submissions", "sessions", "cancels")
 
 
+def retained_rows(
+    conn: sqlite3.Connection,
+) -> tuple[dict[str, TaskRow], dict[str, SubmissionRow]]:
+    """The rows a projection rebuild must keep as they are: those whose creating event
+    (``task_submitted``/``delete_submitted``, ``submit_requested``) a prune deleted."""
+    task_ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT task_id FROM tasks WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.seq = tasks.created_seq)"
+        )
+    ]
+    submission_ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT submission_id FROM submissions WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.seq = submissions.requested_seq)"
+        )
+    ]
+    return load_tasks(conn, task_ids), load_submissions(conn, submission_ids)
+
+
 def rebuild(conn: sqlite3.Connection) -> None:
     """Recompute every projection from the events (caller holds the transaction). Rows whose
     creating events retention pruned are kept as they are (see .retention)."""
-    from .retention import retained_rows
-
     maps = Projections()
     maps.tasks, maps.submissions = retained_rows(conn)
     cursor = conn.execute(
