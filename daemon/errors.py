@@ -10,6 +10,7 @@ Hierarchy (every class carries the HTTP status and the error code it is answered
     │   ├── LocalCollectionUnknown    400 LocalCollectionNotConfigured
     │   └── PayloadTooLarge           413 PayloadTooLarge (a submit over its byte budget)
     ├── Unauthorized                  401 Unauthorized (daemon token missing or wrong)
+    ├── Forbidden                     403 Forbidden (a cross-site dashboard request)
     ├── NotFound (LookupError)        404 NotFound
     ├── MissingCredential             401 CredentialMissing (session known, credential not)
     ├── ExpiredCredential             401 CredentialExpired
