@@ -7,7 +7,6 @@ relay (and only in its endpoint's view), cross-site requests refused, sign-out.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cross_site import assert_cross_site_refused
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.typing import Origin
@@ -201,34 +201,10 @@ def test_on_the_bridge_cross_site_requests_are_refused_and_sign_out_ends_the_ses
     session_id = globus.session_id
     own = site.bridge.url
     cancel = f"{own}/endpoints/site-a/globus/sessions/{session_id}/tasks/{task_id}/cancel"
-    attack = (
-        f'<form id="f" method="post" action="{cancel}" enctype="text/plain">'
-        '<input name="a" value="b"></form>'
-        '<script>document.getElementById("f").submit()</script>'
-    )
-    context.route(
-        "http://evil.example/**",
-        lambda route: route.fulfill(status=200, content_type="text/html", body=attack),
-    )
-    evil = context.new_page()
-    with evil.expect_response(lambda r: r.url == cancel) as answer:
-        evil.goto("http://evil.example/")
-    # SameSite=Strict: the browser sends no cookie with another site's form.
-    assert answer.value.status == 401
-
     cookie = _cookie(context, site)
     jar = {cookie["name"]: cookie["value"]}
-    me = json.loads(page.evaluate("fetch('/dashboard/api/me').then(r => r.text())"))
+    me = assert_cross_site_refused(context, page, cancel=cancel, own=own, jar=jar)
     assert me["bridge"] is True and me["name"] == "alice"
-    refused = [
-        {"Origin": "http://evil.example", me["csrf_header"]: me["csrf"]},
-        {"Origin": own, "Sec-Fetch-Site": "cross-site", me["csrf_header"]: me["csrf"]},
-        {"Origin": own},  # no CSRF token
-        {"Origin": own, me["csrf_header"]: "guessed"},
-    ]
-    for headers in refused:
-        answer = httpx.post(cancel, cookies=jar, headers=headers, timeout=30 * UNIT)
-        assert answer.status_code == 403, (headers, answer.text)
     kinds = [e["kind"] for e in globus.history(task_id=task_id, limit=1000)["events"]]
     assert "cancel_requested" not in kinds
     # A WebSocket with the cookie from another origin is refused too.
